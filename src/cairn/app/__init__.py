@@ -1,0 +1,1 @@
+"""Wiring: storage stacks, passwords, caches, opened repositories."""

@@ -1,0 +1,71 @@
+"""Where the repository password comes from, in order of precedence:
+--password-file, --password-command, $CAIRN_PASSWORD, $CAIRN_PASSWORD_FILE, a terminal prompt."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from cairn.core.errors import UsageError
+
+
+@dataclass(frozen=True)
+class PasswordSource:
+    file: str | None = None
+    command: str | None = None
+
+    def get(self, confirm: bool = False) -> bytes:
+        if self.file:
+            return _from_file(self.file)
+        if self.command:
+            return _from_command(self.command)
+        env = os.environ.get("CAIRN_PASSWORD")
+        if env is not None:
+            return env.encode()
+        env_file = os.environ.get("CAIRN_PASSWORD_FILE")
+        if env_file:
+            return _from_file(env_file)
+        if sys.stdin.isatty():
+            return _prompt(confirm)
+        raise UsageError(
+            "no password: use --password-file, --password-command, CAIRN_PASSWORD "
+            "or run on a terminal"
+        )
+
+
+def _from_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read password file {path}: {e.strerror}") from None
+    first = data.splitlines()[0] if data else b""
+    if not first:
+        raise UsageError(f"password file {path} is empty")
+    return first
+
+
+def _from_command(command: str) -> bytes:
+    try:
+        proc = subprocess.run(shlex.split(command), capture_output=True, check=False)
+    except OSError as e:
+        raise UsageError(f"cannot run password command: {e.strerror}") from None
+    if proc.returncode != 0:
+        raise UsageError(f"password command exited with status {proc.returncode}")
+    first = proc.stdout.splitlines()[0] if proc.stdout else b""
+    if not first:
+        raise UsageError("password command printed nothing")
+    return first
+
+
+def _prompt(confirm: bool) -> bytes:
+    pw = getpass.getpass("repository password: ")
+    if not pw:
+        raise UsageError("an empty password is not allowed")
+    if confirm and getpass.getpass("repeat password: ") != pw:
+        raise UsageError("the passwords do not match")
+    return pw.encode()

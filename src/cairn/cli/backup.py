@@ -1,0 +1,116 @@
+"""cairn backup: back up files and directories into a new snapshot."""
+
+from __future__ import annotations
+
+import click
+
+from cairn.app.context import RepoSpec, open_session
+from cairn.cli.common import repo_options
+from cairn.core.errors import EXIT_OK, EXIT_PARTIAL, UsageError
+from cairn.core.units import format_bytes, format_duration
+from cairn.model.snapshot import Snapshot
+from cairn.ops.backup.archiver import BackupOptions
+from cairn.ops.backup.snapshot_writer import BackupRequest, run_backup
+from cairn.ops.excludes import PathMatcher, read_pattern_file
+from cairn.ui.output import Output
+from cairn.ui.progress import TerminalProgress
+
+
+@click.command("backup")
+@repo_options
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "-e", "--exclude", "excludes", multiple=True, metavar="PATTERN", help="Skip matching paths."
+)
+@click.option(
+    "--exclude-file",
+    "exclude_files",
+    multiple=True,
+    metavar="FILE",
+    help="Read patterns from FILE.",
+)
+@click.option("-x", "--one-file-system", is_flag=True, help="Stay on the file system of each path.")
+@click.option("--tag", "tags", multiple=True, help="Tag the snapshot (repeat or use a,b).")
+@click.option("--host", default=None, help="Host name to record (default: this machine).")
+@click.option("-n", "--dry-run", is_flag=True, help="Do everything but write to the repository.")
+@click.option("--read-concurrency", default=2, show_default=True, help="Files read at once.")
+def command(
+    spec: RepoSpec,
+    out: Output,
+    paths: tuple[str, ...],
+    excludes: tuple[str, ...],
+    exclude_files: tuple[str, ...],
+    one_file_system: bool,
+    tags: tuple[str, ...],
+    host: str | None,
+    dry_run: bool,
+    read_concurrency: int,
+) -> int:
+    """Back up PATHS into a new snapshot."""
+    if read_concurrency < 1:
+        raise UsageError("--read-concurrency must be at least 1")
+    patterns = list(excludes)
+    for f in exclude_files:
+        patterns += read_pattern_file(f)
+    split_tags = [t for tag in tags for t in tag.split(",") if t]
+    session = open_session(spec)
+    request = BackupRequest(
+        paths=list(paths),
+        tags=split_tags,
+        host=host,
+        dry_run=dry_run,
+        options=BackupOptions(
+            excludes=PathMatcher(patterns),
+            one_file_system=one_file_system,
+            workers=read_concurrency,
+        ),
+    )
+    progress = TerminalProgress(out, "backup")
+    cache = session.files_cache(read_only=dry_run)
+    try:
+        result = run_backup(
+            session.repo, request, progress, cache, session.journal(), session.meter
+        )
+    finally:
+        progress.close()
+        if cache is not None:
+            cache.close()
+    snap = result.snapshot
+    if out.json_mode:
+        doc = snap.to_json()
+        doc["dry_run"] = dry_run
+        doc["warnings"] = [
+            {"path": p.decode("utf-8", "surrogateescape"), "message": m}
+            for p, m in progress.warnings
+        ]
+        out.json(doc)
+    else:
+        _print_summary(out, snap, dry_run)
+    if snap.summary.errors:
+        out.warning(f"{snap.summary.errors} entries could not be read; the snapshot lacks them")
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def _print_summary(out: Output, snap: Snapshot, dry_run: bool) -> None:
+    s = snap.summary
+    out.line(f"files: {s.files_new} new, {s.files_changed} changed, {s.files_unchanged} unchanged")
+    out.line(f"dirs:  {s.dirs_new} new, {s.dirs_unchanged} unchanged")
+    out.line(
+        f"data:  {format_bytes(s.bytes_read)} read of {format_bytes(s.bytes_total)}, "
+        f"{format_bytes(s.bytes_added)} added, {format_bytes(s.bytes_stored)} stored "
+        f"in {s.packs_written} packs"
+    )
+    if s.requests:
+        r = s.requests
+        out.line(
+            f"store: {r['put']} PUT, {r['get']} GET, {r['head']} HEAD, {r['list']} LIST, "
+            f"{r['delete']} DELETE; {format_bytes(r['bytes_up'])} up, "
+            f"{format_bytes(r['bytes_down'])} down"
+        )
+    if s.files_changed_while_read:
+        out.line(f"{s.files_changed_while_read} files changed while they were read")
+    if dry_run:
+        out.line(f"dry run: nothing written ({format_duration(s.duration)})")
+    else:
+        out.line(f"snapshot {snap.id[:8]} saved ({format_duration(s.duration)})")

@@ -1,0 +1,37 @@
+"""cairn snapshots: list snapshots."""
+
+from __future__ import annotations
+
+import click
+
+from cairn.app.context import RepoSpec, open_session
+from cairn.cli.common import filter_options, repo_options
+from cairn.core.units import format_bytes
+from cairn.ops.snapshots import SnapshotFilter, load_snapshots
+from cairn.ui.output import Output
+
+
+@click.command("snapshots")
+@repo_options
+@filter_options
+def command(spec: RepoSpec, out: Output, flt: SnapshotFilter) -> int:
+    """List the snapshots in the repository, oldest first."""
+    session = open_session(spec, load_index=False)
+    snaps = load_snapshots(session.repo, flt)
+    if out.json_mode:
+        out.json([s.to_json() for s in snaps])
+        return 0
+    rows = [
+        [
+            s.id[:8],
+            s.time.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+            s.host,
+            ",".join(s.tags),
+            "\n".join(s.paths),
+            format_bytes(s.summary.bytes_total),
+        ]
+        for s in snaps
+    ]
+    out.table(["ID", "Time", "Host", "Tags", "Paths", "Size"], rows)
+    out.line(f"{len(snaps)} snapshots")
+    return 0

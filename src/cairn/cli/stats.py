@@ -1,0 +1,45 @@
+"""cairn stats: what the repository holds, or what one snapshot would restore."""
+
+from __future__ import annotations
+
+import click
+
+from cairn.app.context import RepoSpec, open_session
+from cairn.cli.common import filter_options, repo_options
+from cairn.core.units import format_bytes
+from cairn.ops.snapshots import SnapshotFilter, load_snapshots, resolve
+from cairn.ops.stats import repository_stats, snapshot_stats
+from cairn.ui.output import Output
+
+
+@click.command("stats")
+@repo_options
+@filter_options
+@click.argument("snapshot", required=False)
+def command(spec: RepoSpec, out: Output, flt: SnapshotFilter, snapshot: str | None) -> int:
+    """Repository totals, or with SNAPSHOT the size a restore of it would have."""
+    session = open_session(spec)
+    repo = session.repo
+    if snapshot:
+        doc = snapshot_stats(repo, resolve(repo, snapshot, flt))
+        if out.json_mode:
+            out.json(doc)
+        else:
+            out.line(f"snapshot {doc['snapshot'][:8]}: {doc['files']} files, {doc['dirs']} dirs")
+            out.line(f"restore size: {format_bytes(doc['restore_size'])}")
+            out.line(
+                f"unique data:  {format_bytes(doc['unique_raw'])} in {doc['unique_blobs']} blobs"
+            )
+        return 0
+    doc = repository_stats(repo, len(load_snapshots(repo, flt)))
+    if out.json_mode:
+        out.json(doc)
+        return 0
+    out.line(f"snapshots:     {doc['snapshots']}")
+    out.line(f"packs:         {doc['packs']}")
+    for kind in ("data", "tree"):
+        raw, stored = format_bytes(doc[f"{kind}_raw"]), format_bytes(doc[f"{kind}_stored"])
+        out.line(f"{kind} blobs:    {doc[f'{kind}_blobs']} ({raw} raw, {stored} stored)")
+    out.line(f"stored total:  {format_bytes(doc['stored_size'])} in {doc['objects']} objects")
+    out.line(f"compression:   {doc['compression_ratio']:.2f}x")
+    return 0

@@ -1,0 +1,72 @@
+"""The error tree. Every error cairn raises on purpose carries its own exit code.
+
+CairnError (exit 1)
+├── UsageError            bad arguments or input that the user can fix
+├── ConfigError           a bad configuration file
+├── WrongPassword         no key in the repository opens with the given password
+├── RepositoryError       the repository is missing, not a repository, or of a newer format
+│   └── NotFoundError     an object, snapshot or path does not exist
+├── IntegrityError        an object failed authentication or its checksum (names the object)
+└── StorageError          the store could not be reached or refused an operation
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+
+
+class CairnError(Exception):
+    """Base of all expected errors: a one-line message and an exit code."""
+
+    exit_code = EXIT_FAILED
+
+    def __str__(self) -> str:
+        return " ".join(str(a) for a in self.args).replace("\n", " ")
+
+
+class UsageError(CairnError):
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(CairnError):
+    pass
+
+
+class WrongPassword(CairnError):
+    pass
+
+
+class RepositoryError(CairnError):
+    pass
+
+
+class NotFoundError(RepositoryError):
+    pass
+
+
+class IntegrityError(CairnError):
+    """Data that failed authentication, a checksum, or a structural check."""
+
+    def __init__(self, obj: str, detail: str) -> None:
+        super().__init__(f"{obj}: {detail}")
+        self.obj = obj
+        self.detail = detail
+
+
+class StorageError(CairnError):
+    pass
+
+
+class ObjectMissing(StorageError):
+    """The store has no object of that name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name}: no such object in the repository")
+        self.name = name
+
+
+class ObjectExists(StorageError):
+    """A write-once object was written a second time with different content."""

@@ -1,0 +1,34 @@
+"""Parsing and formatting of sizes and durations for humans."""
+
+from __future__ import annotations
+
+import re
+
+from cairn.core.errors import UsageError
+
+_SIZE_RE = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b)?\s*", re.IGNORECASE)
+_MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """'32M', '1.5GiB', '4096' -> bytes (binary multiples)."""
+    m = _SIZE_RE.fullmatch(text)
+    if not m:
+        raise UsageError(f"invalid size {text!r} (use e.g. 512K, 32M, 1G)")
+    return int(float(m.group(1)) * _MULT[m.group(2).lower()])
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, sec = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{sec:02d}s" if hours else f"{minutes}m{sec:02d}s"

@@ -1,0 +1,1 @@
+"""Pure functions over bytes: authenticated encryption, key derivation, key wrapping."""

@@ -1,0 +1,1 @@
+"""The backup domain: chunking, tree nodes, snapshots."""

@@ -1,0 +1,1 @@
+"""Operations on repositories: backup, restore, listing, and the pieces they share."""

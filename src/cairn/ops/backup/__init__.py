@@ -1,0 +1,1 @@
+"""Backing up directories into snapshots: file saver, archiver, and the snapshot writer."""

@@ -1,0 +1,273 @@
+"""Walks the paths to back up and builds the snapshot's trees.
+
+The walk runs on the calling thread; file contents are read, chunked and stored by a pool of
+worker threads. A directory's tree blob is written once all its entries are done: directories
+wait in a queue in post-order (children before parents), and the queue is drained as file
+jobs finish, so the walk never stops for one slow file. The number of file jobs in flight is
+bounded, which keeps memory flat on any tree size.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from cairn.model.node import DIR, FILE, Node, encode_tree
+from cairn.model.snapshot import Summary
+from cairn.ops.backup.file_saver import FileResult, FileSaver, open_dir_for_reading
+from cairn.ops.excludes import PathMatcher
+from cairn.ops.fsmeta import node_from_stat
+from cairn.ops.progress import Progress
+from cairn.repo.filescache import FilesCache
+from cairn.repo.layout import TREE_BLOB
+from cairn.repo.repository import Repository
+
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
+
+
+@dataclass
+class BackupOptions:
+    excludes: PathMatcher = field(default_factory=lambda: PathMatcher([]))
+    one_file_system: bool = False
+    workers: int = 2
+    max_in_flight: int = 64
+
+
+@dataclass
+class _FileJob:
+    path: bytes
+    node: Node
+    future: Future[FileResult]
+    status: str  # "new" or "changed"
+
+
+@dataclass
+class _Dir:
+    node: Node
+    children: list[Node | _FileJob] = field(default_factory=list)
+
+    def ready(self) -> bool:
+        return all(not isinstance(c, _FileJob) or c.future.done() for c in self.children)
+
+
+class Archiver:
+    def __init__(
+        self,
+        repo: Repository,
+        files_cache: FilesCache | None,
+        options: BackupOptions,
+        progress: Progress,
+    ) -> None:
+        self.repo = repo
+        self.cache = files_cache
+        self.options = options
+        self.progress = progress
+        self.summary = Summary()
+        self._saver = FileSaver(repo, repo.config.chunker, progress.bytes_done)
+        self._queue: deque[_Dir] = deque()
+        self._slots = threading.BoundedSemaphore(options.max_in_flight)
+        self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="cairn-read")
+        self._hardlinks: dict[tuple[int, int], Node | _FileJob] = {}
+
+    # ------------------------------------------------------------------ entry point
+    def run(self, paths: list[bytes]) -> bytes:
+        """Backs up absolute ``paths``; returns the id of the root tree."""
+        try:
+            if b"/" in paths:
+                st = os.lstat(b"/")
+                root = self._walk_dir(b"/", node_from_stat(b"", b"/", st), st.st_dev)
+            else:
+                root = _Dir(Node(name=b"", type=DIR))
+                self._build_virtual(b"", _path_tree(paths), root)
+            self._queue.append(root)
+            self._drain(block=True)
+            assert root.node.subtree is not None
+            return root.node.subtree
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _build_virtual(self, prefix: bytes, spec: dict[bytes, dict], parent: _Dir) -> None:  # type: ignore[type-arg]
+        """Intermediate directories of the given paths, with their real metadata."""
+        for name in sorted(spec):
+            path = prefix + b"/" + name
+            try:
+                st = os.lstat(path)
+                node = node_from_stat(name, path, st)
+            except OSError as e:
+                self._warn(path, e)
+                continue
+            sub = spec[name]
+            if sub is _LEAF:
+                self._add_entry(parent, path, node, st, st.st_dev)
+            elif node.type != DIR:
+                self._warn(path, OSError(0, "is not a directory"))
+            else:
+                d = _Dir(node)
+                self._build_virtual(path, sub, d)
+                self._finish_later(d, parent)
+
+    # ------------------------------------------------------------------ the walk
+    def _walk_dir(self, path: bytes, node: Node, root_dev: int) -> _Dir:
+        d = _Dir(node)
+        try:
+            fd = open_dir_for_reading(path)
+            try:
+                with os.scandir(fd) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            self._warn(path, e)
+            return d
+        prefix = path.rstrip(b"/") + b"/"
+        for entry in entries:
+            child = prefix + os.fsencode(entry.name)
+            if self.options.excludes.matches(child):
+                continue
+            try:
+                st = os.lstat(child)
+                child_node = node_from_stat(os.fsencode(entry.name), child, st)
+            except OSError as e:
+                self._warn(child, e)
+                continue
+            self._add_entry(d, child, child_node, st, root_dev)
+        return d
+
+    def _add_entry(
+        self, parent: _Dir, path: bytes, node: Node, st: os.stat_result, root_dev: int
+    ) -> None:
+        if node.type == DIR:
+            if self.options.one_file_system and st.st_dev != root_dev:
+                d = _Dir(node)  # the mount point itself, but nothing below it
+            else:
+                d = self._walk_dir(path, node, root_dev)
+            self._finish_later(d, parent)
+        elif node.type == FILE:
+            parent.children.append(self._file(path, node, st))
+            self._drain(block=False)
+        else:
+            parent.children.append(node)
+            self.progress.item_done(path, 0)
+
+    def _file(self, path: bytes, node: Node, st: os.stat_result) -> Node | _FileJob:
+        self.summary.bytes_total += st.st_size
+        link_key = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
+        if link_key is not None and link_key in self._hardlinks:
+            first = self._hardlinks[link_key]
+            if isinstance(first, _FileJob):
+                return _FileJob(path, node, first.future, "hardlink")
+            node.content, node.size = first.content, first.size
+            return node
+        cached = self.cache.lookup(path) if self.cache is not None else None
+        if (
+            cached is not None
+            and cached.matches(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            and all(self.repo.has_blob(b) for b in cached.content)
+        ):
+            node.content = cached.content
+            self.summary.files_unchanged += 1
+            if self.cache is not None:
+                self.cache.touch(path)
+            self.progress.item_done(path, st.st_size)
+            self.progress.bytes_done(st.st_size)
+            if link_key is not None:
+                self._hardlinks[link_key] = node
+            return node
+        self._slots.acquire()
+        try:
+            future = self._pool.submit(self._saver.save_file, path, st)
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(lambda _f: self._slots.release())
+        job = _FileJob(path, node, future, "changed" if cached is not None else "new")
+        if link_key is not None:
+            self._hardlinks[link_key] = job
+        return job
+
+    # ------------------------------------------------------------------ finishing trees
+    def _finish_later(self, d: _Dir, parent: _Dir) -> None:
+        parent.children.append(d.node)
+        self._queue.append(d)
+        self._drain(block=False)
+
+    def _drain(self, block: bool) -> None:
+        while self._queue and (block or self._queue[0].ready()):
+            self._finish(self._queue.popleft())
+
+    def _finish(self, d: _Dir) -> None:
+        nodes: list[Node] = []
+        for child in d.children:
+            if isinstance(child, _FileJob):
+                node = self._collect(child)
+                if node is None:
+                    continue
+                nodes.append(node)
+            else:
+                nodes.append(child)
+        tree = encode_tree(nodes)
+        saved = self.repo.save_blob(TREE_BLOB, tree)
+        d.node.subtree = saved.id
+        if saved.new:
+            self.summary.dirs_new += 1
+            self.summary.tree_blobs_added += 1
+            self.summary.bytes_added += len(tree)
+            self.summary.bytes_stored += saved.stored
+        else:
+            self.summary.dirs_unchanged += 1
+
+    def _collect(self, job: _FileJob) -> Node | None:
+        try:
+            result = job.future.result()
+        except OSError as e:
+            self._warn(job.path, e)
+            return None
+        node = job.node
+        node.content = result.content
+        node.size = result.size
+        if job.status == "hardlink":
+            return node
+        self.summary.bytes_read += result.size
+        self.summary.data_blobs_added += result.blobs_added
+        self.summary.bytes_added += result.bytes_added
+        self.summary.bytes_stored += result.bytes_stored
+        if job.status == "new":
+            self.summary.files_new += 1
+        else:
+            self.summary.files_changed += 1
+        if result.changed_while_reading:
+            self.summary.files_changed_while_read += 1
+            self.progress.warning(job.path, "file changed while it was being read")
+        elif self.cache is not None:
+            self.cache.record(
+                job.path, result.inode, result.size, result.mtime, result.ctime, result.content
+            )
+        self.progress.item_done(job.path, result.size)
+        return node
+
+    def _warn(self, path: bytes, error: OSError) -> None:
+        self.summary.errors += 1
+        self.progress.warning(path, error.strerror or str(error))
+
+
+_LEAF: dict = {}  # type: ignore[type-arg]  # the marker of a path given to back up
+
+
+def _path_tree(paths: list[bytes]) -> dict[bytes, dict]:  # type: ignore[type-arg]
+    """{'home': {'u': {'docs': LEAF}}} for ['/home/u/docs']; a path inside another is dropped."""
+    root: dict[bytes, dict] = {}  # type: ignore[type-arg]
+    for path in sorted(set(paths), key=len):
+        parts = [p for p in path.split(b"/") if p]
+        node = root
+        for i, part in enumerate(parts):
+            if node.get(part) is _LEAF:
+                break
+            if i == len(parts) - 1:
+                node[part] = _LEAF
+            else:
+                node = node.setdefault(part, {})
+    return root

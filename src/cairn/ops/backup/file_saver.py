@@ -1,0 +1,99 @@
+"""Reads one file, chunks it, and stores its chunks as data blobs."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from cairn.model.chunker import Chunker
+from cairn.repo.config import ChunkerParams
+from cairn.repo.layout import DATA_BLOB
+from cairn.repo.repository import Repository
+
+_NOATIME = getattr(os, "O_NOATIME", 0)
+
+
+@dataclass
+class FileResult:
+    content: list[bytes] = field(default_factory=list)
+    size: int = 0
+    blobs_added: int = 0
+    bytes_added: int = 0
+    bytes_stored: int = 0
+    changed_while_reading: bool = False
+    inode: int = 0
+    mtime: int = 0
+    ctime: int = 0
+
+
+def open_dir_for_reading(path: bytes) -> int:
+    return open_for_reading(path, os.O_DIRECTORY)
+
+
+def open_for_reading(path: bytes, extra_flags: int = 0) -> int:
+    """Opens without following symlinks and, where allowed, without touching the atime."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | extra_flags
+    try:
+        return os.open(path, flags | _NOATIME)
+    except PermissionError:
+        if not _NOATIME:
+            raise
+        return os.open(path, flags)  # O_NOATIME needs ownership or CAP_FOWNER
+    except OSError as e:
+        if e.errno == errno.EINVAL and _NOATIME:
+            return os.open(path, flags)
+        raise
+
+
+class FileSaver:
+    """Thread-safe: each thread gets its own chunker (FastCDC state is not shareable)."""
+
+    def __init__(self, repo: Repository, params: ChunkerParams, progress_bytes=None) -> None:  # type: ignore[no-untyped-def]
+        self._repo = repo
+        self._params = params
+        self._local = threading.local()
+        self._progress_bytes = progress_bytes
+
+    def _chunker(self) -> Chunker:
+        c = getattr(self._local, "chunker", None)
+        if c is None:
+            c = self._local.chunker = Chunker(self._params)
+        return c
+
+    def save_stream(self, stream: BinaryIO) -> FileResult:
+        result = FileResult()
+        for chunk in self._chunker().chunks(stream):
+            saved = self._repo.save_blob(DATA_BLOB, chunk)
+            result.content.append(saved.id)
+            result.size += len(chunk)
+            if saved.new:
+                result.blobs_added += 1
+                result.bytes_added += len(chunk)
+                result.bytes_stored += saved.stored
+            if self._progress_bytes is not None:
+                self._progress_bytes(len(chunk))
+        return result
+
+    def save_file(self, path: bytes, before: os.stat_result) -> FileResult:
+        """Raises OSError if the file cannot be opened or read."""
+        fd = open_for_reading(path)
+        with os.fdopen(fd, "rb", buffering=0) as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_ino != before.st_ino:
+                raise OSError(errno.ESTALE, "file was replaced before it could be read", path)
+            result = self.save_stream(f)
+            after = os.fstat(fd)
+        result.inode = after.st_ino
+        result.mtime = after.st_mtime_ns
+        result.ctime = after.st_ctime_ns
+        result.changed_while_reading = (
+            after.st_mtime_ns != before.st_mtime_ns
+            or after.st_size != before.st_size
+            or after.st_ctime_ns != before.st_ctime_ns
+            or result.size != before.st_size
+        )
+        return result

@@ -1,0 +1,89 @@
+"""Reading a filesystem entry's metadata into a tree node."""
+
+from __future__ import annotations
+
+import errno
+import grp
+import os
+import pwd
+import stat
+from functools import lru_cache
+
+from cairn.model.node import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
+
+_TYPES = {
+    stat.S_IFREG: FILE,
+    stat.S_IFDIR: DIR,
+    stat.S_IFLNK: SYMLINK,
+    stat.S_IFIFO: FIFO,
+    stat.S_IFCHR: CHARDEV,
+    stat.S_IFBLK: BLOCKDEV,
+    stat.S_IFSOCK: SOCKET,
+}
+_NO_XATTRS = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA, errno.EPERM, errno.EACCES}
+
+
+@lru_cache(maxsize=4096)
+def user_name(uid: int) -> str | None:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
+@lru_cache(maxsize=4096)
+def group_name(gid: int) -> str | None:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return None
+
+
+def read_xattrs(path: bytes) -> list[tuple[bytes, bytes]]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as e:
+        if e.errno in _NO_XATTRS:
+            return []
+        raise
+    out = []
+    for name in names:
+        try:
+            value = os.getxattr(path, name, follow_symlinks=False)
+        except OSError as e:
+            if e.errno in _NO_XATTRS:
+                continue
+            raise
+        out.append((os.fsencode(name), value))
+    out.sort()
+    return out
+
+
+def node_from_stat(name: bytes, path: bytes, st: os.stat_result) -> Node:
+    """Metadata of one entry (no content). Raises OSError if xattrs or the link can't be read."""
+    kind = _TYPES.get(stat.S_IFMT(st.st_mode))
+    if kind is None:
+        raise OSError(errno.EINVAL, "unsupported file type", path)
+    node = Node(
+        name=name,
+        type=kind,
+        mode=stat.S_IMODE(st.st_mode),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        user=user_name(st.st_uid),
+        group=group_name(st.st_gid),
+        mtime=st.st_mtime_ns,
+        atime=st.st_atime_ns,
+        ctime=st.st_ctime_ns,
+        inode=st.st_ino,
+        dev=st.st_dev,
+        links=st.st_nlink,
+    )
+    if kind == FILE:
+        node.size = st.st_size
+    elif kind == SYMLINK:
+        node.target = os.readlink(path)
+    elif kind in (CHARDEV, BLOCKDEV):
+        node.rdev = st.st_rdev
+    node.xattrs = read_xattrs(path)
+    return node

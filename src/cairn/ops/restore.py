@@ -1,0 +1,343 @@
+"""Restoring a snapshot (or a part of it) into a target directory.
+
+The tree is walked once to plan the work; directories, links and special files are created on
+the calling thread, file contents are written by a pool of workers, hardlinks are made once
+their first path exists, and directory metadata is applied last, deepest first, so that writing
+into a directory does not disturb its restored times and read-only directories can be filled.
+Blobs are authenticated before a byte is written; a file whose data fails is removed and named.
+All-zero chunks become holes, so sparse files stay sparse.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from cairn.core.errors import CairnError, IntegrityError
+from cairn.model.chunker import Chunker
+from cairn.model.node import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
+from cairn.model.snapshot import Snapshot
+from cairn.ops.excludes import PathMatcher
+from cairn.ops.fsapply import apply_by_name, apply_to_fd
+from cairn.ops.progress import Progress
+from cairn.ops.safefs import Target, UnsafeName, check_name
+from cairn.ops.snapshots import find_node, load_tree, split_path
+from cairn.repo.layout import DATA_BLOB
+from cairn.repo.repository import Repository
+
+_ZEROS = bytes(8 << 20)
+
+
+@dataclass
+class RestoreOptions:
+    include: PathMatcher = field(default_factory=lambda: PathMatcher([]))
+    exclude: PathMatcher = field(default_factory=lambda: PathMatcher([]))
+    verify: bool = False
+    workers: int = 4
+
+
+@dataclass
+class RestoreSummary:
+    files: int = 0
+    dirs: int = 0
+    others: int = 0
+    bytes_written: int = 0
+    errors: int = 0
+    verified: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Entry:
+    parts: tuple[bytes, ...]  # path below the target
+    node: Node
+
+
+class _BlobCache:
+    """A small LRU of recently loaded blobs, so duplicates are read once."""
+
+    def __init__(self, repo: Repository, max_bytes: int = 64 << 20) -> None:
+        self._repo = repo
+        self._max = max_bytes
+        self._size = 0
+        self._items: OrderedDict[bytes, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, blob_id: bytes) -> bytes:
+        with self._lock:
+            data = self._items.get(blob_id)
+            if data is not None:
+                self._items.move_to_end(blob_id)
+                return data
+        data = self._repo.load_blob(blob_id, DATA_BLOB)
+        with self._lock:
+            if blob_id not in self._items and len(data) <= self._max // 8:
+                self._items[blob_id] = data
+                self._size += len(data)
+                while self._size > self._max:
+                    _, old = self._items.popitem(last=False)
+                    self._size -= len(old)
+        return data
+
+
+def is_zero(data: bytes) -> bool:
+    n = len(data)
+    return n <= len(_ZEROS) and data[:1] == b"\0" and memoryview(_ZEROS)[:n] == data
+
+
+class Restorer:
+    def __init__(self, repo: Repository, progress: Progress, options: RestoreOptions) -> None:
+        self.repo = repo
+        self.progress = progress
+        self.options = options
+        self.summary = RestoreSummary()
+        self._blobs = _BlobCache(repo)
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ planning
+    def run(self, snap: Snapshot, subpath: str, target_path: str) -> RestoreSummary:
+        top = find_node(self.repo, snap, subpath)
+        base = b"/" + b"/".join(split_path(subpath))
+        base = base.rstrip(b"/") if base != b"/" else b""
+        plan: list[_Entry] = []
+        if top.type == DIR:
+            if top.subtree is not None:
+                self._plan_dir(top.subtree, base, (), plan)
+        else:
+            if self._selected(base, False) is not False:
+                plan.append(_Entry((top.name,), top))
+        target = Target(target_path)
+        try:
+            self._execute(target, plan)
+        finally:
+            target.close()
+        return self.summary
+
+    def _selected(self, path: bytes, ancestor_included: bool) -> bool | None:
+        """True: restore; False: skip with everything below; None: only what is below."""
+        if self.options.exclude.matches(path):
+            return False
+        if not self.options.include or ancestor_included or self.options.include.matches(path):
+            return True
+        return None
+
+    def _plan_dir(
+        self,
+        tree_id: bytes,
+        path: bytes,
+        parts: tuple[bytes, ...],
+        plan: list[_Entry],
+        included: bool = False,
+    ) -> bool:
+        """Appends the entries below a tree; returns True if anything was selected."""
+        try:
+            nodes = load_tree(self.repo, tree_id)
+        except CairnError as e:
+            self._error(path or b"/", str(e))
+            return False
+        found = False
+        for node in nodes:
+            child_path = path + b"/" + node.name
+            try:
+                check_name(node.name)
+            except UnsafeName as e:
+                self._error(child_path, e.strerror)
+                continue
+            sel = self._selected(child_path, included)
+            if sel is False:
+                continue
+            entry = _Entry((*parts, node.name), node)
+            if node.type == DIR:
+                mark = len(plan)
+                plan.append(entry)
+                below = node.subtree is not None and self._plan_dir(
+                    node.subtree, child_path, entry.parts, plan, included or sel is True
+                )
+                if sel is None and not below:
+                    del plan[mark:]
+                    continue
+            elif sel is None:
+                continue
+            else:
+                plan.append(entry)
+            found = True
+        return found
+
+    # ------------------------------------------------------------------ execution
+    def _execute(self, target: Target, plan: list[_Entry]) -> None:
+        links: dict[tuple[int, int], tuple[bytes, ...]] = {}
+        later_links: list[tuple[_Entry, tuple[bytes, ...]]] = []
+        dirs: list[_Entry] = []
+        jobs: list[tuple[_Entry, Future[None]]] = []
+        with ThreadPoolExecutor(self.options.workers, thread_name_prefix="cairn-restore") as pool:
+            for entry in plan:
+                node = entry.node
+                if node.type == FILE and node.links > 1 and node.inode:
+                    key = (node.dev, node.inode)
+                    if key in links:
+                        later_links.append((entry, links[key]))
+                        continue
+                    links[key] = entry.parts
+                try:
+                    if node.type == DIR:
+                        self._make_dir(target, entry)
+                        dirs.append(entry)
+                    elif node.type == FILE:
+                        jobs.append((entry, pool.submit(self._restore_file, target, entry)))
+                    else:
+                        self._make_special(target, entry)
+                except OSError as e:
+                    self._error(b"/".join(entry.parts), e.strerror or str(e))
+            for entry, fut in jobs:
+                try:
+                    fut.result()
+                except (OSError, CairnError) as e:
+                    self._error(b"/".join(entry.parts), _message(e))
+        for entry, first in later_links:
+            try:
+                self._link(target, entry, first)
+            except OSError as e:
+                self._error(b"/".join(entry.parts), e.strerror or str(e))
+        for entry in reversed(dirs):
+            try:
+                fd = target.open_dir(entry.parts)
+                try:
+                    for problem in apply_to_fd(fd, entry.node):
+                        self._error(b"/".join(entry.parts), problem)
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                self._error(b"/".join(entry.parts), e.strerror or str(e))
+        if self.options.verify:
+            self._verify(target, [e for e, _ in jobs])
+
+    def _make_dir(self, target: Target, entry: _Entry) -> None:
+        pfd = target.open_dir(entry.parts[:-1])
+        try:
+            target.make_dir(pfd, entry.parts[-1])
+        finally:
+            os.close(pfd)
+        self.summary.dirs += 1
+
+    def _make_special(self, target: Target, entry: _Entry) -> None:
+        node, name = entry.node, entry.parts[-1]
+        if node.type == SOCKET:
+            return  # a socket belongs to a running program; there is nothing to restore
+        pfd = target.open_dir(entry.parts[:-1])
+        try:
+            target.clear(pfd, name)
+            if node.type == SYMLINK:
+                os.symlink(node.target or b"", name, dir_fd=pfd)
+            elif node.type == FIFO:
+                os.mkfifo(name, 0o600, dir_fd=pfd)
+            elif node.type in (CHARDEV, BLOCKDEV):
+                kind = 0o020000 if node.type == CHARDEV else 0o060000
+                os.mknod(name, kind | 0o600, node.rdev, dir_fd=pfd)
+            for problem in apply_by_name(pfd, name, node):
+                self._error(b"/".join(entry.parts), problem)
+        finally:
+            os.close(pfd)
+        self.summary.others += 1
+        self.progress.item_done(b"/".join(entry.parts), 0)
+
+    def _restore_file(self, target: Target, entry: _Entry) -> None:
+        node, name = entry.node, entry.parts[-1]
+        pfd = target.open_dir(entry.parts[:-1])
+        try:
+            fd = target.create_file(pfd, name)
+            try:
+                written = self._write_content(fd, node)
+                os.ftruncate(fd, node.size)
+                problems = apply_to_fd(fd, node)
+            except BaseException:
+                os.close(fd)
+                fd = -1
+                os.unlink(name, dir_fd=pfd)  # never leave a file with wrong bytes behind
+                raise
+            finally:
+                if fd >= 0:
+                    os.close(fd)
+        finally:
+            os.close(pfd)
+        for problem in problems:
+            self._error(b"/".join(entry.parts), problem)
+        with self._lock:
+            self.summary.files += 1
+            self.summary.bytes_written += written
+        self.progress.item_done(b"/".join(entry.parts), node.size)
+
+    def _write_content(self, fd: int, node: Node) -> int:
+        offset = written = 0
+        for blob_id in node.content:
+            data = self._blobs.get(blob_id)
+            if not is_zero(data):
+                view = memoryview(data)
+                pos = offset
+                while view:
+                    n = os.pwrite(fd, view, pos)
+                    view, pos = view[n:], pos + n
+                written += len(data)
+            offset += len(data)
+            self.progress.bytes_done(len(data))
+        if offset != node.size:
+            raise IntegrityError(
+                "file", f"content is {offset} bytes, the snapshot says {node.size}"
+            )
+        return written
+
+    def _link(self, target: Target, entry: _Entry, first: tuple[bytes, ...]) -> None:
+        src = target.open_dir(first[:-1])
+        try:
+            dst = target.open_dir(entry.parts[:-1])
+            try:
+                target.clear(dst, entry.parts[-1])
+                os.link(
+                    first[-1],
+                    entry.parts[-1],
+                    src_dir_fd=src,
+                    dst_dir_fd=dst,
+                    follow_symlinks=False,
+                )
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+        with self._lock:
+            self.summary.files += 1
+
+    # ------------------------------------------------------------------ verification
+    def _verify(self, target: Target, entries: list[_Entry]) -> None:
+        chunker = Chunker(self.repo.config.chunker)
+        for entry in entries:
+            path = b"/".join(entry.parts)
+            try:
+                pfd = target.open_dir(entry.parts[:-1])
+                try:
+                    fd = os.open(entry.parts[-1], os.O_RDONLY | os.O_NOFOLLOW, dir_fd=pfd)
+                finally:
+                    os.close(pfd)
+                with os.fdopen(fd, "rb") as f:
+                    ids = [self.repo.blob_id(c) for c in chunker.chunks(f)]
+            except OSError as e:
+                self._error(path, f"cannot verify: {e.strerror}")
+                continue
+            if ids != entry.node.content:
+                self._error(path, "restored content differs from the snapshot")
+            else:
+                self.summary.verified += 1
+
+    def _error(self, path: bytes, message: str) -> None:
+        with self._lock:
+            self.summary.errors += 1
+        self.progress.warning(path, message)
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, OSError):
+        return e.strerror or str(e)
+    return str(e)

@@ -1,0 +1,1 @@
+"""The repository: configuration, packs of encrypted blobs, the index, snapshots as objects."""

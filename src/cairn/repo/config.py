@@ -1,0 +1,61 @@
+"""The repository's ``config`` object: format version and repository-wide parameters."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass, field
+
+import msgpack
+
+FORMAT_VERSION = 1
+DEFAULT_PACK_SIZE = 32 << 20
+
+
+@dataclass(frozen=True)
+class ChunkerParams:
+    # pyfastcdc's cut points average about 1 MiB with these (measured on random data)
+    min_size: int = 256 << 10
+    avg_size: int = 768 << 10
+    max_size: int = 8 << 20
+    seed: int = 0  # secret, per repository: perturbs the gear table
+
+    @classmethod
+    def random(cls) -> ChunkerParams:
+        return cls(seed=secrets.randbits(63) | 1)
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    version: int
+    id: str
+    chunker: ChunkerParams
+    pack_size: int = DEFAULT_PACK_SIZE
+    compression_level: int = 3
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def new(cls, pack_size: int = DEFAULT_PACK_SIZE, compression_level: int = 3) -> RepoConfig:
+        return cls(
+            version=FORMAT_VERSION,
+            id=secrets.token_hex(16),
+            chunker=ChunkerParams.random(),
+            pack_size=pack_size,
+            compression_level=compression_level,
+        )
+
+    def encode(self) -> bytes:
+        d = asdict(self)
+        d.pop("extra")
+        d.update(self.extra)
+        return msgpack.packb(d)  # type: ignore[no-any-return]
+
+    @classmethod
+    def decode(cls, data: bytes) -> RepoConfig:
+        d = msgpack.unpackb(data)
+        version = d.pop("version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"repository format version {version} is not supported")
+        chunker = ChunkerParams(**d.pop("chunker"))
+        known = {"id", "pack_size", "compression_level"}
+        extra = {k: d[k] for k in d if k not in known}
+        return cls(version=version, chunker=chunker, extra=extra, **{k: d[k] for k in known})

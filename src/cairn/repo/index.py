@@ -1,0 +1,165 @@
+"""The blob index: blob id -> (pack, offset, length, raw length).
+
+In memory the index is a set of parallel numpy arrays sorted by id (32 + 4 * 4 = 48 bytes per
+blob, no per-entry Python objects) plus a small dict of entries added since the last merge.
+The pack table (pack id, salt, blob type) is shared by all blobs of a pack.
+
+On the store an index object is the encrypted msgpack map
+``{"version": 1, "packs": [{"id", "salt", "type", "blobs": [[id, offset, length, raw_length]]}]}``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import msgpack
+import numpy as np
+
+from cairn.repo.pack import BlobRef
+
+INDEX_VERSION = 1
+_MERGE_MIN = 1 << 16
+
+
+@dataclass(frozen=True)
+class PackInfo:
+    id: bytes
+    salt: bytes
+    blob_type: int
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    pack: PackInfo
+    offset: int
+    length: int
+    raw_length: int
+
+
+@dataclass(frozen=True)
+class PackRecord:
+    """One pack as written into an index object."""
+
+    info: PackInfo
+    blobs: list[BlobRef]
+
+
+class BlobIndex:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._packs: list[PackInfo] = []
+        self._pack_no: dict[bytes, int] = {}
+        self._ids = np.empty(0, dtype="S32")
+        self._cols = np.empty((0, 4), dtype=np.uint32)  # pack no, offset, length, raw length
+        self._recent: dict[bytes, tuple[int, int, int, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._ids) + len(self._recent)
+
+    @property
+    def packs(self) -> list[PackInfo]:
+        return list(self._packs)
+
+    def has_pack(self, pack_id: bytes) -> bool:
+        return pack_id in self._pack_no
+
+    def add_pack(self, record: PackRecord) -> None:
+        with self._lock:
+            if record.info.id in self._pack_no:
+                return
+            no = len(self._packs)
+            self._packs.append(record.info)
+            self._pack_no[record.info.id] = no
+            for b in record.blobs:
+                if b.id not in self._recent and self._find(b.id) < 0:
+                    self._recent[b.id] = (no, b.offset, b.length, b.raw_length)
+            if len(self._recent) >= max(_MERGE_MIN, len(self._ids) // 8):
+                self._merge()
+
+    def _merge(self) -> None:
+        if not self._recent:
+            return
+        new_ids = np.array(list(self._recent.keys()), dtype="S32")
+        new_cols = np.array(list(self._recent.values()), dtype=np.uint32).reshape(-1, 4)
+        ids = np.concatenate([self._ids, new_ids])
+        cols = np.concatenate([self._cols, new_cols])
+        order = np.argsort(ids, kind="stable")
+        self._ids = ids[order]
+        self._cols = np.ascontiguousarray(cols[order])
+        self._recent = {}
+
+    def _find(self, blob_id: bytes) -> int:
+        i = int(self._ids.searchsorted(blob_id))
+        if i < len(self._ids) and self._ids[i] == blob_id.rstrip(b"\0"):
+            return i
+        return -1
+
+    def __contains__(self, blob_id: bytes) -> bool:
+        with self._lock:
+            return blob_id in self._recent or self._find(blob_id) >= 0
+
+    def get(self, blob_id: bytes) -> IndexEntry | None:
+        with self._lock:
+            row = self._recent.get(blob_id)
+            if row is None:
+                i = self._find(blob_id)
+                if i < 0:
+                    return None
+                row = tuple(int(x) for x in self._cols[i])  # type: ignore[assignment]
+            no, offset, length, raw = row  # type: ignore[misc]
+            return IndexEntry(self._packs[no], offset, length, raw)
+
+    def blob_ids(self) -> Iterator[bytes]:
+        raw = self._ids.tobytes()
+        for i in range(len(self._ids)):
+            yield raw[i * 32 : (i + 1) * 32]
+        yield from list(self._recent)
+
+    def total_blobs_by_type(self) -> dict[int, tuple[int, int, int]]:
+        """blob type -> (count, stored bytes, raw bytes)."""
+        with self._lock:
+            self._merge()
+        out: dict[int, tuple[int, int, int]] = {}
+        types = np.array([p.blob_type for p in self._packs], dtype=np.uint8)
+        if not len(self._ids):
+            return out
+        blob_types = types[self._cols[:, 0]]
+        for t in np.unique(blob_types):
+            mask = blob_types == t
+            out[int(t)] = (
+                int(mask.sum()),
+                int(self._cols[mask, 2].astype(np.uint64).sum()),
+                int(self._cols[mask, 3].astype(np.uint64).sum()),
+            )
+        return out
+
+    def nbytes(self) -> int:
+        return int(self._ids.nbytes + self._cols.nbytes)
+
+
+def encode_index(records: Iterable[PackRecord]) -> bytes:
+    packs = [
+        {
+            "id": r.info.id,
+            "salt": r.info.salt,
+            "type": r.info.blob_type,
+            "blobs": [[b.id, b.offset, b.length, b.raw_length] for b in r.blobs],
+        }
+        for r in records
+    ]
+    return msgpack.packb({"version": INDEX_VERSION, "packs": packs})  # type: ignore[no-any-return]
+
+
+def decode_index(data: bytes) -> list[PackRecord]:
+    doc = msgpack.unpackb(data)
+    if doc.get("version") != INDEX_VERSION:
+        raise ValueError(f"unsupported index version {doc.get('version')!r}")
+    return [
+        PackRecord(
+            PackInfo(bytes(p["id"]), bytes(p["salt"]), int(p["type"])),
+            [BlobRef(bytes(i), o, ln, r) for i, o, ln, r in p["blobs"]],
+        )
+        for p in doc["packs"]
+    ]

@@ -1,0 +1,62 @@
+"""A local journal of uploaded packs that no index object lists yet.
+
+Each line of the journal file is one msgpack-encoded index record, appended (and fsynced) as
+soon as the pack is stored. If a backup is interrupted, the next one on this machine indexes
+those packs (after checking they exist) and so reuses them instead of uploading them again.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import msgpack
+
+from cairn.repo.index import PackRecord, decode_index, encode_index
+
+
+class PackJournal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def append(self, record: PackRecord) -> None:
+        entry = msgpack.packb(encode_index([record]))
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, entry)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def records(self) -> Iterator[PackRecord]:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        unpacker = msgpack.Unpacker(raw=False)
+        unpacker.feed(data)
+        try:
+            for blob in unpacker:
+                yield from decode_index(blob)
+        except (ValueError, msgpack.UnpackException):
+            return  # a torn last entry from a crash mid-append: the rest is usable
+
+    def forget(self, records: Iterable[PackRecord]) -> None:
+        done = {r.info.id for r in records}
+        with self._lock:
+            keep = [r for r in self.records() if r.info.id not in done]
+            if not keep:
+                self.path.unlink(missing_ok=True)
+                return
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_bytes(b"".join(msgpack.packb(encode_index([r])) for r in keep))
+            os.replace(tmp, self.path)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.path.unlink(missing_ok=True)

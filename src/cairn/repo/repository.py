@@ -1,0 +1,319 @@
+"""A repository opened with its master key: objects, blobs, index and snapshots.
+
+Write order (the invariant that keeps every snapshot restorable, even after a crash):
+a pack is stored before any index object lists it, and every blob a snapshot references is in
+a stored index object before the snapshot object is written.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import blake3
+
+from cairn.core import clock
+from cairn.core.errors import (
+    IntegrityError,
+    NotFoundError,
+    ObjectMissing,
+    RepositoryError,
+    WrongPassword,
+)
+from cairn.crypto import aead
+from cairn.crypto.kdf import KdfParams
+from cairn.crypto.keys import BadPassword, KeyFileError, MasterKey, unwrap, wrap
+from cairn.repo import layout
+from cairn.repo.compress import PayloadError, pack_payload, unpack_payload
+from cairn.repo.config import DEFAULT_PACK_SIZE, RepoConfig
+from cairn.repo.index import BlobIndex, PackRecord, decode_index, encode_index
+from cairn.repo.journal import PackJournal
+from cairn.repo.pack import open_blob
+from cairn.repo.packer import Packer
+from cairn.storage.base import Storage
+
+INDEX_CHECKPOINT_PACKS = 64
+_KIND = {
+    layout.CONFIG: b"config",
+    layout.INDEX: b"index",
+    layout.SNAPSHOTS: b"snapshot",
+}
+
+
+@dataclass
+class SaveResult:
+    id: bytes
+    new: bool
+    stored: int  # encrypted bytes added to a pack (0 when the blob was already known)
+
+
+class Repository:
+    def __init__(self, storage: Storage, key: MasterKey, config: RepoConfig) -> None:
+        self.storage = storage
+        self.key = key
+        self.config = config
+        self.index = BlobIndex()
+        self._lock = threading.Lock()
+        self._pending: set[bytes] = set()
+        self._unindexed: list[PackRecord] = []
+        self._packer: Packer | None = None  # created by start_writing
+        self._journal: PackJournal | None = None
+        self._dry_run = False
+
+    # ----------------------------------------------------------------- create / open
+    @classmethod
+    def create(
+        cls,
+        storage: Storage,
+        password: bytes,
+        *,
+        pack_size: int = DEFAULT_PACK_SIZE,
+        compression_level: int = 3,
+        kdf: KdfParams | None = None,
+    ) -> Repository:
+        try:
+            storage.stat(layout.CONFIG)
+        except ObjectMissing:
+            pass
+        else:
+            raise RepositoryError(f"{storage.describe()} already holds a repository")
+        if any(True for _ in storage.list(layout.KEYS)):
+            raise RepositoryError(f"{storage.describe()} already holds repository keys")
+        key = MasterKey.generate()
+        config = RepoConfig.new(pack_size=pack_size, compression_level=compression_level)
+        repo = cls(storage, key, config)
+        repo.add_key(password, kdf or KdfParams())
+        storage.write(layout.CONFIG, repo.seal(layout.CONFIG, config.encode()))
+        return repo
+
+    @classmethod
+    def open(cls, storage: Storage, password: bytes) -> Repository:
+        names = [n for n, _ in storage.list(layout.KEYS)]
+        if not names:
+            try:
+                storage.stat(layout.CONFIG)
+            except ObjectMissing:
+                raise RepositoryError(
+                    f"{storage.describe()} is not a cairn repository (no config, no keys)"
+                ) from None
+            raise RepositoryError(f"{storage.describe()}: the repository has no keys")
+        key = None
+        for name in sorted(names):
+            try:
+                key = unwrap(storage.read(name), password)
+                break
+            except BadPassword:
+                continue
+            except KeyFileError as e:
+                raise IntegrityError(name, str(e)) from None
+        if key is None:
+            raise WrongPassword("wrong password: no key in the repository opens with it")
+        try:
+            raw = storage.read(layout.CONFIG)
+        except ObjectMissing:
+            raise RepositoryError(f"{storage.describe()}: the config object is missing") from None
+        repo = cls(storage, key, RepoConfig.new())
+        try:
+            repo.config = RepoConfig.decode(repo.unseal(layout.CONFIG, raw))
+        except ValueError as e:
+            raise RepositoryError(f"config: {e}") from None
+        return repo
+
+    def add_key(self, password: bytes, kdf: KdfParams | None = None) -> str:
+        meta = {
+            "created": clock.now().isoformat(),
+            "host": socket.gethostname(),
+            "username": getpass.getuser(),
+        }
+        data = wrap(self.key, password, kdf or KdfParams(), meta)
+        key_id = blake3.blake3(data).hexdigest()
+        self.storage.write(layout.key_name(key_id), data)
+        return key_id
+
+    # ----------------------------------------------------------------- sealed objects
+    def seal(self, prefix: str, plaintext: bytes) -> bytes:
+        return aead.seal_object(self.key.encryption, pack_payload(plaintext), _KIND[prefix])
+
+    def unseal(self, name: str, data: bytes) -> bytes:
+        prefix = layout.CONFIG if name == layout.CONFIG else name.split("/", 1)[0] + "/"
+        try:
+            payload = aead.unseal_object(self.key.encryption, data, _KIND[prefix])
+            return unpack_payload(payload)
+        except aead.AuthenticationFailed:
+            raise IntegrityError(name, "failed authentication (damaged or tampered)") from None
+        except PayloadError as e:
+            raise IntegrityError(name, str(e)) from None
+
+    def save_object(self, prefix: str, plaintext: bytes) -> str:
+        """Stores a content-addressed object under ``prefix``; returns its hex id."""
+        data = self.seal(prefix, plaintext)
+        hex_id = blake3.blake3(data).hexdigest()
+        self.storage.write(prefix + hex_id, data)
+        return hex_id
+
+    def load_object(self, name: str) -> bytes:
+        data = self.storage.read(name)
+        if name != layout.CONFIG and blake3.blake3(data).hexdigest() != layout.id_of(name):
+            raise IntegrityError(name, "content does not match its name (damaged or truncated)")
+        return self.unseal(name, data)
+
+    # ----------------------------------------------------------------- index
+    def load_index(self, workers: int = 4) -> None:
+        names = [n for n, _ in self.storage.list(layout.INDEX)]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for records in pool.map(self._read_index, names):
+                for r in records:
+                    self.index.add_pack(r)
+
+    def _read_index(self, name: str) -> list[PackRecord]:
+        plaintext = self.load_object(name)
+        try:
+            return decode_index(plaintext)
+        except (ValueError, KeyError, TypeError) as e:
+            raise IntegrityError(name, f"malformed index: {e}") from None
+
+    # ----------------------------------------------------------------- blobs
+    def blob_id(self, data: bytes | memoryview) -> bytes:
+        return self.key.blob_id(data)
+
+    def has_blob(self, blob_id: bytes) -> bool:
+        return blob_id in self.index
+
+    def start_writing(
+        self, *, uploads: int = 2, dry_run: bool = False, journal: PackJournal | None = None
+    ) -> None:
+        self._journal = journal
+        self._dry_run = dry_run
+        if journal is not None and not dry_run:
+            self._recover_journal(journal)
+        self._packer = Packer(
+            self.storage,
+            self.key.encryption,
+            self.config.pack_size,
+            self._pack_uploaded,
+            uploads=uploads,
+            dry_run=dry_run,
+        )
+
+    def _recover_journal(self, journal: PackJournal) -> None:
+        """Indexes packs that an interrupted backup uploaded but never listed in an index."""
+        recovered = []
+        for record in journal.records():
+            if self.index.has_pack(record.info.id):
+                continue
+            try:
+                self.storage.stat(layout.pack_name(record.info.id.hex()))
+            except ObjectMissing:
+                continue
+            self.index.add_pack(record)
+            recovered.append(record)
+        if recovered:
+            self.save_object(layout.INDEX, encode_index(recovered))
+        journal.clear()
+
+    def _pack_uploaded(self, record: PackRecord) -> None:
+        if self._journal is not None and not self._dry_run:
+            self._journal.append(record)
+        self.index.add_pack(record)
+        with self._lock:
+            for b in record.blobs:
+                self._pending.discard(b.id)
+            self._unindexed.append(record)
+            checkpoint = len(self._unindexed) >= INDEX_CHECKPOINT_PACKS
+        if checkpoint:
+            self._write_index()
+
+    def save_blob(
+        self, blob_type: int, data: bytes | memoryview, blob_id: bytes | None = None
+    ) -> SaveResult:
+        if self._packer is None:
+            raise RepositoryError("repository is not open for writing")
+        if blob_id is None:
+            blob_id = self.blob_id(data)
+        with self._lock:
+            if blob_id in self._pending or blob_id in self.index:
+                return SaveResult(blob_id, False, 0)
+            self._pending.add(blob_id)
+        level = self.config.compression_level if self.config.compression_level > 0 else None
+        payload = pack_payload(data, level)
+        stored = self._packer.add(blob_type, blob_id, payload, len(data))
+        return SaveResult(blob_id, True, stored)
+
+    def load_blob(self, blob_id: bytes, blob_type: int | None = None) -> bytes:
+        entry = self.index.get(blob_id)
+        if entry is None:
+            raise NotFoundError(f"blob {blob_id.hex()} is not in the index")
+        if blob_type is not None and entry.pack.blob_type != blob_type:
+            raise IntegrityError(
+                f"blob {blob_id.hex()}",
+                f"is a {layout.BLOB_TYPES[entry.pack.blob_type]} blob, "
+                f"expected {layout.BLOB_TYPES[blob_type]}",
+            )
+        name = layout.pack_name(entry.pack.id.hex())
+        sealed = self.storage.read(name, entry.offset, entry.length)
+        where = f"{name} (blob {blob_id.hex()[:16]})"
+        if len(sealed) != entry.length:
+            raise IntegrityError(where, "pack is truncated")
+        try:
+            payload = open_blob(
+                self.key.encryption,
+                entry.pack.salt,
+                entry.pack.blob_type,
+                blob_id,
+                entry.offset,
+                sealed,
+            )
+            data = unpack_payload(payload)
+        except aead.AuthenticationFailed:
+            raise IntegrityError(where, "failed authentication (damaged or tampered)") from None
+        except PayloadError as e:
+            raise IntegrityError(where, str(e)) from None
+        if len(data) != entry.raw_length or self.blob_id(data) != blob_id:
+            raise IntegrityError(where, "content does not match its id")
+        return data
+
+    def flush(self) -> None:
+        """Uploads every open pack and writes an index object for all new packs."""
+        if self._packer is not None:
+            self._packer.flush()
+        self._write_index()
+
+    def _write_index(self) -> None:
+        with self._lock:
+            records, self._unindexed = self._unindexed, []
+        if records and not self._dry_run:
+            self.save_object(layout.INDEX, encode_index(records))
+            if self._journal is not None:
+                self._journal.forget(records)
+
+    def close(self) -> None:
+        if self._packer is not None:
+            self._packer.close()
+            self._packer = None
+
+    @property
+    def packer_stats(self) -> tuple[int, int]:
+        if self._packer is None:
+            return 0, 0
+        return self._packer.packs_written, self._packer.bytes_written
+
+    # ----------------------------------------------------------------- snapshots
+    def snapshot_ids(self) -> list[str]:
+        return [layout.id_of(n) for n, _ in self.storage.list(layout.SNAPSHOTS)]
+
+    def load_snapshot(self, hex_id: str) -> bytes:
+        try:
+            return self.load_object(layout.snapshot_name(hex_id))
+        except ObjectMissing:
+            raise NotFoundError(f"snapshot {hex_id} not found") from None
+
+    def save_snapshot(self, plaintext: bytes) -> str:
+        return self.save_object(layout.SNAPSHOTS, plaintext)
+
+    def iter_snapshots(self) -> Iterator[tuple[str, bytes]]:
+        for hex_id in self.snapshot_ids():
+            yield hex_id, self.load_snapshot(hex_id)

@@ -1,0 +1,1 @@
+"""Where repository objects live: one small interface and its implementations and wrappers."""

@@ -1,0 +1,64 @@
+"""The storage contract every backend and wrapper implements.
+
+A store holds immutable named objects. Names are relative paths with '/' separators
+('config', 'keys/<id>', 'data/ab/<id>', ...). The contract:
+
+- ``write(name, data)`` stores the whole object atomically: a reader sees either nothing or
+  all of it. Objects are write-once; writing an existing name with the same content is allowed
+  (it happens when a backup is resumed), callers never write different content to a name.
+- ``read(name, offset, length)`` returns exactly the requested range (``length=None``: to the
+  end) or raises ``ObjectMissing``; a short object is an ``IntegrityError`` for the caller.
+- ``stat(name)`` returns the size in bytes or raises ``ObjectMissing``.
+- ``list(prefix)`` yields ``(name, size)`` for every object whose name starts with ``prefix``,
+  in no particular order.
+- ``delete(name)`` removes an object; deleting a missing object is not an error.
+
+Every failure of the store itself is a ``StorageError`` with a one-line message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+Buffer = bytes | bytearray | memoryview
+
+
+@runtime_checkable
+class Storage(Protocol):
+    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes: ...
+
+    def write(self, name: str, data: Buffer) -> None: ...
+
+    def stat(self, name: str) -> int: ...
+
+    def list(self, prefix: str) -> Iterator[tuple[str, int]]: ...
+
+    def delete(self, name: str) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+class StorageWrapper:
+    """Base for wrappers: forwards everything to ``inner``; subclasses override what they need."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+
+    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self.inner.read(name, offset, length)
+
+    def write(self, name: str, data: Buffer) -> None:
+        self.inner.write(name, data)
+
+    def stat(self, name: str) -> int:
+        return self.inner.stat(name)
+
+    def list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        return self.inner.list(prefix)
+
+    def delete(self, name: str) -> None:
+        self.inner.delete(name)
+
+    def describe(self) -> str:
+        return self.inner.describe()

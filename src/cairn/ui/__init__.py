@@ -1,0 +1,1 @@
+"""What people see: human output with rich, machine output as JSON."""

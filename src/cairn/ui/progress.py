@@ -1,0 +1,66 @@
+"""Progress of a backup or restore: a live bar on a terminal, nothing otherwise."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+
+from cairn.ui.output import Output, show_path
+
+
+class TerminalProgress:
+    """Implements cairn.ops.progress.Progress."""
+
+    def __init__(self, output: Output, label: str, total_bytes: int | None = None) -> None:
+        self.output = output
+        self.warnings: list[tuple[bytes, str]] = []
+        self.items = 0
+        self._lock = threading.Lock()
+        live = sys.stderr.isatty() and not output.quiet and not output.json_mode
+        self._bar: Progress | None = None
+        if live:
+            self._bar = Progress(
+                TextColumn(f"[bold]{label}"),
+                BarColumn(),
+                DownloadColumn(binary_units=True),
+                TransferSpeedColumn(),
+                TextColumn("{task.fields[items]} files"),
+                TimeElapsedColumn(),
+                console=output.err,
+                transient=True,
+            )
+            self._task = self._bar.add_task(label, total=total_bytes, items=0)
+            self._bar.start()
+
+    def item_done(self, path: bytes, size: int) -> None:
+        with self._lock:
+            self.items += 1
+        if self._bar is not None:
+            self._bar.update(self._task, items=self.items)
+
+    def bytes_done(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+
+    def warning(self, path: bytes, message: str) -> None:
+        with self._lock:
+            self.warnings.append((path, message))
+        text = f"{show_path(path)}: {message}"
+        if self._bar is not None:
+            self._bar.console.print(f"warning: {text}", markup=False)
+        else:
+            self.output.warning(text)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

@@ -1,0 +1,83 @@
+"""Shared fixtures: a fresh repository, the CLI run in-process or as a user would, tree compare."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cairn.cli.main import main as cli_main
+from cairn.crypto.kdf import KdfParams
+
+PASSWORD = "correct horse battery staple"
+# Cheap KDF parameters for repositories created by tests through the Python API.
+FAST_KDF = KdfParams(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+CAIRN = [sys.executable, "-m", "cairn"]
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self):  # type: ignore[no-untyped-def]
+        return json.loads(self.out)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAIRN_PASSWORD", PASSWORD)
+    monkeypatch.setenv("CAIRN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("CAIRN_REPOSITORY", raising=False)
+
+
+@pytest.fixture
+def run_cli(capfd: pytest.CaptureFixture[str]) -> Callable[..., Result]:
+    """Runs ``cairn ARGS`` in this process (fast); returns exit code and captured output."""
+
+    def run(*args: str | os.PathLike[str]) -> Result:
+        capfd.readouterr()
+        code = cli_main([os.fspath(a) for a in args])
+        out, err = capfd.readouterr()
+        return Result(code, out, err)
+
+    return run
+
+
+@pytest.fixture
+def cairn_proc() -> Callable[..., Result]:
+    """Runs ``cairn ARGS`` as a separate process, exactly as a user would."""
+
+    def run(
+        *args: str | os.PathLike[str], input: bytes | None = None, env: dict[str, str] | None = None
+    ) -> Result:
+        proc = subprocess.run(
+            [*CAIRN, *[os.fspath(a) for a in args]],
+            input=input,
+            capture_output=True,
+            env={**os.environ, **(env or {})},
+            check=False,
+        )
+        return Result(
+            proc.returncode,
+            proc.stdout.decode(errors="replace"),
+            proc.stderr.decode(errors="replace"),
+        )
+
+    return run
+
+
+@pytest.fixture
+def repo_path(tmp_path: Path, run_cli: Callable[..., Result]) -> Path:
+    """An initialised local repository with small packs (so tests produce several)."""
+    path = tmp_path / "repo"
+    res = run_cli("init", "--repo", path, "--pack-size", "1M")
+    assert res.code == 0, res.err
+    return path

@@ -1,0 +1,119 @@
+"""A tree walker that captures everything cairn promises to restore, for comparisons.
+
+It reads with O_NOATIME (files and directories), so describing a tree does not change the
+access times it is about to compare.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+_NOATIME = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NOATIME", 0)
+FIELDS = (
+    "type",
+    "mode",
+    "uid",
+    "gid",
+    "size",
+    "mtime",
+    "atime",
+    "content",
+    "rdev",
+    "xattrs",
+    "link",
+)
+
+
+def _xattrs(path: bytes) -> tuple[tuple[str, bytes], ...]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return ()
+    out = []
+    for n in names:
+        try:
+            out.append((n, os.getxattr(path, n, follow_symlinks=False)))
+        except OSError:
+            pass
+    return tuple(sorted(out))
+
+
+def _read(path: bytes) -> bytes:
+    fd = os.open(path, _NOATIME)
+    try:
+        chunks = []
+        while True:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                return b"".join(chunks)
+            chunks.append(b)
+    finally:
+        os.close(fd)
+
+
+def _entry(
+    p: bytes, st: os.stat_result, inodes: dict[tuple[int, int], bytes], rel: bytes, atime: bool
+) -> tuple:  # type: ignore[type-arg]
+    mode = st.st_mode
+    data: bytes | None = None
+    link_group = None
+    if stat.S_ISREG(mode):
+        data = _read(p)
+        if st.st_nlink > 1:
+            link_group = inodes.setdefault((st.st_dev, st.st_ino), rel)
+    elif stat.S_ISLNK(mode):
+        data = os.readlink(p)
+    return (
+        stat.S_IFMT(mode),
+        None if stat.S_ISLNK(mode) else stat.S_IMODE(mode),
+        st.st_uid,
+        st.st_gid,
+        None if stat.S_ISDIR(mode) else st.st_size,
+        st.st_mtime_ns,
+        st.st_atime_ns if atime and not stat.S_ISLNK(mode) else None,
+        data,
+        st.st_rdev if (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)) else 0,
+        _xattrs(p),
+        link_group,
+    )
+
+
+def describe(root: str | os.PathLike[str], *, atime: bool = True) -> dict[bytes, tuple]:  # type: ignore[type-arg]
+    """relative path (bytes) -> (type, mode, uid, gid, size, mtime_ns, atime_ns, content or
+    link target, rdev, xattrs, hardlink group), for everything below ``root``."""
+    root_b = os.fsencode(os.fspath(root))
+    out: dict[bytes, tuple] = {}  # type: ignore[type-arg]
+    inodes: dict[tuple[int, int], bytes] = {}
+
+    def walk(dir_path: bytes, rel: bytes) -> None:
+        fd = os.open(dir_path, _NOATIME | os.O_DIRECTORY)
+        try:
+            names = sorted(os.fsencode(e.name) for e in os.scandir(fd))
+        finally:
+            os.close(fd)
+        stats = {n: os.lstat(dir_path + b"/" + n) for n in names}
+        for n in names:
+            p, r = dir_path + b"/" + n, (rel + b"/" + n if rel else n)
+            out[r] = _entry(p, stats[n], inodes, r, atime)
+            if stat.S_ISDIR(stats[n].st_mode):
+                walk(p, r)
+
+    walk(root_b, b"")
+    return out
+
+
+def diff(a: dict[bytes, tuple], b: dict[bytes, tuple]) -> list[str]:  # type: ignore[type-arg]
+    """Human-readable differences (empty when identical)."""
+    problems = []
+    for k in sorted(set(a) | set(b)):
+        if k not in a:
+            problems.append(f"extra: {k!r}")
+        elif k not in b:
+            problems.append(f"missing: {k!r}")
+        else:
+            for f, x, y in zip(FIELDS, a[k], b[k], strict=True):
+                if x != y:
+                    shown = (x, y) if f != "content" else ("<differs>",)
+                    problems.append(f"{k!r}: {f} {shown}")
+    return problems
