@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
@@ -18,6 +18,9 @@ from cairn.repo.repository import Repository
 from cairn.storage.base import Storage
 from cairn.storage.local import LocalStorage
 from cairn.storage.metered import MeteredStorage
+from cairn.storage.retry import RetryingStorage
+from cairn.storage.s3 import S3Location, S3Options, S3Storage
+from cairn.storage.throttle import ThrottledStorage
 
 CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -26,11 +29,21 @@ CACHEDIR_TAG = (
 
 
 @dataclass(frozen=True)
+class StoreOptions:
+    s3: S3Options = field(default_factory=S3Options)
+    limit_upload: int | None = None  # KiB/s
+    limit_download: int | None = None  # KiB/s
+    retries: int = 8
+    connections: int = 4  # uploads in flight
+
+
+@dataclass(frozen=True)
 class RepoSpec:
     url: str | None
     password: PasswordSource
     cache_dir: str | None = None
     use_cache: bool = True
+    store: StoreOptions = field(default_factory=StoreOptions)
 
     def resolved_url(self) -> str:
         url = self.url or os.environ.get("CAIRN_REPOSITORY")
@@ -39,13 +52,31 @@ class RepoSpec:
         return url
 
 
-def open_storage(url: str) -> Storage:
+def backend_for(url: str, options: StoreOptions) -> Storage:
+    """The bare backend named by a repository URL."""
+    if url.startswith("s3:"):
+        return S3Storage(S3Location.parse(url), options.s3)
     if url.startswith("local:"):
         url = url[len("local:") :]
-    if url.startswith(("s3:", "sftp:", "rest:", "http:", "https:")):
+    if url.startswith(("sftp:", "rest:", "http:", "https:")):
         scheme = url.split(":", 1)[0]
-        raise UsageError(f"repository scheme {scheme}: is not supported by this build")
+        raise UsageError(f"repository scheme {scheme}: is not supported")
     return LocalStorage(os.path.abspath(url))
+
+
+def wrap_backend(backend: Storage, options: StoreOptions) -> tuple[Storage, MeteredStorage]:
+    """The one place the wrapper stack is built: retry(throttle(meter(backend))).
+
+    Every attempt is metered (each is a request the store bills) and throttled."""
+    meter = MeteredStorage(backend)
+    inner: Storage = meter
+    if options.limit_upload or options.limit_download:
+        inner = ThrottledStorage(
+            inner,
+            upload=options.limit_upload * 1024 if options.limit_upload else None,
+            download=options.limit_download * 1024 if options.limit_download else None,
+        )
+    return RetryingStorage(inner, attempts=options.retries), meter
 
 
 class Session:
@@ -81,8 +112,8 @@ class Session:
 
 
 def open_session(spec: RepoSpec, load_index: bool = True) -> Session:
-    meter = MeteredStorage(open_storage(spec.resolved_url()))
-    repo = Repository.open(meter, spec.password.get())
+    storage, meter = wrap_backend(backend_for(spec.resolved_url(), spec.store), spec.store)
+    repo = Repository.open(storage, spec.password.get())
     if load_index:
         repo.load_index()
     return Session(spec, repo, meter)
@@ -91,8 +122,11 @@ def open_session(spec: RepoSpec, load_index: bool = True) -> Session:
 def create_repository(
     spec: RepoSpec, pack_size: int = DEFAULT_PACK_SIZE, kdf: KdfParams | None = None
 ) -> Repository:
-    storage = open_storage(spec.resolved_url())
-    if isinstance(storage, LocalStorage):
-        storage.root.mkdir(parents=True, exist_ok=True)
+    backend = backend_for(spec.resolved_url(), spec.store)
+    if isinstance(backend, LocalStorage):
+        backend.root.mkdir(parents=True, exist_ok=True)
+    elif isinstance(backend, S3Storage):
+        backend.create_bucket()
+    storage, _ = wrap_backend(backend, spec.store)
     password = spec.password.get(confirm=True)
     return Repository.create(storage, password, pack_size=pack_size, kdf=kdf)

@@ -59,6 +59,7 @@ def command(
         tags=split_tags,
         host=host,
         dry_run=dry_run,
+        uploads=spec.store.connections,
         options=BackupOptions(
             excludes=PathMatcher(patterns),
             one_file_system=one_file_system,

@@ -8,9 +8,10 @@ from typing import Any
 
 import click
 
-from cairn.app.context import RepoSpec
+from cairn.app.context import RepoSpec, StoreOptions
 from cairn.app.passwords import PasswordSource
 from cairn.ops.snapshots import SnapshotFilter
+from cairn.storage.s3 import S3Options
 from cairn.ui.output import Output
 
 
@@ -22,6 +23,47 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--password-command", metavar="CMD", help="Run CMD and use its output.")
     @click.option("--cache-dir", metavar="DIR", help="Local cache directory.")
     @click.option("--no-cache", is_flag=True, help="Use no local cache.")
+    @click.option(
+        "--storage-class",
+        envvar="CAIRN_STORAGE_CLASS",
+        metavar="CLASS",
+        help="S3 storage class for data packs (STANDARD_IA, GLACIER_IR, ...).",
+    )
+    @click.option(
+        "--s3-path-style",
+        is_flag=True,
+        envvar="CAIRN_S3_PATH_STYLE",
+        help="Path-style S3 addressing (most S3-compatible stores).",
+    )
+    @click.option(
+        "--s3-sse",
+        envvar="CAIRN_S3_SSE",
+        type=click.Choice(["AES256", "aws:kms"]),
+        help="Ask the store to encrypt objects at rest too.",
+    )
+    @click.option("--s3-sse-kms-key-id", envvar="CAIRN_S3_SSE_KMS_KEY_ID", metavar="ID")
+    @click.option(
+        "--connections",
+        envvar="CAIRN_CONNECTIONS",
+        type=click.IntRange(1, 64),
+        default=4,
+        show_default=True,
+        help="Uploads in flight.",
+    )
+    @click.option(
+        "--limit-upload",
+        envvar="CAIRN_LIMIT_UPLOAD",
+        type=click.IntRange(1),
+        metavar="KiB/s",
+        help="Cap upload bandwidth.",
+    )
+    @click.option(
+        "--limit-download",
+        envvar="CAIRN_LIMIT_DOWNLOAD",
+        type=click.IntRange(1),
+        metavar="KiB/s",
+        help="Cap download bandwidth.",
+    )
     @click.option("--json", "json_mode", is_flag=True, help="Machine-readable JSON output.")
     @click.option("-q", "--quiet", is_flag=True, help="Only errors and requested data.")
     @functools.wraps(f)
@@ -31,15 +73,35 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
         password_command: str | None,
         cache_dir: str | None,
         no_cache: bool,
+        storage_class: str | None,
+        s3_path_style: bool,
+        s3_sse: str | None,
+        s3_sse_kms_key_id: str | None,
+        connections: int,
+        limit_upload: int | None,
+        limit_download: int | None,
         json_mode: bool,
         quiet: bool,
         **kwargs: Any,
     ) -> Any:
+        s3 = S3Options(
+            storage_class=storage_class.upper() if storage_class else None,
+            path_style=s3_path_style,
+            sse=s3_sse,
+            sse_kms_key_id=s3_sse_kms_key_id,
+            connections=connections,
+        )
         spec = RepoSpec(
             url=repo,
             password=PasswordSource(file=password_file, command=password_command),
             cache_dir=cache_dir,
             use_cache=not no_cache,
+            store=StoreOptions(
+                s3=s3,
+                limit_upload=limit_upload,
+                limit_download=limit_download,
+                connections=connections,
+            ),
         )
         return f(spec=spec, out=Output(json_mode=json_mode, quiet=quiet), **kwargs)
 

@@ -60,6 +60,10 @@ class StorageError(CairnError):
     pass
 
 
+class TransientStorageError(StorageError):
+    """Throttling, a server error or a lost connection: the operation may succeed if retried."""
+
+
 class ObjectMissing(StorageError):
     """The store has no object of that name."""
 

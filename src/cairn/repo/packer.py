@@ -71,7 +71,11 @@ class Packer:
         try:
             pack_id, data = builder.finish()
             if not self._dry_run:
-                self._storage.write(layout.pack_name(pack_id.hex()), data)
+                self._storage.write(
+                    layout.pack_name(pack_id.hex()),
+                    data,
+                    metadata=builder.blob_type != layout.DATA_BLOB,
+                )
             record = PackRecord(PackInfo(pack_id, builder.salt, builder.blob_type), builder.blobs)
             with self._lock:
                 self.packs_written += 1

@@ -3,9 +3,11 @@
 A store holds immutable named objects. Names are relative paths with '/' separators
 ('config', 'keys/<id>', 'data/ab/<id>', ...). The contract:
 
-- ``write(name, data)`` stores the whole object atomically: a reader sees either nothing or
-  all of it. Objects are write-once; writing an existing name with the same content is allowed
-  (it happens when a backup is resumed), callers never write different content to a name.
+- ``write(name, data, metadata=True)`` stores the whole object atomically: a reader sees
+  either nothing or all of it. Objects are write-once; writing an existing name with the same
+  content is allowed (it happens when a backup is resumed), callers never write different
+  content to a name. ``metadata=False`` marks bulk file data, which a backend may keep in a
+  colder (cheaper, slower) storage class; everything else must stay immediately readable.
 - ``read(name, offset, length)`` returns exactly the requested range (``length=None``: to the
   end) or raises ``ObjectMissing``; a short object is an ``IntegrityError`` for the caller.
 - ``stat(name)`` returns the size in bytes or raises ``ObjectMissing``.
@@ -28,7 +30,7 @@ Buffer = bytes | bytearray | memoryview
 class Storage(Protocol):
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes: ...
 
-    def write(self, name: str, data: Buffer) -> None: ...
+    def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None: ...
 
     def stat(self, name: str) -> int: ...
 
@@ -48,8 +50,8 @@ class StorageWrapper:
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return self.inner.read(name, offset, length)
 
-    def write(self, name: str, data: Buffer) -> None:
-        self.inner.write(name, data)
+    def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None:
+        self.inner.write(name, data, metadata=metadata)
 
     def stat(self, name: str) -> int:
         return self.inner.stat(name)

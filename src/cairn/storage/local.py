@@ -44,7 +44,7 @@ class LocalStorage:
             raise StorageError(f"cannot read {name}: {e.strerror}") from None
         return data
 
-    def write(self, name: str, data: Buffer) -> None:
+    def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None:
         path = self._path(name)
         tmp = path.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
         try:

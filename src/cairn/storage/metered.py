@@ -46,8 +46,8 @@ class MeteredStorage(StorageWrapper):
             self.usage.bytes_down += len(data)
         return data
 
-    def write(self, name: str, data: Buffer) -> None:
-        self.inner.write(name, data)
+    def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None:
+        self.inner.write(name, data, metadata=metadata)
         with self._lock:
             self.usage.put += 1
             self.usage.bytes_up += len(memoryview(data).cast("B"))

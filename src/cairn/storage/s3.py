@@ -1,0 +1,306 @@
+"""Amazon S3 and S3-compatible stores, through boto3.
+
+- Credentials and region come from the standard AWS chain (environment, shared config and
+  credentials files, profiles, instance and container roles).
+- Every write carries a CRC32 checksum that the store verifies; writes are conditional
+  (If-None-Match: *) where the store supports it, so an object is never overwritten.
+- Objects larger than ``multipart_threshold`` go up as multipart uploads (s3transfer).
+- Data packs may use a colder storage class; everything else stays in STANDARD.
+- Errors become one-line StorageErrors; throttling, 5xx and connection failures are
+  TransientStorageError, which the retry wrapper retries.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import boto3
+import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+from cairn.core.errors import ObjectMissing, StorageError, TransientStorageError, UsageError
+from cairn.storage.base import Buffer
+
+STORAGE_CLASSES = frozenset(
+    {
+        "STANDARD",
+        "STANDARD_IA",
+        "ONEZONE_IA",
+        "INTELLIGENT_TIERING",
+        "GLACIER_IR",
+        "GLACIER",
+        "DEEP_ARCHIVE",
+        "REDUCED_REDUNDANCY",
+    }
+)
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "InternalError",
+        "ServiceUnavailable",
+        "503",
+        "500",
+        "502",
+        "504",
+    }
+)
+_AUTH_CODES = frozenset(
+    {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "ExpiredToken"}
+)
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str  # '' or ending in '/'
+    endpoint: str | None  # None: AWS
+
+    @classmethod
+    def parse(cls, url: str) -> S3Location:
+        """``s3://BUCKET/PREFIX`` (AWS) or ``s3:http(s)://HOST[:PORT]/BUCKET/PREFIX``."""
+        if url.startswith("s3://"):
+            rest, endpoint = url[len("s3://") :], None
+        elif url.startswith(("s3:http://", "s3:https://")):
+            parts = urlsplit(url[len("s3:") :])
+            if not parts.netloc:
+                raise UsageError(f"invalid S3 URL {url!r}: no host")
+            endpoint = f"{parts.scheme}://{parts.netloc}"
+            rest = parts.path.lstrip("/")
+        else:
+            raise UsageError(
+                f"invalid S3 URL {url!r} (use s3://BUCKET/PREFIX or s3:https://HOST/BUCKET/PREFIX)"
+            )
+        bucket, _, prefix = rest.partition("/")
+        if len(bucket) < 3:
+            raise UsageError(f"invalid S3 URL {url!r}: bucket names have at least 3 characters")
+        prefix = prefix.strip("/")
+        return cls(bucket, prefix + "/" if prefix else "", endpoint)
+
+    def __str__(self) -> str:
+        path = f"{self.bucket}/{self.prefix}".rstrip("/")
+        return f"s3:{self.endpoint}/{path}" if self.endpoint else f"s3://{path}"
+
+
+@dataclass(frozen=True)
+class S3Options:
+    storage_class: str | None = None  # for data packs only
+    path_style: bool = False
+    sse: str | None = None  # "AES256" or "aws:kms"
+    sse_kms_key_id: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    connections: int = 4
+    multipart_threshold: int = 64 << 20
+    multipart_chunksize: int = 16 << 20
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.storage_class is not None and self.storage_class not in STORAGE_CLASSES:
+            raise UsageError(
+                f"unknown storage class {self.storage_class!r} "
+                f"(one of {', '.join(sorted(STORAGE_CLASSES))})"
+            )
+        if self.sse not in (None, "AES256", "aws:kms"):
+            raise UsageError(f"unknown server-side encryption {self.sse!r} (AES256 or aws:kms)")
+
+
+class S3Storage:
+    def __init__(self, location: S3Location, options: S3Options | None = None, client=None) -> None:  # type: ignore[no-untyped-def]
+        self.location = location
+        self.options = options or S3Options()
+        self._client = client or self._make_client()
+        self._conditional = True
+        self._transfer = TransferConfig(
+            multipart_threshold=self.options.multipart_threshold,
+            multipart_chunksize=self.options.multipart_chunksize,
+            max_concurrency=4,
+            use_threads=True,
+        )
+
+    def _make_client(self):  # type: ignore[no-untyped-def]
+        o = self.options
+        config = Config(
+            region_name=o.region,
+            max_pool_connections=max(10, o.connections * 4),
+            connect_timeout=o.connect_timeout,
+            read_timeout=o.read_timeout,
+            retries={"mode": "standard", "total_max_attempts": 1},  # the retry wrapper retries
+            s3={"addressing_style": "path" if o.path_style else "auto"},
+            request_checksum_calculation="when_supported",
+            response_checksum_validation="when_supported",
+        )
+        try:
+            session = boto3.session.Session(profile_name=o.profile)
+        except botocore.exceptions.ProfileNotFound as e:
+            raise StorageError(str(e)) from None
+        region = (
+            o.region or session.region_name or ("us-east-1" if self.location.endpoint else None)
+        )
+        return session.client(
+            "s3", endpoint_url=self.location.endpoint, region_name=region, config=config
+        )
+
+    def describe(self) -> str:
+        return str(self.location)
+
+    def _key(self, name: str) -> str:
+        return self.location.prefix + name
+
+    # ------------------------------------------------------------------ operations
+    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        args = {"Bucket": self.location.bucket, "Key": self._key(name)}
+        if offset or length is not None:
+            end = "" if length is None else str(offset + length - 1)
+            if length == 0:
+                return b""
+            args["Range"] = f"bytes={offset}-{end}"
+        with _errors(name):
+            resp = self._client.get_object(**args)
+            return resp["Body"].read()  # type: ignore[no-any-return]
+
+    def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None:
+        extra: dict[str, str] = {}
+        if not metadata and self.options.storage_class:
+            extra["StorageClass"] = self.options.storage_class
+        if self.options.sse:
+            extra["ServerSideEncryption"] = self.options.sse
+            if self.options.sse_kms_key_id:
+                extra["SSEKMSKeyId"] = self.options.sse_kms_key_id
+        key = self._key(name)
+        size = len(memoryview(data).cast("B"))
+        with _errors(name):
+            if size >= self.options.multipart_threshold:
+                self._client.upload_fileobj(
+                    io.BytesIO(data),
+                    self.location.bucket,
+                    key,
+                    ExtraArgs={**extra, "ChecksumAlgorithm": "CRC32"},
+                    Config=self._transfer,
+                )
+                return
+            try:
+                self._put(key, data, extra)
+            except botocore.exceptions.ClientError as e:
+                code = _code(e)
+                if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                    return  # already there: objects are write-once and content-addressed
+                if code in ("NotImplemented", "501") and self._conditional:
+                    self._conditional = False  # the store does not know If-None-Match
+                    self._put(key, data, extra)
+                    return
+                raise
+
+    def _put(self, key: str, data: Buffer, extra: dict[str, str]) -> None:
+        args = {
+            "Bucket": self.location.bucket,
+            "Key": key,
+            "Body": bytes(data),
+            "ChecksumAlgorithm": "CRC32",
+            **extra,
+        }
+        if self._conditional:
+            args["IfNoneMatch"] = "*"
+        self._client.put_object(**args)
+
+    def stat(self, name: str) -> int:
+        with _errors(name):
+            resp = self._client.head_object(Bucket=self.location.bucket, Key=self._key(name))
+            return int(resp["ContentLength"])
+
+    def list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        strip = len(self.location.prefix)
+        with _errors(prefix or "/"):
+            for page in paginator.paginate(Bucket=self.location.bucket, Prefix=self._key(prefix)):
+                for obj in page.get("Contents", []):
+                    yield obj["Key"][strip:], int(obj["Size"])
+
+    def delete(self, name: str) -> None:
+        with _errors(name):
+            self._client.delete_object(Bucket=self.location.bucket, Key=self._key(name))
+
+    def create_bucket(self) -> None:
+        """Creates the bucket if it does not exist (used by init)."""
+        with _errors(self.location.bucket):
+            try:
+                self._client.head_bucket(Bucket=self.location.bucket)
+                return
+            except botocore.exceptions.ClientError as e:
+                if _code(e) not in ("404", "NoSuchBucket", "NotFound"):
+                    raise
+            args: dict[str, object] = {"Bucket": self.location.bucket}
+            region = self._client.meta.region_name
+            if not self.location.endpoint and region and region != "us-east-1":
+                args["CreateBucketConfiguration"] = {"LocationConstraint": region}
+            self._client.create_bucket(**args)
+
+
+def _code(e: botocore.exceptions.ClientError) -> str:
+    err = e.response.get("Error", {})
+    code = str(err.get("Code", ""))
+    if not code:
+        code = str(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    return code
+
+
+class _errors:
+    """Maps boto errors raised inside the block to cairn's one-line storage errors."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:  # type: ignore[no-untyped-def]
+        if exc is None or isinstance(exc, StorageError):
+            return False
+        if isinstance(exc, botocore.exceptions.ClientError):
+            code = _code(exc)
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            message = exc.response.get("Error", {}).get("Message") or code
+            if code in ("NoSuchKey", "404", "NotFound") and code != "NoSuchBucket":
+                raise ObjectMissing(self.name) from None
+            if code == "NoSuchBucket":
+                raise StorageError(f"the bucket does not exist ({message})") from None
+            if code in _AUTH_CODES or status == 403:
+                raise StorageError(
+                    f"access denied for {self.name}: check the credentials ({code})"
+                ) from None
+            if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+                raise TransientStorageError(
+                    f"{self.name}: the store answered {code}: {message}"
+                ) from None
+            raise StorageError(f"{self.name}: {code}: {message}") from None
+        if isinstance(
+            exc,
+            botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError,
+        ):
+            raise StorageError(
+                "no usable AWS credentials (environment, profile or instance role)"
+            ) from None
+        if isinstance(exc, botocore.exceptions.ParamValidationError):
+            raise StorageError(f"{self.name}: {exc}") from None
+        if isinstance(
+            exc,
+            botocore.exceptions.EndpointConnectionError
+            | botocore.exceptions.ConnectionClosedError
+            | botocore.exceptions.ConnectTimeoutError
+            | botocore.exceptions.ReadTimeoutError
+            | botocore.exceptions.ResponseStreamingError
+            | botocore.exceptions.IncompleteReadError
+            | ConnectionError,
+        ):
+            raise TransientStorageError(f"{self.name}: cannot reach the store: {exc}") from None
+        if isinstance(exc, botocore.exceptions.BotoCoreError):
+            raise StorageError(f"{self.name}: {exc}") from None
+        return False

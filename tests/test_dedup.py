@@ -1,0 +1,236 @@
+"""Deduplication: identical content is stored once, and unchanged files are not even read."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from tests.treecmp import describe, diff
+
+MiB = 1 << 20
+
+
+# ------------------------------------------------------------------ an audit hook for file opens
+# Audit hooks cannot be removed, so one hook is installed for the whole process; it records only
+# while ``_AUDIT["root"]`` is set, and only opens of paths below that root.
+_AUDIT: dict[str, object] = {"root": None, "opened": []}
+
+
+def _audit_hook(event: str, args: tuple[object, ...]) -> None:
+    if event != "open":
+        return
+    root = _AUDIT["root"]
+    if root is None:
+        return
+    path = args[0]
+    if not isinstance(path, str | bytes | os.PathLike):
+        return  # an open by file descriptor
+    raw = os.fsencode(path)
+    if raw == root or raw.startswith(root + b"/"):  # type: ignore[operator]
+        flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
+        _AUDIT["opened"].append((raw, flags))  # type: ignore[attr-defined]
+
+
+sys.addaudithook(_audit_hook)
+
+
+def run_recording_opens(root: Path, fn, *args):  # type: ignore[no-untyped-def]
+    """Calls ``fn(*args)``; returns its result and the non-directory paths opened below root."""
+    _AUDIT["opened"] = []
+    _AUDIT["root"] = os.fsencode(root)
+    try:
+        result = fn(*args)
+    finally:
+        _AUDIT["root"] = None
+    opened = [p for p, flags in _AUDIT["opened"] if not flags & os.O_DIRECTORY]  # type: ignore[attr-defined]
+    return result, opened
+
+
+# ------------------------------------------------------------------ helpers
+def data_size(repo: Path) -> int:
+    """Bytes of pack files on disk (what the store would bill for data)."""
+    return sum(p.stat().st_size for p in (repo / "data").rglob("*") if p.is_file())
+
+
+def repo_files(repo: Path) -> dict[str, int]:
+    return {
+        str(p.relative_to(repo)): p.stat().st_size for p in sorted(repo.rglob("*")) if p.is_file()
+    }
+
+
+def backup(run_cli, repo: Path, *paths: Path | str) -> dict:  # type: ignore[no-untyped-def]
+    res = run_cli("backup", "--repo", repo, "--json", *paths)
+    assert res.code == 0, res.err
+    return res.json()
+
+
+def write_file(path: bytes, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------ identical content
+def test_identical_files_in_one_backup_and_across_backups_are_stored_once(
+    tmp_path, repo_path, run_cli
+):
+    content = os.urandom(10 * MiB)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "one.bin").write_bytes(content)
+    (src / "two.bin").write_bytes(content)
+
+    first = backup(run_cli, repo_path, src)["summary"]
+    assert first["files_new"] == 2
+    assert first["bytes_read"] == first["bytes_total"] == 2 * len(content)
+    # Each chunk of the content is stored once: about 10 MiB were added, not 20.
+    assert first["data_blobs_added"] >= 2  # 10 MiB cannot fit in one chunk (max 8 MiB)
+    assert len(content) <= first["bytes_added"] < len(content) + 64 * 1024
+    ls = run_cli("ls", "--repo", repo_path, "--json", "latest", src)
+    assert ls.code == 0, ls.err
+    nodes = {n["name"]: n for n in map(json.loads, ls.out.splitlines())}
+    assert nodes["one.bin"]["content"] == nodes["two.bin"]["content"]
+    assert len(nodes["one.bin"]["content"]) == first["data_blobs_added"]
+    stored = data_size(repo_path)
+    assert len(content) <= stored < len(content) * 1.05
+
+    # The same content again, under another name, in another directory and another backup.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "renamed.dat").write_bytes(content)
+    second = backup(run_cli, repo_path, other)["summary"]
+    assert second["files_new"] == 1
+    assert second["bytes_read"] == len(content)
+    assert second["data_blobs_added"] == 0
+    assert second["bytes_added"] < 4096  # a tree blob or two, no data
+    assert data_size(repo_path) - stored < 4096
+
+
+def test_insert_in_the_middle_of_a_large_file_adds_only_a_few_chunks(
+    tmp_path, repo_path, run_cli
+):
+    size = 64 * MiB
+    data = os.urandom(size)
+    src = tmp_path / "src"
+    src.mkdir()
+    target = src / "big.bin"
+    target.write_bytes(data)
+    first = backup(run_cli, repo_path, src)["summary"]
+    assert first["data_blobs_added"] >= 16  # ~1 MiB chunks, at most 8 MiB each
+    assert first["bytes_added"] >= size
+
+    inserted = b"a few new bytes!"
+    target.write_bytes(data[: size // 2] + inserted + data[size // 2 :])
+    second = backup(run_cli, repo_path, src)["summary"]
+    assert second["files_changed"] == 1
+    assert second["bytes_read"] == size + len(inserted)
+    assert 1 <= second["data_blobs_added"] <= 3
+    assert second["bytes_added"] < size // 8
+
+
+# ------------------------------------------------------------------ the files cache
+N_DIRS, PER_DIR = 100, 200
+
+
+def make_small_tree(root: Path) -> list[bytes]:
+    paths = []
+    base = os.fsencode(root)
+    os.mkdir(base)
+    for d in range(N_DIRS):
+        dpath = base + b"/d%03d" % d
+        os.mkdir(dpath)
+        for f in range(PER_DIR):
+            fpath = dpath + b"/f%03d.txt" % f
+            write_file(fpath, b"file %d in dir %d\n" % (f, d))
+            paths.append(fpath)
+    return paths
+
+
+def test_unchanged_files_are_not_read_and_changed_ones_are(tmp_path, repo_path, run_cli):
+    src = tmp_path / "tree"
+    paths = make_small_tree(src)
+    total = sum(os.stat(p).st_size for p in paths)
+
+    first, opened = run_recording_opens(src, backup, run_cli, repo_path, src)
+    # The hook sees the backup's opens: every file was read once in the first backup.
+    assert sorted(opened) == sorted(paths)
+    assert first["summary"]["files_new"] == N_DIRS * PER_DIR
+    assert first["summary"]["bytes_read"] == total
+
+    second, opened = run_recording_opens(src, backup, run_cli, repo_path, src)
+    s = second["summary"]
+    l1 = run_cli("ls", "--repo", repo_path, "--json", first["id"]).out.splitlines()
+    l2 = run_cli("ls", "--repo", repo_path, "--json", second["id"]).out.splitlines()
+    print("DEBUG", [(a, b) for a, b in zip(l1, l2) if a != b])
+    assert opened == []
+    assert s["files_unchanged"] == N_DIRS * PER_DIR
+    assert s["files_new"] == s["files_changed"] == 0
+    assert s["bytes_read"] == 0
+    assert s["bytes_total"] == total
+    assert s["data_blobs_added"] == s["tree_blobs_added"] == 0
+    # the tree's directories, src, and the directories above it up to the root
+    assert s["dirs_unchanged"] == N_DIRS + len(src.parts)
+    assert second["tree"] == first["tree"]
+    assert second["parent"] == first["id"]
+
+    # One file gets new content, one only a new mtime, and one new content of the same size
+    # with its old mtime put back (only the ctime tells).
+    content_changed, mtime_only, sneaky = paths[123], paths[4567], paths[19999]
+    write_file(content_changed, b"new content, longer than before\n")
+    st = os.stat(mtime_only)
+    os.utime(mtime_only, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    st = os.stat(sneaky)
+    old = Path(os.fsdecode(sneaky)).read_bytes()
+    write_file(sneaky, old.upper())
+    os.utime(sneaky, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(sneaky).st_mtime_ns == st.st_mtime_ns
+
+    third, opened = run_recording_opens(src, backup, run_cli, repo_path, src)
+    s = third["summary"]
+    assert sorted(opened) == sorted([content_changed, mtime_only, sneaky])
+    assert s["files_changed"] == 3
+    assert s["files_new"] == 0
+    assert s["files_unchanged"] == N_DIRS * PER_DIR - 3
+    assert s["bytes_read"] == sum(os.stat(p).st_size for p in opened)
+    assert s["data_blobs_added"] == 2  # the mtime-only file's content is already stored
+
+    # The new snapshot has the new contents.
+    res = run_cli("restore", "--repo", repo_path, f"latest:{src}", "--target", tmp_path / "out")
+    assert res.code == 0, res.err
+    assert diff(describe(src), describe(tmp_path / "out")) == []
+
+
+def test_files_cache_is_not_trusted_when_the_repository_lost_the_blobs(
+    tmp_path, repo_path, run_cli
+):
+    """The repository is put back to an older copy of itself (same id, so the same files
+    cache): the cache still lists the files, but their blobs are gone from the index, so the
+    files must be read and stored again, or the new snapshot would point at missing data."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("alpha\n")
+    (src / "sub" / "b.bin").write_bytes(os.urandom(2 * MiB))
+    empty_copy = tmp_path / "repo-at-init"
+    shutil.copytree(repo_path, empty_copy)
+
+    first = backup(run_cli, repo_path, src)["summary"]
+    assert first["files_new"] == 2
+    shutil.rmtree(repo_path)
+    shutil.copytree(empty_copy, repo_path)
+    assert run_cli("snapshots", "--repo", repo_path, "--json").json() == []
+
+    second, opened = run_recording_opens(src, backup, run_cli, repo_path, src)
+    s = second["summary"]
+    assert s["files_unchanged"] == 0
+    assert s["files_new"] + s["files_changed"] == 2
+    assert s["bytes_read"] == s["bytes_total"] == 2 * MiB + 6
+    assert s["data_blobs_added"] >= 2
+    assert sorted(opened) == sorted(os.fsencode(src / p) for p in ("a.txt", "sub/b.bin"))
+    res = run_cli("restore", "--repo", repo_path, f"latest:{src}", "--target", tmp_path / "out")
+    assert res.code == 0, res.err
+    assert diff(describe(src), describe(tmp_path / "out")) == []
