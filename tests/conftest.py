@@ -81,3 +81,31 @@ def repo_path(tmp_path: Path, run_cli: Callable[..., Result]) -> Path:
     res = run_cli("init", "--repo", path, "--pack-size", "1M")
     assert res.code == 0, res.err
     return path
+
+
+@pytest.fixture(scope="session")
+def s3_server():  # type: ignore[no-untyped-def]
+    """One real SeaweedFS S3 server for the whole session."""
+    from tests import s3server
+
+    server = s3server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Credentials for the test server in the environment (as the AWS chain reads them)."""
+    for k, v in s3_server.env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return s3_server
+
+
+@pytest.fixture
+def s3_url(s3_env, request: pytest.FixtureRequest) -> str:  # type: ignore[no-untyped-def]
+    """A fresh, empty repository location in the test bucket."""
+    prefix = f"{request.node.name[:60]}-{os.urandom(4).hex()}".replace("[", "-").replace("]", "")
+    return s3_env.url(prefix)

@@ -111,9 +111,7 @@ def test_identical_files_in_one_backup_and_across_backups_are_stored_once(
     assert data_size(repo_path) - stored < 4096
 
 
-def test_insert_in_the_middle_of_a_large_file_adds_only_a_few_chunks(
-    tmp_path, repo_path, run_cli
-):
+def test_insert_in_the_middle_of_a_large_file_adds_only_a_few_chunks(tmp_path, repo_path, run_cli):
     size = 64 * MiB
     data = os.urandom(size)
     src = tmp_path / "src"

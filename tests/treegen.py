@@ -113,9 +113,7 @@ def _safe_name(name: bytes) -> bool:
 
 names = st.one_of(
     st.sampled_from(SPECIAL_NAMES),
-    st.text(string.ascii_letters + string.digits + "._-", min_size=1, max_size=12).map(
-        str.encode
-    ),
+    st.text(string.ascii_letters + string.digits + "._-", min_size=1, max_size=12).map(str.encode),
     st.binary(min_size=1, max_size=16),
     st.text(min_size=1, max_size=8).map(lambda s: s.encode("utf-8", "surrogatepass")),
 ).filter(_safe_name)
@@ -364,3 +362,40 @@ def build(root: str | os.PathLike[str], tree: Dir) -> None:
     for path, e in sorted(entries, key=lambda pe: -len(pe[0])):
         if isinstance(e, Dir):
             os.utime(_join(rb, path), ns=(e.meta.atime, e.meta.mtime), follow_symlinks=False)
+
+
+def kitchen_sink(devices: bool = IS_ROOT) -> Dir:
+    """One fixed tree with every kind of entry and attribute the strategies can produce."""
+
+    def m(mode: int, uid: int = 0, gid: int = 0, t: int = 1_600_000_000_123_456_789, **xa: bytes):
+        return Meta(mode, uid, gid, t - 1, t, {b"user." + k.encode(): v for k, v in xa.items()})
+
+    inner = Dir(
+        {
+            b"caf\xe9": File(("random", 300 << 10, 1), m(0o4755, 1234, 5678, bin=b"\0\xff")),
+            b"\xff\xfe": File(("repeat", 200 << 10, 2), m(0o000, 65534, 65534)),
+            b"new\nline": File(("empty", 0, 0), m(0o2755, 1, 1)),
+            b"-leading dash": File(("holes", 300 << 10, 3), m(0o1644)),
+            "ünïcødé ☃".encode(): File(("zeros", 100 << 10, 0), m(0o7777, 2**31, 2**31)),
+            b"fifo": Fifo(m(0o640, 1234, 5678, t=-1_000_000_001)),
+            b"rel": Symlink(("raw", b"../top"), 1234, 5678, 5, 2**31 * 10**9 + 1),
+            b"abs": Symlink(("abs", (b"top",)), 0, 0, 7, 8),
+            b"dangling": Symlink(("raw", b"/nonexistent/\xe9"), 42, 43, 9, 10),
+            b"hard": HardLink((b"top",)),
+        },
+        m(0o1777, 1234, 5678, empty=b"", a=b"\x01\x02"),
+    )
+    if devices:
+        inner.entries[b"null"] = Device("c", 1, 3, m(0o666))
+        inner.entries[b"odd"] = Device("c", 4095, 2**20 - 1, m(0o4600, 7, 8))
+        inner.entries[b"blk"] = Device("b", 8, 1, m(0o660, 0, 6))
+    return Dir(
+        {
+            b"top": File(("bytes", b"top\n"), m(0o644, 1234, 5678, x=b"y")),
+            b"hard too": HardLink((b"top",)),
+            b"inner": inner,
+            b"ro": Dir({b"f": File(("bytes", b"f"), m(0o444))}, m(0o500)),
+            b"none": Dir({b"g": File(("bytes", b"g"), m(0o600))}, m(0o000, 5, 6)),
+        },
+        m(0o755),
+    )

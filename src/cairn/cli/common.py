@@ -64,6 +64,8 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
         metavar="KiB/s",
         help="Cap download bandwidth.",
     )
+    @click.option("--retries", envvar="CAIRN_RETRIES", type=click.IntRange(1, 100), default=8,
+                  show_default=True, help="Attempts per store request (backoff with jitter).")
     @click.option("--json", "json_mode", is_flag=True, help="Machine-readable JSON output.")
     @click.option("-q", "--quiet", is_flag=True, help="Only errors and requested data.")
     @functools.wraps(f)
@@ -80,6 +82,7 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
         connections: int,
         limit_upload: int | None,
         limit_download: int | None,
+        retries: int,
         json_mode: bool,
         quiet: bool,
         **kwargs: Any,
@@ -101,6 +104,7 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 limit_upload=limit_upload,
                 limit_download=limit_download,
                 connections=connections,
+                retries=retries,
             ),
         )
         return f(spec=spec, out=Output(json_mode=json_mode, quiet=quiet), **kwargs)

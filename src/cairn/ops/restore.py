@@ -318,7 +318,7 @@ class Restorer:
             try:
                 pfd = target.open_dir(entry.parts[:-1])
                 try:
-                    fd = os.open(entry.parts[-1], os.O_RDONLY | os.O_NOFOLLOW, dir_fd=pfd)
+                    fd = target.open_file(pfd, entry.parts[-1])
                 finally:
                     os.close(pfd)
                 with os.fdopen(fd, "rb") as f:

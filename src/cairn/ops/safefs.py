@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from cairn.model.node import is_safe_name
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NOATIME = getattr(os, "O_NOATIME", 0)
 
 
 class UnsafeName(OSError):
@@ -82,3 +83,12 @@ class Target:
         self.clear(parent_fd, name)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         return os.open(name, flags, 0o600, dir_fd=parent_fd)
+
+    def open_file(self, parent_fd: int, name: bytes) -> int:
+        """Opens a restored file for reading without changing its restored access time."""
+        check_name(name)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            return os.open(name, flags | _NOATIME, dir_fd=parent_fd)
+        except PermissionError:
+            return os.open(name, flags, dir_fd=parent_fd)

@@ -1,0 +1,597 @@
+"""Faults: wrong passwords, damaged repositories, unreadable files, interrupted backups, full disks.
+
+Each test drives the real CLI (in-process, or as a separate process where signals, users or a
+crash are involved) against a real local repository, damages or interrupts it the way the world
+does, and checks that cairn fails loudly, names what is wrong, never writes wrong bytes, and
+leaves the repository usable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from cairn.core.errors import StorageError
+from cairn.ops.backup.snapshot_writer import BackupRequest, run_backup
+from cairn.ops.progress import NullProgress
+from cairn.ops.snapshots import load_snapshots
+from cairn.repo import layout
+from cairn.repo.journal import PackJournal
+from cairn.repo.repository import Repository
+from cairn.storage.base import Buffer, StorageWrapper
+from cairn.storage.local import LocalStorage
+from cairn.storage.metered import MeteredStorage
+from tests.craft import (
+    PASSWORD,
+    blobs_in_pack,
+    create_repo,
+    files_below,
+    flip_bit,
+    locate,
+    only_snapshot,
+    open_repo,
+    regular_files,
+    repo_listing,
+)
+from tests.treecmp import describe, diff
+
+CAIRN = [sys.executable, "-m", "cairn"]
+MiB = 1 << 20
+
+
+def _rand(n: int, seed: int) -> bytes:
+    import random
+
+    return random.Random(seed).randbytes(n)
+
+
+def _write_tree(root: Path, files: dict[str, bytes]) -> None:
+    for rel, data in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+
+
+def _one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected exactly one line on stderr, got {len(lines)}:\n{err}"
+    return lines[0]
+
+
+def _packs(repo: Path) -> dict[str, int]:
+    """Finished packs (not the temporary files of a write in progress) and their sizes."""
+    out = {}
+    data = repo / "data"
+    if not data.is_dir():
+        return out
+    for sub in data.iterdir():
+        for f in sub.iterdir():
+            if not f.name.startswith(".tmp-"):
+                with contextlib.suppress(FileNotFoundError):
+                    out[f"data/{sub.name}/{f.name}"] = f.stat().st_size
+    return out
+
+
+# =============================================================================== 1. password
+@pytest.mark.parametrize("source", ["env", "file"])
+def test_wrong_password_fails_cleanly_and_changes_nothing(
+    source, tmp_path, repo_path, run_cli, monkeypatch
+):
+    src = tmp_path / "src"
+    _write_tree(src, {"a.txt": b"hello", "d/b.bin": _rand(300_000, 1)})
+    assert run_cli("backup", "--repo", repo_path, src).code == 0
+    (src / "new.txt").write_bytes(b"would be backed up")
+
+    if source == "env":
+        monkeypatch.setenv("CAIRN_PASSWORD", "not the password")
+        pw_args: list[str | Path] = []
+    else:
+        monkeypatch.delenv("CAIRN_PASSWORD")
+        pw_file = tmp_path / "pw"
+        pw_file.write_text("not the password\n")
+        pw_args = ["--password-file", pw_file]
+
+    before = repo_listing(repo_path)
+    target = tmp_path / "out"
+    commands = {
+        "snapshots": ["snapshots"],
+        "backup": ["backup", src],
+        "restore": ["restore", "latest", "--target", target],
+        "ls": ["ls", "latest"],
+    }
+    for name, args in commands.items():
+        res = run_cli(args[0], "--repo", repo_path, *pw_args, *args[1:])
+        assert res.code == 1, (name, res)
+        line = _one_line(res.err)
+        assert "password" in line.lower(), (name, line)
+        assert res.out == "", (name, res.out)
+        assert repo_listing(repo_path) == before, f"{name} changed the repository"
+    assert not target.exists(), "restore with a wrong password created its target"
+
+
+# =============================================================================== 2. tamper
+SOURCE = {
+    "small.txt": b"small and fine\n",
+    "big.bin": _rand(3 * MiB, 2),
+    "sub/one.bin": _rand(3 * MiB // 2, 3),
+    "sub/two.txt": b"two\n" * 100,
+    "sub/deeper/three.bin": _rand(600_000, 4),
+    "z/last.bin": _rand(MiB, 5),
+}
+
+
+@dataclass
+class Damage:
+    name: str  # the damaged object, as the store names it
+    damaged_files: set[str]  # files that cannot be restored correctly
+    fails: list[str] = field(default_factory=list)  # commands besides restore that must fail
+
+
+def _files_using(repo: Repository, snap, src: Path, blob_ids: set[bytes]) -> set[str]:  # type: ignore[no-untyped-def]
+    return {
+        rel
+        for rel, node in files_below(repo, snap, src).items()
+        if node.type == "file" and blob_ids & set(node.content)
+    }
+
+
+def _damage_data_blob(repo_dir: Path, repo: Repository, snap, src: Path) -> Damage:  # type: ignore[no-untyped-def]
+    node = files_below(repo, snap, src)["big.bin"]
+    place = locate(repo, node.content[1])
+    flip_bit(repo_dir / place.pack_name, place.offset + place.length // 2, bit=3)
+    return Damage(place.pack_name, {"big.bin"})
+
+
+def _damage_tree_blob(repo_dir: Path, repo: Repository, snap, src: Path) -> Damage:  # type: ignore[no-untyped-def]
+    node = files_below(repo, snap, src)["sub"]
+    assert node.subtree is not None
+    place = locate(repo, node.subtree)
+    flip_bit(repo_dir / place.pack_name, place.offset + place.length // 2)
+    return Damage(place.pack_name, {r for r in SOURCE if r.startswith("sub/")}, fails=["ls"])
+
+
+def _damage_index(repo_dir: Path, repo: Repository, snap, src: Path) -> Damage:  # type: ignore[no-untyped-def]
+    names = [n for n, _ in repo.storage.list(layout.INDEX)]
+    assert len(names) == 1
+    path = repo_dir / names[0]
+    flip_bit(path, path.stat().st_size // 2)
+    return Damage(names[0], set(SOURCE), fails=["ls"])
+
+
+def _damage_snapshot(repo_dir: Path, repo: Repository, snap, src: Path) -> Damage:  # type: ignore[no-untyped-def]
+    name = layout.snapshot_name(snap.id)
+    path = repo_dir / name
+    flip_bit(path, path.stat().st_size - 20, bit=7)
+    return Damage(name, set(SOURCE), fails=["ls", "snapshots"])
+
+
+def _damage_config(repo_dir: Path, repo: Repository, snap, src: Path) -> Damage:  # type: ignore[no-untyped-def]
+    path = repo_dir / "config"
+    flip_bit(path, path.stat().st_size // 2, bit=1)
+    return Damage("config", set(SOURCE), fails=["ls", "snapshots"])
+
+
+def _truncate_pack(repo_dir: Path, repo: Repository, snap, src: Path) -> Damage:  # type: ignore[no-untyped-def]
+    node = files_below(repo, snap, src)["big.bin"]
+    place = locate(repo, node.content[0])
+    cut = place.offset + place.length // 2
+    os.truncate(repo_dir / place.pack_name, cut)
+    lost = {b for b, p in blobs_in_pack(repo, place.pack_id).items() if p.offset + p.length > cut}
+    return Damage(place.pack_name, _files_using(repo, snap, src, lost))
+
+
+def _delete_pack(repo_dir: Path, repo: Repository, snap, src: Path) -> Damage:  # type: ignore[no-untyped-def]
+    node = files_below(repo, snap, src)["sub/one.bin"]
+    place = locate(repo, node.content[-1])
+    (repo_dir / place.pack_name).unlink()
+    lost = set(blobs_in_pack(repo, place.pack_id))
+    return Damage(place.pack_name, _files_using(repo, snap, src, lost))
+
+
+DAMAGES: dict[str, Callable[..., Damage]] = {
+    "data-blob-bit": _damage_data_blob,
+    "tree-blob-bit": _damage_tree_blob,
+    "index-bit": _damage_index,
+    "snapshot-bit": _damage_snapshot,
+    "config-bit": _damage_config,
+    "data-pack-truncated": _truncate_pack,
+    "data-pack-deleted": _delete_pack,
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGES))
+def test_damage_is_detected_and_named(case, tmp_path, run_cli):
+    repo_dir = create_repo(tmp_path / "repo")
+    src = tmp_path / "src"
+    _write_tree(src, SOURCE)
+    res = run_cli("backup", "--repo", repo_dir, src)
+    assert res.code == 0, res.err
+    repo = open_repo(repo_dir)
+    snap = only_snapshot(repo)
+    assert len(_packs(repo_dir)) >= 4  # several data packs and a tree pack
+    damage = DAMAGES[case](repo_dir, repo, snap, src)
+    assert damage.damaged_files, "the damage must hit at least one file"
+
+    target = tmp_path / "out"
+    res = run_cli("restore", "--repo", repo_dir, f"{snap.id[:8]}:{src}", "--target", target)
+    assert res.code != 0, f"restore of a damaged repository succeeded:\n{res.out}"
+    assert damage.name in res.err, f"stderr does not name {damage.name}:\n{res.err}"
+
+    restored = regular_files(target) if target.exists() else {}
+    wrong = sorted(rel for rel, data in restored.items() if SOURCE.get(rel) != data)
+    assert wrong == [], f"files restored with wrong bytes: {wrong}"
+    assert not set(restored) & damage.damaged_files
+    # Files the damage does not touch are still restored (a restore goes on past bad files).
+    if case not in ("index-bit", "snapshot-bit", "config-bit"):
+        assert set(restored) == set(SOURCE) - damage.damaged_files
+
+    for cmd in damage.fails:
+        args = ["ls", "--repo", repo_dir, "latest"] if cmd == "ls" else [cmd, "--repo", repo_dir]
+        res = run_cli(*args)
+        assert res.code != 0, f"{cmd} succeeded on a damaged repository"
+        assert damage.name in res.err, f"{cmd}: stderr does not name {damage.name}:\n{res.err}"
+
+
+# =============================================================================== 3. unreadable
+NOBODY = 65534
+
+
+def _as_unprivileged(args: list[str | os.PathLike[str]], env: dict[str, str]) -> Result:
+    """Runs cairn as 'nobody' when we are root (root reads mode-000 files), else as ourselves."""
+    cmd = [*CAIRN, *map(os.fspath, args)]
+    kwargs: dict[str, object] = {}
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv:
+            cmd = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *cmd]
+        else:
+            kwargs = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
+    proc = subprocess.run(
+        cmd, capture_output=True, env={**os.environ, **env}, check=False, cwd="/", **kwargs
+    )
+    return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode())
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def unprivileged_base(tmp_path: Path) -> Iterator[Path]:
+    """A directory the unprivileged user can use (pytest's own tmp dirs are root-only)."""
+    if os.geteuid() != 0:
+        yield tmp_path
+        return
+    base = Path(tempfile.mkdtemp(prefix="cairn-test-nobody-", dir="/tmp"))
+    try:
+        os.chown(base, NOBODY, NOBODY)
+        yield base
+    finally:
+        shutil.rmtree(base)
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    os.chown(root, uid, gid)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            os.chown(os.path.join(dirpath, n), uid, gid, follow_symlinks=False)
+
+
+def test_unreadable_entries_give_exit_3_and_a_partial_snapshot(
+    unprivileged_base, tmp_path, run_cli
+):
+    base = unprivileged_base
+    repo_dir = create_repo(base / "repo")
+    src = base / "src"
+    readable = {
+        "a.txt": b"readable\n",
+        "sub/b.bin": _rand(400_000, 6),
+        "sub/deeper/c.txt": b"deep\n",
+    }
+    _write_tree(src, readable)
+    (src / "secret.txt").write_bytes(b"nobody may read this\n")
+    (src / "locked").mkdir()
+    (src / "locked" / "hidden.txt").write_bytes(b"inside an unreadable directory\n")
+    cache = base / "cache"
+    cache.mkdir()
+    uid = NOBODY if os.geteuid() == 0 else os.geteuid()
+    gid = NOBODY if os.geteuid() == 0 else os.getegid()
+    for p in (repo_dir, src, cache):
+        _chown_tree(p, uid, gid)
+    # Unreadable, and (as root) owned by root so 'nobody' cannot just chmod them back.
+    for p in (src / "secret.txt", src / "locked" / "hidden.txt", src / "locked"):
+        os.chown(p, 0 if os.geteuid() == 0 else uid, 0 if os.geteuid() == 0 else gid)
+    os.chmod(src / "secret.txt", 0)
+    os.chmod(src / "locked", 0)
+    try:
+        res = _as_unprivileged(
+            ["backup", "--repo", repo_dir, src], {"CAIRN_CACHE_DIR": os.fspath(cache)}
+        )
+    finally:
+        os.chmod(src / "locked", 0o755)  # so the tree can be inspected and removed
+        os.chmod(src / "secret.txt", 0o644)
+    assert res.code == 3, f"exit {res.code}\n{res.out}\n{res.err}"
+    warnings = [line for line in res.err.splitlines() if line.startswith("warning:")]
+    assert any(f"{src}/secret.txt" in w for w in warnings), res.err
+    assert any(f"{src}/locked" in w for w in warnings), res.err
+
+    res = run_cli("ls", "--repo", repo_dir, "latest")
+    assert res.code == 0, res.err
+    prefix = f"{src}/"
+    listed = {line[len(prefix) :] for line in res.out.splitlines() if line.startswith(prefix)}
+    expected = {"a.txt", "sub", "sub/b.bin", "sub/deeper", "sub/deeper/c.txt"}
+    assert expected <= listed, sorted(listed)
+    assert listed - expected <= {"locked"}, sorted(listed)  # the directory, without contents
+
+    out = tmp_path / "out"
+    res = run_cli("restore", "--repo", repo_dir, f"latest:{src}", "--target", out)
+    assert res.code == 0, res.err
+    assert regular_files(out) == readable
+
+
+# =============================================================================== 4. interrupted
+BIG_FILES = 30
+BIG_FILE_SIZE = 4 * MiB
+BIG_TOTAL = BIG_FILES * BIG_FILE_SIZE  # 120 MiB
+
+
+@pytest.fixture(scope="module")
+def big_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = tmp_path_factory.mktemp("big") / "src"
+    src.mkdir()
+    for i in range(BIG_FILES):
+        (src / f"f{i:03}.bin").write_bytes(os.urandom(BIG_FILE_SIZE))
+    return src
+
+
+def _start(*args: str | os.PathLike[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*CAIRN, *map(os.fspath, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ),
+    )
+
+
+def _wait_for_packs(proc: subprocess.Popen[bytes], repo: Path, min_bytes: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if sum(_packs(repo).values()) >= min_bytes:
+            return
+        if proc.poll() is not None:
+            _out, err = proc.communicate()
+            pytest.fail(f"backup ended (exit {proc.returncode}) before it was interrupted: {err!r}")
+        time.sleep(0.005)
+    proc.kill()
+    pytest.fail("backup wrote no packs within 60 s")
+
+
+def test_killed_backup_leaves_usable_repo_and_packs_are_reused(
+    tmp_path, big_source, run_cli, cairn_proc
+):
+    repo_dir = create_repo(tmp_path / "repo")
+    early = tmp_path / "early"
+    _write_tree(early, {"e.txt": b"an earlier snapshot\n"})
+    assert run_cli("backup", "--repo", repo_dir, early).code == 0
+
+    proc = _start("backup", "--repo", repo_dir, big_source)
+    try:
+        _wait_for_packs(proc, repo_dir, BIG_TOTAL * 2 // 5)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    uploaded = sum(_packs(repo_dir).values())
+    assert uploaded >= BIG_TOTAL * 2 // 5
+
+    res = cairn_proc("snapshots", "--repo", repo_dir, "--json")
+    assert res.code == 0, res.err
+    assert [s["paths"] for s in json.loads(res.out)] == [[str(early)]]
+
+    res = cairn_proc("backup", "--repo", repo_dir, big_source, "--json")
+    assert res.code == 0, res.err
+    summary = json.loads(res.out)["summary"]
+    bytes_up = summary["requests"]["bytes_up"]
+    # What the killed backup uploaded (less at most the packs in flight) is not sent again.
+    assert bytes_up < BIG_TOTAL - uploaded // 2, (bytes_up, uploaded, BIG_TOTAL)
+    assert bytes_up > 0
+
+    out = tmp_path / "out"
+    res = cairn_proc(
+        "restore", "--repo", repo_dir, f"latest:{big_source}", "--target", out, "--verify"
+    )
+    assert res.code == 0, res.err
+    assert diff(describe(big_source), describe(out)) == []
+
+
+def test_interrupted_backup_exits_130_and_repo_stays_usable(
+    tmp_path, big_source, run_cli, cairn_proc
+):
+    repo_dir = create_repo(tmp_path / "repo")
+    proc = _start("backup", "--repo", repo_dir, big_source)
+    try:
+        _wait_for_packs(proc, repo_dir, 8 * MiB)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert b"interrupted" in err, err
+    assert b"Traceback" not in err, err
+
+    res = run_cli("snapshots", "--repo", repo_dir, "--json")
+    assert res.code == 0, res.err
+    assert res.json() == []
+
+    res = run_cli("backup", "--repo", repo_dir, big_source)
+    assert res.code == 0, res.err
+    res = run_cli("ls", "--repo", repo_dir, "latest", f"{big_source}")
+    assert res.code == 0, res.err
+    assert len([ln for ln in res.out.splitlines() if ln.endswith(".bin")]) == BIG_FILES
+
+
+# =============================================================================== 5. full disk
+class QuotaStorage(StorageWrapper):
+    """Fault injection around the real local backend: a write that would take the repository
+    directory over ``limit`` bytes fails the way a full disk does (the backend contract: a
+    StorageError with a one-line message)."""
+
+    def __init__(self, inner: LocalStorage, limit: list[int]) -> None:
+        super().__init__(inner)
+        self.root = inner.root
+        self.limit = limit  # shared and mutable, so a test can "free space"
+
+    def write(self, name: str, data: Buffer, **kw: object) -> None:
+        used = sum(
+            os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(self.root) for f in files
+        )
+        if used + memoryview(data).nbytes > self.limit[0]:
+            raise StorageError(
+                f"cannot write {name}: {os.strerror(errno.ENOSPC).lower()} (injected)"
+            )
+        self.inner.write(name, data, **kw)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def _small_disk(path: Path, size: str) -> Iterator[bool]:
+    """Mounts a tmpfs of ``size`` at ``path``; yields False (and mounts nothing) when this
+    sandbox does not permit mounting."""
+    path.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path],
+        capture_output=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        if subprocess.run(["umount", path], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", path], capture_output=True, check=False)
+
+
+def test_full_disk_fails_cleanly_and_repo_survives(tmp_path, run_cli, monkeypatch):
+    small = tmp_path / "src-small"
+    _write_tree(small, {"a.txt": b"fits\n", "b.bin": _rand(200_000, 7)})
+    big = tmp_path / "src-big"
+    _write_tree(big, {f"f{i}.bin": _rand(2 * MiB, 10 + i) for i in range(8)})  # 16 MiB
+
+    disk = tmp_path / "disk"
+    with _small_disk(disk, "8m") as mounted:
+        if mounted:
+
+            def make_room() -> None:
+                subprocess.run(["mount", "-o", "remount,size=64m", disk], check=True)
+        else:  # no mounting here: the same scenario through a fault-injecting storage wrapper
+            limit = [8 * MiB]
+            import cairn.app.context as context
+
+            # The function that builds the bare backend from a URL (named differently in
+            # earlier versions): wrap what it returns.
+            hook = "backend_for" if hasattr(context, "backend_for") else "open_storage"
+            real_backend = getattr(context, hook)
+            monkeypatch.setattr(
+                context, hook, lambda *a, **k: QuotaStorage(real_backend(*a, **k), limit)
+            )
+
+            def make_room() -> None:
+                limit[0] = 64 * MiB
+
+        repo_dir = disk / "repo"
+        repo_dir.mkdir()
+        res = run_cli("init", "--repo", repo_dir, "--pack-size", "1M")
+        assert res.code == 0, res.err
+        res = run_cli("backup", "--repo", repo_dir, small)
+        assert res.code == 0, res.err
+
+        res = run_cli("backup", "--repo", repo_dir, big)
+        assert res.code == 1, (res.code, res.out, res.err)
+        line = _one_line(res.err)
+        assert "no space left" in line.lower(), line
+        assert not [
+            f for _, _, files in os.walk(repo_dir) for f in files if f.startswith(".tmp-")
+        ], "a failed write left a temporary file behind"
+
+        res = run_cli("snapshots", "--repo", repo_dir, "--json")
+        assert res.code == 0, res.err
+        assert [s["paths"] for s in res.json()] == [[str(small)]]
+        out = tmp_path / "out-small"
+        res = run_cli("restore", "--repo", repo_dir, f"latest:{small}", "--target", out)
+        assert res.code == 0, res.err
+        assert diff(describe(small), describe(out)) == []
+
+        make_room()
+        res = run_cli("backup", "--repo", repo_dir, big)
+        assert res.code == 0, res.err
+        out = tmp_path / "out-big"
+        res = run_cli("restore", "--repo", repo_dir, f"latest:{big}", "--target", out, "--verify")
+        assert res.code == 0, res.err
+        assert diff(describe(big), describe(out)) == []
+
+
+def test_full_disk_through_the_api_keeps_the_write_order(tmp_path):
+    """run_backup against a store that fills up: it raises, writes no snapshot, every index
+    object lists only packs that exist, and the next run reuses the packs already stored."""
+    repo_dir = create_repo(tmp_path / "repo")
+    src = tmp_path / "src"
+    files = {f"f{i}.bin": _rand(MiB, 30 + i) for i in range(12)}
+    _write_tree(src, files)
+    journal = PackJournal(tmp_path / "journal")
+    limit = [5 * MiB]
+
+    def backup() -> tuple[Repository, MeteredStorage, object]:
+        meter = MeteredStorage(QuotaStorage(LocalStorage(repo_dir), limit))
+        repo = Repository.open(meter, PASSWORD)
+        repo.load_index()
+        result = run_backup(
+            repo, BackupRequest(paths=[os.fspath(src)]), NullProgress(), None, journal, meter
+        )
+        return repo, meter, result
+
+    with pytest.raises(StorageError, match="no space left"):
+        backup()
+    stored = sum(_packs(repo_dir).values())
+    assert stored > 2 * MiB  # some packs made it before the disk was full
+
+    repo = open_repo(repo_dir)
+    assert load_snapshots(repo) == []
+    for pack in repo.index.packs:
+        assert repo.storage.stat(layout.pack_name(pack.id.hex())) > 0
+
+    limit[0] = 64 * MiB
+    repo, meter, result = backup()
+    snap = result.snapshot  # type: ignore[attr-defined]
+    assert result.saved  # type: ignore[attr-defined]
+    assert meter.usage.bytes_up < sum(map(len, files.values())) - stored // 2, (
+        meter.usage.bytes_up,
+        stored,
+    )
+    restored = {}
+    top = files_below(repo, snap, src)
+    for rel, node in top.items():
+        restored[rel] = b"".join(repo.load_blob(b) for b in node.content)
+    assert restored == files
+    assert [s.id for s in load_snapshots(open_repo(repo_dir))] == [snap.id]

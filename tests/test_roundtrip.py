@@ -1,0 +1,521 @@
+"""A restore gives back exactly what was backed up: contents, types, modes, owners, times (ns),
+xattrs, hardlinks, device numbers, odd names; and restore's selection and safety options."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+import grp
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+
+from tests.treecmp import describe, diff
+from tests.treegen import IS_ROOT, Dir, build, kitchen_sink, trees
+
+MiB = 1 << 20
+OLD = 1_500_000_000_123_456_789  # 2017, with nanoseconds: older than any ctime of the run
+
+
+def backup(run_cli: Callable[..., object], repo: Path, *paths: Path) -> str:
+    res = run_cli("backup", "--repo", repo, "--json", *paths)
+    assert res.code == 0, res.err  # type: ignore[attr-defined]
+    doc = res.json()  # type: ignore[attr-defined]
+    assert doc["warnings"] == []
+    assert doc["summary"]["errors"] == 0
+    return doc["id"]  # type: ignore[no-any-return]
+
+
+def restore(
+    run_cli: Callable[..., object], repo: Path, spec: str, target: Path, *extra: str
+) -> dict[str, object]:
+    res = run_cli("restore", "--repo", repo, "--json", spec, "--target", target, *extra)
+    assert res.code == 0, res.err  # type: ignore[attr-defined]
+    doc = res.json()  # type: ignore[attr-defined]
+    assert doc["errors"] == 0
+    return doc  # type: ignore[no-any-return]
+
+
+def write(path: Path, data: bytes, mode: int = 0o644, times: int = OLD) -> Path:
+    path.write_bytes(data)
+    os.chmod(path, mode)
+    os.utime(path, ns=(times, times + 1))
+    return path
+
+
+def digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(4 * MiB):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------- property
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(tree=trees(devices=IS_ROOT))
+@example(tree=kitchen_sink(devices=IS_ROOT))
+def test_restore_is_identical_to_source(tree: Dir, repo_path: Path, run_cli) -> None:
+    base = Path(tempfile.mkdtemp(prefix="cairn-roundtrip-"))
+    try:
+        src = base / "src"
+        src.mkdir()
+        build(src, tree)
+        before = describe(src)
+        snap = backup(run_cli, repo_path, src)
+        out = base / "out"
+        restore(run_cli, repo_path, f"{snap}:{src}", out)
+        assert diff(before, describe(out)) == []
+    finally:
+        shutil.rmtree(base)
+
+
+# ---------------------------------------------------------------------------- file contents
+
+
+def test_sparse_file_is_restored_sparse(tmp_path: Path, repo_path: Path, run_cli) -> None:
+    size = 200 * MiB
+    src = tmp_path / "src"
+    src.mkdir()
+    sparse = src / "disk.img"
+    head, tail = os.urandom(64 << 10), os.urandom(64 << 10)
+    sparse.write_bytes(head)
+    os.truncate(sparse, size)
+    with open(sparse, "r+b") as f:
+        f.seek(size - len(tail))
+        f.write(tail)
+    os.utime(sparse, ns=(OLD, OLD))
+    assert os.stat(sparse).st_blocks * 512 < 4 * MiB  # the source really is sparse
+    want = digest(sparse)
+    st_src = os.stat(sparse)
+
+    backup(run_cli, repo_path, src)
+    out = tmp_path / "out"
+    restore(run_cli, repo_path, f"latest:{src}", out)
+
+    got = out / "disk.img"
+    st = os.stat(got)
+    assert st.st_size == size
+    assert st.st_blocks * 512 < size // 8, f"{st.st_blocks * 512} bytes allocated"
+    with open(got, "rb") as f:
+        assert f.read(len(head)) == head
+        f.seek(size - len(tail))
+        assert f.read() == tail
+    assert digest(got) == want
+    assert (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns) == (
+        st_src.st_mode,
+        st_src.st_uid,
+        st_src.st_gid,
+        st_src.st_mtime_ns,
+    )
+
+
+def test_empty_file_and_empty_dir(tmp_path: Path, repo_path: Path, run_cli) -> None:
+    src = tmp_path / "src"
+    (src / "empty-dir").mkdir(parents=True)
+    write(src / "empty", b"", mode=0o640)
+    os.utime(src / "empty-dir", ns=(OLD, OLD))
+    before = describe(src)
+    backup(run_cli, repo_path, src)
+    out = tmp_path / "out"
+    doc = restore(run_cli, repo_path, f"latest:{src}", out)
+    assert doc["files"] == 1 and doc["dirs"] == 1
+    assert diff(before, describe(out)) == []
+    assert os.stat(out / "empty").st_size == 0
+
+
+def test_large_random_file(tmp_path: Path, repo_path: Path, run_cli) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    write(src / "random.bin", os.urandom(20 * MiB))
+    before = describe(src)
+    backup(run_cli, repo_path, src)
+    res = run_cli("ls", "--repo", repo_path, "--json", "latest", src / "random.bin")
+    assert res.code == 0, res.err
+    assert len(json.loads(res.out)["content"]) > 1  # several chunks, reassembled in order
+    out = tmp_path / "out"
+    restore(run_cli, repo_path, f"latest:{src}", out)
+    assert diff(before, describe(out)) == []
+
+
+# ---------------------------------------------------------------------------- --verify
+
+
+def _verify_tree(src: Path) -> None:
+    (src / "sub").mkdir(parents=True)
+    write(src / "multi-chunk.bin", os.urandom(3 * MiB))
+    write(src / "small.txt", b"hello")
+    write(src / "empty", b"")
+    write(src / "sub" / "inner.txt", b"inner" * 1000)
+    os.symlink("small.txt", src / "link")
+    os.utime(src / "link", ns=(OLD, OLD), follow_symlinks=False)
+    os.utime(src / "sub", ns=(OLD, OLD))
+
+
+def test_verify_reports_verified_files(tmp_path: Path, repo_path: Path, run_cli) -> None:
+    src = tmp_path / "src"
+    _verify_tree(src)
+    backup(run_cli, repo_path, src)
+    doc = restore(run_cli, repo_path, f"latest:{src}", tmp_path / "out", "--verify")
+    assert doc["files"] == 4
+    assert doc["verified"] == 4
+    doc = restore(run_cli, repo_path, f"latest:{src}", tmp_path / "out2")
+    assert doc["verified"] == 0  # nothing is verified unless asked
+
+
+def test_verify_leaves_the_restored_tree_identical(
+    tmp_path: Path, repo_path: Path, run_cli
+) -> None:
+    """Reading files back must not change what was restored (their access times included)."""
+    src = tmp_path / "src"
+    _verify_tree(src)
+    before = describe(src)
+    backup(run_cli, repo_path, src)
+    out = tmp_path / "out"
+    restore(run_cli, repo_path, f"latest:{src}", out, "--verify")
+    assert diff(before, describe(out)) == []
+
+
+# ---------------------------------------------------------------------------- parts of a snapshot
+
+
+def _small_tree(src: Path) -> None:
+    (src / "sub" / "deeper").mkdir(parents=True)
+    write(src / "top.txt", b"top")
+    write(src / "sub" / "x.txt", b"x" * 5000, mode=0o600)
+    write(src / "sub" / "deeper" / "y.bin", os.urandom(100_000), mode=0o4755)
+    os.symlink("../x.txt", src / "sub" / "deeper" / "up")
+    os.chown(src / "sub" / "x.txt", 1234, 5678)
+    for d in (src / "sub" / "deeper", src / "sub"):
+        os.utime(d, ns=(OLD + 7, OLD + 9))
+
+
+def test_restore_subpath(tmp_path: Path, repo_path: Path, run_cli) -> None:
+    src = tmp_path / "src"
+    _small_tree(src)
+    before = describe(src / "sub")
+    backup(run_cli, repo_path, src)
+    out = tmp_path / "out"
+    restore(run_cli, repo_path, f"latest:{src}/sub", out)
+    assert diff(before, describe(out)) == []
+
+
+def test_restore_single_file(tmp_path: Path, repo_path: Path, run_cli) -> None:
+    src = tmp_path / "src"
+    _small_tree(src)
+    before = describe(src / "sub")
+    backup(run_cli, repo_path, src)
+    out = tmp_path / "out"
+    doc = restore(run_cli, repo_path, f"latest:{src}/sub/x.txt", out)
+    assert doc["files"] == 1
+    assert diff({b"x.txt": before[b"x.txt"]}, describe(out)) == []
+
+
+def _selection_tree(src: Path) -> None:
+    for d in ("keep/inner", "sub/deep"):
+        (src / d).mkdir(parents=True)
+    for name in (
+        "a.txt",
+        "b.log",
+        "name with space.txt",
+        "keep/c.txt",
+        "keep/d.log",
+        "keep/inner/e.txt",
+        "sub/x.txt",
+        "sub/keep",
+        "sub/deep/y.log",
+    ):
+        write(src / name, name.encode())
+    for d in ("keep/inner", "sub/deep", "keep", "sub"):
+        os.utime(src / d, ns=(OLD, OLD + 3))
+
+
+ALL = {
+    "a.txt",
+    "b.log",
+    "name with space.txt",
+    "keep",
+    "keep/c.txt",
+    "keep/d.log",
+    "keep/inner",
+    "keep/inner/e.txt",
+    "sub",
+    "sub/x.txt",
+    "sub/keep",
+    "sub/deep",
+    "sub/deep/y.log",
+}
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (
+            ["--include", "*.txt"],
+            {
+                "a.txt",
+                "name with space.txt",
+                "keep",
+                "keep/c.txt",
+                "keep/inner",
+                "keep/inner/e.txt",
+                "sub",
+                "sub/x.txt",
+            },
+        ),
+        (["--exclude", "*.log"], ALL - {"b.log", "keep/d.log", "sub/deep/y.log"}),
+        (
+            ["--include", "keep"],
+            {
+                "keep",
+                "keep/c.txt",
+                "keep/d.log",
+                "keep/inner",
+                "keep/inner/e.txt",
+                "sub",
+                "sub/keep",
+            },
+        ),
+        (
+            ["--include", "keep", "--exclude", "*.log"],
+            {"keep", "keep/c.txt", "keep/inner", "keep/inner/e.txt", "sub", "sub/keep"},
+        ),
+        (
+            ["--exclude", "keep"],
+            ALL
+            - {"keep", "keep/c.txt", "keep/d.log", "keep/inner"}
+            - {"keep/inner/e.txt", "sub/keep"},
+        ),
+        (["--include", "{src}/sub/x.txt"], {"sub", "sub/x.txt"}),
+        (["--include", "sub/*.txt"], {"sub", "sub/x.txt"}),
+        (["--exclude", "sub/deep"], ALL - {"sub/deep", "sub/deep/y.log"}),
+        (
+            ["--include", "{src}/keep/inner", "--include", "b.*"],
+            {"b.log", "keep", "keep/inner", "keep/inner/e.txt"},
+        ),
+    ],
+)
+def test_restore_include_exclude(
+    tmp_path: Path, repo_path: Path, run_cli, options: list[str], expected: set[str]
+) -> None:
+    src = tmp_path / "src"
+    _selection_tree(src)
+    before = describe(src)
+    backup(run_cli, repo_path, src)
+    out = tmp_path / "out"
+    restore(run_cli, repo_path, f"latest:{src}", out, *[o.format(src=src) for o in options])
+    after = describe(out)
+    assert {k.decode() for k in after} == expected
+    assert diff({k: before[k] for k in after}, after) == []
+
+
+# ---------------------------------------------------------------------------- existing targets
+
+
+def test_restore_over_existing_files_never_follows_symlinks(
+    tmp_path: Path, repo_path: Path, run_cli
+) -> None:
+    src = tmp_path / "src"
+    (src / "sub" / "deeper").mkdir(parents=True)
+    (src / "was-a-file").mkdir()
+    write(src / "a.txt", b"from the snapshot")
+    write(src / "through-link.txt", b"snapshot content, not the victim's")
+    write(src / "hardlinked.txt", b"new content for the hardlinked name")
+    write(src / "sub" / "b.txt", b"b")
+    write(src / "sub" / "deeper" / "c.txt", b"c")
+    write(src / "was-a-file" / "d.txt", b"d")
+    for d in ("sub/deeper", "sub", "was-a-file"):
+        os.utime(src / d, ns=(OLD, OLD))
+    before = describe(src)
+    backup(run_cli, repo_path, src)
+
+    outside = tmp_path / "outside"
+    (outside / "victim-dir" / "deeper").mkdir(parents=True)
+    write(outside / "victim.txt", b"victim: must not change")
+    write(outside / "hard-victim.txt", b"hard victim: must not change")
+    write(outside / "victim-dir" / "deeper" / "keep.txt", b"stays")
+    outside_before = describe(outside)
+
+    out = tmp_path / "out"
+    out.mkdir()
+    write(out / "a.txt", b"an older and much longer content that must not survive" * 100, 0o400)
+    os.symlink(outside / "victim.txt", out / "through-link.txt")
+    os.link(outside / "hard-victim.txt", out / "hardlinked.txt")
+    os.symlink(outside / "victim-dir", out / "sub")
+    write(out / "was-a-file", b"a file where the snapshot has a directory")
+
+    restore(run_cli, repo_path, f"latest:{src}", out)
+    assert diff(before, describe(out)) == []
+    assert diff(outside_before, describe(outside)) == []
+
+
+def test_restore_twice_into_the_same_target(tmp_path: Path, repo_path: Path, run_cli) -> None:
+    src = tmp_path / "src"
+    _small_tree(src)
+    before = describe(src)
+    backup(run_cli, repo_path, src)
+    out = tmp_path / "out"
+    restore(run_cli, repo_path, f"latest:{src}", out)
+    restore(run_cli, repo_path, f"latest:{src}", out)
+    assert diff(before, describe(out)) == []
+
+
+# ---------------------------------------------------------------------------- owners
+
+
+def _ls(run_cli, repo: Path) -> dict[str, dict[str, object]]:  # type: ignore[no-untyped-def]
+    res = run_cli("ls", "--repo", repo, "--json", "latest")
+    assert res.code == 0, res.err
+    docs = [json.loads(line) for line in res.out.splitlines() if line.strip()]
+    return {d["path"]: d for d in docs}
+
+
+def _unused_id(taken: Callable[[int], object], start: int) -> int:
+    for i in range(start, start + 1000):
+        try:
+            taken(i)
+        except KeyError:
+            return i
+    raise AssertionError("no free id")
+
+
+def test_owner_names_are_recorded_and_restored(tmp_path: Path, repo_path: Path, run_cli) -> None:
+    user = pwd.getpwnam("daemon")
+    group = grp.getgrnam("daemon")
+    free_uid = _unused_id(pwd.getpwuid, 4242)
+    free_gid = _unused_id(grp.getgrgid, 4343)
+    src = tmp_path / "src"
+    src.mkdir()
+    write(src / "named", b"owned by daemon")
+    write(src / "numeric", b"owned by nobody with a name")
+    os.chown(src / "named", user.pw_uid, group.gr_gid)
+    os.chown(src / "numeric", free_uid, free_gid)
+    backup(run_cli, repo_path, src)
+
+    listing = _ls(run_cli, repo_path)
+    named, numeric = listing[f"{src}/named"], listing[f"{src}/numeric"]
+    assert (named["user"], named["group"]) == ("daemon", "daemon")
+    assert (named["uid"], named["gid"]) == (user.pw_uid, group.gr_gid)
+    assert (numeric["user"], numeric["group"]) == (None, None)
+    assert (numeric["uid"], numeric["gid"]) == (free_uid, free_gid)
+
+    out = tmp_path / "out"
+    restore(run_cli, repo_path, f"latest:{src}", out)
+    st = os.stat(out / "named")
+    assert (st.st_uid, st.st_gid) == (user.pw_uid, group.gr_gid)
+    st = os.stat(out / "numeric")
+    assert (st.st_uid, st.st_gid) == (free_uid, free_gid)
+
+
+_WITH_ACCOUNTS = (
+    'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && shift 2 && exec "$@"'
+)
+
+
+def _cairn_with_accounts(
+    tmp_path: Path, tag: str, users: dict[str, int], groups: dict[str, int], *args: object
+) -> subprocess.CompletedProcess[str]:
+    """Runs cairn in a private mount namespace whose /etc/passwd and /etc/group have extra
+    accounts: a machine where those names exist, with these ids."""
+    passwd = Path("/etc/passwd").read_text().rstrip("\n") + "\n"
+    passwd += "".join(f"{n}:x:{i}:{i}::/nonexistent:/usr/sbin/nologin\n" for n, i in users.items())
+    group = Path("/etc/group").read_text().rstrip("\n") + "\n"
+    group += "".join(f"{n}:x:{i}:\n" for n, i in groups.items())
+    (tmp_path / f"passwd-{tag}").write_text(passwd)
+    (tmp_path / f"group-{tag}").write_text(group)
+    cmd = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        _WITH_ACCOUNTS,
+        "sh",
+        str(tmp_path / f"passwd-{tag}"),
+        str(tmp_path / f"group-{tag}"),
+        sys.executable,
+        "-m",
+        "cairn",
+        *[os.fspath(a) for a in args],  # type: ignore[arg-type]
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_owner_names_win_over_ids_and_ids_are_kept_without_names(
+    tmp_path: Path, repo_path: Path, run_cli
+) -> None:
+    uid = _unused_id(pwd.getpwuid, 4242)
+    gid = _unused_id(grp.getgrgid, 4343)
+    other_uid = _unused_id(pwd.getpwuid, 5252)
+    other_gid = _unused_id(grp.getgrgid, 5353)
+    for name, lookup in (("cairn-rt-user", pwd.getpwnam), ("cairn-rt-group", grp.getgrnam)):
+        with pytest.raises(KeyError):
+            lookup(name)
+    src = tmp_path / "src"
+    (src / "dir").mkdir(parents=True)
+    write(src / "dir" / "file", b"owned by a named account")
+    os.symlink("dir/file", src / "link")
+    os.mkfifo(src / "fifo")
+    for p in (src / "dir" / "file", src / "dir", src / "fifo", src / "link"):
+        os.chown(p, uid, gid, follow_symlinks=False)
+
+    # the source machine knows the names
+    _cairn_with_accounts(
+        tmp_path,
+        "source",
+        {"cairn-rt-user": uid},
+        {"cairn-rt-group": gid},
+        "backup",
+        "--repo",
+        repo_path,
+        src,
+    )
+    listing = _ls(run_cli, repo_path)
+    for rel in ("dir", "dir/file", "fifo", "link"):
+        doc = listing[f"{src}/{rel}"]
+        assert (doc["user"], doc["group"], doc["uid"], doc["gid"]) == (
+            "cairn-rt-user",
+            "cairn-rt-group",
+            uid,
+            gid,
+        )
+
+    # a machine where the same names have other ids: the names win
+    mapped = tmp_path / "mapped"
+    _cairn_with_accounts(
+        tmp_path,
+        "target",
+        {"cairn-rt-user": other_uid},
+        {"cairn-rt-group": other_gid},
+        "restore",
+        "--repo",
+        repo_path,
+        f"latest:{src}",
+        "--target",
+        mapped,
+    )
+    # this machine, which does not know the names: the numeric ids are kept
+    numeric = tmp_path / "numeric"
+    restore(run_cli, repo_path, f"latest:{src}", numeric)
+    for rel in ("dir", "dir/file", "fifo", "link"):
+        st = os.lstat(mapped / rel)
+        assert (st.st_uid, st.st_gid) == (other_uid, other_gid), rel
+        st = os.lstat(numeric / rel)
+        assert (st.st_uid, st.st_gid) == (uid, gid), rel
