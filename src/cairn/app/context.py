@@ -96,11 +96,13 @@ class Session:
             or os.environ.get("CAIRN_CACHE_DIR")
             or platformdirs.user_cache_dir("cairn")
         )
-        base.mkdir(parents=True, exist_ok=True)
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
         tag = base / "CACHEDIR.TAG"
         if not tag.exists():
             tag.write_text(CACHEDIR_TAG)
-        return base / self.repo.config.id
+        repo_dir = base / self.repo.config.id
+        repo_dir.mkdir(mode=0o700, exist_ok=True)  # paths and inode numbers: keep them private
+        return repo_dir
 
     def files_cache(self, read_only: bool = False) -> FilesCache | None:
         d = self.cache_dir

@@ -64,8 +64,14 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
         metavar="KiB/s",
         help="Cap download bandwidth.",
     )
-    @click.option("--retries", envvar="CAIRN_RETRIES", type=click.IntRange(1, 100), default=8,
-                  show_default=True, help="Attempts per store request (backoff with jitter).")
+    @click.option(
+        "--retries",
+        envvar="CAIRN_RETRIES",
+        type=click.IntRange(1, 100),
+        default=8,
+        show_default=True,
+        help="Attempts per store request (backoff with jitter).",
+    )
     @click.option("--json", "json_mode", is_flag=True, help="Machine-readable JSON output.")
     @click.option("-q", "--quiet", is_flag=True, help="Only errors and requested data.")
     @functools.wraps(f)

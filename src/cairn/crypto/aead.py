@@ -32,6 +32,10 @@ class AuthenticationFailed(Exception):
     """The ciphertext, its salt or its additional data were altered, or the key is wrong."""
 
 
+class EnvelopeError(ValueError):
+    """Not an object envelope this version understands (too short, unknown version)."""
+
+
 def new_salt() -> bytes:
     return secrets.token_bytes(SALT_LEN)
 
@@ -68,9 +72,9 @@ def seal_object(master: bytes, plaintext: bytes, kind: bytes) -> bytes:
 
 def unseal_object(master: bytes, data: bytes, kind: bytes) -> bytes:
     if len(data) < 1 + SALT_LEN + TAG_LEN:
-        raise AuthenticationFailed("object too short")
+        raise EnvelopeError(f"object too short ({len(data)} bytes)")
     if data[0] != ENVELOPE_VERSION:
-        raise AuthenticationFailed(f"unknown envelope version {data[0]}")
+        raise EnvelopeError(f"unknown envelope version {data[0]}")
     header = data[: 1 + SALT_LEN]
     cipher = derive(master, header[1:], b"object")
     return unseal(cipher, 0, memoryview(data)[1 + SALT_LEN :], header + kind)

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 from argon2.low_level import Type, hash_secret_raw
 
+MAX_MEMORY_KIB = 4 * 1024 * 1024  # 4 GiB
+
 
 @dataclass(frozen=True)
 class KdfParams:
@@ -19,9 +21,20 @@ class KdfParams:
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> KdfParams:
+        """Strict: every field present, and bounded, so a key file cannot exhaust memory."""
+        if not isinstance(d, dict) or set(d) != set(cls.__dataclass_fields__):
+            raise ValueError(
+                "KDF parameters must be exactly algorithm, time_cost, memory_cost, parallelism"
+            )
         params = cls(**d)  # type: ignore[arg-type]
         if params.algorithm != "argon2id":
             raise ValueError(f"unsupported KDF {params.algorithm!r}")
+        if not (
+            1 <= params.time_cost <= 64
+            and 8 * 1024 <= params.memory_cost <= MAX_MEMORY_KIB
+            and 1 <= params.parallelism <= 64
+        ):
+            raise ValueError("KDF parameters out of the accepted range")
         return params
 
 

@@ -17,6 +17,7 @@ class Chunker:
             params.avg_size,
             min_size=params.min_size,
             max_size=params.max_size,
+            normalized_chunking=params.normalization,
             seed=params.seed,
         )
 

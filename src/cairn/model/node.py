@@ -1,7 +1,7 @@
 """Tree nodes and tree blobs.
 
-A tree blob is one directory: the msgpack map ``{"nodes": [node, ...]}`` with nodes sorted by
-name (raw bytes). A node is a map holding only the fields that apply to its type:
+A tree blob is one directory: the msgpack map ``{"version": 1, "nodes": [node, ...]}`` with
+nodes sorted by name (raw bytes). A node is a map holding only the fields that apply to its type:
 
     name     bytes   the entry's name (any bytes but '/' and NUL; never '.' or '..')
     type     str     file | dir | symlink | fifo | chardev | blockdev | socket

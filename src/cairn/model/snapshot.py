@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -53,6 +54,8 @@ class Snapshot:
         d = asdict(self)
         d.pop("id")
         d["time"] = self.time.isoformat()
+        d["paths"] = [os.fsencode(p) for p in self.paths]  # raw bytes: any path round-trips
+        d["excludes"] = [os.fsencode(p) for p in self.excludes]
         d["version"] = SNAPSHOT_VERSION
         return msgpack.packb(d, use_bin_type=True)  # type: ignore[no-any-return]
 
@@ -62,6 +65,8 @@ class Snapshot:
         if d.pop("version", None) != SNAPSHOT_VERSION:
             raise ValueError("unsupported snapshot version")
         d["time"] = datetime.fromisoformat(d["time"])
+        d["paths"] = [os.fsdecode(p) for p in d["paths"]]
+        d["excludes"] = [os.fsdecode(p) for p in d.get("excludes", [])]
         known = Summary.__dataclass_fields__
         d["summary"] = Summary(**{k: v for k, v in d.get("summary", {}).items() if k in known})
         return cls(id=hex_id, **d)

@@ -32,10 +32,7 @@ class SnapshotFilter:
 def load_snapshots(repo: Repository, flt: SnapshotFilter | None = None) -> list[Snapshot]:
     snaps = []
     for hex_id, data in repo.iter_snapshots():
-        try:
-            snap = Snapshot.decode(hex_id, data)
-        except (ValueError, KeyError, TypeError) as e:
-            raise IntegrityError(f"snapshots/{hex_id}", f"malformed snapshot: {e}") from None
+        snap = decode_snapshot(hex_id, data)
         if flt is None or flt.matches(snap):
             snaps.append(snap)
     snaps.sort(key=lambda s: (s.time, s.id))
@@ -56,7 +53,14 @@ def resolve(repo: Repository, ref: str, flt: SnapshotFilter | None = None) -> Sn
         raise NotFoundError(f"no snapshot with id {ref}")
     if len(ids) > 1:
         raise UsageError(f"snapshot id prefix {ref} is ambiguous ({len(ids)} snapshots match)")
-    return Snapshot.decode(ids[0], repo.load_snapshot(ids[0]))
+    return decode_snapshot(ids[0], repo.load_snapshot(ids[0]))
+
+
+def decode_snapshot(hex_id: str, data: bytes) -> Snapshot:
+    try:
+        return Snapshot.decode(hex_id, data)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise IntegrityError(f"snapshots/{hex_id}", f"malformed snapshot: {e}") from None
 
 
 def load_tree(repo: Repository, tree_id: bytes) -> list[Node]:

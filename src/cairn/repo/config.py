@@ -18,6 +18,17 @@ class ChunkerParams:
     avg_size: int = 768 << 10
     max_size: int = 8 << 20
     seed: int = 0  # secret, per repository: perturbs the gear table
+    normalization: int = 1  # FastCDC normalized chunking level (NC)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, int]) -> ChunkerParams:
+        fields = set(cls.__dataclass_fields__)
+        if set(d) != fields:
+            raise ValueError(f"chunker parameters must be exactly {sorted(fields)}")
+        params = cls(**d)
+        if not 0 < params.min_size <= params.avg_size <= params.max_size <= 16 << 20:
+            raise ValueError("chunker sizes out of range")
+        return params
 
     @classmethod
     def random(cls) -> ChunkerParams:
@@ -51,11 +62,15 @@ class RepoConfig:
 
     @classmethod
     def decode(cls, data: bytes) -> RepoConfig:
-        d = msgpack.unpackb(data)
-        version = d.pop("version")
-        if version != FORMAT_VERSION:
-            raise ValueError(f"repository format version {version} is not supported")
-        chunker = ChunkerParams(**d.pop("chunker"))
-        known = {"id", "pack_size", "compression_level"}
-        extra = {k: d[k] for k in d if k not in known}
-        return cls(version=version, chunker=chunker, extra=extra, **{k: d[k] for k in known})
+        """Raises ValueError for anything but a well-formed version 1 config."""
+        try:
+            d = msgpack.unpackb(data)
+            version = d.pop("version")
+            if version != FORMAT_VERSION:
+                raise ValueError(f"repository format version {version} is not supported")
+            chunker = ChunkerParams.from_dict(d.pop("chunker"))
+            known = ("id", "pack_size", "compression_level")
+            extra = {k: d[k] for k in d if k not in known}
+            return cls(version=version, chunker=chunker, extra=extra, **{k: d[k] for k in known})
+        except (KeyError, TypeError, AttributeError, msgpack.UnpackException) as e:
+            raise ValueError(f"malformed config: {e!r}") from None

@@ -153,13 +153,17 @@ def encode_index(records: Iterable[PackRecord]) -> bytes:
 
 
 def decode_index(data: bytes) -> list[PackRecord]:
+    """Raises ValueError (or KeyError/TypeError) for a malformed index."""
     doc = msgpack.unpackb(data)
     if doc.get("version") != INDEX_VERSION:
         raise ValueError(f"unsupported index version {doc.get('version')!r}")
-    return [
-        PackRecord(
-            PackInfo(bytes(p["id"]), bytes(p["salt"]), int(p["type"])),
-            [BlobRef(bytes(i), o, ln, r) for i, o, ln, r in p["blobs"]],
-        )
-        for p in doc["packs"]
-    ]
+    records = []
+    for p in doc["packs"]:
+        info = PackInfo(bytes(p["id"]), bytes(p["salt"]), int(p["type"]))
+        if info.blob_type not in (0, 1) or len(info.id) != 32 or len(info.salt) != 32:
+            raise ValueError("bad pack entry")
+        blobs = [BlobRef(bytes(i), o, ln, r) for i, o, ln, r in p["blobs"]]
+        if any(len(b.id) != 32 or not 0 <= b.offset < 1 << 32 for b in blobs):
+            raise ValueError("bad blob entry")
+        records.append(PackRecord(info, blobs))
+    return records

@@ -1,8 +1,9 @@
 """A local journal of uploaded packs that no index object lists yet.
 
-Each line of the journal file is one msgpack-encoded index record, appended (and fsynced) as
-soon as the pack is stored. If a backup is interrupted, the next one on this machine indexes
-those packs (after checking they exist) and so reuses them instead of uploading them again.
+The journal file is a sequence of msgpack byte strings, each holding one encoded index object
+(see repo/index.py) for one pack, appended and fsynced as soon as the pack is stored. If a
+backup is interrupted, the next one on this machine indexes those packs (after checking they
+exist) and so reuses them instead of uploading them again.
 """
 
 from __future__ import annotations
@@ -54,7 +55,12 @@ class PackJournal:
                 self.path.unlink(missing_ok=True)
                 return
             tmp = self.path.with_suffix(".tmp")
-            tmp.write_bytes(b"".join(msgpack.packb(encode_index([r])) for r in keep))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, b"".join(msgpack.packb(encode_index([r])) for r in keep))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             os.replace(tmp, self.path)
 
     def clear(self) -> None:

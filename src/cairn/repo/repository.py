@@ -85,9 +85,20 @@ class Repository:
             raise RepositoryError(f"{storage.describe()} already holds repository keys")
         key = MasterKey.generate()
         config = RepoConfig.new(pack_size=pack_size, compression_level=compression_level)
+        if not 64 << 10 <= pack_size <= 1 << 30:
+            raise RepositoryError("the pack size must be between 64 KiB and 1 GiB")
         repo = cls(storage, key, config)
         repo.add_key(password, kdf or KdfParams())
         storage.write(layout.CONFIG, repo.seal(layout.CONFIG, config.encode()))
+        # The store never overwrites an object: if another init raced us, its config won.
+        try:
+            stored = RepoConfig.decode(repo.unseal(layout.CONFIG, storage.read(layout.CONFIG)))
+        except IntegrityError:
+            stored = None
+        if stored != config:
+            raise RepositoryError(
+                "another repository was created at the same place at the same time"
+            )
         return repo
 
     @classmethod
@@ -102,6 +113,7 @@ class Repository:
                 ) from None
             raise RepositoryError(f"{storage.describe()}: the repository has no keys")
         key = None
+        damaged: list[str] = []
         for name in sorted(names):
             try:
                 key = unwrap(storage.read(name), password)
@@ -109,8 +121,10 @@ class Repository:
             except BadPassword:
                 continue
             except KeyFileError as e:
-                raise IntegrityError(name, str(e)) from None
+                damaged.append(f"{name} ({e})")
         if key is None:
+            if damaged and len(damaged) == len(names):
+                raise IntegrityError(damaged[0], "every key file is damaged")
             raise WrongPassword("wrong password: no key in the repository opens with it")
         try:
             raw = storage.read(layout.CONFIG)
@@ -145,7 +159,7 @@ class Repository:
             return unpack_payload(payload)
         except aead.AuthenticationFailed:
             raise IntegrityError(name, "failed authentication (damaged or tampered)") from None
-        except PayloadError as e:
+        except (PayloadError, aead.EnvelopeError) as e:
             raise IntegrityError(name, str(e)) from None
 
     def save_object(self, prefix: str, plaintext: bytes) -> str:

@@ -1,8 +1,8 @@
 """A repository in a local directory (or any mounted filesystem).
 
-Writes are atomic: the object goes to a temporary file in the same directory, is fsynced,
-renamed into place, and the directory is fsynced. A crash leaves at most a stray ``.tmp-*``
-file, which ``list`` never reports.
+Writes are atomic and write-once: the object goes to a temporary file in the same directory,
+is fsynced, hard-linked into place only if no object of that name exists, and the directory is
+fsynced. A crash leaves at most a stray ``.tmp-*`` file, which ``list`` never reports.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class LocalStorage:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.rename(tmp, path)
+            _link_once(tmp, path)
             _fsync_dir(path.parent)
         except OSError as e:
             tmp.unlink(missing_ok=True)
@@ -107,6 +107,22 @@ class LocalStorage:
             pass
         except OSError as e:
             raise StorageError(f"cannot delete {name}: {e.strerror}") from None
+
+
+def _link_once(tmp: Path, path: Path) -> None:
+    """Puts ``tmp`` in place as ``path`` unless ``path`` exists (write-once, like S3's
+    If-None-Match); falls back to rename on filesystems without hardlinks."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # the object is already there and objects never change
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if not path.exists():
+            os.rename(tmp, path)
+            return
+    tmp.unlink(missing_ok=True)
 
 
 def _read_exactly(f, length: int) -> bytes:  # type: ignore[no-untyped-def]

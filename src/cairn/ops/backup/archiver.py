@@ -87,6 +87,9 @@ class Archiver:
             self._drain(block=True)
             assert root.node.subtree is not None
             return root.node.subtree
+        except BaseException:
+            self._saver.cancelled.set()  # stop reading: in-flight files end at their next chunk
+            raise
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
 

@@ -17,6 +17,10 @@ from cairn.repo.repository import Repository
 _NOATIME = getattr(os, "O_NOATIME", 0)
 
 
+class BackupCancelled(Exception):
+    """The backup is being abandoned (an error elsewhere, or an interrupt)."""
+
+
 @dataclass
 class FileResult:
     content: list[bytes] = field(default_factory=list)
@@ -57,6 +61,7 @@ class FileSaver:
         self._params = params
         self._local = threading.local()
         self._progress_bytes = progress_bytes
+        self.cancelled = threading.Event()
 
     def _chunker(self) -> Chunker:
         c = getattr(self._local, "chunker", None)
@@ -67,6 +72,8 @@ class FileSaver:
     def save_stream(self, stream: BinaryIO) -> FileResult:
         result = FileResult()
         for chunk in self._chunker().chunks(stream):
+            if self.cancelled.is_set():
+                raise BackupCancelled()
             saved = self._repo.save_blob(DATA_BLOB, chunk)
             result.content.append(saved.id)
             result.size += len(chunk)

@@ -1,0 +1,141 @@
+"""The backup tools under comparison, each driven through its own command line with
+encryption on: cairn, restic (Debian package) and borg (Debian package, lz4 default)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from bench.measure import Measurement, dir_size, run
+
+PASSWORD = "benchmark password"
+
+
+class Tool(ABC):
+    name = ""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.repo = work / f"repo-{self.name}"
+        self.cache = work / f"cache-{self.name}"
+
+    def reset(self) -> None:
+        shutil.rmtree(self.repo, ignore_errors=True)
+        shutil.rmtree(self.cache, ignore_errors=True)
+
+    @abstractmethod
+    def init(self) -> None: ...
+
+    @abstractmethod
+    def backup(self, source: Path) -> Measurement: ...
+
+    @abstractmethod
+    def restore(self, source: Path, target: Path) -> tuple[Measurement, Path]:
+        """Restores the latest snapshot; returns where the source's contents landed."""
+
+    def repo_size(self) -> int:
+        return dir_size(str(self.repo))
+
+
+class Cairn(Tool):
+    name = "cairn"
+
+    def __init__(
+        self, work: Path, url: str | None = None, extra_env: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(work)
+        self.url = url or str(self.repo)
+        self.extra_env = extra_env or {}
+
+    def env(self) -> dict[str, str]:
+        return {
+            "CAIRN_PASSWORD": PASSWORD,
+            "CAIRN_CACHE_DIR": str(self.cache),
+            "CAIRN_REPOSITORY": self.url,
+            **self.extra_env,
+        }
+
+    def cmd(self, *args: str) -> list[str]:
+        exe = Path(sys.executable).parent / "cairn"
+        return [str(exe), *args]
+
+    def init(self) -> None:
+        run(self.cmd("init"), self.env())
+
+    def backup(self, source: Path) -> Measurement:
+        return run(self.cmd("backup", str(source), "--json"), self.env())
+
+    def restore(self, source: Path, target: Path) -> tuple[Measurement, Path]:
+        m = run(self.cmd("restore", f"latest:{source}", "--target", str(target)), self.env())
+        return m, target
+
+
+class Restic(Tool):
+    name = "restic"
+
+    def __init__(
+        self, work: Path, url: str | None = None, extra_env: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(work)
+        self.url = url or str(self.repo)
+        self.extra_env = extra_env or {}
+
+    def env(self) -> dict[str, str]:
+        return {
+            "RESTIC_PASSWORD": PASSWORD,
+            "RESTIC_REPOSITORY": self.url,
+            "RESTIC_CACHE_DIR": str(self.cache),
+            **self.extra_env,
+        }
+
+    def init(self) -> None:
+        run(["restic", "init"], self.env())
+
+    def backup(self, source: Path) -> Measurement:
+        return run(["restic", "backup", "--json", str(source)], self.env())
+
+    def restore(self, source: Path, target: Path) -> tuple[Measurement, Path]:
+        m = run(["restic", "restore", "latest", "--target", str(target)], self.env())
+        return m, target / str(source).lstrip("/")
+
+
+class Borg(Tool):
+    name = "borg"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "BORG_PASSPHRASE": PASSWORD,
+            "BORG_REPO": str(self.repo),
+            "BORG_CACHE_DIR": str(self.cache),
+            "BORG_BASE_DIR": str(self.work / "borg-base"),
+            "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
+            "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes",
+        }
+
+    def init(self) -> None:
+        run(["borg", "init", "--encryption=repokey-blake2"], self.env())
+        self._n = 0
+
+    def backup(self, source: Path) -> Measurement:
+        self._n = getattr(self, "_n", 0) + 1
+        return run(["borg", "create", f"::snap-{self._n}", str(source)], self.env())
+
+    def restore(self, source: Path, target: Path) -> tuple[Measurement, Path]:
+        target.mkdir(parents=True, exist_ok=True)
+        m = run(["borg", "extract", f"::snap-{self._n}"], self.env(), cwd=str(target))
+        return m, target / str(source).lstrip("/")
+
+
+def ensure_installed() -> None:
+    missing = [
+        p for p, exe in (("restic", "restic"), ("borgbackup", "borg")) if not shutil.which(exe)
+    ]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise SystemExit(f"please install {' '.join(missing)} (Debian packages)")
+    run("apt-get update -qq", ok=(0, 100))
+    run(["apt-get", "install", "-y", "-qq", *missing], {"DEBIAN_FRONTEND": "noninteractive"})
