@@ -12,6 +12,7 @@ import contextlib
 import errno
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -53,8 +54,6 @@ MiB = 1 << 20
 
 
 def _rand(n: int, seed: int) -> bytes:
-    import random
-
     return random.Random(seed).randbytes(n)
 
 
@@ -249,6 +248,13 @@ def test_damage_is_detected_and_named(case, tmp_path, run_cli):
 NOBODY = 65534
 
 
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
 def _as_unprivileged(args: list[str | os.PathLike[str]], env: dict[str, str]) -> Result:
     """Runs cairn as 'nobody' when we are root (root reads mode-000 files), else as ourselves."""
     cmd = [*CAIRN, *map(os.fspath, args)]
@@ -263,13 +269,6 @@ def _as_unprivileged(args: list[str | os.PathLike[str]], env: dict[str, str]) ->
         cmd, capture_output=True, env={**os.environ, **env}, check=False, cwd="/", **kwargs
     )
     return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode())
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture

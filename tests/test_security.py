@@ -160,7 +160,7 @@ def _restore_and_check(run_cli, tmp_path: Path, sandbox: Sandbox, build: Build, 
 def test_unsafe_names_are_refused(case, tmp_path, sandbox, run_cli):
     res = _restore_and_check(run_cli, tmp_path, sandbox, UNSAFE[case])
     assert res.code == 1, (res.code, res.err)
-    assert "unsafe" in res.err.lower(), res.err
+    assert any(w in res.err.lower() for w in ("unsafe", "invalid", "refus")), res.err
     # The rest of the snapshot is still restored.
     assert (sandbox.target / "ok.txt").read_bytes() == OK
     assert b"pwned" not in b"".join(regular_files(sandbox.target).values())

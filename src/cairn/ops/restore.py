@@ -10,7 +10,9 @@ All-zero chunks become holes, so sparse files stay sparse.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -141,6 +143,7 @@ class Restorer:
             self._error(path or b"/", str(e))
             return False
         found = False
+        seen: set[bytes] = set()
         for node in nodes:
             child_path = path + b"/" + node.name
             try:
@@ -148,6 +151,10 @@ class Restorer:
             except UnsafeName as e:
                 self._error(child_path, e.strerror)
                 continue
+            if node.name in seen:
+                self._error(child_path, "duplicate name in the tree (damaged or crafted), skipped")
+                continue
+            seen.add(node.name)
             sel = self._selected(child_path, included)
             if sel is False:
                 continue
@@ -295,6 +302,9 @@ class Restorer:
         try:
             dst = target.open_dir(entry.parts[:-1])
             try:
+                st = os.stat(first[-1], dir_fd=src, follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode):
+                    raise OSError(errno.EINVAL, "first path of the hardlink group is not a file")
                 target.clear(dst, entry.parts[-1])
                 os.link(
                     first[-1],
