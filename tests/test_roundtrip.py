@@ -3,17 +3,18 @@ xattrs, hardlinks, device numbers, odd names; and restore's selection and safety
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import json
 import os
 import pwd
-import grp
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -25,23 +26,23 @@ MiB = 1 << 20
 OLD = 1_500_000_000_123_456_789  # 2017, with nanoseconds: older than any ctime of the run
 
 
-def backup(run_cli: Callable[..., object], repo: Path, *paths: Path) -> str:
+def backup(run_cli: Callable[..., Any], repo: Path, *paths: Path) -> str:
     res = run_cli("backup", "--repo", repo, "--json", *paths)
-    assert res.code == 0, res.err  # type: ignore[attr-defined]
-    doc = res.json()  # type: ignore[attr-defined]
+    assert res.code == 0, res.err
+    doc = res.json()
     assert doc["warnings"] == []
     assert doc["summary"]["errors"] == 0
-    return doc["id"]  # type: ignore[no-any-return]
+    return doc["id"]
 
 
 def restore(
-    run_cli: Callable[..., object], repo: Path, spec: str, target: Path, *extra: str
+    run_cli: Callable[..., Any], repo: Path, spec: str, target: Path, *extra: str
 ) -> dict[str, object]:
     res = run_cli("restore", "--repo", repo, "--json", spec, "--target", target, *extra)
-    assert res.code == 0, res.err  # type: ignore[attr-defined]
-    doc = res.json()  # type: ignore[attr-defined]
+    assert res.code == 0, res.err
+    doc = res.json()
     assert doc["errors"] == 0
-    return doc  # type: ignore[no-any-return]
+    return doc
 
 
 def write(path: Path, data: bytes, mode: int = 0o644, times: int = OLD) -> Path:
@@ -323,6 +324,35 @@ def test_restore_include_exclude(
     assert diff({k: before[k] for k in after}, after) == []
 
 
+def test_non_utf8_paths_on_the_command_line(tmp_path: Path, repo_path: Path, cairn_proc) -> None:
+    """Raw bytes in argv (as a shell passes them): the backup path, the subpath, a pattern."""
+    src = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9 src"))
+    sub = Path(os.fsdecode(os.fsencode(src) + b"/\xff\xfe dir"))
+    sub.mkdir(parents=True)
+    write(src / "top", b"top")
+    write(Path(os.fsdecode(os.fsencode(sub) + b"/na\xefve.txt")), b"latin-1 name")
+    write(sub / "other.txt", b"not selected")
+    os.utime(sub, ns=(OLD, OLD))
+    before = describe(sub)
+    res = cairn_proc("backup", "--repo", repo_path, os.fsencode(src))
+    assert res.code == 0, res.err
+    out = tmp_path / "out"
+    res = cairn_proc(
+        "restore",
+        "--repo",
+        repo_path,
+        b"latest:" + os.fsencode(sub),
+        "--target",
+        out,
+        "--include",
+        b"na\xef*",
+    )
+    assert res.code == 0, res.err
+    after = describe(out)
+    assert set(after) == {b"na\xefve.txt"}
+    assert diff({k: before[k] for k in after}, after) == []
+
+
 # ---------------------------------------------------------------------------- existing targets
 
 
@@ -377,7 +407,7 @@ def test_restore_twice_into_the_same_target(tmp_path: Path, repo_path: Path, run
 # ---------------------------------------------------------------------------- owners
 
 
-def _ls(run_cli, repo: Path) -> dict[str, dict[str, object]]:  # type: ignore[no-untyped-def]
+def _ls(run_cli, repo: Path) -> dict[str, dict[str, object]]:
     res = run_cli("ls", "--repo", repo, "--json", "latest")
     assert res.code == 0, res.err
     docs = [json.loads(line) for line in res.out.splitlines() if line.strip()]
@@ -451,7 +481,7 @@ def _cairn_with_accounts(
         sys.executable,
         "-m",
         "cairn",
-        *[os.fspath(a) for a in args],  # type: ignore[arg-type]
+        *[os.fspath(a) for a in args],
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr

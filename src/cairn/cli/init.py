@@ -13,7 +13,7 @@ from cairn.ui.output import Output
 
 @click.command("init")
 @repo_options
-@click.option("--pack-size", default=None, metavar="SIZE", help="Target pack size (default 32M).")
+@click.option("--pack-size", default=None, metavar="SIZE", help="Target pack size (default 40M).")
 def command(spec: RepoSpec, out: Output, pack_size: str | None) -> int:
     """Create a new, empty repository."""
     size = parse_size(pack_size) if pack_size else DEFAULT_PACK_SIZE

@@ -68,8 +68,10 @@ def read_key_file(data: bytes) -> dict[str, object]:
         if doc.get("version") != KEY_FILE_VERSION:
             raise KeyFileError(f"unsupported key file version {doc.get('version')!r}")
         KdfParams.from_dict(doc["kdf"])
-        base64.b64decode(doc["salt"], validate=True)
-        base64.b64decode(doc["wrapped"], validate=True)
+        if len(base64.b64decode(doc["salt"], validate=True)) != 16:
+            raise KeyFileError("the salt must be 16 bytes")
+        if len(base64.b64decode(doc["wrapped"], validate=True)) != 12 + 64 + 16:
+            raise KeyFileError("the wrapped key must be 92 bytes")
         return doc  # type: ignore[no-any-return]
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise KeyFileError(f"malformed key file: {e}") from None

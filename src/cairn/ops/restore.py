@@ -111,7 +111,7 @@ class Restorer:
             if top.subtree is not None:
                 self._plan_dir(top.subtree, base, (), plan)
         else:
-            if self._selected(base, False) is not False:
+            if self._selected(base, False) is True:
                 plan.append(_Entry((top.name,), top))
         target = Target(target_path)
         try:

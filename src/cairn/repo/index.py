@@ -159,11 +159,13 @@ def decode_index(data: bytes) -> list[PackRecord]:
         raise ValueError(f"unsupported index version {doc.get('version')!r}")
     records = []
     for p in doc["packs"]:
-        info = PackInfo(bytes(p["id"]), bytes(p["salt"]), int(p["type"]))
+        info = PackInfo(bytes(p["id"]), bytes(p["salt"]), p["type"])
         if info.blob_type not in (0, 1) or len(info.id) != 32 or len(info.salt) != 32:
             raise ValueError("bad pack entry")
         blobs = [BlobRef(bytes(i), o, ln, r) for i, o, ln, r in p["blobs"]]
-        if any(len(b.id) != 32 or not 0 <= b.offset < 1 << 32 for b in blobs):
-            raise ValueError("bad blob entry")
+        for b in blobs:
+            fields = (b.offset, b.length, b.raw_length)
+            if len(b.id) != 32 or not all(type(v) is int and 0 <= v < 1 << 32 for v in fields):
+                raise ValueError("bad blob entry")
         records.append(PackRecord(info, blobs))
     return records

@@ -65,14 +65,13 @@ class PackBuilder:
         self.blobs.append(ref)
         return ref
 
-    def finish(self) -> tuple[bytes, bytes]:
-        """Returns (pack id, pack bytes)."""
+    def finish(self) -> tuple[bytes, bytearray]:
+        """Returns (pack id, pack bytes); the buffer is handed over, not copied."""
         table = [[b.id, b.offset, b.length, b.raw_length] for b in self.blobs]
         header = msgpack.packb([self.blob_type, table])
         sealed = aead.seal(self._cipher, aead.HEADER_NONCE_FLAG, header, MAGIC)
         self._buf += sealed + struct.pack("<I", len(sealed)) + MAGIC
-        data = bytes(self._buf)
-        self._buf = bytearray()
+        data, self._buf = self._buf, bytearray()
         return blake3.blake3(data).digest(), data
 
 

@@ -88,7 +88,7 @@ class Repository:
         if not 64 << 10 <= pack_size <= 1 << 30:
             raise RepositoryError("the pack size must be between 64 KiB and 1 GiB")
         repo = cls(storage, key, config)
-        repo.add_key(password, kdf or KdfParams())
+        key_id = repo.add_key(password, kdf or KdfParams())
         storage.write(layout.CONFIG, repo.seal(layout.CONFIG, config.encode()))
         # The store never overwrites an object: if another init raced us, its config won.
         try:
@@ -96,6 +96,7 @@ class Repository:
         except IntegrityError:
             stored = None
         if stored != config:
+            storage.delete(layout.key_name(key_id))  # our key opens nothing: withdraw it
             raise RepositoryError(
                 "another repository was created at the same place at the same time"
             )

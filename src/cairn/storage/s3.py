@@ -203,7 +203,7 @@ class S3Storage:
         args = {
             "Bucket": self.location.bucket,
             "Key": key,
-            "Body": bytes(data),
+            "Body": data if isinstance(data, bytes | bytearray) else bytes(data),
             "ChecksumAlgorithm": "CRC32",
             **extra,
         }
