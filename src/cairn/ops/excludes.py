@@ -5,7 +5,8 @@
 - A pattern without ``/`` matches any single path component (``*.tmp``, ``node_modules``).
 - A pattern starting with ``/`` is anchored at the root; other patterns containing ``/``
   match any trailing part of the path (``cache/*.bin`` matches ``/home/u/cache/x.bin``).
-- Patterns are matched against raw path bytes, so non-UTF-8 names can be matched too.
+- Paths are decoded like file names (UTF-8, undecodable bytes as surrogate escapes), so ``?``
+  matches one character, and names that are not valid UTF-8 can be matched too.
 """
 
 from __future__ import annotations
@@ -18,33 +19,45 @@ from pathlib import Path
 from cairn.core.errors import UsageError
 
 
-def _translate(pattern: bytes) -> bytes:
+def _class(body: str) -> str:
+    """A glob character class as a regex class that never matches '/'."""
+    negate = body[:1] in ("!", "^")
+    if negate:
+        body = body[1:]
+    body = body.replace("\\", "\\\\").replace("]", "\\]").replace("[", "\\[")
+    return f"[^/{body}]" if negate else f"(?!/)[{body}]"
+
+
+def _translate(pattern: str) -> str:
     out = []
     i, n = 0, len(pattern)
     while i < n:
-        c = pattern[i : i + 1]
-        if c == b"*":
-            if pattern[i : i + 2] == b"**":
-                out.append(b".*")
-                i += 2
-                continue
-            out.append(b"[^/]*")
-        elif c == b"?":
-            out.append(b"[^/]")
-        elif c == b"[":
-            j = pattern.find(b"]", i + 2 if pattern[i + 1 : i + 2] in (b"!", b"]") else i + 1)
+        c = pattern[i]
+        if pattern.startswith("**/", i) and (i == 0 or pattern[i - 1] == "/"):
+            out.append("(?:.*/)?")  # zero or more whole directories
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            # a ']' right after '[' or '[!' belongs to the class
+            first = i + 2 if pattern[i + 1 : i + 2] in ("!", "^") else i + 1
+            j = pattern.find("]", first + 1 if pattern[first : first + 1] == "]" else first)
             if j < 0:
                 out.append(re.escape(c))
             else:
-                body = pattern[i + 1 : j]
-                if body.startswith(b"!"):
-                    body = b"^" + body[1:]
-                out.append(b"[" + body.replace(b"\\", b"\\\\") + b"]")
+                out.append(_class(pattern[i + 1 : j]))
                 i = j
         else:
             out.append(re.escape(c))
         i += 1
-    return b"".join(out)
+    return "".join(out)
 
 
 class PathMatcher:
@@ -52,14 +65,13 @@ class PathMatcher:
         self.patterns = [p if isinstance(p, str) else os.fsdecode(p) for p in patterns]
         regexes = []
         for p in self.patterns:
-            raw = os.fsencode(p).rstrip(b"/")
-            if not raw:
+            pattern = p.rstrip("/")
+            if not pattern:
                 continue
-            body = _translate(raw.lstrip(b"/"))
-            anchor = b"^/" if raw.startswith(b"/") else b"(?:^|/)"
-            regexes.append(anchor + body + b"$")
+            anchor = "^/" if pattern.startswith("/") else "(?:^|/)"
+            regexes.append(anchor + _translate(pattern.lstrip("/")) + "$")
         try:
-            self._re = re.compile(b"|".join(regexes), re.DOTALL) if regexes else None
+            self._re = re.compile("|".join(regexes), re.DOTALL) if regexes else None
         except re.error as e:
             raise UsageError(f"invalid pattern: {e}") from None
 
@@ -68,7 +80,7 @@ class PathMatcher:
 
     def matches(self, path: bytes) -> bool:
         """``path`` is absolute ('/a/b/c'); true if the pattern set matches it."""
-        return self._re is not None and self._re.search(path) is not None
+        return self._re is not None and self._re.search(os.fsdecode(path)) is not None
 
 
 def read_pattern_file(path: str) -> list[str]:
