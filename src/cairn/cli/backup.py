@@ -53,7 +53,7 @@ def command(
     for f in exclude_files:
         patterns += read_pattern_file(f)
     split_tags = [t for tag in tags for t in tag.split(",") if t]
-    session = open_session(spec)
+    session = open_session(spec, load_index=False)  # loaded under the repository lock
     request = BackupRequest(
         paths=list(paths),
         tags=split_tags,

@@ -7,6 +7,7 @@ KEYS = "keys/"
 DATA = "data/"
 INDEX = "index/"
 SNAPSHOTS = "snapshots/"
+LOCKS = "locks/"
 
 DATA_BLOB = 0
 TREE_BLOB = 1

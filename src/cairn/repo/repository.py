@@ -41,6 +41,7 @@ _KIND = {
     layout.CONFIG: b"config",
     layout.INDEX: b"index",
     layout.SNAPSHOTS: b"snapshot",
+    layout.LOCKS: b"lock",
 }
 
 
@@ -177,12 +178,35 @@ class Repository:
         return self.unseal(name, data)
 
     # ----------------------------------------------------------------- index
-    def load_index(self, workers: int = 4) -> None:
+    def load_index(self, exclude_packs: set[bytes] | frozenset[bytes] = frozenset()) -> None:
+        """(Re)loads the whole index; blobs only in ``exclude_packs`` are treated as absent."""
+        index = BlobIndex()
+        for _name, records in self.read_index_objects():
+            for r in records:
+                if r.info.id not in exclude_packs:
+                    index.add_pack(r)
+        self.index = index
+
+    def read_index_objects(self, workers: int = 4) -> Iterator[tuple[str, list[PackRecord]]]:
+        """Every index object: (name, its pack records)."""
         names = [n for n, _ in self.storage.list(layout.INDEX)]
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for records in pool.map(self._read_index, names):
-                for r in records:
-                    self.index.add_pack(r)
+            yield from zip(names, pool.map(self._read_index, names), strict=True)
+
+    def write_index(self, records: list[PackRecord], per_object: int = 50_000) -> list[str]:
+        """Stores ``records`` in index objects of at most ``per_object`` blobs each."""
+        names: list[str] = []
+        batch: list[PackRecord] = []
+        count = 0
+        for r in records:
+            batch.append(r)
+            count += len(r.blobs)
+            if count >= per_object:
+                names.append(layout.INDEX + self.save_object(layout.INDEX, encode_index(batch)))
+                batch, count = [], 0
+        if batch:
+            names.append(layout.INDEX + self.save_object(layout.INDEX, encode_index(batch)))
+        return names
 
     def _read_index(self, name: str) -> list[PackRecord]:
         plaintext = self.load_object(name)
@@ -257,6 +281,17 @@ class Repository:
         payload = pack_payload(data, level)
         stored = self._packer.add(blob_type, blob_id, payload, len(data))
         return SaveResult(blob_id, True, stored)
+
+    def copy_blob(self, blob_type: int, blob_id: bytes, data: bytes) -> int:
+        """Adds a blob to a new pack even if the index knows it (prune's repacking)."""
+        if self._packer is None:
+            raise RepositoryError("repository is not open for writing")
+        with self._lock:
+            if blob_id in self._pending:
+                return 0
+            self._pending.add(blob_id)
+        level = self.config.compression_level if self.config.compression_level > 0 else None
+        return self._packer.add(blob_type, blob_id, pack_payload(data, level), len(data))
 
     def load_blob(self, blob_id: bytes, blob_type: int | None = None) -> bytes:
         entry = self.index.get(blob_id)

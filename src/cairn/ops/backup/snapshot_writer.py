@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from cairn import __version__
 from cairn.core import clock
 from cairn.core.errors import UsageError
-from cairn.model.snapshot import Snapshot, Summary
+from cairn.model.snapshot import Snapshot
 from cairn.ops.backup.archiver import Archiver, BackupOptions
 from cairn.ops.progress import Progress
 from cairn.ops.snapshots import SnapshotFilter, load_snapshots
+from cairn.ops.writelock import writing
 from cairn.repo.filescache import FilesCache
 from cairn.repo.journal import PackJournal
 from cairn.repo.repository import Repository
@@ -54,45 +55,46 @@ def run_backup(
     journal: PackJournal | None,
     meter: MeteredStorage | None = None,
 ) -> BackupResult:
-    started = clock.now()
     t0 = clock.monotonic()
     before = meter.snapshot() if meter else None
     paths = absolute_paths(request.paths)
-    host = request.host or socket.gethostname()
-    str_paths = sorted(os.fsdecode(p) for p in paths)
-    parents = load_snapshots(repo, SnapshotFilter(hosts=[host]))
-    parent = next((s.id for s in reversed(parents) if sorted(s.paths) == str_paths), None)
+    snap = new_snapshot(request, sorted(os.fsdecode(p) for p in paths))
+    with writing(repo, "backup", dry_run=request.dry_run) as lock:
+        parents = load_snapshots(repo, SnapshotFilter(hosts=[snap.host]))
+        snap.parent = next((s.id for s in reversed(parents) if sorted(s.paths) == snap.paths), None)
+        repo.start_writing(uploads=request.uploads, dry_run=request.dry_run, journal=journal)
+        try:
+            archiver = Archiver(repo, files_cache, request.options, progress)
+            snap.tree = archiver.run(paths)
+            repo.flush()
+            archiver.summary.packs_written = repo.packer_stats[0]
+        finally:
+            repo.close()
+        snap.summary = archiver.summary
+        snap.summary.duration = clock.monotonic() - t0
+        if meter is not None and before is not None:
+            snap.summary.requests = meter.snapshot().minus(before).as_dict()
+        if request.dry_run:
+            return BackupResult(snap, saved=False)
+        if lock is not None:
+            lock.check_fresh()
+        snap.id = repo.save_snapshot(snap.encode())
+    if files_cache is not None:
+        files_cache.commit()
+    return BackupResult(snap, saved=True)
 
-    repo.start_writing(uploads=request.uploads, dry_run=request.dry_run, journal=journal)
-    try:
-        archiver = Archiver(repo, files_cache, request.options, progress)
-        tree = archiver.run(paths)
-        repo.flush()
-        packs_written = repo.packer_stats[0]
-    finally:
-        repo.close()
-    summary: Summary = archiver.summary
-    summary.packs_written = packs_written
-    summary.duration = clock.monotonic() - t0
-    if meter is not None and before is not None:
-        summary.requests = meter.snapshot().minus(before).as_dict()
-    snap = Snapshot(
-        time=started,
-        host=host,
+
+def new_snapshot(request: BackupRequest, paths: list[str]) -> Snapshot:
+    """The snapshot's description, before its tree and summary are known."""
+    return Snapshot(
+        time=clock.now(),
+        host=request.host or socket.gethostname(),
         user=getpass.getuser(),
-        paths=str_paths,
-        tree=tree,
+        paths=paths,
+        tree=b"",
         tags=sorted(set(request.tags)),
-        parent=parent,
         uid=os.getuid(),
         gid=os.getgid(),
         excludes=request.options.excludes.patterns,
         program=f"cairn {__version__}",
-        summary=summary,
     )
-    if request.dry_run:
-        return BackupResult(snap, saved=False)
-    snap.id = repo.save_snapshot(snap.encode())
-    if files_cache is not None:
-        files_cache.commit()
-    return BackupResult(snap, saved=True)

@@ -1,0 +1,38 @@
+"""Taking the repository for writing new data: the backup side of the prune protocol
+(see cairn.repo.locks)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from cairn.repo.locks import HeldLock, Locks, new_lock
+from cairn.repo.repository import Repository
+
+
+def condemned_packs(locks: Locks) -> set[bytes]:
+    """Packs that a running prune is about to delete."""
+    return {
+        pack
+        for lock in locks.read_all()
+        if lock.kind == "prune" and not lock.is_stale()
+        for pack in lock.condemned
+    }
+
+
+@contextmanager
+def writing(
+    repo: Repository, kind: str = "backup", dry_run: bool = False
+) -> Iterator[HeldLock | None]:
+    """Holds a lock of ``kind`` (none for a dry run), then loads the index without the packs a
+    concurrent prune condemned, so nothing new will refer to them."""
+    locks = Locks(repo)
+    held = None if dry_run else HeldLock(locks, new_lock(kind))
+    if held is not None:
+        held.__enter__()
+    try:
+        repo.load_index(exclude_packs=condemned_packs(locks))
+        yield held
+    finally:
+        if held is not None:
+            held.release()
