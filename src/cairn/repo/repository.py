@@ -61,6 +61,8 @@ class Repository:
         self._lock = threading.Lock()
         self._pending: set[bytes] = set()
         self._unindexed: list[PackRecord] = []
+        self.written_indexes: list[str] = []  # index objects written by this process
+        self.written_packs: list[PackRecord] = []  # the packs they list
         self._packer: Packer | None = None  # created by start_writing
         self._journal: PackJournal | None = None
         self._dry_run = False
@@ -282,16 +284,16 @@ class Repository:
         stored = self._packer.add(blob_type, blob_id, payload, len(data))
         return SaveResult(blob_id, True, stored)
 
-    def copy_blob(self, blob_type: int, blob_id: bytes, data: bytes) -> int:
-        """Adds a blob to a new pack even if the index knows it (prune's repacking)."""
+    def copy_blob(self, blob_type: int, blob_id: bytes, payload: bytes, raw_length: int) -> int:
+        """Adds an already framed (compressed) blob to a new pack even if the index knows it:
+        prune's repacking. Returns the stored length (0 if it is already being copied)."""
         if self._packer is None:
             raise RepositoryError("repository is not open for writing")
         with self._lock:
             if blob_id in self._pending:
                 return 0
             self._pending.add(blob_id)
-        level = self.config.compression_level if self.config.compression_level > 0 else None
-        return self._packer.add(blob_type, blob_id, pack_payload(data, level), len(data))
+        return self._packer.add(blob_type, blob_id, payload, raw_length)
 
     def load_blob(self, blob_id: bytes, blob_type: int | None = None) -> bytes:
         entry = self.index.get(blob_id)
@@ -336,7 +338,10 @@ class Repository:
         with self._lock:
             records, self._unindexed = self._unindexed, []
         if records and not self._dry_run:
-            self.save_object(layout.INDEX, encode_index(records))
+            name = layout.INDEX + self.save_object(layout.INDEX, encode_index(records))
+            with self._lock:
+                self.written_indexes.append(name)
+                self.written_packs.extend(records)
             if self._journal is not None:
                 self._journal.forget(records)
 

@@ -1,0 +1,93 @@
+"""cairn prune: free the space of data no snapshot uses."""
+
+from __future__ import annotations
+
+import click
+
+from cairn.app.context import RepoSpec, open_session
+from cairn.cli.common import repo_options
+from cairn.core.errors import UsageError
+from cairn.core.units import format_bytes, parse_size
+from cairn.ops.prune import PruneOptions, PruneReport, run_prune
+from cairn.ui.output import Output
+from cairn.ui.progress import TerminalProgress
+
+
+def parse_fraction(text: str) -> float:
+    """'10%' or '0.1' -> 0.1."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise UsageError(f"invalid fraction {text!r} (use e.g. 50%)") from None
+    if not 0 <= value <= 1:
+        raise UsageError(f"{text} is not between 0% and 100%")
+    return value
+
+
+def prune_options(f):  # type: ignore[no-untyped-def]
+    f = click.option(
+        "--max-unused",
+        default="50%",
+        show_default=True,
+        help="Repack a pack when more than this share of it is unused.",
+    )(f)
+    return click.option(
+        "--max-repack-size", metavar="SIZE", help="Read at most this much for repacking."
+    )(f)
+
+
+def make_options(max_unused: str, max_repack_size: str | None, dry_run: bool) -> PruneOptions:
+    return PruneOptions(
+        max_unused=parse_fraction(max_unused),
+        max_repack_bytes=parse_size(max_repack_size) if max_repack_size else None,
+        dry_run=dry_run,
+    )
+
+
+def show_report(out: Output, r: PruneReport) -> None:
+    if out.json_mode:
+        out.json(r.as_dict())
+        return
+    verb = "would" if r.dry_run else "did"
+    out.line(
+        f"{r.snapshots} snapshots use {r.blobs_used} blobs in {r.packs_total} packs "
+        f"({format_bytes(r.bytes_total)})"
+    )
+    out.line(
+        f"{verb} delete {r.packs_deleted} unused packs and {r.orphan_packs} packs no index lists"
+    )
+    out.line(
+        f"{verb} repack {r.packs_repacked} packs: read {format_bytes(r.bytes_repack_read)}, "
+        f"write {format_bytes(r.bytes_repack_written)}"
+    )
+    out.line(
+        f"{verb} free {format_bytes(r.bytes_freed)}; {format_bytes(r.unused_bytes_kept)} "
+        "unused stays in packs below the repack threshold"
+    )
+    if r.dry_run:
+        q = r.requests
+        out.line(
+            f"requests: {q['get']} GET, {q['put']} PUT, {q['delete']} DELETE, {q['list']} LIST; "
+            f"{format_bytes(q['bytes_down'])} down, {format_bytes(q['bytes_up'])} up"
+        )
+    if r.postponed:
+        out.line(f"deleting postponed: {r.postponed}; run prune again later")
+
+
+@click.command("prune")
+@repo_options
+@prune_options
+@click.option("-n", "--dry-run", is_flag=True, help="Only show what would be done.")
+def command(
+    spec: RepoSpec, out: Output, max_unused: str, max_repack_size: str | None, dry_run: bool
+) -> int:
+    """Delete data no snapshot uses and repack packs that are mostly unused."""
+    options = make_options(max_unused, max_repack_size, dry_run)
+    session = open_session(spec, load_index=False)
+    progress = TerminalProgress(out, "repack")
+    try:
+        report = run_prune(session.repo, options, progress)
+    finally:
+        progress.close()
+    show_report(out, report)
+    return 0
