@@ -48,6 +48,7 @@ class Snapshot:
     excludes: list[str] = field(default_factory=list)
     program: str = ""
     summary: Summary = field(default_factory=Summary)
+    original: str | None = None  # for a repaired snapshot: the id of the damaged one
     id: str = ""  # hex object id, set when loaded or saved
 
     def encode(self) -> bytes:
@@ -83,5 +84,6 @@ class Snapshot:
             "tree": self.tree.hex(),
             "parent": self.parent,
             "program": self.program,
+            "original": self.original,
             "summary": self.summary.as_dict(),
         }

@@ -89,23 +89,36 @@ def header_length(tail: bytes) -> int:
     return int(struct.unpack("<I", tail[-TAIL_LEN : -len(MAGIC)])[0])
 
 
+def parse_header(
+    master_key: bytes, salt: bytes, tail: bytes, pack_size: int
+) -> tuple[int, list[BlobRef]]:
+    """The blob type and table of a pack of ``pack_size`` bytes from its last bytes ``tail``
+    (at least ``TAIL_LEN + header length`` of them). Raises PackFormatError."""
+    n = header_length(tail[-TAIL_LEN:])
+    start = pack_size - TAIL_LEN - n
+    if start < PREFIX_LEN or len(tail) < TAIL_LEN + n:
+        raise PackFormatError("pack header length out of range")
+    sealed = tail[len(tail) - TAIL_LEN - n : len(tail) - TAIL_LEN]
+    cipher = aead.derive(master_key, salt, b"pack")
+    try:
+        header = aead.unseal(cipher, aead.HEADER_NONCE_FLAG, sealed, MAGIC)
+    except aead.AuthenticationFailed:
+        raise PackFormatError("pack header failed authentication") from None
+    try:
+        blob_type, table = msgpack.unpackb(header)
+        blobs = [BlobRef(bytes(i), o, ln, r) for i, o, ln, r in table]
+    except (ValueError, TypeError) as e:
+        raise PackFormatError(f"malformed pack header: {e}") from None
+    for b in blobs:
+        if b.offset < PREFIX_LEN or b.offset + b.length > start:
+            raise PackFormatError("pack header points outside the pack")
+    return blob_type, blobs
+
+
 def parse_pack(master_key: bytes, data: bytes) -> tuple[bytes, int, list[BlobRef]]:
     """Reads a whole pack's header: (salt, blob type, blobs). Raises PackFormatError."""
     if len(data) < PREFIX_LEN + TAIL_LEN or data[: len(MAGIC)] != MAGIC:
         raise PackFormatError("not a pack (bad magic or too short)")
     salt = data[len(MAGIC) : PREFIX_LEN]
-    n = header_length(data[-TAIL_LEN:])
-    start = len(data) - TAIL_LEN - n
-    if start < PREFIX_LEN:
-        raise PackFormatError("pack header length out of range")
-    cipher = aead.derive(master_key, salt, b"pack")
-    try:
-        header = aead.unseal(cipher, aead.HEADER_NONCE_FLAG, data[start:-TAIL_LEN], MAGIC)
-    except aead.AuthenticationFailed:
-        raise PackFormatError("pack header failed authentication") from None
-    blob_type, table = msgpack.unpackb(header)
-    blobs = [BlobRef(bytes(i), o, ln, r) for i, o, ln, r in table]
-    for b in blobs:
-        if b.offset < PREFIX_LEN or b.offset + b.length > start:
-            raise PackFormatError("pack header points outside the pack")
+    blob_type, blobs = parse_header(master_key, salt, data, len(data))
     return salt, blob_type, blobs

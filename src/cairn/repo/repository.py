@@ -30,9 +30,18 @@ from cairn.crypto.keys import BadPassword, KeyFileError, MasterKey, unwrap, wrap
 from cairn.repo import layout
 from cairn.repo.compress import PayloadError, pack_payload, unpack_payload
 from cairn.repo.config import DEFAULT_PACK_SIZE, RepoConfig
-from cairn.repo.index import BlobIndex, PackRecord, decode_index, encode_index
+from cairn.repo.index import BlobIndex, PackInfo, PackRecord, decode_index, encode_index
 from cairn.repo.journal import PackJournal
-from cairn.repo.pack import open_blob
+from cairn.repo.pack import MAGIC as PACK_MAGIC
+from cairn.repo.pack import (
+    PREFIX_LEN,
+    TAIL_LEN,
+    BlobRef,
+    PackFormatError,
+    header_length,
+    open_blob,
+    parse_header,
+)
 from cairn.repo.packer import Packer
 from cairn.storage.base import Storage
 
@@ -193,7 +202,7 @@ class Repository:
         """Every index object: (name, its pack records)."""
         names = [n for n, _ in self.storage.list(layout.INDEX)]
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            yield from zip(names, pool.map(self._read_index, names), strict=True)
+            yield from zip(names, pool.map(self.read_index_object, names), strict=True)
 
     def write_index(self, records: list[PackRecord], per_object: int = 50_000) -> list[str]:
         """Stores ``records`` in index objects of at most ``per_object`` blobs each."""
@@ -210,7 +219,7 @@ class Repository:
             names.append(layout.INDEX + self.save_object(layout.INDEX, encode_index(batch)))
         return names
 
-    def _read_index(self, name: str) -> list[PackRecord]:
+    def read_index_object(self, name: str) -> list[PackRecord]:
         plaintext = self.load_object(name)
         try:
             return decode_index(plaintext)
@@ -295,6 +304,28 @@ class Repository:
             self._pending.add(blob_id)
         return self._packer.add(blob_type, blob_id, payload, raw_length)
 
+    def read_pack_header(
+        self, name: str, size: int, salt: bytes | None = None
+    ) -> tuple[bytes, int, list[BlobRef]]:
+        """(salt, blob type, blobs) of a stored pack, reading only its ends.
+
+        Without ``salt`` (from an index) the pack's first bytes are read for it."""
+        try:
+            if salt is None:
+                head = self.storage.read(name, 0, PREFIX_LEN)
+                if len(head) < PREFIX_LEN or head[: len(PACK_MAGIC)] != PACK_MAGIC:
+                    raise PackFormatError("not a pack (bad magic)")
+                salt = head[len(PACK_MAGIC) :]
+            want = min(size, 64 << 10)
+            tail = self.storage.read(name, size - want, want)
+            needed = TAIL_LEN + header_length(tail[-TAIL_LEN:])
+            if needed > len(tail) and needed <= size:
+                tail = self.storage.read(name, size - needed, needed)
+            blob_type, blobs = parse_header(self.key.encryption, salt, tail, size)
+        except PackFormatError as e:
+            raise IntegrityError(name, str(e)) from None
+        return salt, blob_type, blobs
+
     def load_blob(self, blob_id: bytes, blob_type: int | None = None) -> bytes:
         entry = self.index.get(blob_id)
         if entry is None:
@@ -305,26 +336,28 @@ class Repository:
                 f"is a {layout.BLOB_TYPES[entry.pack.blob_type]} blob, "
                 f"expected {layout.BLOB_TYPES[blob_type]}",
             )
-        name = layout.pack_name(entry.pack.id.hex())
-        sealed = self.storage.read(name, entry.offset, entry.length)
-        where = f"{name} (blob {blob_id.hex()[:16]})"
-        if len(sealed) != entry.length:
+        ref = BlobRef(blob_id, entry.offset, entry.length, entry.raw_length)
+        return self.load_blob_at(entry.pack, ref)
+
+    def load_blob_at(self, pack: PackInfo, ref: BlobRef, sealed: bytes | None = None) -> bytes:
+        """A blob at a known place, authenticated and checked against its id; ``sealed`` is
+        its encrypted bytes when the caller has already read them."""
+        name = layout.pack_name(pack.id.hex())
+        if sealed is None:
+            sealed = self.storage.read(name, ref.offset, ref.length)
+        where = f"{name} (blob {ref.id.hex()[:16]})"
+        if len(sealed) != ref.length:
             raise IntegrityError(where, "pack is truncated")
         try:
             payload = open_blob(
-                self.key.encryption,
-                entry.pack.salt,
-                entry.pack.blob_type,
-                blob_id,
-                entry.offset,
-                sealed,
+                self.key.encryption, pack.salt, pack.blob_type, ref.id, ref.offset, sealed
             )
             data = unpack_payload(payload)
         except aead.AuthenticationFailed:
             raise IntegrityError(where, "failed authentication (damaged or tampered)") from None
         except PayloadError as e:
             raise IntegrityError(where, str(e)) from None
-        if len(data) != entry.raw_length or self.blob_id(data) != blob_id:
+        if len(data) != ref.raw_length or self.blob_id(data) != ref.id:
             raise IntegrityError(where, "content does not match its id")
         return data
 

@@ -1,0 +1,58 @@
+"""cairn check: verify the repository's structure and, on request, its data."""
+
+from __future__ import annotations
+
+import click
+
+from cairn.app.context import RepoSpec, open_session
+from cairn.cli.common import repo_options
+from cairn.core.errors import EXIT_FAILED, EXIT_OK, UsageError
+from cairn.core.units import format_bytes
+from cairn.ops.check import Checker, Subset
+from cairn.ui.output import Output
+from cairn.ui.progress import TerminalProgress
+
+
+@click.command("check")
+@repo_options
+@click.option("--read-data", is_flag=True, help="Read every pack and verify every blob.")
+@click.option("--read-data-subset", metavar="N%|n/m", help="Read only a share of the packs.")
+def command(spec: RepoSpec, out: Output, read_data: bool, read_data_subset: str | None) -> int:
+    """Check that every snapshot can be restored."""
+    subset = None
+    if read_data_subset:
+        try:
+            subset = Subset.parse(read_data_subset)
+        except ValueError as e:
+            raise UsageError(f"--read-data-subset {read_data_subset}: use {e}") from None
+    elif read_data:
+        subset = Subset()
+    session = open_session(spec, load_index=False)
+    progress = TerminalProgress(out, "check")
+    try:
+        report = Checker(session.repo, progress).run(subset)
+    finally:
+        progress.close()
+    if out.json_mode:
+        out.json(report.as_dict())
+    else:
+        for f in report.findings:
+            out.line(f"{f.severity}: {f.object}: {f.message}")
+        for snap_id, paths in sorted(report.damaged.items()):
+            out.line(f"snapshot {snap_id[:8]} is damaged: {len(paths)} files or directories")
+            for p in paths[:20]:
+                out.line(f"  {p}")
+            if len(paths) > 20:
+                out.line(f"  ... and {len(paths) - 20} more")
+        read = (
+            f", read {report.packs_read} packs ({format_bytes(report.bytes_read)}, "
+            f"{report.blobs_read} blobs)"
+            if subset
+            else ""
+        )
+        out.line(f"checked {report.snapshots} snapshots and {report.packs} packs{read}")
+        if report.errors:
+            out.line(f"{len(report.errors)} errors: see `cairn repair`")
+        else:
+            out.line("no errors found")
+    return EXIT_FAILED if report.errors else EXIT_OK

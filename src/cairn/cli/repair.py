@@ -1,0 +1,78 @@
+"""cairn repair index|snapshots."""
+
+from __future__ import annotations
+
+import click
+
+from cairn.app.context import RepoSpec, open_session
+from cairn.cli.common import filter_options, repo_options
+from cairn.ops.repair import repair_index, repair_snapshots
+from cairn.ops.snapshots import SnapshotFilter, load_snapshots, resolve
+from cairn.ui.output import Output
+from cairn.ui.progress import TerminalProgress
+
+
+@click.group("repair")
+def command() -> None:
+    """Repair a damaged repository."""
+
+
+@command.command("index")
+@repo_options
+@click.option("--read-data", is_flag=True, help="Also verify every blob; leave damaged ones out.")
+def index(spec: RepoSpec, out: Output, read_data: bool) -> int:
+    """Rebuild the index from the packs."""
+    session = open_session(spec, load_index=False)
+    progress = TerminalProgress(out, "repair index")
+    try:
+        report = repair_index(session.repo, progress, read_data=read_data)
+    finally:
+        progress.close()
+    if out.json_mode:
+        out.json(report.__dict__)
+    else:
+        good = report.packs - len(report.packs_unreadable)
+        out.line(f"indexed {report.blobs} blobs in {good} packs")
+        out.line(
+            f"left out {len(report.packs_unreadable)} unreadable packs, {report.blobs_damaged} damaged blobs"
+        )
+        out.line(
+            f"index objects: {report.index_objects_written} written, {report.index_objects_removed} removed"
+        )
+    return 0
+
+
+@command.command("snapshots")
+@repo_options
+@filter_options
+@click.argument("snapshot_ids", nargs=-1)
+@click.option("--forget", is_flag=True, help="Delete the damaged originals.")
+@click.option("-n", "--dry-run", is_flag=True, help="Only show what would be removed.")
+def snapshots(
+    spec: RepoSpec,
+    out: Output,
+    flt: SnapshotFilter,
+    snapshot_ids: tuple[str, ...],
+    forget: bool,
+    dry_run: bool,
+) -> int:
+    """Write new snapshots without the files whose data is lost."""
+    session = open_session(spec, load_index=False)
+    repo = session.repo
+    repo.load_index()
+    snaps = (
+        [resolve(repo, s, flt) for s in snapshot_ids] if snapshot_ids else load_snapshots(repo, flt)
+    )
+    progress = TerminalProgress(out, "repair snapshots")
+    try:
+        results = repair_snapshots(repo, snaps, progress, forget=forget, dry_run=dry_run)
+    finally:
+        progress.close()
+    if out.json_mode:
+        out.json([r.__dict__ for r in results])
+        return 0
+    for r in results:
+        new = f"-> {r.new[:8]}" if r.new else "(dry run)"
+        out.line(f"snapshot {r.original[:8]} {new}: {len(r.removed)} entries removed")
+    out.line(f"{len(results)} of {len(snaps)} snapshots needed repair")
+    return 0

@@ -1,0 +1,232 @@
+"""Checking a repository: structure always, data on request.
+
+Without reading data: every key file and index object parses; every pack an index lists
+exists, and its header (read from the pack's end) matches the index; packs no index lists are
+reported as leftovers; every snapshot decrypts and every tree it reaches loads; every file's
+blobs are in the index. With ``read_data``, every selected pack is read whole: its id must be
+the hash of its bytes and every blob must decrypt to its id. Damage is reported as the
+snapshots and files it affects.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import blake3
+
+from cairn.core.errors import CairnError, IntegrityError
+from cairn.crypto.keys import KeyFileError, read_key_file
+from cairn.model.node import DIR, FILE
+from cairn.ops.progress import Progress
+from cairn.ops.snapshots import decode_snapshot, load_tree
+from cairn.repo import layout
+from cairn.repo.index import PackRecord
+from cairn.repo.repository import Repository
+
+
+@dataclass(frozen=True)
+class Subset:
+    """Which packs to read: a share (0.1 = 10%) at random, or group ``n`` of ``m``."""
+
+    share: float | None = None
+    n: int = 1
+    m: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Subset:
+        if text.endswith("%"):
+            share = float(text[:-1]) / 100
+            if not 0 < share <= 1:
+                raise ValueError("a percentage between 0 and 100")
+            return cls(share=share)
+        n, _, m = text.partition("/")
+        sub = cls(n=int(n), m=int(m))
+        if not 1 <= sub.n <= sub.m:
+            raise ValueError("n/m with 1 <= n <= m")
+        return sub
+
+    def select(self, pack_ids: list[bytes]) -> list[bytes]:
+        if self.share is not None:
+            k = max(1, round(len(pack_ids) * self.share)) if pack_ids else 0
+            return random.sample(pack_ids, k)
+        return [p for p in pack_ids if int.from_bytes(p[:4], "big") % self.m == self.n - 1]
+
+
+@dataclass
+class Finding:
+    severity: str  # "error" or "warning"
+    object: str
+    message: str
+
+
+@dataclass
+class CheckReport:
+    findings: list[Finding] = field(default_factory=list)
+    snapshots: int = 0
+    packs: int = 0
+    packs_read: int = 0
+    blobs_read: int = 0
+    bytes_read: int = 0
+    damaged: dict[str, list[str]] = field(default_factory=dict)  # snapshot id -> file paths
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    def error(self, obj: str, message: str) -> None:
+        self.findings.append(Finding("error", obj, message))
+
+    def warning(self, obj: str, message: str) -> None:
+        self.findings.append(Finding("warning", obj, message))
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "ok": not self.errors,
+            "snapshots": self.snapshots,
+            "packs": self.packs,
+            "packs_read": self.packs_read,
+            "blobs_read": self.blobs_read,
+            "bytes_read": self.bytes_read,
+            "errors": len(self.errors),
+            "findings": [f.__dict__ for f in self.findings],
+            "damaged": self.damaged,
+        }
+
+
+class Checker:
+    def __init__(self, repo: Repository, progress: Progress) -> None:
+        self.repo = repo
+        self.progress = progress
+        self.report = CheckReport()
+        self.bad_blobs: set[bytes] = set()
+
+    def run(self, read_data: Subset | None = None) -> CheckReport:
+        self._keys()
+        records = self._index()
+        stored = dict(self.repo.storage.list(layout.DATA))
+        self._packs(records, stored)
+        if read_data is not None:
+            ids = sorted(p for p in records if layout.pack_name(p.hex()) in stored)
+            for pack_id in read_data.select(ids):
+                self._read_pack(records[pack_id], stored[layout.pack_name(pack_id.hex())])
+        self._snapshots()
+        return self.report
+
+    def _keys(self) -> None:
+        for name, _ in self.repo.storage.list(layout.KEYS):
+            try:
+                read_key_file(self.repo.storage.read(name))
+            except KeyFileError as e:
+                self.report.error(name, str(e))
+
+    def _index(self) -> dict[bytes, PackRecord]:
+        records: dict[bytes, PackRecord] = {}
+        names = [n for n, _ in self.repo.storage.list(layout.INDEX)]
+        for name in names:
+            try:
+                for r in self.repo.read_index_object(name):
+                    records.setdefault(r.info.id, r)
+            except CairnError as e:
+                self.report.error(name, str(e))
+        # blobs of damaged index objects are missing from the in-memory index as well
+        self.repo.index = type(self.repo.index)()
+        for r in records.values():
+            self.repo.index.add_pack(r)
+        return records
+
+    def _packs(self, records: dict[bytes, PackRecord], stored: dict[str, int]) -> None:
+        indexed = {layout.pack_name(p.hex()): r for p, r in records.items()}
+        self.report.packs = len(stored)
+        for name in sorted(stored.keys() - indexed.keys()):
+            self.report.warning(
+                name, "no index lists this pack (left by an interrupted run; prune removes it)"
+            )
+        for name, record in sorted(indexed.items()):
+            if name not in stored:
+                self.report.error(
+                    name, "missing: the index lists it but the store does not have it"
+                )
+                self.bad_blobs.update(b.id for b in record.blobs)
+                continue
+            try:
+                _, blob_type, blobs = self.repo.read_pack_header(
+                    name, stored[name], record.info.salt
+                )
+            except CairnError as e:
+                self.report.error(name, str(e))
+                self.bad_blobs.update(b.id for b in record.blobs)
+                continue
+            extra = set(blobs) - set(record.blobs)
+            if blob_type != record.info.blob_type or set(record.blobs) - set(blobs):
+                self.report.error(name, "the pack's header does not match the index")
+            elif extra:
+                self.report.warning(
+                    name, f"holds {len(extra)} blobs no index lists (left out by repair, or unused)"
+                )
+            self.progress.item_done(name.encode(), 0)
+
+    def _read_pack(self, record: PackRecord, size: int) -> None:
+        name = layout.pack_name(record.info.id.hex())
+        try:
+            data = self.repo.storage.read(name)
+        except CairnError as e:
+            self.report.error(name, str(e))
+            return
+        self.report.packs_read += 1
+        self.report.bytes_read += len(data)
+        self.progress.bytes_done(len(data))
+        if len(data) != size or blake3.blake3(data).digest() != record.info.id:
+            self.report.error(name, "content does not match its name (damaged or truncated)")
+        for b in record.blobs:
+            try:
+                self.repo.load_blob_at(record.info, b, data[b.offset : b.offset + b.length])
+                self.report.blobs_read += 1
+            except IntegrityError as e:
+                self.report.error(e.obj, e.detail)
+                self.bad_blobs.add(b.id)
+
+    def _snapshots(self) -> None:
+        snaps = []
+        for hex_id in sorted(self.repo.snapshot_ids()):
+            try:
+                snaps.append(decode_snapshot(hex_id, self.repo.load_snapshot(hex_id)))
+            except CairnError as e:
+                self.report.error(f"snapshots/{hex_id}", str(e))
+        self.report.snapshots = len(snaps)
+        bad_trees: dict[bytes, str] = {}
+        for snap in snaps:
+            damaged = self._walk(snap.tree, b"", bad_trees)
+            if damaged:
+                self.report.damaged[snap.id] = damaged
+
+    def _walk(self, tree_id: bytes, path: bytes, bad_trees: dict[bytes, str]) -> list[str]:
+        """Damaged files and directories below a tree (trees are checked once, files each time)."""
+        shown = path.decode("utf-8", "surrogateescape") or "/"
+        if tree_id in bad_trees:
+            return [shown]
+        try:
+            if tree_id in self.bad_blobs:
+                raise IntegrityError("", "it is in a damaged or missing pack")
+            nodes = load_tree(self.repo, tree_id)
+        except CairnError as e:
+            detail = e.detail if isinstance(e, IntegrityError) else str(e)
+            bad_trees[tree_id] = detail
+            self.report.error(
+                f"tree {tree_id.hex()[:16]}", f"directory {shown} cannot be read: {detail}"
+            )
+            return [shown]
+        damaged = []
+        for node in nodes:
+            child = path + b"/" + node.name
+            if node.type == DIR and node.subtree is not None:
+                damaged += self._walk(node.subtree, child, bad_trees)
+            elif node.type == FILE:
+                bad = [b for b in node.content if b in self.bad_blobs or not self.repo.has_blob(b)]
+                if bad:
+                    damaged.append(child.decode("utf-8", "surrogateescape"))
+                    for b in bad:
+                        if not self.repo.has_blob(b) and b not in self.bad_blobs:
+                            self.bad_blobs.add(b)
+                            self.report.error(f"blob {b.hex()[:16]}", "is not in the index")
+        return damaged
