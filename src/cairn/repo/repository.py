@@ -66,6 +66,7 @@ class Repository:
         self.storage = storage
         self.key = key
         self.config = config
+        self.key_id: str | None = None  # the key file that opened the repository
         self.index = BlobIndex()
         self._lock = threading.Lock()
         self._pending: set[bytes] = set()
@@ -101,6 +102,7 @@ class Repository:
             raise RepositoryError("the pack size must be between 64 KiB and 1 GiB")
         repo = cls(storage, key, config)
         key_id = repo.add_key(password, kdf or KdfParams())
+        repo.key_id = key_id
         storage.write(layout.CONFIG, repo.seal(layout.CONFIG, config.encode()))
         # The store never overwrites an object: if another init raced us, its config won.
         try:
@@ -126,10 +128,12 @@ class Repository:
                 ) from None
             raise RepositoryError(f"{storage.describe()}: the repository has no keys")
         key = None
+        key_name = ""
         damaged: list[str] = []
         for name in sorted(names):
             try:
                 key = unwrap(storage.read(name), password)
+                key_name = name
                 break
             except BadPassword:
                 continue
@@ -144,6 +148,7 @@ class Repository:
         except ObjectMissing:
             raise RepositoryError(f"{storage.describe()}: the config object is missing") from None
         repo = cls(storage, key, RepoConfig.new())
+        repo.key_id = layout.id_of(key_name)
         try:
             repo.config = RepoConfig.decode(repo.unseal(layout.CONFIG, raw))
         except ValueError as e:
