@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from cairn.core.errors import IntegrityError
+from cairn.core.errors import CairnError, IntegrityError
 from cairn.crypto import aead
 from cairn.ops.progress import Progress
 from cairn.ops.snapshots import load_snapshots
@@ -182,7 +182,12 @@ def _plan_only(repo: Repository, options: PruneOptions) -> _Planned:
     records, index_names, stored = _read_state(repo)
     repo.load_index()
     snaps = load_snapshots(repo)
-    used = used_blobs(repo, snaps)
+    try:
+        used = used_blobs(repo, snaps)
+    except CairnError as e:
+        raise IntegrityError(
+            "repository", f"{e}; nothing was deleted: run `cairn check` and `cairn repair`"
+        ) from None
     plan = make_plan(records, stored, used, options)
     if plan.missing:
         raise IntegrityError(
