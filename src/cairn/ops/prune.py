@@ -155,6 +155,7 @@ def run_prune(repo: Repository, options: PruneOptions, progress: Progress) -> Pr
         raise LockBusy(f"another {busy[0].describe()} is running; try again later")
     if options.dry_run:
         return _plan_only(repo, options).report
+    locks.remove_stale()
     with HeldLock(locks, new_lock("prune")) as held:
         return _prune(repo, options, locks, held, progress)
 
