@@ -7,7 +7,19 @@ import sys
 import click
 
 from cairn import __version__
-from cairn.cli import backup, cat, check, init, ls, prune, repair, restore, snapshots, stats
+from cairn.cli import (
+    backup,
+    cat,
+    check,
+    forget,
+    init,
+    ls,
+    prune,
+    repair,
+    restore,
+    snapshots,
+    stats,
+)
 from cairn.core.errors import EXIT_FAILED, CairnError
 from cairn.ui.output import Output
 
@@ -18,7 +30,7 @@ def cli() -> None:
     """cairn: encrypted, deduplicated backups to S3 and local directories."""
 
 
-for module in (init, backup, snapshots, ls, cat, stats, restore, prune, check, repair):
+for module in (init, backup, snapshots, ls, cat, stats, restore, forget, prune, check, repair):
     cli.add_command(module.command)
 
 

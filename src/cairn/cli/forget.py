@@ -1,0 +1,217 @@
+"""cairn forget: remove snapshots by retention policy or by id, then optionally prune."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cairn.app.context import RepoSpec, open_session
+from cairn.cli import prune as prune_cli
+from cairn.cli.common import filter_options, repo_options
+from cairn.core import clock
+from cairn.core.errors import UsageError
+from cairn.model.snapshot import Snapshot
+from cairn.ops.forget import plan_by_ids, plan_by_policy, remove_snapshots
+from cairn.ops.prune import PruneOptions, run_prune
+from cairn.ops.retention import (
+    UNLIMITED,
+    Duration,
+    GroupResult,
+    Policy,
+    PolicyError,
+    parse_group_by,
+)
+from cairn.ops.snapshots import SnapshotFilter
+from cairn.ui.output import Output
+from cairn.ui.progress import TerminalProgress
+
+DEFAULT_GROUP_BY = "host,paths"
+
+
+class KeepCount(click.ParamType):
+    name = "N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        if str(value).lower() == "unlimited":
+            return UNLIMITED
+        try:
+            n = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a count (a number or 'unlimited')", param, ctx)
+        if n < 0:
+            self.fail("must be 0 or more, or 'unlimited'", param, ctx)
+        return n
+
+
+def keep_option(name: str, short: str, what: str) -> Any:
+    return click.option(
+        short,
+        f"--keep-{name}",
+        name,
+        type=KeepCount(),
+        default=0,
+        help=f"Keep the newest snapshot of each of the last N {what} that have one.",
+    )
+
+
+@click.command("forget")
+@repo_options
+@filter_options
+@click.option(
+    "-l", "--keep-last", "last", type=KeepCount(), default=0, help="Keep the N newest snapshots."
+)
+@keep_option("hourly", "-H", "hours")
+@keep_option("daily", "-d", "days")
+@keep_option("weekly", "-w", "ISO weeks")
+@keep_option("monthly", "-m", "months")
+@keep_option("yearly", "-y", "years")
+@click.option(
+    "--keep-within",
+    "within",
+    metavar="DURATION",
+    help="Keep every snapshot newer than DURATION (e.g. 2y5m7d3h) before the group's newest.",
+)
+@click.option(
+    "--keep-tag",
+    "keep_tags",
+    multiple=True,
+    metavar="TAG[,TAG]",
+    help="Keep every snapshot that has all these tags (repeatable: any of the lists).",
+)
+@click.option(
+    "--group-by",
+    default=None,
+    metavar="FIELDS",
+    help=f"Apply the policy to each group of host, paths, tags ('' for one group) "
+    f"[default: {DEFAULT_GROUP_BY}].",
+)
+@click.option("-n", "--dry-run", is_flag=True, help="Only show what would be removed, and why.")
+@click.option("--prune", is_flag=True, help="Then run `cairn prune` if any snapshot was removed.")
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+def command(
+    spec: RepoSpec,
+    out: Output,
+    flt: SnapshotFilter,
+    within: str | None,
+    keep_tags: tuple[str, ...],
+    group_by: str | None,
+    dry_run: bool,
+    prune: bool,
+    ids: tuple[str, ...],
+    **counts: int,
+) -> int:
+    """Remove snapshots: the ones named by ID, or those a retention policy does not keep.
+
+    Snapshots are grouped (by default by host and paths) and each group keeps the snapshots
+    any rule keeps. Only snapshot objects are deleted; `--prune` (or `cairn prune` later)
+    frees the data no remaining snapshot uses."""
+    policy = make_policy(within, keep_tags, counts)
+    if ids:
+        if not policy.is_empty() or group_by is not None:
+            raise UsageError("give either snapshot ids or --keep-* options, not both")
+        if flt.hosts or flt.tags or flt.paths:
+            raise UsageError("--host, --tag and --path select snapshots for a policy, not ids")
+    elif policy.is_empty():
+        raise UsageError(
+            "no policy: give --keep-last, --keep-hourly/daily/weekly/monthly/yearly, "
+            "--keep-within or --keep-tag (or snapshot ids); refusing to remove every snapshot"
+        )
+    session = open_session(spec, load_index=False)
+    repo = session.repo
+    if ids:
+        groups = plan_by_ids(repo, ids)
+    else:
+        try:
+            fields = parse_group_by(DEFAULT_GROUP_BY if group_by is None else group_by)
+        except PolicyError as e:
+            raise UsageError(str(e)) from None
+        groups = plan_by_policy(repo, policy, now=clock.now(), group_by=fields, flt=flt)
+    doomed = [s for g in groups for s in g.removed]
+    removed = 0 if dry_run else remove_snapshots(repo, doomed)
+    doc: dict[str, Any] = {
+        "dry_run": dry_run,
+        "policy": None if ids else policy.describe(),
+        "groups": [group_json(g) for g in groups],
+        "removed": removed,
+        "would_remove": len(doomed) if dry_run else 0,
+        "prune": None,
+    }
+    if not out.json_mode:
+        show_groups(out, groups, None if ids else policy, dry_run)
+    if prune and not dry_run and removed:
+        progress = TerminalProgress(out, "repack")
+        try:
+            report = run_prune(repo, PruneOptions(), progress)
+        finally:
+            progress.close()
+        doc["prune"] = report.as_dict()
+        if not out.json_mode:
+            prune_cli.show_report(out, report)
+    elif prune and not out.json_mode:
+        out.line(
+            "prune would run after the removal (preview it then with `cairn prune --dry-run`)"
+            if dry_run and doomed
+            else "nothing was removed, so prune did not run"
+        )
+    if out.json_mode:
+        out.json(doc)
+    return 0
+
+
+def make_policy(within: str | None, keep_tags: tuple[str, ...], counts: dict[str, int]) -> Policy:
+    try:
+        return Policy(
+            **counts,
+            within=Duration.parse(within) if within is not None else None,
+            tags=tuple(tuple(t.strip() for t in tag.split(",")) for tag in keep_tags),
+        )
+    except PolicyError as e:
+        raise UsageError(str(e)) from None
+
+
+def group_json(group: GroupResult[Snapshot]) -> dict[str, Any]:
+    key = group.key
+    return {
+        "host": key.host,
+        "paths": list(key.paths) if key.paths is not None else None,
+        "tags": list(key.tags) if key.tags is not None else None,
+        "keep": [{**d.snapshot.to_json(), "reasons": d.reasons} for d in group.decisions if d.keep],
+        "remove": [d.snapshot.to_json() for d in group.decisions if not d.keep],
+    }
+
+
+def show_groups(
+    out: Output, groups: list[GroupResult[Snapshot]], policy: Policy | None, dry_run: bool
+) -> None:
+    if policy is not None:
+        out.line(f"policy: {policy.describe()}")
+    if not groups:
+        out.line("no snapshots match")
+    for group in groups:
+        kept, removed = len(group.kept), len(group.removed)
+        title = "" if policy is None else f"{group.key.describe()}: "
+        out.line("")
+        out.line(f"{title}keep {kept}, remove {removed}")
+        rows = [
+            [
+                s.id[:8],
+                s.time.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+                s.host,
+                ",".join(s.tags),
+                "\n".join(s.paths),
+                "keep" if d.keep else "remove",
+                "; ".join(d.reasons),
+            ]
+            for d in reversed(group.decisions)
+            for s in [d.snapshot]
+        ]
+        if not out.quiet:
+            out.table(["ID", "Time", "Host", "Tags", "Paths", "Action", "Reasons"], rows)
+    total = sum(len(g.removed) for g in groups)
+    out.line("")
+    out.line(
+        f"would remove {total} snapshots (dry run)" if dry_run else f"removed {total} snapshots"
+    )
