@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from cairn.storage.base import Storage
 from cairn.storage.local import LocalStorage
 from cairn.storage.metered import MeteredStorage
 from cairn.storage.retry import RetryingStorage
-from cairn.storage.s3 import S3Location, S3Options, S3Storage
+from cairn.storage.s3config import S3Location, S3Options
 from cairn.storage.throttle import ThrottledStorage
 
 CACHEDIR_TAG = (
@@ -55,7 +56,9 @@ class RepoSpec:
 def backend_for(url: str, options: StoreOptions) -> Storage:
     """The bare backend named by a repository URL."""
     if url.startswith("s3:"):
-        return S3Storage(S3Location.parse(url), options.s3)
+        location = S3Location.parse(url)
+        s3 = importlib.import_module("cairn.storage.s3")  # boto3 loads only for S3 repositories
+        return s3.S3Storage(location, options.s3)  # type: ignore[no-any-return]
     if url.startswith("local:"):
         url = url[len("local:") :]
     if url.startswith(("sftp:", "rest:", "http:", "https:")):
@@ -127,7 +130,7 @@ def create_repository(
     backend = backend_for(spec.resolved_url(), spec.store)
     if isinstance(backend, LocalStorage):
         backend.root.mkdir(parents=True, exist_ok=True)
-    elif isinstance(backend, S3Storage):
+    elif hasattr(backend, "create_bucket"):
         backend.create_bucket()
     storage, _ = wrap_backend(backend, spec.store)
     password = spec.password.get(confirm=True)

@@ -11,7 +11,7 @@ import click
 from cairn.app.context import RepoSpec, StoreOptions
 from cairn.app.passwords import PasswordSource
 from cairn.ops.snapshots import SnapshotFilter
-from cairn.storage.s3 import S3Options
+from cairn.storage.s3config import S3Options
 from cairn.ui.output import Output
 
 

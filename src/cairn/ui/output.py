@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
-
-from rich.console import Console
-from rich.table import Table
 
 
 def show_path(path: bytes | str) -> str:
@@ -23,12 +22,24 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"cannot serialise {type(obj).__name__}")
 
 
+def _rich(module: str) -> Any:
+    """rich is loaded only for tables and live progress: plain lines need none of it, and
+    every command's start-up time counts."""
+    return importlib.import_module(f"rich.{module}")
+
+
 class Output:
     def __init__(self, json_mode: bool = False, quiet: bool = False) -> None:
         self.json_mode = json_mode
         self.quiet = quiet
-        self.out = Console(highlight=False, soft_wrap=True)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    @cached_property
+    def out(self) -> Any:
+        return _rich("console").Console(highlight=False, soft_wrap=True)
+
+    @cached_property
+    def err(self) -> Any:
+        return _rich("console").Console(stderr=True, highlight=False, soft_wrap=True)
 
     def json(self, obj: Any) -> None:
         sys.stdout.write(json.dumps(obj, default=_default, ensure_ascii=True) + "\n")
@@ -36,7 +47,7 @@ class Output:
 
     def line(self, text: str) -> None:
         if not self.quiet and not self.json_mode:
-            self.out.print(text, markup=False)
+            sys.stdout.write(text + "\n")
 
     def raw_line(self, text: str) -> None:
         """Data output (listings) that must appear even with --quiet."""
@@ -45,7 +56,9 @@ class Output:
     def table(
         self, columns: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None
     ) -> None:
-        table = Table(title=title, show_edge=False, pad_edge=False, box=None, header_style="bold")
+        table = _rich("table").Table(
+            title=title, show_edge=False, pad_edge=False, box=None, header_style="bold"
+        )
         for c in columns:
             table.add_column(c)
         for row in rows:
@@ -53,7 +66,9 @@ class Output:
         self.out.print(table)
 
     def warning(self, text: str) -> None:
-        self.err.print(f"warning: {text}", markup=False)
+        sys.stdout.flush()
+        sys.stderr.write(f"warning: {text}\n")
 
     def error(self, text: str) -> None:
-        self.err.print(f"cairn: error: {text}", markup=False)
+        sys.stdout.flush()
+        sys.stderr.write(f"cairn: error: {text}\n")

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 import threading
-
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
+from typing import Any
 
 from cairn.ui.output import Output, show_path
 
@@ -26,15 +19,16 @@ class TerminalProgress:
         self.items = 0
         self._lock = threading.Lock()
         live = sys.stderr.isatty() and not output.quiet and not output.json_mode
-        self._bar: Progress | None = None
+        self._bar: Any = None
         if live:
-            self._bar = Progress(
-                TextColumn(f"[bold]{label}"),
-                BarColumn(),
-                DownloadColumn(binary_units=True),
-                TransferSpeedColumn(),
-                TextColumn("{task.fields[items]} files"),
-                TimeElapsedColumn(),
+            rp = importlib.import_module("rich.progress")  # only on a terminal
+            self._bar = rp.Progress(
+                rp.TextColumn(f"[bold]{label}"),
+                rp.BarColumn(),
+                rp.DownloadColumn(binary_units=True),
+                rp.TransferSpeedColumn(),
+                rp.TextColumn("{task.fields[items]} files"),
+                rp.TimeElapsedColumn(),
                 console=output.err,
                 transient=True,
             )
