@@ -13,6 +13,7 @@ from cairn.cli import (
     check,
     forget,
     init,
+    key,
     ls,
     prune,
     repair,
@@ -30,7 +31,20 @@ def cli() -> None:
     """cairn: encrypted, deduplicated backups to S3 and local directories."""
 
 
-for module in (init, backup, snapshots, ls, cat, stats, restore, forget, prune, check, repair):
+for module in (
+    init,
+    backup,
+    snapshots,
+    ls,
+    cat,
+    stats,
+    restore,
+    forget,
+    prune,
+    check,
+    repair,
+    key,
+):
     cli.add_command(module.command)
 
 

@@ -1,0 +1,129 @@
+"""cairn key list|add|remove|passwd: the passwords of a repository."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from datetime import datetime
+
+import click
+
+from cairn.app.context import RepoSpec, open_session
+from cairn.app.passwords import PasswordSource
+from cairn.cli.common import repo_options
+from cairn.core.errors import UsageError
+from cairn.ops.keys import add_key, change_password, list_keys, remove_key
+from cairn.ui.output import Output
+
+NEW_PASSWORD_ENV = "CAIRN_NEW_PASSWORD"
+
+
+def new_password(file: str | None) -> bytes:
+    """The new password: --new-password-file, $CAIRN_NEW_PASSWORD, or a prompt (twice)."""
+    if file:
+        return PasswordSource(file=file).get()
+    env = os.environ.get(NEW_PASSWORD_ENV)
+    if env is not None:
+        if not env:
+            raise UsageError(f"{NEW_PASSWORD_ENV} is empty")
+        return env.encode()
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"no new password: use --new-password-file, {NEW_PASSWORD_ENV} or a terminal"
+        )
+    pw = getpass.getpass("new password: ")
+    if not pw:
+        raise UsageError("an empty password is not allowed")
+    if getpass.getpass("repeat new password: ") != pw:
+        raise UsageError("the passwords do not match")
+    return pw.encode()
+
+
+new_password_option = click.option(
+    "--new-password-file",
+    metavar="FILE",
+    help=f"Read the new password from FILE (else ${NEW_PASSWORD_ENV} or a prompt).",
+)
+
+
+@click.group("key")
+def command() -> None:
+    """List, add, remove and change the passwords of a repository.
+
+    Every password unlocks the same master keys, so adding or changing one rewrites nothing
+    but the small key files under keys/."""
+
+
+@command.command("list")
+@repo_options
+def list_command(spec: RepoSpec, out: Output) -> int:
+    """List the keys; * marks the one that opened the repository."""
+    repo = open_session(spec, load_index=False).repo
+    keys = list_keys(repo)
+    if out.json_mode:
+        out.json([k.to_json() for k in keys])
+        return 0
+    rows = [
+        [
+            ("*" if k.current else " ") + k.id[:8],
+            _local(k.created),
+            k.host,
+            k.username,
+            f"damaged: {k.error}" if k.error else "",
+        ]
+        for k in keys
+    ]
+    out.table(["ID", "Created", "Host", "User", "Note"], rows)
+    out.line(f"{len(keys)} keys")
+    return 0
+
+
+@command.command("add")
+@repo_options
+@new_password_option
+def add_command(spec: RepoSpec, out: Output, new_password_file: str | None) -> int:
+    """Add a password: a new key for the same repository."""
+    repo = open_session(spec, load_index=False).repo
+    key_id = add_key(repo, new_password(new_password_file))
+    if out.json_mode:
+        out.json({"id": key_id})
+    else:
+        out.line(f"added key {key_id[:8]}")
+    return 0
+
+
+@command.command("remove")
+@repo_options
+@click.argument("key_id", metavar="ID")
+def remove_command(spec: RepoSpec, out: Output, key_id: str) -> int:
+    """Remove the key ID (or a unique prefix); not the last key, nor the one in use."""
+    repo = open_session(spec, load_index=False).repo
+    removed = remove_key(repo, key_id)
+    if out.json_mode:
+        out.json({"removed": removed})
+    else:
+        out.line(f"removed key {removed[:8]}")
+    return 0
+
+
+@command.command("passwd")
+@repo_options
+@new_password_option
+def passwd_command(spec: RepoSpec, out: Output, new_password_file: str | None) -> int:
+    """Change the password in use: add a key for the new one, then remove the current key."""
+    repo = open_session(spec, load_index=False).repo
+    old = repo.key_id or ""
+    new = change_password(repo, new_password(new_password_file))
+    if out.json_mode:
+        out.json({"id": new, "removed": old})
+    else:
+        out.line(f"password changed: added key {new[:8]}, removed key {old[:8]}")
+    return 0
+
+
+def _local(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return iso

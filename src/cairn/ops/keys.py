@@ -1,0 +1,119 @@
+"""Passwords of a repository: the key files that each wrap the same master keys.
+
+Adding, removing or changing a password only writes or deletes ``keys/<id>`` objects; no other
+object changes, because everything else is encrypted under the master keys, not the password.
+
+The key that opened the repository (the "current" key) cannot be removed: whoever removes a
+key must have opened the repository with another password, which so is known to work. The last
+key can never be removed. ``change_password`` writes the new key, checks that it opens, and only
+then deletes the current one; a crash in between leaves both passwords working.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cairn.core.errors import IntegrityError, NotFoundError, RepositoryError, UsageError
+from cairn.crypto.kdf import KdfParams
+from cairn.crypto.keys import BadPassword, KeyFileError, read_key_file, unwrap
+from cairn.repo import layout
+from cairn.repo.repository import Repository
+
+
+@dataclass
+class KeyInfo:
+    id: str
+    current: bool
+    created: str = ""
+    host: str = ""
+    username: str = ""
+    kdf: dict[str, object] = field(default_factory=dict)
+    error: str | None = None  # the key file is damaged
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "current": self.current,
+            "created": self.created,
+            "host": self.host,
+            "username": self.username,
+            "kdf": self.kdf,
+            "error": self.error,
+        }
+
+
+def key_ids(repo: Repository) -> list[str]:
+    return sorted(layout.id_of(name) for name, _ in repo.storage.list(layout.KEYS))
+
+
+def list_keys(repo: Repository) -> list[KeyInfo]:
+    """Every key file, oldest first; a damaged one is listed with its error."""
+    keys = []
+    for key_id in key_ids(repo):
+        info = KeyInfo(id=key_id, current=key_id == repo.key_id)
+        try:
+            doc = read_key_file(repo.storage.read(layout.key_name(key_id)))
+        except KeyFileError as e:
+            info.error = str(e)
+        else:
+            info.created = str(doc.get("created", ""))
+            info.host = str(doc.get("host", ""))
+            info.username = str(doc.get("username", ""))
+            info.kdf = dict(doc["kdf"])  # type: ignore[call-overload]
+        keys.append(info)
+    keys.sort(key=lambda k: (k.created, k.id))
+    return keys
+
+
+def add_key(repo: Repository, password: bytes, kdf: KdfParams | None = None) -> str:
+    """Writes a key file for ``password``, reads it back and checks that it opens."""
+    if not password:
+        raise UsageError("an empty password is not allowed")
+    key_id = repo.add_key(password, kdf)
+    name = layout.key_name(key_id)
+    try:
+        key = unwrap(repo.storage.read(name), password)
+    except (BadPassword, KeyFileError) as e:
+        repo.storage.delete(name)
+        raise IntegrityError(name, f"the new key file does not open ({e}); removed it") from None
+    if key != repo.key:
+        repo.storage.delete(name)
+        raise IntegrityError(name, "the new key file wraps other keys; removed it")
+    return key_id
+
+
+def resolve_key(repo: Repository, ref: str) -> str:
+    """A key id from a unique prefix of it."""
+    ref = ref.lower()
+    if not ref or any(c not in "0123456789abcdef" for c in ref):
+        raise UsageError(f"{ref!r} is not a key id (use a hex id or a prefix of one)")
+    matches = [k for k in key_ids(repo) if k.startswith(ref)]
+    if not matches:
+        raise NotFoundError(f"no key with id {ref}")
+    if len(matches) > 1:
+        raise UsageError(f"key id prefix {ref} is ambiguous ({len(matches)} keys match)")
+    return matches[0]
+
+
+def remove_key(repo: Repository, ref: str) -> str:
+    key_id = resolve_key(repo, ref)
+    if key_ids(repo) == [key_id]:
+        raise RepositoryError("refusing to remove the last key: the repository would not open")
+    if key_id == repo.key_id:
+        raise RepositoryError(
+            f"refusing to remove key {key_id[:8]}, the one in use: open the repository with "
+            "another password to remove it, or use `cairn key passwd` to replace it"
+        )
+    repo.storage.delete(layout.key_name(key_id))
+    return key_id
+
+
+def change_password(repo: Repository, password: bytes, kdf: KdfParams | None = None) -> str:
+    """Replaces the current key by one for ``password``; returns the new key id."""
+    old = repo.key_id
+    if old is None:
+        raise RepositoryError("the key in use is unknown: cannot replace it")
+    new = add_key(repo, password, kdf)
+    repo.storage.delete(layout.key_name(old))
+    repo.key_id = new
+    return new
