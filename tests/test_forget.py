@@ -16,6 +16,7 @@ from cairn.app.context import StoreOptions, backend_for, wrap_backend
 from cairn.model.node import encode_tree
 from cairn.model.snapshot import Snapshot
 from cairn.repo.layout import TREE_BLOB
+from cairn.repo.locks import Locks, new_lock
 from cairn.repo.repository import Repository
 from cairn.storage.s3 import S3Storage
 from tests.conftest import FAST_KDF, PASSWORD
@@ -384,3 +385,15 @@ def test_forget_then_prune_frees_the_data_of_removed_snapshots(tmp_path, url, ru
 
     again = ok(run_cli("forget", "--repo", url, "--keep-last", "1", "--prune"))
     assert "nothing was removed, so prune did not run" in again.out
+
+
+def test_when_prune_cannot_run_the_removal_is_still_reported(tmp_path, run_cli):
+    url = str(tmp_path / "repo")
+    repo = make_repo(url)
+    ids = add_history(repo, SPREAD)
+    Locks(repo).write(new_lock("prune"))  # another prune is running
+    res = run_cli("forget", "--repo", url, "--keep-last", "1", "--prune", "--json")
+    assert res.code == 1 and "another prune lock" in res.err
+    doc = res.json()
+    assert doc["removed"] == 2 and "another prune lock" in doc["prune"]["error"]
+    assert remaining(run_cli, url, ids) == {"p2", "p3", "p5"}

@@ -10,7 +10,7 @@ from cairn.app.context import RepoSpec, open_session
 from cairn.cli import prune as prune_cli
 from cairn.cli.common import filter_options, repo_options
 from cairn.core import clock
-from cairn.core.errors import UsageError
+from cairn.core.errors import CairnError, UsageError
 from cairn.model.snapshot import Snapshot
 from cairn.ops.forget import plan_by_ids, plan_by_policy, remove_snapshots
 from cairn.ops.prune import PruneOptions, run_prune
@@ -145,6 +145,10 @@ def command(
         progress = TerminalProgress(out, "repack")
         try:
             report = run_prune(repo, PruneOptions(), progress)
+        except CairnError as e:  # the snapshots are gone all the same: say so, then fail
+            if out.json_mode:
+                out.json({**doc, "prune": {"error": str(e)}})
+            raise
         finally:
             progress.close()
         doc["prune"] = report.as_dict()
