@@ -387,7 +387,7 @@ def test_bad_policies() -> None:
         apply_policy([snap("x", datetime(2026, 1, 1))], Policy(last=1), now=NOW)  # naive time
     assert Policy(
         last=3, weekly=UNLIMITED, within=Duration(days=2), tags=(("a", "b"),)
-    ).describe() == ("keep 3 last, all weekly, all within 2d of the newest, all tagged a,b")
+    ).describe() == ("keep 3 latest, all weekly, all within 2d of the newest, all tagged a,b")
 
 
 # ------------------------------------------------------------------ properties

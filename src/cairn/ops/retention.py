@@ -132,7 +132,10 @@ class Policy:
         return [(r, getattr(self, r)) for r in rules if getattr(self, r)]
 
     def describe(self) -> str:
-        parts = [f"{'all' if n == UNLIMITED else n} {rule}" for rule, n in self.counts()]
+        parts = [
+            f"{'all' if n == UNLIMITED else n} {'latest' if rule == 'last' else rule}"
+            for rule, n in self.counts()
+        ]
         if self.within:
             parts.append(f"all within {self.within} of the newest")
         parts += [f"all tagged {','.join(t)}" for t in self.tags]
