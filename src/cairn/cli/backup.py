@@ -1,6 +1,8 @@
-"""cairn backup: back up files and directories into a new snapshot."""
+"""cairn backup: back up files and directories, or a stream, into a new snapshot."""
 
 from __future__ import annotations
+
+import sys
 
 import click
 
@@ -12,13 +14,25 @@ from cairn.model.snapshot import Snapshot
 from cairn.ops.backup.archiver import BackupOptions
 from cairn.ops.backup.snapshot_writer import BackupRequest, run_backup
 from cairn.ops.excludes import PathMatcher, read_pattern_file
+from cairn.ops.sources.stream import CommandSource, PipeSource, StreamItem, stream_path
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
 
 @click.command("backup")
 @repo_options
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1)
+@click.option("--stdin", "from_stdin", is_flag=True, help="Back up standard input as one file.")
+@click.option(
+    "--stdin-from-command",
+    is_flag=True,
+    help="Run the command given after -- and back up its output as one file.",
+)
+@click.option(
+    "--stdin-filename",
+    metavar="NAME",
+    help="File name of the stream in the snapshot, stored as /NAME (default: stdin).",
+)
 @click.option(
     "-e", "--exclude", "excludes", multiple=True, metavar="PATTERN", help="Skip matching paths."
 )
@@ -45,17 +59,27 @@ def command(
     host: str | None,
     dry_run: bool,
     read_concurrency: int,
+    from_stdin: bool,
+    stdin_from_command: bool,
+    stdin_filename: str | None,
 ) -> int:
-    """Back up PATHS into a new snapshot."""
+    """Back up PATHS into a new snapshot.
+
+    With --stdin, back up standard input instead; with --stdin-from-command, run the command
+    given after -- and back up its output (no snapshot if the command fails)."""
     if read_concurrency < 1:
         raise UsageError("--read-concurrency must be at least 1")
     patterns = list(excludes)
     for f in exclude_files:
         patterns += read_pattern_file(f)
+    streams = _streams(from_stdin, stdin_from_command, stdin_filename, paths)
+    if streams and (patterns or one_file_system):
+        raise UsageError("--exclude, --exclude-file and --one-file-system do not apply to streams")
     split_tags = [t for tag in tags for t in tag.split(",") if t]
     session = open_session(spec, load_index=False)  # loaded under the repository lock
     request = BackupRequest(
-        paths=list(paths),
+        paths=[] if streams else list(paths),
+        streams=streams,
         tags=split_tags,
         host=host,
         dry_run=dry_run,
@@ -115,3 +139,26 @@ def _print_summary(out: Output, snap: Snapshot, dry_run: bool) -> None:
         out.line(f"dry run: nothing written ({format_duration(s.duration)})")
     else:
         out.line(f"snapshot {snap.id[:8]} saved ({format_duration(s.duration)})")
+
+
+def _streams(
+    from_stdin: bool, from_command: bool, name: str | None, args: tuple[str, ...]
+) -> list[StreamItem]:
+    filename = name or "stdin"
+    if from_stdin and from_command:
+        raise UsageError("--stdin and --stdin-from-command cannot be combined")
+    if from_command:
+        if not args:
+            raise UsageError("--stdin-from-command needs a command after --")
+        return [StreamItem(stream_path(filename), CommandSource(args))]
+    if from_stdin:
+        if args:
+            raise UsageError("--stdin backs up standard input: give no paths")
+        if sys.stdin.isatty():
+            raise UsageError("--stdin: standard input is a terminal, not a stream")
+        return [StreamItem(stream_path(filename), PipeSource(sys.stdin.buffer))]
+    if name is not None:
+        raise UsageError("--stdin-filename needs --stdin or --stdin-from-command")
+    if not args:
+        raise UsageError("nothing to back up: give paths, --stdin or --stdin-from-command")
+    return []

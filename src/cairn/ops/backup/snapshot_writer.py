@@ -1,4 +1,5 @@
-"""A whole backup run: archive the paths, store packs and index, then write the snapshot."""
+"""A whole backup run: archive the paths (or streams), store packs and index, then write the
+snapshot."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from cairn.core import clock
 from cairn.core.errors import UsageError
 from cairn.model.snapshot import Snapshot
 from cairn.ops.backup.archiver import Archiver, BackupOptions
+from cairn.ops.backup.streams import StreamArchiver
 from cairn.ops.progress import Progress
 from cairn.ops.snapshots import SnapshotFilter, load_snapshots
+from cairn.ops.sources.stream import StreamItem
 from cairn.ops.writelock import writing
 from cairn.repo.filescache import FilesCache
 from cairn.repo.journal import PackJournal
@@ -29,6 +32,7 @@ class BackupRequest:
     dry_run: bool = False
     options: BackupOptions = field(default_factory=BackupOptions)
     uploads: int = 2
+    streams: list[StreamItem] = field(default_factory=list)  # backed up as files, with paths
 
 
 @dataclass
@@ -58,19 +62,25 @@ def run_backup(
     t0 = clock.monotonic()
     before = meter.snapshot() if meter else None
     paths = absolute_paths(request.paths)
-    snap = new_snapshot(request, sorted(os.fsdecode(p) for p in paths))
+    stream_paths = [s.path for s in request.streams]
+    snap = new_snapshot(request, sorted([*(os.fsdecode(p) for p in paths), *stream_paths]))
     with writing(repo, "backup", dry_run=request.dry_run) as lock:
         parents = load_snapshots(repo, SnapshotFilter(hosts=[snap.host]))
         snap.parent = next((s.id for s in reversed(parents) if sorted(s.paths) == snap.paths), None)
         repo.start_writing(uploads=request.uploads, dry_run=request.dry_run, journal=journal)
         try:
-            archiver = Archiver(repo, files_cache, request.options, progress)
-            snap.tree = archiver.run(paths)
+            if request.streams:
+                parent_tree = next((s.tree for s in parents if s.id == snap.parent), None)
+                streams = StreamArchiver(repo, progress, parent_tree)
+                snap.tree, summary = streams.run(request.streams), streams.summary
+            else:
+                archiver = Archiver(repo, files_cache, request.options, progress)
+                snap.tree, summary = archiver.run(paths), archiver.summary
             repo.flush()
-            archiver.summary.packs_written = repo.packer_stats[0]
+            summary.packs_written = repo.packer_stats[0]
         finally:
             repo.close()
-        snap.summary = archiver.summary
+        snap.summary = summary
         snap.summary.duration = clock.monotonic() - t0
         if meter is not None and before is not None:
             snap.summary.requests = meter.snapshot().minus(before).as_dict()

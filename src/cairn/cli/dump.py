@@ -1,0 +1,78 @@
+"""cairn dump: write a file of a snapshot to standard output, or a directory as a tar stream."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import click
+
+from cairn.app.context import RepoSpec, open_session
+from cairn.cli.common import filter_options, repo_options
+from cairn.core.errors import EXIT_OK, UsageError
+from cairn.core.units import format_bytes
+from cairn.ops.dump import Dumper
+from cairn.ops.snapshots import SnapshotFilter, resolve
+from cairn.ui.output import Output
+from cairn.ui.progress import TerminalProgress
+
+
+@click.command("dump")
+@repo_options
+@filter_options
+@click.argument("snapshot")
+@click.argument("path")
+@click.option("-o", "--target", metavar="FILE", help="Write to FILE instead of standard output.")
+def command(
+    spec: RepoSpec, out: Output, flt: SnapshotFilter, snapshot: str, path: str, target: str | None
+) -> int:
+    """Write the file at PATH in SNAPSHOT to standard output (a directory: as a tar stream).
+
+    PATH may be given with or without its leading slash: `cairn dump latest db.sql | psql`."""
+    if target is None:
+        if out.json_mode:
+            raise UsageError("--json needs --target: standard output carries the data")
+        if sys.stdout.isatty():
+            raise UsageError("standard output is a terminal: redirect it or use --target FILE")
+    session = open_session(spec)
+    snap = resolve(session.repo, snapshot, flt)
+    # Only with --target may a progress bar share the terminal; warnings are always shown.
+    progress = TerminalProgress(out if target else Output(quiet=True), "dump")
+    try:
+        with _destination(target) as stream:
+            summary = Dumper(session.repo, progress).run(snap, path, stream)
+    finally:
+        progress.close()
+    if target is None:
+        return EXIT_OK
+    if out.json_mode:
+        out.json({"snapshot": snap.id, "path": path, "target": target, **summary.as_dict()})
+    elif summary.kind == "tar":
+        out.line(
+            f"wrote a tar of {summary.files} files, {summary.dirs} dirs, {summary.others} other "
+            f"entries ({format_bytes(summary.bytes)}) from snapshot {snap.id[:8]} to {target}"
+        )
+    else:
+        out.line(f"wrote {format_bytes(summary.bytes)} from snapshot {snap.id[:8]} to {target}")
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _destination(target: str | None) -> Iterator[BinaryIO]:
+    if target is None:
+        yield sys.stdout.buffer
+        return
+    try:
+        f = open(target, "wb")  # noqa: SIM115 (closed below, removed if the dump fails)
+    except OSError as e:
+        raise UsageError(f"cannot write {target}: {e.strerror}") from None
+    try:
+        with f:
+            yield f
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(target)  # never leave a partial file that looks complete
+        raise

@@ -1,0 +1,188 @@
+"""cairn dump: one file as its bytes, a directory as a tar stream with all its metadata."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import socket
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from cairn.ops.dump import pax_time
+from cairn.ops.snapshots import load_snapshots
+from tests import treecmp, treegen
+from tests.craft import create_repo, flip_bit, open_repo
+
+CAIRN = [sys.executable, "-m", "cairn"]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return create_repo(tmp_path / "repo")
+
+
+def ok(res):  # type: ignore[no-untyped-def]
+    assert res.code == 0, f"exit {res.code}: {res.err}"
+    return res
+
+
+def dump_bytes(repo: Path, *args: str | os.PathLike[str]) -> bytes:
+    proc = subprocess.run(
+        [*CAIRN, "dump", "-r", str(repo), *map(os.fspath, args)], capture_output=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout
+
+
+@pytest.fixture
+def sink(tmp_path: Path, repo: Path, run_cli) -> Path:  # type: ignore[no-untyped-def]
+    """The kitchen-sink tree (every kind of entry and attribute), backed up."""
+    src = tmp_path / "src"
+    src.mkdir()
+    treegen.build(src, treegen.kitchen_sink())
+    ok(run_cli("backup", "-r", repo, src))
+    return src
+
+
+def test_dump_a_file_to_stdout_with_or_without_slash(tmp_path: Path, repo: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "data"
+    src.mkdir()
+    content = os.urandom(5 << 20)  # several chunks
+    (src / "big.bin").write_bytes(content)
+    ok(run_cli("backup", "-r", repo, src))
+    rel = str(src / "big.bin").lstrip("/")
+    assert dump_bytes(repo, "latest", rel) == content
+    assert dump_bytes(repo, "latest", "/" + rel) == content
+
+
+def test_dump_directory_as_tar_that_gnu_tar_restores_exactly(
+    tmp_path: Path, repo: Path, sink: Path
+) -> None:
+    target = tmp_path / "untar"
+    target.mkdir()
+    tar = subprocess.run(
+        [*CAIRN, "dump", "-r", str(repo), "latest", str(sink)],
+        stdout=subprocess.PIPE,
+        check=True,
+    )
+    subprocess.run(
+        ["tar", "-x", "-p", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", str(target)],
+        input=tar.stdout,
+        check=True,
+        capture_output=True,
+    )
+    restored = target / str(sink).lstrip("/")
+    want = treecmp.describe(sink, atime=False)
+    got = treecmp.describe(restored, atime=False)
+    assert treecmp.diff(want, got) == []
+    assert treecmp.describe(restored.parent, atime=False)[os.fsencode(sink.name)][:4] == (
+        treecmp.describe(sink.parent, atime=False)[os.fsencode(sink.name)][:4]
+    )
+
+
+def test_tar_headers_carry_names_times_owners_links(tmp_path: Path, repo: Path, sink: Path) -> None:
+    out = tmp_path / "all.tar"
+    subprocess.run([*CAIRN, "dump", "-r", str(repo), "latest", "/", "-o", str(out)], check=True)
+    with tarfile.open(out, encoding="utf-8", errors="surrogateescape") as tf:
+        members = {m.name: m for m in tf.getmembers()}
+    base = str(sink).lstrip("/")
+    assert base.split("/")[0] in members  # parents of the backed-up path are in the tar
+    # 'hard too' sorts before 'top': the first name of the hardlink pair carries the data.
+    first = members[f"{base}/hard too"]
+    st = os.lstat(sink / "top")
+    assert (first.uid, first.gid, first.mode, first.size) == (st.st_uid, st.st_gid, 0o644, 4)
+    assert first.uname == (treecmp_user(st.st_uid) or "")
+    assert first.pax_headers["mtime"] == "1600000000.123456789" == pax_time(st.st_mtime_ns)
+    assert first.pax_headers["SCHILY.xattr.user.x"] == "y"
+    assert members[f"{base}/top"].islnk()
+    assert members[f"{base}/top"].linkname == f"{base}/hard too"
+    assert members[f"{base}/inner/rel"].issym()
+    assert members[f"{base}/inner/rel"].linkname == "../top"
+    assert members[f"{base}/inner/fifo"].isfifo()
+    raw = os.fsdecode(os.fsencode(f"{base}/inner/") + b"\xff\xfe")
+    assert members[raw].isfile()
+    assert members[f"{base}/inner/caf" + os.fsdecode(b"\xe9")].mode == 0o4755
+    if os.geteuid() == 0:
+        dev = members[f"{base}/inner/odd"]
+        assert dev.ischr() and (dev.devmajor, dev.devminor) == (4095, 2**20 - 1)
+
+
+def treecmp_user(uid: int) -> str | None:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
+def test_sockets_are_skipped_with_a_warning(tmp_path: Path, repo: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "s"
+    src.mkdir()
+    (src / "f").write_text("f")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(src / "sock"))
+    try:
+        ok(run_cli("backup", "-r", repo, src))
+    finally:
+        sock.close()
+    out = tmp_path / "s.tar"
+    res = ok(run_cli("dump", "-r", repo, "latest", src, "-o", out, "--json"))
+    doc = res.json()
+    assert (doc["kind"], doc["files"], doc["skipped"]) == ("tar", 1, 1)
+    assert "a socket cannot be put in a tar archive" in res.err
+    with tarfile.open(out) as tf:
+        assert sorted(m.name.rsplit("/", 1)[-1] for m in tf.getmembers()) == ["f", "s"]
+
+
+def test_dump_errors_are_one_line(tmp_path: Path, repo: Path, run_cli, sink: Path) -> None:  # type: ignore[no-untyped-def]
+    res = run_cli("dump", "-r", repo, "latest", "/no/such/file", "-o", tmp_path / "x")
+    assert res.code == 1 and "no such path in snapshot" in res.err
+    assert not (tmp_path / "x").exists()
+    res = run_cli("dump", "-r", repo, "latest", sink / "inner" / "rel", "-o", tmp_path / "x")
+    assert res.code == 2 and "is a symlink" in res.err
+    res = run_cli("dump", "-r", repo, "--json", "latest", sink / "top")
+    assert res.code == 2 and "--json needs --target" in res.err
+    for r in (res,):
+        assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
+
+
+def test_damaged_data_fails_and_leaves_no_partial_target(
+    tmp_path: Path, repo: Path, run_cli  # type: ignore[no-untyped-def]
+) -> None:
+    src = tmp_path / "d"
+    src.mkdir()
+    (src / "f.bin").write_bytes(os.urandom(3 << 20))
+    ok(run_cli("backup", "-r", repo, src))
+    for pack in (repo / "data").rglob("*"):
+        if pack.is_file() and pack.stat().st_size > 1 << 20:
+            flip_bit(pack, pack.stat().st_size // 2)
+    target = tmp_path / "out.bin"
+    res = run_cli("dump", "-r", repo, "latest", src / "f.bin", "-o", target)
+    assert res.code == 1
+    assert "failed authentication" in res.err
+    assert not target.exists()
+
+
+def test_dump_text_summary(tmp_path: Path, repo: Path, run_cli, sink: Path) -> None:  # type: ignore[no-untyped-def]
+    res = ok(run_cli("dump", "-r", repo, "latest", sink / "top", "-o", tmp_path / "t"))
+    snap = load_snapshots(open_repo(repo, load_index=False))[0]
+    assert res.out.strip() == f"wrote 4 B from snapshot {snap.id[:8]} to {tmp_path / 't'}"
+    assert (tmp_path / "t").read_bytes() == b"top\n"
+    res = ok(run_cli("dump", "-r", repo, "latest", sink / "ro", "-o", tmp_path / "ro.tar"))
+    assert res.out.startswith("wrote a tar of 1 files, 1 dirs")
+
+
+@pytest.mark.parametrize(
+    ("ns", "text"),
+    [
+        (8, "0.000000008"),
+        (1_600_000_000_123_456_789, "1600000000.123456789"),
+        (-1_000_000_001, "-1.000000001"),
+        (-500_000_000, "-0.500000000"),
+    ],
+)
+def test_pax_times_are_exact_decimals(ns: int, text: str) -> None:
+    assert pax_time(ns) == text
