@@ -19,6 +19,8 @@ from cairn.cli import (
     prune,
     repair,
     restore,
+    run,
+    schedule,
     snapshots,
     stats,
 )
@@ -46,6 +48,8 @@ for module in (
     check,
     repair,
     key,
+    run,
+    schedule,
 ):
     cli.add_command(module.command)
 

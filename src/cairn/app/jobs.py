@@ -1,0 +1,257 @@
+"""Running the jobs of the configuration file: lock, ping, hooks, backup, forget, prune.
+
+One job runs as:
+
+1. take the job's lock (a second run of the same job fails at once);
+2. ping the healthcheck URL/start;
+3. run the ``before`` hooks in order (one failing fails the job, and nothing is backed up);
+4. back up the paths or the source's streams, tagged ``job:NAME`` plus the job's tags;
+5. with a retention policy, forget the job's snapshots of this host that the policy does not
+   keep (all of the job's snapshots form one group), then prune if any were removed;
+6. run the ``after`` hooks, always, with CAIRN_JOB_STATUS (ok, partial or failed) and
+   CAIRN_SNAPSHOT (the new snapshot's id, if one was saved) in their environment;
+7. ping the healthcheck URL on success, URL/fail otherwise, with a short report.
+
+Jobs never share state: a failed job does not stop the next one. Hook commands run with
+/bin/sh, their output goes to stderr (stdout may carry --json); messages name hooks by their
+position, never by their text.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cairn.app.context import RepoSpec, Session, StoreOptions, open_session
+from cairn.app.healthcheck import ping
+from cairn.app.joblock import JobLock
+from cairn.app.passwords import PasswordSource
+from cairn.config.schema import JobConfig, RepositoryConfig
+from cairn.core import clock
+from cairn.core.errors import CairnError, UsageError
+from cairn.core.units import format_bytes
+from cairn.model.snapshot import Snapshot
+from cairn.ops.backup.archiver import BackupOptions
+from cairn.ops.backup.snapshot_writer import BackupRequest, run_backup
+from cairn.ops.excludes import PathMatcher, read_pattern_file
+from cairn.ops.forget import plan_by_policy, remove_snapshots
+from cairn.ops.progress import Progress
+from cairn.ops.prune import PruneOptions, run_prune
+from cairn.ops.snapshots import SnapshotFilter
+from cairn.repo.repository import Repository
+from cairn.storage.s3config import S3Options
+
+OK, PARTIAL, FAILED = "ok", "partial", "failed"
+
+
+@dataclass(frozen=True)
+class EnvPassword(PasswordSource):
+    """The password is in the environment variable ``name`` (password-env in the config)."""
+
+    name: str = ""
+
+    def get(self, confirm: bool = False) -> bytes:
+        value = os.environ.get(self.name)
+        if not value:
+            raise UsageError(f"no password: the environment variable {self.name} is not set")
+        return value.encode()
+
+
+def repo_spec(repo: RepositoryConfig) -> RepoSpec:
+    password: PasswordSource = (
+        EnvPassword(name=repo.password_env)
+        if repo.password_env
+        else PasswordSource(file=repo.password_file, command=repo.password_command)
+    )
+    s3 = S3Options(
+        storage_class=repo.storage_class,
+        path_style=repo.s3_path_style,
+        sse=repo.s3_sse,
+        sse_kms_key_id=repo.s3_sse_kms_key_id,
+        region=repo.s3_region,
+        profile=repo.s3_profile,
+        connections=repo.connections,
+    )
+    return RepoSpec(
+        url=repo.url,
+        password=password,
+        cache_dir=repo.cache_dir,
+        store=StoreOptions(
+            s3=s3,
+            limit_upload=repo.limit_upload,
+            limit_download=repo.limit_download,
+            retries=repo.retries,
+            connections=repo.connections,
+        ),
+    )
+
+
+@dataclass
+class JobResult:
+    job: str
+    status: str = OK
+    error: str | None = None
+    snapshot: Snapshot | None = None
+    forgotten: int = 0  # snapshots removed by the retention policy
+    kept: int = 0
+    prune: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+    duration: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "status": self.status,
+            "error": self.error,
+            "snapshot": self.snapshot.to_json() if self.snapshot else None,
+            "forgotten": self.forgotten,
+            "kept": self.kept,
+            "prune": self.prune,
+            "warnings": self.warnings,
+            "duration": round(self.duration, 3),
+        }
+
+    def report(self) -> str:
+        """A few lines for the healthcheck ping: what happened, no secrets."""
+        lines = [f"cairn job {self.job}: {self.status}"]
+        if self.snapshot is not None:
+            s = self.snapshot.summary
+            lines.append(
+                f"snapshot {self.snapshot.id[:8]}: {format_bytes(s.bytes_read)} read, "
+                f"{format_bytes(s.bytes_added)} added"
+            )
+        if self.forgotten or self.kept:
+            lines.append(f"retention: kept {self.kept}, removed {self.forgotten}")
+        if self.error:
+            lines.append(f"error: {self.error}")
+        lines += self.warnings[-20:]
+        return "\n".join(lines) + "\n"
+
+
+class JobFailed(CairnError):
+    pass
+
+
+class JobRunner:
+    """Runs one job; ``progress`` shows the backup, ``warn`` receives one-line warnings."""
+
+    def __init__(self, job: JobConfig, progress: Progress, warn: Callable[[str], None]) -> None:
+        self.job = job
+        self.progress = progress
+        self._warn = warn
+        self.result = JobResult(job.name)
+
+    def warn(self, text: str) -> None:
+        self.result.warnings.append(text)
+        self._warn(text)
+
+    def run(self) -> JobResult:
+        t0 = clock.monotonic()
+        try:
+            with JobLock(self.job.name):
+                self._ping("start")
+                try:
+                    self._hooks("before", self.job.hooks.before)
+                    self._backup_and_rotate()
+                except CairnError as e:
+                    self._fail(str(e))
+                except Exception as e:  # one job's bug must not stop the others
+                    self._fail(f"{type(e).__name__}: {e}")
+                finally:
+                    self._after()
+                self.result.duration = clock.monotonic() - t0
+                self._ping("success" if self.result.status == OK else "fail", self.result.report())
+        except CairnError as e:  # busy: the running instance pings for itself
+            self._fail(str(e))
+        self.result.duration = clock.monotonic() - t0
+        return self.result
+
+    def _fail(self, message: str) -> None:
+        if self.result.status != FAILED:
+            self.result.status, self.result.error = FAILED, message
+
+    # ------------------------------------------------------------------ steps
+    def _backup_and_rotate(self) -> None:
+        spec = repo_spec(self.job.repository)
+        session = open_session(spec, load_index=False)  # run_backup loads it, locked
+        self._backup(session)
+        if self.job.retention is not None and self.result.snapshot is not None:
+            # A fresh view of the repository (same key: no second password prompt or KDF).
+            repo = session.repo
+            self._rotate(Repository(repo.storage, repo.key, repo.config))
+
+    def _backup(self, session: Session) -> None:
+        job = self.job
+        patterns = list(job.excludes)
+        for f in job.exclude_files:
+            patterns += read_pattern_file(f)
+        request = BackupRequest(
+            paths=list(job.paths),
+            streams=job.streams(),
+            tags=[*job.tags, job.tag],
+            host=job.host,
+            uploads=session.spec.store.connections,
+            options=BackupOptions(
+                excludes=PathMatcher(patterns), one_file_system=job.one_file_system
+            ),
+        )
+        cache = session.files_cache() if job.paths else None
+        try:
+            result = run_backup(
+                session.repo, request, self.progress, cache, session.journal(), session.meter
+            )
+        finally:
+            if cache is not None:
+                cache.close()
+        self.result.snapshot = result.snapshot
+        if result.snapshot.summary.errors:
+            self.result.status = PARTIAL
+            self.result.error = f"{result.snapshot.summary.errors} entries could not be read"
+
+    def _rotate(self, repo: Repository) -> None:
+        assert self.job.retention is not None and self.result.snapshot is not None
+        retention = self.job.retention
+        flt = SnapshotFilter(hosts=[self.result.snapshot.host], tags=[self.job.tag])
+        groups = plan_by_policy(repo, retention.policy, now=clock.now(), group_by=(), flt=flt)
+        doomed = [s for g in groups for s in g.removed]
+        self.result.kept = sum(len(g.kept) for g in groups)
+        self.result.forgotten = remove_snapshots(repo, doomed)
+        if retention.prune and self.result.forgotten:
+            self.result.prune = run_prune(repo, PruneOptions(), self.progress).as_dict()
+
+    def _hooks(
+        self, stage: str, commands: tuple[str, ...], extra: dict[str, str] | None = None
+    ) -> None:
+        env = {**os.environ, "CAIRN_JOB": self.job.name, **(extra or {})}
+        for i, command in enumerate(commands, 1):
+            try:
+                proc = subprocess.run(
+                    ["/bin/sh", "-c", command],
+                    stdin=subprocess.DEVNULL,
+                    stdout=2,  # stdout is for cairn's own (JSON) output
+                    env=env,
+                    check=False,
+                )
+            except OSError as e:
+                raise JobFailed(f"{stage} hook {i} could not run: {e.strerror}") from None
+            if proc.returncode != 0:
+                raise JobFailed(f"{stage} hook {i} exited with status {proc.returncode}")
+
+    def _after(self) -> None:
+        snap = self.result.snapshot
+        extra = {"CAIRN_JOB_STATUS": self.result.status}
+        if snap is not None and snap.id:
+            extra["CAIRN_SNAPSHOT"] = snap.id
+        try:
+            self._hooks("after", self.job.hooks.after, extra)
+        except JobFailed as e:
+            self._fail(str(e))
+
+    def _ping(self, event: str, body: str = "") -> None:
+        if self.job.healthcheck:
+            problem = ping(self.job.healthcheck, event, body)
+            if problem:
+                self.warn(problem)
