@@ -6,7 +6,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint venv venv-test clean bench
+.PHONY: demo test lint venv venv-test clean bench system-deps
+
+# Programs the tests run for real: database servers and dump tools for the stream sources,
+# Subversion, GNU tar (dump), systemd-analyze (schedules), runuser (servers as their own
+# users). Installed (as root, non-interactively) only when one is missing, so repeated runs
+# never touch apt.
+SYSTEM_TOOLS := psql pg_dump svnadmin svnmucc svn sqlite3 mariadbd mariadb mariadb-dump \
+	mariadb-install-db systemd-analyze tar runuser
+SYSTEM_PACKAGES := postgresql subversion sqlite3 mariadb-server mariadb-client systemd tar \
+	util-linux
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +34,21 @@ lint: venv-test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
 
-test: lint
+system-deps:
+	@missing=""; \
+	for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing initdb"; \
+	if [ -n "$$missing" ]; then \
+		echo "system-deps: missing:$$missing; installing $(SYSTEM_PACKAGES)"; \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "system-deps: run as root, or install: $(SYSTEM_PACKAGES)" >&2; exit 1; \
+		fi; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -q && \
+		apt-get install -y -q --no-install-recommends --no-upgrade $(SYSTEM_PACKAGES); \
+	fi
+
+test: system-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

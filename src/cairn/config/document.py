@@ -160,10 +160,17 @@ class Table:
             yield name, sub
         outer.done()
 
+    def allow(self, *keys: str) -> None:
+        """Rejects any other key now, before a typo turns into a confusing later error."""
+        self._check(set(keys))
+
     def done(self) -> None:
+        self._check(self._seen)
+
+    def _check(self, known: set[str]) -> None:
         for key in self.data:
-            if key not in self._seen:
-                close = difflib.get_close_matches(key, sorted(self._seen), n=1)
+            if key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise self.error(key, f"unknown key{hint}")
 

@@ -36,7 +36,6 @@ from cairn.storage.s3config import STORAGE_CLASSES
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-SOURCE_KINDS = ("postgres", "mysql", "sqlite", "svn", "command")
 Source = PostgresSource | MysqlSource | SqliteSource | SvnSource | CommandStreamSource
 
 
@@ -104,8 +103,37 @@ class Config:
     jobs: dict[str, JobConfig]
 
 
+REPOSITORY_KEYS = (
+    "url", "password-file", "password-command", "password-env", "password", "cache-dir",
+    "storage-class", "s3-path-style", "s3-sse", "s3-sse-kms-key-id", "s3-region", "s3-profile",
+    "connections", "limit-upload", "limit-download", "retries",
+)  # fmt: skip
+JOB_KEYS = (
+    "repository", "paths", "exclude", "exclude-file", "one-file-system", "source", "tags",
+    "host", "schedule", "healthcheck", "retention", "hooks",
+)  # fmt: skip
+RETENTION_KEYS = (
+    "keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly", "keep-yearly",
+    "keep-within", "keep-tag", "prune",
+)  # fmt: skip
+SOURCE_KEYS = {
+    "postgres": ("databases", "dumpall", "host", "port", "user", "passfile", "bin-dir", "options"),
+    "mysql": (
+        "databases", "all-databases", "host", "port", "socket", "user", "defaults-file",
+        "program", "options",
+    ),
+    "sqlite": ("path", "filename"),
+    "svn": ("repository", "parent", "svnadmin", "options"),
+    "command": ("command", "filename"),
+}  # fmt: skip
+
+
+SOURCE_KINDS = tuple(SOURCE_KEYS)
+
+
 def read_config(doc: Document) -> Config:
     root = doc.root()
+    root.allow("repositories", "jobs")
     base = Path(doc.file).resolve().parent
     repos = {}
     for name, t in root.tables("repositories"):
@@ -132,6 +160,7 @@ def _file(t: Table, key: str, base: Path, required: bool = False) -> str | None:
 
 
 def _repository(t: Table, name: str, base: Path) -> RepositoryConfig:
+    t.allow(*REPOSITORY_KEYS)
     url = t.str("url", required=True)
     assert url is not None
     if not url.startswith("s3:") and not os.path.isabs(
@@ -179,6 +208,7 @@ def _repository(t: Table, name: str, base: Path) -> RepositoryConfig:
 
 
 def _job(t: Table, name: str, repos: dict[str, RepositoryConfig], base: Path) -> JobConfig:
+    t.allow(*JOB_KEYS)
     repo_name = t.str("repository", required=True)
     if repo_name not in repos:
         known = ", ".join(repos) or "none is defined"
@@ -229,6 +259,7 @@ def _job(t: Table, name: str, repos: dict[str, RepositoryConfig], base: Path) ->
 
 
 def _retention(t: Table) -> Retention:
+    t.allow(*RETENTION_KEYS)
     counts = {}
     for rule in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
         key = f"keep-{rule}"
@@ -259,6 +290,7 @@ def _retention(t: Table) -> Retention:
 
 
 def _hooks(t: Table) -> Hooks:
+    t.allow("before", "after")
     hooks = Hooks(before=t.str_list("before"), after=t.str_list("after"))
     t.done()
     return hooks
@@ -278,6 +310,7 @@ def _source(t: Table, base: Path) -> Source:
     kind = t.str("kind", required=True)
     if kind not in SOURCE_KINDS:
         raise t.error("kind", f"unknown source kind {kind!r} (one of {', '.join(SOURCE_KINDS)})")
+    t.allow("kind", *SOURCE_KEYS[kind])
     source: Source
     if kind == "postgres":
         source = PostgresSource(
