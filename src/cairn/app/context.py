@@ -12,7 +12,7 @@ import platformdirs
 from cairn.app.passwords import PasswordSource
 from cairn.core.errors import UsageError
 from cairn.crypto.kdf import KdfParams
-from cairn.repo.config import DEFAULT_PACK_SIZE
+from cairn.repo.config import DEFAULT_LOCAL_PACK_SIZE, DEFAULT_PACK_SIZE
 from cairn.repo.filescache import FilesCache
 from cairn.repo.journal import PackJournal
 from cairn.repo.repository import Repository
@@ -35,7 +35,11 @@ class StoreOptions:
     limit_upload: int | None = None  # KiB/s
     limit_download: int | None = None  # KiB/s
     retries: int = 8
-    connections: int = 4  # uploads in flight
+    connections: int | None = None  # uploads in flight; None: by backend
+
+    def uploads_for(self, url: str) -> int:
+        """Packs in flight: each is held in memory; a local disk needs fewer to keep busy."""
+        return self.connections or (4 if url.startswith("s3:") else 2)
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,10 @@ def backend_for(url: str, options: StoreOptions) -> Storage:
         scheme = url.split(":", 1)[0]
         raise UsageError(f"repository scheme {scheme}: is not supported")
     return LocalStorage(os.path.abspath(url))
+
+
+def default_pack_size(url: str) -> int:
+    return DEFAULT_PACK_SIZE if url.startswith("s3:") else DEFAULT_LOCAL_PACK_SIZE
 
 
 def wrap_backend(backend: Storage, options: StoreOptions) -> tuple[Storage, MeteredStorage]:

@@ -83,7 +83,7 @@ def command(
         tags=split_tags,
         host=host,
         dry_run=dry_run,
-        uploads=spec.store.connections,
+        uploads=spec.store.uploads_for(spec.resolved_url()),
         options=BackupOptions(
             excludes=PathMatcher(patterns),
             one_file_system=one_file_system,

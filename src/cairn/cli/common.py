@@ -46,9 +46,7 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
         "--connections",
         envvar="CAIRN_CONNECTIONS",
         type=click.IntRange(1, 64),
-        default=4,
-        show_default=True,
-        help="Uploads in flight.",
+        help="Uploads in flight (default 4 to object stores, 2 to a local directory).",
     )
     @click.option(
         "--limit-upload",
@@ -85,7 +83,7 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
         s3_path_style: bool,
         s3_sse: str | None,
         s3_sse_kms_key_id: str | None,
-        connections: int,
+        connections: int | None,
         limit_upload: int | None,
         limit_download: int | None,
         retries: int,
@@ -98,7 +96,7 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
             path_style=s3_path_style,
             sse=s3_sse,
             sse_kms_key_id=s3_sse_kms_key_id,
-            connections=connections,
+            connections=connections or 4,
         )
         spec = RepoSpec(
             url=repo,

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import click
 
-from cairn.app.context import RepoSpec, create_repository
+from cairn.app.context import RepoSpec, create_repository, default_pack_size
 from cairn.cli.common import repo_options
 from cairn.core.units import format_bytes, parse_size
-from cairn.repo.config import DEFAULT_PACK_SIZE
 from cairn.ui.output import Output
 
 
 @click.command("init")
 @repo_options
-@click.option("--pack-size", default=None, metavar="SIZE", help="Target pack size (default 40M).")
+@click.option(
+    "--pack-size",
+    default=None,
+    metavar="SIZE",
+    help="Target pack size (default 40M on object stores, 16M in a local directory).",
+)
 def command(spec: RepoSpec, out: Output, pack_size: str | None) -> int:
     """Create a new, empty repository."""
-    size = parse_size(pack_size) if pack_size else DEFAULT_PACK_SIZE
+    size = parse_size(pack_size) if pack_size else default_pack_size(spec.resolved_url())
     if not (64 << 10) <= size <= (1 << 30):
         raise click.BadParameter("must be between 64K and 1G", param_hint="--pack-size")
     repo = create_repository(spec, pack_size=size)

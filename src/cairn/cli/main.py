@@ -25,6 +25,7 @@ from cairn.cli import (
     stats,
 )
 from cairn.core.errors import EXIT_FAILED, CairnError
+from cairn.core.memory import tune_malloc
 from cairn.ui.output import Output
 
 
@@ -77,4 +78,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
+    tune_malloc()
     sys.exit(main())

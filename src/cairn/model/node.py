@@ -41,7 +41,7 @@ class TreeFormatError(ValueError):
     pass
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     name: bytes
     type: str
@@ -64,12 +64,14 @@ class Node:
     xattrs: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     def to_map(self) -> dict[str, object]:
-        out: dict[str, object] = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if v is None or (f.name in _OPTIONAL_EMPTY and not v):
-                continue
-            out[f.name] = [list(x) for x in v] if f.name == "xattrs" else v
+        get = self.__getattribute__  # faster than dataclasses.fields(): this runs per file
+        out = {
+            k: v
+            for k in _FIELD_NAMES
+            if (v := get(k)) is not None and (v or k not in _OPTIONAL_EMPTY)
+        }
+        if "xattrs" in out:
+            out["xattrs"] = [list(x) for x in self.xattrs]
         return out
 
     @classmethod
@@ -86,6 +88,7 @@ class Node:
 
 
 _OPTIONAL_EMPTY = {"content", "xattrs", "rdev", "inode", "dev", "size", "atime", "ctime"}
+_FIELD_NAMES = tuple(f.name for f in fields(Node))
 
 
 def encode_tree(nodes: list[Node]) -> bytes:

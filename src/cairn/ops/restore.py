@@ -14,7 +14,7 @@ import errno
 import os
 import stat
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -30,7 +30,7 @@ from cairn.ops.snapshots import find_node, load_tree, split_path
 from cairn.repo.layout import DATA_BLOB
 from cairn.repo.repository import Repository
 
-_ZEROS = bytes(8 << 20)
+_ZEROS = memoryview(bytes(1 << 20))
 
 
 @dataclass
@@ -63,7 +63,7 @@ class _Entry:
 class _BlobCache:
     """A small LRU of recently loaded blobs, so duplicates are read once."""
 
-    def __init__(self, repo: Repository, max_bytes: int = 64 << 20) -> None:
+    def __init__(self, repo: Repository, max_bytes: int = 8 << 20) -> None:
         self._repo = repo
         self._max = max_bytes
         self._size = 0
@@ -88,8 +88,13 @@ class _BlobCache:
 
 
 def is_zero(data: bytes) -> bool:
-    n = len(data)
-    return n <= len(_ZEROS) and data[:1] == b"\0" and memoryview(_ZEROS)[:n] == data
+    if data[:1] != b"\0":
+        return False
+    view = memoryview(data)
+    step = len(_ZEROS)
+    return all(
+        view[i : i + step] == _ZEROS[: len(view[i : i + step])] for i in range(0, len(view), step)
+    )
 
 
 class Restorer:
@@ -180,7 +185,8 @@ class Restorer:
         links: dict[tuple[int, int], tuple[bytes, ...]] = {}
         later_links: list[tuple[_Entry, tuple[bytes, ...]]] = []
         dirs: list[_Entry] = []
-        jobs: list[tuple[_Entry, Future[None]]] = []
+        files: list[_Entry] = []
+        pending: deque[tuple[_Entry, Future[None]]] = deque()  # a bounded window: flat memory
         with ThreadPoolExecutor(self.options.workers, thread_name_prefix="cairn-restore") as pool:
             for entry in plan:
                 node = entry.node
@@ -195,16 +201,16 @@ class Restorer:
                         self._make_dir(target, entry)
                         dirs.append(entry)
                     elif node.type == FILE:
-                        jobs.append((entry, pool.submit(self._restore_file, target, entry)))
+                        files.append(entry)
+                        pending.append((entry, pool.submit(self._restore_file, target, entry)))
+                        if len(pending) > 4 * self.options.workers:
+                            self._collect(*pending.popleft())
                     else:
                         self._make_special(target, entry)
                 except OSError as e:
                     self._error(b"/".join(entry.parts), e.strerror or str(e))
-            for entry, fut in jobs:
-                try:
-                    fut.result()
-                except (OSError, CairnError) as e:
-                    self._error(b"/".join(entry.parts), _message(e))
+            while pending:
+                self._collect(*pending.popleft())
         for entry, first in later_links:
             try:
                 self._link(target, entry, first)
@@ -212,65 +218,58 @@ class Restorer:
                 self._error(b"/".join(entry.parts), e.strerror or str(e))
         for entry in reversed(dirs):
             try:
-                fd = target.open_dir(entry.parts)
-                try:
-                    for problem in apply_to_fd(fd, entry.node):
-                        self._error(b"/".join(entry.parts), problem)
-                finally:
-                    os.close(fd)
+                fd = target.dir_fd(entry.parts)
+                for problem in apply_to_fd(fd, entry.node):
+                    self._error(b"/".join(entry.parts), problem)
             except OSError as e:
                 self._error(b"/".join(entry.parts), e.strerror or str(e))
         if self.options.verify:
-            self._verify(target, [e for e, _ in jobs])
+            self._verify(target, files)
+
+    def _collect(self, entry: _Entry, future: Future[None]) -> None:
+        try:
+            future.result()
+        except (OSError, CairnError) as e:
+            self._error(b"/".join(entry.parts), _message(e))
 
     def _make_dir(self, target: Target, entry: _Entry) -> None:
-        pfd = target.open_dir(entry.parts[:-1])
-        try:
-            target.make_dir(pfd, entry.parts[-1])
-        finally:
-            os.close(pfd)
+        target.make_dir(target.dir_fd(entry.parts[:-1]), entry.parts[-1])
         self.summary.dirs += 1
 
     def _make_special(self, target: Target, entry: _Entry) -> None:
         node, name = entry.node, entry.parts[-1]
         if node.type == SOCKET:
             return  # a socket belongs to a running program; there is nothing to restore
-        pfd = target.open_dir(entry.parts[:-1])
-        try:
-            target.clear(pfd, name)
-            if node.type == SYMLINK:
-                os.symlink(node.target or b"", name, dir_fd=pfd)
-            elif node.type == FIFO:
-                os.mkfifo(name, 0o600, dir_fd=pfd)
-            elif node.type in (CHARDEV, BLOCKDEV):
-                kind = 0o020000 if node.type == CHARDEV else 0o060000
-                os.mknod(name, kind | 0o600, node.rdev, dir_fd=pfd)
-            for problem in apply_by_name(pfd, name, node):
-                self._error(b"/".join(entry.parts), problem)
-        finally:
-            os.close(pfd)
+        pfd = target.dir_fd(entry.parts[:-1])
+        target.clear(pfd, name)
+        if node.type == SYMLINK:
+            os.symlink(node.target or b"", name, dir_fd=pfd)
+        elif node.type == FIFO:
+            os.mkfifo(name, 0o600, dir_fd=pfd)
+        elif node.type in (CHARDEV, BLOCKDEV):
+            kind = 0o020000 if node.type == CHARDEV else 0o060000
+            os.mknod(name, kind | 0o600, node.rdev, dir_fd=pfd)
+        for problem in apply_by_name(pfd, name, node):
+            self._error(b"/".join(entry.parts), problem)
         self.summary.others += 1
         self.progress.item_done(b"/".join(entry.parts), 0)
 
     def _restore_file(self, target: Target, entry: _Entry) -> None:
         node, name = entry.node, entry.parts[-1]
-        pfd = target.open_dir(entry.parts[:-1])
+        pfd = target.dir_fd(entry.parts[:-1])
+        fd = target.create_file(pfd, name)
         try:
-            fd = target.create_file(pfd, name)
-            try:
-                written = self._write_content(fd, node)
-                os.ftruncate(fd, node.size)
-                problems = apply_to_fd(fd, node)
-            except BaseException:
-                os.close(fd)
-                fd = -1
-                os.unlink(name, dir_fd=pfd)  # never leave a file with wrong bytes behind
-                raise
-            finally:
-                if fd >= 0:
-                    os.close(fd)
+            written = self._write_content(fd, node)
+            os.ftruncate(fd, node.size)
+            problems = apply_to_fd(fd, node)
+        except BaseException:
+            os.close(fd)
+            fd = -1
+            os.unlink(name, dir_fd=pfd)  # never leave a file with wrong bytes behind
+            raise
         finally:
-            os.close(pfd)
+            if fd >= 0:
+                os.close(fd)
         for problem in problems:
             self._error(b"/".join(entry.parts), problem)
         with self._lock:
@@ -326,11 +325,7 @@ class Restorer:
         for entry in entries:
             path = b"/".join(entry.parts)
             try:
-                pfd = target.open_dir(entry.parts[:-1])
-                try:
-                    fd = target.open_file(pfd, entry.parts[-1])
-                finally:
-                    os.close(pfd)
+                fd = target.open_file(target.dir_fd(entry.parts[:-1]), entry.parts[-1])
                 with os.fdopen(fd, "rb") as f:
                     ids = [self.repo.blob_id(c) for c in chunker.chunks(f)]
             except OSError as e:

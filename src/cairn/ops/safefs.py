@@ -10,6 +10,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from cairn.model.node import is_safe_name
@@ -31,13 +33,45 @@ def check_name(name: bytes) -> None:
 class Target:
     """A restore target directory, held open by descriptor."""
 
+    CACHED_DIRS = 64  # per thread
+
     def __init__(self, path: str | bytes) -> None:
         os.makedirs(path, exist_ok=True)
         self.path = os.fsencode(path)
         self.fd = os.open(path, _DIR_FLAGS & ~os.O_NOFOLLOW)
+        self._local = threading.local()
+        self._caches: list[OrderedDict[tuple[bytes, ...], int]] = []
+        self._caches_lock = threading.Lock()
 
     def close(self) -> None:
+        with self._caches_lock:
+            for cache in self._caches:
+                for fd in cache.values():
+                    os.close(fd)
+                cache.clear()
         os.close(self.fd)
+
+    def dir_fd(self, parts: tuple[bytes, ...]) -> int:
+        """A descriptor of the directory at ``parts``, from this thread's small cache: the
+        caller must not close it. Each directory is opened once per thread, not once per file."""
+        if not parts:
+            return self.fd
+        cache = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = OrderedDict()
+            with self._caches_lock:
+                self._caches.append(cache)
+        fd = cache.get(parts)
+        if fd is not None:
+            cache.move_to_end(parts)
+            return fd
+        parent = self.dir_fd(parts[:-1])
+        check_name(parts[-1])
+        fd = os.open(parts[-1], _DIR_FLAGS, dir_fd=parent)
+        cache[parts] = fd
+        while len(cache) > self.CACHED_DIRS:
+            os.close(cache.popitem(last=False)[1])
+        return fd
 
     def open_dir(self, parts: Sequence[bytes]) -> int:
         """A new descriptor for the directory at ``parts`` (never through a symlink)."""
@@ -80,9 +114,13 @@ class Target:
         os.unlink(name, dir_fd=parent_fd)
 
     def create_file(self, parent_fd: int, name: bytes) -> int:
-        self.clear(parent_fd, name)
+        check_name(name)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        return os.open(name, flags, 0o600, dir_fd=parent_fd)
+        try:
+            return os.open(name, flags, 0o600, dir_fd=parent_fd)
+        except FileExistsError:
+            self.clear(parent_fd, name)  # something is in the way: replace it, never follow it
+            return os.open(name, flags, 0o600, dir_fd=parent_fd)
 
     def open_file(self, parent_fd: int, name: bytes) -> int:
         """Opens a restored file for reading without changing its restored access time."""

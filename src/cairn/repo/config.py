@@ -8,7 +8,10 @@ from dataclasses import asdict, dataclass, field
 import msgpack
 
 FORMAT_VERSION = 1
-DEFAULT_PACK_SIZE = 40 << 20  # see docs/performance.md: objects per GiB on S3
+# Object stores bill per request: large packs there (docs/performance.md, objects per GiB).
+# A local directory has no request cost, and smaller packs keep memory low.
+DEFAULT_PACK_SIZE = 40 << 20
+DEFAULT_LOCAL_PACK_SIZE = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -16,7 +19,7 @@ class ChunkerParams:
     # pyfastcdc's cut points average about 1 MiB with these (measured on random data)
     min_size: int = 256 << 10
     avg_size: int = 768 << 10
-    max_size: int = 8 << 20
+    max_size: int = 4 << 20  # the stream chunker buffers twice this per reading thread
     seed: int = 0  # secret, per repository: perturbs the gear table
     normalization: int = 1  # FastCDC normalized chunking level (NC)
 

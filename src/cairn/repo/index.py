@@ -10,17 +10,25 @@ On the store an index object is the encrypted msgpack map
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import msgpack
-import numpy as np
 
 from cairn.repo.pack import BlobRef
 
 INDEX_VERSION = 1
 _MERGE_MIN = 1 << 16
+
+
+def _np() -> ModuleType:
+    """numpy, loaded on the first merge: small repositories never need it, and a command's
+    peak memory is lower when numpy is not yet loaded while the password KDF runs."""
+    return importlib.import_module("numpy")
 
 
 @dataclass(frozen=True)
@@ -51,8 +59,9 @@ class BlobIndex:
         self._lock = threading.Lock()
         self._packs: list[PackInfo] = []
         self._pack_no: dict[bytes, int] = {}
-        self._ids = np.empty(0, dtype="S32")
-        self._cols = np.empty((0, 4), dtype=np.uint32)  # pack no, offset, length, raw length
+        # sorted arrays once merged: ids (S32) and pack no, offset, length, raw length (uint32)
+        self._ids: Any = ()
+        self._cols: Any = ()
         self._recent: dict[bytes, tuple[int, int, int, int]] = {}
 
     def __len__(self) -> int:
@@ -81,16 +90,19 @@ class BlobIndex:
     def _merge(self) -> None:
         if not self._recent:
             return
+        np = _np()
         new_ids = np.array(list(self._recent.keys()), dtype="S32")
         new_cols = np.array(list(self._recent.values()), dtype=np.uint32).reshape(-1, 4)
-        ids = np.concatenate([self._ids, new_ids])
-        cols = np.concatenate([self._cols, new_cols])
+        ids = np.concatenate([self._ids, new_ids]) if len(self._ids) else new_ids
+        cols = np.concatenate([self._cols, new_cols]) if len(self._ids) else new_cols
         order = np.argsort(ids, kind="stable")
         self._ids = ids[order]
         self._cols = np.ascontiguousarray(cols[order])
         self._recent = {}
 
     def _find(self, blob_id: bytes) -> int:
+        if not len(self._ids):
+            return -1
         i = int(self._ids.searchsorted(blob_id))
         if i < len(self._ids) and self._ids[i] == blob_id.rstrip(b"\0"):
             return i
@@ -112,7 +124,7 @@ class BlobIndex:
             return IndexEntry(self._packs[no], offset, length, raw)
 
     def blob_ids(self) -> Iterator[bytes]:
-        raw = self._ids.tobytes()
+        raw = self._ids.tobytes() if len(self._ids) else b""
         for i in range(len(self._ids)):
             yield raw[i * 32 : (i + 1) * 32]
         yield from list(self._recent)
@@ -122,6 +134,7 @@ class BlobIndex:
         with self._lock:
             self._merge()
         out: dict[int, tuple[int, int, int]] = {}
+        np = _np()
         types = np.array([p.blob_type for p in self._packs], dtype=np.uint8)
         if not len(self._ids):
             return out
@@ -136,7 +149,8 @@ class BlobIndex:
         return out
 
     def nbytes(self) -> int:
-        return int(self._ids.nbytes + self._cols.nbytes)
+        """Bytes held by the merged arrays (entries not merged yet are not counted)."""
+        return int(self._ids.nbytes + self._cols.nbytes) if len(self._ids) else 0
 
 
 def encode_index(records: Iterable[PackRecord]) -> bytes:

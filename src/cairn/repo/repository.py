@@ -135,7 +135,7 @@ class Repository:
                 key = unwrap(storage.read(name), password)
                 key_name = name
                 break
-            except BadPassword:
+            except (BadPassword, ObjectMissing):  # wrong key, or removed meanwhile by key remove
                 continue
             except KeyFileError as e:
                 damaged.append(f"{name} ({e})")

@@ -10,7 +10,10 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cairn.core.errors import ObjectMissing, StorageError
@@ -22,6 +25,7 @@ TMP_PREFIX = ".tmp-"
 class LocalStorage:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self._handles = _Handles()
 
     def describe(self) -> str:
         return f"local:{self.root}"
@@ -34,15 +38,16 @@ class LocalStorage:
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         path = self._path(name)
         try:
-            with open(path, "rb", buffering=0) as f:
-                if offset:
+            if length is None:
+                with open(path, "rb", buffering=0) as f:
                     f.seek(offset)
-                data = f.read() if length is None else _read_exactly(f, length)
+                    return f.read()
+            with self._handles.open(path) as fd:
+                return _pread_exactly(fd, length, offset)
         except FileNotFoundError:
             raise ObjectMissing(name) from None
         except OSError as e:
             raise StorageError(f"cannot read {name}: {e.strerror}") from None
-        return data
 
     def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None:
         path = self._path(name)
@@ -125,16 +130,71 @@ def _link_once(tmp: Path, path: Path) -> None:
     tmp.unlink(missing_ok=True)
 
 
-def _read_exactly(f, length: int) -> bytes:  # type: ignore[no-untyped-def]
-    buf = bytearray(length)
-    view = memoryview(buf)
-    got = 0
+def _pread_exactly(fd: int, length: int, offset: int) -> bytes:
+    data = os.pread(fd, length, offset)
+    if len(data) == length or not data:
+        return data
+    parts = [data]
+    got = len(data)
     while got < length:
-        n = f.readinto(view[got:])
-        if not n:
+        more = os.pread(fd, length - got, offset + got)
+        if not more:
             break
-        got += n
-    return bytes(buf) if got == length else bytes(buf[:got])
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+class _Handles:
+    """Read-only descriptors of recently read objects, shared by threads (pread needs no
+    seek). Objects never change, so a cached descriptor never reads stale data; a restore
+    that reads thousands of blobs from a few packs opens each pack once."""
+
+    def __init__(self, size: int = 32) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._fds: OrderedDict[Path, list[int]] = OrderedDict()  # path -> [fd, users]
+        self._closing: dict[int, int] = {}  # evicted fd -> users still reading it
+
+    @contextmanager
+    def open(self, path: Path) -> Iterator[int]:
+        with self._lock:
+            entry = self._fds.get(path)
+            if entry is not None:
+                self._fds.move_to_end(path)
+                entry[1] += 1
+        if entry is None:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            with self._lock:
+                entry = self._fds.get(path)
+                if entry is None:
+                    entry = self._fds[path] = [fd, 1]
+                    fd = -1
+                else:
+                    entry[1] += 1
+                self._evict()
+            if fd >= 0:
+                os.close(fd)  # another thread opened it meanwhile
+        fd = entry[0]
+        try:
+            yield fd
+        finally:
+            with self._lock:
+                if fd in self._closing:
+                    self._closing[fd] -= 1
+                    if not self._closing[fd]:
+                        del self._closing[fd]
+                        os.close(fd)
+                else:
+                    entry[1] -= 1
+
+    def _evict(self) -> None:
+        while len(self._fds) > self._size:
+            _, (fd, users) = self._fds.popitem(last=False)
+            if users:
+                self._closing[fd] = users
+            else:
+                os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -22,7 +22,7 @@ from cairn.ops.backup.file_saver import FileResult, FileSaver, open_dir_for_read
 from cairn.ops.excludes import PathMatcher
 from cairn.ops.fsmeta import node_from_stat
 from cairn.ops.progress import Progress
-from cairn.repo.filescache import FilesCache
+from cairn.repo.filescache import CachedFile, FilesCache
 from cairn.repo.layout import TREE_BLOB
 from cairn.repo.repository import Repository
 
@@ -37,21 +37,53 @@ class BackupOptions:
     max_in_flight: int = 64
 
 
+SMALL_FILE = 1 << 20  # files below this are read in batches, to spread per-job overhead
+BATCH_FILES = 64
+BATCH_BYTES = 8 << 20
+
+
+class _Batch:
+    """Files read together by one worker; its future yields one result (or OSError) each."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[bytes, os.stat_result]] = []
+        self.size = 0
+        self.future: Future[list[FileResult | OSError]] | None = None
+
+
 @dataclass
 class _FileJob:
     path: bytes
     node: Node
-    future: Future[FileResult]
-    status: str  # "new" or "changed"
+    status: str  # "new", "changed", or "hardlink" (content comes from another job)
+    batch: _Batch
+    index: int
+
+    def done(self) -> bool:
+        return self.batch.future is not None and self.batch.future.done()
+
+    def result(self) -> FileResult:
+        assert self.batch.future is not None
+        r = self.batch.future.result()[self.index]
+        if isinstance(r, OSError):
+            raise r
+        return r
 
 
 @dataclass
 class _Dir:
     node: Node
     children: list[Node | _FileJob] = field(default_factory=list)
+    _checked: int = 0  # children before this index are known to be done
 
     def ready(self) -> bool:
-        return all(not isinstance(c, _FileJob) or c.future.done() for c in self.children)
+        kids = self.children
+        while self._checked < len(kids):
+            c = kids[self._checked]
+            if isinstance(c, _FileJob) and not c.done():
+                return False
+            self._checked += 1
+        return True
 
 
 class Archiver:
@@ -72,6 +104,7 @@ class Archiver:
         self._slots = threading.BoundedSemaphore(options.max_in_flight)
         self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="cairn-read")
         self._hardlinks: dict[tuple[int, int], Node | _FileJob] = {}
+        self._batch = _Batch()
 
     # ------------------------------------------------------------------ entry point
     def run(self, paths: list[bytes]) -> bytes:
@@ -84,6 +117,7 @@ class Archiver:
                 root = _Dir(Node(name=b"", type=DIR))
                 self._build_virtual(b"", _path_tree(paths), root)
             self._queue.append(root)
+            self._submit()
             self._drain(block=True)
             assert root.node.subtree is not None
             return root.node.subtree
@@ -105,7 +139,8 @@ class Archiver:
                 continue
             sub = spec[name]
             if sub is _LEAF:
-                self._add_entry(parent, path, node, st, st.st_dev)
+                cached = self.cache.lookup(path) if self.cache is not None else None
+                self._add_entry(parent, path, node, st, st.st_dev, cached)
             elif node.type != DIR:
                 self._warn(path, OSError(0, "is not a directory"))
             else:
@@ -127,21 +162,29 @@ class Archiver:
             self._warn(path, e)
             return d
         prefix = path.rstrip(b"/") + b"/"
+        cached = self.cache.lookup_dir(prefix[:-1]) if self.cache is not None else {}
         for entry in entries:
             child = prefix + os.fsencode(entry.name)
             if self.options.excludes.matches(child):
                 continue
+            name = os.fsencode(entry.name)
             try:
                 st = os.lstat(child)
-                child_node = node_from_stat(os.fsencode(entry.name), child, st)
+                child_node = node_from_stat(name, child, st)
             except OSError as e:
                 self._warn(child, e)
                 continue
-            self._add_entry(d, child, child_node, st, root_dev)
+            self._add_entry(d, child, child_node, st, root_dev, cached.get(name))
         return d
 
     def _add_entry(
-        self, parent: _Dir, path: bytes, node: Node, st: os.stat_result, root_dev: int
+        self,
+        parent: _Dir,
+        path: bytes,
+        node: Node,
+        st: os.stat_result,
+        root_dev: int,
+        cached: CachedFile | None = None,
     ) -> None:
         if node.type == DIR:
             if self.options.one_file_system and st.st_dev != root_dev:
@@ -150,25 +193,25 @@ class Archiver:
                 d = self._walk_dir(path, node, root_dev)
             self._finish_later(d, parent)
         elif node.type == FILE:
-            parent.children.append(self._file(path, node, st))
-            self._drain(block=False)
+            parent.children.append(self._file(path, node, st, cached))
         else:
             parent.children.append(node)
             self.progress.item_done(path, 0)
 
-    def _file(self, path: bytes, node: Node, st: os.stat_result) -> Node | _FileJob:
+    def _file(
+        self, path: bytes, node: Node, st: os.stat_result, cached: CachedFile | None
+    ) -> Node | _FileJob:
         self.summary.bytes_total += st.st_size
         link_key = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
         if link_key is not None and link_key in self._hardlinks:
             first = self._hardlinks[link_key]
             if isinstance(first, _FileJob):
-                return _FileJob(path, node, first.future, "hardlink")
+                return _FileJob(path, node, "hardlink", first.batch, first.index)
             node.content, node.size = first.content, first.size
             return node
-        cached = self.cache.lookup(path) if self.cache is not None else None
         if (
             cached is not None
-            and cached.matches(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            and cached.matches(st)
             and all(self.repo.has_blob(b) for b in cached.content)
         ):
             node.content = cached.content
@@ -180,17 +223,31 @@ class Archiver:
             if link_key is not None:
                 self._hardlinks[link_key] = node
             return node
-        self._slots.acquire()
-        try:
-            future = self._pool.submit(self._saver.save_file, path, st)
-        except BaseException:
-            self._slots.release()
-            raise
-        future.add_done_callback(lambda _f: self._slots.release())
-        job = _FileJob(path, node, future, "changed" if cached is not None else "new")
+        batch = self._batch
+        job = _FileJob(
+            path, node, "changed" if cached is not None else "new", batch, len(batch.items)
+        )
+        batch.items.append((path, st))
+        batch.size += st.st_size
+        if st.st_size >= SMALL_FILE or len(batch.items) >= BATCH_FILES or batch.size >= BATCH_BYTES:
+            self._submit()
         if link_key is not None:
             self._hardlinks[link_key] = job
         return job
+
+    def _submit(self) -> None:
+        """Hands the batch being filled to a worker (blocks while too many are in flight)."""
+        batch = self._batch
+        if not batch.items:
+            return
+        self._batch = _Batch()
+        self._slots.acquire()
+        try:
+            batch.future = self._pool.submit(self._saver.save_files, batch.items)
+        except BaseException:
+            self._slots.release()
+            raise
+        batch.future.add_done_callback(lambda _f: self._slots.release())
 
     # ------------------------------------------------------------------ finishing trees
     def _finish_later(self, d: _Dir, parent: _Dir) -> None:
@@ -199,6 +256,8 @@ class Archiver:
         self._drain(block=False)
 
     def _drain(self, block: bool) -> None:
+        if block:
+            self._submit()
         while self._queue and (block or self._queue[0].ready()):
             self._finish(self._queue.popleft())
 
@@ -224,8 +283,10 @@ class Archiver:
             self.summary.dirs_unchanged += 1
 
     def _collect(self, job: _FileJob) -> Node | None:
+        if job.batch.future is None:
+            self._submit()
         try:
-            result = job.future.result()
+            result = job.result()
         except OSError as e:
             self._warn(job.path, e)
             return None

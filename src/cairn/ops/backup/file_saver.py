@@ -85,6 +85,16 @@ class FileSaver:
                 self._progress_bytes(len(chunk))
         return result
 
+    def save_files(self, items: list[tuple[bytes, os.stat_result]]) -> list[FileResult | OSError]:
+        """Several files in a row; an unreadable one yields its OSError, the others go on."""
+        out: list[FileResult | OSError] = []
+        for path, st in items:
+            try:
+                out.append(self.save_file(path, st))
+            except OSError as e:
+                out.append(e)
+        return out
+
     def save_file(self, path: bytes, before: os.stat_result) -> FileResult:
         """Raises OSError if the file cannot be opened or read."""
         fd = open_for_reading(path)

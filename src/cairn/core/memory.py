@@ -1,0 +1,30 @@
+"""Keeping the resident set small with glibc's allocator.
+
+cairn moves data in chunks of around a megabyte between threads. glibc raises its mmap
+threshold after such buffers are freed, so later ones come from per-thread heap arenas, which
+rarely give memory back: the resident set grows with the number of threads and the history of
+allocations, not with what is live. A fixed threshold keeps large buffers in mmap (returned on
+free), and fewer arenas bound the rest.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+
+
+def tune_malloc(mmap_threshold: int = 256 << 10, arenas: int = 2) -> bool:
+    """Returns False where the C library is not glibc (nothing to tune)."""
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(M_ARENA_MAX, arenas))
