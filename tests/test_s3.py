@@ -33,6 +33,20 @@ def make_tree(root, size_mib: int = 6):  # type: ignore[no-untyped-def]
     return root
 
 
+def inject_faults(monkeypatch, plan: FaultPlan):  # type: ignore[no-untyped-def]
+    """Every S3 client the code under test creates gets the plan's hook; returns the original
+    client factory, to undo it."""
+    original = S3Storage._make_client
+
+    def faulty_client(self):  # type: ignore[no-untyped-def]
+        client = original(self)
+        plan.attach(client)
+        return client
+
+    monkeypatch.setattr(S3Storage, "_make_client", faulty_client)
+    return original
+
+
 def open_repo(url: str) -> Repository:
     storage, _ = wrap_backend(S3Storage(S3Location.parse(url)), StoreOptions())
     return Repository.open(storage, PASSWORD.encode())
@@ -134,14 +148,7 @@ def test_wrong_credentials_missing_bucket_unreachable(tmp_path, s3_url, s3_env, 
 def test_backup_survives_transient_faults(tmp_path, s3_url, run_cli, monkeypatch, plan):
     src = make_tree(tmp_path / "src", size_mib=5)
     assert run_cli("init", "--repo", s3_url, "--pack-size", "1M").code == 0
-    original = S3Storage._make_client
-
-    def faulty_client(self):  # type: ignore[no-untyped-def]
-        client = original(self)
-        plan.attach(client)
-        return client
-
-    monkeypatch.setattr(S3Storage, "_make_client", faulty_client)
+    original = inject_faults(monkeypatch, plan)
     monkeypatch.setattr("cairn.storage.retry.random.uniform", lambda a, b: b / 20)  # short waits
     res = run_cli("backup", "--repo", s3_url, src, "--retries", "10")
     assert res.code == 0, res.err
@@ -161,14 +168,7 @@ def test_backup_fails_cleanly_when_the_store_keeps_failing(tmp_path, s3_url, run
     assert run_cli("backup", "--repo", s3_url, src).code == 0
     (src / "media" / "new.bin").write_bytes(os.urandom(3 * MIB))
     plan = FaultPlan(unavailable=1.0, operations=frozenset({"PutObject"}))
-    original = S3Storage._make_client
-
-    def faulty_client(self):  # type: ignore[no-untyped-def]
-        client = original(self)
-        plan.attach(client)
-        return client
-
-    monkeypatch.setattr(S3Storage, "_make_client", faulty_client)
+    original = inject_faults(monkeypatch, plan)
     monkeypatch.setattr("cairn.storage.retry.random.uniform", lambda a, b: 0.0)
     res = run_cli("backup", "--repo", s3_url, src, "--retries", "3")
     assert res.code == 1

@@ -37,18 +37,21 @@ class RetryingStorage(StorageWrapper):
         self._on_retry = on_retry
         self.retries = 0
 
+    def _failed(self, what: str, attempt: int, error: TransientStorageError) -> None:
+        """After a failed attempt: give up, or wait (full jitter) before the next one."""
+        if attempt == self.attempts:
+            raise TransientStorageError(f"{error} (gave up after {attempt} attempts)") from None
+        self.retries += 1
+        if self._on_retry is not None:
+            self._on_retry(what, attempt, error)
+        self._sleep(random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1))))
+
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         for attempt in range(1, self.attempts + 1):
             try:
                 return fn()
             except TransientStorageError as e:
-                if attempt == self.attempts:
-                    raise TransientStorageError(f"{e} (gave up after {attempt} attempts)") from None
-                self.retries += 1
-                if self._on_retry is not None:
-                    self._on_retry(what, attempt, e)
-                delay = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-                self._sleep(random.uniform(0, delay))
+                self._failed(what, attempt, e)
         raise AssertionError("unreachable")
 
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
@@ -73,11 +76,4 @@ class RetryingStorage(StorageWrapper):
                         yield name, size
                 return
             except TransientStorageError as e:
-                if attempt == self.attempts:
-                    raise TransientStorageError(f"{e} (gave up after {attempt} attempts)") from None
-                self.retries += 1
-                if self._on_retry is not None:
-                    self._on_retry(prefix, attempt, e)
-                self._sleep(
-                    random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
-                )
+                self._failed(prefix, attempt, e)

@@ -271,16 +271,7 @@ class Archiver:
                 nodes.append(node)
             else:
                 nodes.append(child)
-        tree = encode_tree(nodes)
-        saved = self.repo.save_blob(TREE_BLOB, tree)
-        d.node.subtree = saved.id
-        if saved.new:
-            self.summary.dirs_new += 1
-            self.summary.tree_blobs_added += 1
-            self.summary.bytes_added += len(tree)
-            self.summary.bytes_stored += saved.stored
-        else:
-            self.summary.dirs_unchanged += 1
+        d.node.subtree = save_tree(self.repo, nodes, self.summary)
 
     def _collect(self, job: _FileJob) -> Node | None:
         if job.batch.future is None:
@@ -316,6 +307,20 @@ class Archiver:
     def _warn(self, path: bytes, error: OSError) -> None:
         self.summary.errors += 1
         self.progress.warning(path, error.strerror or str(error))
+
+
+def save_tree(repo: Repository, nodes: list[Node], summary: Summary) -> bytes:
+    """Stores one directory's tree blob (once) and counts it; returns its id."""
+    tree = encode_tree(nodes)
+    saved = repo.save_blob(TREE_BLOB, tree)
+    if saved.new:
+        summary.dirs_new += 1
+        summary.tree_blobs_added += 1
+        summary.bytes_added += len(tree)
+        summary.bytes_stored += saved.stored
+    else:
+        summary.dirs_unchanged += 1
+    return saved.id
 
 
 _LEAF: dict = {}  # type: ignore[type-arg]  # the marker of a path given to back up

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 
 from cairn.core import clock
 from cairn.core.errors import CairnError, UsageError
-from cairn.model.node import DIR, FILE, Node, encode_tree
+from cairn.model.node import DIR, FILE, Node
 from cairn.model.snapshot import Summary
+from cairn.ops.backup.archiver import save_tree
 from cairn.ops.backup.file_saver import FileSaver
 from cairn.ops.fsmeta import group_name, user_name
 from cairn.ops.progress import Progress
 from cairn.ops.snapshots import load_tree
 from cairn.ops.sources.stream import StreamItem
-from cairn.repo.layout import TREE_BLOB
 from cairn.repo.repository import Repository
 
 FILE_MODE = 0o600
@@ -61,16 +61,7 @@ class StreamArchiver:
             else:
                 node = self._save_stream(entry, name, before)
             nodes.append(node)
-        tree = encode_tree(nodes)
-        saved = self.repo.save_blob(TREE_BLOB, tree)
-        if saved.new:
-            self.summary.dirs_new += 1
-            self.summary.tree_blobs_added += 1
-            self.summary.bytes_added += len(tree)
-            self.summary.bytes_stored += saved.stored
-        else:
-            self.summary.dirs_unchanged += 1
-        return saved.id
+        return save_tree(self.repo, nodes, self.summary)
 
     def _save_stream(self, item: StreamItem, name: bytes, before: Node | None) -> Node:
         path = os.fsencode(item.path)

@@ -1,0 +1,149 @@
+"""Scale: the in-memory index at 10 million blobs, a tree of a million small files (cairn
+against restic), and a 10 GiB file (flat memory).
+
+    python -m bench.scale index [--blobs 10000000]
+    python -m bench.scale files [--files 1000000]
+    python -m bench.scale bigfile [--size 10G]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from bench import tools
+from bench.stream_memory import generate
+from cairn.core.memory import tune_malloc
+from cairn.core.units import parse_size
+from cairn.repo.index import BlobIndex, PackInfo, PackRecord
+from cairn.repo.pack import BlobRef
+
+BLOBS_PER_PACK = 10_000
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
+
+
+def index_scale(blobs: int) -> dict[str, float]:
+    tune_malloc()  # as the cairn command does
+    rng = random.Random(7)
+    index = BlobIndex()
+    before = _rss_mib()
+    t0 = time.monotonic()
+    sample: list[bytes] = []
+    for p in range(0, blobs, BLOBS_PER_PACK):
+        n = min(BLOBS_PER_PACK, blobs - p)
+        ids = [rng.randbytes(32) for _ in range(n)]
+        if len(sample) < 1_000_000 and p % (BLOBS_PER_PACK * 10) == 0:
+            sample.extend(ids[:1000])
+        record = PackRecord(
+            PackInfo(rng.randbytes(32), rng.randbytes(32), 0),
+            [BlobRef(b, 40 + i * 1000, 1000, 990) for i, b in enumerate(ids)],
+        )
+        index.add_pack(record)
+    index.total_blobs_by_type()  # merges what is pending
+    build = time.monotonic() - t0
+    misses = [rng.randbytes(32) for _ in range(len(sample))]
+    t0 = time.monotonic()
+    for b in sample:
+        assert b in index
+    hits_rate = len(sample) / (time.monotonic() - t0)
+    t0 = time.monotonic()
+    for b in misses:
+        assert b not in index
+    miss_rate = len(misses) / (time.monotonic() - t0)
+    return {
+        "blobs": blobs,
+        "bytes_per_blob": index.nbytes() / blobs,
+        "rss_growth_mib": _rss_mib() - before,
+        "build_s": build,
+        "lookups_per_s_hit": hits_rate,
+        "lookups_per_s_miss": miss_rate,
+    }
+
+
+def make_files(root: Path, count: int, per_dir: int = 1000) -> None:
+    rng = random.Random(11)
+    for i in range(count):
+        d = root / f"d{i // per_dir:05d}"
+        if i % per_dir == 0:
+            d.mkdir(parents=True, exist_ok=True)
+        fd = os.open(d / f"f{i:07d}.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, rng.randbytes(rng.randint(10, 400)))
+        os.close(fd)
+
+
+def files_scale(work: Path, count: int) -> dict[str, object]:
+    tools.ensure_installed()
+    tree = work / "many"
+    if not (work / f"many-{count}.done").exists():
+        shutil.rmtree(tree, ignore_errors=True)
+        make_files(tree, count)
+        (work / f"many-{count}.done").touch()
+    out: dict[str, object] = {"files": count}
+    for tool in (tools.Cairn(work), tools.Restic(work)):
+        tool.reset()
+        tool.init()
+        first = tool.backup(tree)
+        again = tool.backup(tree)
+        out[tool.name] = {
+            "first_s": first.wall,
+            "first_rss_mib": first.max_rss_mib,
+            "unchanged_s": again.wall,
+            "unchanged_rss_mib": again.max_rss_mib,
+        }
+        print(tool.name, out[tool.name], flush=True)
+        tool.reset()
+    return out
+
+
+def bigfile_scale(work: Path, size: int) -> dict[str, object]:
+    path = work / "big.bin"
+    with open(path, "wb") as f:
+        generate(size, 5, f.fileno())
+    tool = tools.Cairn(work)
+    tool.reset()
+    tool.init()
+    m = tool.backup(path)
+    result = {"size": size, "backup_s": m.wall, "rss_mib": m.max_rss_mib}
+    tool.reset()
+    path.unlink()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("what", choices=["index", "files", "bigfile"])
+    ap.add_argument("--blobs", type=int, default=10_000_000)
+    ap.add_argument("--files", type=int, default=1_000_000)
+    ap.add_argument("--size", default="10G")
+    ap.add_argument("--workdir", default="/tmp/cairn-bench-scale")
+    args = ap.parse_args(argv)
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    if args.what == "index":
+        report = index_scale(args.blobs)
+    elif args.what == "files":
+        report = files_scale(work, args.files)
+    else:
+        report = bigfile_scale(work, parse_size(args.size))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
