@@ -17,10 +17,14 @@ PASSWORD = "benchmark password"
 class Tool(ABC):
     name = ""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(
+        self, work: Path, url: str | None = None, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.work = work
         self.repo = work / f"repo-{self.name}"
         self.cache = work / f"cache-{self.name}"
+        self.url = url or str(self.repo)  # a local directory unless told otherwise
+        self.extra_env = extra_env or {}
 
     def reset(self) -> None:
         shutil.rmtree(self.repo, ignore_errors=True)
@@ -42,13 +46,6 @@ class Tool(ABC):
 
 class Cairn(Tool):
     name = "cairn"
-
-    def __init__(
-        self, work: Path, url: str | None = None, extra_env: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(work)
-        self.url = url or str(self.repo)
-        self.extra_env = extra_env or {}
 
     def env(self) -> dict[str, str]:
         return {
@@ -75,13 +72,6 @@ class Cairn(Tool):
 
 class Restic(Tool):
     name = "restic"
-
-    def __init__(
-        self, work: Path, url: str | None = None, extra_env: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(work)
-        self.url = url or str(self.repo)
-        self.extra_env = extra_env or {}
 
     def env(self) -> dict[str, str]:
         return {
