@@ -78,3 +78,12 @@ def test_cut_points_depend_on_the_seed():
     a = [len(c) for c in Chunker(SMALL).chunks_of(data)]
     b = [len(c) for c in Chunker(ChunkerParams(4096, 16384, 65536, seed=999)).chunks_of(data)]
     assert a != b
+
+
+def test_size_hints_never_change_the_cut_points():
+    params = ChunkerParams(min_size=4096, avg_size=16384, max_size=65536, seed=77)
+    for size in (0, 10, 4096, 65535, 65536, 65537, 300_000):
+        data = os.urandom(size)
+        for hint in (0, size // 2, size, size + 10, 10 * size + 1):
+            got = [bytes(c) for c in Chunker(params).chunks(io.BytesIO(data), hint)]
+            assert got == reference(params, data), (size, hint)

@@ -22,14 +22,18 @@ class Chunker:
             seed=params.seed,
         )
 
-    def chunks(self, stream: BinaryIO) -> Iterator[memoryview]:
+    def chunks(self, stream: BinaryIO, size_hint: int | None = None) -> Iterator[memoryview]:
         """Chunks of a stream. Each view is only valid until the next one is produced.
 
         pyfastcdc's stream chunker allocates and zero-fills a buffer of twice the maximum chunk
         size on every call, which would dominate the cost of small files; a stream that fits in
-        one maximum-size chunk is read whole and cut in memory instead (same cut points)."""
-        head = _read_up_to(stream, self.params.max_size + 1)
-        if len(head) <= self.params.max_size:
+        one maximum-size chunk is read whole and cut in memory instead (same cut points).
+        ``size_hint`` (the expected size of a file) only sizes the first read."""
+        want = self.params.max_size + 1
+        if size_hint is not None:
+            want = min(want, size_hint + 1)  # a small file: no 4 MiB read buffer for it
+        head = _read_up_to(stream, want)
+        if len(head) < want:
             for chunk in self._cdc.cut_buf(head):
                 yield chunk.data
             return

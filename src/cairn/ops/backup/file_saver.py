@@ -69,9 +69,9 @@ class FileSaver:
             c = self._local.chunker = Chunker(self._params)
         return c
 
-    def save_stream(self, stream: BinaryIO) -> FileResult:
+    def save_stream(self, stream: BinaryIO, size_hint: int | None = None) -> FileResult:
         result = FileResult()
-        for chunk in self._chunker().chunks(stream):
+        for chunk in self._chunker().chunks(stream, size_hint):
             if self.cancelled.is_set():
                 raise BackupCancelled()
             saved = self._repo.save_blob(DATA_BLOB, chunk)
@@ -102,7 +102,7 @@ class FileSaver:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_ino != before.st_ino:
                 raise OSError(errno.ESTALE, "file was replaced before it could be read", path)
-            result = self.save_stream(f)
+            result = self.save_stream(f, st.st_size)
             after = os.fstat(fd)
         result.inode = after.st_ino
         result.mtime = after.st_mtime_ns
