@@ -15,6 +15,8 @@ import zstandard
 RAW = 0
 ZSTD = 1
 MIN_SAVING = 1 / 32
+_RAW_BYTE = bytes([RAW])
+_ZSTD_BYTE = bytes([ZSTD])
 DEFAULT_LEVEL = 3
 
 _local = threading.local()
@@ -40,8 +42,8 @@ def pack_payload(data: bytes | memoryview, level: int | None = DEFAULT_LEVEL) ->
     if level is not None and len(data) >= 64:
         packed = _compressor(level).compress(data)
         if len(packed) <= len(data) * (1 - MIN_SAVING):
-            return bytes([ZSTD]) + packed
-    return bytes([RAW]) + bytes(data)
+            return b"".join((_ZSTD_BYTE, packed))
+    return b"".join((_RAW_BYTE, data))  # one copy, also from a memoryview
 
 
 class PayloadError(ValueError):
