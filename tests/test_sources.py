@@ -166,7 +166,7 @@ options = ["--no-owner"]
     assert set(snaps) == {("/pg_dumpall.sql",), ("/store.sql",)}
     out = subprocess.run(
         [sys.executable, "-m", "cairn", "dump", "-r", str(repo), "--tag", "job:all", "latest", "pg_dumpall.sql"],
-        capture_output=True, check=True, env={**os.environ, "CAIRN_PASSWORD": PASSWORD.decode()},
+        capture_output=True, check=True,
     ).stdout  # fmt: skip
     assert b"CREATE DATABASE store" in out and b"CREATE ROLE postgres" in out
     one = subprocess.run(
@@ -228,16 +228,25 @@ repository = "main"
 kind = "mysql"
 socket = "{maria.socket}"
 user = "root"
+
+[jobs.everything]
+repository = "main"
+source = {{ kind = "mysql", all-databases = true, socket = "{maria.socket}", user = "root" }}
 """,
     )
     before = maria.dump("shop")
     res = run_cli("run", "--config", cfg, "--json")
     assert res.code == 0, res.err
-    assert res.json()["jobs"][0]["snapshot"]["paths"] == ["/odd%2Fname.sql", "/shop.sql"]
+    maria_job, everything = res.json()["jobs"]
+    assert maria_job["snapshot"]["paths"] == ["/odd%2Fname.sql", "/shop.sql"]
+    assert everything["snapshot"]["paths"] == ["/all-databases.sql"]
+    whole = sh(f"{CAIRN} dump -r {repo} --tag job:everything latest all-databases.sql")
+    assert "CREATE DATABASE /*!32312 IF NOT EXISTS*/ `shop`" in whole
+    assert "CREATE DATABASE /*!32312 IF NOT EXISTS*/ `odd/name`" in whole
     maria.sql("DROP DATABASE shop; CREATE DATABASE shop")
     client = f"mariadb --no-defaults --socket={maria.socket} -u root"
     sh(
-        f"{CAIRN} dump -r {repo} --password-file {tmp_path / 'password'} latest /shop.sql | {client} shop"
+        f"{CAIRN} dump -r {repo} --password-file {tmp_path / 'password'} --tag job:maria latest /shop.sql | {client} shop"
     )
     assert maria.dump("shop") == before
     assert maria.sql("SELECT COUNT(*), MD5(GROUP_CONCAT(name ORDER BY id)) FROM items", "shop") == (

@@ -73,7 +73,7 @@ def repo_spec(repo: RepositoryConfig) -> RepoSpec:
         sse_kms_key_id=repo.s3_sse_kms_key_id,
         region=repo.s3_region,
         profile=repo.s3_profile,
-        connections=repo.connections,
+        connections=repo.connections or 4,
     )
     return RepoSpec(
         url=repo.url,
@@ -193,7 +193,7 @@ class JobRunner:
             streams=job.streams(),
             tags=[*job.tags, job.tag],
             host=job.host,
-            uploads=session.spec.store.connections,
+            uploads=session.spec.store.uploads_for(session.spec.resolved_url()),
             options=BackupOptions(
                 excludes=PathMatcher(patterns), one_file_system=job.one_file_system
             ),

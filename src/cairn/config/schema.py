@@ -53,7 +53,7 @@ class RepositoryConfig:
     s3_sse_kms_key_id: str | None = None
     s3_region: str | None = None
     s3_profile: str | None = None
-    connections: int = 4
+    connections: int | None = None  # uploads in flight (default: by backend, as the CLI)
     limit_upload: int | None = None  # KiB/s
     limit_download: int | None = None  # KiB/s
     retries: int = 8
@@ -198,7 +198,7 @@ def _repository(t: Table, name: str, base: Path) -> RepositoryConfig:
         s3_sse_kms_key_id=t.str("s3-sse-kms-key-id"),
         s3_region=t.str("s3-region"),
         s3_profile=t.str("s3-profile"),
-        connections=t.int("connections", 1, 64) or 4,
+        connections=t.int("connections", 1, 64),
         limit_upload=t.int("limit-upload", 1),
         limit_download=t.int("limit-download", 1),
         retries=t.int("retries", 1, 100) or 8,
