@@ -46,6 +46,9 @@ from cairn.repo.packer import Packer
 from cairn.storage.base import Storage
 
 INDEX_CHECKPOINT_PACKS = 64
+# Index objects list at most about this many blobs, so reading one never needs much memory
+# (a million tiny files would otherwise make one huge object).
+INDEX_OBJECT_BLOBS = 50_000
 _KIND = {
     layout.CONFIG: b"config",
     layout.INDEX: b"index",
@@ -209,7 +212,9 @@ class Repository:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             yield from zip(names, pool.map(self.read_index_object, names), strict=True)
 
-    def write_index(self, records: list[PackRecord], per_object: int = 50_000) -> list[str]:
+    def write_index(
+        self, records: list[PackRecord], per_object: int = INDEX_OBJECT_BLOBS
+    ) -> list[str]:
         """Stores ``records`` in index objects of at most ``per_object`` blobs each."""
         names: list[str] = []
         batch: list[PackRecord] = []
@@ -278,7 +283,10 @@ class Repository:
             for b in record.blobs:
                 self._pending.discard(b.id)
             self._unindexed.append(record)
-            checkpoint = len(self._unindexed) >= INDEX_CHECKPOINT_PACKS
+            checkpoint = (
+                len(self._unindexed) >= INDEX_CHECKPOINT_PACKS
+                or sum(len(r.blobs) for r in self._unindexed) >= INDEX_OBJECT_BLOBS
+            )
         if checkpoint:
             self._write_index()
 
@@ -376,9 +384,9 @@ class Repository:
         with self._lock:
             records, self._unindexed = self._unindexed, []
         if records and not self._dry_run:
-            name = layout.INDEX + self.save_object(layout.INDEX, encode_index(records))
+            names = self.write_index(records)
             with self._lock:
-                self.written_indexes.append(name)
+                self.written_indexes.extend(names)
                 self.written_packs.extend(records)
             if self._journal is not None:
                 self._journal.forget(records)
