@@ -10,8 +10,9 @@ from __future__ import annotations
 import getpass
 import socket
 import threading
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import blake3
@@ -207,10 +208,19 @@ class Repository:
         self.index = index
 
     def read_index_objects(self, workers: int = 4) -> Iterator[tuple[str, list[PackRecord]]]:
-        """Every index object: (name, its pack records)."""
+        """Every index object: (name, its pack records). At most ``2 * workers`` objects are read
+        ahead of the consumer, so memory does not grow with the number of index objects."""
         names = [n for n, _ in self.storage.list(layout.INDEX)]
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            yield from zip(names, pool.map(self.read_index_object, names), strict=True)
+            ahead: deque[tuple[str, Future[list[PackRecord]]]] = deque()
+            for name in names:
+                ahead.append((name, pool.submit(self.read_index_object, name)))
+                if len(ahead) >= 2 * workers:
+                    done, future = ahead.popleft()
+                    yield done, future.result()
+            while ahead:
+                done, future = ahead.popleft()
+                yield done, future.result()
 
     def write_index(
         self, records: list[PackRecord], per_object: int = INDEX_OBJECT_BLOBS
