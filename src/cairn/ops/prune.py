@@ -235,7 +235,7 @@ def _prune(
 def _repack(repo: Repository, plan: PrunePlan, progress: Progress) -> list[PackRecord]:
     if not plan.repack:
         return []
-    repo.start_writing()
+    repo.start_writing(remember_packs=True)
     try:
         for record, kept in plan.repack:
             name = layout.pack_name(record.info.id.hex())

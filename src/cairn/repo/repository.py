@@ -76,7 +76,8 @@ class Repository:
         self._pending: set[bytes] = set()
         self._unindexed: list[PackRecord] = []
         self.written_indexes: list[str] = []  # index objects written by this process
-        self.written_packs: list[PackRecord] = []  # the packs they list
+        self.written_packs: list[PackRecord] = []  # the packs they list, if remembered
+        self._remember_packs = False
         self._packer: Packer | None = None  # created by start_writing
         self._journal: PackJournal | None = None
         self._dry_run = False
@@ -254,8 +255,16 @@ class Repository:
         return blob_id in self.index
 
     def start_writing(
-        self, *, uploads: int = 2, dry_run: bool = False, journal: PackJournal | None = None
+        self,
+        *,
+        uploads: int = 2,
+        dry_run: bool = False,
+        journal: PackJournal | None = None,
+        remember_packs: bool = False,
     ) -> None:
+        """``remember_packs``: keep every written pack's record in ``written_packs`` (prune
+        needs them; a backup of millions of files must not hold them all)."""
+        self._remember_packs = remember_packs
         self._journal = journal
         self._dry_run = dry_run
         if journal is not None and not dry_run:
@@ -397,7 +406,8 @@ class Repository:
             names = self.write_index(records)
             with self._lock:
                 self.written_indexes.extend(names)
-                self.written_packs.extend(records)
+                if self._remember_packs:
+                    self.written_packs.extend(records)
             if self._journal is not None:
                 self._journal.forget(records)
 
