@@ -8,6 +8,7 @@ CairnError (exit 1)
 │   └── NotFoundError     an object, snapshot or path does not exist
 ├── IntegrityError        an object failed authentication or its checksum (names the object)
 └── StorageError          the store could not be reached or refused an operation
+    └── ObjectArchived    an object in an archive class (GLACIER) that must be restored first
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
+EXIT_PENDING = 75  # EX_TEMPFAIL: archived data is being restored, run the command again later
 
 
 class CairnError(Exception):
@@ -74,3 +76,11 @@ class ObjectMissing(StorageError):
 
 class ObjectExists(StorageError):
     """A write-once object was written a second time with different content."""
+
+
+class ObjectArchived(StorageError):
+    """The object is in an archive storage class and has no restored copy to read."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name}: archived (GLACIER or DEEP_ARCHIVE); it must be restored first")
+        self.name = name

@@ -5,7 +5,9 @@
 - Every write carries a CRC32 checksum that the store verifies; writes are conditional
   (If-None-Match: *) where the store supports it, so an object is never overwritten.
 - Objects larger than ``multipart_threshold`` go up as multipart uploads (s3transfer).
-- Data packs may use a colder storage class; everything else stays in STANDARD.
+- Data packs may use a colder storage class; everything else stays in STANDARD. The store is
+  an ``ArchiveStore`` (cairn.storage.archive): listings with storage classes, and restore
+  requests for archived (GLACIER, DEEP_ARCHIVE) objects, whose reads raise ObjectArchived.
 - Errors become one-line StorageErrors; throttling, 5xx and connection failures are
   TransientStorageError, which the retry wrapper retries.
 """
@@ -20,7 +22,15 @@ import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from cairn.core.errors import ObjectMissing, StorageError, TransientStorageError
+from cairn.core.errors import ObjectArchived, ObjectMissing, StorageError, TransientStorageError
+from cairn.storage.archive import (
+    ARCHIVE_CLASSES,
+    ARCHIVED,
+    READABLE,
+    RESTORED,
+    RESTORING,
+    ObjectInfo,
+)
 from cairn.storage.base import Buffer
 from cairn.storage.s3config import S3Location, S3Options
 
@@ -159,6 +169,48 @@ class S3Storage:
         with _errors(name):
             self._client.delete_object(Bucket=self.location.bucket, Key=self._key(name))
 
+    # ------------------------------------------------------------------ storage classes
+    def list_with_class(self, prefix: str) -> Iterator[ObjectInfo]:
+        """As ``list``, with each object's storage class and time (the same LIST requests)."""
+        paginator = self._client.get_paginator("list_objects_v2")
+        strip = len(self.location.prefix)
+        with _errors(prefix or "/"):
+            for page in paginator.paginate(Bucket=self.location.bucket, Prefix=self._key(prefix)):
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(
+                        obj["Key"][strip:],
+                        int(obj["Size"]),
+                        obj.get("StorageClass") or "STANDARD",
+                        obj.get("LastModified"),
+                    )
+
+    def request_restore(self, name: str, days: int, tier: str) -> None:
+        """Asks for a readable copy of an archived object for ``days`` days (RestoreObject)."""
+        request = {"Days": days, "GlacierJobParameters": {"Tier": tier}}
+        with _errors(name):
+            try:
+                self._client.restore_object(
+                    Bucket=self.location.bucket, Key=self._key(name), RestoreRequest=request
+                )
+            except botocore.exceptions.ClientError as e:
+                code = _code(e)
+                if code == "RestoreAlreadyInProgress":
+                    return
+                if code == "InvalidObjectState":
+                    raise StorageError(f"{name}: not in an archive storage class") from None
+                raise
+
+    def restore_status(self, name: str) -> str:
+        """READABLE, ARCHIVED, RESTORING or RESTORED, from HEAD (StorageClass, x-amz-restore)."""
+        with _errors(name):
+            head = self._client.head_object(Bucket=self.location.bucket, Key=self._key(name))
+        if head.get("StorageClass") not in ARCHIVE_CLASSES:
+            return READABLE
+        restore = head.get("Restore") or ""
+        if not restore:
+            return ARCHIVED
+        return RESTORING if 'ongoing-request="true"' in restore else RESTORED
+
     def create_bucket(self) -> None:
         """Creates the bucket if it does not exist (used by init)."""
         with _errors(self.location.bucket):
@@ -203,6 +255,8 @@ class _errors:
                 raise ObjectMissing(self.name) from None
             if code == "NoSuchBucket":
                 raise StorageError(f"the bucket does not exist ({message})") from None
+            if code == "InvalidObjectState":  # a GET of an archived object (HTTP 403)
+                raise ObjectArchived(self.name) from None
             if code in _AUTH_CODES or status == 403:
                 raise StorageError(
                     f"access denied for {self.name}: check the credentials ({code})"
