@@ -7,6 +7,7 @@ import sys
 import click
 
 from cairn.app.context import RepoSpec, open_session
+from cairn.cli.billing import backup_estimate, backup_line
 from cairn.cli.common import repo_options
 from cairn.core.errors import EXIT_OK, EXIT_PARTIAL, UsageError
 from cairn.core.units import format_bytes, format_duration
@@ -101,9 +102,14 @@ def command(
         if cache is not None:
             cache.close()
     snap = result.snapshot
+    estimate = None
+    if dry_run:
+        estimate = backup_estimate(spec.resolved_url(), spec.store.s3.storage_class, snap.summary)
     if out.json_mode:
         doc = snap.to_json()
         doc["dry_run"] = dry_run
+        if estimate is not None:
+            doc["estimate"] = estimate
         doc["warnings"] = [
             {"path": p.decode("utf-8", "surrogateescape"), "message": m}
             for p, m in progress.warnings
@@ -111,6 +117,9 @@ def command(
         out.json(doc)
     else:
         _print_summary(out, snap, dry_run)
+        if estimate is not None:
+            out.line(f"a real backup: {backup_line(estimate)}")
+            out.line(f"  ({estimate['prices']}; data packs in {estimate['data_class']})")
     if snap.summary.errors:
         out.warning(f"{snap.summary.errors} entries could not be read; the snapshot lacks them")
         return EXIT_PARTIAL

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from cairn.app.context import RepoSpec, open_session
+from cairn.cli.billing import prune_cost_text, prune_estimate
 from cairn.cli.common import repo_options
 from cairn.core.errors import UsageError
 from cairn.core.units import format_bytes, parse_size
-from cairn.ops.prune import PruneOptions, PruneReport, run_prune
+from cairn.ops.prune import PruneOptions, PruneReport, plan_prune, run_prune
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
@@ -27,7 +30,7 @@ def parse_fraction(text: str) -> float:
 def prune_options(f):  # type: ignore[no-untyped-def]
     f = click.option(
         "--max-unused",
-        default="50%",
+        default="65%",
         show_default=True,
         help="Repack a pack when more than this share of it is unused.",
     )(f)
@@ -44,9 +47,10 @@ def make_options(max_unused: str, max_repack_size: str | None, dry_run: bool) ->
     )
 
 
-def show_report(out: Output, r: PruneReport) -> None:
+def show_report(out: Output, r: PruneReport, cost: dict[str, Any] | None = None) -> None:
+    """The report; with ``cost`` (a dry run's estimate), what the prune would cost and save."""
     if out.json_mode:
-        out.json(r.as_dict())
+        out.json({**r.as_dict(), **({"cost": cost} if cost is not None else {})})
         return
     verb = "would" if r.dry_run else "did"
     out.line(
@@ -70,6 +74,9 @@ def show_report(out: Output, r: PruneReport) -> None:
             f"requests: {q['get']} GET, {q['put']} PUT, {q['delete']} DELETE, {q['list']} LIST; "
             f"{format_bytes(q['bytes_down'])} down, {format_bytes(q['bytes_up'])} up"
         )
+    if cost is not None:
+        out.line(f"cost: {prune_cost_text(cost)}")
+        out.line(f"  ({cost['prices']})")
     if r.postponed:
         out.line(f"deleting postponed: {r.postponed}; run prune again later")
 
@@ -85,9 +92,15 @@ def command(
     options = make_options(max_unused, max_repack_size, dry_run)
     session = open_session(spec, load_index=False)
     progress = TerminalProgress(out, "repack")
+    cost = None
     try:
-        report = run_prune(session.repo, options, progress)
+        if dry_run:
+            plan, report = plan_prune(session.repo, options)
+            url, storage_class = spec.resolved_url(), spec.store.s3.storage_class
+            cost = prune_estimate(url, storage_class, session.repo, plan, report)
+        else:
+            report = run_prune(session.repo, options, progress)
     finally:
         progress.close()
-    show_report(out, report)
+    show_report(out, report, cost)
     return 0

@@ -17,7 +17,7 @@ Safe while other hosts back up (the protocol is in cairn.repo.locks and docs/for
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from cairn.core.errors import CairnError, IntegrityError
 from cairn.crypto import aead
@@ -33,7 +33,7 @@ from cairn.repo.repository import Repository
 
 @dataclass
 class PruneOptions:
-    max_unused: float = 0.5  # repack a pack when more than this share of it is unused
+    max_unused: float = 0.65  # repack a pack when more than this share is unused (docs/cost.md)
     max_repack_bytes: int | None = None  # read at most this many bytes of packs to repack
     dry_run: bool = False
 
@@ -45,6 +45,7 @@ class PrunePlan:
     delete: list[PackRecord] = field(default_factory=list)
     orphans: dict[str, int] = field(default_factory=dict)  # pack name -> size
     sizes: dict[bytes, int] = field(default_factory=dict)  # pack id -> size in the store
+    unused: dict[bytes, int] = field(default_factory=dict)  # pack id -> bytes of no kept blob
     missing: set[bytes] = field(default_factory=set)
 
     def condemned(self) -> list[bytes]:
@@ -106,10 +107,10 @@ def make_plan(
     for pack_id, record in sorted(present.items()):
         kept = [b for b in record.blobs if home.get(b.id) == pack_id]
         size = plan.sizes[pack_id]
+        unused = plan.unused[pack_id] = size - sum(b.length for b in kept)
         if not kept:
             plan.delete.append(record)
             continue
-        unused = size - sum(b.length for b in kept)
         if unused / size > options.max_unused and (budget is None or budget >= size):
             plan.repack.append((record, kept))
             if budget is not None:
@@ -149,15 +150,27 @@ def _report_from(plan: PrunePlan, used: set[bytes], pack_size: int) -> PruneRepo
 
 
 def run_prune(repo: Repository, options: PruneOptions, progress: Progress) -> PruneReport:
-    locks = Locks(repo)
-    busy = [lk for lk in locks.read_all() if not lk.is_stale() and lk.kind in ("prune", "repair")]
-    if busy:
-        raise LockBusy(f"another {busy[0].describe()} is running; try again later")
     if options.dry_run:
-        return _plan_only(repo, options).report
+        return plan_prune(repo, options)[1]
+    locks = Locks(repo)
+    _refuse_if_busy(locks)
     locks.remove_stale()
     with HeldLock(locks, new_lock("prune")) as held:
         return _prune(repo, options, locks, held, progress)
+
+
+def plan_prune(repo: Repository, options: PruneOptions) -> tuple[PrunePlan, PruneReport]:
+    """What a prune would do now, changing nothing: its plan and its dry-run report (for
+    estimates too). Refuses, as a prune does, while another prune or repair runs."""
+    _refuse_if_busy(Locks(repo))
+    planned = _plan_only(repo, replace(options, dry_run=True))
+    return planned.plan, planned.report
+
+
+def _refuse_if_busy(locks: Locks) -> None:
+    busy = [lk for lk in locks.read_all() if not lk.is_stale() and lk.kind in ("prune", "repair")]
+    if busy:
+        raise LockBusy(f"another {busy[0].describe()} is running; try again later")
 
 
 def _read_state(repo: Repository) -> tuple[dict[bytes, PackRecord], list[str], dict[str, int]]:
@@ -197,6 +210,9 @@ def _plan_only(repo: Repository, options: PruneOptions) -> _Planned:
             "nothing was deleted: run `cairn check` and `cairn repair`",
         )
     report = _report_from(plan, used, repo.config.pack_size)
+    trees = [e for b in used if (e := repo.index.get(b)) and e.pack.blob_type == layout.TREE_BLOB]
+    report.requests["get"] += len(index_names) + len(snaps) + len(trees)  # read to plan
+    report.requests["bytes_down"] += sum(e.length for e in trees)
     report.snapshots = len(snaps)
     report.index_objects_replaced = len(index_names)
     report.dry_run = options.dry_run

@@ -15,8 +15,10 @@ import os
 import stat
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from cairn.core.errors import CairnError, IntegrityError
 from cairn.model.chunker import Chunker
@@ -31,6 +33,7 @@ from cairn.repo.layout import DATA_BLOB
 from cairn.repo.repository import Repository
 
 _ZEROS = memoryview(bytes(1 << 20))
+T = TypeVar("T")
 
 
 @dataclass
@@ -60,30 +63,35 @@ class _Entry:
     node: Node
 
 
-class _BlobCache:
-    """A small LRU of recently loaded blobs, so duplicates are read once."""
+class _BlobCache(Generic[T]):
+    """A small LRU of recently loaded blobs, so duplicates are read once. ``size`` measures a
+    loaded value (the blob's bytes; or only its length, to count a restore's reads)."""
 
-    def __init__(self, repo: Repository, max_bytes: int = 8 << 20) -> None:
-        self._repo = repo
+    def __init__(
+        self, load: Callable[[bytes], T], size: Callable[[T], int], max_bytes: int = 8 << 20
+    ) -> None:
+        self._load = load
+        self._sizeof = size
         self._max = max_bytes
         self._size = 0
-        self._items: OrderedDict[bytes, bytes] = OrderedDict()
+        self._items: OrderedDict[bytes, T] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, blob_id: bytes) -> bytes:
+    def get(self, blob_id: bytes) -> T:
         with self._lock:
             data = self._items.get(blob_id)
             if data is not None:
                 self._items.move_to_end(blob_id)
                 return data
-        data = self._repo.load_blob(blob_id, DATA_BLOB)
+        data = self._load(blob_id)
         with self._lock:
-            if blob_id not in self._items and len(data) <= self._max // 8:
+            n = self._sizeof(data)
+            if blob_id not in self._items and n <= self._max // 8:
                 self._items[blob_id] = data
-                self._size += len(data)
+                self._size += n
                 while self._size > self._max:
                     _, old = self._items.popitem(last=False)
-                    self._size -= len(old)
+                    self._size -= self._sizeof(old)
         return data
 
 
@@ -103,11 +111,15 @@ class Restorer:
         self.progress = progress
         self.options = options
         self.summary = RestoreSummary()
-        self._blobs = _BlobCache(repo)
+        self._blobs = _BlobCache(lambda b: repo.load_blob(b, DATA_BLOB), len)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ planning
     def run(self, snap: Snapshot, subpath: str, target_path: str) -> RestoreSummary:
+        return self.execute(self.plan(snap, subpath), target_path)
+
+    def plan(self, snap: Snapshot, subpath: str) -> list[_Entry]:
+        """Every entry to restore, in order; reads the trees, no file data."""
         top = find_node(self.repo, snap, subpath)
         base = b"/" + b"/".join(split_path(subpath))
         base = base.rstrip(b"/") if base != b"/" else b""
@@ -118,6 +130,34 @@ class Restorer:
         else:
             if self._selected(base, False) is True:
                 plan.append(_Entry((top.name,), top))
+        return plan
+
+    def data_reads(self, plan: list[_Entry]) -> list[bytes]:
+        """The data blobs that restoring ``plan`` reads from the store, one ranged GET each, in
+        order: blobs still in the blob cache and the later paths of a hardlink read nothing
+        (counted as if files were restored one at a time). For estimates."""
+        reads: list[bytes] = []
+
+        def load(blob_id: bytes) -> int:
+            reads.append(blob_id)
+            entry = self.repo.index.get(blob_id)
+            return entry.raw_length if entry is not None else 0
+
+        cache = _BlobCache(load, int)
+        links: set[tuple[int, int]] = set()
+        for entry in plan:
+            node = entry.node
+            if node.type != FILE:
+                continue
+            if node.links > 1 and node.inode:
+                if (node.dev, node.inode) in links:
+                    continue
+                links.add((node.dev, node.inode))
+            for blob_id in node.content:
+                cache.get(blob_id)
+        return reads
+
+    def execute(self, plan: list[_Entry], target_path: str) -> RestoreSummary:
         target = Target(target_path)
         try:
             self._execute(target, plan)
