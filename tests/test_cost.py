@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import pytest
 
+from cairn.app.context import StoreOptions, backend_for, wrap_backend
 from cairn.core.errors import ConfigError, UsageError
 from cairn.model.snapshot import Summary
 from cairn.ops.cost import bill, model
@@ -23,10 +24,13 @@ from cairn.ops.cost.prices import choose, load_prices, provider_for_url
 from cairn.ops.prune import PrunePlan, PruneReport
 from cairn.repo import layout
 from cairn.repo.index import PackInfo, PackRecord
+from cairn.repo.locks import HeldLock, Locks, new_lock
 from cairn.repo.pack import BlobRef
+from cairn.repo.repository import Repository
 from cairn.storage.archive import ObjectInfo
 from cairn.storage.local import LocalStorage
 from cairn.storage.s3 import S3Location, S3Storage
+from tests.conftest import PASSWORD
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -489,3 +493,18 @@ def test_cost_on_s3_reads_storage_classes_from_the_listing(tmp_path, s3_url, s3_
     assert doc["restore"]["charges"]["retrieval"] == pytest.approx(gir["bytes"] / GIB * 0.03)
     text = run_cli("cost", "--repo", s3_url).out
     assert re.search(r"^GLACIER_IR\s+\d+\s+[\d.]+ MiB\s+\$", text, re.M)
+
+
+def test_cost_while_a_prune_runs_estimates_everything_else(tmp_path, repo_path, run_cli):
+    src = make_tree(tmp_path / "src")
+    assert run_cli("backup", "--repo", repo_path, src).code == 0
+    storage, _ = wrap_backend(backend_for(str(repo_path), StoreOptions()), StoreOptions())
+    repo = Repository.open(storage, PASSWORD.encode())
+    with HeldLock(Locks(repo), new_lock("prune")):
+        res = run_cli("cost", "--repo", repo_path, "--json")
+        text = run_cli("cost", "--repo", repo_path).out
+    assert res.code == 0, res.err
+    doc = res.json()
+    assert "another prune" in doc["prune"]["error"] and doc["advice"] is None
+    assert doc["restore"]["requests"]["get"] > 0 and doc["storage"]["objects"] > 0
+    assert "prune: cannot estimate (another prune" in text

@@ -19,13 +19,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cairn.core.errors import CairnError
-from cairn.model.node import DIR
+from cairn.model.node import DIR, FILE
 from cairn.model.snapshot import Snapshot
 from cairn.ops.cost import bill, model
 from cairn.ops.cost.estimate import age_days, backup_charges, backup_requests, prune_cost
 from cairn.ops.cost.prices import ClassPrices, Provider
 from cairn.ops.progress import NullProgress
-from cairn.ops.prune import PruneOptions, plan_prune
+from cairn.ops.prune import PruneOptions, PrunePlan, PruneReport, plan_prune
 from cairn.ops.restore import RestoreOptions, Restorer
 from cairn.ops.snapshots import load_snapshots
 from cairn.repo import layout
@@ -56,7 +56,12 @@ def inventory(repo: Repository, provider: Provider) -> dict[str, ObjectInfo]:
 def cost_report(
     repo: Repository, provider: Provider, options: CostOptions, now: datetime
 ) -> dict[str, Any]:
-    repo.load_index()
+    planned: tuple[PrunePlan, PruneReport] | CairnError
+    try:  # planning loads the index, which everything else needs too
+        planned = plan_prune(repo, PruneOptions(max_unused=options.max_unused))
+    except CairnError as e:
+        planned = e
+        repo.load_index()
     objects = inventory(repo, provider)
     data = provider.cls(options.data_class or data_class(repo, objects, provider))
     snaps = load_snapshots(repo)
@@ -67,7 +72,7 @@ def cost_report(
         "backups": backups_section(snaps, options.last, provider, data),
         "restore": restore_section(repo, snaps, objects, provider, options),
     }
-    doc["prune"] = prune_section(repo, objects, provider, data, options, now)
+    doc["prune"] = prune_section(planned, objects, provider, data, options, now)
     doc["advice"] = advice_section(repo, snaps, doc, provider, data, now)
     return doc
 
@@ -211,7 +216,7 @@ def restore_section(
     seconds = down * 8 / (options.bandwidth_mbit * 1e6)
     return {
         "snapshot": snap.id,
-        "files_bytes": sum(e.node.size for e in plan if e.node.content),
+        "files_bytes": sum(e.node.size for e in plan if e.node.type == FILE),
         "requests": {"get": gets + sum(line["gets"] for line in by_class.values()), "list": lists},
         "bytes_down": down,
         "by_class": sorted(by_class.values(), key=lambda line: -line["bytes"]),
@@ -235,17 +240,16 @@ def _pages(n: int) -> int:
 
 # ---------------------------------------------------------------------- prune
 def prune_section(
-    repo: Repository,
+    planned: tuple[PrunePlan, PruneReport] | CairnError,
     objects: dict[str, ObjectInfo],
     provider: Provider,
     data: ClassPrices,
     options: CostOptions,
     now: datetime,
 ) -> dict[str, Any]:
-    try:
-        plan, report = plan_prune(repo, PruneOptions(max_unused=options.max_unused))
-    except CairnError as e:
-        return {"error": str(e), "max_unused": options.max_unused}
+    if isinstance(planned, CairnError):  # another prune runs, or the repository is damaged
+        return {"error": str(planned), "max_unused": options.max_unused}
+    plan, report = planned
     cost = prune_cost(plan, report, objects, provider, data, now)
     return {
         "max_unused": options.max_unused,
