@@ -35,7 +35,7 @@ from cairn.ui.output import Output
     "--max-unused",
     default=f"{PruneOptions().max_unused:.0%}",
     show_default=True,
-    help="The prune to estimate.",
+    help="Repack threshold of the prune to estimate.",
 )
 @click.option(
     "--bandwidth",

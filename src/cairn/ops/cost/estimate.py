@@ -12,15 +12,15 @@ from datetime import datetime
 from cairn.model.snapshot import Summary
 from cairn.ops.cost import bill
 from cairn.ops.cost.bill import Charges
-from cairn.ops.cost.prices import ClassPrices, Provider
+from cairn.ops.cost.prices import REQUESTS, ClassPrices, Provider
 from cairn.ops.prune import PrunePlan, PruneReport
 from cairn.repo import layout
+from cairn.repo.locks import REFRESH_EVERY
 from cairn.repo.repository import INDEX_CHECKPOINT_PACKS, INDEX_OBJECT_BLOBS
 from cairn.storage.archive import ARCHIVE_CLASSES, ObjectInfo
 
 INDEX_ENTRY_BYTES = 50  # one blob in an index object
 SNAPSHOT_BYTES = 1024  # a snapshot object, about
-LOCK_REFRESH_SECONDS = 300  # a held lock is written again this often (cairn.repo.locks)
 
 
 def age_days(info: ObjectInfo | None, now: datetime) -> float | None:
@@ -34,17 +34,14 @@ def backup_requests(summary: Summary, dry_run: bool) -> dict[str, int]:
     """The requests and bytes of a whole backup. A saved snapshot's counts stop before the
     snapshot object is written and the lock deleted; a dry run's have only the reads, so what
     it would write is added from what its packer counted."""
-    counts = {k: int(summary.requests.get(k, 0)) for k in ("put", "get", "head", "list")}
-    counts["delete"] = int(summary.requests.get("delete", 0))
-    counts["bytes_up"] = int(summary.requests.get("bytes_up", 0))
-    counts["bytes_down"] = int(summary.requests.get("bytes_down", 0))
+    counts = {k: int(summary.requests.get(k, 0)) for k in (*REQUESTS, "bytes_up", "bytes_down")}
     counts["put"] += 1  # the snapshot
     counts["delete"] += 1  # the lock
     counts["bytes_up"] += SNAPSHOT_BYTES
     if dry_run:
         packs = summary.packs_written
         blobs = summary.data_blobs_added + summary.tree_blobs_added
-        refreshes = int(summary.duration // LOCK_REFRESH_SECONDS)
+        refreshes = int(summary.duration // REFRESH_EVERY.total_seconds())
         # an index object every 64 packs or 50,000 blobs, whichever comes first
         indexes = max(
             math.ceil(packs / INDEX_CHECKPOINT_PACKS), math.ceil(blobs / INDEX_OBJECT_BLOBS)
