@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-from cairn.core.errors import CairnError, IntegrityError
+from cairn.core.errors import CairnError, IntegrityError, ObjectArchived
 from cairn.crypto import aead
 from cairn.ops.progress import Progress
 from cairn.ops.snapshots import load_snapshots
@@ -253,9 +253,16 @@ def _repack(repo: Repository, plan: PrunePlan, progress: Progress) -> list[PackR
         return []
     repo.start_writing(remember_packs=True)
     try:
-        for record, kept in plan.repack:
+        for record, kept in list(plan.repack):
             name = layout.pack_name(record.info.id.hex())
-            data = repo.storage.read(name)
+            try:
+                data = repo.storage.read(name)
+            except ObjectArchived:
+                # a pack in an archive class cannot be read back without a restore request:
+                # it stays as it is (unused parts included) rather than be thawed to repack
+                plan.repack.remove((record, kept))
+                plan.keep.append(record)
+                continue
             cipher = aead.derive(repo.key.encryption, record.info.salt, b"pack")
             for b in kept:
                 sealed = data[b.offset : b.offset + b.length]

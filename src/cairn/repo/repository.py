@@ -200,13 +200,23 @@ class Repository:
 
     # ----------------------------------------------------------------- index
     def load_index(self, exclude_packs: set[bytes] | frozenset[bytes] = frozenset()) -> None:
-        """(Re)loads the whole index; blobs only in ``exclude_packs`` are treated as absent."""
-        index = BlobIndex()
-        for _name, records in self.read_index_objects():
-            for r in records:
-                if r.info.id not in exclude_packs:
-                    index.add_pack(r)
-        self.index = index
+        """(Re)loads the whole index; blobs only in ``exclude_packs`` are treated as absent.
+
+        A prune replaces index objects (the new ones written before the old ones go): when one
+        listed here is gone by the time it is read, the listing is taken again."""
+        for attempt in range(3):
+            index = BlobIndex()
+            try:
+                for _name, records in self.read_index_objects():
+                    for r in records:
+                        if r.info.id not in exclude_packs:
+                            index.add_pack(r)
+            except ObjectMissing:
+                if attempt == 2:
+                    raise
+                continue
+            self.index = index
+            return
 
     def read_index_objects(self, workers: int = 4) -> Iterator[tuple[str, list[PackRecord]]]:
         """Every index object: (name, its pack records). At most ``2 * workers`` objects are read

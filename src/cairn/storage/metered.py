@@ -62,8 +62,8 @@ class MeteredStorage(StorageWrapper):
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:
         with self._lock:
             self.usage.list += 1
-        for n, item in enumerate(self.inner.list(prefix), start=1):
-            if n % LIST_PAGE == 0:
+        for n, item in enumerate(self.inner.list(prefix)):
+            if n and n % LIST_PAGE == 0:  # item 1000 (counting from 0) starts the next page
                 with self._lock:
                     self.usage.list += 1
             yield item
