@@ -24,6 +24,8 @@ from urllib.parse import unquote, urlsplit
 
 from botocore.awsrequest import AWSResponse
 
+from tests.faults import RawBody as _Raw
+
 ARCHIVE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
 _INVALID_STATE = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidObjectState</Code>'
@@ -34,18 +36,6 @@ _IN_PROGRESS = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>RestoreAlreadyInProgress</Code>'
     b"<Message>Object restore is already in progress</Message></Error>"
 )
-
-
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        yield self._body
-
-    def read(self, *args, **kwargs) -> bytes:  # type: ignore[no-untyped-def]
-        body, self._body = self._body, b""
-        return body
 
 
 class ArchiveSimulator:

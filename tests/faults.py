@@ -22,7 +22,9 @@ _UNAVAILABLE = (
 )
 
 
-class _Raw:
+class RawBody:
+    """The body of a made-up HTTP response, as botocore reads it."""
+
     def __init__(self, body: bytes) -> None:
         self._body = body
 
@@ -64,7 +66,7 @@ class FaultPlan:
         if roll < self.unavailable:
             self._count("503")
             body = _SLOW_DOWN if self._rng.random() < 0.5 else _UNAVAILABLE
-            return AWSResponse(request.url, 503, {"Content-Type": "application/xml"}, _Raw(body))
+            return AWSResponse(request.url, 503, {"Content-Type": "application/xml"}, RawBody(body))
         roll -= self.unavailable
         if roll < self.slow:
             self._count("slow")
