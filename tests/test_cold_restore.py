@@ -179,9 +179,10 @@ def test_cost_of_a_full_restore_from_glacier(tmp_path, s3_url, archive, run_cli)
     doc = run_cli("cost", "--repo", s3_url, "--json").json()
     r = doc["restore"]
     glacier = next(c for c in r["by_class"] if c["class"] == "GLACIER")
-    sizes = [i.size for i in S3Storage(S3Location.parse(s3_url)).list_with_class("data/")]
-    assert glacier["packs"] == len(archive.archived)
-    assert glacier["pack_bytes"] == sum(sorted(sizes)[-len(archive.archived) :])
+    listed = S3Storage(S3Location.parse(s3_url)).list_with_class("data/")
+    cold = [i.size for i in listed if i.storage_class == "GLACIER"]
+    assert glacier["packs"] == len(archive.archived) == len(cold)
+    assert glacier["pack_bytes"] == sum(cold)
     gib = glacier["pack_bytes"] / (1 << 30)
     fees = glacier["packs"] * 0.05 / 1000 + gib * 0.01 + gib * 0.023 * 7 / 30
     assert r["charges"]["retrieval"] == pytest.approx(fees)
