@@ -87,3 +87,28 @@ def test_size_hints_never_change_the_cut_points():
         for hint in (0, size // 2, size, size + 10, 10 * size + 1):
             got = [bytes(c) for c in Chunker(params).chunks(io.BytesIO(data), hint)]
             assert got == reference(params, data), (size, hint)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 400_000), min_size=1, max_size=6),
+    text=st.booleans(),
+    seed=st.integers(1, 2**63 - 1),
+)
+def test_one_chunker_reused_across_files_read_from_descriptors(tmp_path_factory, sizes, text, seed):
+    """The chunker's buffer is reused from file to file; reading from a descriptor with the
+    file's size as the hint cuts exactly as FastCDC does on the whole file."""
+    params = ChunkerParams(min_size=4096, avg_size=16384, max_size=65536, seed=seed)
+    chunker = Chunker(params, read_size=20_000)
+    d = tmp_path_factory.mktemp("files")
+    for i, size in enumerate(sizes):
+        # low-entropy content has content-defined cut points, random content mostly max-size cuts
+        data = (b"line %d of a log\n" * (size // 10 + 1))[:size] if text else os.urandom(size)
+        path = d / f"f{i}"
+        path.write_bytes(data)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            got = [bytes(c) for c in chunker.chunks(fd, size)]
+        finally:
+            os.close(fd)
+        assert got == reference(params, data)

@@ -55,6 +55,13 @@ def seal(cipher: AESGCM, nonce: int, plaintext: bytes | memoryview, aad: bytes) 
     return cipher.encrypt(counter_nonce(nonce), plaintext, aad)
 
 
+def seal_into(
+    cipher: AESGCM, nonce: int, plaintext: bytes | memoryview, aad: bytes, out: memoryview
+) -> None:
+    """``seal``, written to ``out`` (exactly ``len(plaintext) + TAG_LEN`` bytes)."""
+    cipher.encrypt_into(counter_nonce(nonce), plaintext, aad, out)
+
+
 def unseal(cipher: AESGCM, nonce: int, ciphertext: bytes | memoryview, aad: bytes) -> bytes:
     try:
         return cipher.decrypt(counter_nonce(nonce), ciphertext, aad)

@@ -4,11 +4,15 @@ A blob's plaintext is one mode byte followed by the payload:
 0 = stored as is, 1 = a zstd frame (with the content size in its header).
 Compression is kept only when it saves at least ``MIN_SAVING`` of the size, so incompressible
 data (photos, video, archives) costs one fast zstd pass and is stored raw.
+
+Backups frame blobs into a buffer each thread keeps (``frame_into``): a megabyte-sized chunk
+then costs no fresh allocation, whose pages the kernel would fault in and zero one by one.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import zstandard
 
@@ -18,6 +22,8 @@ MIN_SAVING = 1 / 32
 _RAW_BYTE = bytes([RAW])
 _ZSTD_BYTE = bytes([ZSTD])
 DEFAULT_LEVEL = 3
+SCRATCH_SIZE = (4 << 20) + (64 << 10)  # the largest chunk, its mode byte, and room to spare
+_STREAM_FROM = 256 << 10  # below this, zstd's own output buffer comes cheaply from the heap
 
 _local = threading.local()
 
@@ -44,6 +50,66 @@ def pack_payload(data: bytes | memoryview, level: int | None = DEFAULT_LEVEL) ->
         if len(packed) <= len(data) * (1 - MIN_SAVING):
             return b"".join((_ZSTD_BYTE, packed))
     return b"".join((_RAW_BYTE, data))  # one copy, also from a memoryview
+
+
+def frame_into(data: bytes | memoryview, level: int | None = DEFAULT_LEVEL) -> memoryview:
+    """Mode byte + payload, like ``pack_payload``, in this thread's scratch buffer: the view is
+    valid until the thread's next call."""
+    n = len(data)
+    scratch = _scratch(n + 1)
+    if level is not None and n >= 64:
+        limit = int(n * (1 - MIN_SAVING))  # the most compressed bytes worth keeping
+        if n >= _STREAM_FROM:
+            end = _compress_into(_compressor(level), data, scratch, limit)
+        else:
+            packed = _compressor(level).compress(data)
+            end = 0
+            if len(packed) <= limit:
+                end = 1 + len(packed)
+                scratch[1:end] = packed
+        if end:
+            scratch[0] = ZSTD
+            return scratch[:end]
+    scratch[0] = RAW
+    scratch[1 : n + 1] = data
+    return scratch[: n + 1]
+
+
+def _scratch(size: int) -> memoryview:
+    buf = getattr(_local, "scratch", None)
+    if size > SCRATCH_SIZE:
+        return memoryview(bytearray(size))  # a very large tree blob: once, not kept
+    if buf is None:
+        buf = _local.scratch = memoryview(bytearray(SCRATCH_SIZE))
+    return buf  # type: ignore[no-any-return]
+
+
+class _Sink:
+    """The file zstd's stream writer writes to: the scratch buffer after the mode byte. Output
+    past ``end`` is only counted (aborting the writer would leave its context unusable)."""
+
+    __slots__ = ("end", "pos", "view")
+
+    def __init__(self, view: memoryview, end: int) -> None:
+        self.view, self.pos, self.end = view, 1, end
+
+    def write(self, b: Any) -> int:
+        n = len(b)
+        if self.pos + n <= self.end:
+            self.view[self.pos : self.pos + n] = b
+        self.pos += n
+        return n
+
+
+def _compress_into(
+    c: zstandard.ZstdCompressor, data: bytes | memoryview, scratch: memoryview, limit: int
+) -> int:
+    """Compresses ``data`` to ``scratch[1:]``; returns where it ends, or 0 if longer than
+    ``limit`` bytes."""
+    sink = _Sink(scratch, 1 + limit)
+    with c.stream_writer(sink, size=len(data), closefd=False) as w:
+        w.write(data)
+    return sink.pos if sink.pos <= sink.end else 0
 
 
 class PayloadError(ValueError):

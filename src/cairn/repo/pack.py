@@ -26,6 +26,7 @@ from cairn.crypto import aead
 MAGIC = b"CAIRNPK\x01"
 PREFIX_LEN = len(MAGIC) + aead.SALT_LEN
 TAIL_LEN = 4 + len(MAGIC)
+HEADER_BYTES_PER_BLOB = 64  # a blob's row in the pack header: 50 bytes, 62 with 64-bit offsets
 
 
 class PackFormatError(ValueError):
@@ -45,34 +46,68 @@ def blob_aad(blob_type: int, blob_id: bytes) -> bytes:
 
 
 class PackBuilder:
-    """Accumulates encrypted blobs in memory until the pack is finished."""
+    """Encrypts blobs straight into one buffer until the pack is finished.
 
-    def __init__(self, master_key: bytes, blob_type: int) -> None:
+    The buffer may come from a pool (``buffer``): it is written from the start, and grows only
+    for a blob that does not fit."""
+
+    def __init__(self, master_key: bytes, blob_type: int, buffer: bytearray | None = None) -> None:
         self.blob_type = blob_type
         self.salt = aead.new_salt()
         self._cipher = aead.derive(master_key, self.salt, b"pack")
-        self._buf = bytearray(MAGIC + self.salt)
+        self._buf = buffer if buffer is not None else bytearray()
+        self._pos = 0
+        self._put(MAGIC + self.salt)
         self.blobs: list[BlobRef] = []
 
     def __len__(self) -> int:
-        return len(self._buf)
+        return self._pos
 
-    def add(self, blob_id: bytes, payload: bytes, raw_length: int) -> BlobRef:
-        offset = len(self._buf)
-        sealed = aead.seal(self._cipher, offset, payload, blob_aad(self.blob_type, blob_id))
-        self._buf += sealed
-        ref = BlobRef(blob_id, offset, len(sealed), raw_length)
+    def size_with(self, plaintext_length: int) -> int:
+        """The pack's size, at most, if one more blob of ``plaintext_length`` were added and
+        the pack finished."""
+        blobs = len(self.blobs) + 1
+        header = 16 + HEADER_BYTES_PER_BLOB * blobs + aead.TAG_LEN
+        return self._pos + plaintext_length + aead.TAG_LEN + header + TAIL_LEN
+
+    def release(self) -> bytearray:
+        """Gives up the pack: returns its buffer for another."""
+        data, self._buf, self._pos = self._buf, bytearray(), 0
+        return data
+
+    def _room(self, n: int) -> memoryview:
+        """The next ``n`` bytes of the buffer (grown if needed); advances the position."""
+        start, end = self._pos, self._pos + n
+        if end > len(self._buf):
+            self._buf.extend(bytes(max(end - len(self._buf), len(self._buf) // 2)))
+        self._pos = end
+        return memoryview(self._buf)[start:end]
+
+    def _put(self, data: bytes) -> None:
+        with self._room(len(data)) as view:
+            view[:] = data
+
+    def add(self, blob_id: bytes, plaintext: bytes | memoryview, raw_length: int) -> BlobRef:
+        """``plaintext`` is the framed payload (mode byte and data)."""
+        offset = self._pos
+        length = len(plaintext) + aead.TAG_LEN
+        with self._room(length) as view:
+            aead.seal_into(self._cipher, offset, plaintext, blob_aad(self.blob_type, blob_id), view)
+        ref = BlobRef(blob_id, offset, length, raw_length)
         self.blobs.append(ref)
         return ref
 
-    def finish(self) -> tuple[bytes, bytearray]:
-        """Returns (pack id, pack bytes); the buffer is handed over, not copied."""
+    def finish(self) -> tuple[bytes, bytearray, int]:
+        """Returns (pack id, buffer, pack length): the pack is the buffer's first bytes. The
+        buffer is handed over, not copied."""
         table = [[b.id, b.offset, b.length, b.raw_length] for b in self.blobs]
         header = msgpack.packb([self.blob_type, table])
         sealed = aead.seal(self._cipher, aead.HEADER_NONCE_FLAG, header, MAGIC)
-        self._buf += sealed + struct.pack("<I", len(sealed)) + MAGIC
-        data, self._buf = self._buf, bytearray()
-        return blake3.blake3(data).digest(), data
+        self._put(sealed + struct.pack("<I", len(sealed)) + MAGIC)
+        data, length, self._buf = self._buf, self._pos, bytearray()
+        with memoryview(data)[:length] as view:
+            pack_id = blake3.blake3(view).digest()
+        return pack_id, data, length
 
 
 def open_blob(

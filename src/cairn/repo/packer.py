@@ -1,8 +1,10 @@
 """Fills packs with encrypted blobs and uploads finished packs, several at a time.
 
 One open pack per blob type (data and tree blobs never share a pack). A pack is finished when
-it reaches the target size; finished packs upload on a bounded pool so memory stays flat: at
-most ``uploads`` packs are in flight, and ``add`` blocks while the pool is full.
+the next blob would take it past the target size; finished packs upload on a pool of
+``uploads`` threads. Packs are built in a fixed set of buffers, one per blob type and one per
+upload, reused from pack to pack: memory stays flat (``add`` waits for a buffer while all are
+busy), and each buffer's pages are faulted in once, not once per pack.
 """
 
 from __future__ import annotations
@@ -34,58 +36,78 @@ class Packer:
         self._dry_run = dry_run
         self._lock = threading.Lock()
         self._open: dict[int, PackBuilder] = {}
-        self._slots = threading.BoundedSemaphore(uploads)
+        self._buffers = threading.BoundedSemaphore(uploads + len(layout.BLOB_TYPES))
+        self._spare: list[bytearray] = []
+        self._capacity = pack_size + (64 << 10)  # a full pack never needs more
         self._pool = ThreadPoolExecutor(max_workers=uploads, thread_name_prefix="cairn-upload")
         self._futures: list[Future[None]] = []
         self._error: BaseException | None = None
         self.packs_written = 0
         self.bytes_written = 0
 
-    def add(self, blob_type: int, blob_id: bytes, payload: bytes, raw_length: int) -> int:
-        """Adds one blob; returns its stored (encrypted) length."""
-        self._raise_failure()
+    def add(
+        self, blob_type: int, blob_id: bytes, plaintext: bytes | memoryview, raw_length: int
+    ) -> int:
+        """Adds one blob (its framed payload); returns its stored (encrypted) length.
+
+        A blob larger than a whole pack gets a pack of its own."""
+        while True:
+            self._raise_failure()
+            with self._lock:
+                builder = self._open.get(blob_type)
+                if builder is not None and (
+                    not builder.blobs or builder.size_with(len(plaintext)) <= self._pack_size
+                ):
+                    return builder.add(blob_id, plaintext, raw_length).length
+                if builder is not None:
+                    del self._open[blob_type]
+            if builder is not None:
+                self._submit(builder)
+            buffer = self._take_buffer()
+            with self._lock:
+                if blob_type not in self._open:
+                    self._open[blob_type] = PackBuilder(self._master_key, blob_type, buffer)
+                    continue
+            self._give_back(buffer)  # another thread opened a pack meanwhile
+
+    def _take_buffer(self) -> bytearray:
+        self._buffers.acquire()
         with self._lock:
-            builder = self._open.get(blob_type)
-            if builder is None:
-                builder = self._open[blob_type] = PackBuilder(self._master_key, blob_type)
-            ref = builder.add(blob_id, payload, raw_length)
-            full = len(builder) >= self._pack_size
-            if full:
-                del self._open[blob_type]
-        if full:
-            self._submit(builder)
-        return ref.length
+            return self._spare.pop() if self._spare else bytearray(self._capacity)
+
+    def _give_back(self, buffer: bytearray) -> None:
+        if len(buffer) <= self._capacity:  # one grown for a huge blob is not kept
+            with self._lock:
+                self._spare.append(buffer)
+        self._buffers.release()
 
     def _submit(self, builder: PackBuilder) -> None:
-        self._slots.acquire()
-        try:
-            fut = self._pool.submit(self._upload, builder)
-        except BaseException:
-            self._slots.release()
-            raise
+        fut = self._pool.submit(self._upload, builder)
         with self._lock:
             self._futures = [f for f in self._futures if not f.done()]
             self._futures.append(fut)
 
     def _upload(self, builder: PackBuilder) -> None:
+        buffer = None
         try:
-            pack_id, data = builder.finish()
+            pack_id, buffer, length = builder.finish()
             if not self._dry_run:
-                self._storage.write(
-                    layout.pack_name(pack_id.hex()),
-                    data,
-                    metadata=builder.blob_type != layout.DATA_BLOB,
-                )
+                with memoryview(buffer)[:length] as data:
+                    self._storage.write(
+                        layout.pack_name(pack_id.hex()),
+                        data,
+                        metadata=builder.blob_type != layout.DATA_BLOB,
+                    )
             record = PackRecord(PackInfo(pack_id, builder.salt, builder.blob_type), builder.blobs)
             with self._lock:
                 self.packs_written += 1
-                self.bytes_written += len(data)
+                self.bytes_written += length
             self._on_uploaded(record)
         except BaseException as e:
             self._error = self._error or e
             raise
         finally:
-            self._slots.release()
+            self._give_back(buffer if buffer is not None else builder.release())
 
     def _raise_failure(self) -> None:
         if self._error is not None:
@@ -99,6 +121,8 @@ class Packer:
         for b in builders:
             if b.blobs:
                 self._submit(b)
+            else:
+                self._give_back(b.release())
         with self._lock:
             futures = list(self._futures)
             self._futures.clear()

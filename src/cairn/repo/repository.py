@@ -29,7 +29,7 @@ from cairn.crypto import aead
 from cairn.crypto.kdf import KdfParams
 from cairn.crypto.keys import BadPassword, KeyFileError, MasterKey, unwrap, wrap
 from cairn.repo import layout
-from cairn.repo.compress import PayloadError, pack_payload, unpack_payload
+from cairn.repo.compress import PayloadError, frame_into, pack_payload, unpack_payload
 from cairn.repo.config import DEFAULT_PACK_SIZE, RepoConfig
 from cairn.repo.index import BlobIndex, PackInfo, PackRecord, decode_index, encode_index
 from cairn.repo.journal import PackJournal
@@ -331,8 +331,7 @@ class Repository:
                 return SaveResult(blob_id, False, 0)
             self._pending.add(blob_id)
         level = self.config.compression_level if self.config.compression_level > 0 else None
-        payload = pack_payload(data, level)
-        stored = self._packer.add(blob_type, blob_id, payload, len(data))
+        stored = self._packer.add(blob_type, blob_id, frame_into(data, level), len(data))
         return SaveResult(blob_id, True, stored)
 
     def copy_blob(self, blob_type: int, blob_id: bytes, payload: bytes, raw_length: int) -> int:

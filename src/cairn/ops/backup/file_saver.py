@@ -69,7 +69,7 @@ class FileSaver:
             c = self._local.chunker = Chunker(self._params)
         return c
 
-    def save_stream(self, stream: BinaryIO, size_hint: int | None = None) -> FileResult:
+    def save_stream(self, stream: BinaryIO | int, size_hint: int | None = None) -> FileResult:
         result = FileResult()
         for chunk in self._chunker().chunks(stream, size_hint):
             if self.cancelled.is_set():
@@ -96,14 +96,17 @@ class FileSaver:
         return out
 
     def save_file(self, path: bytes, before: os.stat_result) -> FileResult:
-        """Raises OSError if the file cannot be opened or read."""
+        """Raises OSError if the file cannot be opened or read. The file is read straight from
+        its descriptor, once it is known to be the regular file the walk saw."""
         fd = open_for_reading(path)
-        with os.fdopen(fd, "rb", buffering=0) as f:
+        try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_ino != before.st_ino:
                 raise OSError(errno.ESTALE, "file was replaced before it could be read", path)
-            result = self.save_stream(f, st.st_size)
+            result = self.save_stream(fd, st.st_size)
             after = os.fstat(fd)
+        finally:
+            os.close(fd)
         result.inode = after.st_ino
         result.mtime = after.st_mtime_ns
         result.ctime = after.st_ctime_ns
