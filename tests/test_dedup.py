@@ -256,3 +256,30 @@ def test_files_cache_is_not_trusted_when_the_repository_lost_the_blobs(
     res = run_cli("restore", "--repo", repo_path, f"latest:{src}", "--target", tmp_path / "out")
     assert res.code == 0, res.err
     assert diff(describe(src), describe(tmp_path / "out")) == []
+
+
+def test_files_cache_rows_per_directory(tmp_path, repo_path, run_cli):
+    """Backing up one file of a directory keeps the cache entries of its siblings (another
+    backup of the whole directory still reads nothing); a deleted file's entry is dropped, and
+    a file that is read again after a change is recorded anew."""
+    src = tmp_path / "d"
+    src.mkdir()
+    for name in ("a", "b", "c"):
+        (src / name).write_bytes(os.urandom(5000))
+    backup(run_cli, repo_path, src)
+
+    # only one file given: the siblings' entries survive in the directory's row
+    (src / "a").write_bytes(os.urandom(5000))
+    one, opened = run_recording_opens(src, backup, run_cli, repo_path, src / "a")
+    assert opened == [os.fsencode(src / "a")]
+    assert one["summary"]["files_changed"] == 1
+    again, opened = run_recording_opens(src, backup, run_cli, repo_path, src)
+    assert opened == [] and again["summary"]["files_unchanged"] == 3
+
+    # a deleted file leaves the row; a new file with its name is new, not unchanged
+    (src / "b").unlink()
+    backup(run_cli, repo_path, src)
+    (src / "b").write_bytes(os.urandom(5000))
+    last, opened = run_recording_opens(src, backup, run_cli, repo_path, src)
+    assert opened == [os.fsencode(src / "b")]
+    assert last["summary"]["files_new"] == 1 and last["summary"]["files_unchanged"] == 2

@@ -67,8 +67,8 @@ def test_buffers_are_bounded_and_reused(tmp_path):
     packer = Packer(storage, KEY, 256 << 10, lambda r: None, uploads=2)
     original = packer._take_buffer
 
-    def counting():
-        buf = original()
+    def counting(blob_type):
+        buf = original(blob_type)
         made.append(id(buf))
         return buf
 

@@ -38,8 +38,10 @@ class StoreOptions:
     connections: int | None = None  # uploads in flight; None: by backend
 
     def uploads_for(self, url: str) -> int:
-        """Packs in flight: each is held in memory; a local disk needs fewer to keep busy."""
-        return self.connections or (4 if url.startswith("s3:") else 2)
+        """Packs in flight: each is held in memory. An object store needs several requests
+        in flight to keep busy; a local disk is fastest with one writer (measured in
+        docs/performance.md: a second one only adds memory and contention)."""
+        return self.connections or (4 if url.startswith("s3:") else 1)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ FORMAT_VERSION = 1
 # Object stores bill per request: large packs there (docs/performance.md, objects per GiB).
 # A local directory has no request cost, and smaller packs keep memory low.
 DEFAULT_PACK_SIZE = 40 << 20
-DEFAULT_LOCAL_PACK_SIZE = 16 << 20
+DEFAULT_LOCAL_PACK_SIZE = 8 << 20
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,12 @@
-"""The files cache: (directory, name) -> (inode, size, mtime, ctime, content ids), on local disk.
+"""The files cache, on local disk: for each directory, its files' (inode, size, mtime, ctime,
+content ids).
 
 A file whose inode, size, mtime and ctime all match its cache entry, and whose content blobs are
-all still in the index, is taken as unchanged and not read at all. A directory's entries are
-fetched with one query. Entries carry the generation (backup run) that last saw them; entries
-unseen for ``MAX_AGE`` runs are dropped.
+all still in the index, is taken as unchanged and not read at all. A directory is one row (its
+entries packed with msgpack): it is read with one query and written with one statement once the
+directory is done, so the cost is per directory, not per file. A directory whose entries did
+not change only has its row's generation (backup run) updated; rows unseen for ``MAX_AGE`` runs
+are dropped.
 """
 
 from __future__ import annotations
@@ -13,16 +16,16 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgpack
+
 MAX_AGE = 20
-SCHEMA_VERSION = 2
-_BATCH = 5000
+SCHEMA_VERSION = 3
+_BATCH_BYTES = 4 << 20  # entries buffered before they are written
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
-    dir BLOB NOT NULL, name BLOB NOT NULL,
-    inode INTEGER NOT NULL, size INTEGER NOT NULL,
-    mtime INTEGER NOT NULL, ctime INTEGER NOT NULL,
-    content BLOB NOT NULL, gen INTEGER NOT NULL,
-    PRIMARY KEY (dir, name)
+CREATE TABLE IF NOT EXISTS dirs (
+    dir BLOB NOT NULL PRIMARY KEY,
+    entries BLOB NOT NULL,
+    gen INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 """
@@ -45,9 +48,17 @@ class CachedFile:
         )
 
 
-def _split(path: bytes) -> tuple[bytes, bytes]:
-    head, _, tail = path.rpartition(b"/")
-    return head, tail
+def _encode(entries: dict[bytes, CachedFile]) -> bytes:
+    return msgpack.packb(
+        {n: [e.inode, e.size, e.mtime, e.ctime, b"".join(e.content)] for n, e in entries.items()}
+    )
+
+
+def _decode(blob: bytes) -> dict[bytes, CachedFile]:
+    out = {}
+    for name, (ino, size, mt, ct, c) in msgpack.unpackb(blob, strict_map_key=False).items():
+        out[name] = CachedFile(ino, size, mt, ct, [c[i : i + 32] for i in range(0, len(c), 32)])
+    return out
 
 
 class FilesCache:
@@ -61,12 +72,15 @@ class FilesCache:
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
         if self._meta("schema") != SCHEMA_VERSION:
             # an older layout (or none): a cache may always be dropped
-            self._db.executescript("DROP TABLE IF EXISTS files; DELETE FROM meta;")
+            self._db.executescript(
+                "DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS dirs; DELETE FROM meta;"
+            )
         self._db.executescript(_SCHEMA)
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         self.gen = (self._meta("gen") or 0) + 1
-        self._writes: list[tuple[bytes, bytes, int, int, int, int, bytes, int]] = []
-        self._touches: list[tuple[int, bytes, bytes]] = []
+        self._writes: list[tuple[bytes, bytes, int]] = []
+        self._pending = 0
+        self._touches: list[tuple[int, bytes]] = []
 
     def _meta(self, key: str) -> int | None:
         row = self._db.execute("SELECT v FROM meta WHERE k=?", (key,)).fetchone()
@@ -74,56 +88,57 @@ class FilesCache:
 
     def lookup_dir(self, directory: bytes) -> dict[bytes, CachedFile]:
         """Every cached entry of one directory (absolute path without a trailing '/')."""
-        rows = self._db.execute(
-            "SELECT name, inode, size, mtime, ctime, content FROM files WHERE dir=?",
-            (directory,),
-        ).fetchall()
-        return {
-            name: CachedFile(ino, size, mt, ct, [c[i : i + 32] for i in range(0, len(c), 32)])
-            for name, ino, size, mt, ct, c in rows
-        }
+        row = self._db.execute("SELECT entries FROM dirs WHERE dir=?", (directory,)).fetchone()
+        if row is None:
+            return {}
+        try:
+            return _decode(row[0])
+        except (ValueError, TypeError):
+            return {}  # a damaged row: the directory's files are read again
 
-    def lookup(self, path: bytes) -> CachedFile | None:
-        directory, name = _split(path)
-        return self.lookup_dir(directory).get(name)
-
-    def touch(self, path: bytes) -> None:
-        if self.read_only:
-            return
-        self._touches.append((self.gen, *_split(path)))
-        if len(self._touches) >= _BATCH:
-            self._flush()
-
-    def record(
-        self, path: bytes, inode: int, size: int, mtime: int, ctime: int, content: list[bytes]
+    def save_dir(
+        self,
+        directory: bytes,
+        entries: dict[bytes, CachedFile],
+        previous: dict[bytes, CachedFile],
+        complete: bool = True,
     ) -> None:
+        """Records a directory's files after a backup read or confirmed them.
+
+        ``previous`` is what ``lookup_dir`` gave for it. ``complete``: ``entries`` covers every
+        file of the directory (a walk), so entries of files that are gone are dropped; otherwise
+        (single files given to back up) the other entries are kept."""
         if self.read_only:
             return
-        directory, name = _split(path)
-        self._writes.append(
-            (directory, name, inode, size, mtime, ctime, b"".join(content), self.gen)
-        )
-        if len(self._writes) >= _BATCH:
+        if not complete:
+            entries = {**previous, **entries}
+        if entries == previous:
+            if previous:
+                self._touches.append((self.gen, directory))
+        else:
+            blob = _encode(entries)
+            self._writes.append((directory, blob, self.gen))
+            self._pending += len(blob)
+        if self._pending >= _BATCH_BYTES or len(self._touches) >= 10_000:
             self._flush()
 
     def _flush(self) -> None:
         with self._db:
             self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)", self._writes
-            )
-            self._db.executemany("UPDATE files SET gen=? WHERE dir=? AND name=?", self._touches)
+            self._db.executemany("INSERT OR REPLACE INTO dirs VALUES (?,?,?)", self._writes)
+            self._db.executemany("UPDATE dirs SET gen=? WHERE dir=?", self._touches)
         self._writes.clear()
         self._touches.clear()
+        self._pending = 0
 
     def commit(self) -> None:
-        """Makes this run's entries durable and drops entries unseen for too long."""
+        """Makes this run's entries durable and drops directories unseen for too long."""
         if self.read_only:
             return
         self._flush()
         with self._db:
             self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM files WHERE gen < ?", (self.gen - MAX_AGE,))
+            self._db.execute("DELETE FROM dirs WHERE gen < ?", (self.gen - MAX_AGE,))
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('gen', ?)", (self.gen,))
 
     def close(self) -> None:

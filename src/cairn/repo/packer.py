@@ -2,9 +2,10 @@
 
 One open pack per blob type (data and tree blobs never share a pack). A pack is finished when
 the next blob would take it past the target size; finished packs upload on a pool of
-``uploads`` threads. Packs are built in a fixed set of buffers, one per blob type and one per
-upload, reused from pack to pack: memory stays flat (``add`` waits for a buffer while all are
-busy), and each buffer's pages are faulted in once, not once per pack.
+``uploads`` threads. At most one pack per blob type and one per upload are in memory (``add``
+waits while all are busy), so memory stays flat. Data packs are built in buffers reused from
+pack to pack, whose pages are faulted in once, not once per pack; tree packs, small in most
+backups, grow as needed instead of holding a whole pack's worth of memory.
 """
 
 from __future__ import annotations
@@ -63,20 +64,23 @@ class Packer:
                     del self._open[blob_type]
             if builder is not None:
                 self._submit(builder)
-            buffer = self._take_buffer()
+            buffer = self._take_buffer(blob_type)
             with self._lock:
                 if blob_type not in self._open:
                     self._open[blob_type] = PackBuilder(self._master_key, blob_type, buffer)
                     continue
             self._give_back(buffer)  # another thread opened a pack meanwhile
 
-    def _take_buffer(self) -> bytearray:
+    def _take_buffer(self, blob_type: int) -> bytearray:
         self._buffers.acquire()
+        if blob_type != layout.DATA_BLOB:
+            return bytearray()
         with self._lock:
             return self._spare.pop() if self._spare else bytearray(self._capacity)
 
     def _give_back(self, buffer: bytearray) -> None:
-        if len(buffer) <= self._capacity:  # one grown for a huge blob is not kept
+        # a tree pack's buffer, or one grown for a huge blob, is not kept
+        if len(buffer) == self._capacity:
             with self._lock:
                 self._spare.append(buffer)
         self._buffers.release()

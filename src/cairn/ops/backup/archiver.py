@@ -1,7 +1,10 @@
 """Walks the paths to back up and builds the snapshot's trees.
 
-The walk runs on the calling thread; file contents are read, chunked and stored by a pool of
-worker threads. A directory's tree blob is written once all its entries are done: directories
+The walk runs on the calling thread; file contents are read, chunked and stored by worker
+threads: small files in batches on one pool, large files on a thread of their own. A large
+file's work is almost all in native code that releases the GIL (a few calls per megabyte), while
+small files cost Python work and system calls per file; two threads both on small files mostly
+trade the GIL back and forth, so the split keeps both cores busy with far less contention. A directory's tree blob is written once all its entries are done: directories
 wait in a queue in post-order (children before parents), and the queue is drained as file
 jobs finish, so the walk never stops for one slow file. The number of file jobs in flight is
 bounded, which keeps memory flat on any tree size.
@@ -33,7 +36,7 @@ sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
 class BackupOptions:
     excludes: PathMatcher = field(default_factory=lambda: PathMatcher([]))
     one_file_system: bool = False
-    workers: int = 2
+    workers: int = 2  # reading threads: one for large files, the others for small ones
     max_in_flight: int = 64
 
 
@@ -75,6 +78,11 @@ class _Dir:
     node: Node
     children: list[Node | _FileJob] = field(default_factory=list)
     _checked: int = 0  # children before this index are known to be done
+    # files cache: the directory's key, what the cache had, what this run confirmed or read
+    cache_key: bytes | None = None
+    cached: dict[bytes, CachedFile] = field(default_factory=dict)
+    complete: bool = True  # every file of the directory is a child (not just given paths)
+    entries: dict[bytes, CachedFile] = field(default_factory=dict)
 
     def ready(self) -> bool:
         kids = self.children
@@ -102,7 +110,14 @@ class Archiver:
         self._saver = FileSaver(repo, repo.config.chunker, progress.bytes_done)
         self._queue: deque[_Dir] = deque()
         self._slots = threading.BoundedSemaphore(options.max_in_flight)
-        self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="cairn-read")
+        self._pool = ThreadPoolExecutor(
+            max(1, options.workers - 1), thread_name_prefix="cairn-read"
+        )
+        self._large_pool = (
+            ThreadPoolExecutor(1, thread_name_prefix="cairn-read-large")
+            if options.workers > 1
+            else self._pool
+        )
         self._hardlinks: dict[tuple[int, int], Node | _FileJob] = {}
         self._batch = _Batch()
 
@@ -126,9 +141,11 @@ class Archiver:
             raise
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+            self._large_pool.shutdown(wait=True, cancel_futures=True)
 
     def _build_virtual(self, prefix: bytes, spec: dict[bytes, dict], parent: _Dir) -> None:  # type: ignore[type-arg]
         """Intermediate directories of the given paths, with their real metadata."""
+        parent.complete = False
         for name in sorted(spec):
             path = prefix + b"/" + name
             try:
@@ -139,8 +156,10 @@ class Archiver:
                 continue
             sub = spec[name]
             if sub is _LEAF:
-                cached = self.cache.lookup(path) if self.cache is not None else None
-                self._add_entry(parent, path, node, st, st.st_dev, cached)
+                if self.cache is not None and parent.cache_key is None:
+                    parent.cache_key = prefix
+                    parent.cached = self.cache.lookup_dir(prefix)
+                self._add_entry(parent, path, node, st, st.st_dev, parent.cached.get(name))
             elif node.type != DIR:
                 self._warn(path, OSError(0, "is not a directory"))
             else:
@@ -162,7 +181,11 @@ class Archiver:
             self._warn(path, e)
             return d
         prefix = path.rstrip(b"/") + b"/"
-        cached = self.cache.lookup_dir(prefix[:-1]) if self.cache is not None else {}
+        if self.cache is not None:
+            d.cache_key = prefix[:-1]
+            d.cached = cached = self.cache.lookup_dir(d.cache_key)
+        else:
+            cached = {}
         for entry in entries:
             child = prefix + os.fsencode(entry.name)
             if self.options.excludes.matches(child):
@@ -193,43 +216,44 @@ class Archiver:
                 d = self._walk_dir(path, node, root_dev)
             self._finish_later(d, parent)
         elif node.type == FILE:
-            parent.children.append(self._file(path, node, st, cached))
+            parent.children.append(self._file(parent, path, node, st, cached))
         else:
             parent.children.append(node)
             self.progress.item_done(path, 0)
 
     def _file(
-        self, path: bytes, node: Node, st: os.stat_result, cached: CachedFile | None
+        self, parent: _Dir, path: bytes, node: Node, st: os.stat_result, cached: CachedFile | None
     ) -> Node | _FileJob:
         self.summary.bytes_total += st.st_size
         link_key = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
+        unchanged = cached is not None and cached.matches(st)
         if link_key is not None and link_key in self._hardlinks:
             first = self._hardlinks[link_key]
             if isinstance(first, _FileJob):
                 return _FileJob(path, node, "hardlink", first.batch, first.index)
             node.content, node.size = first.content, first.size
+            if unchanged and cached is not None and cached.content == first.content:
+                parent.entries[node.name] = cached
             return node
-        if (
-            cached is not None
-            and cached.matches(st)
-            and all(self.repo.has_blob(b) for b in cached.content)
-        ):
+        if unchanged and cached is not None and all(self.repo.has_blob(b) for b in cached.content):
             node.content = cached.content
             self.summary.files_unchanged += 1
-            if self.cache is not None:
-                self.cache.touch(path)
+            parent.entries[node.name] = cached
             self.progress.item_done(path, st.st_size)
             self.progress.bytes_done(st.st_size)
             if link_key is not None:
                 self._hardlinks[link_key] = node
             return node
+        large = st.st_size >= SMALL_FILE
+        if large:
+            self._submit()  # the small files before it go on without it
         batch = self._batch
         job = _FileJob(
             path, node, "changed" if cached is not None else "new", batch, len(batch.items)
         )
         batch.items.append((path, st))
         batch.size += st.st_size
-        if st.st_size >= SMALL_FILE or len(batch.items) >= BATCH_FILES or batch.size >= BATCH_BYTES:
+        if large or len(batch.items) >= BATCH_FILES or batch.size >= BATCH_BYTES:
             self._submit()
         if link_key is not None:
             self._hardlinks[link_key] = job
@@ -243,7 +267,9 @@ class Archiver:
         self._batch = _Batch()
         self._slots.acquire()
         try:
-            batch.future = self._pool.submit(self._saver.save_files, batch.items)
+            large = batch.size >= SMALL_FILE and len(batch.items) == 1
+            pool = self._large_pool if large else self._pool
+            batch.future = pool.submit(self._saver.save_files, batch.items)
         except BaseException:
             self._slots.release()
             raise
@@ -265,15 +291,17 @@ class Archiver:
         nodes: list[Node] = []
         for child in d.children:
             if isinstance(child, _FileJob):
-                node = self._collect(child)
+                node = self._collect(child, d)
                 if node is None:
                     continue
                 nodes.append(node)
             else:
                 nodes.append(child)
         d.node.subtree = save_tree(self.repo, nodes, self.summary)
+        if self.cache is not None and d.cache_key is not None:
+            self.cache.save_dir(d.cache_key, d.entries, d.cached, d.complete)
 
-    def _collect(self, job: _FileJob) -> Node | None:
+    def _collect(self, job: _FileJob, d: _Dir) -> Node | None:
         if job.batch.future is None:
             self._submit()
         try:
@@ -284,6 +312,10 @@ class Archiver:
         node = job.node
         node.content = result.content
         node.size = result.size
+        if not result.changed_while_reading:
+            d.entries[node.name] = CachedFile(
+                result.inode, result.size, result.mtime, result.ctime, result.content
+            )
         if job.status == "hardlink":
             return node
         self.summary.bytes_read += result.size
@@ -297,10 +329,6 @@ class Archiver:
         if result.changed_while_reading:
             self.summary.files_changed_while_read += 1
             self.progress.warning(job.path, "file changed while it was being read")
-        elif self.cache is not None:
-            self.cache.record(
-                job.path, result.inode, result.size, result.mtime, result.ctime, result.content
-            )
         self.progress.item_done(job.path, result.size)
         return node
 
