@@ -101,6 +101,9 @@ def test_sparse_file_is_restored_sparse(tmp_path: Path, repo_path: Path, run_cli
         f.write(tail)
     os.utime(sparse, ns=(OLD, OLD))
     assert os.stat(sparse).st_blocks * 512 < 4 * MiB  # the source really is sparse
+    ends_in_hole = src / "grown.img"  # the restore must extend it past its last data
+    ends_in_hole.write_bytes(head)
+    os.truncate(ends_in_hole, 20 * MiB)
     want = digest(sparse)
     st_src = os.stat(sparse)
 
@@ -117,6 +120,8 @@ def test_sparse_file_is_restored_sparse(tmp_path: Path, repo_path: Path, run_cli
         f.seek(size - len(tail))
         assert f.read() == tail
     assert digest(got) == want
+    assert (out / "grown.img").read_bytes() == ends_in_hole.read_bytes()
+    assert (out / "grown.img").stat().st_blocks * 512 <= 8 * MiB  # a chunk or two, then holes
     assert (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns) == (
         st_src.st_mode,
         st_src.st_uid,

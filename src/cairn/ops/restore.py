@@ -299,8 +299,9 @@ class Restorer:
         pfd = target.dir_fd(entry.parts[:-1])
         fd = target.create_file(pfd, name)
         try:
-            written = self._write_content(fd, node)
-            os.ftruncate(fd, node.size)
+            written, end = self._write_content(fd, node)
+            if end < node.size:
+                os.ftruncate(fd, node.size)  # the file ends in a hole
             problems = apply_to_fd(fd, node)
         except BaseException:
             os.close(fd)
@@ -317,8 +318,10 @@ class Restorer:
             self.summary.bytes_written += written
         self.progress.item_done(b"/".join(entry.parts), node.size)
 
-    def _write_content(self, fd: int, node: Node) -> int:
-        offset = written = 0
+    def _write_content(self, fd: int, node: Node) -> tuple[int, int]:
+        """Writes a new file's content, zero chunks as holes: (bytes written, end of the
+        last bytes written)."""
+        offset = written = end = 0
         for blob_id in node.content:
             data = self._blobs.get(blob_id)
             if not is_zero(data):
@@ -328,13 +331,14 @@ class Restorer:
                     n = os.pwrite(fd, view, pos)
                     view, pos = view[n:], pos + n
                 written += len(data)
+                end = pos
             offset += len(data)
             self.progress.bytes_done(len(data))
         if offset != node.size:
             raise IntegrityError(
                 "file", f"content is {offset} bytes, the snapshot says {node.size}"
             )
-        return written
+        return written, end
 
     def _link(self, target: Target, entry: _Entry, first: tuple[bytes, ...]) -> None:
         src = target.open_dir(first[:-1])
