@@ -67,23 +67,30 @@ def local_run(args: argparse.Namespace) -> dict[str, object]:
     for r in range(args.runs):
         print(f"run {r + 1}/{args.runs}: building dataset ({args.size})", flush=True)
         make_dataset(dataset, args.size)
+        os.sync()
         bounds.append(lower_bound(dataset))
-        active = {n: classes[n](work) for n in names}
+        # each run starts with another tool, so none always meets the same leftovers of the
+        # one before it; dirty pages are written back before every measured phase
+        order = names[r % len(names) :] + names[: r % len(names)]
+        active = {n: classes[n](work) for n in order}
         for n, tool in active.items():
             tool.reset()
             tool.init()
             for phase in ("first", "unchanged"):
+                os.sync()
                 m = tool.backup(dataset)
                 _record(results[n], phase, m)
                 _show(n, phase, m)
         make_dataset(dataset, args.size, mutate_day=1)
         expected = fingerprint(dataset)
         for n, tool in active.items():
+            os.sync()
             m = tool.backup(dataset)
             _record(results[n], "mutated", m)
             _show(n, "mutated", m)
             target = work / f"restore-{n}"
             shutil.rmtree(target, ignore_errors=True)
+            os.sync()
             m, where = tool.restore(dataset, target)
             problems = same_tree(expected, where)
             if problems:

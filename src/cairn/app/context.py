@@ -77,6 +77,13 @@ def default_pack_size(url: str) -> int:
     return DEFAULT_PACK_SIZE if url.startswith("s3:") else DEFAULT_LOCAL_PACK_SIZE
 
 
+def default_restore_threads(url: str) -> int:
+    """Threads writing restored files. Each read from an object store waits a round trip, so
+    more threads keep it busy; from a local disk, creating files is kernel work for the two
+    cores, and more threads only contend (docs/performance.md)."""
+    return 8 if url.startswith("s3:") else 2
+
+
 def wrap_backend(backend: Storage, options: StoreOptions) -> tuple[Storage, MeteredStorage]:
     """The one place the wrapper stack is built: retry(throttle(meter(backend))).
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cairn.app.context import RepoSpec, open_session
+from cairn.app.context import RepoSpec, default_restore_threads, open_session
 from cairn.cli.billing import money, prices_line, pricing
 from cairn.cli.common import filter_options, repo_options
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING
@@ -43,7 +43,12 @@ from cairn.ui.progress import TerminalProgress
     "-e", "--exclude", "excludes", multiple=True, metavar="PATTERN", help="Skip matching paths."
 )
 @click.option("--verify", is_flag=True, help="Read the restored files back and compare them.")
-@click.option("--concurrency", default=4, show_default=True, help="Files written at once.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Threads writing files [default: 2 for a local directory, 8 on S3].",
+)
 @click.option(
     "--wait",
     is_flag=True,
@@ -89,7 +94,7 @@ def command(
         include=PathMatcher(includes),
         exclude=PathMatcher(excludes),
         verify=verify,
-        workers=max(1, concurrency),
+        workers=concurrency or default_restore_threads(spec.resolved_url()),
     )
     progress = TerminalProgress(out, "restore")
     thaw = None

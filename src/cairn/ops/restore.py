@@ -1,7 +1,9 @@
 """Restoring a snapshot (or a part of it) into a target directory.
 
 The tree is walked once to plan the work; directories, links and special files are created on
-the calling thread, file contents are written by a pool of workers, hardlinks are made once
+the calling thread, files are written by a pool of workers (the files of one directory in
+batches on one thread, since threads creating files in one directory wait for each other's hold
+on it; blob keys are derived once per pack), hardlinks are made once
 their first path exists, and directory metadata is applied last, deepest first, so that writing
 into a directory does not disturb its restored times and read-only directories can be filled.
 Blobs are authenticated before a byte is written; a file whose data fails is removed and named.
@@ -33,6 +35,8 @@ from cairn.repo.layout import DATA_BLOB
 from cairn.repo.repository import Repository
 
 _ZEROS = memoryview(bytes(1 << 20))
+BATCH_FILES = 64  # files of one directory restored in a row by one thread
+BATCH_BYTES = 8 << 20
 T = TypeVar("T")
 
 
@@ -41,7 +45,7 @@ class RestoreOptions:
     include: PathMatcher = field(default_factory=lambda: PathMatcher([]))
     exclude: PathMatcher = field(default_factory=lambda: PathMatcher([]))
     verify: bool = False
-    workers: int = 4
+    workers: int = 2
 
 
 @dataclass
@@ -226,8 +230,20 @@ class Restorer:
         later_links: list[tuple[_Entry, tuple[bytes, ...]]] = []
         dirs: list[_Entry] = []
         files: list[_Entry] = []
-        pending: deque[tuple[_Entry, Future[None]]] = deque()  # a bounded window: flat memory
+        batch: list[_Entry] = []
+        batch_size = 0
+        pending: deque[tuple[list[_Entry], Future[list[BaseException | None]]]] = deque()
         with ThreadPoolExecutor(self.options.workers, thread_name_prefix="cairn-restore") as pool:
+
+            def submit() -> None:
+                # a bounded window of batches in flight keeps memory flat
+                nonlocal batch, batch_size
+                if batch:
+                    pending.append((batch, pool.submit(self._restore_files, target, batch)))
+                    batch, batch_size = [], 0
+                while len(pending) > 2 * self.options.workers:
+                    self._collect(*pending.popleft())
+
             for entry in plan:
                 node = entry.node
                 if node.type == FILE and node.links > 1 and node.inode:
@@ -242,13 +258,19 @@ class Restorer:
                         dirs.append(entry)
                     elif node.type == FILE:
                         files.append(entry)
-                        pending.append((entry, pool.submit(self._restore_file, target, entry)))
-                        if len(pending) > 4 * self.options.workers:
-                            self._collect(*pending.popleft())
+                        if batch and (
+                            batch[-1].parts[:-1] != entry.parts[:-1]
+                            or len(batch) >= BATCH_FILES
+                            or batch_size + node.size > BATCH_BYTES
+                        ):
+                            submit()
+                        batch.append(entry)
+                        batch_size += node.size
                     else:
                         self._make_special(target, entry)
                 except OSError as e:
                     self._error(b"/".join(entry.parts), e.strerror or str(e))
+            submit()
             while pending:
                 self._collect(*pending.popleft())
         for entry, first in later_links:
@@ -266,11 +288,26 @@ class Restorer:
         if self.options.verify:
             self._verify(target, files)
 
-    def _collect(self, entry: _Entry, future: Future[None]) -> None:
-        try:
-            future.result()
-        except (OSError, CairnError) as e:
-            self._error(b"/".join(entry.parts), _message(e))
+    def _collect(
+        self, entries: list[_Entry], future: Future[list[BaseException | None]]
+    ) -> None:
+        for entry, problem in zip(entries, future.result(), strict=True):
+            if problem is not None:
+                self._error(b"/".join(entry.parts), _message(problem))
+
+    def _restore_files(
+        self, target: Target, entries: list[_Entry]
+    ) -> list[BaseException | None]:
+        """Files of one directory, in a row on one thread: threads creating files in the same
+        directory would only wait for each other's hold on it."""
+        out: list[BaseException | None] = []
+        for entry in entries:
+            try:
+                self._restore_file(target, entry)
+                out.append(None)
+            except (OSError, CairnError) as e:
+                out.append(e)
+        return out
 
     def _make_dir(self, target: Target, entry: _Entry) -> None:
         target.make_dir(target.dir_fd(entry.parts[:-1]), entry.parts[-1])

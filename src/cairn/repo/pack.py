@@ -15,6 +15,7 @@ The pack id is the BLAKE3 hash (unkeyed) of the whole pack.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -110,11 +111,17 @@ class PackBuilder:
         return pack_id, data, length
 
 
+@functools.lru_cache(maxsize=256)
+def pack_cipher(master_key: bytes, salt: bytes) -> aead.AESGCM:
+    """The key of a stored pack, derived once for all the blobs read from it."""
+    return aead.derive(master_key, salt, b"pack")
+
+
 def open_blob(
     master_key: bytes, salt: bytes, blob_type: int, blob_id: bytes, offset: int, sealed: bytes
 ) -> bytes:
     """Decrypts one blob read from a pack; raises aead.AuthenticationFailed."""
-    cipher = aead.derive(master_key, salt, b"pack")
+    cipher = pack_cipher(master_key, salt)
     return aead.unseal(cipher, offset, sealed, blob_aad(blob_type, blob_id))
 
 
@@ -134,7 +141,7 @@ def parse_header(
     if start < PREFIX_LEN or len(tail) < TAIL_LEN + n:
         raise PackFormatError("pack header length out of range")
     sealed = tail[len(tail) - TAIL_LEN - n : len(tail) - TAIL_LEN]
-    cipher = aead.derive(master_key, salt, b"pack")
+    cipher = pack_cipher(master_key, salt)
     try:
         header = aead.unseal(cipher, aead.HEADER_NONCE_FLAG, sealed, MAGIC)
     except aead.AuthenticationFailed:

@@ -4,10 +4,12 @@ The walk runs on the calling thread; file contents are read, chunked and stored 
 threads: small files in batches on one pool, large files on a thread of their own. A large
 file's work is almost all in native code that releases the GIL (a few calls per megabyte), while
 small files cost Python work and system calls per file; two threads both on small files mostly
-trade the GIL back and forth, so the split keeps both cores busy with far less contention. A directory's tree blob is written once all its entries are done: directories
-wait in a queue in post-order (children before parents), and the queue is drained as file
-jobs finish, so the walk never stops for one slow file. The number of file jobs in flight is
-bounded, which keeps memory flat on any tree size.
+trade the GIL back and forth, so the split keeps both cores busy with far less contention.
+
+A directory's tree blob is written once all its entries are done: directories wait in a queue
+in post-order (children before parents), and the queue is drained as file jobs finish, so the
+walk never stops for one slow file. The number of file jobs in flight is bounded, which keeps
+memory flat on any tree size.
 """
 
 from __future__ import annotations
