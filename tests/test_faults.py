@@ -154,6 +154,14 @@ def _damage_data_blob(repo_dir: Path, repo: Repository, snap, src: Path) -> Dama
     return Damage(place.pack_name, {"big.bin"})
 
 
+def _damage_batched_blob(repo_dir: Path, repo: Repository, snap, src: Path) -> Damage:  # type: ignore[no-untyped-def]
+    """A small file restored with its neighbours, whose blobs are read in one request."""
+    node = files_below(repo, snap, src)["sub/two.txt"]
+    place = locate(repo, node.content[0])
+    flip_bit(repo_dir / place.pack_name, place.offset + place.length // 2, bit=2)
+    return Damage(place.pack_name, {"sub/two.txt"})
+
+
 def _damage_tree_blob(repo_dir: Path, repo: Repository, snap, src: Path) -> Damage:  # type: ignore[no-untyped-def]
     node = files_below(repo, snap, src)["sub"]
     assert node.subtree is not None
@@ -202,6 +210,7 @@ def _delete_pack(repo_dir: Path, repo: Repository, snap, src: Path) -> Damage:  
 
 DAMAGES: dict[str, Callable[..., Damage]] = {
     "data-blob-bit": _damage_data_blob,
+    "batched-blob-bit": _damage_batched_blob,
     "tree-blob-bit": _damage_tree_blob,
     "index-bit": _damage_index,
     "snapshot-bit": _damage_snapshot,
@@ -594,3 +603,48 @@ def test_full_disk_through_the_api_keeps_the_write_order(tmp_path):
         restored[rel] = b"".join(repo.load_blob(b) for b in node.content)
     assert restored == files
     assert [s.id for s in load_snapshots(open_repo(repo_dir))] == [snap.id]
+
+
+def test_a_directory_of_small_files_is_read_in_one_request_and_damage_stays_with_its_file(
+    tmp_path, run_cli
+):
+    from cairn.ops.restore import Restorer, RestoreOptions
+
+    repo_dir = create_repo(tmp_path / "repo", pack_size=4 << 20)
+    src = tmp_path / "src"
+    files = {f"d/f{i:02d}.txt": f"file {i}\n".encode() * (50 + i) for i in range(30)}
+    _write_tree(src, files)
+    assert run_cli("backup", "--repo", repo_dir, src).code == 0
+    repo = open_repo(repo_dir)
+    snap = only_snapshot(repo)
+    nodes = files_below(repo, snap, src)
+    victim = "d/f07.txt"
+    place = locate(repo, nodes[victim].content[0])
+    flip_bit(repo_dir / place.pack_name, place.offset + place.length // 2, bit=5)
+
+    reads: list[tuple[str, int, int | None]] = []
+    real_read = repo.storage.read
+
+    def counting(name, offset=0, length=None):  # type: ignore[no-untyped-def]
+        if name.startswith("data/"):
+            reads.append((name, offset, length))
+        return real_read(name, offset, length)
+
+    restorer = Restorer(repo, NullProgress(), RestoreOptions())
+    plan = restorer.plan(snap, str(src))  # reads the trees
+    repo.storage.read = counting  # type: ignore[method-assign]
+    target = tmp_path / "out"
+    summary = restorer.execute(plan, str(target))
+    restored = regular_files(target)
+    assert summary.errors == 1 and summary.files == len(files) - 1
+    assert set(restored) == {f"d/{n}" for n in (Path(k).name for k in files)} - {victim}
+    assert all(restored[k] == files[k] for k in restored)
+    # one read for all the directory's blobs, and one more for the damaged blob alone, so
+    # its error is reported with its file
+    assert len(reads) == 2, reads
+    start, length = reads[0][1], reads[0][2]
+    assert length is not None
+    for name in files:
+        p = locate(repo, nodes[name].content[0])
+        assert start <= p.offset and p.offset + p.length <= start + length
+    assert (reads[1][1], reads[1][2]) == (place.offset, place.length)

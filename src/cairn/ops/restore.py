@@ -12,6 +12,7 @@ All-zero chunks become holes, so sparse files stay sparse.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -31,7 +32,10 @@ from cairn.ops.fsapply import apply_by_name, apply_to_fd
 from cairn.ops.progress import Progress
 from cairn.ops.safefs import Target, UnsafeName, check_name
 from cairn.ops.snapshots import find_node, load_tree, split_path
+from cairn.repo import layout
+from cairn.repo.index import IndexEntry
 from cairn.repo.layout import DATA_BLOB
+from cairn.repo.pack import BlobRef
 from cairn.repo.repository import Repository
 
 _ZEROS = memoryview(bytes(1 << 20))
@@ -288,26 +292,61 @@ class Restorer:
         if self.options.verify:
             self._verify(target, files)
 
-    def _collect(
-        self, entries: list[_Entry], future: Future[list[BaseException | None]]
-    ) -> None:
+    def _collect(self, entries: list[_Entry], future: Future[list[BaseException | None]]) -> None:
         for entry, problem in zip(entries, future.result(), strict=True):
             if problem is not None:
                 self._error(b"/".join(entry.parts), _message(problem))
 
-    def _restore_files(
-        self, target: Target, entries: list[_Entry]
-    ) -> list[BaseException | None]:
+    def _restore_files(self, target: Target, entries: list[_Entry]) -> list[BaseException | None]:
         """Files of one directory, in a row on one thread: threads creating files in the same
         directory would only wait for each other's hold on it."""
+        loaded = self._prefetch(entries)
         out: list[BaseException | None] = []
         for entry in entries:
             try:
-                self._restore_file(target, entry)
+                self._restore_file(target, entry, loaded)
                 out.append(None)
             except (OSError, CairnError) as e:
                 out.append(e)
         return out
+
+    def _prefetch(self, entries: list[_Entry]) -> dict[bytes, bytes]:
+        """The blobs of a batch of small files, read with one request per pack: files of one
+        directory were stored together, so one range covers them. Only when that range is not
+        mostly other data; anything that fails here is read again blob by blob, so an error is
+        reported with the file it belongs to."""
+        if sum(e.node.size for e in entries) > BATCH_BYTES or len(entries) < 2:
+            return {}
+        by_pack: dict[bytes, list[tuple[bytes, IndexEntry]]] = {}
+        seen: set[bytes] = set()
+        for e in entries:
+            for blob_id in e.node.content:
+                if blob_id in seen:
+                    continue
+                seen.add(blob_id)
+                found = self.repo.index.get(blob_id)
+                if found is not None:
+                    by_pack.setdefault(found.pack.id, []).append((blob_id, found))
+        loaded: dict[bytes, bytes] = {}
+        for blobs in by_pack.values():
+            if len(blobs) < 2:
+                continue
+            blobs.sort(key=lambda b: b[1].offset)
+            start = blobs[0][1].offset
+            end = max(x.offset + x.length for _, x in blobs)
+            if end - start > 2 * sum(x.length for _, x in blobs) + (64 << 10):
+                continue
+            pack = blobs[0][1].pack
+            try:
+                span = self.repo.storage.read(layout.pack_name(pack.id.hex()), start, end - start)
+            except (OSError, CairnError):
+                continue
+            for blob_id, x in blobs:
+                ref = BlobRef(blob_id, x.offset, x.length, x.raw_length)
+                sealed = span[x.offset - start : x.offset - start + x.length]
+                with contextlib.suppress(OSError, CairnError):
+                    loaded[blob_id] = self.repo.load_blob_at(pack, ref, sealed)
+        return loaded
 
     def _make_dir(self, target: Target, entry: _Entry) -> None:
         target.make_dir(target.dir_fd(entry.parts[:-1]), entry.parts[-1])
@@ -331,12 +370,14 @@ class Restorer:
         self.summary.others += 1
         self.progress.item_done(b"/".join(entry.parts), 0)
 
-    def _restore_file(self, target: Target, entry: _Entry) -> None:
+    def _restore_file(
+        self, target: Target, entry: _Entry, loaded: dict[bytes, bytes] | None = None
+    ) -> None:
         node, name = entry.node, entry.parts[-1]
         pfd = target.dir_fd(entry.parts[:-1])
         fd = target.create_file(pfd, name)
         try:
-            written, end = self._write_content(fd, node)
+            written, end = self._write_content(fd, node, loaded or {})
             if end < node.size:
                 os.ftruncate(fd, node.size)  # the file ends in a hole
             problems = apply_to_fd(fd, node)
@@ -355,12 +396,14 @@ class Restorer:
             self.summary.bytes_written += written
         self.progress.item_done(b"/".join(entry.parts), node.size)
 
-    def _write_content(self, fd: int, node: Node) -> tuple[int, int]:
+    def _write_content(self, fd: int, node: Node, loaded: dict[bytes, bytes]) -> tuple[int, int]:
         """Writes a new file's content, zero chunks as holes: (bytes written, end of the
         last bytes written)."""
         offset = written = end = 0
         for blob_id in node.content:
-            data = self._blobs.get(blob_id)
+            data = loaded.get(blob_id)
+            if data is None:
+                data = self._blobs.get(blob_id)
             if not is_zero(data):
                 view = memoryview(data)
                 pos = offset
