@@ -28,6 +28,7 @@ import pytest
 from cairn.core.errors import StorageError
 from cairn.ops.backup.snapshot_writer import BackupRequest, run_backup
 from cairn.ops.progress import NullProgress
+from cairn.ops.restore import RestoreOptions, Restorer
 from cairn.ops.snapshots import load_snapshots
 from cairn.repo import layout
 from cairn.repo.journal import PackJournal
@@ -608,8 +609,6 @@ def test_full_disk_through_the_api_keeps_the_write_order(tmp_path):
 def test_a_directory_of_small_files_is_read_in_one_request_and_damage_stays_with_its_file(
     tmp_path, run_cli
 ):
-    from cairn.ops.restore import Restorer, RestoreOptions
-
     repo_dir = create_repo(tmp_path / "repo", pack_size=4 << 20)
     src = tmp_path / "src"
     files = {f"d/f{i:02d}.txt": f"file {i}\n".encode() * (50 + i) for i in range(30)}
