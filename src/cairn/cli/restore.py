@@ -105,7 +105,7 @@ def command(
         if archive is not None:
             thaw_options = ThawOptions(days=restore_days, tier=restore_tier)
             provider, why = pricing(spec.resolved_url())
-            needed = packs_of(session.repo, restorer.data_reads(plan))
+            needed = packs_of(restorer.data_reads(plan))
             thaw = request_thaw(archive, needed, thaw_options, provider)
             if thaw.pending:
                 if not out.json_mode:

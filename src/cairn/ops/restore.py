@@ -33,7 +33,7 @@ from cairn.ops.progress import Progress
 from cairn.ops.safefs import Target, UnsafeName, check_name
 from cairn.ops.snapshots import find_node, load_tree, split_path
 from cairn.repo import layout
-from cairn.repo.index import IndexEntry
+from cairn.repo.index import IndexEntry, PackInfo
 from cairn.repo.layout import DATA_BLOB
 from cairn.repo.pack import BlobRef
 from cairn.repo.repository import Repository
@@ -42,6 +42,42 @@ _ZEROS = memoryview(bytes(1 << 20))
 BATCH_FILES = 64  # files of one directory restored in a row by one thread
 BATCH_BYTES = 8 << 20
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DataRead:
+    """One ranged read of a pack that a restore makes."""
+
+    pack: PackInfo
+    offset: int
+    length: int
+
+
+class _Batcher:
+    """Groups files to restore: consecutive files of one directory, up to ``BATCH_FILES`` files
+    and ``BATCH_BYTES`` bytes; a file that does not fit starts the next batch."""
+
+    def __init__(self) -> None:
+        self.batch: list[_Entry] = []
+        self.size = 0
+
+    def add(self, entry: _Entry) -> list[_Entry] | None:
+        """Adds a file; returns the batch it closed, if any."""
+        done = None
+        b = self.batch
+        if b and (
+            b[-1].parts[:-1] != entry.parts[:-1]
+            or len(b) >= BATCH_FILES
+            or self.size + entry.node.size > BATCH_BYTES
+        ):
+            done = self.flush()
+        self.batch.append(entry)
+        self.size += entry.node.size
+        return done
+
+    def flush(self) -> list[_Entry]:
+        done, self.batch, self.size = self.batch, [], 0
+        return done
 
 
 @dataclass
@@ -140,18 +176,33 @@ class Restorer:
                 plan.append(_Entry((top.name,), top))
         return plan
 
-    def data_reads(self, plan: list[_Entry]) -> list[bytes]:
-        """The data blobs that restoring ``plan`` reads from the store, one ranged GET each, in
-        order: blobs still in the blob cache and the later paths of a hardlink read nothing
-        (counted as if files were restored one at a time). For estimates."""
-        reads: list[bytes] = []
+    def data_reads(self, plan: list[_Entry]) -> list[DataRead]:
+        """The reads of pack data that restoring ``plan`` makes, one ranged GET each, in order:
+        a batch's shared ranges, then each blob not in them nor in the blob cache; the later
+        paths of a hardlink read nothing (counted as if batches ran one at a time, and nothing
+        failed). For estimates."""
+        reads: list[DataRead] = []
 
         def load(blob_id: bytes) -> int:
-            reads.append(blob_id)
             entry = self.repo.index.get(blob_id)
-            return entry.raw_length if entry is not None else 0
+            if entry is None:
+                return 0
+            reads.append(DataRead(entry.pack, entry.offset, entry.length))
+            return entry.raw_length
 
         cache = _BlobCache(load, int)
+
+        def consume(batch: list[_Entry]) -> None:
+            shared: set[bytes] = set()
+            for pack, start, end, blobs in self._spans(batch):
+                reads.append(DataRead(pack, start, end - start))
+                shared.update(blob_id for blob_id, _ in blobs)
+            for e in batch:
+                for blob_id in e.node.content:
+                    if blob_id not in shared:
+                        cache.get(blob_id)
+
+        batcher = _Batcher()
         links: set[tuple[int, int]] = set()
         for entry in plan:
             node = entry.node
@@ -161,8 +212,10 @@ class Restorer:
                 if (node.dev, node.inode) in links:
                     continue
                 links.add((node.dev, node.inode))
-            for blob_id in node.content:
-                cache.get(blob_id)
+            done = batcher.add(entry)
+            if done:
+                consume(done)
+        consume(batcher.flush())
         return reads
 
     def execute(self, plan: list[_Entry], target_path: str) -> RestoreSummary:
@@ -234,17 +287,14 @@ class Restorer:
         later_links: list[tuple[_Entry, tuple[bytes, ...]]] = []
         dirs: list[_Entry] = []
         files: list[_Entry] = []
-        batch: list[_Entry] = []
-        batch_size = 0
+        batcher = _Batcher()
         pending: deque[tuple[list[_Entry], Future[list[BaseException | None]]]] = deque()
         with ThreadPoolExecutor(self.options.workers, thread_name_prefix="cairn-restore") as pool:
 
-            def submit() -> None:
+            def submit(batch: list[_Entry] | None) -> None:
                 # a bounded window of batches in flight keeps memory flat
-                nonlocal batch, batch_size
                 if batch:
                     pending.append((batch, pool.submit(self._restore_files, target, batch)))
-                    batch, batch_size = [], 0
                 while len(pending) > 2 * self.options.workers:
                     self._collect(*pending.popleft())
 
@@ -262,19 +312,12 @@ class Restorer:
                         dirs.append(entry)
                     elif node.type == FILE:
                         files.append(entry)
-                        if batch and (
-                            batch[-1].parts[:-1] != entry.parts[:-1]
-                            or len(batch) >= BATCH_FILES
-                            or batch_size + node.size > BATCH_BYTES
-                        ):
-                            submit()
-                        batch.append(entry)
-                        batch_size += node.size
+                        submit(batcher.add(entry))
                     else:
                         self._make_special(target, entry)
                 except OSError as e:
                     self._error(b"/".join(entry.parts), e.strerror or str(e))
-            submit()
+            submit(batcher.flush())
             while pending:
                 self._collect(*pending.popleft())
         for entry, first in later_links:
@@ -310,13 +353,14 @@ class Restorer:
                 out.append(e)
         return out
 
-    def _prefetch(self, entries: list[_Entry]) -> dict[bytes, bytes]:
-        """The blobs of a batch of small files, read with one request per pack: files of one
-        directory were stored together, so one range covers them. Only when that range is not
-        mostly other data; anything that fails here is read again blob by blob, so an error is
-        reported with the file it belongs to."""
+    def _spans(
+        self, entries: list[_Entry]
+    ) -> list[tuple[PackInfo, int, int, list[tuple[bytes, IndexEntry]]]]:
+        """For a batch of small files, the pack ranges read in one request each: (pack, start,
+        end, the blobs in it). Files of one directory were stored together, so one range per
+        pack covers them; a range that would be mostly other data is not read this way."""
         if sum(e.node.size for e in entries) > BATCH_BYTES or len(entries) < 2:
-            return {}
+            return []
         by_pack: dict[bytes, list[tuple[bytes, IndexEntry]]] = {}
         seen: set[bytes] = set()
         for e in entries:
@@ -327,16 +371,22 @@ class Restorer:
                 found = self.repo.index.get(blob_id)
                 if found is not None:
                     by_pack.setdefault(found.pack.id, []).append((blob_id, found))
-        loaded: dict[bytes, bytes] = {}
+        spans = []
         for blobs in by_pack.values():
             if len(blobs) < 2:
                 continue
             blobs.sort(key=lambda b: b[1].offset)
             start = blobs[0][1].offset
             end = max(x.offset + x.length for _, x in blobs)
-            if end - start > 2 * sum(x.length for _, x in blobs) + (64 << 10):
-                continue
-            pack = blobs[0][1].pack
+            if end - start <= 2 * sum(x.length for _, x in blobs) + (64 << 10):
+                spans.append((blobs[0][1].pack, start, end, blobs))
+        return spans
+
+    def _prefetch(self, entries: list[_Entry]) -> dict[bytes, bytes]:
+        """The blobs of a batch's shared ranges. A range or blob that fails here is read again
+        blob by blob, so an error is reported with the file it belongs to."""
+        loaded: dict[bytes, bytes] = {}
+        for pack, start, end, blobs in self._spans(entries):
             try:
                 span = self.repo.storage.read(layout.pack_name(pack.id.hex()), start, end - start)
             except (OSError, CairnError):

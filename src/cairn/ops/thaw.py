@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from cairn.core.errors import UsageError
 from cairn.ops.cost import bill
 from cairn.ops.cost.prices import Provider
+from cairn.ops.restore import DataRead
 from cairn.repo import layout
-from cairn.repo.repository import Repository
 from cairn.storage.archive import (
     ARCHIVE_CLASSES,
     ARCHIVED,
@@ -68,14 +68,9 @@ class ThawReport:
         return d
 
 
-def packs_of(repo: Repository, blob_ids: Iterable[bytes]) -> set[str]:
-    """The names of the packs that hold ``blob_ids``."""
-    names = set()
-    for blob_id in blob_ids:
-        entry = repo.index.get(blob_id)
-        if entry is not None:
-            names.add(layout.pack_name(entry.pack.id.hex()))
-    return names
+def packs_of(reads: Iterable[DataRead]) -> set[str]:
+    """The names of the packs that a restore's reads touch."""
+    return {layout.pack_name(r.pack.id.hex()) for r in reads}
 
 
 def request_thaw(

@@ -182,17 +182,14 @@ def restore_section(
     by_class: dict[str, dict[str, Any]] = {}
     packs: dict[str, int] = {}
     data_bytes = 0
-    for blob_id in restorer.data_reads(plan):
-        entry = repo.index.get(blob_id)
-        if entry is None:
-            continue
-        name = layout.pack_name(entry.pack.id.hex())
+    for read in restorer.data_reads(plan):
+        name = layout.pack_name(read.pack.id.hex())
         info = objects.get(name)
         cls = provider.cls(info.storage_class if info else None)
         line = by_class.setdefault(cls.name, {"class": cls.name, "gets": 0, "bytes": 0})
         line["gets"] += 1
-        line["bytes"] += entry.length
-        data_bytes += entry.length
+        line["bytes"] += read.length
+        data_bytes += read.length
         packs[name] = info.size if info else 0
         charges.requests += cls.request_price("get")
     hours = 0.0
