@@ -19,8 +19,6 @@ import zstandard
 RAW = 0
 ZSTD = 1
 MIN_SAVING = 1 / 32
-_RAW_BYTE = bytes([RAW])
-_ZSTD_BYTE = bytes([ZSTD])
 DEFAULT_LEVEL = 3
 SCRATCH_SIZE = (4 << 20) + (64 << 10)  # the largest chunk, its mode byte, and room to spare
 _STREAM_FROM = 256 << 10  # below this, zstd's own output buffer comes cheaply from the heap
@@ -45,16 +43,12 @@ def _decompressor() -> zstandard.ZstdDecompressor:
 
 def pack_payload(data: bytes | memoryview, level: int | None = DEFAULT_LEVEL) -> bytes:
     """Mode byte + payload, compressed when that pays off (``level=None`` disables it)."""
-    if level is not None and len(data) >= 64:
-        packed = _compressor(level).compress(data)
-        if len(packed) <= len(data) * (1 - MIN_SAVING):
-            return b"".join((_ZSTD_BYTE, packed))
-    return b"".join((_RAW_BYTE, data))  # one copy, also from a memoryview
+    return bytes(frame_into(data, level))
 
 
 def frame_into(data: bytes | memoryview, level: int | None = DEFAULT_LEVEL) -> memoryview:
-    """Mode byte + payload, like ``pack_payload``, in this thread's scratch buffer: the view is
-    valid until the thread's next call."""
+    """Mode byte + payload, compressed when that pays off, in this thread's scratch buffer:
+    the view is valid until the thread's next call."""
     n = len(data)
     scratch = _scratch(n + 1)
     if level is not None and n >= 64:
