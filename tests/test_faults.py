@@ -647,3 +647,83 @@ def test_a_directory_of_small_files_is_read_in_one_request_and_damage_stays_with
         p = locate(repo, nodes[name].content[0])
         assert start <= p.offset and p.offset + p.length <= start + length
     assert (reads[1][1], reads[1][2]) == (place.offset, place.length)
+
+
+def _large_file(n_mib: int) -> bytes:
+    """Random stretches (stored as they are) and text (compressed small, so several of its
+    chunks lie back to back in one pack)."""
+    rng = random.Random(n_mib)
+    out = bytearray()
+    while len(out) < n_mib * MiB:
+        if rng.random() < 0.5:
+            out += rng.randbytes(rng.randrange(MiB // 2, 3 * MiB))
+        else:
+            out += b"".join(
+                b"line %d of a log\n" % i for i in range(rng.randrange(40_000, 200_000))
+            )
+    return bytes(out[: n_mib * MiB])
+
+
+def _restore_counting(repo: Repository, src: Path, target: Path):  # type: ignore[no-untyped-def]
+    """Restores the snapshot's ``src``; the summary, the data reads it made and the ones
+    ``data_reads`` expected."""
+    snap = only_snapshot(repo)
+    restorer = Restorer(repo, NullProgress(), RestoreOptions())
+    plan = restorer.plan(snap, str(src))
+    expected = [
+        (layout.pack_name(r.pack.id.hex()), r.offset, r.length) for r in restorer.data_reads(plan)
+    ]
+    reads: list[tuple[str, int, int | None]] = []
+    real_read = repo.storage.read
+
+    def counting(name, offset=0, length=None):  # type: ignore[no-untyped-def]
+        if name.startswith("data/"):
+            reads.append((name, offset, length))
+        return real_read(name, offset, length)
+
+    repo.storage.read = counting  # type: ignore[method-assign]
+    try:
+        return restorer.execute(plan, str(target)), reads, expected
+    finally:
+        repo.storage.read = real_read  # type: ignore[method-assign]
+
+
+def test_a_large_file_is_written_in_parts_and_its_neighbouring_blobs_read_together(
+    tmp_path, run_cli
+):
+    repo_dir = create_repo(tmp_path / "repo", pack_size=8 << 20)
+    src = tmp_path / "src"
+    files = {"big.bin": _large_file(30), "small/a.txt": b"a\n" * 100, "z.bin": _rand(MiB, 3)}
+    _write_tree(src, files)
+    assert run_cli("backup", "--repo", repo_dir, src).code == 0
+    repo = open_repo(repo_dir)
+    big = files_below(repo, only_snapshot(repo), src)["big.bin"]
+    assert len(Restorer(repo, NullProgress(), RestoreOptions())._split(big) or []) >= 3
+    summary, reads, expected = _restore_counting(repo, src, tmp_path / "out")
+    assert summary.errors == 0 and summary.files == len(files)
+    assert regular_files(tmp_path / "out") == files
+    # each run of neighbouring blobs is one read, and the estimate counts exactly those
+    assert sorted(reads) == sorted(expected)
+    assert len(reads) < len(big.content) + 2
+
+
+def test_damage_in_one_part_of_a_large_file_removes_that_file_only(tmp_path, run_cli):
+    repo_dir = create_repo(tmp_path / "repo", pack_size=8 << 20)
+    src = tmp_path / "src"
+    files = {"big.bin": _large_file(30), "other.bin": _rand(2 * MiB, 4), "t.txt": b"t\n" * 50}
+    _write_tree(src, files)
+    assert run_cli("backup", "--repo", repo_dir, src).code == 0
+    repo = open_repo(repo_dir)
+    big = files_below(repo, only_snapshot(repo), src)["big.bin"]
+    place = locate(repo, big.content[len(big.content) // 2])
+    flip_bit(repo_dir / place.pack_name, place.offset + place.length // 2, bit=2)
+    summary, reads, _ = _restore_counting(repo, src, tmp_path / "out")
+    assert summary.errors == 1 and summary.files == len(files) - 1
+    restored = regular_files(tmp_path / "out")
+    assert set(restored) == set(files) - {"big.bin"}
+    assert all(restored[k] == files[k] for k in restored)
+    # the run holding the damaged blob is read again blob by blob, so the error names it
+    assert (place.pack_name, place.offset, place.length) in reads
+    res = run_cli("restore", "--repo", repo_dir, f"latest:{src}", "--target", tmp_path / "cli")
+    assert res.code != 0 and "big.bin" in res.err
+    assert not (tmp_path / "cli" / "big.bin").exists()

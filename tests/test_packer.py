@@ -11,7 +11,7 @@ import blake3
 
 from cairn.repo import layout
 from cairn.repo.compress import pack_payload, unpack_payload
-from cairn.repo.pack import open_blob, parse_pack
+from cairn.repo.pack import open_blob, open_blob_into, parse_pack
 from cairn.repo.packer import Packer
 from cairn.storage.local import LocalStorage
 
@@ -57,6 +57,9 @@ def test_packs_round_trip_and_respect_the_target_size(tmp_path):
             sealed = data[ref.offset : ref.offset + ref.length]
             payload = open_blob(KEY, salt, blob_type, ref.id, ref.offset, sealed)
             seen[ref.id] = unpack_payload(payload)
+            out = memoryview(bytearray(len(payload) + 7))[: len(payload)]
+            open_blob_into(KEY, salt, blob_type, ref.id, ref.offset, memoryview(sealed), out)
+            assert out == payload
     assert seen == blobs
     assert packer.packs_written == len(records)
 

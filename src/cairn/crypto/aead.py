@@ -69,6 +69,16 @@ def unseal(cipher: AESGCM, nonce: int, ciphertext: bytes | memoryview, aad: byte
         raise AuthenticationFailed() from None
 
 
+def unseal_into(
+    cipher: AESGCM, nonce: int, ciphertext: bytes | memoryview, aad: bytes, out: memoryview
+) -> None:
+    """``unseal``, written to ``out`` (exactly ``len(ciphertext) - TAG_LEN`` bytes)."""
+    try:
+        cipher.decrypt_into(counter_nonce(nonce), ciphertext, aad, out)
+    except InvalidTag:
+        raise AuthenticationFailed() from None
+
+
 def seal_object(master: bytes, plaintext: bytes, kind: bytes) -> bytes:
     """A standalone object: version byte, salt, AES-GCM(ciphertext || tag)."""
     salt = new_salt()

@@ -18,7 +18,7 @@ import os
 import stat
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -40,8 +40,11 @@ from cairn.repo.repository import Repository
 
 _ZEROS = memoryview(bytes(1 << 20))
 BATCH_FILES = 64  # files of one directory restored in a row by one thread
-BATCH_BYTES = 8 << 20
+BATCH_BYTES = 4 << 20
+PART_BYTES = 8 << 20  # a larger file is written in parts of about this size, by several threads
+RUN_BYTES = 4 << 20  # blobs stored back to back are read together, up to this many bytes
 T = TypeVar("T")
+_Run = list[tuple[bytes, "IndexEntry | None"]]
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,30 @@ class _Entry:
     node: Node
 
 
+class _Parts:
+    """A large file written in parts by several threads at once; whichever thread finishes
+    the last part completes the file (or removes it, if a part failed)."""
+
+    def __init__(self, entry: _Entry, fd: int, count: int) -> None:
+        self.entry = entry
+        self.fd = fd
+        self.left = count
+        self.written = 0
+        self.end = 0
+        self.error: OSError | CairnError | None = None
+        self._lock = threading.Lock()
+
+    def part_done(self, written: int, end: int, error: OSError | CairnError | None) -> bool:
+        """Records a finished part; True for the last one."""
+        with self._lock:
+            self.written += written
+            self.end = max(self.end, end)
+            if self.error is None:
+                self.error = error
+            self.left -= 1
+            return self.left == 0
+
+
 class _BlobCache(Generic[T]):
     """A small LRU of recently loaded blobs, so duplicates are read once. ``size`` measures a
     loaded value (the blob's bytes; or only its length, to count a restore's reads)."""
@@ -139,7 +166,7 @@ class _BlobCache(Generic[T]):
         return data
 
 
-def is_zero(data: bytes) -> bool:
+def is_zero(data: bytes | memoryview) -> bool:
     if data[:1] != b"\0":
         return False
     view = memoryview(data)
@@ -192,15 +219,20 @@ class Restorer:
 
         cache = _BlobCache(load, int)
 
+        def read_runs(blob_ids: list[bytes]) -> None:
+            for run in self._runs(blob_ids):
+                if len(run) > 1:
+                    reads.append(_run_read(run))
+                else:
+                    cache.get(run[0][0])
+
         def consume(batch: list[_Entry]) -> None:
             shared: set[bytes] = set()
             for pack, start, end, blobs in self._spans(batch):
                 reads.append(DataRead(pack, start, end - start))
                 shared.update(blob_id for blob_id, _ in blobs)
             for e in batch:
-                for blob_id in e.node.content:
-                    if blob_id not in shared:
-                        cache.get(blob_id)
+                read_runs([b for b in e.node.content if b not in shared])
 
         batcher = _Batcher()
         links: set[tuple[int, int]] = set()
@@ -212,6 +244,12 @@ class Restorer:
                 if (node.dev, node.inode) in links:
                     continue
                 links.add((node.dev, node.inode))
+            parts = self._split(node)
+            if parts:
+                consume(batcher.flush())
+                for first, stop, _ in parts:
+                    read_runs(node.content[first:stop])
+                continue
             done = batcher.add(entry)
             if done:
                 consume(done)
@@ -288,15 +326,18 @@ class Restorer:
         dirs: list[_Entry] = []
         files: list[_Entry] = []
         batcher = _Batcher()
-        pending: deque[tuple[list[_Entry], Future[list[BaseException | None]]]] = deque()
+        pending: deque[Future[_Outcome]] = deque()
         with ThreadPoolExecutor(self.options.workers, thread_name_prefix="cairn-restore") as pool:
 
-            def submit(batch: list[_Entry] | None) -> None:
-                # a bounded window of batches in flight keeps memory flat
-                if batch:
-                    pending.append((batch, pool.submit(self._restore_files, target, batch)))
+            def submit(fn: Callable[..., _Outcome], *args: object) -> None:
+                # a bounded window of tasks in flight keeps memory flat
+                pending.append(pool.submit(fn, *args))
                 while len(pending) > 2 * self.options.workers:
-                    self._collect(*pending.popleft())
+                    self._collect(pending.popleft())
+
+            def submit_batch(batch: list[_Entry] | None) -> None:
+                if batch:
+                    submit(self._restore_files, target, batch)
 
             for entry in plan:
                 node = entry.node
@@ -312,14 +353,24 @@ class Restorer:
                         dirs.append(entry)
                     elif node.type == FILE:
                         files.append(entry)
-                        submit(batcher.add(entry))
+                        parts = self._split(node)
+                        if parts:
+                            submit_batch(batcher.flush())
+                            pfd = target.dir_fd(entry.parts[:-1])
+                            job = _Parts(
+                                entry, target.create_file(pfd, entry.parts[-1]), len(parts)
+                            )
+                            for part in parts:
+                                submit(self._write_part, target, job, *part)
+                        else:
+                            submit_batch(batcher.add(entry))
                     else:
                         self._make_special(target, entry)
                 except OSError as e:
                     self._error(b"/".join(entry.parts), e.strerror or str(e))
-            submit(batcher.flush())
+            submit_batch(batcher.flush())
             while pending:
-                self._collect(*pending.popleft())
+                self._collect(pending.popleft())
         for entry, first in later_links:
             try:
                 self._link(target, entry, first)
@@ -335,23 +386,95 @@ class Restorer:
         if self.options.verify:
             self._verify(target, files)
 
-    def _collect(self, entries: list[_Entry], future: Future[list[BaseException | None]]) -> None:
-        for entry, problem in zip(entries, future.result(), strict=True):
+    def _collect(self, future: Future[_Outcome]) -> None:
+        for entry, problem in future.result():
             if problem is not None:
                 self._error(b"/".join(entry.parts), _message(problem))
 
-    def _restore_files(self, target: Target, entries: list[_Entry]) -> list[BaseException | None]:
+    def _restore_files(self, target: Target, entries: list[_Entry]) -> _Outcome:
         """Files of one directory, in a row on one thread: threads creating files in the same
         directory would only wait for each other's hold on it."""
         loaded = self._prefetch(entries)
-        out: list[BaseException | None] = []
+        out: _Outcome = []
         for entry in entries:
             try:
-                self._restore_file(target, entry, loaded)
-                out.append(None)
+                out.append((entry, self._restore_file(target, entry, loaded)))
             except (OSError, CairnError) as e:
-                out.append(e)
+                out.append((entry, e))
         return out
+
+    def _split(self, node: Node) -> list[tuple[int, int, int]] | None:
+        """The parts a large file is written in, by several threads: (first blob, end blob,
+        offset in the file). None for a file written whole: one of at most ``PART_BYTES``, or
+        one whose blobs the index lacks (it fails with its own error)."""
+        if node.size <= PART_BYTES:
+            return None
+        parts: list[tuple[int, int, int]] = []
+        first = start = offset = 0
+        last = len(node.content) - 1
+        for i, blob_id in enumerate(node.content):
+            found = self.repo.index.get(blob_id)
+            if found is None:
+                return None
+            offset += found.raw_length
+            if offset - start >= PART_BYTES or i == last:
+                parts.append((first, i + 1, start))
+                first, start = i + 1, offset
+        return parts if len(parts) > 1 and offset == node.size else None
+
+    def _write_part(
+        self, target: Target, job: _Parts, first: int, stop: int, offset: int
+    ) -> _Outcome:
+        written = end = 0
+        error: BaseException | None = None
+        try:
+            written, end, _ = self._write_blobs(job.fd, job.entry.node.content[first:stop], offset)
+        except BaseException as e:
+            error = e
+        if not job.part_done(written, end, error):
+            return []
+        problem = self._complete(target, job.entry, job.fd, job.written, job.end, job.error)
+        return [(job.entry, problem)]
+
+    def _runs(self, blob_ids: list[bytes]) -> list[_Run]:
+        """``blob_ids`` in order, grouped in runs stored back to back in one pack (up to
+        ``RUN_BYTES``), each read with one request; a blob the index lacks is a run alone."""
+        runs: list[_Run] = []
+        prev: IndexEntry | None = None
+        for blob_id in blob_ids:
+            found = self.repo.index.get(blob_id)
+            if (
+                found is not None
+                and prev is not None
+                and found.pack.id == prev.pack.id
+                and found.offset == prev.offset + prev.length
+                and found.offset + found.length - runs[-1][0][1].offset <= RUN_BYTES  # type: ignore[union-attr]
+            ):
+                runs[-1].append((blob_id, found))
+            else:
+                runs.append([(blob_id, found)])
+            prev = found
+        return runs
+
+    def _read_runs(self, blob_ids: list[bytes]) -> Iterator[bytes | memoryview]:
+        """The blobs' contents in order, read run by run (see ``_runs``); each is valid until
+        the next is taken. A run that fails is read again blob by blob, so the error names the
+        blob."""
+        for run in self._runs(blob_ids):
+            span: memoryview | None = None
+            if len(run) > 1:
+                r = _run_read(run)
+                with contextlib.suppress(OSError, CairnError):
+                    name = layout.pack_name(r.pack.id.hex())
+                    span = memoryview(self.repo.storage.read(name, r.offset, r.length))
+            for blob_id, x in run:
+                data = None
+                if span is not None and x is not None:
+                    ref = BlobRef(blob_id, x.offset, x.length, x.raw_length)
+                    at = x.offset - run[0][1].offset  # type: ignore[union-attr]
+                    with contextlib.suppress(OSError, CairnError):
+                        data = self.repo.load_blob_view_at(x.pack, ref, span[at : at + x.length])
+                yield data if data is not None else self._blobs.get(blob_id)
 
     def _spans(
         self, entries: list[_Entry]
@@ -421,39 +544,70 @@ class Restorer:
         self.progress.item_done(b"/".join(entry.parts), 0)
 
     def _restore_file(
-        self, target: Target, entry: _Entry, loaded: dict[bytes, bytes] | None = None
-    ) -> None:
-        node, name = entry.node, entry.parts[-1]
-        pfd = target.dir_fd(entry.parts[:-1])
-        fd = target.create_file(pfd, name)
+        self, target: Target, entry: _Entry, loaded: dict[bytes, bytes]
+    ) -> BaseException | None:
+        node = entry.node
+        fd = target.create_file(target.dir_fd(entry.parts[:-1]), entry.parts[-1])
+        written = end = 0
+        error: BaseException | None = None
         try:
-            written, end = self._write_content(fd, node, loaded or {})
+            written, end, size = self._write_blobs(fd, node.content, 0, loaded)
+            if size != node.size:
+                raise IntegrityError(
+                    "file", f"content is {size} bytes, the snapshot says {node.size}"
+                )
+        except BaseException as e:
+            error = e
+        return self._complete(target, entry, fd, written, end, error)
+
+    def _complete(
+        self,
+        target: Target,
+        entry: _Entry,
+        fd: int,
+        written: int,
+        end: int,
+        error: BaseException | None,
+    ) -> BaseException | None:
+        """Ends a file whose content is written (or failed with ``error``): its size and
+        metadata, then close. A failed file is removed, never left with wrong bytes; returns
+        the problem (an OSError or CairnError; anything else is raised)."""
+        node = entry.node
+        try:
+            if error is not None:
+                raise error
             if end < node.size:
                 os.ftruncate(fd, node.size)  # the file ends in a hole
             problems = apply_to_fd(fd, node)
-        except BaseException:
+        except BaseException as e:
             os.close(fd)
-            fd = -1
-            os.unlink(name, dir_fd=pfd)  # never leave a file with wrong bytes behind
+            with contextlib.suppress(OSError):
+                os.unlink(entry.parts[-1], dir_fd=target.dir_fd(entry.parts[:-1]))
+            if isinstance(e, (OSError, CairnError)):
+                return e
             raise
-        finally:
-            if fd >= 0:
-                os.close(fd)
+        os.close(fd)
         for problem in problems:
             self._error(b"/".join(entry.parts), problem)
         with self._lock:
             self.summary.files += 1
             self.summary.bytes_written += written
         self.progress.item_done(b"/".join(entry.parts), node.size)
+        return None
 
-    def _write_content(self, fd: int, node: Node, loaded: dict[bytes, bytes]) -> tuple[int, int]:
-        """Writes a new file's content, zero chunks as holes: (bytes written, end of the
-        last bytes written)."""
-        offset = written = end = 0
-        for blob_id in node.content:
-            data = loaded.get(blob_id)
+    def _write_blobs(
+        self, fd: int, blob_ids: list[bytes], offset: int, loaded: dict[bytes, bytes] | None = None
+    ) -> tuple[int, int, int]:
+        """Writes blobs at ``offset`` of a new file, zero chunks as holes: (bytes written, end
+        of the last bytes written, offset after the last blob). Blobs not in ``loaded`` are
+        read in runs."""
+        loaded = loaded or {}
+        stream = self._read_runs([b for b in blob_ids if b not in loaded])
+        written = end = 0
+        for blob_id in blob_ids:
+            data: bytes | memoryview | None = loaded.get(blob_id)
             if data is None:
-                data = self._blobs.get(blob_id)
+                data = next(stream)
             if not is_zero(data):
                 view = memoryview(data)
                 pos = offset
@@ -464,11 +618,7 @@ class Restorer:
                 end = pos
             offset += len(data)
             self.progress.bytes_done(len(data))
-        if offset != node.size:
-            raise IntegrityError(
-                "file", f"content is {offset} bytes, the snapshot says {node.size}"
-            )
-        return written, end
+        return written, end, offset
 
     def _link(self, target: Target, entry: _Entry, first: tuple[bytes, ...]) -> None:
         src = target.open_dir(first[:-1])
@@ -514,6 +664,16 @@ class Restorer:
         with self._lock:
             self.summary.errors += 1
         self.progress.warning(path, message)
+
+
+_Outcome = list[tuple[_Entry, BaseException | None]]  # files a task ended, each with its problem
+
+
+def _run_read(run: _Run) -> DataRead:
+    """The one read that covers a run of blobs stored back to back."""
+    first, last = run[0][1], run[-1][1]
+    assert first is not None and last is not None
+    return DataRead(first.pack, first.offset, last.offset + last.length - first.offset)
 
 
 def _message(e: BaseException) -> str:

@@ -110,7 +110,14 @@ class PayloadError(ValueError):
     pass
 
 
-def unpack_payload(payload: bytes) -> bytes:
+def unpack_payload(payload: bytes | memoryview) -> bytes:
+    data = unpack_view(memoryview(payload))
+    return data if isinstance(data, bytes) else bytes(data)
+
+
+def unpack_view(payload: memoryview) -> memoryview | bytes:
+    """The data of a framed blob; a stored payload is returned as a view of ``payload``, not
+    copied."""
     if not payload:
         raise PayloadError("empty blob payload")
     mode = payload[0]
@@ -118,7 +125,7 @@ def unpack_payload(payload: bytes) -> bytes:
         return payload[1:]
     if mode == ZSTD:
         try:
-            return _decompressor().decompress(memoryview(payload)[1:])
+            return _decompressor().decompress(payload[1:])
         except zstandard.ZstdError as e:
             raise PayloadError(f"zstd: {e}") from None
     raise PayloadError(f"unknown compression mode {mode}")

@@ -125,6 +125,20 @@ def open_blob(
     return aead.unseal(cipher, offset, sealed, blob_aad(blob_type, blob_id))
 
 
+def open_blob_into(
+    master_key: bytes,
+    salt: bytes,
+    blob_type: int,
+    blob_id: bytes,
+    offset: int,
+    sealed: bytes | memoryview,
+    out: memoryview,
+) -> None:
+    """``open_blob``, decrypted into ``out`` (``len(sealed) - TAG_LEN`` bytes)."""
+    cipher = pack_cipher(master_key, salt)
+    aead.unseal_into(cipher, offset, sealed, blob_aad(blob_type, blob_id), out)
+
+
 def header_length(tail: bytes) -> int:
     if len(tail) < TAIL_LEN or tail[-len(MAGIC) :] != MAGIC:
         raise PackFormatError("pack does not end with the pack magic (truncated?)")

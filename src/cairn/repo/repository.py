@@ -29,7 +29,13 @@ from cairn.crypto import aead
 from cairn.crypto.kdf import KdfParams
 from cairn.crypto.keys import BadPassword, KeyFileError, MasterKey, unwrap, wrap
 from cairn.repo import layout
-from cairn.repo.compress import PayloadError, frame_into, pack_payload, unpack_payload
+from cairn.repo.compress import (
+    PayloadError,
+    frame_into,
+    pack_payload,
+    unpack_payload,
+    unpack_view,
+)
 from cairn.repo.config import DEFAULT_PACK_SIZE, RepoConfig
 from cairn.repo.index import BlobIndex, PackInfo, PackRecord, decode_index, encode_index
 from cairn.repo.journal import PackJournal
@@ -40,7 +46,7 @@ from cairn.repo.pack import (
     BlobRef,
     PackFormatError,
     header_length,
-    open_blob,
+    open_blob_into,
     parse_header,
 )
 from cairn.repo.packer import Packer
@@ -380,20 +386,32 @@ class Repository:
         ref = BlobRef(blob_id, entry.offset, entry.length, entry.raw_length)
         return self.load_blob_at(entry.pack, ref)
 
-    def load_blob_at(self, pack: PackInfo, ref: BlobRef, sealed: bytes | None = None) -> bytes:
+    def load_blob_at(
+        self, pack: PackInfo, ref: BlobRef, sealed: bytes | memoryview | None = None
+    ) -> bytes:
         """A blob at a known place, authenticated and checked against its id; ``sealed`` is
         its encrypted bytes when the caller has already read them."""
+        data = self.load_blob_view_at(pack, ref, sealed)
+        return data if isinstance(data, bytes) else bytes(data)
+
+    def load_blob_view_at(
+        self, pack: PackInfo, ref: BlobRef, sealed: bytes | memoryview | None = None
+    ) -> memoryview | bytes:
+        """``load_blob_at``, decrypted into a buffer this thread reuses: the result is valid
+        until the thread's next call. (A fresh megabyte-sized result costs a page fault and
+        zeroing per page; restore reads a gigabyte through this.)"""
         name = layout.pack_name(pack.id.hex())
         if sealed is None:
             sealed = self.storage.read(name, ref.offset, ref.length)
         where = f"{name} (blob {ref.id.hex()[:16]})"
-        if len(sealed) != ref.length:
+        if len(sealed) != ref.length or ref.length < aead.TAG_LEN:
             raise IntegrityError(where, "pack is truncated")
         try:
-            payload = open_blob(
-                self.key.encryption, pack.salt, pack.blob_type, ref.id, ref.offset, sealed
+            out = _open_buffer(ref.length - aead.TAG_LEN)
+            open_blob_into(
+                self.key.encryption, pack.salt, pack.blob_type, ref.id, ref.offset, sealed, out
             )
-            data = unpack_payload(payload)
+            data = unpack_view(out)
         except aead.AuthenticationFailed:
             raise IntegrityError(where, "failed authentication (damaged or tampered)") from None
         except PayloadError as e:
@@ -447,3 +465,17 @@ class Repository:
     def iter_snapshots(self) -> Iterator[tuple[str, bytes]]:
         for hex_id in self.snapshot_ids():
             yield hex_id, self.load_snapshot(hex_id)
+
+
+_local = threading.local()
+_OPEN_BUFFER = (4 << 20) + (64 << 10)  # the largest chunk, its mode byte, and room to spare
+
+
+def _open_buffer(size: int) -> memoryview:
+    """This thread's buffer for decrypted blobs, ``size`` bytes of it."""
+    buf = getattr(_local, "buf", None)
+    if size > _OPEN_BUFFER:
+        return memoryview(bytearray(size))  # a very large tree blob: once, not kept
+    if buf is None:
+        buf = _local.buf = memoryview(bytearray(_OPEN_BUFFER))
+    return buf[:size]  # type: ignore[no-any-return]
