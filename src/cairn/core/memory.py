@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import mmap
 
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
@@ -28,3 +29,10 @@ def tune_malloc(mmap_threshold: int = 256 << 10, arenas: int = 2) -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(M_ARENA_MAX, arenas))
+
+
+def lazy_buffer(size: int) -> memoryview:
+    """A zero-filled buffer whose pages become resident only as they are first written: an
+    anonymous mapping (``bytearray(size)`` writes every page at once). For buffers kept per
+    thread or pooled, sized for the largest case and mostly used in part."""
+    return memoryview(mmap.mmap(-1, size))

@@ -8,6 +8,7 @@ from typing import BinaryIO
 
 from pyfastcdc import FastCDC
 
+from cairn.core.memory import lazy_buffer
 from cairn.repo.config import ChunkerParams
 
 READ_SIZE = 1 << 20
@@ -33,7 +34,7 @@ class Chunker:
             seed=params.seed,
         )
         self._capacity = params.max_size + read_size
-        self._buf: bytearray | None = None
+        self._buf: memoryview | None = None
 
     def chunks(self, stream: BinaryIO | int, size_hint: int | None = None) -> Iterator[memoryview]:
         """Chunks of a stream (a file object or a file descriptor). Each view is only valid
@@ -43,7 +44,7 @@ class Chunker:
         that ends exactly there is taken as the end (a file that grew meanwhile is caught by the
         caller's check of its size after reading)."""
         if self._buf is None:
-            self._buf = bytearray(self._capacity)  # pages are touched only as they are used
+            self._buf = lazy_buffer(self._capacity)  # pages are touched only as they are used
         view = memoryview(self._buf)
         try:
             yield from self._cut(stream, view, size_hint)

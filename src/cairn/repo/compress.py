@@ -16,6 +16,8 @@ from typing import Any
 
 import zstandard
 
+from cairn.core.memory import lazy_buffer
+
 RAW = 0
 ZSTD = 1
 MIN_SAVING = 1 / 32
@@ -74,7 +76,7 @@ def _scratch(size: int) -> memoryview:
     if size > SCRATCH_SIZE:
         return memoryview(bytearray(size))  # a very large tree blob: once, not kept
     if buf is None:
-        buf = _local.scratch = memoryview(bytearray(SCRATCH_SIZE))
+        buf = _local.scratch = lazy_buffer(SCRATCH_SIZE)
     return buf  # type: ignore[no-any-return]
 
 

@@ -46,17 +46,20 @@ def blob_aad(blob_type: int, blob_id: bytes) -> bytes:
     return bytes([blob_type]) + blob_id
 
 
+PackBuffer = bytearray | memoryview  # a growable one, or a fixed one reused from pack to pack
+
+
 class PackBuilder:
     """Encrypts blobs straight into one buffer until the pack is finished.
 
     The buffer may come from a pool (``buffer``): it is written from the start, and grows only
     for a blob that does not fit."""
 
-    def __init__(self, master_key: bytes, blob_type: int, buffer: bytearray | None = None) -> None:
+    def __init__(self, master_key: bytes, blob_type: int, buffer: PackBuffer | None = None) -> None:
         self.blob_type = blob_type
         self.salt = aead.new_salt()
         self._cipher = aead.derive(master_key, self.salt, b"pack")
-        self._buf = buffer if buffer is not None else bytearray()
+        self._buf: PackBuffer = buffer if buffer is not None else bytearray()
         self._pos = 0
         self._put(MAGIC + self.salt)
         self.blobs: list[BlobRef] = []
@@ -71,7 +74,7 @@ class PackBuilder:
         header = 16 + HEADER_BYTES_PER_BLOB * blobs + aead.TAG_LEN
         return self._pos + plaintext_length + aead.TAG_LEN + header + TAIL_LEN
 
-    def release(self) -> bytearray:
+    def release(self) -> PackBuffer:
         """Gives up the pack: returns its buffer for another."""
         data, self._buf, self._pos = self._buf, bytearray(), 0
         return data
@@ -80,7 +83,13 @@ class PackBuilder:
         """The next ``n`` bytes of the buffer (grown if needed); advances the position."""
         start, end = self._pos, self._pos + n
         if end > len(self._buf):
-            self._buf.extend(bytes(max(end - len(self._buf), len(self._buf) // 2)))
+            more = max(end - len(self._buf), len(self._buf) // 2)
+            if isinstance(self._buf, bytearray):
+                self._buf.extend(bytes(more))
+            else:  # a fixed buffer: the pack moves to a growable one
+                grown = bytearray(len(self._buf) + more)
+                grown[:start] = self._buf[:start]
+                self._buf = grown
         self._pos = end
         return memoryview(self._buf)[start:end]
 
@@ -98,7 +107,7 @@ class PackBuilder:
         self.blobs.append(ref)
         return ref
 
-    def finish(self) -> tuple[bytes, bytearray, int]:
+    def finish(self) -> tuple[bytes, PackBuffer, int]:
         """Returns (pack id, buffer, pack length): the pack is the buffer's first bytes. The
         buffer is handed over, not copied."""
         table = [[b.id, b.offset, b.length, b.raw_length] for b in self.blobs]

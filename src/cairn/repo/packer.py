@@ -2,10 +2,11 @@
 
 One open pack per blob type (data and tree blobs never share a pack). A pack is finished when
 the next blob would take it past the target size; finished packs upload on a pool of
-``uploads`` threads. At most one pack per blob type and one per upload are in memory (``add``
-waits while all are busy), so memory stays flat. Data packs are built in buffers reused from
-pack to pack, whose pages are faulted in once, not once per pack; tree packs, small in most
-backups, grow as needed instead of holding a whole pack's worth of memory.
+``uploads`` threads. Per blob type, at most one pack being filled and one per upload are in
+memory (``add`` waits while all are busy), so memory stays flat. Data packs are built in
+buffers reused from pack to pack, whose pages are faulted in once, not once per pack, and only
+as far as they are filled; tree packs, small in most backups, grow as needed instead of holding
+a whole pack's worth of memory.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from cairn.core.memory import lazy_buffer
 from cairn.repo import layout
 from cairn.repo.index import PackInfo, PackRecord
-from cairn.repo.pack import PackBuilder
+from cairn.repo.pack import PackBuffer, PackBuilder
 from cairn.storage.base import Storage
 
 
@@ -37,8 +39,8 @@ class Packer:
         self._dry_run = dry_run
         self._lock = threading.Lock()
         self._open: dict[int, PackBuilder] = {}
-        self._buffers = threading.BoundedSemaphore(uploads + len(layout.BLOB_TYPES))
-        self._spare: list[bytearray] = []
+        self._buffers = {t: threading.BoundedSemaphore(uploads + 1) for t in layout.BLOB_TYPES}
+        self._spare: list[PackBuffer] = []
         self._capacity = pack_size + (64 << 10)  # a full pack never needs more
         self._pool = ThreadPoolExecutor(max_workers=uploads, thread_name_prefix="cairn-upload")
         self._futures: list[Future[None]] = []
@@ -69,21 +71,21 @@ class Packer:
                 if blob_type not in self._open:
                     self._open[blob_type] = PackBuilder(self._master_key, blob_type, buffer)
                     continue
-            self._give_back(buffer)  # another thread opened a pack meanwhile
+            self._give_back(blob_type, buffer)  # another thread opened a pack meanwhile
 
-    def _take_buffer(self, blob_type: int) -> bytearray:
-        self._buffers.acquire()
+    def _take_buffer(self, blob_type: int) -> PackBuffer:
+        self._buffers[blob_type].acquire()
         if blob_type != layout.DATA_BLOB:
             return bytearray()
         with self._lock:
-            return self._spare.pop() if self._spare else bytearray(self._capacity)
+            return self._spare.pop() if self._spare else lazy_buffer(self._capacity)
 
-    def _give_back(self, buffer: bytearray) -> None:
+    def _give_back(self, blob_type: int, buffer: PackBuffer) -> None:
         # a tree pack's buffer, or one grown for a huge blob, is not kept
-        if len(buffer) == self._capacity:
+        if blob_type == layout.DATA_BLOB and len(buffer) == self._capacity:
             with self._lock:
                 self._spare.append(buffer)
-        self._buffers.release()
+        self._buffers[blob_type].release()
 
     def _submit(self, builder: PackBuilder) -> None:
         fut = self._pool.submit(self._upload, builder)
@@ -111,7 +113,7 @@ class Packer:
             self._error = self._error or e
             raise
         finally:
-            self._give_back(buffer if buffer is not None else builder.release())
+            self._give_back(builder.blob_type, buffer if buffer is not None else builder.release())
 
     def _raise_failure(self) -> None:
         if self._error is not None:
@@ -126,7 +128,7 @@ class Packer:
             if b.blobs:
                 self._submit(b)
             else:
-                self._give_back(b.release())
+                self._give_back(b.blob_type, b.release())
         with self._lock:
             futures = list(self._futures)
             self._futures.clear()

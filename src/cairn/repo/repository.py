@@ -25,6 +25,7 @@ from cairn.core.errors import (
     RepositoryError,
     WrongPassword,
 )
+from cairn.core.memory import lazy_buffer
 from cairn.crypto import aead
 from cairn.crypto.kdf import KdfParams
 from cairn.crypto.keys import BadPassword, KeyFileError, MasterKey, unwrap, wrap
@@ -477,5 +478,5 @@ def _open_buffer(size: int) -> memoryview:
     if size > _OPEN_BUFFER:
         return memoryview(bytearray(size))  # a very large tree blob: once, not kept
     if buf is None:
-        buf = _local.buf = memoryview(bytearray(_OPEN_BUFFER))
+        buf = _local.buf = lazy_buffer(_OPEN_BUFFER)
     return buf[:size]  # type: ignore[no-any-return]
