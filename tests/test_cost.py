@@ -300,7 +300,7 @@ def test_cost_on_a_local_repository_matches_what_restore_reads(
     # what the restore estimate counts is what a restore reads, request for request
     calls = collections.Counter()
     down = []
-    read, listing = LocalStorage.read, LocalStorage.list
+    read, read_into, listing = LocalStorage.read, LocalStorage.read_into, LocalStorage.list
 
     def counting_read(self, name, offset=0, length=None):  # type: ignore[no-untyped-def]
         data = read(self, name, offset, length)
@@ -308,11 +308,18 @@ def test_cost_on_a_local_repository_matches_what_restore_reads(
         down.append(len(data))
         return data
 
+    def counting_read_into(self, name, offset, out):  # type: ignore[no-untyped-def]
+        n = read_into(self, name, offset, out)
+        calls["get"] += 1
+        down.append(n)
+        return n
+
     def counting_list(self, prefix):  # type: ignore[no-untyped-def]
         calls["list"] += 1
         return listing(self, prefix)
 
     monkeypatch.setattr(LocalStorage, "read", counting_read)
+    monkeypatch.setattr(LocalStorage, "read_into", counting_read_into)
     monkeypatch.setattr(LocalStorage, "list", counting_list)
     out = tmp_path / "out"
     res = run_cli("restore", "--repo", repo_path, "latest", "--target", out, "--concurrency", "1")

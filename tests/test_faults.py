@@ -621,20 +621,8 @@ def test_a_directory_of_small_files_is_read_in_one_request_and_damage_stays_with
     place = locate(repo, nodes[victim].content[0])
     flip_bit(repo_dir / place.pack_name, place.offset + place.length // 2, bit=5)
 
-    reads: list[tuple[str, int, int | None]] = []
-    real_read = repo.storage.read
-
-    def counting(name, offset=0, length=None):  # type: ignore[no-untyped-def]
-        if name.startswith("data/"):
-            reads.append((name, offset, length))
-        return real_read(name, offset, length)
-
-    restorer = Restorer(repo, NullProgress(), RestoreOptions())
-    plan = restorer.plan(snap, str(src))  # reads the trees
-    repo.storage.read = counting  # type: ignore[method-assign]
-    target = tmp_path / "out"
-    summary = restorer.execute(plan, str(target))
-    restored = regular_files(target)
+    summary, reads, _ = _restore_counting(repo, src, tmp_path / "out")
+    restored = regular_files(tmp_path / "out")
     assert summary.errors == 1 and summary.files == len(files) - 1
     assert set(restored) == {f"d/{n}" for n in (Path(k).name for k in files)} - {victim}
     assert all(restored[k] == files[k] for k in restored)
@@ -674,18 +662,24 @@ def _restore_counting(repo: Repository, src: Path, target: Path):  # type: ignor
         (layout.pack_name(r.pack.id.hex()), r.offset, r.length) for r in restorer.data_reads(plan)
     ]
     reads: list[tuple[str, int, int | None]] = []
-    real_read = repo.storage.read
+    storage = repo.storage
+    real_read, real_read_into = storage.read, storage.read_into
 
     def counting(name, offset=0, length=None):  # type: ignore[no-untyped-def]
         if name.startswith("data/"):
             reads.append((name, offset, length))
         return real_read(name, offset, length)
 
-    repo.storage.read = counting  # type: ignore[method-assign]
+    def counting_into(name, offset, out):  # type: ignore[no-untyped-def]
+        if name.startswith("data/"):
+            reads.append((name, offset, len(out)))
+        return real_read_into(name, offset, out)
+
+    storage.read, storage.read_into = counting, counting_into  # type: ignore[method-assign]
     try:
         return restorer.execute(plan, str(target)), reads, expected
     finally:
-        repo.storage.read = real_read  # type: ignore[method-assign]
+        storage.read, storage.read_into = real_read, real_read_into  # type: ignore[method-assign]
 
 
 def test_a_large_file_is_written_in_parts_and_its_neighbouring_blobs_read_together(

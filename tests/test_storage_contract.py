@@ -94,6 +94,18 @@ def test_large_object_round_trip(storage):
     assert storage.read("data/bb/big", 7 * MIB, 1000) == data[7 * MIB : 7 * MIB + 1000]
 
 
+def test_read_into_a_caller_buffer(storage):
+    data = os.urandom(3 * MIB + 5)
+    storage.write("data/cc/obj", memoryview(data), metadata=False)
+    out = memoryview(bytearray(MIB + 10))
+    assert storage.read_into("data/cc/obj", 2 * MIB - 3, out[:MIB]) == MIB
+    assert out[:MIB] == data[2 * MIB - 3 : 3 * MIB - 3]
+    assert storage.read_into("data/cc/obj", 3 * MIB, out) == 5  # fewer where the object ends
+    assert out[:5] == data[3 * MIB :]
+    with pytest.raises(ObjectMissing):
+        storage.read_into("data/cc/" + "0" * 64, 0, out[:10])
+
+
 def test_concurrent_writers(storage):
     payloads = {f"data/cc/{i:04d}": os.urandom(50_000) for i in range(24)}
     errors = []

@@ -32,7 +32,6 @@ from cairn.ops.fsapply import apply_by_name, apply_to_fd
 from cairn.ops.progress import Progress
 from cairn.ops.safefs import Target, UnsafeName, check_name
 from cairn.ops.snapshots import find_node, load_tree, split_path
-from cairn.repo import layout
 from cairn.repo.index import IndexEntry, PackInfo
 from cairn.repo.layout import DATA_BLOB
 from cairn.repo.pack import BlobRef
@@ -122,6 +121,9 @@ class _Parts:
         self.end = 0
         self.error: OSError | CairnError | None = None
         self._lock = threading.Lock()
+        # ext4 serialises writes to one file on its inode lock, which waiting writers spin on
+        # (burning the other core); a Python lock lets them sleep instead
+        self.write_lock = threading.Lock()
 
     def part_done(self, written: int, end: int, error: OSError | CairnError | None) -> bool:
         """Records a finished part; True for the last one."""
@@ -136,12 +138,18 @@ class _Parts:
 
 class _BlobCache(Generic[T]):
     """A small LRU of recently loaded blobs, so duplicates are read once. ``size`` measures a
-    loaded value (the blob's bytes; or only its length, to count a restore's reads)."""
+    loaded value (the blob's bytes; or only its length, to count a restore's reads); ``keep``
+    makes the copy that is cached (of a value only valid for a while)."""
 
     def __init__(
-        self, load: Callable[[bytes], T], size: Callable[[T], int], max_bytes: int = 8 << 20
+        self,
+        load: Callable[[bytes], T],
+        size: Callable[[T], int],
+        max_bytes: int = 8 << 20,
+        keep: Callable[[T], T] = lambda value: value,
     ) -> None:
         self._load = load
+        self._keep = keep
         self._sizeof = size
         self._max = max_bytes
         self._size = 0
@@ -158,7 +166,7 @@ class _BlobCache(Generic[T]):
         with self._lock:
             n = self._sizeof(data)
             if blob_id not in self._items and n <= self._max // 8:
-                self._items[blob_id] = data
+                data = self._items[blob_id] = self._keep(data)
                 self._size += n
                 while self._size > self._max:
                     _, old = self._items.popitem(last=False)
@@ -182,7 +190,10 @@ class Restorer:
         self.progress = progress
         self.options = options
         self.summary = RestoreSummary()
-        self._blobs = _BlobCache(lambda b: repo.load_blob(b, DATA_BLOB), len)
+        # a blob too large to cache is read and decrypted into reused buffers, not copied
+        self._blobs: _BlobCache[bytes | memoryview] = _BlobCache(
+            lambda b: repo.load_blob_view(b, DATA_BLOB), len, keep=bytes
+        )
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ planning
@@ -428,7 +439,9 @@ class Restorer:
         written = end = 0
         error: BaseException | None = None
         try:
-            written, end, _ = self._write_blobs(job.fd, job.entry.node.content[first:stop], offset)
+            written, end, _ = self._write_blobs(
+                job.fd, job.entry.node.content[first:stop], offset, None, job.write_lock
+            )
         except BaseException as e:
             error = e
         if not job.part_done(written, end, error):
@@ -461,20 +474,22 @@ class Restorer:
         the next is taken. A run that fails is read again blob by blob, so the error names the
         blob."""
         for run in self._runs(blob_ids):
+            if len(run) == 1:
+                yield self._blobs.get(run[0][0])
+                continue
+            r = _run_read(run)
             span: memoryview | None = None
-            if len(run) > 1:
-                r = _run_read(run)
-                with contextlib.suppress(OSError, CairnError):
-                    name = layout.pack_name(r.pack.id.hex())
-                    span = memoryview(self.repo.storage.read(name, r.offset, r.length))
+            with contextlib.suppress(OSError, CairnError):
+                span = self.repo.read_range(r.pack, r.offset, r.length)
             for blob_id, x in run:
                 data = None
                 if span is not None and x is not None:
                     ref = BlobRef(blob_id, x.offset, x.length, x.raw_length)
-                    at = x.offset - run[0][1].offset  # type: ignore[union-attr]
+                    at = x.offset - r.offset
                     with contextlib.suppress(OSError, CairnError):
                         data = self.repo.load_blob_view_at(x.pack, ref, span[at : at + x.length])
-                yield data if data is not None else self._blobs.get(blob_id)
+                # not through the read buffer, which holds the rest of the run
+                yield data if data is not None else self.repo.load_blob(blob_id, DATA_BLOB)
 
     def _spans(
         self, entries: list[_Entry]
@@ -511,7 +526,7 @@ class Restorer:
         loaded: dict[bytes, bytes] = {}
         for pack, start, end, blobs in self._spans(entries):
             try:
-                span = self.repo.storage.read(layout.pack_name(pack.id.hex()), start, end - start)
+                span = self.repo.read_range(pack, start, end - start)
             except (OSError, CairnError):
                 continue
             for blob_id, x in blobs:
@@ -596,7 +611,12 @@ class Restorer:
         return None
 
     def _write_blobs(
-        self, fd: int, blob_ids: list[bytes], offset: int, loaded: dict[bytes, bytes] | None = None
+        self,
+        fd: int,
+        blob_ids: list[bytes],
+        offset: int,
+        loaded: dict[bytes, bytes] | None = None,
+        lock: threading.Lock | None = None,
     ) -> tuple[int, int, int]:
         """Writes blobs at ``offset`` of a new file, zero chunks as holes: (bytes written, end
         of the last bytes written, offset after the last blob). Blobs not in ``loaded`` are
@@ -611,9 +631,10 @@ class Restorer:
             if not is_zero(data):
                 view = memoryview(data)
                 pos = offset
-                while view:
-                    n = os.pwrite(fd, view, pos)
-                    view, pos = view[n:], pos + n
+                with lock or contextlib.nullcontext():
+                    while view:
+                        n = os.pwrite(fd, view, pos)
+                        view, pos = view[n:], pos + n
                 written += len(data)
                 end = pos
             offset += len(data)

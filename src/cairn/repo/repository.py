@@ -375,6 +375,15 @@ class Repository:
         return salt, blob_type, blobs
 
     def load_blob(self, blob_id: bytes, blob_type: int | None = None) -> bytes:
+        data = self.load_blob_view(blob_id, blob_type, buffered=False)
+        return data if isinstance(data, bytes) else bytes(data)
+
+    def load_blob_view(
+        self, blob_id: bytes, blob_type: int | None = None, buffered: bool = True
+    ) -> memoryview | bytes:
+        """A blob, read and decrypted into buffers this thread reuses: valid until the thread's
+        next call of ``load_blob_view``, ``load_blob_view_at`` or ``read_range`` (``buffered``:
+        read into this thread's read buffer too)."""
         entry = self.index.get(blob_id)
         if entry is None:
             raise NotFoundError(f"blob {blob_id.hex()} is not in the index")
@@ -385,7 +394,20 @@ class Repository:
                 f"expected {layout.BLOB_TYPES[blob_type]}",
             )
         ref = BlobRef(blob_id, entry.offset, entry.length, entry.raw_length)
-        return self.load_blob_at(entry.pack, ref)
+        sealed = self.read_range(entry.pack, entry.offset, entry.length) if buffered else None
+        return self.load_blob_view_at(entry.pack, ref, sealed)
+
+    def read_range(self, pack: PackInfo, offset: int, length: int) -> memoryview:
+        """Bytes of a pack, read into this thread's read buffer when they fit (a fresh buffer
+        for every read costs a page fault per page): valid until the thread's next call. May be
+        short where the pack ends."""
+        name = layout.pack_name(pack.id.hex())
+        if length > _READ_BUFFER:
+            return memoryview(self.storage.read(name, offset, length))
+        buf = getattr(_local, "read", None)
+        if buf is None:
+            buf = _local.read = lazy_buffer(_READ_BUFFER)
+        return buf[: self.storage.read_into(name, offset, buf[:length])]  # type: ignore[no-any-return]
 
     def load_blob_at(
         self, pack: PackInfo, ref: BlobRef, sealed: bytes | memoryview | None = None
@@ -400,7 +422,8 @@ class Repository:
     ) -> memoryview | bytes:
         """``load_blob_at``, decrypted into a buffer this thread reuses: the result is valid
         until the thread's next call. (A fresh megabyte-sized result costs a page fault and
-        zeroing per page; restore reads a gigabyte through this.)"""
+        zeroing per page; restore reads a gigabyte through this.) ``sealed`` may be a view of
+        this thread's read buffer."""
         name = layout.pack_name(pack.id.hex())
         if sealed is None:
             sealed = self.storage.read(name, ref.offset, ref.length)
@@ -470,6 +493,7 @@ class Repository:
 
 _local = threading.local()
 _OPEN_BUFFER = (4 << 20) + (64 << 10)  # the largest chunk, its mode byte, and room to spare
+_READ_BUFFER = 9 << 20  # ranges of a few blobs read at once (restore reads up to 8 MiB)
 
 
 def _open_buffer(size: int) -> memoryview:

@@ -10,6 +10,9 @@ A store holds immutable named objects. Names are relative paths with '/' separat
   colder (cheaper, slower) storage class; everything else must stay immediately readable.
 - ``read(name, offset, length)`` returns exactly the requested range (``length=None``: to the
   end) or raises ``ObjectMissing``; a short object is an ``IntegrityError`` for the caller.
+- ``read_into(name, offset, out)`` reads the range of ``len(out)`` bytes at ``offset`` into
+  ``out`` and returns how many bytes it read (fewer only where the object ends): ``read``
+  without a fresh buffer per call, for ranges read in bulk.
 - ``stat(name)`` returns the size in bytes or raises ``ObjectMissing``.
 - ``list(prefix)`` yields ``(name, size)`` for every object whose name starts with ``prefix``,
   in no particular order.
@@ -29,6 +32,8 @@ Buffer = bytes | bytearray | memoryview
 @runtime_checkable
 class Storage(Protocol):
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes: ...
+
+    def read_into(self, name: str, offset: int, out: memoryview) -> int: ...
 
     def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None: ...
 
@@ -50,6 +55,11 @@ class StorageWrapper:
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return self.inner.read(name, offset, length)
 
+    def read_into(self, name: str, offset: int, out: memoryview) -> int:
+        # through this wrapper's own ``read``, so a subclass that only changes ``read`` (a
+        # fault injector) sees every read; wrappers made for bulk reads forward it instead
+        return read_into_by_read(self, name, offset, out)
+
     def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None:
         self.inner.write(name, data, metadata=metadata)
 
@@ -64,3 +74,13 @@ class StorageWrapper:
 
     def describe(self) -> str:
         return self.inner.describe()
+
+
+def read_into_by_read(storage: Storage, name: str, offset: int, out: memoryview) -> int:
+    """``read_into`` for a store whose reads come as new buffers anyway (a response body)."""
+    if not len(out):
+        return 0
+    data = storage.read(name, offset, len(out))
+    n = min(len(data), len(out))
+    out[:n] = memoryview(data)[:n]
+    return n

@@ -49,6 +49,21 @@ class LocalStorage:
         except OSError as e:
             raise StorageError(f"cannot read {name}: {e.strerror}") from None
 
+    def read_into(self, name: str, offset: int, out: memoryview) -> int:
+        try:
+            with self._handles.open(self._path(name)) as fd:
+                got = 0
+                while got < len(out):
+                    n = os.preadv(fd, [out[got:]], offset + got)
+                    if not n:
+                        break
+                    got += n
+                return got
+        except FileNotFoundError:
+            raise ObjectMissing(name) from None
+        except OSError as e:
+            raise StorageError(f"cannot read {name}: {e.strerror}") from None
+
     def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None:
         path = self._path(name)
         tmp = path.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"

@@ -46,6 +46,13 @@ class MeteredStorage(StorageWrapper):
             self.usage.bytes_down += len(data)
         return data
 
+    def read_into(self, name: str, offset: int, out: memoryview) -> int:
+        n = self.inner.read_into(name, offset, out)
+        with self._lock:
+            self.usage.get += 1
+            self.usage.bytes_down += n
+        return n
+
     def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None:
         self.inner.write(name, data, metadata=metadata)
         with self._lock:

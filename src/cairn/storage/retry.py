@@ -57,6 +57,9 @@ class RetryingStorage(StorageWrapper):
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return self._call(name, lambda: self.inner.read(name, offset, length))
 
+    def read_into(self, name: str, offset: int, out: memoryview) -> int:
+        return self._call(name, lambda: self.inner.read_into(name, offset, out))
+
     def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None:
         self._call(name, lambda: self.inner.write(name, data, metadata=metadata))
 

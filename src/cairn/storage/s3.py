@@ -31,7 +31,7 @@ from cairn.storage.archive import (
     RESTORING,
     ObjectInfo,
 )
-from cairn.storage.base import Buffer
+from cairn.storage.base import Buffer, read_into_by_read
 from cairn.storage.s3config import S3Location, S3Options
 
 _TRANSIENT_CODES = frozenset(
@@ -107,6 +107,9 @@ class S3Storage:
         with _errors(name):
             resp = self._client.get_object(**args)
             return resp["Body"].read()  # type: ignore[no-any-return]
+
+    def read_into(self, name: str, offset: int, out: memoryview) -> int:
+        return read_into_by_read(self, name, offset, out)
 
     def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None:
         extra: dict[str, str] = {}

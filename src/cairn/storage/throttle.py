@@ -68,3 +68,9 @@ class ThrottledStorage(StorageWrapper):
         if self._down is not None:
             self._down.take(len(data))
         return data
+
+    def read_into(self, name: str, offset: int, out: memoryview) -> int:
+        n = self.inner.read_into(name, offset, out)
+        if self._down is not None:
+            self._down.take(n)
+        return n
