@@ -21,11 +21,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# byte-compiled as pip compiles an installed package: an editable install otherwise compiles
+# every module on every run where PYTHONDONTWRITEBYTECODE is set
 venv: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
+	$(BIN)/python -m compileall -q src/cairn
 
 venv-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/python -m compileall -q src/cairn
 
 demo: venv
 	bash scripts/demo.sh

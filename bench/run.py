@@ -66,6 +66,7 @@ def settle(dataset: Path) -> None:
 
 def local_run(args: argparse.Namespace) -> dict[str, object]:
     tools.ensure_installed()
+    tools.byte_compile_cairn()
     work = Path(args.workdir)
     dataset = work / "dataset"
     names = args.tools.split(",")
