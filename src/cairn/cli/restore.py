@@ -100,12 +100,14 @@ def command(
     thaw = None
     try:
         restorer = Restorer(session.repo, progress, options)
-        plan = restorer.plan(snap, subpath or "/")
+        plan = restorer.plan_stream(snap, subpath or "/")  # trees read as the restore goes
         archive = find_archive(session.repo.storage)
         if archive is not None:
+            entries = list(plan)
+            plan = iter(entries)
             thaw_options = ThawOptions(days=restore_days, tier=restore_tier)
             provider, why = pricing(spec.resolved_url())
-            needed = packs_of(restorer.data_reads(plan))
+            needed = packs_of(restorer.data_reads(entries))
             thaw = request_thaw(archive, needed, thaw_options, provider)
             if thaw.pending:
                 if not out.json_mode:

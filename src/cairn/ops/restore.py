@@ -1,13 +1,14 @@
 """Restoring a snapshot (or a part of it) into a target directory.
 
-The tree is walked once to plan the work; directories, links and special files are created on
-the calling thread, files are written by a pool of workers (the files of one directory in
-batches on one thread, since threads creating files in one directory wait for each other's hold
-on it; blob keys are derived once per pack), hardlinks are made once
-their first path exists, and directory metadata is applied last, deepest first, so that writing
-into a directory does not disturb its restored times and read-only directories can be filled.
-Blobs are authenticated before a byte is written; a file whose data fails is removed and named.
-All-zero chunks become holes, so sparse files stay sparse.
+The tree is walked once, as the work goes (files are written while later trees are read);
+directories, links and special files are created on the calling thread, files are written by a
+pool of workers (the files of one directory in batches on one thread, since threads creating
+files in one directory wait for each other's hold on it; a large file in parts on several),
+hardlinks are made once their first path exists, and directory metadata is applied last,
+deepest first, so that writing into a directory does not disturb its restored times and
+read-only directories can be filled. Blobs are authenticated before a byte is written; a file
+whose data fails is removed and named. All-zero chunks become holes, so sparse files stay
+sparse.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import stat
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -198,21 +199,22 @@ class Restorer:
 
     # ------------------------------------------------------------------ planning
     def run(self, snap: Snapshot, subpath: str, target_path: str) -> RestoreSummary:
-        return self.execute(self.plan(snap, subpath), target_path)
+        return self.execute(self.plan_stream(snap, subpath), target_path)
 
     def plan(self, snap: Snapshot, subpath: str) -> list[_Entry]:
         """Every entry to restore, in order; reads the trees, no file data."""
+        return list(self.plan_stream(snap, subpath))
+
+    def plan_stream(self, snap: Snapshot, subpath: str) -> Iterator[_Entry]:
+        """``plan``, walking the trees as the entries are taken, so that a restore starts
+        writing files before the last tree is read. The subpath is looked up at once (a wrong
+        one fails before anything is restored)."""
         top = find_node(self.repo, snap, subpath)
         base = b"/" + b"/".join(split_path(subpath))
         base = base.rstrip(b"/") if base != b"/" else b""
-        plan: list[_Entry] = []
         if top.type == DIR:
-            if top.subtree is not None:
-                self._plan_dir(top.subtree, base, (), plan)
-        else:
-            if self._selected(base, False) is True:
-                plan.append(_Entry((top.name,), top))
-        return plan
+            return self._plan_dir(top.subtree, base, ()) if top.subtree is not None else iter(())
+        return iter([_Entry((top.name,), top)] if self._selected(base, False) is True else [])
 
     def data_reads(self, plan: list[_Entry]) -> list[DataRead]:
         """The reads of pack data that restoring ``plan`` makes, one ranged GET each, in order:
@@ -267,7 +269,7 @@ class Restorer:
         consume(batcher.flush())
         return reads
 
-    def execute(self, plan: list[_Entry], target_path: str) -> RestoreSummary:
+    def execute(self, plan: Iterable[_Entry], target_path: str) -> RestoreSummary:
         target = Target(target_path)
         try:
             self._execute(target, plan)
@@ -284,14 +286,9 @@ class Restorer:
         return None
 
     def _plan_dir(
-        self,
-        tree_id: bytes,
-        path: bytes,
-        parts: tuple[bytes, ...],
-        plan: list[_Entry],
-        included: bool = False,
-    ) -> bool:
-        """Appends the entries below a tree; returns True if anything was selected."""
+        self, tree_id: bytes, path: bytes, parts: tuple[bytes, ...], included: bool = False
+    ) -> Generator[_Entry, None, bool]:
+        """The entries below a tree; returns True if anything was selected."""
         try:
             nodes = load_tree(self.repo, tree_id)
         except CairnError as e:
@@ -315,23 +312,31 @@ class Restorer:
                 continue
             entry = _Entry((*parts, node.name), node)
             if node.type == DIR:
-                mark = len(plan)
-                plan.append(entry)
-                below = node.subtree is not None and self._plan_dir(
-                    node.subtree, child_path, entry.parts, plan, included or sel is True
+                below = (
+                    self._plan_dir(node.subtree, child_path, entry.parts, included or sel is True)
+                    if node.subtree is not None
+                    else None
                 )
-                if sel is None and not below:
-                    del plan[mark:]
-                    continue
+                if sel is None:
+                    # only what is below: the directory is restored if anything in it is
+                    held: list[_Entry] = []
+                    if below is None or not _drain(below, held):
+                        continue
+                    yield entry
+                    yield from held
+                else:
+                    yield entry
+                    if below is not None:
+                        yield from below
             elif sel is None:
                 continue
             else:
-                plan.append(entry)
+                yield entry
             found = True
         return found
 
     # ------------------------------------------------------------------ execution
-    def _execute(self, target: Target, plan: list[_Entry]) -> None:
+    def _execute(self, target: Target, plan: Iterable[_Entry]) -> None:
         links: dict[tuple[int, int], tuple[bytes, ...]] = {}
         later_links: list[tuple[_Entry, tuple[bytes, ...]]] = []
         dirs: list[_Entry] = []
@@ -688,6 +693,15 @@ class Restorer:
 
 
 _Outcome = list[tuple[_Entry, BaseException | None]]  # files a task ended, each with its problem
+
+
+def _drain(entries: Generator[_Entry, None, bool], into: list[_Entry]) -> bool:
+    """Collects ``entries`` in ``into``; returns what the generator returns."""
+    while True:
+        try:
+            into.append(next(entries))
+        except StopIteration as stop:
+            return bool(stop.value)
 
 
 def _run_read(run: _Run) -> DataRead:
