@@ -35,6 +35,10 @@ class Flaky(LocalStorage):
         self._maybe_fail("read")
         return super().read(name, offset, length)
 
+    def read_into(self, name, offset, out):  # type: ignore[no-untyped-def]
+        self._maybe_fail("read_into")
+        return super().read_into(name, offset, out)
+
     def write(self, name, data, *, metadata=True):  # type: ignore[no-untyped-def]
         self._maybe_fail("write")
         super().write(name, data, metadata=metadata)
@@ -76,6 +80,15 @@ def test_permanent_errors_are_not_retried(tmp_path):
         RetryingStorage(LocalStorage(tmp_path)).read("missing")
 
 
+def test_read_into_is_retried(tmp_path):
+    LocalStorage(tmp_path).write("data/aa/1", b"hello world")
+    inner = Flaky(tmp_path, failures=2)
+    store = RetryingStorage(inner, attempts=4, sleep=lambda s: None)
+    out = memoryview(bytearray(5))
+    assert store.read_into("data/aa/1", 6, out) == 5 and out == b"world"
+    assert inner.calls["read_into"] == 3
+
+
 def test_list_restarts_without_duplicates(tmp_path):
     for i in range(6):
         LocalStorage(tmp_path).write(f"index/{i}", b"i")
@@ -90,14 +103,15 @@ def test_metering_counts_requests_and_bytes(tmp_path):
     store.write("data/aa/2", b"y" * 50)
     store.read("data/aa/1")
     store.read("data/aa/1", 10, 20)
+    assert store.read_into("data/aa/2", 40, memoryview(bytearray(30))) == 10  # where it ends
     store.stat("data/aa/2")
     assert len(list(store.list("data/"))) == 2
     store.delete("data/aa/2")
     with pytest.raises(ObjectMissing):
         store.stat("data/aa/2")
     u = store.snapshot()
-    assert (u.put, u.get, u.head, u.list, u.delete) == (2, 2, 2, 1, 1)
-    assert (u.bytes_up, u.bytes_down) == (150, 120)
+    assert (u.put, u.get, u.head, u.list, u.delete) == (2, 3, 2, 1, 1)
+    assert (u.bytes_up, u.bytes_down) == (150, 130)
 
 
 def test_token_bucket_paces_with_a_fake_clock():
