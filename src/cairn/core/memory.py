@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import mmap
+import threading
 
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
@@ -36,3 +37,21 @@ def lazy_buffer(size: int) -> memoryview:
     anonymous mapping (``bytearray(size)`` writes every page at once). For buffers kept per
     thread or pooled, sized for the largest case and mostly used in part."""
     return memoryview(mmap.mmap(-1, size))
+
+
+class ThreadBuffer:
+    """One ``lazy_buffer`` of ``capacity`` bytes per thread, reused from call to call; a larger
+    request gets a buffer of its own, not kept."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._local = threading.local()
+
+    def get(self, size: int) -> memoryview:
+        """``size`` bytes of this thread's buffer: valid until the thread's next ``get``."""
+        if size > self.capacity:
+            return memoryview(bytearray(size))
+        buf: memoryview | None = getattr(self._local, "buf", None)
+        if buf is None:
+            buf = self._local.buf = lazy_buffer(self.capacity)
+        return buf[:size]

@@ -16,7 +16,7 @@ from typing import Any
 
 import zstandard
 
-from cairn.core.memory import lazy_buffer
+from cairn.core.memory import ThreadBuffer
 
 RAW = 0
 ZSTD = 1
@@ -26,6 +26,7 @@ SCRATCH_SIZE = (4 << 20) + (64 << 10)  # the largest chunk, its mode byte, and r
 _STREAM_FROM = 256 << 10  # below this, zstd's own output buffer comes cheaply from the heap
 
 _local = threading.local()
+_SCRATCH = ThreadBuffer(SCRATCH_SIZE)
 
 
 def _compressor(level: int) -> zstandard.ZstdCompressor:
@@ -52,7 +53,7 @@ def frame_into(data: bytes | memoryview, level: int | None = DEFAULT_LEVEL) -> m
     """Mode byte + payload, compressed when that pays off, in this thread's scratch buffer:
     the view is valid until the thread's next call."""
     n = len(data)
-    scratch = _scratch(n + 1)
+    scratch = _SCRATCH.get(n + 1)  # a very large tree blob gets one of its own
     if level is not None and n >= 64:
         limit = int(n * (1 - MIN_SAVING))  # the most compressed bytes worth keeping
         if n >= _STREAM_FROM:
@@ -69,15 +70,6 @@ def frame_into(data: bytes | memoryview, level: int | None = DEFAULT_LEVEL) -> m
     scratch[0] = RAW
     scratch[1 : n + 1] = data
     return scratch[: n + 1]
-
-
-def _scratch(size: int) -> memoryview:
-    buf = getattr(_local, "scratch", None)
-    if size > SCRATCH_SIZE:
-        return memoryview(bytearray(size))  # a very large tree blob: once, not kept
-    if buf is None:
-        buf = _local.scratch = lazy_buffer(SCRATCH_SIZE)
-    return buf  # type: ignore[no-any-return]
 
 
 class _Sink:

@@ -25,7 +25,7 @@ from cairn.core.errors import (
     RepositoryError,
     WrongPassword,
 )
-from cairn.core.memory import lazy_buffer
+from cairn.core.memory import ThreadBuffer
 from cairn.crypto import aead
 from cairn.crypto.kdf import KdfParams
 from cairn.crypto.keys import BadPassword, KeyFileError, MasterKey, unwrap, wrap
@@ -401,13 +401,8 @@ class Repository:
         """Bytes of a pack, read into this thread's read buffer when they fit (a fresh buffer
         for every read costs a page fault per page): valid until the thread's next call. May be
         short where the pack ends."""
-        name = layout.pack_name(pack.id.hex())
-        if length > _READ_BUFFER:
-            return memoryview(self.storage.read(name, offset, length))
-        buf = getattr(_local, "read", None)
-        if buf is None:
-            buf = _local.read = lazy_buffer(_READ_BUFFER)
-        return buf[: self.storage.read_into(name, offset, buf[:length])]  # type: ignore[no-any-return]
+        buf = _READ.get(length)
+        return buf[: self.storage.read_into(layout.pack_name(pack.id.hex()), offset, buf)]
 
     def load_blob_at(
         self, pack: PackInfo, ref: BlobRef, sealed: bytes | memoryview | None = None
@@ -431,7 +426,7 @@ class Repository:
         if len(sealed) != ref.length or ref.length < aead.TAG_LEN:
             raise IntegrityError(where, "pack is truncated")
         try:
-            out = _open_buffer(ref.length - aead.TAG_LEN)
+            out = _OPENED.get(ref.length - aead.TAG_LEN)
             open_blob_into(
                 self.key.encryption, pack.salt, pack.blob_type, ref.id, ref.offset, sealed, out
             )
@@ -491,16 +486,7 @@ class Repository:
             yield hex_id, self.load_snapshot(hex_id)
 
 
-_local = threading.local()
-_OPEN_BUFFER = (4 << 20) + (64 << 10)  # the largest chunk, its mode byte, and room to spare
-_READ_BUFFER = 9 << 20  # ranges of a few blobs read at once (restore reads up to 8 MiB)
-
-
-def _open_buffer(size: int) -> memoryview:
-    """This thread's buffer for decrypted blobs, ``size`` bytes of it."""
-    buf = getattr(_local, "buf", None)
-    if size > _OPEN_BUFFER:
-        return memoryview(bytearray(size))  # a very large tree blob: once, not kept
-    if buf is None:
-        buf = _local.buf = lazy_buffer(_OPEN_BUFFER)
-    return buf[:size]  # type: ignore[no-any-return]
+# per-thread buffers: decrypted blobs (the largest chunk, its mode byte, and room to spare), and
+# ranges of a few blobs read at once (restore reads up to 8 MiB)
+_OPENED = ThreadBuffer((4 << 20) + (64 << 10))
+_READ = ThreadBuffer(9 << 20)
