@@ -409,6 +409,58 @@ def test_restore_twice_into_the_same_target(tmp_path: Path, repo_path: Path, run
     assert diff(before, describe(out)) == []
 
 
+@pytest.mark.skipif(not IS_ROOT, reason="a set-group-ID target of another group needs root")
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o000], ids=["022", "077", "000"])
+def test_modes_and_owners_whatever_the_umask_and_a_setgid_target(
+    tmp_path: Path, repo_path: Path, run_cli, umask: int
+) -> None:
+    """Files are created with their final mode where the umask allows it and keep root's
+    owner without a chown; neither shortcut may leak the umask or a set-group-ID target's
+    group into the restored files, small or written in parts."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    modes = [0o644, 0o664, 0o666, 0o600, 0o000, 0o4755, 0o2750, 0o1644, 0o755]
+    for mode in modes:
+        write(src / f"f{mode:o}", f"{mode:o}".encode(), mode)
+        write(src / "sub" / f"f{mode:o}", b"", mode)
+    write(src / "large", os.urandom(9 * MiB), 0o664)
+    other = tmp_path / "other"
+    other.mkdir()
+    os.chown(other, 4321, 4321)
+    write(other / "theirs", b"x", 0o640)
+    os.chown(other / "theirs", 4321, 4321)
+    os.chown(other, 0, 0)
+    before = describe(src)
+    mine = backup(run_cli, repo_path, src)
+    theirs = backup(run_cli, repo_path, other)
+    out = tmp_path / "out"  # set-group-ID, of another group
+    out.mkdir()
+    os.chown(out, 0, 4321)
+    os.chmod(out, 0o2775)
+    held = tmp_path / "held"  # only a directory it already holds is
+    (held / "sub").mkdir(parents=True)
+    os.chown(held / "sub", 0, 4321)
+    os.chmod(held / "sub", 0o2775)
+    old = os.umask(umask)
+    try:
+        restore(run_cli, repo_path, f"{mine}:{src}", out / "a")
+        restore(run_cli, repo_path, f"{mine}:{src}", out)
+        restore(run_cli, repo_path, f"{mine}:{src}", held)
+        restore(run_cli, repo_path, f"{theirs}:{other}", out / "c")
+    finally:
+        os.umask(old)
+    assert diff(before, describe(out / "a")) == []
+    for top in (out, held):
+        for mode in modes:
+            for path in (top / f"f{mode:o}", top / "sub" / f"f{mode:o}"):
+                st = path.stat()
+                assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (mode, 0, 0), path
+        st = (top / "large").stat()
+        assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o664, 0, 0)
+    st = (out / "c" / "theirs").stat()
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o640, 4321, 4321)
+
+
 # ---------------------------------------------------------------------------- owners
 
 

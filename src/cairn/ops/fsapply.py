@@ -11,6 +11,7 @@ from functools import lru_cache
 from cairn.model.node import SYMLINK, Node
 
 IS_ROOT = os.geteuid() == 0
+_CREATOR = (os.geteuid(), os.getegid())  # the owner of the files this process creates
 
 
 @lru_cache(maxsize=4096)
@@ -38,13 +39,46 @@ def owner_of(node: Node) -> tuple[int, int]:
     return _uid_for(node.user, node.uid), _gid_for(node.group, node.gid)
 
 
-def apply_to_fd(fd: int, node: Node) -> list[str]:
-    """Metadata of a regular file or directory open as ``fd``; returns problems found."""
+def process_umask() -> int:
+    """The file mode creation mask, read without changing it (other threads may be creating
+    files)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o077)
+    os.umask(old)
+    return old
+
+
+def creation_mode(node: Node, umask: int) -> int | None:
+    """The mode to create a file with so that it needs no chmod afterwards: its own, unless it
+    has bits the umask takes away or special bits (which a later chown would clear). None if
+    it needs one."""
+    mode = node.mode & 0o7777
+    if mode & (0o7000 | umask):
+        return None
+    return mode
+
+
+def owned_from_creation(node: Node) -> bool:
+    """Whether a new file, made by this process in a directory without the set-group-ID bit,
+    already has the node's owner and group (as root: when they are root's own)."""
+    return not IS_ROOT or owner_of(node) == _CREATOR
+
+
+def apply_to_fd(fd: int, node: Node, *, owner: bool = True, mode: bool = True) -> list[str]:
+    """Metadata of a regular file or directory open as ``fd``; returns problems found.
+    ``owner=False`` and ``mode=False`` skip what the file was created with."""
     problems: list[str] = []
-    if IS_ROOT:
+    if IS_ROOT and owner:
         uid, gid = owner_of(node)
         os.fchown(fd, uid, gid)
-    os.fchmod(fd, node.mode)
+    if mode:
+        os.fchmod(fd, node.mode)
     for key, value in node.xattrs:
         try:
             os.setxattr(fd, key, value)

@@ -29,7 +29,13 @@ from cairn.model.chunker import Chunker
 from cairn.model.node import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
 from cairn.model.snapshot import Snapshot
 from cairn.ops.excludes import PathMatcher
-from cairn.ops.fsapply import apply_by_name, apply_to_fd
+from cairn.ops.fsapply import (
+    apply_by_name,
+    apply_to_fd,
+    creation_mode,
+    owned_from_creation,
+    process_umask,
+)
 from cairn.ops.progress import Progress
 from cairn.ops.safefs import Target, UnsafeName, check_name
 from cairn.ops.snapshots import find_node, load_tree, split_path
@@ -196,6 +202,7 @@ class Restorer:
             lambda b: repo.load_blob_view(b, DATA_BLOB), len, keep=bytes
         )
         self._lock = threading.Lock()
+        self._umask = process_umask()
 
     # ------------------------------------------------------------------ planning
     def run(self, snap: Snapshot, subpath: str, target_path: str) -> RestoreSummary:
@@ -372,10 +379,7 @@ class Restorer:
                         parts = self._split(node)
                         if parts:
                             submit_batch(batcher.flush())
-                            pfd = target.dir_fd(entry.parts[:-1])
-                            job = _Parts(
-                                entry, target.create_file(pfd, entry.parts[-1]), len(parts)
-                            )
+                            job = _Parts(entry, self._create(target, entry), len(parts))
                             for part in parts:
                                 submit(self._write_part, target, job, *part)
                         else:
@@ -567,7 +571,7 @@ class Restorer:
         self, target: Target, entry: _Entry, loaded: dict[bytes, bytes]
     ) -> BaseException | None:
         node = entry.node
-        fd = target.create_file(target.dir_fd(entry.parts[:-1]), entry.parts[-1])
+        fd = self._create(target, entry)
         written = end = 0
         error: BaseException | None = None
         try:
@@ -579,6 +583,14 @@ class Restorer:
         except BaseException as e:
             error = e
         return self._complete(target, entry, fd, written, end, error)
+
+    def _create(self, target: Target, entry: _Entry) -> int:
+        """A new file for ``entry``, with its final mode where the umask lets it (one call
+        less per file; see ``_complete``)."""
+        mode = creation_mode(entry.node, self._umask)
+        return target.create_file(
+            target.dir_fd(entry.parts[:-1]), entry.parts[-1], 0o600 if mode is None else mode
+        )
 
     def _complete(
         self,
@@ -598,7 +610,12 @@ class Restorer:
                 raise error
             if end < node.size:
                 os.ftruncate(fd, node.size)  # the file ends in a hole
-            problems = apply_to_fd(fd, node)
+            problems = apply_to_fd(
+                fd,
+                node,
+                owner=target.setgid_seen or not owned_from_creation(node),
+                mode=creation_mode(node, self._umask) is None,
+            )
         except BaseException as e:
             os.close(fd)
             with contextlib.suppress(OSError):

@@ -39,6 +39,9 @@ class Target:
         os.makedirs(path, exist_ok=True)
         self.path = os.fsencode(path)
         self.fd = os.open(path, _DIR_FLAGS & ~os.O_NOFOLLOW)
+        # a file created in a set-group-ID directory takes the directory's group; a directory
+        # made in one inherits the bit
+        self.setgid_seen = bool(os.fstat(self.fd).st_mode & stat.S_ISGID)
         self._local = threading.local()
         self._caches: list[OrderedDict[tuple[bytes, ...], int]] = []
         self._caches_lock = threading.Lock()
@@ -98,6 +101,8 @@ class Target:
         st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
             os.chmod(name, stat.S_IMODE(st.st_mode) | 0o700, dir_fd=parent_fd)
+            if st.st_mode & stat.S_ISGID:
+                self.setgid_seen = True
             return
         os.unlink(name, dir_fd=parent_fd)
         os.mkdir(name, 0o700, dir_fd=parent_fd)
@@ -113,14 +118,15 @@ class Target:
             raise IsADirectoryError(errno.EISDIR, "a directory is in the way", name)
         os.unlink(name, dir_fd=parent_fd)
 
-    def create_file(self, parent_fd: int, name: bytes) -> int:
+    def create_file(self, parent_fd: int, name: bytes, mode: int = 0o600) -> int:
+        """A new file open for writing, created with ``mode`` (less the umask)."""
         check_name(name)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            return os.open(name, flags, 0o600, dir_fd=parent_fd)
+            return os.open(name, flags, mode, dir_fd=parent_fd)
         except FileExistsError:
             self.clear(parent_fd, name)  # something is in the way: replace it, never follow it
-            return os.open(name, flags, 0o600, dir_fd=parent_fd)
+            return os.open(name, flags, mode, dir_fd=parent_fd)
 
     def open_file(self, parent_fd: int, name: bytes) -> int:
         """Opens a restored file for reading without changing its restored access time."""
