@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -459,6 +460,66 @@ def test_modes_and_owners_whatever_the_umask_and_a_setgid_target(
         assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o664, 0, 0)
     st = (out / "c" / "theirs").stat()
     assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o640, 4321, 4321)
+
+
+def test_the_walk_waits_for_few_entries_and_finishes_directories_out_of_order(
+    tmp_path: Path, repo_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Directories walked after one that waits for a slow file are finished as soon as their
+    own files are read, and the walk waits once ``MAX_WAITING`` entries wait, so memory does
+    not grow with the tree; the snapshot is the same as with no bound."""
+    from cairn.ops.backup import archiver
+
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    write(src / "a" / "slow", os.urandom(2 * MiB))  # a large file: read on its own thread
+    for i in range(40):
+        (src / f"b{i:02d}").mkdir()
+        for j in range(3):
+            write(src / f"b{i:02d}" / f"f{j}", f"{i} {j}".encode())
+    before = describe(src)
+    unbounded = backup(run_cli, repo_path, src, "--no-cache")
+
+    released = threading.Event()  # the slow file is held until 20 directories after it are done
+    finished: list[bytes] = []
+    waiting: list[int] = []
+    save_files, finish, finish_later = (
+        archiver.FileSaver.save_files,
+        archiver.Archiver._finish,
+        archiver.Archiver._finish_later,
+    )
+
+    def slow_save_files(self, items):  # type: ignore[no-untyped-def]
+        if any(path.endswith(b"/slow") for path, _ in items):
+            released.wait(10)
+        return save_files(self, items)
+
+    def spy_finish(self, d) -> None:  # type: ignore[no-untyped-def]
+        finish(self, d)
+        finished.append(d.node.name)
+        if sum(n.startswith(b"b") for n in finished) >= 20:
+            released.set()
+
+    def spy_finish_later(self, d, parent) -> None:  # type: ignore[no-untyped-def]
+        finish_later(self, d, parent)
+        waiting.append(self._waiting)
+
+    monkeypatch.setattr(archiver, "MAX_WAITING", 6)
+    monkeypatch.setattr(archiver.FileSaver, "save_files", slow_save_files)
+    monkeypatch.setattr(archiver.Archiver, "_finish", spy_finish)
+    monkeypatch.setattr(archiver.Archiver, "_finish_later", spy_finish_later)
+    bounded = backup(run_cli, repo_path, src, "--no-cache")
+
+    assert max(waiting) <= 6
+    assert finished.index(b"a") >= 20  # not in walk order: the others did not wait for it
+    trees = [
+        run_cli("cat", "--repo", repo_path, "snapshot", snap).json()["tree"]
+        for snap in (unbounded, bounded)
+    ]
+    assert trees[0] == trees[1]
+    out = tmp_path / "out"
+    restore(run_cli, repo_path, f"{bounded}:{src}", out)
+    assert diff(before, describe(out)) == []
 
 
 # ---------------------------------------------------------------------------- owners

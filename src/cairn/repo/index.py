@@ -1,7 +1,8 @@
 """The blob index: blob id -> (pack, offset, length, raw length).
 
 In memory the index is a set of parallel numpy arrays sorted by id (32 + 4 * 4 = 48 bytes per
-blob, no per-entry Python objects) plus a small dict of entries added since the last merge.
+blob, no per-entry Python objects) plus a dict of entries added since the last merge (each
+value the entry's four numbers packed in 16 bytes, not a tuple of four integers).
 The pack table (pack id, salt, blob type) is shared by all blobs of a pack.
 
 On the store an index object is the encrypted msgpack map
@@ -11,6 +12,7 @@ On the store an index object is the encrypted msgpack map
 from __future__ import annotations
 
 import importlib
+import struct
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from cairn.repo.pack import BlobRef
 
 INDEX_VERSION = 1
 _MERGE_MIN = 1 << 16
+_ROW = struct.Struct("<4I")  # pack number, offset, length, raw length
 
 
 def _np() -> ModuleType:
@@ -62,7 +65,7 @@ class BlobIndex:
         # sorted arrays once merged: ids (S32) and pack no, offset, length, raw length (uint32)
         self._ids: Any = ()
         self._cols: Any = ()
-        self._recent: dict[bytes, tuple[int, int, int, int]] = {}
+        self._recent: dict[bytes, bytes] = {}  # id -> _ROW
 
     def __len__(self) -> int:
         return len(self._ids) + len(self._recent)
@@ -83,7 +86,7 @@ class BlobIndex:
             self._pack_no[record.info.id] = no
             for b in record.blobs:
                 if b.id not in self._recent and self._find(b.id) < 0:
-                    self._recent[b.id] = (no, b.offset, b.length, b.raw_length)
+                    self._recent[b.id] = _ROW.pack(no, b.offset, b.length, b.raw_length)
             if len(self._recent) >= max(_MERGE_MIN, len(self._ids) // 8):
                 self._merge()
 
@@ -92,7 +95,7 @@ class BlobIndex:
             return
         np = _np()
         new_ids = np.array(list(self._recent.keys()), dtype="S32")
-        new_cols = np.array(list(self._recent.values()), dtype=np.uint32).reshape(-1, 4)
+        new_cols = np.frombuffer(b"".join(self._recent.values()), dtype="<u4").reshape(-1, 4)
         ids = np.concatenate([self._ids, new_ids]) if len(self._ids) else new_ids
         cols = np.concatenate([self._cols, new_cols]) if len(self._ids) else new_cols
         order = np.argsort(ids, kind="stable")
@@ -114,13 +117,14 @@ class BlobIndex:
 
     def get(self, blob_id: bytes) -> IndexEntry | None:
         with self._lock:
-            row = self._recent.get(blob_id)
-            if row is None:
+            packed = self._recent.get(blob_id)
+            if packed is not None:
+                no, offset, length, raw = _ROW.unpack(packed)
+            else:
                 i = self._find(blob_id)
                 if i < 0:
                     return None
-                row = tuple(int(x) for x in self._cols[i])  # type: ignore[assignment]
-            no, offset, length, raw = row  # type: ignore[misc]
+                no, offset, length, raw = (int(x) for x in self._cols[i])
             return IndexEntry(self._packs[no], offset, length, raw)
 
     def blob_ids(self) -> Iterator[bytes]:

@@ -8,8 +8,10 @@ trade the GIL back and forth, so the split keeps both cores busy with far less c
 
 A directory's tree blob is written once all its entries are done: directories wait in a queue
 in post-order (children before parents), and the queue is drained as file jobs finish, so the
-walk never stops for one slow file. The number of file jobs in flight is bounded, which keeps
-memory flat on any tree size.
+walk never stops for one slow file. The number of file jobs in flight is bounded, and so are
+the entries of the directories in the queue (``MAX_WAITING``): beyond it the walk waits for
+files to be read and finishes every directory whose files are read and whose subdirectories
+are done, not only the oldest. Memory stays flat on any tree size.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ class BackupOptions:
 
 
 SMALL_FILE = 1 << 20  # files below this are read in batches, to spread per-job overhead
+# entries of walked directories that may wait for their files to be read: beyond this the walk
+# waits for files to be read, finishing every directory it can, so memory does not grow with
+# the tree (it is the files ``max_in_flight`` batches hold, so the readers never run dry)
+MAX_WAITING = 4096
 BATCH_FILES = 64
 BATCH_BYTES = 8 << 20
 
@@ -80,6 +86,8 @@ class _Dir:
     node: Node
     children: list[Node | _FileJob] = field(default_factory=list)
     _checked: int = 0  # children before this index are known to be done
+    parent: _Dir | None = None
+    open_subdirs: int = 0  # subdirectories whose trees are not saved yet
     # files cache: the directory's key, what the cache had, what this run confirmed or read
     cache_key: bytes | None = None
     cached: dict[bytes, CachedFile] = field(default_factory=dict)
@@ -94,6 +102,9 @@ class _Dir:
                 return False
             self._checked += 1
         return True
+
+    def finishable(self) -> bool:
+        return self.open_subdirs == 0 and self.ready()
 
 
 class Archiver:
@@ -111,6 +122,8 @@ class Archiver:
         self.summary = Summary()
         self._saver = FileSaver(repo, repo.config.chunker, progress.bytes_done)
         self._queue: deque[_Dir] = deque()
+        self._waiting = 0  # entries of the directories in the queue
+        self._read_done = threading.Event()  # set whenever a batch of files has been read
         self._slots = threading.BoundedSemaphore(options.max_in_flight)
         self._pool = ThreadPoolExecutor(
             max(1, options.workers - 1), thread_name_prefix="cairn-read"
@@ -133,7 +146,7 @@ class Archiver:
             else:
                 root = _Dir(Node(name=b"", type=DIR))
                 self._build_virtual(b"", _path_tree(paths), root)
-            self._queue.append(root)
+            self._enqueue(root)
             self._submit()
             self._drain(block=True)
             assert root.node.subtree is not None
@@ -275,13 +288,36 @@ class Archiver:
         except BaseException:
             self._slots.release()
             raise
-        batch.future.add_done_callback(lambda _f: self._slots.release())
+        batch.future.add_done_callback(self._batch_read)
+
+    def _batch_read(self, _future: Future[list[FileResult | OSError]]) -> None:
+        self._slots.release()
+        self._read_done.set()
 
     # ------------------------------------------------------------------ finishing trees
     def _finish_later(self, d: _Dir, parent: _Dir) -> None:
         parent.children.append(d.node)
-        self._queue.append(d)
+        d.parent = parent
+        parent.open_subdirs += 1
+        self._enqueue(d)
         self._drain(block=False)
+        if self._waiting > MAX_WAITING:
+            self._make_room()
+
+    def _make_room(self) -> None:
+        """Waits until the directories waiting for their files hold at most ``MAX_WAITING``
+        entries, finishing each as soon as it can be, not only the oldest (a large file being
+        read holds its directory, not the ones walked after it)."""
+        self._submit()  # the files they wait for may not be handed out yet
+        while self._waiting > MAX_WAITING and self._queue:
+            self._read_done.clear()
+            self._finish_ready()
+            if self._waiting > MAX_WAITING:
+                self._read_done.wait(1.0)
+
+    def _enqueue(self, d: _Dir) -> None:
+        self._queue.append(d)
+        self._waiting += len(d.children)
 
     def _drain(self, block: bool) -> None:
         if block:
@@ -289,7 +325,21 @@ class Archiver:
         while self._queue and (block or self._queue[0].ready()):
             self._finish(self._queue.popleft())
 
+    def _finish_ready(self) -> None:
+        """Finishes every queued directory whose files are read and whose subdirectories are
+        finished (those come before it in the queue, which is in walk order)."""
+        left: deque[_Dir] = deque()
+        for d in self._queue:
+            if d.finishable():
+                self._finish(d)
+            else:
+                left.append(d)
+        self._queue = left
+
     def _finish(self, d: _Dir) -> None:
+        self._waiting -= len(d.children)
+        if d.parent is not None:
+            d.parent.open_subdirs -= 1
         nodes: list[Node] = []
         for child in d.children:
             if isinstance(child, _FileJob):
