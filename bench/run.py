@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import tools
-from bench.measure import median, run
+from bench.measure import dir_size, median, run
 from bench.s3 import s3_run
 from bench.verify import fingerprint, same_tree
+from bench.volume import FRESH, WORKDIR, restore_volume
 
 ROOT = Path(__file__).resolve().parent.parent
 MAKE_DATASET = ROOT.parent / "shared" / "bench" / "make_dataset.py"
@@ -94,29 +95,34 @@ def local_run(args: argparse.Namespace) -> dict[str, object]:
                 _show(n, phase, m)
         make_dataset(dataset, args.size, mutate_day=1)
         expected = fingerprint(dataset)
+        room = 2 * dir_size(str(dataset)) + (1 << 30)
         for n, tool in active.items():
             settle(dataset)
             m = tool.backup(dataset)
             _record(results[n], "mutated", m)
             _show(n, "mutated", m)
-            target = work / f"restore-{n}"
-            os.sync()
-            m, where = tool.restore(dataset, target)
-            problems = same_tree(expected, where)
+            with restore_volume(work, args.restore_on, room) as into:
+                target = into / f"restore-{n}"
+                os.sync()
+                m, where = tool.restore(dataset, target)
+                problems = same_tree(expected, where)
             if problems:
                 raise SystemExit(f"{n}: restore differs from the source: {problems[:10]}")
             _record(results[n], "restore", m)
             _show(n, "restore", m, "(verified)")
             results[n].repo_size.append(tool.repo_size())
-        # Restored trees are deleted only now: on ext4, creating files right after tens of
-        # thousands were deleted costs much more kernel time (the inode allocator steps over
-        # the freed inodes), which would tax whichever tool restores after another's cleanup.
-        for n in active:
-            shutil.rmtree(work / f"restore-{n}", ignore_errors=True)
+        # In the work directory, restored trees are deleted only now: creating files right after
+        # tens of thousands were deleted costs much more kernel time on an ext4 without a
+        # journal (bench/volume.py), which would tax whichever tool restores after another's
+        # clean-up. A fresh file system for each restore goes with its tree.
+        if args.restore_on == WORKDIR:
+            for n in active:
+                shutil.rmtree(work / f"restore-{n}", ignore_errors=True)
     return {
         "machine": machine(),
         "size": args.size,
         "runs": args.runs,
+        "restore_on": args.restore_on,
         "lower_bound_read_s": median(bounds),
         "tools": {n: res.summary() for n, res in results.items()},
     }
@@ -195,6 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default="/tmp/cairn-bench")
     ap.add_argument("--tools", default="cairn,restic,borg")
     ap.add_argument("--s3", action="store_true", help="objects and bytes per GiB on SeaweedFS")
+    ap.add_argument(
+        "--restore-on",
+        choices=[FRESH, WORKDIR],
+        default=FRESH,
+        help="restore onto a fresh ext4 file system each run (needs root; the default), or "
+        "into the work directory's own file system",
+    )
     ap.add_argument("--out", help="write the JSON report here")
     args = ap.parse_args(argv)
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
