@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -680,6 +681,51 @@ def _restore_counting(repo: Repository, src: Path, target: Path):  # type: ignor
         return restorer.execute(plan, str(target)), reads, expected
     finally:
         storage.read, storage.read_into = real_read, real_read_into  # type: ignore[method-assign]
+
+
+def test_small_files_have_a_thread_of_their_own(tmp_path, run_cli, monkeypatch) -> None:
+    """With ``small_file_workers=1`` batches of small files never run two at a time, and not on
+    the threads writing the large file's parts."""
+    repo_dir = create_repo(tmp_path / "repo", pack_size=8 << 20)
+    src = tmp_path / "src"
+    files = {"big.bin": _large_file(20)} | {
+        f"d{i:02d}/f{j}.txt": f"{i} {j}\n".encode() * 50 for i in range(30) for j in range(4)
+    }
+    _write_tree(src, files)
+    assert run_cli("backup", "--repo", repo_dir, src).code == 0
+    repo = open_repo(repo_dir)
+    lock = threading.Lock()
+    running = [0, 0]  # batches running now, most at once
+    threads: dict[str, set[str]] = {"files": set(), "parts": set()}
+    restore_files, write_part = Restorer._restore_files, Restorer._write_part
+
+    def spy_files(self, target, entries):  # type: ignore[no-untyped-def]
+        with lock:
+            running[0] += 1
+            running[1] = max(running)
+            threads["files"].add(threading.current_thread().name)
+        try:
+            time.sleep(0.005)  # long enough for another batch to start, were it allowed to
+            return restore_files(self, target, entries)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    def spy_part(self, target, job, *part):  # type: ignore[no-untyped-def]
+        with lock:
+            threads["parts"].add(threading.current_thread().name)
+        return write_part(self, target, job, *part)
+
+    monkeypatch.setattr(Restorer, "_restore_files", spy_files)
+    monkeypatch.setattr(Restorer, "_write_part", spy_part)
+    options = RestoreOptions(workers=2, small_file_workers=1)
+    summary = Restorer(repo, NullProgress(), options).run(
+        only_snapshot(repo), str(src), str(tmp_path / "out")
+    )
+    assert summary.errors == 0 and regular_files(tmp_path / "out") == files
+    assert running[1] == 1
+    assert len(threads["files"]) == 1 and threads["parts"]
+    assert not threads["files"] & threads["parts"]
 
 
 def test_a_large_file_is_written_in_parts_and_its_neighbouring_blobs_read_together(

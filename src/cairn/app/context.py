@@ -84,6 +84,14 @@ def default_restore_threads(url: str) -> int:
     return 8 if url.startswith("s3:") else 2
 
 
+def default_small_file_threads(url: str) -> int | None:
+    """Threads of their own for small files (None: the restore threads write them too). From a
+    local disk, one: a small file is mostly Python work and system calls, and two threads on
+    them mostly hand the GIL to each other (docs/performance.md); on S3 each waits a round
+    trip, so all threads take them."""
+    return None if url.startswith("s3:") else 1
+
+
 def wrap_backend(backend: Storage, options: StoreOptions) -> tuple[Storage, MeteredStorage]:
     """The one place the wrapper stack is built: retry(throttle(meter(backend))).
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import click
 
-from cairn.app.context import RepoSpec, default_restore_threads, open_session
+from cairn.app.context import (
+    RepoSpec,
+    default_restore_threads,
+    default_small_file_threads,
+    open_session,
+)
 from cairn.cli.billing import money, prices_line, pricing
 from cairn.cli.common import filter_options, repo_options
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING
@@ -47,7 +52,8 @@ from cairn.ui.progress import TerminalProgress
     "--concurrency",
     type=click.IntRange(min=1),
     default=None,
-    help="Threads writing files [default: 2 for a local directory, 8 on S3].",
+    help="Threads writing files [default: 2 for a local directory, 8 on S3]; from a local "
+    "directory, small files have one more thread of their own.",
 )
 @click.option(
     "--wait",
@@ -95,6 +101,7 @@ def command(
         exclude=PathMatcher(excludes),
         verify=verify,
         workers=concurrency or default_restore_threads(spec.resolved_url()),
+        small_file_workers=default_small_file_threads(spec.resolved_url()),
     )
     progress = TerminalProgress(out, "restore")
     thaw = None

@@ -94,7 +94,11 @@ class RestoreOptions:
     include: PathMatcher = field(default_factory=lambda: PathMatcher([]))
     exclude: PathMatcher = field(default_factory=lambda: PathMatcher([]))
     verify: bool = False
-    workers: int = 2
+    workers: int = 2  # threads writing large files' parts, and small files unless:
+    # threads of their own for batches of small files (None: the ``workers`` do those too).
+    # Writing a small file is mostly Python work and system calls, each of which hands the GIL
+    # to another thread: two threads on small files mostly wait for each other.
+    small_file_workers: int | None = None
 
 
 @dataclass
@@ -347,20 +351,31 @@ class Restorer:
         links: dict[tuple[int, int], tuple[bytes, ...]] = {}
         later_links: list[tuple[_Entry, tuple[bytes, ...]]] = []
         dirs: list[_Entry] = []
-        files: list[_Entry] = []
+        files: list[_Entry] = []  # kept only to verify them: otherwise memory would grow
         batcher = _Batcher()
         pending: deque[Future[_Outcome]] = deque()
-        with ThreadPoolExecutor(self.options.workers, thread_name_prefix="cairn-restore") as pool:
+        workers = self.options.workers
+        small = self.options.small_file_workers
+        with contextlib.ExitStack() as stack:
+            pool = stack.enter_context(
+                ThreadPoolExecutor(workers, thread_name_prefix="cairn-restore")
+            )
+            small_pool = pool
+            if small is not None:
+                small_pool = stack.enter_context(
+                    ThreadPoolExecutor(small, thread_name_prefix="cairn-restore-small")
+                )
+            window = 2 * (workers + (small or 0))
 
-            def submit(fn: Callable[..., _Outcome], *args: object) -> None:
+            def submit(to: ThreadPoolExecutor, fn: Callable[..., _Outcome], *args: object) -> None:
                 # a bounded window of tasks in flight keeps memory flat
-                pending.append(pool.submit(fn, *args))
-                while len(pending) > 2 * self.options.workers:
+                pending.append(to.submit(fn, *args))
+                while len(pending) > window:
                     self._collect(pending.popleft())
 
             def submit_batch(batch: list[_Entry] | None) -> None:
                 if batch:
-                    submit(self._restore_files, target, batch)
+                    submit(small_pool, self._restore_files, target, batch)
 
             for entry in plan:
                 node = entry.node
@@ -375,13 +390,14 @@ class Restorer:
                         self._make_dir(target, entry)
                         dirs.append(entry)
                     elif node.type == FILE:
-                        files.append(entry)
+                        if self.options.verify:
+                            files.append(entry)
                         parts = self._split(node)
                         if parts:
                             submit_batch(batcher.flush())
                             job = _Parts(entry, self._create(target, entry), len(parts))
                             for part in parts:
-                                submit(self._write_part, target, job, *part)
+                                submit(pool, self._write_part, target, job, *part)
                         else:
                             submit_batch(batcher.add(entry))
                     else:
