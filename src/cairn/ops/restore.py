@@ -3,12 +3,13 @@
 The tree is walked once, as the work goes (files are written while later trees are read);
 directories, links and special files are created on the calling thread, files are written by a
 pool of workers (the files of one directory in batches on one thread, since threads creating
-files in one directory wait for each other's hold on it; a large file in parts on several),
-hardlinks are made once their first path exists, and directory metadata is applied last,
-deepest first, so that writing into a directory does not disturb its restored times and
-read-only directories can be filled. Blobs are authenticated before a byte is written; a file
-whose data fails is removed and named. All-zero chunks become holes, so sparse files stay
-sparse.
+files in one directory wait for each other's hold on it; a large file in parts on several;
+batches of small files, optionally, on threads of their own; each file created with its final
+mode where the umask allows it), hardlinks are made once their first path exists, and directory
+metadata is applied last, deepest first, so that writing into a directory does not disturb its
+restored times and read-only directories can be filled. Blobs are authenticated before a byte
+is written; a file whose data fails is removed and named. All-zero chunks become holes, so
+sparse files stay sparse.
 """
 
 from __future__ import annotations
@@ -94,10 +95,11 @@ class RestoreOptions:
     include: PathMatcher = field(default_factory=lambda: PathMatcher([]))
     exclude: PathMatcher = field(default_factory=lambda: PathMatcher([]))
     verify: bool = False
-    workers: int = 2  # threads writing large files' parts, and small files unless:
-    # threads of their own for batches of small files (None: the ``workers`` do those too).
-    # Writing a small file is mostly Python work and system calls, each of which hands the GIL
-    # to another thread: two threads on small files mostly wait for each other.
+    # threads writing large files' parts (and small files, unless they have threads of their own)
+    workers: int = 2
+    # threads of their own for batches of small files (None: the workers write those too). A
+    # small file is mostly Python work and system calls, each of which hands the GIL to another
+    # thread: two threads on small files mostly wait for each other.
     small_file_workers: int | None = None
 
 
