@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,8 @@ class RepoSpec:
     cache_dir: str | None = None
     use_cache: bool = True
     store: StoreOptions = field(default_factory=StoreOptions)
+    # where a command's notices go (a damaged snapshot object skipped): one line each
+    notice: Callable[[str], None] | None = field(default=None, compare=False)
 
     def resolved_url(self) -> str:
         url = self.url or os.environ.get("CAIRN_REPOSITORY")
@@ -144,6 +147,9 @@ class Session:
 def open_session(spec: RepoSpec, load_index: bool = True) -> Session:
     storage, meter = wrap_backend(backend_for(spec.resolved_url(), spec.store), spec.store)
     repo = Repository.open(storage, spec.password.get())
+    if spec.notice is not None:
+        show = spec.notice
+        repo.on_notice = lambda obj, message: show(f"{obj}: {message}")
     if load_index:
         repo.load_index()
     return Session(spec, repo, meter)

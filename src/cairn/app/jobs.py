@@ -177,11 +177,17 @@ class JobRunner:
     def _backup_and_rotate(self) -> None:
         spec = repo_spec(self.job.repository)
         session = open_session(spec, load_index=False)  # run_backup loads it, locked
+        session.repo.on_notice = self._notice
         self._backup(session)
         if self.job.retention is not None and self.result.snapshot is not None:
             # A fresh view of the repository (same key: no second password prompt or KDF).
             repo = session.repo
-            self._rotate(Repository(repo.storage, repo.key, repo.config))
+            fresh = Repository(repo.storage, repo.key, repo.config)
+            fresh.on_notice = self._notice
+            self._rotate(fresh)
+
+    def _notice(self, obj: str, message: str) -> None:
+        self.warn(f"{obj}: {message}")
 
     def _backup(self, session: Session) -> None:
         job = self.job

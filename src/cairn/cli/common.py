@@ -98,6 +98,7 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
             sse_kms_key_id=s3_sse_kms_key_id,
             connections=connections or 4,
         )
+        output = Output(json_mode=json_mode, quiet=quiet)
         spec = RepoSpec(
             url=repo,
             password=PasswordSource(file=password_file, command=password_command),
@@ -110,8 +111,9 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 connections=connections,
                 retries=retries,
             ),
+            notice=output.warning,
         )
-        return f(spec=spec, out=Output(json_mode=json_mode, quiet=quiet), **kwargs)
+        return f(spec=spec, out=output, **kwargs)
 
     return wrapper
 

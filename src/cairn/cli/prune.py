@@ -10,8 +10,8 @@ from cairn.app.context import RepoSpec, open_session
 from cairn.cli.billing import prune_cost_text, prune_estimate
 from cairn.cli.common import repo_options
 from cairn.core.errors import UsageError
-from cairn.core.units import format_bytes, parse_size
-from cairn.ops.prune import PruneOptions, PruneReport, plan_prune, run_prune
+from cairn.core.units import format_bytes, parse_seconds, parse_size
+from cairn.ops.prune import PruneOptions, PruneReport, PruneSteps, plan_prune, run_prune
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
@@ -34,17 +34,41 @@ def prune_options(f):  # type: ignore[no-untyped-def]
         show_default=True,
         help="Repack a pack when more than this share of it is unused.",
     )(f)
+    f = click.option(
+        "--max-wait",
+        default="15m",
+        show_default=True,
+        metavar="DURATION",
+        help="Wait this long for backups that were running when the prune began deleting, "
+        "then postpone.",
+    )(f)
     return click.option(
         "--max-repack-size", metavar="SIZE", help="Read at most this much for repacking."
     )(f)
 
 
-def make_options(max_unused: str, max_repack_size: str | None, dry_run: bool) -> PruneOptions:
+def make_options(
+    max_unused: str, max_repack_size: str | None, dry_run: bool, max_wait: str = "15m"
+) -> PruneOptions:
     return PruneOptions(
         max_unused=parse_fraction(max_unused),
         max_repack_bytes=parse_size(max_repack_size) if max_repack_size else None,
         dry_run=dry_run,
+        max_wait=parse_seconds(max_wait),
     )
+
+
+def waiting_notice(out: Output) -> PruneSteps:
+    """Tells the user, once per change, which backups the prune waits for."""
+    shown = [""]
+
+    def step(name: str, detail: str) -> None:
+        if name == "waiting" and detail != shown[0]:
+            shown[0] = detail
+            if not out.json_mode:
+                out.line(f"waiting for backups that started before the deletion: {detail}")
+
+    return step
 
 
 def show_report(out: Output, r: PruneReport, cost: dict[str, Any] | None = None) -> None:
@@ -77,6 +101,8 @@ def show_report(out: Output, r: PruneReport, cost: dict[str, Any] | None = None)
     if cost is not None:
         out.line(f"cost: {prune_cost_text(cost)}")
         out.line(f"  ({cost['prices']})")
+    if r.packs_rescued:
+        out.line(f"kept {r.packs_rescued} packs that backups running meanwhile came to use")
     if r.postponed:
         out.line(f"deleting postponed: {r.postponed}; run prune again later")
 
@@ -86,10 +112,18 @@ def show_report(out: Output, r: PruneReport, cost: dict[str, Any] | None = None)
 @prune_options
 @click.option("-n", "--dry-run", is_flag=True, help="Only show what would be done.")
 def command(
-    spec: RepoSpec, out: Output, max_unused: str, max_repack_size: str | None, dry_run: bool
+    spec: RepoSpec,
+    out: Output,
+    max_unused: str,
+    max_repack_size: str | None,
+    max_wait: str,
+    dry_run: bool,
 ) -> int:
-    """Delete data no snapshot uses and repack packs that are mostly unused."""
-    options = make_options(max_unused, max_repack_size, dry_run)
+    """Delete data no snapshot uses and repack packs that are mostly unused.
+
+    Safe while other hosts back up: backups never wait for a prune, and a prune waits (at
+    most --max-wait) only for the backups already running when it starts deleting."""
+    options = make_options(max_unused, max_repack_size, dry_run, max_wait)
     session = open_session(spec, load_index=False)
     progress = TerminalProgress(out, "repack")
     cost = None
@@ -99,7 +133,7 @@ def command(
             url, storage_class = spec.resolved_url(), spec.store.s3.storage_class
             cost = prune_estimate(url, storage_class, session.repo, plan, report)
         else:
-            report = run_prune(session.repo, options, progress)
+            report = run_prune(session.repo, options, progress, waiting_notice(out))
     finally:
         progress.close()
     show_report(out, report, cost)

@@ -7,7 +7,7 @@ import click
 from cairn.app.context import RepoSpec, open_session
 from cairn.cli.common import filter_options, repo_options
 from cairn.ops.repair import repair_index, repair_snapshots
-from cairn.ops.snapshots import SnapshotFilter, load_snapshots, resolve
+from cairn.ops.snapshots import SnapshotFilter, read_snapshots, resolve, resolve_id
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
@@ -60,19 +60,34 @@ def snapshots(
     session = open_session(spec, load_index=False)
     repo = session.repo
     repo.load_index()
-    snaps = (
-        [resolve(repo, s, flt) for s in snapshot_ids] if snapshot_ids else load_snapshots(repo, flt)
-    )
+    if snapshot_ids:
+        ids = [resolve(repo, s, flt).id if s == "latest" else resolve_id(repo, s) for s in snapshot_ids]
+        listing = read_snapshots(repo, ids)
+    else:
+        listing = read_snapshots(repo)
+        if flt.hosts or flt.tags or flt.paths:  # a damaged object's host and tags are unknown
+            for hex_id in listing.damaged:
+                out.warning(f"snapshots/{hex_id}: damaged; not selected by --host/--tag/--path")
+            listing.damaged.clear()
+        listing.snapshots = [s for s in listing.snapshots if flt.matches(s)]
+    snaps = listing.snapshots
     progress = TerminalProgress(out, "repair snapshots")
     try:
-        results = repair_snapshots(repo, snaps, progress, forget=forget, dry_run=dry_run)
+        results = repair_snapshots(
+            repo, snaps, progress, forget=forget, dry_run=dry_run, damaged=listing.damaged
+        )
     finally:
         progress.close()
     if out.json_mode:
         out.json([r.__dict__ for r in results])
         return 0
     for r in results:
+        if r.damaged:
+            verb = "would be removed" if dry_run else "removed"
+            out.line(f"snapshot {r.original[:8]}: the object is damaged; {verb}")
+            continue
         new = f"-> {r.new[:8]}" if r.new else "(dry run)"
         out.line(f"snapshot {r.original[:8]} {new}: {len(r.removed)} entries removed")
-    out.line(f"{len(results)} of {len(snaps)} snapshots needed repair")
+    total = len(snaps) + len(listing.damaged)
+    out.line(f"{len(results)} of {total} snapshots needed repair")
     return 0

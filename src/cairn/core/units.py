@@ -18,6 +18,18 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * _MULT[m.group(2).lower()])
 
 
+_SECONDS_RE = re.compile(r"\s*([0-9]+)\s*([smh]?)\s*", re.IGNORECASE)
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_seconds(text: str) -> int:
+    """'90', '90s', '15m', '2h' -> seconds."""
+    m = _SECONDS_RE.fullmatch(text)
+    if not m:
+        raise UsageError(f"invalid duration {text!r} (use e.g. 90s, 15m, 2h)")
+    return int(m.group(1)) * _SECONDS[m.group(2).lower()]
+
+
 def format_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":

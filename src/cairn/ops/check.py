@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 
 import blake3
 
-from cairn.core.errors import CairnError, IntegrityError
+from cairn.core.errors import CairnError, IntegrityError, ObjectMissing
 from cairn.crypto.keys import KeyFileError, read_key_file
 from cairn.model.node import DIR, FILE
+from cairn.model.snapshot import Snapshot
 from cairn.ops.progress import Progress
-from cairn.ops.snapshots import decode_snapshot, load_tree
+from cairn.ops.snapshots import DAMAGED_HINT, load_tree, read_snapshots
 from cairn.repo import layout
 from cairn.repo.index import PackRecord
 from cairn.repo.repository import Repository
@@ -94,6 +95,17 @@ class CheckReport:
         }
 
 
+ATTEMPTS = 3
+
+
+@dataclass
+class _View:
+    snapshots: list[Snapshot]
+    index_names: set[str]
+    records: dict[bytes, PackRecord]
+    stored: dict[str, int]
+
+
 class Checker:
     def __init__(self, repo: Repository, progress: Progress) -> None:
         self.repo = repo
@@ -102,16 +114,52 @@ class Checker:
         self.bad_blobs: set[bytes] = set()
 
     def run(self, read_data: Subset | None = None) -> CheckReport:
+        """Checks one consistent view: the snapshots, then the index objects, then the packs,
+        as they were when the check began (objects written later are not its business). If
+        it finds damage while a forget or prune removed objects of that view, it looks again
+        (at most ``ATTEMPTS`` times): damage is reported only in a view nothing was removed
+        from, or after the last attempt."""
         self._keys()
-        records = self._index()
-        stored = dict(self.repo.storage.list(layout.DATA))
-        self._packs(records, stored)
-        if read_data is not None:
-            ids = sorted(p for p in records if layout.pack_name(p.hex()) in stored)
-            for pack_id in read_data.select(ids):
-                self._read_pack(records[pack_id], stored[layout.pack_name(pack_id.hex())])
-        self._snapshots()
+        found_in_keys = list(self.report.findings)
+        selected: list[bytes] | None = None
+        for attempt in range(ATTEMPTS):
+            self.report = CheckReport(findings=list(found_in_keys))
+            self.bad_blobs = set()
+            view = self._view()
+            self._packs(view.records, view.stored)
+            if read_data is not None:
+                ids = sorted(p for p in view.records if layout.pack_name(p.hex()) in view.stored)
+                if selected is None:
+                    selected = read_data.select(ids)
+                for pack_id in selected:
+                    name = layout.pack_name(pack_id.hex())
+                    if pack_id in view.records and name in view.stored:
+                        self._read_pack(view.records[pack_id], view.stored[name])
+            self._snapshots(view.snapshots)
+            if not self.report.errors or attempt == ATTEMPTS - 1 or self._still(view):
+                break
         return self.report
+
+    def _view(self) -> _View:
+        listing = read_snapshots(self.repo)
+        for hex_id, detail in listing.damaged.items():
+            self.report.error(layout.snapshot_name(hex_id), f"{detail} ({DAMAGED_HINT})")
+        for attempt in range(ATTEMPTS):
+            try:
+                records, names = self._index()
+                break
+            except ObjectMissing:  # replaced by a prune while we read: read them again
+                if attempt == ATTEMPTS - 1:
+                    raise
+        stored = dict(self.repo.storage.list(layout.DATA))
+        snaps = listing.snapshots
+        return _View(snaps, set(names), records, stored)
+
+    def _still(self, view: _View) -> bool:
+        """Whether every snapshot and index object of the view still exists."""
+        names = {n for n, _ in self.repo.storage.list(layout.INDEX)}
+        ids = set(self.repo.snapshot_ids())
+        return view.index_names <= names and {s.id for s in view.snapshots} <= ids
 
     def _keys(self) -> None:
         for name, _ in self.repo.storage.list(layout.KEYS):
@@ -120,27 +168,31 @@ class Checker:
             except KeyFileError as e:
                 self.report.error(name, str(e))
 
-    def _index(self) -> dict[bytes, PackRecord]:
+    def _index(self) -> tuple[dict[bytes, PackRecord], list[str]]:
         records: dict[bytes, PackRecord] = {}
         names = [n for n, _ in self.repo.storage.list(layout.INDEX)]
         for name in names:
             try:
                 for r in self.repo.read_index_object(name):
                     records.setdefault(r.info.id, r)
+            except ObjectMissing:
+                raise
             except CairnError as e:
                 self.report.error(name, str(e))
         # blobs of damaged index objects are missing from the in-memory index as well
         self.repo.index = type(self.repo.index)()
         for r in records.values():
             self.repo.index.add_pack(r)
-        return records
+        return records, names
 
     def _packs(self, records: dict[bytes, PackRecord], stored: dict[str, int]) -> None:
         indexed = {layout.pack_name(p.hex()): r for p, r in records.items()}
         self.report.packs = len(stored)
         for name in sorted(stored.keys() - indexed.keys()):
             self.report.warning(
-                name, "no index lists this pack (left by an interrupted run; prune removes it)"
+                name,
+                "no index lists this pack (a backup still writing, or left by an interrupted "
+                "run: prune removes it)",
             )
         for name, record in sorted(indexed.items()):
             if name not in stored:
@@ -186,13 +238,7 @@ class Checker:
                 self.report.error(e.obj, e.detail)
                 self.bad_blobs.add(b.id)
 
-    def _snapshots(self) -> None:
-        snaps = []
-        for hex_id in sorted(self.repo.snapshot_ids()):
-            try:
-                snaps.append(decode_snapshot(hex_id, self.repo.load_snapshot(hex_id)))
-            except CairnError as e:
-                self.report.error(f"snapshots/{hex_id}", str(e))
+    def _snapshots(self, snaps: list[Snapshot]) -> None:
         self.report.snapshots = len(snaps)
         bad_trees: dict[bytes, str] = {}
         for snap in snaps:

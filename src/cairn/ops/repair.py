@@ -88,8 +88,9 @@ def _verified(
 @dataclass
 class RepairedSnapshot:
     original: str
-    new: str | None  # None on a dry run
+    new: str | None  # None on a dry run, and for a damaged snapshot object
     removed: list[str]
+    damaged: bool = False  # the snapshot object itself was damaged: it was deleted
 
 
 def repair_snapshots(
@@ -98,9 +99,17 @@ def repair_snapshots(
     progress: Progress,
     forget: bool = False,
     dry_run: bool = False,
+    damaged: dict[str, str] | None = None,
 ) -> list[RepairedSnapshot]:
+    """Rewrites ``snapshots`` without their damaged files; deletes the ``damaged`` snapshot
+    objects (id -> what is wrong), which nothing can read."""
     out: list[RepairedSnapshot] = []
-    with writing(repo, "backup", dry_run=dry_run) as lock:
+    for hex_id, detail in sorted((damaged or {}).items()):
+        if not dry_run:
+            repo.storage.delete(layout.snapshot_name(hex_id))
+        progress.warning(layout.snapshot_name(hex_id).encode(), f"{detail}; removed")
+        out.append(RepairedSnapshot(hex_id, None, [f"(snapshot object: {detail})"], damaged=True))
+    with writing(repo, "backup", dry_run=dry_run):
         repo.start_writing(dry_run=dry_run)
         try:
             pending = []
@@ -115,8 +124,6 @@ def repair_snapshots(
         for snap, tree, removed in pending:
             new_id = None
             if not dry_run:
-                if isinstance(lock, HeldLock):
-                    lock.check_fresh()
                 repaired = dataclasses.replace(
                     snap, tree=tree, tags=sorted({*snap.tags, "repaired"}), original=snap.id, id=""
                 )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from cairn.core.errors import IntegrityError, NotFoundError, UsageError
 from cairn.model.node import DIR, Node, TreeFormatError, decode_tree
 from cairn.model.snapshot import Snapshot
+from cairn.repo import layout
 from cairn.repo.layout import TREE_BLOB
 from cairn.repo.repository import Repository
 
@@ -29,23 +30,45 @@ class SnapshotFilter:
         return not self.paths or set(self.paths) <= set(snap.paths)
 
 
+@dataclass
+class SnapshotListing:
+    """The snapshots that could be read, and the damaged ones (id -> what is wrong)."""
+
+    snapshots: list[Snapshot] = field(default_factory=list)
+    damaged: dict[str, str] = field(default_factory=dict)
+
+
+def read_snapshots(repo: Repository, ids: Iterable[str] | None = None) -> SnapshotListing:
+    """Every snapshot (or those of ``ids``), oldest first. One that vanishes between the listing
+    and the read (removed by a forget on another host) is left out; one that fails
+    authentication or does not parse is left out and named in ``damaged``. Other errors (the
+    store unreachable) are raised."""
+    out = SnapshotListing()
+    for hex_id in repo.snapshot_ids() if ids is None else ids:
+        try:
+            out.snapshots.append(decode_snapshot(hex_id, repo.load_snapshot(hex_id)))
+        except NotFoundError:
+            continue
+        except IntegrityError as e:
+            out.damaged[hex_id] = e.detail
+    out.snapshots.sort(key=lambda s: (s.time, s.id))
+    return out
+
+
 def load_snapshots(repo: Repository, flt: SnapshotFilter | None = None) -> list[Snapshot]:
-    snaps = []
-    for hex_id, data in repo.iter_snapshots():
-        snap = decode_snapshot(hex_id, data)
-        if flt is None or flt.matches(snap):
-            snaps.append(snap)
-    snaps.sort(key=lambda s: (s.time, s.id))
-    return snaps
+    """The readable snapshots that pass ``flt``, oldest first; each damaged snapshot object is
+    skipped with a notice (``cairn forget ID`` or ``cairn repair snapshots`` removes it)."""
+    listing = read_snapshots(repo)
+    for hex_id, detail in listing.damaged.items():
+        repo.notice(layout.snapshot_name(hex_id), f"{detail}; skipped ({DAMAGED_HINT})")
+    return [s for s in listing.snapshots if flt is None or flt.matches(s)]
 
 
-def resolve(repo: Repository, ref: str, flt: SnapshotFilter | None = None) -> Snapshot:
-    """``latest`` (after filtering) or a unique prefix of a snapshot id."""
-    if ref == "latest":
-        snaps = load_snapshots(repo, flt)
-        if not snaps:
-            raise NotFoundError("no snapshot matches" if flt else "the repository has no snapshots")
-        return snaps[-1]
+DAMAGED_HINT = "`cairn forget ID` or `cairn repair snapshots` removes it"
+
+
+def resolve_id(repo: Repository, ref: str) -> str:
+    """The full id of the one snapshot whose id starts with ``ref`` (not ``latest``)."""
     if not ref or any(c not in "0123456789abcdef" for c in ref.lower()):
         raise UsageError(f"{ref!r} is not a snapshot id (use a hex id, a prefix of one, or latest)")
     ids = [i for i in repo.snapshot_ids() if i.startswith(ref.lower())]
@@ -53,7 +76,19 @@ def resolve(repo: Repository, ref: str, flt: SnapshotFilter | None = None) -> Sn
         raise NotFoundError(f"no snapshot with id {ref}")
     if len(ids) > 1:
         raise UsageError(f"snapshot id prefix {ref} is ambiguous ({len(ids)} snapshots match)")
-    return decode_snapshot(ids[0], repo.load_snapshot(ids[0]))
+    return ids[0]
+
+
+def resolve(repo: Repository, ref: str, flt: SnapshotFilter | None = None) -> Snapshot:
+    """``latest`` (the newest readable snapshot after filtering) or a unique prefix of a
+    snapshot id."""
+    if ref == "latest":
+        snaps = load_snapshots(repo, flt)
+        if not snaps:
+            raise NotFoundError("no snapshot matches" if flt else "the repository has no snapshots")
+        return snaps[-1]
+    hex_id = resolve_id(repo, ref)
+    return decode_snapshot(hex_id, repo.load_snapshot(hex_id))
 
 
 def decode_snapshot(hex_id: str, data: bytes) -> Snapshot:

@@ -2,21 +2,25 @@
 
 A lock is a sealed, content-addressed object ``locks/<id>`` holding
 ``{"version": 1, "kind": "backup" | "prune" | "repair", "host", "pid", "user", "time",
-"condemned": [pack ids]}``. Objects are write-once, so a lock is refreshed by writing a new
-object and deleting the old one. A lock is stale when its time is older than ``STALE_AFTER``,
-or when it names this host and a process that no longer runs.
+"condemned": [pack ids], "session"}``. Objects are write-once, so a lock is refreshed by
+writing a new object and deleting the old one; ``session`` stays the same across refreshes. A
+lock is stale when its time is older than ``STALE_AFTER``, or when it names this host and a
+process that no longer runs.
 
-The protocol (docs/format.md, "Pruning and concurrent writers"):
+The protocol (docs/format.md §12):
 
 - A backup writes its lock *before* it reads the index, then reads every prune lock and treats
-  the packs they condemn as absent (it stores those blobs again if it needs them). It refreshes
-  its lock every ``REFRESH_EVERY`` and removes it at the end.
-- Prune writes its lock with the list of packs it will delete *before* it lists the locks of
-  others; it deletes nothing while any other fresh lock exists.
+  the packs they condemn as absent (it stores those blobs again if it needs them, and its pack
+  journal does not adopt them). It refreshes its lock every ``REFRESH_EVERY`` and removes it
+  at the end; once it could not refresh it for ``STALE_AFTER - REFRESH_EVERY`` it writes
+  nothing more.
+- Prune writes its lock with the list of packs it will delete *before* it looks at the locks
+  of others, then waits for the holders it saw, and keeps any condemned pack that what they
+  wrote meanwhile refers to.
 
 Whichever of a backup and a prune writes its lock first, the other sees it: either the prune
-finds the backup's lock and postpones deleting, or the backup finds the condemned packs and
-never re-uses their blobs.
+finds the backup's lock and waits for it, or the backup finds the condemned packs and never
+re-uses their blobs.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import errno
 import getpass
 import os
+import secrets
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -48,6 +53,9 @@ class LockInfo:
     user: str
     time: datetime
     condemned: list[bytes] = field(default_factory=list)
+    # the same for every refresh of one holder's lock (random; empty in locks written before
+    # it existed, which are told apart by kind, host, user and pid)
+    session: str = ""
     name: str = ""  # object name, set when read
 
     def encode(self) -> bytes:
@@ -60,6 +68,7 @@ class LockInfo:
                 "user": self.user,
                 "time": self.time.isoformat(),
                 "condemned": self.condemned,
+                "session": self.session,
             }
         )
 
@@ -75,8 +84,14 @@ class LockInfo:
             user=d["user"],
             time=datetime.fromisoformat(d["time"]),
             condemned=[bytes(p) for p in d["condemned"]],
+            session=str(d.get("session", "")),
             name=name,
         )
+
+    @property
+    def holder(self) -> str:
+        """Who holds the lock, the same across its refreshes."""
+        return self.session or f"{self.kind}:{self.user}@{self.host}:{self.pid}"
 
     def is_stale(self, now: datetime | None = None) -> bool:
         now = now or clock.now()
@@ -146,6 +161,7 @@ def new_lock(kind: str, condemned: list[bytes] | None = None) -> LockInfo:
         user=getpass.getuser(),
         time=clock.now(),
         condemned=list(condemned or []),
+        session=secrets.token_hex(16),
     )
 
 

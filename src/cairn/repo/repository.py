@@ -11,7 +11,7 @@ import getpass
 import socket
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -88,6 +88,15 @@ class Repository:
         self._packer: Packer | None = None  # created by start_writing
         self._journal: PackJournal | None = None
         self._dry_run = False
+        # packs a running prune condemned (docs/format.md §12): absent from the index, and
+        # never adopted from the pack journal
+        self.excluded_packs: frozenset[bytes] = frozenset()
+        # called before every index object and snapshot this process writes: raises when the
+        # repository lock could not be kept fresh (a prune may no longer see this writer)
+        self.write_guard: Callable[[], None] | None = None
+        # things skipped on the way (a damaged snapshot object): (object name, message)
+        self.on_notice: Callable[[str, str], None] | None = None
+        self.notices: list[tuple[str, str]] = []
 
     # ----------------------------------------------------------------- create / open
     @classmethod
@@ -167,6 +176,13 @@ class Repository:
             raise RepositoryError(f"config: {e}") from None
         return repo
 
+    def notice(self, obj: str, message: str) -> None:
+        """Reports something skipped that the user should know about (the command goes on)."""
+        if self.on_notice is not None:
+            self.on_notice(obj, message)
+        else:
+            self.notices.append((obj, message))
+
     def add_key(self, password: bytes, kdf: KdfParams | None = None) -> str:
         meta = {
             "created": clock.now().isoformat(),
@@ -211,6 +227,7 @@ class Repository:
 
         A prune replaces index objects (the new ones written before the old ones go): when one
         listed here is gone by the time it is read, the listing is taken again."""
+        exclude_packs = frozenset(exclude_packs)
         for attempt in range(3):
             index = BlobIndex()
             try:
@@ -223,6 +240,7 @@ class Repository:
                     raise
                 continue
             self.index = index
+            self.excluded_packs = exclude_packs
             return
 
     def read_index_objects(self, workers: int = 4) -> Iterator[tuple[str, list[PackRecord]]]:
@@ -296,10 +314,14 @@ class Repository:
         )
 
     def _recover_journal(self, journal: PackJournal) -> None:
-        """Indexes packs that an interrupted backup uploaded but never listed in an index."""
+        """Indexes packs that an interrupted backup uploaded but never listed in an index.
+
+        A pack that a running prune condemned is not adopted: the prune found it in no index
+        object and is about to delete it (docs/format.md §12.2). Its blobs are stored again
+        if this backup needs them."""
         recovered = []
         for record in journal.records():
-            if self.index.has_pack(record.info.id):
+            if self.index.has_pack(record.info.id) or record.info.id in self.excluded_packs:
                 continue
             try:
                 self.storage.stat(layout.pack_name(record.info.id.hex()))
@@ -308,8 +330,13 @@ class Repository:
             self.index.add_pack(record)
             recovered.append(record)
         if recovered:
+            self._guard()
             self.save_object(layout.INDEX, encode_index(recovered))
         journal.clear()
+
+    def _guard(self) -> None:
+        if self.write_guard is not None:
+            self.write_guard()
 
     def _pack_uploaded(self, record: PackRecord) -> None:
         if self._journal is not None and not self._dry_run:
@@ -449,6 +476,7 @@ class Repository:
         with self._lock:
             records, self._unindexed = self._unindexed, []
         if records and not self._dry_run:
+            self._guard()
             names = self.write_index(records)
             with self._lock:
                 self.written_indexes.extend(names)
@@ -479,11 +507,8 @@ class Repository:
             raise NotFoundError(f"snapshot {hex_id} not found") from None
 
     def save_snapshot(self, plaintext: bytes) -> str:
+        self._guard()
         return self.save_object(layout.SNAPSHOTS, plaintext)
-
-    def iter_snapshots(self) -> Iterator[tuple[str, bytes]]:
-        for hex_id in self.snapshot_ids():
-            yield hex_id, self.load_snapshot(hex_id)
 
 
 # per-thread buffers: decrypted blobs (the largest chunk, its mode byte, and room to spare), and

@@ -64,7 +64,7 @@ def run_backup(
     paths = absolute_paths(request.paths)
     stream_paths = [s.path for s in request.streams]
     snap = new_snapshot(request, sorted([*(os.fsdecode(p) for p in paths), *stream_paths]))
-    with writing(repo, "backup", dry_run=request.dry_run) as lock:
+    with writing(repo, "backup", dry_run=request.dry_run):
         parents = load_snapshots(repo, SnapshotFilter(hosts=[snap.host]))
         snap.parent = next((s.id for s in reversed(parents) if sorted(s.paths) == snap.paths), None)
         repo.start_writing(uploads=request.uploads, dry_run=request.dry_run, journal=journal)
@@ -86,9 +86,7 @@ def run_backup(
             snap.summary.requests = meter.snapshot().minus(before).as_dict()
         if request.dry_run:
             return BackupResult(snap, saved=False)
-        if lock is not None:
-            lock.check_fresh()
-        snap.id = repo.save_snapshot(snap.encode())
+        snap.id = repo.save_snapshot(snap.encode())  # checks the lock is still fresh
     if files_cache is not None:
         files_cache.commit()
     return BackupResult(snap, saved=True)

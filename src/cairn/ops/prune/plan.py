@@ -1,33 +1,19 @@
-"""Prune: delete the data no snapshot uses, repacking packs that are mostly unused.
-
-Safe while other hosts back up (the protocol is in cairn.repo.locks and docs/format.md):
-
-1. Take a prune lock; refuse if another prune or repair holds a fresh lock.
-2. Read every index object, list the packs, read every snapshot and walk its trees.
-3. Plan: each used blob is kept in exactly one pack (the fullest one holding it). A pack with no
-   kept blob is deleted; a pack whose unused share exceeds ``max_unused`` is repacked (its kept
-   blobs are copied into new packs); packs no index lists are orphans of interrupted runs.
-4. Repack, then write the packs about to be deleted into the prune lock ("condemned").
-5. Look again: if any other fresh lock exists, or a snapshot or index object appeared since
-   step 2, a writer was active; index the new packs and postpone the deletions.
-6. Otherwise write the new index (every kept blob), delete the index objects read in step 2,
-   and only then delete the condemned packs. A crash at any point leaves packs that no index
-   lists, which the next prune removes.
+"""What a prune would do: read the repository (snapshots, then index, then the packs), find
+the blobs the snapshots use, and plan which packs to keep, repack and delete. Changes nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-from cairn.core.errors import CairnError, IntegrityError, ObjectArchived
-from cairn.crypto import aead
-from cairn.ops.progress import Progress
-from cairn.ops.snapshots import load_snapshots
+from cairn.core.errors import CairnError, IntegrityError, ObjectMissing
+from cairn.model.snapshot import Snapshot
+from cairn.ops.snapshots import read_snapshots
 from cairn.ops.usage import used_blobs
 from cairn.repo import layout
-from cairn.repo.index import PackRecord
-from cairn.repo.locks import HeldLock, LockBusy, Locks, new_lock
-from cairn.repo.pack import BlobRef, blob_aad
+from cairn.repo.index import BlobIndex, PackRecord
+from cairn.repo.locks import LockBusy, Locks
+from cairn.repo.pack import BlobRef
 from cairn.repo.repository import Repository
 
 
@@ -36,6 +22,9 @@ class PruneOptions:
     max_unused: float = 0.65  # repack a pack when more than this share is unused (docs/cost.md)
     max_repack_bytes: int | None = None  # read at most this many bytes of packs to repack
     dry_run: bool = False
+    # seconds to wait for backups that were running when the prune condemned its packs
+    # before postponing (docs/format.md §12.3)
+    max_wait: float = 900.0
 
 
 @dataclass
@@ -71,6 +60,8 @@ class PruneReport:
     index_objects_replaced: int = 0
     requests: dict[str, int] = field(default_factory=dict)  # estimated on --dry-run
     postponed: str | None = None
+    packs_rescued: int = 0  # condemned, then found in use by a backup that ran meanwhile
+    waited: float = 0.0  # seconds spent waiting for backups that started before the deletion
     dry_run: bool = False
 
     def as_dict(self) -> dict[str, object]:
@@ -149,60 +140,90 @@ def _report_from(plan: PrunePlan, used: set[bytes], pack_size: int) -> PruneRepo
     return r
 
 
-def run_prune(repo: Repository, options: PruneOptions, progress: Progress) -> PruneReport:
-    if options.dry_run:
-        return plan_prune(repo, options)[1]
-    locks = Locks(repo)
-    _refuse_if_busy(locks)
-    locks.remove_stale()
-    with HeldLock(locks, new_lock("prune")) as held:
-        return _prune(repo, options, locks, held, progress)
-
-
 def plan_prune(repo: Repository, options: PruneOptions) -> tuple[PrunePlan, PruneReport]:
     """What a prune would do now, changing nothing: its plan and its dry-run report (for
     estimates too). Refuses, as a prune does, while another prune or repair runs."""
-    _refuse_if_busy(Locks(repo))
-    planned = _plan_only(repo, replace(options, dry_run=True))
+    refuse_if_busy(Locks(repo))
+    planned = plan_now(repo, replace(options, dry_run=True))
     return planned.plan, planned.report
 
 
-def _refuse_if_busy(locks: Locks) -> None:
+def refuse_if_busy(locks: Locks) -> None:
     busy = [lk for lk in locks.read_all() if not lk.is_stale() and lk.kind in ("prune", "repair")]
     if busy:
         raise LockBusy(f"another {busy[0].describe()} is running; try again later")
 
 
-def _read_state(repo: Repository) -> tuple[dict[bytes, PackRecord], list[str], dict[str, int]]:
+@dataclass
+class State:
+    """What the repository held when a prune looked: snapshots first, then the index objects,
+    then the packs. In that order every blob of every snapshot seen is in an index object
+    seen (a snapshot is written after the index objects its blobs are in, §9), so a blob
+    found in no pack means damage, never a backup that finished meanwhile."""
+
+    snapshots: list[Snapshot]
+    records: dict[bytes, PackRecord]  # pack id -> its index entry
+    index_names: list[str]
+    stored: dict[str, int]  # pack name -> size, for every pack in data/
+
+
+def read_state(repo: Repository) -> State:
+    listing = read_snapshots(repo)
+    if listing.damaged:
+        hex_id, detail = next(iter(listing.damaged.items()))
+        raise IntegrityError(
+            layout.snapshot_name(hex_id),
+            f"{detail}; what it uses is unknown, so nothing was deleted: remove it with "
+            f"`cairn forget {hex_id[:8]}` or `cairn repair snapshots`",
+        )
+    for attempt in range(3):  # an index object replaced meanwhile: look again
+        try:
+            records, names = read_index(repo)
+            break
+        except ObjectMissing:
+            if attempt == 2:
+                raise
+    stored = dict(repo.storage.list(layout.DATA))
+    return State(listing.snapshots, records, names, stored)
+
+
+def read_index(repo: Repository) -> tuple[dict[bytes, PackRecord], list[str]]:
+    """Every index object's pack records, read once; the repository's in-memory index is made
+    from the same records."""
     records: dict[bytes, PackRecord] = {}
-    index_names = []
+    names = []
     for name, recs in repo.read_index_objects():
-        index_names.append(name)
+        names.append(name)
         for r in recs:
             records.setdefault(r.info.id, r)
-    stored = dict(repo.storage.list(layout.DATA))
-    return records, index_names, stored
+    index = BlobIndex()
+    for r in records.values():
+        index.add_pack(r)
+    repo.index = index
+    return records, names
 
 
 @dataclass
-class _Planned:
+class Planned:
     plan: PrunePlan
-    index_names: list[str]  # the index objects the plan was made from
-    snapshot_ids: set[str]  # the snapshots it protects
+    state: State
+    used: set[bytes]  # blobs (trees and data) the snapshots of ``state`` use
     report: PruneReport
 
+    @property
+    def snapshot_ids(self) -> set[str]:
+        return {s.id for s in self.state.snapshots}
 
-def _plan_only(repo: Repository, options: PruneOptions) -> _Planned:
-    records, index_names, stored = _read_state(repo)
-    repo.load_index()
-    snaps = load_snapshots(repo)
+
+def plan_now(repo: Repository, options: PruneOptions) -> Planned:
+    state = read_state(repo)
     try:
-        used = used_blobs(repo, snaps)
+        used = used_blobs(repo, state.snapshots)
     except CairnError as e:
         raise IntegrityError(
             "repository", f"{e}; nothing was deleted: run `cairn check` and `cairn repair`"
         ) from None
-    plan = make_plan(records, stored, used, options)
+    plan = make_plan(state.records, state.stored, used, options)
     if plan.missing:
         raise IntegrityError(
             "repository",
@@ -211,74 +232,9 @@ def _plan_only(repo: Repository, options: PruneOptions) -> _Planned:
         )
     report = _report_from(plan, used, repo.config.pack_size)
     trees = [e for b in used if (e := repo.index.get(b)) and e.pack.blob_type == layout.TREE_BLOB]
-    report.requests["get"] += len(index_names) + len(snaps) + len(trees)  # read to plan
+    report.requests["get"] += len(state.index_names) + len(state.snapshots) + len(trees)
     report.requests["bytes_down"] += sum(e.length for e in trees)
-    report.snapshots = len(snaps)
-    report.index_objects_replaced = len(index_names)
+    report.snapshots = len(state.snapshots)
+    report.index_objects_replaced = len(state.index_names)
     report.dry_run = options.dry_run
-    return _Planned(plan, index_names, {s.id for s in snaps}, report)
-
-
-def _prune(
-    repo: Repository, options: PruneOptions, locks: Locks, held: HeldLock, progress: Progress
-) -> PruneReport:
-    planned = _plan_only(repo, options)
-    plan, report = planned.plan, planned.report
-    if not (plan.delete or plan.repack or plan.orphans):
-        return report
-    new_records = _repack(repo, plan, progress)
-    held.update(plan.condemned())
-    foreign = [lk for lk in locks.read_all() if not lk.is_stale() and lk.name != held.info.name]
-    new_snapshots = set(repo.snapshot_ids()) - planned.snapshot_ids
-    ours = set(planned.index_names) | set(repo.written_indexes)
-    new_indexes = {n for n, _ in repo.storage.list(layout.INDEX)} - ours
-    if foreign or new_snapshots or new_indexes:
-        # A writer was active: what it uses may not be in our plan. The repacked packs are
-        # indexed already; deleting waits for a quiet moment.
-        report.postponed = (
-            foreign[0].describe() if foreign else "snapshots or index objects appeared meanwhile"
-        )
-        report.packs_deleted = report.orphan_packs = report.bytes_freed = 0
-        return report
-    final = set(repo.write_index(plan.keep + new_records))
-    for name in sorted(ours - final):
-        repo.storage.delete(name)
-    for pack_id in plan.condemned():
-        repo.storage.delete(layout.pack_name(pack_id.hex()))
-    return report
-
-
-def _repack(repo: Repository, plan: PrunePlan, progress: Progress) -> list[PackRecord]:
-    if not plan.repack:
-        return []
-    repo.start_writing(remember_packs=True)
-    try:
-        for record, kept in list(plan.repack):
-            name = layout.pack_name(record.info.id.hex())
-            try:
-                data = repo.storage.read(name)
-            except ObjectArchived:
-                # a pack in an archive class cannot be read back without a restore request:
-                # it stays as it is (unused parts included) rather than be thawed to repack
-                plan.repack.remove((record, kept))
-                plan.keep.append(record)
-                continue
-            cipher = aead.derive(repo.key.encryption, record.info.salt, b"pack")
-            for b in kept:
-                sealed = data[b.offset : b.offset + b.length]
-                try:
-                    payload = aead.unseal(
-                        cipher, b.offset, sealed, blob_aad(record.info.blob_type, b.id)
-                    )
-                except aead.AuthenticationFailed:
-                    raise IntegrityError(
-                        name,
-                        f"blob {b.id.hex()[:16]} failed authentication; "
-                        "nothing was deleted: run `cairn check`",
-                    ) from None
-                repo.copy_blob(record.info.blob_type, b.id, payload, b.raw_length)
-            progress.item_done(name.encode(), len(data))
-        repo.flush()
-    finally:
-        repo.close()
-    return list(repo.written_packs)
+    return Planned(plan, state, used, report)
