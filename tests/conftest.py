@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,6 +20,12 @@ PASSWORD = "correct horse battery staple"
 # Cheap KDF parameters for repositories created by tests through the Python API.
 FAST_KDF = KdfParams(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 CAIRN = [sys.executable, "-m", "cairn"]
+
+
+def interruptible() -> None:
+    """``preexec_fn`` for a child that the test interrupts with SIGINT: a shell that starts
+    the test run in the background makes it ignore SIGINT, and children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @dataclass

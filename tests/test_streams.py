@@ -25,6 +25,7 @@ from cairn.ops.sources.stream import (
     file_name,
     stream_path,
 )
+from tests.conftest import interruptible
 from tests.craft import create_repo, open_repo
 
 PY = sys.executable
@@ -265,6 +266,7 @@ def test_interrupting_cairn_stops_the_command(repo: Path, tmp_path: Path) -> Non
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=interruptible,
     )
     deadline = time.monotonic() + 30
     while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
