@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,12 +52,19 @@ class RepoSpec:
     cache_dir: str | None = None
     use_cache: bool = True
     store: StoreOptions = field(default_factory=StoreOptions)
+    key_hint: str | None = None  # the key file to try first: an id or a unique prefix
 
     def resolved_url(self) -> str:
         url = self.url or os.environ.get("CAIRN_REPOSITORY")
         if not url:
             raise UsageError("no repository given: use --repo or CAIRN_REPOSITORY")
         return url
+
+    def resolved_key_hint(self) -> str | None:
+        hint = (self.key_hint or os.environ.get("CAIRN_KEY_HINT") or "").strip().lower()
+        if hint and not re.fullmatch(r"[0-9a-f]{1,64}", hint):
+            raise UsageError(f"key hint {hint!r} is not a key id (hex digits, or a prefix)")
+        return hint or None
 
 
 def backend_for(url: str, options: StoreOptions) -> Storage:
@@ -143,7 +151,7 @@ class Session:
 
 def open_session(spec: RepoSpec, load_index: bool = True) -> Session:
     storage, meter = wrap_backend(backend_for(spec.resolved_url(), spec.store), spec.store)
-    repo = Repository.open(storage, spec.password.get())
+    repo = Repository.open(storage, spec.password.get(), key_hint=spec.resolved_key_hint())
     if load_index:
         repo.load_index()
     return Session(spec, repo, meter)
