@@ -189,3 +189,20 @@ def test_key_hint_that_matches_nothing_or_is_not_an_id(two_keys, run_cli, monkey
     monkeypatch.setenv("CAIRN_PASSWORD", "wrong")
     res = run_cli("snapshots", "--repo", repo, "--key-hint", other)
     assert "wrong password" in one_line_error(res) and f"key hint {other} matches no key" in res.err
+
+
+def test_the_documents_state_the_kdf_cairn_writes():
+    from cairn.crypto.keys import open_key_file, parse_key_file
+
+    root = Path(__file__).resolve().parent.parent
+    spec = (root / "docs" / "format.md").read_text()
+    d = KdfParams()
+    mib = d.memory_cost // 1024
+    assert f"cairn writes {d.time_cost}, {d.memory_cost} ({mib} MiB) and {d.parallelism}" in spec
+    assert f"{mib} MiB and {d.time_cost} passes" in (root / "README.md").read_text()
+    # the worked example's key file is what cairn writes today, and opens as the text says
+    example = spec.split("**Key file** `keys/")[1].split("```json\n")[1].split("```")[0]
+    key_file = parse_key_file(example.encode())
+    assert key_file.kdf == d
+    key = open_key_file(key_file, b"example-password")
+    assert f"Ke    = {key.encryption.hex()}" in spec and f"Ki    = {key.id_key.hex()}" in spec
