@@ -74,7 +74,9 @@ def test_a_planted_malformed_key_file_is_damaged_not_a_crash(tmp_path, cairn_pro
     check = cairn_proc("check", "--repo", repo)
     assert check.code == 1 and "Traceback" not in check.err, check.err
     assert f"error: keys/{name}: " in check.out
-    listed = {k["id"]: k for k in json.loads(cairn_proc("key", "list", "--repo", repo, "--json").out)}
+    listed = {
+        k["id"]: k for k in json.loads(cairn_proc("key", "list", "--repo", repo, "--json").out)
+    }
     assert listed[name]["error"]
     # with only the planted key left, the one-line error names it
     for other in os.listdir(repo / "keys"):
@@ -159,7 +161,9 @@ def two_keys(tmp_path) -> tuple[Path, str, str]:  # type: ignore[no-untyped-def]
     repo = create_repo(tmp_path / "repo")
     r = Repository.open(LocalStorage(repo), PASSWORD.encode())
     cheap = r.key_id
-    dear = r.add_key(PASSWORD.encode(), KdfParams(time_cost=2, memory_cost=16 * 1024, parallelism=1))
+    dear = r.add_key(
+        PASSWORD.encode(), KdfParams(time_cost=2, memory_cost=16 * 1024, parallelism=1)
+    )
     assert cheap and dear
     return repo, cheap, dear
 

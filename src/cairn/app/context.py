@@ -11,9 +11,9 @@ from pathlib import Path
 import platformdirs
 
 from cairn.app.passwords import PasswordSource
-from cairn.core.errors import UsageError
+from cairn.core.errors import RepositoryError, UsageError
 from cairn.crypto.kdf import KdfParams
-from cairn.repo.config import DEFAULT_LOCAL_PACK_SIZE, DEFAULT_PACK_SIZE
+from cairn.repo.config import DEFAULT_LOCAL_PACK_SIZE, DEFAULT_PACK_SIZE, is_repo_id
 from cairn.repo.filescache import FilesCache
 from cairn.repo.journal import PackJournal
 from cairn.repo.repository import Repository
@@ -136,6 +136,10 @@ class Session:
         tag = base / "CACHEDIR.TAG"
         if not tag.exists():
             tag.write_text(CACHEDIR_TAG)
+        if not is_repo_id(self.repo.config.id):  # checked when the config is read, too
+            raise RepositoryError(
+                f"the repository id {self.repo.config.id!r} is not a valid cache directory name"
+            )
         repo_dir = base / self.repo.config.id
         repo_dir.mkdir(mode=0o700, exist_ok=True)  # paths and inode numbers: keep them private
         return repo_dir
