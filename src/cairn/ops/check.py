@@ -22,6 +22,7 @@ from cairn.ops.progress import Progress
 from cairn.ops.snapshots import decode_snapshot, load_tree
 from cairn.repo import layout
 from cairn.repo.index import PackRecord
+from cairn.repo.packlist import stored_packs
 from cairn.repo.repository import Repository
 
 
@@ -104,7 +105,7 @@ class Checker:
     def run(self, read_data: Subset | None = None) -> CheckReport:
         self._keys()
         records = self._index()
-        stored = dict(self.repo.storage.list(layout.DATA))
+        stored = stored_packs(self.repo.storage, self.report.warning)
         self._packs(records, stored)
         if read_data is not None:
             ids = sorted(p for p in records if layout.pack_name(p.hex()) in stored)

@@ -28,6 +28,7 @@ from cairn.repo import layout
 from cairn.repo.index import PackRecord
 from cairn.repo.locks import HeldLock, LockBusy, Locks, new_lock
 from cairn.repo.pack import BlobRef, blob_aad
+from cairn.repo.packlist import stored_packs
 from cairn.repo.repository import Repository
 
 
@@ -50,7 +51,7 @@ class PrunePlan:
 
     def condemned(self) -> list[bytes]:
         ids = [r.info.id for r in self.delete] + [r.info.id for r, _ in self.repack]
-        return ids + [bytes.fromhex(layout.id_of(n)) for n in self.orphans]
+        return ids + [p for n in self.orphans if (p := layout.pack_id_of(n)) is not None]
 
 
 @dataclass
@@ -91,7 +92,9 @@ def make_plan(
             present[pack_id] = record
             plan.sizes[pack_id] = stored[name]
     indexed = {layout.pack_name(p.hex()) for p in records}
-    plan.orphans = {n: size for n, size in stored.items() if n not in indexed}
+    plan.orphans = {
+        n: size for n, size in stored.items() if n not in indexed and layout.pack_id_of(n)
+    }
 
     def used_share(r: PackRecord) -> float:
         total = sum(b.length for b in r.blobs) or 1
@@ -180,7 +183,7 @@ def _read_state(repo: Repository) -> tuple[dict[bytes, PackRecord], list[str], d
         index_names.append(name)
         for r in recs:
             records.setdefault(r.info.id, r)
-    stored = dict(repo.storage.list(layout.DATA))
+    stored = stored_packs(repo.storage)  # stray names under data/ are left out, with a warning
     return records, index_names, stored
 
 
