@@ -4,6 +4,7 @@ the repository (or the cache), crash, or change the repository; each problem is 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import msgpack
@@ -193,3 +194,14 @@ def test_stray_files_under_data_are_ignored_with_a_warning(tmp_path, run_cli, sn
     for name in STRAYS:
         assert (repo / name).read_text() == "not a pack\n"
     assert run_cli("check", "--read-data", "--repo", repo).code == 0
+
+
+def test_a_fifo_under_an_object_name_is_refused_not_waited_for(tmp_path):
+    storage = LocalStorage(create_repo(tmp_path / "repo"))
+    (tmp_path / "repo" / "data" / "ab").mkdir(parents=True)
+    os.mkfifo(tmp_path / "repo" / "data" / "ab" / "x")
+    for op in (lambda: storage.read("data/ab/x"), lambda: storage.read("data/ab/x", 0, 3)):
+        with pytest.raises(StorageError, match="neither a file nor a directory"):
+            op()
+    with pytest.raises(StorageError, match="neither a file nor a directory"):
+        list(storage.list("data/"))

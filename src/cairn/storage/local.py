@@ -29,8 +29,6 @@ from cairn.core.errors import ObjectMissing, StorageError
 from cairn.storage.base import Buffer
 
 TMP_PREFIX = ".tmp-"
-
-
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -99,8 +97,11 @@ class LocalStorage:
         parts = self._parts(name)
         dfd = self._open_dir(parts[:-1])
         try:
+            # O_NONBLOCK: a FIFO planted under an object's name must not hang the open; it
+            # changes nothing for a regular file
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
             try:
-                fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+                fd = os.open(parts[-1], flags, dir_fd=dfd)
             except OSError as e:
                 if e.errno == errno.ELOOP:
                     raise self._not_followed(name, dfd, parts[-1]) from None
