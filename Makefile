@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint venv venv-test clean bench system-deps
+.PHONY: demo test lint venv venv-test clean bench system-deps python-venv
 
 # Programs the tests run for real: database servers and dump tools for the stream sources,
 # Subversion, GNU tar (dump), systemd-analyze (schedules), runuser (servers as their own
@@ -17,17 +17,31 @@ SYSTEM_TOOLS := psql pg_dump svnadmin svnmucc svn sqlite3 mariadbd mariadb maria
 SYSTEM_PACKAGES := postgresql subversion sqlite3 mariadb-server mariadb-client systemd tar \
 	util-linux
 
-$(BIN)/python:
+# A stock Debian lacks the venv module's ensurepip (package python3-venv): installed (as root)
+# only when the import fails, so repeated runs never touch apt. The target is pip, not python:
+# a venv that failed half-way has a python but no pip, and is made again.
+$(BIN)/pip:
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || $(MAKE) --no-print-directory python-venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+python-venv:
+	@echo "python-venv: $(PYTHON) cannot make virtual environments; installing python3-venv"
+	@if [ "$$(id -u)" != 0 ]; then \
+		echo "python-venv: run as root, or install python3-venv" >&2; exit 1; \
+	fi
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -q && apt-get install -y -q --no-install-recommends --no-upgrade python3-venv
+	@$(PYTHON) -c 'import ensurepip, venv' || { \
+		echo "python-venv: $(PYTHON) still has no ensurepip (not Debian's python3?)" >&2; exit 1; }
+
 # byte-compiled as pip compiles an installed package: an editable install otherwise compiles
 # every module on every run where PYTHONDONTWRITEBYTECODE is set
-venv: $(BIN)/python
+venv: $(BIN)/pip
 	$(BIN)/pip install --quiet -e .
 	$(BIN)/python -m compileall -q src/cairn
 
-venv-test: $(BIN)/python
+venv-test: $(BIN)/pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	$(BIN)/python -m compileall -q src/cairn
 

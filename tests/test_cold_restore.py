@@ -23,7 +23,7 @@ from tests.archive_sim import ArchiveSimulator
 from tests.conftest import PASSWORD
 from tests.faults import FaultPlan
 from tests.s3server import BUCKET
-from tests.treecmp import describe, diff
+from tests.verify import restored_diff
 
 MIB = 1 << 20
 
@@ -111,7 +111,7 @@ def test_restore_requests_exactly_its_packs_then_runs_again(tmp_path, s3_url, ar
     third = run_cli("restore", "--repo", s3_url, f"latest:{src}/a", "--target", out, "--json")
     assert third.code == 0, third.err
     assert third.json()["thaw"]["ready"] == n and third.json()["files"] == 2
-    assert diff(describe(src / "a"), describe(out)) == []
+    assert restored_diff(src / "a", out, s3_url) == []
     assert archive.blocked_reads == [] and len(archive.restore_requests) == n
 
 
@@ -132,7 +132,7 @@ def test_restore_wait_polls_until_readable(tmp_path, s3_url, archive, run_cli):
     assert "the restored copies are readable: restoring" in res.out
     assert sorted(archive.restore_requests) == sorted(archive.archived)
     assert archive.blocked_reads == []
-    assert diff(describe(src), describe(out)) == []
+    assert restored_diff(src, out, s3_url) == []
 
 
 def test_a_tier_the_class_does_not_offer_is_refused_before_any_request(
@@ -217,4 +217,4 @@ def test_cold_restore_survives_transient_faults(tmp_path, s3_url, archive, run_c
     second = run_cli("restore", "--repo", s3_url, f"latest:{src}", "--target", out)
     assert second.code == 0, second.err
     assert plan.counts.get("503", 0) > 0
-    assert diff(describe(src), describe(out)) == []
+    assert restored_diff(src, out, s3_url) == []

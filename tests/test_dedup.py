@@ -8,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from tests.treecmp import describe, diff
+from tests.verify import restored_diff
 
 MiB = 1 << 20
 
@@ -255,7 +255,7 @@ def test_files_cache_is_not_trusted_when_the_repository_lost_the_blobs(
     assert sorted(opened) == sorted(os.fsencode(src / p) for p in ("a.txt", "sub/b.bin"))
     res = run_cli("restore", "--repo", repo_path, f"latest:{src}", "--target", tmp_path / "out")
     assert res.code == 0, res.err
-    assert diff(describe(src), describe(tmp_path / "out")) == []
+    assert restored_diff(src, tmp_path / "out", repo_path) == []
 
 
 def test_files_cache_rows_per_directory(tmp_path, repo_path, run_cli):

@@ -50,7 +50,7 @@ from tests.craft import (
     regular_files,
     repo_listing,
 )
-from tests.treecmp import describe, diff
+from tests.verify import restored_diff
 
 CAIRN = [sys.executable, "-m", "cairn"]
 MiB = 1 << 20
@@ -433,7 +433,7 @@ def test_killed_backup_leaves_usable_repo_and_packs_are_reused(
         "restore", "--repo", repo_dir, f"latest:{big_source}", "--target", out, "--verify"
     )
     assert res.code == 0, res.err
-    assert diff(describe(big_source), describe(out)) == []
+    assert restored_diff(big_source, out, repo_dir) == []
 
 
 def test_interrupted_backup_exits_130_and_repo_stays_usable(
@@ -554,7 +554,7 @@ def test_full_disk_fails_cleanly_and_repo_survives(tmp_path, run_cli, monkeypatc
         out = tmp_path / "out-small"
         res = run_cli("restore", "--repo", repo_dir, f"latest:{small}", "--target", out)
         assert res.code == 0, res.err
-        assert diff(describe(small), describe(out)) == []
+        assert restored_diff(small, out, repo_dir) == []
 
         make_room()
         res = run_cli("backup", "--repo", repo_dir, big)
@@ -562,7 +562,7 @@ def test_full_disk_fails_cleanly_and_repo_survives(tmp_path, run_cli, monkeypatc
         out = tmp_path / "out-big"
         res = run_cli("restore", "--repo", repo_dir, f"latest:{big}", "--target", out, "--verify")
         assert res.code == 0, res.err
-        assert diff(describe(big), describe(out)) == []
+        assert restored_diff(big, out, repo_dir) == []
 
 
 def test_full_disk_through_the_api_keeps_the_write_order(tmp_path):

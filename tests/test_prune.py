@@ -21,7 +21,7 @@ from cairn.repo.locks import HeldLock, Locks, new_lock
 from cairn.repo.repository import Repository
 from tests.conftest import PASSWORD
 from tests.treecmp import describe, diff
-from tests.verify import verify_repository
+from tests.verify import restored_diff, verify_repository
 
 MIB = 1 << 20
 
@@ -91,7 +91,7 @@ def test_prune_frees_unused_packs_and_repacks(tmp_path, repo_url, run_cli):
         run_cli("restore", "--repo", repo_url, f"latest:{src}", "--target", out, "--verify").code
         == 0
     )
-    assert diff(describe(src), describe(out)) == []
+    assert restored_diff(src, out, repo_url) == []
     check = run_cli("check", "--repo", repo_url, "--read-data", "--json")
     assert check.code == 0 and check.json()["findings"] == []
     # a second prune has nothing left to do
@@ -414,7 +414,7 @@ def test_backup_never_reuses_packs_a_running_prune_condemned(tmp_path, repo_url,
         "elsewhere",
     )
     assert res.code == 0, res.err
-    assert diff(describe(src), describe(out)) == []
+    assert restored_diff(src, out, repo_url) == []
 
 
 def test_prune_refuses_while_another_prune_runs(tmp_path, run_cli):

@@ -2,6 +2,13 @@
 
 It reads with O_NOATIME (files and directories), so describing a tree does not change the
 access times it is about to compare.
+
+Access times need care: cairn restores the atimes the backup recorded, and a source's atimes
+do not stay what they were. On a relatime mount any program that lists a directory or reads a
+file after it changed (every freshly made tree) moves its atime, so the source described after
+a backup and a restore may differ from what was backed up, through no fault of cairn's. Compare
+a restore with a description taken before the backup, or use tests.verify.restored_diff, which
+compares atimes with the snapshot's record and everything else with the source.
 """
 
 from __future__ import annotations
@@ -117,3 +124,19 @@ def diff(a: dict[bytes, tuple], b: dict[bytes, tuple]) -> list[str]:  # type: ig
                     shown = (x, y) if f != "content" else ("<differs>",)
                     problems.append(f"{k!r}: {f} {shown}")
     return problems
+
+
+def atimes(desc: dict[bytes, tuple]) -> dict[bytes, int]:  # type: ignore[type-arg]
+    """relative path -> atime of every entry that has one in a description (not symlinks)."""
+    return {path: entry[6] for path, entry in desc.items() if entry[6] is not None}
+
+
+def read_like_any_program(root: str | os.PathLike[str]) -> None:
+    """Lists every directory and reads every file below ``root`` the ordinary way (no
+    O_NOATIME), as a file manager, an indexer or a shell's completion may at any time."""
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                with open(path, "rb") as f:
+                    f.read(1)

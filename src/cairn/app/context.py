@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
 
-from cairn.app.passwords import PasswordSource
-from cairn.core.errors import UsageError
+from cairn.app.passwords import EMPTY, PasswordSource
+from cairn.core.errors import RepositoryError, UsageError, WrongPassword
 from cairn.crypto.kdf import KdfParams
-from cairn.repo.config import DEFAULT_LOCAL_PACK_SIZE, DEFAULT_PACK_SIZE
+from cairn.repo.config import DEFAULT_LOCAL_PACK_SIZE, DEFAULT_PACK_SIZE, is_repo_id
 from cairn.repo.filescache import FilesCache
 from cairn.repo.journal import PackJournal
 from cairn.repo.repository import Repository
@@ -52,6 +53,7 @@ class RepoSpec:
     cache_dir: str | None = None
     use_cache: bool = True
     store: StoreOptions = field(default_factory=StoreOptions)
+    key_hint: str | None = None  # the key file to try first: an id or a unique prefix
     # where a command's notices go (a damaged snapshot object skipped): one line each
     notice: Callable[[str], None] | None = field(default=None, compare=False)
 
@@ -60,6 +62,12 @@ class RepoSpec:
         if not url:
             raise UsageError("no repository given: use --repo or CAIRN_REPOSITORY")
         return url
+
+    def resolved_key_hint(self) -> str | None:
+        hint = (self.key_hint or os.environ.get("CAIRN_KEY_HINT") or "").strip().lower()
+        if hint and not re.fullmatch(r"[0-9a-f]{1,64}", hint):
+            raise UsageError(f"key hint {hint!r} is not a key id (hex digits, or a prefix)")
+        return hint or None
 
 
 def backend_for(url: str, options: StoreOptions) -> Storage:
@@ -127,12 +135,19 @@ class Session:
             or os.environ.get("CAIRN_CACHE_DIR")
             or platformdirs.user_cache_dir("cairn")
         )
-        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not is_repo_id(self.repo.config.id):  # checked when the config is read, too
+            raise RepositoryError(
+                f"the repository id {self.repo.config.id!r} is not a valid cache directory name"
+            )
+        _make_directory(base, "cache", 0o700)
         tag = base / "CACHEDIR.TAG"
-        if not tag.exists():
-            tag.write_text(CACHEDIR_TAG)
         repo_dir = base / self.repo.config.id
-        repo_dir.mkdir(mode=0o700, exist_ok=True)  # paths and inode numbers: keep them private
+        try:
+            if not tag.exists():
+                tag.write_text(CACHEDIR_TAG)
+            repo_dir.mkdir(mode=0o700, exist_ok=True)  # paths and inode numbers: keep private
+        except OSError as e:
+            raise UsageError(f"cannot use cache directory {base}: {e.strerror}") from None
         return repo_dir
 
     def files_cache(self, read_only: bool = False) -> FilesCache | None:
@@ -146,7 +161,15 @@ class Session:
 
 def open_session(spec: RepoSpec, load_index: bool = True) -> Session:
     storage, meter = wrap_backend(backend_for(spec.resolved_url(), spec.store), spec.store)
-    repo = Repository.open(storage, spec.password.get())
+    password = spec.password.get()
+    try:
+        repo = Repository.open(storage, password, key_hint=spec.resolved_key_hint())
+    except WrongPassword as e:
+        if password:
+            raise
+        raise WrongPassword(
+            f"{e}: the password is empty (is CAIRN_PASSWORD set but empty?)"
+        ) from None
     if spec.notice is not None:
         show = spec.notice
         repo.on_notice = lambda obj, message: show(f"{obj}: {message}")
@@ -159,10 +182,22 @@ def create_repository(
     spec: RepoSpec, pack_size: int = DEFAULT_PACK_SIZE, kdf: KdfParams | None = None
 ) -> Repository:
     backend = backend_for(spec.resolved_url(), spec.store)
+    password = spec.password.get(confirm=True)  # before anything is created
+    if not password:
+        raise UsageError(EMPTY)
     if isinstance(backend, LocalStorage):
-        backend.root.mkdir(parents=True, exist_ok=True)
+        _make_directory(backend.root, "repository")
     elif hasattr(backend, "create_bucket"):
         backend.create_bucket()
     storage, _ = wrap_backend(backend, spec.store)
-    password = spec.password.get(confirm=True)
     return Repository.create(storage, password, pack_size=pack_size, kdf=kdf)
+
+
+def _make_directory(path: Path, what: str, mode: int = 0o777) -> None:
+    """``path`` as a directory (with its parents), or a one-line error saying why not."""
+    try:
+        path.mkdir(mode=mode, parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError(f"{what} directory {path} exists and is not a directory") from None
+    except OSError as e:
+        raise UsageError(f"cannot create {what} directory {path}: {e.strerror}") from None

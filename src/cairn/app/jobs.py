@@ -28,7 +28,7 @@ from typing import Any
 from cairn.app.context import RepoSpec, Session, StoreOptions, open_session
 from cairn.app.healthcheck import ping
 from cairn.app.joblock import JobLock
-from cairn.app.passwords import PasswordSource
+from cairn.app.passwords import EMPTY, PasswordSource
 from cairn.config.schema import JobConfig, RepositoryConfig
 from cairn.core import clock
 from cairn.core.errors import CairnError, UsageError
@@ -55,8 +55,10 @@ class EnvPassword(PasswordSource):
 
     def get(self, confirm: bool = False) -> bytes:
         value = os.environ.get(self.name)
-        if not value:
+        if value is None:
             raise UsageError(f"no password: the environment variable {self.name} is not set")
+        if not value:
+            raise UsageError(f"the environment variable {self.name} is empty: {EMPTY}")
         return value.encode()
 
 
@@ -258,6 +260,9 @@ class JobRunner:
 
     def _ping(self, event: str, body: str = "") -> None:
         if self.job.healthcheck:
-            problem = ping(self.job.healthcheck, event, body)
+            try:
+                problem = ping(self.job.healthcheck, event, body)
+            except Exception as e:  # a monitor problem must never fail the backup
+                problem = f"healthcheck {event} ping failed: {type(e).__name__}: {e}"
             if problem:
                 self.warn(problem)

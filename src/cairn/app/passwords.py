@@ -1,5 +1,9 @@
 """Where the repository password comes from, in order of precedence:
---password-file, --password-command, $CAIRN_PASSWORD, $CAIRN_PASSWORD_FILE, a terminal prompt."""
+--password-file, --password-command, $CAIRN_PASSWORD, $CAIRN_PASSWORD_FILE, a terminal prompt.
+
+An empty password is never accepted for a new repository or key. An empty $CAIRN_PASSWORD is
+still tried when opening (a repository made before empty passwords were refused would not open
+otherwise); if it opens nothing, the error says it was empty."""
 
 from __future__ import annotations
 
@@ -19,12 +23,15 @@ class PasswordSource:
     command: str | None = None
 
     def get(self, confirm: bool = False) -> bytes:
+        """The password; ``confirm``: a new one (asked twice at a prompt, never empty)."""
         if self.file:
             return _from_file(self.file)
         if self.command:
             return _from_command(self.command)
         env = os.environ.get("CAIRN_PASSWORD")
         if env is not None:
+            if not env and confirm:
+                raise UsageError(f"CAIRN_PASSWORD is empty: {EMPTY}")
             return env.encode()
         env_file = os.environ.get("CAIRN_PASSWORD_FILE")
         if env_file:
@@ -37,6 +44,9 @@ class PasswordSource:
         )
 
 
+EMPTY = "an empty password is not allowed"
+
+
 def _from_file(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
@@ -45,27 +55,35 @@ def _from_file(path: str) -> bytes:
         raise UsageError(f"cannot read password file {path}: {e.strerror}") from None
     first = data.splitlines()[0] if data else b""
     if not first:
-        raise UsageError(f"password file {path} is empty")
+        what = "is empty" if not data.strip() else "has an empty first line"
+        raise UsageError(f"password file {path} {what}: {EMPTY}")
     return first
 
 
 def _from_command(command: str) -> bytes:
     try:
-        proc = subprocess.run(shlex.split(command), capture_output=True, check=False)
+        argv = shlex.split(command)
+    except ValueError as e:  # an unbalanced quote
+        raise UsageError(f"cannot parse the password command: {e}") from None
+    if not argv:
+        raise UsageError("the password command is empty")
+    try:
+        proc = subprocess.run(argv, capture_output=True, check=False)
     except OSError as e:
         raise UsageError(f"cannot run password command: {e.strerror}") from None
     if proc.returncode != 0:
         raise UsageError(f"password command exited with status {proc.returncode}")
     first = proc.stdout.splitlines()[0] if proc.stdout else b""
     if not first:
-        raise UsageError("password command printed nothing")
+        what = "printed nothing" if not proc.stdout.strip() else "printed an empty first line"
+        raise UsageError(f"password command {what}: {EMPTY}")
     return first
 
 
 def _prompt(confirm: bool) -> bytes:
     pw = getpass.getpass("repository password: ")
     if not pw:
-        raise UsageError("an empty password is not allowed")
+        raise UsageError(EMPTY)
     if confirm and getpass.getpass("repeat password: ") != pw:
         raise UsageError("the passwords do not match")
     return pw.encode()

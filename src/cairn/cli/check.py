@@ -9,6 +9,7 @@ from cairn.cli.common import repo_options
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, UsageError
 from cairn.core.units import format_bytes
 from cairn.ops.check import Checker, Subset
+from cairn.ui.escape import printable
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
@@ -37,11 +38,11 @@ def command(spec: RepoSpec, out: Output, read_data: bool, read_data_subset: str 
         out.json(report.as_dict())
     else:
         for f in report.findings:
-            out.line(f"{f.severity}: {f.object}: {f.message}")
+            out.line(f"{f.severity}: {printable(f.object)}: {f.message}")
         for snap_id, paths in sorted(report.damaged.items()):
             out.line(f"snapshot {snap_id[:8]} is damaged: {len(paths)} files or directories")
             for p in paths[:20]:
-                out.line(f"  {p}")
+                out.line(f"  {printable(p)}")
             if len(paths) > 20:
                 out.line(f"  ... and {len(paths) - 20} more")
         read = (

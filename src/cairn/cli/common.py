@@ -21,6 +21,11 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("-r", "--repo", "repo", metavar="URL", help="Repository (or $CAIRN_REPOSITORY).")
     @click.option("--password-file", metavar="FILE", help="Read the password from FILE.")
     @click.option("--password-command", metavar="CMD", help="Run CMD and use its output.")
+    @click.option(
+        "--key-hint",
+        metavar="ID",
+        help="Try this key (an id or a unique prefix) first (or $CAIRN_KEY_HINT).",
+    )
     @click.option("--cache-dir", metavar="DIR", help="Local cache directory.")
     @click.option("--no-cache", is_flag=True, help="Use no local cache.")
     @click.option(
@@ -77,6 +82,7 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
         repo: str | None,
         password_file: str | None,
         password_command: str | None,
+        key_hint: str | None,
         cache_dir: str | None,
         no_cache: bool,
         storage_class: str | None,
@@ -104,6 +110,7 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
             password=PasswordSource(file=password_file, command=password_command),
             cache_dir=cache_dir,
             use_cache=not no_cache,
+            key_hint=key_hint,
             store=StoreOptions(
                 s3=s3,
                 limit_upload=limit_upload,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -12,7 +13,7 @@ import click
 
 from cairn.app.context import RepoSpec, open_session
 from cairn.cli.common import filter_options, repo_options
-from cairn.core.errors import EXIT_OK, UsageError
+from cairn.core.errors import EXIT_OK, CairnError, UsageError
 from cairn.core.units import format_bytes
 from cairn.ops.dump import Dumper
 from cairn.ops.snapshots import SnapshotFilter, resolve
@@ -62,17 +63,34 @@ def command(
 
 @contextlib.contextmanager
 def _destination(target: str | None) -> Iterator[BinaryIO]:
-    if target is None:
-        yield sys.stdout.buffer
-        return
+    """Where the dump goes. A write that fails (a full disk) is a one-line error; a partial
+    regular file is removed, never a device, FIFO or anything else named as the target."""
+    where = target or "standard output"
     try:
-        f = open(target, "wb")  # noqa: SIM115 (closed below, removed if the dump fails)
-    except OSError as e:
-        raise UsageError(f"cannot write {target}: {e.strerror}") from None
-    try:
-        with f:
-            yield f
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(target)  # never leave a partial file that looks complete
+        if target is None:
+            yield sys.stdout.buffer
+            sys.stdout.buffer.flush()
+            return
+        try:
+            f = open(target, "wb")  # noqa: SIM115 (closed below, removed if the dump fails)
+        except OSError as e:
+            raise UsageError(f"cannot write {target}: {e.strerror}") from None
+        made = os.fstat(f.fileno())
+        try:
+            with f:
+                yield f
+        except BaseException:
+            if stat.S_ISREG(made.st_mode):
+                _remove_if_same(target, made)  # never leave a partial file that looks complete
+            raise
+    except BrokenPipeError:
         raise
+    except OSError as e:
+        raise CairnError(f"cannot write {where}: {e.strerror or e}") from None
+
+
+def _remove_if_same(path: str, made: os.stat_result) -> None:
+    with contextlib.suppress(OSError):
+        now = os.stat(path, follow_symlinks=False)
+        if (now.st_dev, now.st_ino) == (made.st_dev, made.st_ino):
+            os.unlink(path)

@@ -23,6 +23,7 @@ from cairn.ops.retention import (
     parse_group_by,
 )
 from cairn.ops.snapshots import SnapshotFilter
+from cairn.ui.escape import printable
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
@@ -203,9 +204,9 @@ def show_groups(
             [
                 s.id[:8],
                 s.time.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
-                s.host,
-                ",".join(s.tags),
-                "\n".join(s.paths),
+                printable(s.host),
+                ",".join(printable(t) for t in s.tags),
+                "\n".join(printable(p) for p in s.paths),
                 "keep" if d.keep else "remove",
                 "; ".join(d.reasons),
             ]

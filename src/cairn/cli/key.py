@@ -14,6 +14,7 @@ from cairn.app.passwords import PasswordSource
 from cairn.cli.common import repo_options
 from cairn.core.errors import UsageError
 from cairn.ops.keys import add_key, change_password, list_keys, remove_key
+from cairn.ui.escape import printable
 from cairn.ui.output import Output
 
 NEW_PASSWORD_ENV = "CAIRN_NEW_PASSWORD"
@@ -68,8 +69,8 @@ def list_command(spec: RepoSpec, out: Output) -> int:
         [
             ("*" if k.current else " ") + k.id[:8],
             _local(k.created),
-            k.host,
-            k.username,
+            printable(k.host),
+            printable(k.username),
             f"damaged: {k.error}" if k.error else "",
         ]
         for k in keys

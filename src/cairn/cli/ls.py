@@ -11,6 +11,7 @@ from cairn.app.context import RepoSpec, open_session
 from cairn.cli.common import filter_options, repo_options
 from cairn.model.node import DIR, Node
 from cairn.ops.snapshots import SnapshotFilter, find_node, resolve, split_path, walk
+from cairn.ui.escape import printable
 from cairn.ui.output import Output, show_path
 
 _TYPE_CHAR = {
@@ -52,9 +53,10 @@ def long_line(path: bytes, node: Node) -> str:
     kind = _TYPE_CHAR.get(node.type, "-")
     when = datetime.fromtimestamp(node.mtime / 1e9, UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
     owner = f"{node.user or node.uid}/{node.group or node.gid}"
-    line = f"{kind}{perms} {owner:>17} {node.size:>12} {when} {show_path(path)}"
+    owner = printable(owner)
+    line = f"{kind}{perms} {owner:>17} {node.size:>12} {when} {printable(path)}"
     if node.target is not None:
-        line += f" -> {show_path(node.target)}"
+        line += f" -> {printable(node.target)}"
     return line
 
 
@@ -82,5 +84,5 @@ def command(
         elif long_format:
             out.raw_line(long_line(p, node))
         else:
-            out.raw_line(show_path(p))
+            out.raw_line(printable(p))
     return 0

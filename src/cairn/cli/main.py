@@ -27,7 +27,7 @@ from cairn.cli import (
 )
 from cairn.core.errors import EXIT_FAILED, CairnError
 from cairn.core.memory import tune_malloc
-from cairn.ui.output import Output
+from cairn.ui.output import Output, route_warnings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,6 +58,7 @@ for module in (
 
 
 def main(argv: list[str] | None = None) -> int:
+    route_warnings()
     try:
         rv = cli.main(args=argv, prog_name="cairn", standalone_mode=False)
     except CairnError as e:

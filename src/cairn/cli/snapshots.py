@@ -8,6 +8,7 @@ from cairn.app.context import RepoSpec, open_session
 from cairn.cli.common import filter_options, repo_options
 from cairn.core.units import format_bytes
 from cairn.ops.snapshots import SnapshotFilter, load_snapshots
+from cairn.ui.escape import printable
 from cairn.ui.output import Output
 
 
@@ -25,9 +26,9 @@ def command(spec: RepoSpec, out: Output, flt: SnapshotFilter) -> int:
         [
             s.id[:8],
             s.time.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
-            s.host,
-            ",".join(s.tags),
-            "\n".join(s.paths),
+            printable(s.host),
+            ",".join(printable(t) for t in s.tags),
+            "\n".join(printable(p) for p in s.paths),
             format_bytes(s.summary.bytes_total),
         ]
         for s in snaps

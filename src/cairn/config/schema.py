@@ -24,6 +24,7 @@ from pathlib import Path
 from cairn.config.document import Document, Table
 from cairn.config.schedule import Schedule, ScheduleError
 from cairn.core.errors import UsageError
+from cairn.core.urls import http_url_problem
 from cairn.ops.retention import UNLIMITED, Duration, PolicyError
 from cairn.ops.retention import Policy as RetentionPolicy
 from cairn.ops.sources.command import CommandStreamSource
@@ -237,6 +238,8 @@ def _job(t: Table, name: str, repos: dict[str, RepositoryConfig], base: Path) ->
     healthcheck = t.str("healthcheck")
     if healthcheck is not None and not re.match(r"https?://[^/\s]+", healthcheck):
         raise t.error("healthcheck", "must be an http:// or https:// URL")
+    if healthcheck is not None and (problem := http_url_problem(healthcheck)):
+        raise t.error("healthcheck", f"the URL {problem}")
     retention = t.table("retention")
     hooks = t.table("hooks")
     job = JobConfig(

@@ -23,6 +23,7 @@ from cairn.ops.progress import Progress
 from cairn.ops.snapshots import DAMAGED_HINT, load_tree, read_snapshots
 from cairn.repo import layout
 from cairn.repo.index import PackRecord
+from cairn.repo.packlist import stored_packs
 from cairn.repo.repository import Repository
 
 
@@ -151,7 +152,7 @@ class Checker:
             except ObjectMissing:  # replaced by a prune while we read: read them again
                 if attempt == ATTEMPTS - 1:
                     raise
-        stored = dict(self.repo.storage.list(layout.DATA))
+        stored = stored_packs(self.repo.storage, self.report.warning)
         snaps = listing.snapshots
         return _View(snaps, set(names), records, stored)
 

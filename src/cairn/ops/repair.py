@@ -22,6 +22,7 @@ from cairn.ops.writelock import writing
 from cairn.repo import layout
 from cairn.repo.index import PackInfo, PackRecord
 from cairn.repo.locks import HeldLock, LockBusy, Locks, new_lock
+from cairn.repo.packlist import stored_packs
 from cairn.repo.repository import Repository
 
 
@@ -46,7 +47,10 @@ def repair_index(
     with HeldLock(locks, new_lock("repair")):
         old = [n for n, _ in repo.storage.list(layout.INDEX)]
         records = []
-        for name, size in sorted(repo.storage.list(layout.DATA)):
+        packs = stored_packs(repo.storage, lambda n, why: progress.warning(n.encode(), why))
+        for name, size in sorted(packs.items()):
+            pack_id = layout.pack_id_of(name)
+            assert pack_id is not None  # stored_packs lists pack names only
             report.packs += 1
             try:
                 salt, blob_type, blobs = repo.read_pack_header(name, size)
@@ -54,7 +58,7 @@ def repair_index(
                 progress.warning(name.encode(), str(e))
                 report.packs_unreadable.append(name)
                 continue
-            record = PackRecord(PackInfo(bytes.fromhex(layout.id_of(name)), salt, blob_type), blobs)
+            record = PackRecord(PackInfo(pack_id, salt, blob_type), blobs)
             if read_data:
                 record = _verified(repo, record, report, progress)
             report.blobs += len(record.blobs)

@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from cairn.core.errors import CairnError, IntegrityError
+from cairn.core.errors import CairnError, IntegrityError, UsageError
 from cairn.model.chunker import Chunker
 from cairn.model.node import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
 from cairn.model.snapshot import Snapshot
@@ -283,7 +283,12 @@ class Restorer:
         return reads
 
     def execute(self, plan: Iterable[_Entry], target_path: str) -> RestoreSummary:
-        target = Target(target_path)
+        try:
+            target = Target(target_path)
+        except FileExistsError:
+            raise UsageError(f"cannot restore into {target_path}: not a directory") from None
+        except OSError as e:
+            raise UsageError(f"cannot restore into {target_path}: {e.strerror}") from None
         try:
             self._execute(target, plan)
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import asdict, dataclass, field
 
@@ -12,6 +13,13 @@ FORMAT_VERSION = 1
 # A local directory has no request cost, and smaller packs keep memory low.
 DEFAULT_PACK_SIZE = 40 << 20
 DEFAULT_LOCAL_PACK_SIZE = 8 << 20
+# What RepoConfig.new makes: 16 random bytes as lowercase hex. The id names the local cache
+# directory, so a config with anything else (a path, '..') is refused.
+_REPO_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def is_repo_id(value: object) -> bool:
+    return isinstance(value, str) and _REPO_ID.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,11 @@ class RepoConfig:
             if version != FORMAT_VERSION:
                 raise ValueError(f"repository format version {version} is not supported")
             chunker = ChunkerParams.from_dict(d.pop("chunker"))
+            if not is_repo_id(d["id"]):
+                raise ValueError(f"the repository id {d['id']!r} is not 32 lowercase hex digits")
+            for name in ("pack_size", "compression_level"):
+                if type(d[name]) is not int:
+                    raise ValueError(f"{name} must be an integer")
             known = ("id", "pack_size", "compression_level")
             extra = {k: d[k] for k in d if k not in known}
             return cls(version=version, chunker=chunker, extra=extra, **{k: d[k] for k in known})

@@ -1,6 +1,8 @@
-"""Names of repository objects in the store."""
+"""Names of repository objects in the store (docs/format.md §2)."""
 
 from __future__ import annotations
+
+import re
 
 CONFIG = "config"
 KEYS = "keys/"
@@ -12,6 +14,8 @@ LOCKS = "locks/"
 DATA_BLOB = 0
 TREE_BLOB = 1
 BLOB_TYPES = {DATA_BLOB: "data", TREE_BLOB: "tree"}
+
+_HEX_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def key_name(hex_id: str) -> str:
@@ -32,3 +36,15 @@ def snapshot_name(hex_id: str) -> str:
 
 def id_of(name: str) -> str:
     return name.rsplit("/", 1)[-1]
+
+
+def pack_id_of(name: str) -> bytes | None:
+    """The id of the pack named ``name``: ``data/<hh>/<64 hex>`` where ``<hh>`` is the id's
+    first two digits. None for any other name (a stray file in data/ is not a pack)."""
+    parts = name.split("/")
+    if len(parts) != 3 or parts[0] != DATA.rstrip("/"):
+        return None
+    hex_id = parts[2]
+    if not _HEX_ID.fullmatch(hex_id) or parts[1] != hex_id[:2]:
+        return None
+    return bytes.fromhex(hex_id)

@@ -28,7 +28,7 @@ from cairn.core.errors import (
 from cairn.core.memory import ThreadBuffer
 from cairn.crypto import aead
 from cairn.crypto.kdf import KdfParams
-from cairn.crypto.keys import BadPassword, KeyFileError, MasterKey, unwrap, wrap
+from cairn.crypto.keys import BadPassword, KeyFileError, MasterKey, open_key_file, wrap
 from cairn.repo import layout
 from cairn.repo.compress import (
     PayloadError,
@@ -40,6 +40,7 @@ from cairn.repo.compress import (
 from cairn.repo.config import DEFAULT_PACK_SIZE, RepoConfig
 from cairn.repo.index import BlobIndex, PackInfo, PackRecord, decode_index, encode_index
 from cairn.repo.journal import PackJournal
+from cairn.repo.keyring import read_key_files
 from cairn.repo.pack import MAGIC as PACK_MAGIC
 from cairn.repo.pack import (
     PREFIX_LEN,
@@ -51,6 +52,7 @@ from cairn.repo.pack import (
     parse_header,
 )
 from cairn.repo.packer import Packer
+from cairn.repo.packlist import log_warning
 from cairn.storage.base import Storage
 
 INDEX_CHECKPOINT_PACKS = 64
@@ -94,9 +96,9 @@ class Repository:
         # called before every index object and snapshot this process writes: raises when the
         # repository lock could not be kept fresh (a prune may no longer see this writer)
         self.write_guard: Callable[[], None] | None = None
-        # things skipped on the way (a damaged snapshot object): (object name, message)
+        # where things skipped on the way (a damaged snapshot object) are reported: (object
+        # name, message); by default the ``cairn`` logger
         self.on_notice: Callable[[str, str], None] | None = None
-        self.notices: list[tuple[str, str]] = []
 
     # ----------------------------------------------------------------- create / open
     @classmethod
@@ -138,7 +140,9 @@ class Repository:
         return repo
 
     @classmethod
-    def open(cls, storage: Storage, password: bytes) -> Repository:
+    def open(cls, storage: Storage, password: bytes, key_hint: str | None = None) -> Repository:
+        """Opens with the first key file that ``password`` opens, trying them cheapest KDF
+        first; ``key_hint`` (a key id or a unique prefix) is tried before all others."""
         names = [n for n, _ in storage.list(layout.KEYS)]
         if not names:
             try:
@@ -148,22 +152,24 @@ class Repository:
                     f"{storage.describe()} is not a cairn repository (no config, no keys)"
                 ) from None
             raise RepositoryError(f"{storage.describe()}: the repository has no keys")
+        found = read_key_files(storage, names, key_hint)
         key = None
         key_name = ""
-        damaged: list[str] = []
-        for name in sorted(names):
+        refused = 0
+        for candidate in found.candidates:
             try:
-                key = unwrap(storage.read(name), password)
-                key_name = name
+                key = open_key_file(candidate.key_file, password)
+                key_name = candidate.name
                 break
-            except (BadPassword, ObjectMissing):  # wrong key, or removed meanwhile by key remove
-                continue
+            except BadPassword:  # wrong key: another may open
+                refused += 1
             except KeyFileError as e:
-                damaged.append(f"{name} ({e})")
+                found.damaged.append(f"{candidate.name} ({e})")
         if key is None:
-            if damaged and len(damaged) == len(names):
-                raise IntegrityError(damaged[0], "every key file is damaged")
-            raise WrongPassword("wrong password: no key in the repository opens with it")
+            if found.damaged and not refused:
+                raise IntegrityError(found.damaged[0], "every key file is damaged")
+            hint = f" ({found.hint_problem})" if found.hint_problem else ""
+            raise WrongPassword(f"wrong password: no key in the repository opens with it{hint}")
         try:
             raw = storage.read(layout.CONFIG)
         except ObjectMissing:
@@ -181,7 +187,7 @@ class Repository:
         if self.on_notice is not None:
             self.on_notice(obj, message)
         else:
-            self.notices.append((obj, message))
+            log_warning(obj, message)
 
     def add_key(self, password: bytes, kdf: KdfParams | None = None) -> str:
         meta = {

@@ -3,16 +3,25 @@
 Writes are atomic and write-once: the object goes to a temporary file in the same directory,
 is fsynced, hard-linked into place only if no object of that name exists, and the directory is
 fsynced. A crash leaves at most a stray ``.tmp-*`` file, which ``list`` never reports.
+
+Nothing inside the repository is reached through a symbolic link: every object is opened one
+path component at a time from the repository directory, each with O_NOFOLLOW, and a listing
+that meets a symbolic link (or anything but files and directories) fails with a StorageError
+that names it. A link planted inside the repository (``data`` pointing elsewhere) would
+otherwise let a prune delete, or a backup write, files outside it. The repository directory
+itself may be a symbolic link: that is the user's choice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
+import stat
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,6 +29,7 @@ from cairn.core.errors import ObjectMissing, StorageError
 from cairn.storage.base import Buffer
 
 TMP_PREFIX = ".tmp-"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class LocalStorage:
@@ -30,19 +40,87 @@ class LocalStorage:
     def describe(self) -> str:
         return f"local:{self.root}"
 
-    def _path(self, name: str) -> Path:
-        if name.startswith("/") or ".." in name.split("/"):
+    def _parts(self, name: str) -> list[str]:
+        parts = name.split("/")
+        if not name or any(p in ("", ".", "..") for p in parts):
             raise StorageError(f"invalid object name {name!r}")
-        return self.root / name
+        return parts
+
+    def _open_dir(self, parts: list[str], create: bool = False) -> int:
+        """A descriptor of the directory ``parts`` below the root, reached without following a
+        symbolic link (FileNotFoundError if it does not exist and ``create`` is false)."""
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for i, part in enumerate(parts):
+                try:
+                    sub = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, 0o777, dir_fd=fd)
+                    sub = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except OSError as e:
+                    if e.errno in (errno.ENOTDIR, errno.ELOOP):
+                        raise self._not_followed("/".join(parts[: i + 1]), fd, part) from None
+                    raise
+                os.close(fd)
+                fd = sub
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _not_followed(self, shown: str, dir_fd: int, name: str) -> StorageError:
+        """The error for ``name`` in ``dir_fd``, met where a directory or an object belongs
+        but not one (a symbolic link, most often)."""
+        try:
+            mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+        except OSError:
+            mode = 0
+        kind = (
+            "a symbolic link"
+            if stat.S_ISLNK(mode)
+            else "a file, not a directory"
+            if stat.S_ISREG(mode)
+            else "a directory, not a file"
+            if stat.S_ISDIR(mode)
+            else "neither a file nor a directory"
+        )
+        return StorageError(
+            f"{self.describe()}: {shown} is {kind}; cairn uses only files and directories "
+            "inside a repository, and never follows a link there"
+        )
+
+    def _open_object(self, name: str) -> int:
+        """A read-only descriptor of object ``name``: a regular file, never through a link."""
+        parts = self._parts(name)
+        dfd = self._open_dir(parts[:-1])
+        try:
+            # O_NONBLOCK: a FIFO planted under an object's name must not hang the open; it
+            # changes nothing for a regular file
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            try:
+                fd = os.open(parts[-1], flags, dir_fd=dfd)
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    raise self._not_followed(name, dfd, parts[-1]) from None
+                raise
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise self._not_followed(name, dfd, parts[-1])
+            return fd
+        finally:
+            os.close(dfd)
 
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
-        path = self._path(name)
         try:
             if length is None:
-                with open(path, "rb", buffering=0) as f:
+                fd = self._open_object(name)
+                with open(fd, "rb", buffering=0, closefd=True) as f:
                     f.seek(offset)
                     return f.read()
-            with self._handles.open(path) as fd:
+            with self._handles.open(name, self._open_object) as fd:
                 return _pread_exactly(fd, length, offset)
         except FileNotFoundError:
             raise ObjectMissing(name) from None
@@ -51,7 +129,7 @@ class LocalStorage:
 
     def read_into(self, name: str, offset: int, out: memoryview) -> int:
         try:
-            with self._handles.open(self._path(name)) as fd:
+            with self._handles.open(name, self._open_object) as fd:
                 got = 0
                 while got < len(out):
                     n = os.preadv(fd, [out[got:]], offset + got)
@@ -65,14 +143,13 @@ class LocalStorage:
             raise StorageError(f"cannot read {name}: {e.strerror}") from None
 
     def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None:
-        path = self._path(name)
-        tmp = path.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
+        parts = self._parts(name)
+        tmp = f"{TMP_PREFIX}{secrets.token_hex(8)}"
+        dfd = -1
         try:
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileNotFoundError:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            dfd = self._open_dir(parts[:-1], create=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(tmp, flags, 0o600, dir_fd=dfd)
             try:
                 view = memoryview(data)
                 while view:
@@ -81,17 +158,30 @@ class LocalStorage:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            _link_once(tmp, path)
-            _fsync_dir(path.parent)
+            _link_once(dfd, tmp, parts[-1])
+            os.fsync(dfd)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
+            if dfd >= 0:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=dfd)
             if e.errno == errno.ENOSPC:
                 raise StorageError(f"cannot write {name}: no space left on device") from None
             raise StorageError(f"cannot write {name}: {e.strerror}") from None
+        finally:
+            if dfd >= 0:
+                os.close(dfd)
 
     def stat(self, name: str) -> int:
+        parts = self._parts(name)
         try:
-            return self._path(name).stat().st_size
+            dfd = self._open_dir(parts[:-1])
+            try:
+                st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode):
+                    raise self._not_followed(name, dfd, parts[-1])
+                return st.st_size
+            finally:
+                os.close(dfd)
         except FileNotFoundError:
             raise ObjectMissing(name) from None
         except OSError as e:
@@ -99,50 +189,74 @@ class LocalStorage:
 
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        start = self.root / base if base else self.root
-        if not start.is_dir():
+        try:
+            fd = self._open_dir(self._parts(base) if base else [])
+        except FileNotFoundError:
             if not self.root.is_dir():
-                raise StorageError(f"repository directory {self.root} does not exist")
+                raise StorageError(f"repository directory {self.root} does not exist") from None
             return
-        for dirpath, dirnames, filenames in os.walk(start):
-            dirnames.sort()
-            rel = os.path.relpath(dirpath, self.root)
-            rel = "" if rel == "." else rel + "/"
-            for fn in sorted(filenames):
-                if fn.startswith(TMP_PREFIX):
+        except OSError as e:
+            raise StorageError(f"cannot list {prefix or self.root}: {e.strerror}") from None
+        yield from self._walk(fd, base + "/" if base else "", prefix)
+
+    def _walk(self, fd: int, rel: str, prefix: str) -> Iterator[tuple[str, int]]:
+        """The objects below the open directory ``fd`` (which it closes), named ``rel...``."""
+        try:
+            with os.scandir(fd) as it:
+                entries = sorted(it, key=lambda e: e.name)
+            for entry in entries:
+                if entry.name.startswith(TMP_PREFIX):
                     continue
-                name = rel + fn
-                if not name.startswith(prefix):
-                    continue
-                try:
-                    size = os.stat(os.path.join(dirpath, fn)).st_size
-                except FileNotFoundError:
-                    continue
-                yield name, size
+                name = rel + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    inside = name + "/"
+                    if inside.startswith(prefix) or prefix.startswith(inside):
+                        sub = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+                        yield from self._walk(sub, inside, prefix)
+                elif not entry.is_file(follow_symlinks=False):
+                    raise self._not_followed(name, fd, entry.name)
+                elif name.startswith(prefix):
+                    try:
+                        size = entry.stat(follow_symlinks=False).st_size
+                    except FileNotFoundError:
+                        continue
+                    yield name, size
+        except OSError as e:
+            raise StorageError(f"cannot list {rel or self.root}: {e.strerror}") from None
+        finally:
+            os.close(fd)
 
     def delete(self, name: str) -> None:
+        parts = self._parts(name)
         try:
-            self._path(name).unlink()
+            dfd = self._open_dir(parts[:-1])
+            try:
+                os.unlink(parts[-1], dir_fd=dfd)  # a symbolic link itself, never its target
+            finally:
+                os.close(dfd)
         except FileNotFoundError:
             pass
         except OSError as e:
             raise StorageError(f"cannot delete {name}: {e.strerror}") from None
 
 
-def _link_once(tmp: Path, path: Path) -> None:
-    """Puts ``tmp`` in place as ``path`` unless ``path`` exists (write-once, like S3's
-    If-None-Match); falls back to rename on filesystems without hardlinks."""
+def _link_once(dir_fd: int, tmp: str, name: str) -> None:
+    """Puts ``tmp`` in place as ``name`` (both in ``dir_fd``) unless ``name`` exists
+    (write-once, like S3's If-None-Match); falls back to rename on filesystems without
+    hardlinks."""
     try:
-        os.link(tmp, path)
+        os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
     except FileExistsError:
         pass  # the object is already there and objects never change
     except OSError as e:
         if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
             raise
-        if not path.exists():
-            os.rename(tmp, path)
+        try:
+            os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             return
-    tmp.unlink(missing_ok=True)
+    os.unlink(tmp, dir_fd=dir_fd)
 
 
 def _pread_exactly(fd: int, length: int, offset: int) -> bytes:
@@ -168,22 +282,22 @@ class _Handles:
     def __init__(self, size: int = 32) -> None:
         self._size = size
         self._lock = threading.Lock()
-        self._fds: OrderedDict[Path, list[int]] = OrderedDict()  # path -> [fd, users]
+        self._fds: OrderedDict[str, list[int]] = OrderedDict()  # object name -> [fd, users]
         self._closing: dict[int, int] = {}  # evicted fd -> users still reading it
 
     @contextmanager
-    def open(self, path: Path) -> Iterator[int]:
+    def open(self, name: str, opener: Callable[[str], int]) -> Iterator[int]:
         with self._lock:
-            entry = self._fds.get(path)
+            entry = self._fds.get(name)
             if entry is not None:
-                self._fds.move_to_end(path)
+                self._fds.move_to_end(name)
                 entry[1] += 1
         if entry is None:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = opener(name)
             with self._lock:
-                entry = self._fds.get(path)
+                entry = self._fds.get(name)
                 if entry is None:
-                    entry = self._fds[path] = [fd, 1]
+                    entry = self._fds[name] = [fd, 1]
                     fd = -1
                 else:
                     entry[1] += 1
@@ -210,11 +324,3 @@ class _Handles:
                 self._closing[fd] = users
             else:
                 os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

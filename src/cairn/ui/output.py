@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
+from cairn.ui.escape import safe_text
+
 
 def show_path(path: bytes | str) -> str:
-    """A path for humans and JSON: undecodable bytes come back as surrogate escapes."""
+    """A path for JSON: undecodable bytes come back as surrogate escapes (which JSON escapes).
+    For human output use ``printable`` (cairn.ui.escape)."""
     return os.fsdecode(path) if isinstance(path, bytes) else path
 
 
@@ -45,13 +49,15 @@ class Output:
         sys.stdout.write(json.dumps(obj, default=_default, ensure_ascii=True) + "\n")
         sys.stdout.flush()
 
+    # Every human line goes through safe_text: names should be shown with ``printable`` by
+    # the caller, and whatever was missed still cannot reach the terminal raw.
     def line(self, text: str) -> None:
         if not self.quiet and not self.json_mode:
-            sys.stdout.write(text + "\n")
+            sys.stdout.write(safe_text(text) + "\n")
 
     def raw_line(self, text: str) -> None:
         """Data output (listings) that must appear even with --quiet."""
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(safe_text(text) + "\n")
 
     def table(
         self, columns: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None
@@ -59,16 +65,34 @@ class Output:
         table = _rich("table").Table(
             title=title, show_edge=False, pad_edge=False, box=None, header_style="bold"
         )
+        text = _rich("text").Text  # cells are text, never rich markup
         for c in columns:
             table.add_column(c)
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(text(safe_text(cell, keep="\n")) for cell in row))
         self.out.print(table)
 
     def warning(self, text: str) -> None:
         sys.stdout.flush()
-        sys.stderr.write(f"warning: {text}\n")
+        sys.stderr.write(f"warning: {safe_text(text)}\n")
 
     def error(self, text: str) -> None:
         sys.stdout.flush()
-        sys.stderr.write(f"cairn: error: {text}\n")
+        sys.stderr.write(f"cairn: error: {safe_text(text)}\n")
+
+
+class _WarningLines(logging.Handler):
+    """Prints what the operations log to the ``cairn`` logger as ``warning:`` lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        Output().warning(record.getMessage())
+
+
+def route_warnings() -> None:
+    """Makes warnings logged by the layers below (which have no output of their own) appear
+    as one ``warning:`` line each on stderr."""
+    logger = logging.getLogger("cairn")
+    if not any(isinstance(h, _WarningLines) for h in logger.handlers):
+        logger.addHandler(_WarningLines(logging.WARNING))
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False

@@ -7,7 +7,8 @@ import sys
 import threading
 from typing import Any
 
-from cairn.ui.output import Output, show_path
+from cairn.ui.escape import printable, safe_text
+from cairn.ui.output import Output
 
 
 class TerminalProgress:
@@ -48,9 +49,9 @@ class TerminalProgress:
     def warning(self, path: bytes, message: str) -> None:
         with self._lock:
             self.warnings.append((path, message))
-        text = f"{show_path(path)}: {message}"
+        text = f"{printable(path)}: {message}"
         if self._bar is not None:
-            self._bar.console.print(f"warning: {text}", markup=False)
+            self._bar.console.print(f"warning: {safe_text(text)}", markup=False)
         else:
             self.output.warning(text)
 

@@ -14,6 +14,7 @@ from cairn.repo import layout
 from cairn.repo.index import BlobIndex, PackRecord
 from cairn.repo.locks import LockBusy, Locks
 from cairn.repo.pack import BlobRef
+from cairn.repo.packlist import stored_packs
 from cairn.repo.repository import Repository
 
 
@@ -39,7 +40,7 @@ class PrunePlan:
 
     def condemned(self) -> list[bytes]:
         ids = [r.info.id for r in self.delete] + [r.info.id for r, _ in self.repack]
-        return ids + [bytes.fromhex(layout.id_of(n)) for n in self.orphans]
+        return ids + [p for n in self.orphans if (p := layout.pack_id_of(n)) is not None]
 
 
 @dataclass
@@ -82,7 +83,9 @@ def make_plan(
             present[pack_id] = record
             plan.sizes[pack_id] = stored[name]
     indexed = {layout.pack_name(p.hex()) for p in records}
-    plan.orphans = {n: size for n, size in stored.items() if n not in indexed}
+    plan.orphans = {
+        n: size for n, size in stored.items() if n not in indexed and layout.pack_id_of(n)
+    }
 
     def used_share(r: PackRecord) -> float:
         total = sum(b.length for b in r.blobs) or 1
@@ -183,7 +186,7 @@ def read_state(repo: Repository) -> State:
         except ObjectMissing:
             if attempt == 2:
                 raise
-    stored = dict(repo.storage.list(layout.DATA))
+    stored = stored_packs(repo.storage, repo.notice)  # strays under data/ are left out, noticed
     return State(listing.snapshots, records, names, stored)
 
 

@@ -199,7 +199,7 @@ def _keep(planned: Planned, rescued: set[bytes]) -> None:
     plan.repack = [(r, k) for r, k in plan.repack if r.info.id not in rescued]
     # a rescued orphan is listed by an index object written meanwhile, which stays
     plan.orphans = {
-        n: size for n, size in plan.orphans.items() if bytes.fromhex(layout.id_of(n)) not in rescued
+        n: size for n, size in plan.orphans.items() if layout.pack_id_of(n) not in rescued
     }
 
 

@@ -1,0 +1,58 @@
+"""The key files of a repository, read and put in the order they are tried when opening it.
+
+Every key file is read and checked first (a few hundred bytes each), then tried cheapest KDF
+first: a key file planted with the most expensive parameters the bounds allow is tried only
+after every cheaper one failed, so it cannot make opening slow for the holder of a real key. A
+key hint (an id or a unique prefix of one) puts that key file before all others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cairn.core.errors import ObjectMissing
+from cairn.crypto.keys import KeyFile, KeyFileError, parse_key_file
+from cairn.repo import layout
+from cairn.storage.base import Storage
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str  # keys/<id>
+    key_file: KeyFile
+
+    @property
+    def id(self) -> str:
+        return layout.id_of(self.name)
+
+
+@dataclass
+class KeyFiles:
+    candidates: list[Candidate]  # in the order to try them
+    damaged: list[str]  # "keys/<id> (why)", for those that failed their checks
+    hint_problem: str | None = None  # why the hint put no key file first
+
+
+def read_key_files(storage: Storage, names: list[str], hint: str | None = None) -> KeyFiles:
+    """The key files ``names``, checked, cheapest first (the hinted one before all)."""
+    candidates: list[Candidate] = []
+    damaged: list[str] = []
+    for name in sorted(names):
+        try:
+            candidates.append(Candidate(name, parse_key_file(storage.read(name))))
+        except ObjectMissing:  # removed meanwhile by `key remove`
+            continue
+        except KeyFileError as e:
+            damaged.append(f"{name} ({e})")
+    candidates.sort(key=lambda c: (c.key_file.kdf.cost, c.key_file.kdf.memory_cost, c.name))
+    found = KeyFiles(candidates, damaged)
+    if hint:
+        hinted = [c for c in candidates if c.id.startswith(hint)]
+        if len(hinted) == 1:
+            candidates.remove(hinted[0])
+            candidates.insert(0, hinted[0])
+        elif hinted:
+            found.hint_problem = f"key hint {hint} matches {len(hinted)} keys"
+        else:
+            found.hint_problem = f"key hint {hint} matches no key"
+    return found

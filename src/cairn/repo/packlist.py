@@ -1,0 +1,33 @@
+"""The packs in a store's data/: every object there whose name is a pack name.
+
+Anything else under data/ (a README, .DS_Store, ``data/zz/xyz``, a file whose directory is not
+the first two digits of its name) is not a pack: it is skipped with a warning, never parsed
+as an id, never deleted as an orphan. Warnings go to ``warn`` or, by default, to the
+``cairn`` logger, which the command line prints as one ``warning:`` line each.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from cairn.repo import layout
+from cairn.storage.base import Storage
+
+Warn = Callable[[str, str], None]  # (object name, what is wrong with it)
+STRAY = "not a pack (a pack is data/<2 hex>/<64 hex>, named by its id): ignored"
+
+
+def log_warning(name: str, message: str) -> None:
+    logging.getLogger("cairn").warning("%s: %s", name, message)
+
+
+def stored_packs(storage: Storage, warn: Warn | None = None) -> dict[str, int]:
+    """name -> size of every pack under data/; other objects there are reported and left out."""
+    packs: dict[str, int] = {}
+    for name, size in storage.list(layout.DATA):
+        if layout.pack_id_of(name) is None:
+            (warn or log_warning)(name, STRAY)
+            continue
+        packs[name] = size
+    return packs
