@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from cairn.model.node import is_safe_name
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _NOATIME = getattr(os, "O_NOATIME", 0)
 
 
@@ -98,12 +99,19 @@ class Target:
             return
         except FileExistsError:
             pass
-        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-        if stat.S_ISDIR(st.st_mode):
-            os.chmod(name, stat.S_IMODE(st.st_mode) | 0o700, dir_fd=parent_fd)
-            if st.st_mode & stat.S_ISGID:
-                self.setgid_seen = True
-            return
+        # the entry itself (a symlink is not followed), changed through its descriptor: one
+        # swapped for a symlink meanwhile is never what gets the new mode
+        fd = os.open(name, _PATH_FLAGS, dir_fd=parent_fd)
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                if st.st_mode & 0o700 != 0o700:
+                    os.chmod(f"/proc/self/fd/{fd}", stat.S_IMODE(st.st_mode) | 0o700)
+                if st.st_mode & stat.S_ISGID:
+                    self.setgid_seen = True
+                return
+        finally:
+            os.close(fd)
         os.unlink(name, dir_fd=parent_fd)
         os.mkdir(name, 0o700, dir_fd=parent_fd)
 
