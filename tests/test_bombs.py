@@ -2,43 +2,22 @@
 gigabytes in any command.
 
 A zstd frame of run-length blocks turns 128 KiB into 4 GiB of zeros. Every command runs as a
-separate process whose address space is limited to 1.5 GiB: it must fail with an error that
+separate process whose address space is limited (``run_limited``): it must fail with an error that
 names the object, never with a traceback (such as a MemoryError), and nothing may be
 decompressed beyond the size the format allows for the object (docs/format.md §5.3).
 """
 
 from __future__ import annotations
 
-import os
-import resource
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from cairn.repo import layout
-from tests.conftest import CAIRN, Result
+from tests.conftest import Result, run_limited
 from tests.craft import Crafter, create_repo, open_repo, zstd_bomb
 
-MEMORY_LIMIT = 1536 << 20
 HUGE = (4 << 30) - 1  # what each bomb inflates to (the largest length an index can record)
-
-
-def run_limited(*args: str | os.PathLike[str], input: bytes | None = None) -> Result:
-    """``cairn ARGS`` in a process that cannot map more than ``MEMORY_LIMIT`` bytes."""
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-
-    proc = subprocess.run(
-        [*CAIRN, *[os.fspath(a) for a in args]],
-        input=input,
-        capture_output=True,
-        preexec_fn=limit,
-        check=False,
-        timeout=300,
-    )
-    return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode())
 
 
 def _assert_clean_failure(res: Result, *expected: str) -> None:
