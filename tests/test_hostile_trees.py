@@ -290,3 +290,31 @@ def test_check_reports_trees_that_break_the_rules(case, names, message, tmp_path
         c.close()
     res = run_limited("check", "--repo", repo_dir)
     _assert_reported(res, message, "/d")
+
+
+def test_restore_target_opens_deep_directories_without_recursion(tmp_path):
+    """Directories of a deep tree are opened level by level in a loop: no stack for depth
+    (other modules raise the interpreter's recursion limit; this holds under the default)."""
+    import sys
+
+    from cairn.ops.safefs import Target
+
+    target = Target(tmp_path / "target")
+    try:
+        fd = os.dup(target.fd)
+        for _ in range(MAX_DEPTH):
+            os.mkdir("d", dir_fd=fd)
+            nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        os.close(fd)
+        old = sys.getrecursionlimit()
+        sys.setrecursionlimit(1000)
+        try:
+            deepest = target.dir_fd((b"d",) * MAX_DEPTH)
+            middle = target.dir_fd((b"d",) * (MAX_DEPTH // 2))
+        finally:
+            sys.setrecursionlimit(old)
+        assert os.fstat(deepest).st_ino != os.fstat(middle).st_ino
+    finally:
+        target.close()

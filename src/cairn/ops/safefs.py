@@ -69,12 +69,21 @@ class Target:
         if fd is not None:
             cache.move_to_end(parts)
             return fd
-        parent = self.dir_fd(parts[:-1])
-        check_name(parts[-1])
-        fd = os.open(parts[-1], _DIR_FLAGS, dir_fd=parent)
-        cache[parts] = fd
-        while len(cache) > self.CACHED_DIRS:
-            os.close(cache.popitem(last=False)[1])
+        # from the deepest directory on the way that is open, one level at a time (a loop, not
+        # recursion: the tree may be thousands of levels deep)
+        known = len(parts) - 1
+        while known and parts[:known] not in cache:
+            known -= 1
+        fd = self.fd
+        if known:
+            fd = cache[parts[:known]]
+            cache.move_to_end(parts[:known])
+        for depth in range(known + 1, len(parts) + 1):
+            check_name(parts[depth - 1])
+            fd = os.open(parts[depth - 1], _DIR_FLAGS, dir_fd=fd)
+            cache[parts[:depth]] = fd
+            while len(cache) > self.CACHED_DIRS:
+                os.close(cache.popitem(last=False)[1])
         return fd
 
     def open_dir(self, parts: Sequence[bytes]) -> int:
