@@ -126,27 +126,27 @@ _DOTS = (b".", b"..")
 MAX_DEPTH = 4096
 
 
-def _plainly_valid(n: Node, _bytes: type = bytes, _str: type = str) -> bool:
+def _plainly_valid(
+    n: Node,
+    _bytes: type = bytes,
+    _str: type = str,
+    _dots: tuple[bytes, ...] = _DOTS,
+    _types: frozenset[str] = TYPES,
+) -> bool:
     """Whether a node is valid: the check of every decoded node. It runs for every file a
-    restore or a backup reads, so it is straight-line code (``_problem`` says what is wrong and
-    is the specification; the two must agree)."""
-    name, kind = n.name, n.type
-    if (
-        type(name) is not _bytes
-        or not name
-        or name in _DOTS
-        or b"/" in name
-        or b"\0" in name
-        or type(kind) is not _str
-        or kind not in TYPES
-    ):
+    restore or a backup reads, so it is straight-line code with its constants bound as locals
+    (``_problem`` says what is wrong and is the specification; the two must agree)."""
+    name = n.name
+    if type(name) is not _bytes or not name or name in _dots or b"/" in name or b"\0" in name:
         return False
-    # Integers and their ranges (§7.2) with shifts: ``x >> k == 0`` holds for 0 <= x < 2**k
-    # only, ``(t >> 63) + 1`` is 0 or 1 for signed 64-bit t only, and a shift or an or of
-    # anything but an int (a float, a string, None) raises TypeError.
+    # The type, then the integers and their ranges (§7.2) with shifts: ``x >> k == 0`` holds
+    # for 0 <= x < 2**k only, ``(t >> 63) + 1`` is 0 or 1 for a signed 64-bit t only, and a
+    # shift or an or of anything but an int (a float, a string, None) raises TypeError, as
+    # does looking up an unhashable type.
     try:
         if (
-            n.mode >> 12
+            n.type not in _types
+            or n.mode >> 12
             | (n.uid | n.gid) >> 32
             | n.size >> 63
             | (n.inode | n.dev | n.links | n.rdev) >> 64
@@ -155,6 +155,7 @@ def _plainly_valid(n: Node, _bytes: type = bytes, _str: type = str) -> bool:
             return False
     except TypeError:
         return False
+    kind = n.type
     user, group = n.user, n.group
     if (user is not None and (type(user) is not _str or "\0" in user)) or (
         group is not None and (type(group) is not _str or "\0" in group)
@@ -298,14 +299,23 @@ def decode_listing(data: bytes | memoryview) -> Listing:
     unsorted = False
     prev = b""
     seen: set[bytes] | None = None  # only once the names are not strictly ascending
-    from_map = Node.from_map
     for i, m in enumerate(raw):
+        # Node.from_map, inlined for the valid entries: this runs for every file
         try:
-            node = from_map(m)
-        except TreeFormatError as e:
+            node = Node(**m)
+        except TypeError:
+            node = None
+        if node is None or not _plainly_valid(node):
+            try:
+                Node.from_map(m)  # says what is wrong
+                reason = "malformed node"
+            except TreeFormatError as e:
+                reason = str(e)
             name = m.get("name") if type(m) is dict else None
-            bad.append(BadEntry(i, name if type(name) is bytes else None, str(e)))
+            bad.append(BadEntry(i, name if type(name) is bytes else None, reason))
             continue
+        if node.xattrs:
+            node.xattrs = [(k, v) for k, v in node.xattrs]
         name = node.name
         if seen is None and name <= prev and nodes:
             seen = {n.name for n in nodes}
