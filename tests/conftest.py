@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -20,6 +21,8 @@ PASSWORD = "correct horse battery staple"
 # Cheap KDF parameters for repositories created by tests through the Python API.
 FAST_KDF = KdfParams(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 CAIRN = [sys.executable, "-m", "cairn"]
+# Address space of ``run_limited`` processes: a hostile repository must not make cairn need more
+MEMORY_LIMIT = 1536 << 20
 
 
 def interruptible() -> None:
@@ -79,6 +82,26 @@ def cairn_proc() -> Callable[..., Result]:
         )
 
     return run
+
+
+def run_limited(*args: str | os.PathLike[str], timeout: float = 600) -> Result:
+    """``cairn ARGS`` as a separate process that cannot map more than ``MEMORY_LIMIT`` bytes."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+    proc = subprocess.run(
+        [*CAIRN, *[os.fspath(a) for a in args]],
+        capture_output=True,
+        preexec_fn=limit,
+        check=False,
+        timeout=timeout,
+    )
+    return Result(
+        proc.returncode,
+        proc.stdout.decode(errors="replace"),
+        proc.stderr.decode(errors="replace"),
+    )
 
 
 @pytest.fixture

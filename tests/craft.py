@@ -6,11 +6,16 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import blake3
+import msgpack
+
+from cairn.crypto import aead
 from cairn.crypto.kdf import KdfParams
 from cairn.model.node import DIR, FILE, SYMLINK, Node, encode_tree
 from cairn.model.snapshot import Snapshot
@@ -203,6 +208,57 @@ class Crafter:
         )
         return self.repo.save_snapshot(snap.encode())
 
+    def raw_blob(self, blob_type: int, payload: bytes, raw_length: int) -> bytes:
+        """A blob whose framed payload (mode byte and data) and indexed raw length are given as
+        they are, unchecked; returns its (random) id."""
+        blob_id = os.urandom(32)
+        self.repo.copy_blob(blob_type, blob_id, payload, raw_length)
+        return blob_id
+
+    def raw_tree(self, nodes: list[object], version: object = 1) -> bytes:
+        """A tree blob of arbitrary node values (maps of any keys and values, or not maps)."""
+        data = msgpack.packb({"version": version, "nodes": nodes}, use_bin_type=True)
+        return self.repo.save_blob(layout.TREE_BLOB, data).id
+
+    def raw_dir(self, name: bytes, nodes: list[object]) -> Node:
+        return Node(name=name, type=DIR, mode=0o755, subtree=self.raw_tree(nodes), mtime=self.now)
+
+    def raw_object(self, prefix: str, payload: bytes) -> str:
+        """A standalone object (``layout.SNAPSHOTS``, ``layout.INDEX``, ...) sealed around a
+        framed payload given as it is; returns its name."""
+        kind = {layout.INDEX: b"index", layout.SNAPSHOTS: b"snapshot", layout.LOCKS: b"lock"}
+        sealed = aead.seal_object(self.repo.key.encryption, payload, kind[prefix])
+        name = prefix + blake3.blake3(sealed).hexdigest()
+        self.repo.storage.write(name, sealed)
+        return name
+
+    def snapshot_of_tree(self, tree: bytes, **fields: object) -> str:
+        self.repo.flush()
+        snap = Snapshot(
+            time=datetime.now(UTC), host="mallory", user="mallory", paths=["/crafted"], tree=tree
+        )
+        for k, v in fields.items():
+            setattr(snap, k, v)
+        return self.repo.save_snapshot(snap.encode())
+
     def close(self) -> None:
         self.repo.flush()
         self.repo.close()
+
+
+def zstd_bomb(size: int, declare: int | None = None) -> bytes:
+    """A framed payload (mode byte 1, then one zstd frame) that decompresses to ``size`` zero
+    bytes in run-length blocks of 128 KiB, 4 bytes each (4 GiB in 128 KiB); its header declares
+    ``declare`` as the content size, or none."""
+    block = 128 << 10
+    if declare is None:
+        header = b"\x28\xb5\x2f\xfd" + bytes([0x00, 0x38])  # no size; window 128 KiB
+    else:
+        header = b"\x28\xb5\x2f\xfd" + bytes([0xC0, 0x38]) + struct.pack("<Q", declare)
+    full, rest = divmod(size, block)
+    sizes = [block] * full + ([rest] if rest or not full else [])
+    blocks = [
+        struct.pack("<I", (n << 3) | (1 << 1) | (i == len(sizes) - 1))[:3] + b"\0"
+        for i, n in enumerate(sizes)
+    ]
+    return b"\x01" + header + b"".join(blocks)

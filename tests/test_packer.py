@@ -56,7 +56,7 @@ def test_packs_round_trip_and_respect_the_target_size(tmp_path):
         for ref in refs:
             sealed = data[ref.offset : ref.offset + ref.length]
             payload = open_blob(KEY, salt, blob_type, ref.id, ref.offset, sealed)
-            seen[ref.id] = unpack_payload(payload)
+            seen[ref.id] = unpack_payload(payload, ref.raw_length)
             out = memoryview(bytearray(len(payload) + 7))[: len(payload)]
             open_blob_into(KEY, salt, blob_type, ref.id, ref.offset, memoryview(sealed), out)
             assert out == payload

@@ -11,13 +11,13 @@ import click
 from cairn.app.context import RepoSpec, open_session
 from cairn.cli.common import repo_options
 from cairn.cli.ls import node_json
-from cairn.core.errors import NotFoundError, UsageError
+from cairn.core.errors import EXIT_FAILED, EXIT_OK, IntegrityError, NotFoundError, UsageError
 from cairn.crypto.keys import read_key_file
-from cairn.model.node import decode_tree
+from cairn.model.node import TreeFormatError, decode_listing
 from cairn.ops.snapshots import resolve
 from cairn.repo import layout
 from cairn.repo.index import decode_index
-from cairn.ui.output import Output
+from cairn.ui.output import Output, show_path
 
 KINDS = ("config", "snapshot", "tree", "blob", "index", "key")
 
@@ -51,14 +51,32 @@ def command(spec: RepoSpec, out: Output, kind: str, object_id: str | None) -> in
         raise UsageError(f"cat {kind} needs an id")
     session = open_session(spec, load_index=kind in ("tree", "blob"))
     repo = session.repo
-    doc: object
+    doc: dict[str, object]
+    failed = False
     if kind == "config":
         doc = asdict(repo.config)
     elif kind == "snapshot":
         doc = resolve(repo, object_id or "").to_json()
     elif kind == "tree":
-        nodes = decode_tree(repo.load_blob(_blob_id(object_id or ""), layout.TREE_BLOB))
-        doc = {"nodes": [node_json(n.name, n) for n in nodes]}
+        tree_id = _blob_id(object_id or "")
+        try:
+            listing = decode_listing(repo.load_blob(tree_id, layout.TREE_BLOB))
+        except TreeFormatError as e:
+            raise IntegrityError(f"tree {tree_id.hex()}", str(e)) from None
+        doc = {"nodes": [node_json(n.name, n) for n in listing.nodes]}
+        # what breaks the format's rules is shown, not printed as if it were valid
+        for bad in listing.bad:
+            name = show_path(bad.shown())
+            out.warning(f"tree {tree_id.hex()[:16]}: entry {name} left out: {bad.reason}")
+        if listing.unsorted:
+            out.warning(f"tree {tree_id.hex()[:16]}: entries are not sorted by name")
+        if listing.bad or listing.unsorted:
+            failed = True
+            doc["left_out"] = [
+                {"position": b.position, "name": show_path(b.shown()), "reason": b.reason}
+                for b in listing.bad
+            ]
+            doc["sorted"] = not listing.unsorted
     elif kind == "blob":
         sys.stdout.buffer.write(repo.load_blob(_blob_id(object_id or "")))
         sys.stdout.flush()
@@ -87,4 +105,4 @@ def command(spec: RepoSpec, out: Output, kind: str, object_id: str | None) -> in
         name = _find([n for n, _ in repo.storage.list(layout.KEYS)], object_id or "", "key")
         doc = read_key_file(repo.storage.read(name))
     sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
-    return 0
+    return EXIT_FAILED if failed else EXIT_OK

@@ -13,7 +13,7 @@ import click
 
 from cairn.app.context import RepoSpec, open_session
 from cairn.cli.common import filter_options, repo_options
-from cairn.core.errors import EXIT_OK, CairnError, UsageError
+from cairn.core.errors import EXIT_FAILED, EXIT_OK, CairnError, UsageError
 from cairn.core.units import format_bytes
 from cairn.ops.dump import Dumper
 from cairn.ops.snapshots import SnapshotFilter, resolve
@@ -47,8 +47,11 @@ def command(
             summary = Dumper(session.repo, progress).run(snap, path, stream)
     finally:
         progress.close()
+    failed = EXIT_FAILED if summary.errors else EXIT_OK
+    if summary.errors:
+        out.error(f"{summary.errors} entries of the snapshot's trees were left out: see warnings")
     if target is None:
-        return EXIT_OK
+        return failed
     if out.json_mode:
         out.json({"snapshot": snap.id, "path": path, "target": target, **summary.as_dict()})
     elif summary.kind == "tar":
@@ -58,7 +61,7 @@ def command(
         )
     else:
         out.line(f"wrote {format_bytes(summary.bytes)} from snapshot {snap.id[:8]} to {target}")
-    return EXIT_OK
+    return failed
 
 
 @contextlib.contextmanager

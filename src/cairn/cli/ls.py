@@ -9,8 +9,10 @@ import click
 
 from cairn.app.context import RepoSpec, open_session
 from cairn.cli.common import filter_options, repo_options
+from cairn.core.errors import EXIT_FAILED
 from cairn.model.node import DIR, Node
-from cairn.ops.snapshots import SnapshotFilter, find_node, resolve, split_path, walk
+from cairn.ops.snapshots import SnapshotFilter, find_node, resolve, split_path
+from cairn.ops.treewalk import TreeProblem, walk
 from cairn.ui.escape import printable
 from cairn.ui.output import Output, show_path
 
@@ -73,9 +75,18 @@ def command(
     session = open_session(spec)
     snap = resolve(session.repo, snapshot, flt)
     top = find_node(session.repo, snap, path)
-    base = b"/" + b"/".join(split_path(path)) if split_path(path) else b""
+    parts = split_path(path)
+    base = b"/" + b"/".join(parts) if parts else b""
+    problems = 0
+
+    def report(problem: TreeProblem) -> None:
+        # a damaged or crafted tree: what can be read is still listed
+        nonlocal problems
+        problems += 1
+        out.warning(f"{show_path(problem.path or b'/')}: {problem.describe()}")
+
     if top.type == DIR and top.subtree is not None:
-        entries = walk(session.repo, top.subtree, base)
+        entries = walk(session.repo, top.subtree, base, report, depth=len(parts) + 1)
     else:
         entries = iter([(base, top)])
     for p, node in entries:
@@ -85,4 +96,7 @@ def command(
             out.raw_line(long_line(p, node))
         else:
             out.raw_line(printable(p))
+    if problems:
+        out.error(f"{problems} problems in the snapshot's trees: see `cairn check`")
+        return EXIT_FAILED
     return 0

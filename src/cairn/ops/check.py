@@ -17,10 +17,11 @@ import blake3
 
 from cairn.core.errors import CairnError, IntegrityError, ObjectMissing
 from cairn.crypto.keys import KeyFileError, read_key_file
-from cairn.model.node import DIR, FILE
+from cairn.model.node import FILE, Node
 from cairn.model.snapshot import Snapshot
 from cairn.ops.progress import Progress
-from cairn.ops.snapshots import DAMAGED_HINT, load_tree, read_snapshots
+from cairn.ops.snapshots import DAMAGED_HINT, read_snapshots
+from cairn.ops.treewalk import TreeProblem, read_listing, walk
 from cairn.repo import layout
 from cairn.repo.index import PackRecord
 from cairn.repo.packlist import stored_packs
@@ -113,6 +114,8 @@ class Checker:
         self.progress = progress
         self.report = CheckReport()
         self.bad_blobs: set[bytes] = set()
+        # problems in trees, each reported once however many snapshots share the tree
+        self._reported: set[tuple[bytes, bytes, str]] = set()
 
     def run(self, read_data: Subset | None = None) -> CheckReport:
         """Checks one consistent view: the snapshots, then the index objects, then the packs,
@@ -126,6 +129,7 @@ class Checker:
         for attempt in range(ATTEMPTS):
             self.report = CheckReport(findings=list(found_in_keys))
             self.bad_blobs = set()
+            self._reported = set()
             view = self._view()
             self._packs(view.records, view.stored)
             if read_data is not None:
@@ -248,27 +252,40 @@ class Checker:
                 self.report.damaged[snap.id] = damaged
 
     def _walk(self, tree_id: bytes, path: bytes, bad_trees: dict[bytes, str]) -> list[str]:
-        """Damaged files and directories below a tree (trees are checked once, files each time)."""
-        shown = path.decode("utf-8", "surrogateescape") or "/"
-        if tree_id in bad_trees:
-            return [shown]
-        try:
-            if tree_id in self.bad_blobs:
-                raise IntegrityError("", "it is in a damaged or missing pack")
-            nodes = load_tree(self.repo, tree_id)
-        except CairnError as e:
-            detail = e.detail if isinstance(e, IntegrityError) else str(e)
-            bad_trees[tree_id] = detail
+        """Damaged files and directories below a tree (trees are checked once, files each
+        time). A tree that breaks the format's rules (an invalid entry, a name twice, names out
+        of order, nested too deep) is damage too: the entries it concerns are named."""
+        damaged: list[str] = []
+        reported = self._reported
+
+        def shown(p: bytes) -> str:
+            return p.decode("utf-8", "surrogateescape") or "/"
+
+        def problem(p: TreeProblem) -> None:
+            damaged.append(shown(p.path))
+            if p.entry or p.cause is None:
+                if (p.tree, p.path, p.message) not in reported:
+                    reported.add((p.tree, p.path, p.message))
+                    self.report.error(f"tree {p.tree.hex()[:16]}", f"{shown(p.path)}: {p.message}")
+                return
+            detail = p.cause.detail if isinstance(p.cause, IntegrityError) else str(p.cause)
+            bad_trees[p.tree] = detail
             self.report.error(
-                f"tree {tree_id.hex()[:16]}", f"directory {shown} cannot be read: {detail}"
+                f"tree {p.tree.hex()[:16]}", f"directory {shown(p.path)} cannot be read: {detail}"
             )
-            return [shown]
-        damaged = []
-        for node in nodes:
-            child = path + b"/" + node.name
-            if node.type == DIR and node.subtree is not None:
-                damaged += self._walk(node.subtree, child, bad_trees)
-            elif node.type == FILE:
+
+        def load(tid: bytes, p: bytes, depth: int) -> list[Node] | None:
+            if tid in bad_trees:
+                damaged.append(shown(p))
+                return None
+            if tid in self.bad_blobs:
+                cause = IntegrityError("", "it is in a damaged or missing pack")
+                problem(TreeProblem(tid, p, cause.detail, cause=cause))
+                return None
+            return read_listing(self.repo, tid, p, depth, problem)
+
+        for child, node in walk(self.repo, tree_id, path, problem, load=load):
+            if node.type == FILE:
                 bad = [b for b in node.content if b in self.bad_blobs or not self.repo.has_blob(b)]
                 if bad:
                     damaged.append(child.decode("utf-8", "surrogateescape"))

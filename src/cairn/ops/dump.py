@@ -6,7 +6,9 @@ buffered whole). Entry names are the snapshot paths without the leading '/', as 
 absolute paths. The tar keeps modes, owners (ids and names), nanosecond mtimes, symlinks,
 hardlinks, FIFOs, device nodes and extended attributes (SCHILY.xattr); names that are not
 valid UTF-8 are written as their raw bytes (PAX hdrcharset=BINARY). Sockets cannot be
-archived and are skipped, as tar does.
+archived and are skipped, as tar does. Tree entries that break the format's rules (names with
+'/' or NUL, '.', '..', a name seen before in the directory, invalid fields) never reach the tar:
+they are reported, as restore reports them, and the dump ends with an error.
 
 A file's blobs are loaded a few ahead on a small thread pool, so a dump from a remote store
 streams at the store's speed; every blob is authenticated before a byte of it is written.
@@ -27,7 +29,8 @@ from cairn.core.errors import IntegrityError, NotFoundError, UsageError
 from cairn.model.node import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
 from cairn.model.snapshot import Snapshot
 from cairn.ops.progress import Progress
-from cairn.ops.snapshots import find_node, split_path, walk
+from cairn.ops.snapshots import find_node, split_path
+from cairn.ops.treewalk import TreeProblem, walk
 from cairn.repo.layout import DATA_BLOB
 from cairn.repo.repository import Repository
 
@@ -49,6 +52,7 @@ class DumpSummary:
     dirs: int = 0
     others: int = 0
     skipped: int = 0  # sockets: a tar cannot hold them
+    errors: int = 0  # entries and directories of damaged or crafted trees, left out
     bytes: int = 0  # file content written
 
     def as_dict(self) -> dict[str, object]:
@@ -133,9 +137,18 @@ class Dumper:
                 entries = iter([(b"/" + base, top)])
             if top.subtree is not None:
                 prefix = b"/" + base if base else b""
-                entries = itertools.chain(entries, walk(self.repo, top.subtree, prefix))
+                depth = base.count(b"/") + 2 if base else 1
+                below = walk(self.repo, top.subtree, prefix, self._problem, depth)
+                entries = itertools.chain(entries, below)
             for path, node in entries:
                 self._add(tar, path, node, links)
+
+    def _problem(self, problem: TreeProblem) -> None:
+        """A tree entry that breaks the format's rules (an unsafe or repeated name: tarfile
+        would extract it outside its directory), or a listing that cannot be read: reported
+        and left out of the tar, like restore does."""
+        self.summary.errors += 1
+        self.progress.warning(problem.path or b"/", problem.describe())
 
     def _add(
         self, tar: tarfile.TarFile, path: bytes, node: Node, links: dict[tuple[int, int], str]

@@ -6,9 +6,19 @@ import errno
 import grp
 import os
 import pwd
+import stat
 from functools import lru_cache
 
-from cairn.model.node import SYMLINK, Node
+from cairn.model.node import BLOCKDEV, CHARDEV, FIFO, SOCKET, SYMLINK, Node
+
+_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+_IFMT = {
+    SYMLINK: stat.S_IFLNK,
+    FIFO: stat.S_IFIFO,
+    CHARDEV: stat.S_IFCHR,
+    BLOCKDEV: stat.S_IFBLK,
+    SOCKET: stat.S_IFSOCK,
+}
 
 IS_ROOT = os.geteuid() == 0
 _CREATOR = (os.geteuid(), os.getegid())  # the owner of the files this process creates
@@ -89,19 +99,33 @@ def apply_to_fd(fd: int, node: Node, *, owner: bool = True, mode: bool = True) -
 
 
 def apply_by_name(parent_fd: int, name: bytes, node: Node) -> list[str]:
-    """Metadata of a symlink, FIFO or device node named ``name`` in ``parent_fd``."""
-    problems: list[str] = []
-    if IS_ROOT:
-        uid, gid = owner_of(node)
-        os.chown(name, uid, gid, dir_fd=parent_fd, follow_symlinks=False)
-    if node.type != SYMLINK:
-        os.chmod(name, node.mode, dir_fd=parent_fd)
-    proc_path = f"/proc/self/fd/{parent_fd}/".encode() + name
-    for key, value in node.xattrs:
-        try:
-            os.setxattr(proc_path, key, value, follow_symlinks=False)
-        except OSError as e:
-            if not (node.type == SYMLINK and e.errno == errno.EPERM):
-                problems.append(f"xattr {key.decode(errors='replace')}: {e.strerror}")
-    os.utime(name, ns=(node.atime, node.mtime), dir_fd=parent_fd, follow_symlinks=False)
-    return problems
+    """Metadata of a symlink, FIFO or device node named ``name`` in ``parent_fd``.
+
+    The entry is opened once, with O_PATH|O_NOFOLLOW, and everything is applied through that
+    descriptor: whoever can write into the target cannot swap the entry for a symlink and have
+    the metadata land on the file it points to. An entry that is no longer of the node's type
+    (replaced since it was created) is left alone and reported."""
+    try:
+        fd = os.open(name, _PATH_FLAGS, dir_fd=parent_fd)
+    except OSError as e:
+        return [f"cannot apply metadata: {e.strerror}"]
+    try:
+        if stat.S_IFMT(os.fstat(fd).st_mode) != _IFMT.get(node.type):
+            return [f"replaced while being restored (no longer a {node.type}), left alone"]
+        path = f"/proc/self/fd/{fd}"  # the entry itself, even a symlink: never what it points to
+        problems: list[str] = []
+        if IS_ROOT:
+            uid, gid = owner_of(node)
+            os.chown(path, uid, gid)
+        if node.type != SYMLINK:
+            os.chmod(path, node.mode)
+        for key, value in node.xattrs:
+            try:
+                os.setxattr(path, key, value)
+            except OSError as e:
+                if not (node.type == SYMLINK and e.errno == errno.EPERM):
+                    problems.append(f"xattr {key.decode(errors='replace')}: {e.strerror}")
+        os.utime(path, ns=(node.atime, node.mtime))
+        return problems
+    finally:
+        os.close(fd)

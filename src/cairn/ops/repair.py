@@ -11,13 +11,14 @@ unless asked otherwise.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from cairn.core.errors import CairnError, IntegrityError
 from cairn.model.node import DIR, FILE, Node, encode_tree
 from cairn.model.snapshot import Snapshot
 from cairn.ops.progress import Progress
-from cairn.ops.snapshots import load_tree
+from cairn.ops.treewalk import TreeProblem, read_listing
 from cairn.ops.writelock import writing
 from cairn.repo import layout
 from cairn.repo.index import PackInfo, PackRecord
@@ -142,26 +143,64 @@ def repair_snapshots(
     return out
 
 
+@dataclass
+class _Dir:
+    """A directory being rewritten (see ``_rewrite``)."""
+
+    tree: bytes
+    path: bytes
+    depth: int
+    nodes: Iterator[Node]
+    owner: Node | None  # its node in the parent directory (None for the root)
+    kept: list[Node] = field(default_factory=list)
+    changed: bool = False
+    lost: bool = False  # its listing cannot be read: it becomes empty
+
+
 def _rewrite(repo: Repository, tree_id: bytes, path: bytes, removed: list[str]) -> bytes:
-    """The id of the tree without damaged entries (the same id when nothing is damaged)."""
-    try:
-        nodes = load_tree(repo, tree_id)
-    except CairnError:
-        removed.append((path or b"/").decode("utf-8", "surrogateescape") + " (listing lost)")
-        return repo.save_blob(layout.TREE_BLOB, encode_tree([])).id
-    kept: list[Node] = []
-    changed = False
-    for node in nodes:
-        child = path + b"/" + node.name
-        if node.type == DIR and node.subtree is not None:
-            sub = _rewrite(repo, node.subtree, child, removed)
-            changed |= sub != node.subtree
-            node.subtree = sub
-        elif node.type == FILE and any(not repo.has_blob(b) for b in node.content):
-            removed.append(child.decode("utf-8", "surrogateescape"))
-            changed = True
+    """The id of the tree without damaged entries (the same id when nothing is damaged).
+    Entries a tree leaves out (invalid, or a name repeated) are removed too, and a tree out of
+    order is written sorted. Iterative: a tree of any depth costs no stack."""
+
+    def shown(p: bytes) -> str:
+        return (p or b"/").decode("utf-8", "surrogateescape")
+
+    def open_dir(tid: bytes, p: bytes, depth: int, owner: Node | None) -> _Dir:
+        problems: list[TreeProblem] = []
+        nodes = read_listing(repo, tid, p, depth, problems.append)
+        d = _Dir(tid, p, depth, iter(nodes or ()), owner, lost=nodes is None)
+        for problem in problems:
+            d.changed = True
+            if problem.entry:
+                removed.append(f"{shown(problem.path)} ({problem.message})")
+            elif nodes is None:
+                removed.append(f"{shown(p)} (listing lost)")
+        return d
+
+    stack = [open_dir(tree_id, path, 1, None)]
+    result = tree_id
+    while stack:
+        d = stack[-1]
+        node = next(d.nodes, None)
+        if node is None:
+            stack.pop()
+            new_id = d.tree
+            if d.lost or d.changed:
+                new_id = repo.save_blob(layout.TREE_BLOB, encode_tree(d.kept)).id
+            if d.owner is None:
+                result = new_id
+            else:
+                stack[-1].changed |= new_id != d.owner.subtree
+                d.owner.subtree = new_id
             continue
-        kept.append(node)
-    if not changed:
-        return tree_id
-    return repo.save_blob(layout.TREE_BLOB, encode_tree(kept)).id
+        child = d.path + b"/" + node.name
+        if node.type == DIR and node.subtree is not None:
+            d.kept.append(node)
+            stack.append(open_dir(node.subtree, child, d.depth + 1, node))
+            continue
+        if node.type == FILE and any(not repo.has_blob(b) for b in node.content):
+            removed.append(child.decode("utf-8", "surrogateescape"))
+            d.changed = True
+            continue
+        d.kept.append(node)
+    return result

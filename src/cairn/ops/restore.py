@@ -20,7 +20,7 @@ import os
 import stat
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -38,8 +38,9 @@ from cairn.ops.fsapply import (
     process_umask,
 )
 from cairn.ops.progress import Progress
-from cairn.ops.safefs import Target, UnsafeName, check_name
-from cairn.ops.snapshots import find_node, load_tree, split_path
+from cairn.ops.safefs import Target
+from cairn.ops.snapshots import find_node, split_path
+from cairn.ops.treewalk import TreeProblem, read_listing
 from cairn.repo.index import IndexEntry, PackInfo
 from cairn.repo.layout import DATA_BLOB
 from cairn.repo.pack import BlobRef
@@ -120,6 +121,21 @@ class RestoreSummary:
 class _Entry:
     parts: tuple[bytes, ...]  # path below the target
     node: Node
+
+
+@dataclass
+class _Frame:
+    """A directory being planned (see ``Restorer._plan_dir``)."""
+
+    nodes: Iterator[Node]
+    path: bytes
+    parts: tuple[bytes, ...]
+    included: bool  # an ancestor (or the directory itself) is included
+    depth: int
+    entry: _Entry | None  # the directory, when it is held for what is below it
+    held: list[_Entry] | None  # its entries then, until something below is found selected
+    out: list[_Entry] | None  # where entries found here go: None to the plan itself
+    found: bool = False  # something here was selected
 
 
 class _Parts:
@@ -223,10 +239,13 @@ class Restorer:
         writing files before the last tree is read. The subpath is looked up at once (a wrong
         one fails before anything is restored)."""
         top = find_node(self.repo, snap, subpath)
-        base = b"/" + b"/".join(split_path(subpath))
+        parts = split_path(subpath)
+        base = b"/" + b"/".join(parts)
         base = base.rstrip(b"/") if base != b"/" else b""
         if top.type == DIR:
-            return self._plan_dir(top.subtree, base, ()) if top.subtree is not None else iter(())
+            if top.subtree is None:
+                return iter(())
+            return self._plan_dir(top.subtree, base, len(parts) + 1)
         return iter([_Entry((top.name,), top)] if self._selected(base, False) is True else [])
 
     def data_reads(self, plan: list[_Entry]) -> list[DataRead]:
@@ -303,55 +322,80 @@ class Restorer:
             return True
         return None
 
-    def _plan_dir(
-        self, tree_id: bytes, path: bytes, parts: tuple[bytes, ...], included: bool = False
-    ) -> Generator[_Entry, None, bool]:
-        """The entries below a tree; returns True if anything was selected."""
-        try:
-            nodes = load_tree(self.repo, tree_id)
-        except CairnError as e:
-            self._error(path or b"/", str(e))
-            return False
-        found = False
-        seen: set[bytes] = set()
-        for node in nodes:
-            child_path = path + b"/" + node.name
-            try:
-                check_name(node.name)
-            except UnsafeName as e:
-                self._error(child_path, e.strerror)
+    def _plan_dir(self, tree_id: bytes, path: bytes, depth: int) -> Iterator[_Entry]:
+        """The entries below a tree, depth first, parents before children; iterative, so a
+        tree of any depth costs no stack. A directory that is neither included nor excluded
+        itself is restored only if something below it is: its entries are held until that is
+        known. Entries a tree leaves out (invalid, a name repeated) are reported as errors."""
+        root = self._frame(tree_id, path, (), False, depth, None, None)
+        if root is None:
+            return
+        stack = [root]
+        while stack:
+            f = stack[-1]
+            node = next(f.nodes, None)
+            if node is None:
+                stack.pop()
+                if f.held is not None and f.found and f.entry is not None:
+                    # a directory held for what is below it: something was, so it is restored
+                    parent = stack[-1]
+                    parent.found = True
+                    if parent.out is None:
+                        yield f.entry
+                        yield from f.held
+                    else:
+                        parent.out.append(f.entry)
+                        parent.out.extend(f.held)
                 continue
-            if node.name in seen:
-                self._error(child_path, "duplicate name in the tree (damaged or crafted), skipped")
-                continue
-            seen.add(node.name)
-            sel = self._selected(child_path, included)
+            child_path = f.path + b"/" + node.name
+            sel = self._selected(child_path, f.included)
             if sel is False:
                 continue
-            entry = _Entry((*parts, node.name), node)
+            entry = _Entry((*f.parts, node.name), node)
             if node.type == DIR:
-                below = (
-                    self._plan_dir(node.subtree, child_path, entry.parts, included or sel is True)
-                    if node.subtree is not None
-                    else None
-                )
                 if sel is None:
-                    # only what is below: the directory is restored if anything in it is
-                    held: list[_Entry] = []
-                    if below is None or not _drain(below, held):
-                        continue
-                    yield entry
-                    yield from held
-                else:
-                    yield entry
-                    if below is not None:
-                        yield from below
+                    if node.subtree is not None:
+                        held: list[_Entry] = []
+                        sub = self._frame(
+                            node.subtree, child_path, entry.parts, f.included, f.depth + 1, entry,
+                            held,
+                        )  # fmt: skip
+                        if sub is not None:
+                            stack.append(sub)
+                    continue
+                if node.subtree is not None:
+                    sub = self._frame(
+                        node.subtree, child_path, entry.parts, True, f.depth + 1, None, None
+                    )
+                    if sub is not None:
+                        sub.out = f.out
+                        stack.append(sub)
             elif sel is None:
                 continue
-            else:
+            f.found = True
+            if f.out is None:
                 yield entry
-            found = True
-        return found
+            else:
+                f.out.append(entry)
+
+    def _frame(
+        self,
+        tree_id: bytes,
+        path: bytes,
+        parts: tuple[bytes, ...],
+        included: bool,
+        depth: int,
+        entry: _Entry | None,
+        held: list[_Entry] | None,
+    ) -> _Frame | None:
+        """A directory to plan, its listing read; None if it cannot be read (reported)."""
+        nodes = read_listing(self.repo, tree_id, path, depth, self._tree_problem)
+        if nodes is None:
+            return None
+        return _Frame(iter(nodes), path, parts, included, depth, entry, held, held)
+
+    def _tree_problem(self, problem: TreeProblem) -> None:
+        self._error(problem.path or b"/", problem.describe())
 
     # ------------------------------------------------------------------ execution
     def _execute(self, target: Target, plan: Iterable[_Entry]) -> None:
@@ -733,15 +777,6 @@ class Restorer:
 
 
 _Outcome = list[tuple[_Entry, BaseException | None]]  # files a task ended, each with its problem
-
-
-def _drain(entries: Generator[_Entry, None, bool], into: list[_Entry]) -> bool:
-    """Collects ``entries`` in ``into``; returns what the generator returns."""
-    while True:
-        try:
-            into.append(next(entries))
-        except StopIteration as stop:
-            return bool(stop.value)
 
 
 def _run_read(run: _Run) -> DataRead:

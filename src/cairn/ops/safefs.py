@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from cairn.model.node import is_safe_name
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _NOATIME = getattr(os, "O_NOATIME", 0)
 
 
@@ -68,12 +69,21 @@ class Target:
         if fd is not None:
             cache.move_to_end(parts)
             return fd
-        parent = self.dir_fd(parts[:-1])
-        check_name(parts[-1])
-        fd = os.open(parts[-1], _DIR_FLAGS, dir_fd=parent)
-        cache[parts] = fd
-        while len(cache) > self.CACHED_DIRS:
-            os.close(cache.popitem(last=False)[1])
+        # from the deepest directory on the way that is open, one level at a time (a loop, not
+        # recursion: the tree may be thousands of levels deep)
+        known = len(parts) - 1
+        while known and parts[:known] not in cache:
+            known -= 1
+        fd = self.fd
+        if known:
+            fd = cache[parts[:known]]
+            cache.move_to_end(parts[:known])
+        for depth in range(known + 1, len(parts) + 1):
+            check_name(parts[depth - 1])
+            fd = os.open(parts[depth - 1], _DIR_FLAGS, dir_fd=fd)
+            cache[parts[:depth]] = fd
+            while len(cache) > self.CACHED_DIRS:
+                os.close(cache.popitem(last=False)[1])
         return fd
 
     def open_dir(self, parts: Sequence[bytes]) -> int:
@@ -98,12 +108,19 @@ class Target:
             return
         except FileExistsError:
             pass
-        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-        if stat.S_ISDIR(st.st_mode):
-            os.chmod(name, stat.S_IMODE(st.st_mode) | 0o700, dir_fd=parent_fd)
-            if st.st_mode & stat.S_ISGID:
-                self.setgid_seen = True
-            return
+        # the entry itself (a symlink is not followed), changed through its descriptor: one
+        # swapped for a symlink meanwhile is never what gets the new mode
+        fd = os.open(name, _PATH_FLAGS, dir_fd=parent_fd)
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                if st.st_mode & 0o700 != 0o700:
+                    os.chmod(f"/proc/self/fd/{fd}", stat.S_IMODE(st.st_mode) | 0o700)
+                if st.st_mode & stat.S_ISGID:
+                    self.setgid_seen = True
+                return
+        finally:
+            os.close(fd)
         os.unlink(name, dir_fd=parent_fd)
         os.mkdir(name, 0o700, dir_fd=parent_fd)
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from cairn.core.errors import IntegrityError, NotFoundError, UsageError
-from cairn.model.node import DIR, Node, TreeFormatError, decode_tree
+from cairn.model.node import DIR, Node
 from cairn.model.snapshot import Snapshot
+from cairn.ops.treewalk import TreeProblem, load_tree, walk
 from cairn.repo import layout
-from cairn.repo.layout import TREE_BLOB
 from cairn.repo.repository import Repository
+
+__all__ = ["load_tree", "walk"]  # where the other commands have always found them
 
 
 @dataclass
@@ -98,36 +100,25 @@ def decode_snapshot(hex_id: str, data: bytes) -> Snapshot:
         raise IntegrityError(f"snapshots/{hex_id}", f"malformed snapshot: {e}") from None
 
 
-def load_tree(repo: Repository, tree_id: bytes) -> list[Node]:
-    data = repo.load_blob(tree_id, TREE_BLOB)
-    try:
-        return decode_tree(data)
-    except TreeFormatError as e:
-        raise IntegrityError(f"tree {tree_id.hex()}", str(e)) from None
-
-
 def split_path(path: str | bytes) -> list[bytes]:
     raw = path if isinstance(path, bytes) else path.encode("utf-8", "surrogateescape")
     return [p for p in raw.split(b"/") if p and p != b"."]
 
 
 def find_node(repo: Repository, snap: Snapshot, path: str | bytes) -> Node:
-    """The node at ``path`` inside the snapshot ('' or '/': a directory node for the root)."""
+    """The node at ``path`` inside the snapshot ('' or '/': a directory node for the root).
+    Entries left out of a tree (invalid, or repeating a name) are not found; what else is
+    wrong with the trees on the way is for the walk below to report."""
     node = Node(name=b"", type=DIR, mode=0o755, subtree=snap.tree)
     for part in split_path(path):
         if node.type != DIR or node.subtree is None:
             raise NotFoundError(f"{path!s}: not a directory in snapshot {snap.id[:8]}")
-        match = [n for n in load_tree(repo, node.subtree) if n.name == part]
+        match = [n for n in load_tree(repo, node.subtree, on_problem=_ignore) if n.name == part]
         if not match:
             raise NotFoundError(f"{path!s}: no such path in snapshot {snap.id[:8]}")
         node = match[0]
     return node
 
 
-def walk(repo: Repository, tree_id: bytes, prefix: bytes = b"") -> Iterator[tuple[bytes, Node]]:
-    """(path, node) for every entry below a tree, depth first, parents before children."""
-    for node in load_tree(repo, tree_id):
-        path = prefix + b"/" + node.name
-        yield path, node
-        if node.type == DIR and node.subtree is not None:
-            yield from walk(repo, node.subtree, path)
+def _ignore(problem: TreeProblem) -> None:
+    pass

@@ -104,22 +104,52 @@ class PayloadError(ValueError):
     pass
 
 
-def unpack_payload(payload: bytes | memoryview) -> bytes:
-    data = unpack_view(memoryview(payload))
+def unpack_payload(payload: bytes | memoryview, limit: int) -> bytes:
+    """The data of a framed object of at most ``limit`` bytes (a zstd frame must declare its
+    size, and nothing larger is ever decompressed)."""
+    view = memoryview(payload)
+    if not view:
+        raise PayloadError("empty payload")
+    size = len(view) - 1 if view[0] == RAW else _declared_size(view)
+    if size > limit:
+        raise PayloadError(f"holds {size} bytes, more than the {limit} its kind may have")
+    data = unpack_view(view, size)
     return data if isinstance(data, bytes) else bytes(data)
 
 
-def unpack_view(payload: memoryview) -> memoryview | bytes:
-    """The data of a framed blob; a stored payload is returned as a view of ``payload``, not
-    copied."""
+def unpack_view(payload: memoryview, size: int, limit: int | None = None) -> memoryview | bytes:
+    """The data of a framed blob, which must be exactly ``size`` bytes (at most ``limit``): a
+    zstd frame must declare that size, and nothing more is decompressed. A stored payload is
+    returned as a view of ``payload``, not copied."""
     if not payload:
         raise PayloadError("empty blob payload")
+    if limit is not None and size > limit:
+        raise PayloadError(f"its length {size} is more than a blob of its type may have ({limit})")
     mode = payload[0]
     if mode == RAW:
+        if len(payload) - 1 != size:
+            raise PayloadError(f"holds {len(payload) - 1} bytes, expected {size}")
         return payload[1:]
     if mode == ZSTD:
+        declared = _declared_size(payload)
+        if declared != size:
+            raise PayloadError(f"zstd frame declares {declared} bytes, expected {size}")
         try:
+            # zstd writes into a buffer of the declared size and fails if the frame holds more
             return _decompressor().decompress(payload[1:])
         except zstandard.ZstdError as e:
             raise PayloadError(f"zstd: {e}") from None
     raise PayloadError(f"unknown compression mode {mode}")
+
+
+def _declared_size(payload: memoryview) -> int:
+    """The content size a framed payload's zstd frame header declares."""
+    if payload[0] != ZSTD:
+        raise PayloadError(f"unknown compression mode {payload[0]}")
+    try:
+        size = zstandard.frame_content_size(payload[1:])
+    except zstandard.ZstdError as e:
+        raise PayloadError(f"zstd: {e}") from None
+    if size < 0:
+        raise PayloadError("zstd frame does not declare its content size")
+    return int(size)

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 
 import msgpack
 
+from cairn.repo.limits import MAX_DATA_BLOB
+
 FORMAT_VERSION = 1
 # Object stores bill per request: large packs there (docs/performance.md, objects per GiB).
 # A local directory has no request cost, and smaller packs keep memory low.
@@ -37,7 +39,7 @@ class ChunkerParams:
         if set(d) != fields:
             raise ValueError(f"chunker parameters must be exactly {sorted(fields)}")
         params = cls(**d)
-        if not 0 < params.min_size <= params.avg_size <= params.max_size <= 16 << 20:
+        if not 0 < params.min_size <= params.avg_size <= params.max_size <= MAX_DATA_BLOB:
             raise ValueError("chunker sizes out of range")
         if params.normalization not in (0, 1, 2, 3):
             raise ValueError("chunker normalization must be 0 to 3")

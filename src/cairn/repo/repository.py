@@ -41,6 +41,7 @@ from cairn.repo.config import DEFAULT_PACK_SIZE, RepoConfig
 from cairn.repo.index import BlobIndex, PackInfo, PackRecord, decode_index, encode_index
 from cairn.repo.journal import PackJournal
 from cairn.repo.keyring import read_key_files
+from cairn.repo.limits import max_blob, max_object
 from cairn.repo.pack import MAGIC as PACK_MAGIC
 from cairn.repo.pack import (
     PREFIX_LEN,
@@ -208,7 +209,7 @@ class Repository:
         prefix = layout.CONFIG if name == layout.CONFIG else name.split("/", 1)[0] + "/"
         try:
             payload = aead.unseal_object(self.key.encryption, data, _KIND[prefix])
-            return unpack_payload(payload)
+            return unpack_payload(payload, max_object(prefix))
         except aead.AuthenticationFailed:
             raise IntegrityError(name, "failed authentication (damaged or tampered)") from None
         except (PayloadError, aead.EnvelopeError) as e:
@@ -463,7 +464,7 @@ class Repository:
             open_blob_into(
                 self.key.encryption, pack.salt, pack.blob_type, ref.id, ref.offset, sealed, out
             )
-            data = unpack_view(out)
+            data = unpack_view(out, ref.raw_length, max_blob(pack.blob_type))
         except aead.AuthenticationFailed:
             raise IntegrityError(where, "failed authentication (damaged or tampered)") from None
         except PayloadError as e:

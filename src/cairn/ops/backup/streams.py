@@ -19,8 +19,8 @@ from cairn.ops.backup.archiver import save_tree
 from cairn.ops.backup.file_saver import FileSaver
 from cairn.ops.fsmeta import group_name, user_name
 from cairn.ops.progress import Progress
-from cairn.ops.snapshots import load_tree
 from cairn.ops.sources.stream import StreamItem
+from cairn.ops.treewalk import TreeProblem, load_tree
 from cairn.repo.repository import Repository
 
 FILE_MODE = 0o600
@@ -105,9 +105,14 @@ class StreamArchiver:
         if tree is None or not self.repo.has_blob(tree):
             return {}
         try:
-            return {n.name: n for n in load_tree(self.repo, tree)}
+            # entries a damaged tree leaves out only count as new
+            return {n.name: n for n in load_tree(self.repo, tree, on_problem=_ignore)}
         except CairnError:
             return {}  # a damaged parent only costs the new/changed distinction
+
+
+def _ignore(problem: TreeProblem) -> None:
+    pass
 
 
 def layout(items: list[StreamItem]) -> _Dir:
