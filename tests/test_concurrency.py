@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from cairn.app import context
 from cairn.app.context import StoreOptions, backend_for, wrap_backend
 from cairn.core.errors import StorageError
 from cairn.ops.backup.snapshot_writer import BackupRequest, run_backup
@@ -399,3 +400,40 @@ def test_check_beside_a_prune_and_a_backup_reports_no_damage(tmp_path, repo_url,
         s["id"] for s in json.loads(cairn(env, "snapshots", "--repo", repo_url, "--json").stdout)
     }
     check_is_clean(env, repo_url)
+
+
+@pytest.mark.parametrize("command", ["restore", "ls", "dump"])
+def test_reading_the_latest_snapshot_while_a_backup_finishes(
+    tmp_path, run_cli, monkeypatch, command
+):
+    """A backup finishes just before a reader lists the snapshots: `latest` is the new one,
+    and the reader must know the index objects that snapshot's blobs are in."""
+    url = str(tmp_path / "repo")
+    env = cairn_env(tmp_path)
+    old, new = tmp_path / "old", tmp_path / "new"
+    write_files(old, ["a"], size=MIB)
+    write_files(new, ["b"], size=MIB)
+    cairn(env, "init", "--repo", url)
+    cairn(env, "backup", "--repo", url, old)
+    real = context.backend_for
+
+    def backend_for(url_: str, options):  # type: ignore[no-untyped-def]
+        faulty = Faulty(real(url_, options))
+        faulty.on_list[layout.SNAPSHOTS] = lambda: cairn(env, "backup", "--repo", url, new)
+        return faulty
+
+    monkeypatch.setattr(context, "backend_for", backend_for)
+    out = tmp_path / "out"
+    args = {
+        "restore": ("restore", "--repo", url, f"latest:{new}", "--target", out),
+        "ls": ("ls", "--repo", url, "latest"),
+        "dump": ("dump", "--repo", url, "latest", f"{new}/b", "-o", out),
+    }[command]
+    res = run_cli(*args)
+    assert res.code == 0, res.err
+    if command == "restore":
+        assert diff(describe(new), describe(out)) == []
+    elif command == "ls":
+        assert str(new / "b") in res.out
+    else:
+        assert out.read_bytes() == (new / "b").read_bytes()

@@ -38,8 +38,9 @@ def command(
             raise UsageError("--json needs --target: standard output carries the data")
         if sys.stdout.isatty():
             raise UsageError("standard output is a terminal: redirect it or use --target FILE")
-    session = open_session(spec)
+    session = open_session(spec, load_index=False)
     snap = resolve(session.repo, snapshot, flt)
+    session.repo.load_index()  # after the snapshot: a newer one may use newer index objects
     # Only with --target may a progress bar share the terminal; warnings are always shown.
     progress = TerminalProgress(out if target else Output(quiet=True), "dump")
     try:

@@ -72,8 +72,9 @@ def command(
     spec: RepoSpec, out: Output, flt: SnapshotFilter, snapshot: str, path: str, long_format: bool
 ) -> int:
     """List the files in SNAPSHOT (an id, a prefix of one, or latest), below PATH."""
-    session = open_session(spec)
+    session = open_session(spec, load_index=False)
     snap = resolve(session.repo, snapshot, flt)
+    session.repo.load_index()  # after the snapshot: a newer one may use newer index objects
     top = find_node(session.repo, snap, path)
     parts = split_path(path)
     base = b"/" + b"/".join(parts) if parts else b""

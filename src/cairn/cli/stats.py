@@ -18,10 +18,12 @@ from cairn.ui.output import Output
 @click.argument("snapshot", required=False)
 def command(spec: RepoSpec, out: Output, flt: SnapshotFilter, snapshot: str | None) -> int:
     """Repository totals, or with SNAPSHOT the size a restore of it would have."""
-    session = open_session(spec)
+    session = open_session(spec, load_index=False)
     repo = session.repo
     if snapshot:
-        doc = snapshot_stats(repo, resolve(repo, snapshot, flt))
+        snap = resolve(repo, snapshot, flt)
+        repo.load_index()  # after the snapshot: a newer one may use newer index objects
+        doc = snapshot_stats(repo, snap)
         if out.json_mode:
             out.json(doc)
         else:
@@ -31,7 +33,9 @@ def command(spec: RepoSpec, out: Output, flt: SnapshotFilter, snapshot: str | No
                 f"unique data:  {format_bytes(doc['unique_raw'])} in {doc['unique_blobs']} blobs"
             )
         return 0
-    doc = repository_stats(repo, len(load_snapshots(repo, flt)))
+    count = len(load_snapshots(repo, flt))
+    repo.load_index()
+    doc = repository_stats(repo, count)
     if out.json_mode:
         out.json(doc)
         return 0
