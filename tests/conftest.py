@@ -113,6 +113,14 @@ def repo_path(tmp_path: Path, run_cli: Callable[..., Result]) -> Path:
     return path
 
 
+@pytest.fixture(params=["local", "s3"])
+def repo_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh repository location: a local directory, then one on the S3 test server."""
+    if request.param == "local":
+        return str(tmp_path / "repo")
+    return request.getfixturevalue("s3_url")  # type: ignore[no-any-return]
+
+
 @pytest.fixture(scope="session")
 def s3_server():  # type: ignore[no-untyped-def]
     """One real SeaweedFS S3 server for the whole session."""

@@ -35,13 +35,6 @@ from tests.treecmp import describe, diff
 MIB = 1 << 20
 
 
-@pytest.fixture(params=["local", "s3"])
-def repo_url(request, tmp_path):  # type: ignore[no-untyped-def]
-    if request.param == "local":
-        return str(tmp_path / "repo")
-    return request.getfixturevalue("s3_url")
-
-
 class Faulty(StorageWrapper):
     """The real store, with a fault or an event injected at one kind of call."""
 

@@ -26,13 +26,6 @@ from tests.verify import restored_diff, verify_repository
 MIB = 1 << 20
 
 
-@pytest.fixture(params=["local", "s3"])
-def repo_url(request, tmp_path):  # type: ignore[no-untyped-def]
-    if request.param == "local":
-        return str(tmp_path / "repo")
-    return request.getfixturevalue("s3_url")
-
-
 def open_repo(url: str) -> Repository:
     storage, _ = wrap_backend(backend_for(url, StoreOptions()), StoreOptions())
     return Repository.open(storage, PASSWORD.encode())
