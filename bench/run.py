@@ -72,6 +72,10 @@ def local_run(args: argparse.Namespace) -> dict[str, object]:
     dataset = work / "dataset"
     names = args.tools.split(",")
     classes = {"cairn": tools.Cairn, "restic": tools.Restic, "borg": tools.Borg}
+    if args.baseline:
+        src = Path(args.baseline).resolve() / "src"
+        classes["base"] = lambda work: tools.CairnAt(work, src)  # type: ignore[assignment]
+        names.append("base")
     results = {n: ToolResult() for n in names}
     bounds = []
     for n in names:
@@ -183,6 +187,16 @@ def ratio_table(report: dict[str, object]) -> str:
     for p in PHASES:
         row(f"CPU {p} (s)", lambda t, p=p: t["cpu"].get(p), "{:.2f}")
     row("repository (MiB)", lambda t: t["repo_mib"], "{:.0f}")
+    if "base" in toolsum:
+        base = toolsum["base"]  # type: ignore[index]
+        lines.append("")
+        lines.append("| phase | cairn (s) | baseline (s) | after/before | RSS after/before |")
+        lines.append("|---|---|---|---|---|")
+        for p in PHASES:
+            a, b = cairn["time"].get(p), base["time"].get(p)  # type: ignore[index]
+            ra, rb = cairn["rss_mib"].get(p), base["rss_mib"].get(p)  # type: ignore[index]
+            if a and b:
+                lines.append(f"| {p} | {a:.2f} | {b:.2f} | {a / b:.2f} | {ra / rb:.2f} |")
     lb = report["lower_bound_read_s"]
     lines.append("")
     lines.append(
@@ -207,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         default=FRESH,
         help="restore onto a fresh ext4 file system each run (needs root; the default), or "
         "into the work directory's own file system",
+    )
+    ap.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also run the cairn of another checkout (DIR/src), as 'base': before and after",
     )
     ap.add_argument("--out", help="write the JSON report here")
     args = ap.parse_args(argv)

@@ -71,6 +71,25 @@ class Cairn(Tool):
         return m, target
 
 
+class CairnAt(Cairn):
+    """cairn from another source tree (``--baseline``): the same code path as ``cairn``
+    (``python -m cairn`` runs the same entry point), with that tree's modules first on the
+    path, byte-compiled as the installed ones are."""
+
+    name = "base"
+
+    def __init__(self, work: Path, src: Path) -> None:
+        super().__init__(work)
+        self.src = src
+        compileall.compile_dir(src / "cairn", quiet=1)
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "PYTHONPATH": str(self.src)}
+
+    def cmd(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "cairn", *args]
+
+
 class Restic(Tool):
     name = "restic"
 
