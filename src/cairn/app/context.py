@@ -11,10 +11,12 @@ from pathlib import Path
 
 import platformdirs
 
+from cairn.app.defaults import defaults_for
 from cairn.app.passwords import EMPTY, PasswordSource
 from cairn.core.errors import RepositoryError, UsageError, WrongPassword
+from cairn.core.urls import OBJECT_STORE, store_kind
 from cairn.crypto.kdf import KdfParams
-from cairn.repo.config import DEFAULT_LOCAL_PACK_SIZE, DEFAULT_PACK_SIZE, is_repo_id
+from cairn.repo.config import DEFAULT_PACK_SIZE, is_repo_id
 from cairn.repo.filescache import FilesCache
 from cairn.repo.journal import PackJournal
 from cairn.repo.repository import Repository
@@ -40,10 +42,8 @@ class StoreOptions:
     connections: int | None = None  # uploads in flight; None: by backend
 
     def uploads_for(self, url: str) -> int:
-        """Packs in flight: each is held in memory. An object store needs several requests
-        in flight to keep busy; a local disk is fastest with one writer (measured in
-        docs/performance.md: a second one only adds memory and contention)."""
-        return self.connections or (4 if url.startswith("s3:") else 1)
+        """Packs in flight (each held in memory): --connections, or the backend's default."""
+        return self.connections or defaults_for(url).uploads
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class RepoSpec:
 
 def backend_for(url: str, options: StoreOptions) -> Storage:
     """The bare backend named by a repository URL."""
-    if url.startswith("s3:"):
+    if store_kind(url) == OBJECT_STORE:
         location = S3Location.parse(url)
         s3 = importlib.import_module("cairn.storage.s3")  # boto3 loads only for S3 repositories
         return s3.S3Storage(location, options.s3)  # type: ignore[no-any-return]
@@ -82,25 +82,6 @@ def backend_for(url: str, options: StoreOptions) -> Storage:
         scheme = url.split(":", 1)[0]
         raise UsageError(f"repository scheme {scheme}: is not supported")
     return LocalStorage(os.path.abspath(url))
-
-
-def default_pack_size(url: str) -> int:
-    return DEFAULT_PACK_SIZE if url.startswith("s3:") else DEFAULT_LOCAL_PACK_SIZE
-
-
-def default_restore_threads(url: str) -> int:
-    """Threads writing restored files. Each read from an object store waits a round trip, so
-    more threads keep it busy; from a local disk, creating files is kernel work for the two
-    cores, and more threads only contend (docs/performance.md)."""
-    return 8 if url.startswith("s3:") else 2
-
-
-def default_small_file_threads(url: str) -> int | None:
-    """Threads of their own for small files (None: the restore threads write them too). From a
-    local disk, one: a small file is mostly Python work and system calls, and two threads on
-    them mostly hand the GIL to each other (docs/performance.md); on S3 each waits a round
-    trip, so all threads take them."""
-    return None if url.startswith("s3:") else 1
 
 
 def wrap_backend(backend: Storage, options: StoreOptions) -> tuple[Storage, MeteredStorage]:

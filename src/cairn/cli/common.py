@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from cairn.app.context import RepoSpec, StoreOptions
+from cairn.app.defaults import help_text
 from cairn.app.passwords import PasswordSource
 from cairn.ops.snapshots import SnapshotFilter
 from cairn.storage.s3config import S3Options
@@ -51,7 +52,7 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
         "--connections",
         envvar="CAIRN_CONNECTIONS",
         type=click.IntRange(1, 64),
-        help="Uploads in flight (default 4 to object stores, 2 to a local directory).",
+        help=f"Uploads in flight ({help_text('uploads')}).",
     )
     @click.option(
         "--limit-upload",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from cairn.app.context import RepoSpec, create_repository, default_pack_size
+from cairn.app.context import RepoSpec, create_repository
+from cairn.app.defaults import defaults_for, help_text
 from cairn.cli.common import repo_options
 from cairn.core.units import format_bytes, parse_size
 from cairn.ui.output import Output
@@ -16,11 +17,11 @@ from cairn.ui.output import Output
     "--pack-size",
     default=None,
     metavar="SIZE",
-    help="Target pack size (default 40M on object stores, 16M in a local directory).",
+    help=f"Target pack size ({help_text('pack_size', 'MiB')}).",
 )
 def command(spec: RepoSpec, out: Output, pack_size: str | None) -> int:
     """Create a new, empty repository."""
-    size = parse_size(pack_size) if pack_size else default_pack_size(spec.resolved_url())
+    size = parse_size(pack_size) if pack_size else defaults_for(spec.resolved_url()).pack_size
     if not (64 << 10) <= size <= (1 << 30):
         raise click.BadParameter("must be between 64K and 1G", param_hint="--pack-size")
     repo = create_repository(spec, pack_size=size)

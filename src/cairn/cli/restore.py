@@ -6,10 +6,9 @@ import click
 
 from cairn.app.context import (
     RepoSpec,
-    default_restore_threads,
-    default_small_file_threads,
     open_session,
 )
+from cairn.app.defaults import defaults_for, help_text
 from cairn.cli.billing import money, prices_line, pricing
 from cairn.cli.common import filter_options, repo_options
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING
@@ -52,8 +51,8 @@ from cairn.ui.progress import TerminalProgress
     "--concurrency",
     type=click.IntRange(min=1),
     default=None,
-    help="Threads writing files [default: 2 for a local directory, 8 on S3]; from a local "
-    "directory, small files have one more thread of their own.",
+    help=f"Threads writing files ({help_text('restore_threads')}); small files get threads of "
+    f"their own ({help_text('small_file_threads')}).",
 )
 @click.option(
     "--wait",
@@ -101,8 +100,8 @@ def command(
         include=PathMatcher(includes),
         exclude=PathMatcher(excludes),
         verify=verify,
-        workers=concurrency or default_restore_threads(spec.resolved_url()),
-        small_file_workers=default_small_file_threads(spec.resolved_url()),
+        workers=concurrency or defaults_for(spec.resolved_url()).restore_threads,
+        small_file_workers=defaults_for(spec.resolved_url()).small_file_threads,
     )
     progress = TerminalProgress(out, "restore")
     thaw = None

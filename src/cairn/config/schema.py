@@ -24,7 +24,7 @@ from pathlib import Path
 from cairn.config.document import Document, Table
 from cairn.config.schedule import Schedule, ScheduleError
 from cairn.core.errors import UsageError
-from cairn.core.urls import http_url_problem
+from cairn.core.urls import LOCAL_DIRECTORY, http_url_problem, store_kind
 from cairn.ops.retention import UNLIMITED, Duration, PolicyError
 from cairn.ops.retention import Policy as RetentionPolicy
 from cairn.ops.sources.command import CommandStreamSource
@@ -164,7 +164,8 @@ def _repository(t: Table, name: str, base: Path) -> RepositoryConfig:
     t.allow(*REPOSITORY_KEYS)
     url = t.str("url", required=True)
     assert url is not None
-    if not url.startswith("s3:") and not os.path.isabs(
+    local = store_kind(url) == LOCAL_DIRECTORY
+    if local and not os.path.isabs(
         os.path.expanduser(url.removeprefix("local:"))
     ):
         raise t.error("url", "a local repository path must be absolute")
@@ -188,7 +189,7 @@ def _repository(t: Table, name: str, base: Path) -> RepositoryConfig:
         raise t.error("s3-sse", "must be AES256 or aws:kms")
     repo = RepositoryConfig(
         name=name,
-        url=url if url.startswith("s3:") else os.path.expanduser(url),
+        url=os.path.expanduser(url) if local else url,
         password_file=_file(t, "password-file", base),
         password_command=t.str("password-command"),
         password_env=env,

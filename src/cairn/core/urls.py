@@ -18,3 +18,12 @@ def http_url_problem(url: str) -> str | None:
     if any(c.isspace() or not c.isprintable() for c in url):
         return "is malformed (it holds spaces or control characters)"
     return None
+
+
+OBJECT_STORE, LOCAL_DIRECTORY = "s3", "local"
+
+
+def store_kind(repository_url: str) -> str:
+    """What a repository URL names: an object store (``s3://...``, ``s3:https://...``) or a
+    local directory. The one place that decides it."""
+    return OBJECT_STORE if repository_url.startswith("s3:") else LOCAL_DIRECTORY

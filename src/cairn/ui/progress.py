@@ -12,7 +12,7 @@ from cairn.ui.output import Output
 
 
 class TerminalProgress:
-    """Implements cairn.ops.progress.Progress."""
+    """Implements cairn.app.events.Events (and so cairn.ops.progress.Progress)."""
 
     def __init__(self, output: Output, label: str, total_bytes: int | None = None) -> None:
         self.output = output
@@ -54,6 +54,12 @@ class TerminalProgress:
             self._bar.console.print(f"warning: {safe_text(text)}", markup=False)
         else:
             self.output.warning(text)
+
+    def status(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(safe_text(text), markup=False)
+        else:
+            self.output.line(text)
 
     def close(self) -> None:
         if self._bar is not None:

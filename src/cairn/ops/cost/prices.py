@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cairn.core.errors import ConfigError, UsageError
+from cairn.core.urls import OBJECT_STORE, store_kind
 
 REQUESTS = ("put", "get", "head", "list", "delete")
 _HOSTS = (
@@ -114,7 +115,7 @@ def provider_for_url(url: str) -> tuple[str, str]:
     """(provider key, why) for a repository URL."""
     if url.startswith("s3://"):
         return "aws", "an Amazon S3 URL"
-    if url.startswith("s3:"):
+    if store_kind(url) == OBJECT_STORE:
         host = (urlsplit(url[len("s3:") :]).hostname or "").lower()
         for suffix, key in _HOSTS:
             if host == suffix or host.endswith("." + suffix):

@@ -1,0 +1,56 @@
+"""Per-backend defaults: the one table of what differs between an object store and a local
+directory. The code reads it, and the command line renders it into --help.
+
+Object stores bill per request and answer each one a round trip later, so they get large packs,
+several uploads in flight and many restore threads; a local disk is fastest with one pack
+writer and few threads (docs/performance.md measures each choice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cairn.core.urls import LOCAL_DIRECTORY, OBJECT_STORE, store_kind
+from cairn.repo.config import DEFAULT_LOCAL_PACK_SIZE, DEFAULT_PACK_SIZE
+
+S3, LOCAL = OBJECT_STORE, LOCAL_DIRECTORY
+
+
+@dataclass(frozen=True)
+class BackendDefaults:
+    kind: str
+    pack_size: int  # bytes, for a new repository
+    uploads: int  # packs in flight during a backup (each held in memory)
+    restore_threads: int  # threads writing restored files (large files' parts)
+    # threads of their own for batches of small files (None: the restore threads take them):
+    # from a local disk a small file is mostly Python work and system calls, and two threads
+    # on them mostly hand the GIL to each other; on S3 each waits a round trip
+    small_file_threads: int | None
+
+
+DEFAULTS = {
+    S3: BackendDefaults(
+        S3, DEFAULT_PACK_SIZE, uploads=4, restore_threads=8, small_file_threads=None
+    ),
+    LOCAL: BackendDefaults(
+        LOCAL, DEFAULT_LOCAL_PACK_SIZE, uploads=1, restore_threads=2, small_file_threads=1
+    ),
+}
+
+
+def defaults_for(url: str) -> BackendDefaults:
+    return DEFAULTS[store_kind(url)]
+
+
+def help_text(field: str, unit: str = "") -> str:
+    """``field``'s defaults for --help: 'S3: 4, local directory: 1'."""
+
+    def shown(value: object) -> str:
+        if isinstance(value, int) and unit == "MiB":
+            return f"{value >> 20} MiB"
+        return "none" if value is None else f"{value}{unit}"
+
+    return (
+        f"default {shown(getattr(DEFAULTS[S3], field))} on S3, "
+        f"{shown(getattr(DEFAULTS[LOCAL], field))} for a local directory"
+    )
