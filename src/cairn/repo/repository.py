@@ -25,23 +25,22 @@ from cairn.core.errors import (
     RepositoryError,
     WrongPassword,
 )
-from cairn.core.memory import ThreadBuffer
 from cairn.crypto import aead
 from cairn.crypto.kdf import KdfParams
 from cairn.crypto.keys import BadPassword, KeyFileError, MasterKey, open_key_file, wrap
 from cairn.repo import layout
+from cairn.repo.blobreader import BlobReader
 from cairn.repo.compress import (
     PayloadError,
     frame_into,
     pack_payload,
     unpack_payload,
-    unpack_view,
 )
 from cairn.repo.config import DEFAULT_PACK_SIZE, RepoConfig
 from cairn.repo.index import BlobIndex, PackInfo, PackRecord, decode_index, encode_index
 from cairn.repo.journal import PackJournal
 from cairn.repo.keyring import read_key_files
-from cairn.repo.limits import max_blob, max_object
+from cairn.repo.limits import max_object
 from cairn.repo.pack import MAGIC as PACK_MAGIC
 from cairn.repo.pack import (
     PREFIX_LEN,
@@ -49,7 +48,6 @@ from cairn.repo.pack import (
     BlobRef,
     PackFormatError,
     header_length,
-    open_blob_into,
     parse_header,
 )
 from cairn.repo.packer import Packer
@@ -82,6 +80,8 @@ class Repository:
         self.config = config
         self.key_id: str | None = None  # the key file that opened the repository
         self.index = BlobIndex()
+        # reads blobs (restore, check, every tree read) with buffers of its own
+        self.reader = BlobReader(storage, key, lambda blob_id: self.index.get(blob_id))
         self._lock = threading.Lock()
         self._pending: set[bytes] = set()
         self._unindexed: list[PackRecord] = []
@@ -409,69 +409,30 @@ class Repository:
         return salt, blob_type, blobs
 
     def load_blob(self, blob_id: bytes, blob_type: int | None = None) -> bytes:
-        data = self.load_blob_view(blob_id, blob_type, buffered=False)
-        return data if isinstance(data, bytes) else bytes(data)
+        return self.reader.load(blob_id, blob_type)
 
     def load_blob_view(
         self, blob_id: bytes, blob_type: int | None = None, buffered: bool = True
     ) -> memoryview | bytes:
-        """A blob, read and decrypted into buffers this thread reuses: valid until the thread's
-        next call of ``load_blob_view``, ``load_blob_view_at`` or ``read_range`` (``buffered``:
-        read into this thread's read buffer too)."""
-        entry = self.index.get(blob_id)
-        if entry is None:
-            raise NotFoundError(f"blob {blob_id.hex()} is not in the index")
-        if blob_type is not None and entry.pack.blob_type != blob_type:
-            raise IntegrityError(
-                f"blob {blob_id.hex()}",
-                f"is a {layout.BLOB_TYPES[entry.pack.blob_type]} blob, "
-                f"expected {layout.BLOB_TYPES[blob_type]}",
-            )
-        ref = BlobRef(blob_id, entry.offset, entry.length, entry.raw_length)
-        sealed = self.read_range(entry.pack, entry.offset, entry.length) if buffered else None
-        return self.load_blob_view_at(entry.pack, ref, sealed)
+        """``BlobReader.load_view``: valid until this thread's next read of a blob."""
+        return self.reader.load_view(blob_id, blob_type, buffered)
 
     def read_range(self, pack: PackInfo, offset: int, length: int) -> memoryview:
-        """Bytes of a pack, read into this thread's read buffer when they fit (a fresh buffer
-        for every read costs a page fault per page): valid until the thread's next call. May be
-        short where the pack ends."""
-        buf = _READ.get(length)
-        return buf[: self.storage.read_into(layout.pack_name(pack.id.hex()), offset, buf)]
+        """``BlobReader.read_range``: valid until this thread's next call."""
+        return self.reader.read_range(pack, offset, length)
 
     def load_blob_at(
         self, pack: PackInfo, ref: BlobRef, sealed: bytes | memoryview | None = None
     ) -> bytes:
         """A blob at a known place, authenticated and checked against its id; ``sealed`` is
         its encrypted bytes when the caller has already read them."""
-        data = self.load_blob_view_at(pack, ref, sealed)
-        return data if isinstance(data, bytes) else bytes(data)
+        return self.reader.open(pack, ref, sealed)
 
     def load_blob_view_at(
         self, pack: PackInfo, ref: BlobRef, sealed: bytes | memoryview | None = None
     ) -> memoryview | bytes:
-        """``load_blob_at``, decrypted into a buffer this thread reuses: the result is valid
-        until the thread's next call. (A fresh megabyte-sized result costs a page fault and
-        zeroing per page; restore reads a gigabyte through this.) ``sealed`` may be a view of
-        this thread's read buffer."""
-        name = layout.pack_name(pack.id.hex())
-        if sealed is None:
-            sealed = self.storage.read(name, ref.offset, ref.length)
-        where = f"{name} (blob {ref.id.hex()[:16]})"
-        if len(sealed) != ref.length or ref.length < aead.TAG_LEN:
-            raise IntegrityError(where, "pack is truncated")
-        try:
-            out = _OPENED.get(ref.length - aead.TAG_LEN)
-            open_blob_into(
-                self.key.encryption, pack.salt, pack.blob_type, ref.id, ref.offset, sealed, out
-            )
-            data = unpack_view(out, ref.raw_length, max_blob(pack.blob_type))
-        except aead.AuthenticationFailed:
-            raise IntegrityError(where, "failed authentication (damaged or tampered)") from None
-        except PayloadError as e:
-            raise IntegrityError(where, str(e)) from None
-        if len(data) != ref.raw_length or self.blob_id(data) != ref.id:
-            raise IntegrityError(where, "content does not match its id")
-        return data
+        """``BlobReader.open_view``: valid until this thread's next read of a blob."""
+        return self.reader.open_view(pack, ref, sealed)
 
     def flush(self) -> None:
         """Uploads every open pack and writes an index object for all new packs."""
@@ -516,9 +477,3 @@ class Repository:
     def save_snapshot(self, plaintext: bytes) -> str:
         self._guard()
         return self.save_object(layout.SNAPSHOTS, plaintext)
-
-
-# per-thread buffers: decrypted blobs (the largest chunk, its mode byte, and room to spare), and
-# ranges of a few blobs read at once (restore reads up to 8 MiB)
-_OPENED = ThreadBuffer((4 << 20) + (64 << 10))
-_READ = ThreadBuffer(9 << 20)
