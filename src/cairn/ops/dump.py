@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from cairn.core.errors import IntegrityError, NotFoundError, UsageError
+from cairn.model.hardlinks import HardlinkIndex
 from cairn.model.node import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
 from cairn.model.snapshot import Snapshot
 from cairn.ops.progress import Progress
@@ -123,7 +124,7 @@ class Dumper:
 
     # ------------------------------------------------------------------ a directory as tar
     def _write_tar(self, top: Node, base: bytes, out: BinaryIO) -> None:
-        links: dict[tuple[int, int], str] = {}
+        links: HardlinkIndex[str] = HardlinkIndex()
         with tarfile.open(
             fileobj=out,
             mode="w|",
@@ -151,22 +152,19 @@ class Dumper:
         self.progress.warning(problem.path or b"/", problem.describe())
 
     def _add(
-        self, tar: tarfile.TarFile, path: bytes, node: Node, links: dict[tuple[int, int], str]
+        self, tar: tarfile.TarFile, path: bytes, node: Node, links: HardlinkIndex[str]
     ) -> None:
         if node.type == SOCKET:
             self.summary.skipped += 1
             self.progress.warning(path, "a socket cannot be put in a tar archive, skipped")
             return
         info = tar_info(path, node)
-        if node.type == FILE and node.links > 1 and node.inode:
-            key = (node.dev, node.inode)
-            first = links.get(key)
-            if first is not None:
-                info.type, info.linkname, info.size = tarfile.LNKTYPE, first, 0
-                tar.addfile(info)
-                self.summary.files += 1
-                return
-            links[key] = info.name
+        first = links.first(node, info.name)
+        if first is not None:
+            info.type, info.linkname, info.size = tarfile.LNKTYPE, first, 0
+            tar.addfile(info)
+            self.summary.files += 1
+            return
         if node.type == FILE:
             tar.addfile(info, _Reader(self._content(node)))
             self.summary.files += 1

@@ -23,6 +23,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from cairn.model.hardlinks import HardlinkIndex, link_key
 from cairn.model.node import DIR, FILE, Node, encode_tree
 from cairn.model.snapshot import Summary
 from cairn.ops.backup.file_saver import FileResult, FileSaver, open_dir_for_reading
@@ -133,7 +134,7 @@ class Archiver:
             if options.workers > 1
             else self._pool
         )
-        self._hardlinks: dict[tuple[int, int], Node | _FileJob] = {}
+        self._hardlinks: HardlinkIndex[Node | _FileJob] = HardlinkIndex()
         self._batch = _Batch()
 
     # ------------------------------------------------------------------ entry point
@@ -240,10 +241,10 @@ class Archiver:
         self, parent: _Dir, path: bytes, node: Node, st: os.stat_result, cached: CachedFile | None
     ) -> Node | _FileJob:
         self.summary.bytes_total += st.st_size
-        link_key = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
+        group = link_key(st.st_dev, st.st_ino, st.st_nlink)
         unchanged = cached is not None and cached.matches(st)
-        if link_key is not None and link_key in self._hardlinks:
-            first = self._hardlinks[link_key]
+        first = self._hardlinks.get(group) if group is not None else None
+        if first is not None:
             if isinstance(first, _FileJob):
                 return _FileJob(path, node, "hardlink", first.batch, first.index)
             node.content, node.size = first.content, first.size
@@ -256,8 +257,8 @@ class Archiver:
             parent.entries[node.name] = cached
             self.progress.item_done(path, st.st_size)
             self.progress.bytes_done(st.st_size)
-            if link_key is not None:
-                self._hardlinks[link_key] = node
+            if group is not None:
+                self._hardlinks.add(group, node)
             return node
         large = st.st_size >= SMALL_FILE
         if large:
@@ -270,8 +271,8 @@ class Archiver:
         batch.size += st.st_size
         if large or len(batch.items) >= BATCH_FILES or batch.size >= BATCH_BYTES:
             self._submit()
-        if link_key is not None:
-            self._hardlinks[link_key] = job
+        if group is not None:
+            self._hardlinks.add(group, job)
         return job
 
     def _submit(self) -> None:
