@@ -29,7 +29,9 @@ import pytest
 from cairn.core.errors import StorageError
 from cairn.ops.backup.snapshot_writer import BackupRequest, run_backup
 from cairn.ops.progress import NullProgress
-from cairn.ops.restore import RestoreOptions, Restorer
+from cairn.ops.restore import Planner, RestoreOptions, Tally, execute, requests
+from cairn.ops.restore.execute import Executor
+from cairn.ops.restore.schedule import split
 from cairn.ops.snapshots import load_snapshots
 from cairn.repo import layout
 from cairn.repo.journal import PackJournal
@@ -661,12 +663,13 @@ def _large_file(n_mib: int) -> bytes:
 
 def _restore_counting(repo: Repository, src: Path, target: Path):  # type: ignore[no-untyped-def]
     """Restores the snapshot's ``src``; the summary, the data reads it made and the ones
-    ``data_reads`` expected."""
+    its schedule counted."""
     snap = only_snapshot(repo)
-    restorer = Restorer(repo, NullProgress(), RestoreOptions())
-    plan = restorer.plan(snap, str(src))
+    tally = Tally(NullProgress())
+    plan = list(Planner(repo, on_problem=tally.tree_problem).plan(snap, str(src)))
     expected = [
-        (layout.pack_name(r.pack.id.hex()), r.offset, r.length) for r in restorer.data_reads(plan)
+        (layout.pack_name(r.pack.id.hex()), r.offset, r.length)
+        for r in requests(plan, repo.index.get)
     ]
     reads: list[tuple[str, int, int | None]] = []
     storage = repo.storage
@@ -684,7 +687,7 @@ def _restore_counting(repo: Repository, src: Path, target: Path):  # type: ignor
 
     storage.read, storage.read_into = counting, counting_into  # type: ignore[method-assign]
     try:
-        return restorer.execute(plan, str(target)), reads, expected
+        return execute(repo, plan, str(target), RestoreOptions(), tally), reads, expected
     finally:
         storage.read, storage.read_into = real_read, real_read_into  # type: ignore[method-assign]
 
@@ -703,31 +706,31 @@ def test_small_files_have_a_thread_of_their_own(tmp_path, run_cli, monkeypatch) 
     lock = threading.Lock()
     running = [0, 0]  # batches running now, most at once
     threads: dict[str, set[str]] = {"files": set(), "parts": set()}
-    restore_files, write_part = Restorer._restore_files, Restorer._write_part
+    restore_batch, write_part = Executor._restore_batch, Executor._write_part
 
-    def spy_files(self, target, entries):  # type: ignore[no-untyped-def]
+    def spy_files(self, job):  # type: ignore[no-untyped-def]
         with lock:
             running[0] += 1
             running[1] = max(running)
             threads["files"].add(threading.current_thread().name)
         try:
             time.sleep(0.005)  # long enough for another batch to start, were it allowed to
-            return restore_files(self, target, entries)
+            return restore_batch(self, job)
         finally:
             with lock:
                 running[0] -= 1
 
-    def spy_part(self, target, job, *part):  # type: ignore[no-untyped-def]
+    def spy_part(self, job, part):  # type: ignore[no-untyped-def]
         with lock:
             threads["parts"].add(threading.current_thread().name)
-        return write_part(self, target, job, *part)
+        return write_part(self, job, part)
 
-    monkeypatch.setattr(Restorer, "_restore_files", spy_files)
-    monkeypatch.setattr(Restorer, "_write_part", spy_part)
+    monkeypatch.setattr(Executor, "_restore_batch", spy_files)
+    monkeypatch.setattr(Executor, "_write_part", spy_part)
     options = RestoreOptions(workers=2, small_file_workers=1)
-    summary = Restorer(repo, NullProgress(), options).run(
-        only_snapshot(repo), str(src), str(tmp_path / "out")
-    )
+    tally = Tally(NullProgress())
+    plan = Planner(repo, on_problem=tally.tree_problem).plan(only_snapshot(repo), str(src))
+    summary = execute(repo, plan, str(tmp_path / "out"), options, tally)
     assert summary.errors == 0 and regular_files(tmp_path / "out") == files
     assert running[1] == 1
     assert len(threads["files"]) == 1 and threads["parts"]
@@ -744,7 +747,7 @@ def test_a_large_file_is_written_in_parts_and_its_neighbouring_blobs_read_togeth
     assert run_cli("backup", "--repo", repo_dir, src).code == 0
     repo = open_repo(repo_dir)
     big = files_below(repo, only_snapshot(repo), src)["big.bin"]
-    assert len(Restorer(repo, NullProgress(), RestoreOptions())._split(big) or []) >= 3
+    assert len(split(big, repo.index.get) or []) >= 3
     assert len(set(big.content)) == len(big.content)  # else the reads would depend on timing
     summary, reads, expected = _restore_counting(repo, src, tmp_path / "out")
     assert summary.errors == 0 and summary.files == len(files)

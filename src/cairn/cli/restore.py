@@ -15,7 +15,7 @@ from cairn.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING
 from cairn.core.units import format_bytes, format_duration
 from cairn.ops.cost.prices import Provider
 from cairn.ops.excludes import PathMatcher
-from cairn.ops.restore import RestoreOptions, Restorer
+from cairn.ops.restore import Planner, RestoreOptions, Selection, Tally, execute, requests
 from cairn.ops.snapshots import SnapshotFilter, resolve
 from cairn.ops.thaw import (
     POLL_SECONDS,
@@ -106,15 +106,18 @@ def command(
     progress = TerminalProgress(out, "restore")
     thaw = None
     try:
-        restorer = Restorer(session.repo, progress, options)
-        plan = restorer.plan_stream(snap, subpath or "/")  # trees read as the restore goes
+        tally = Tally(progress)
+        planner = Planner(
+            session.repo, Selection(options.include, options.exclude), tally.tree_problem
+        )
+        plan = planner.plan(snap, subpath or "/")  # trees read as the restore goes
         archive = find_archive(session.repo.storage)
         if archive is not None:
             entries = list(plan)
             plan = iter(entries)
             thaw_options = ThawOptions(days=restore_days, tier=restore_tier)
             provider, why = pricing(spec.resolved_url())
-            needed = packs_of(restorer.data_reads(entries))
+            needed = packs_of(requests(entries, session.repo.index.get))
             thaw = request_thaw(archive, needed, thaw_options, provider)
             if thaw.pending:
                 if not out.json_mode:
@@ -125,7 +128,7 @@ def command(
                     return EXIT_PENDING
                 wait_for_thaw(archive, thaw, thaw_options)
                 out.line("the restored copies are readable: restoring")
-        summary = restorer.execute(plan, target)
+        summary = execute(session.repo, plan, target, options, tally)
     finally:
         progress.close()
     if out.json_mode:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from cairn.core.errors import UsageError
 from cairn.ops.cost import bill
 from cairn.ops.cost.prices import Provider
-from cairn.ops.restore import DataRead
+from cairn.ops.restore.schedule import Read
 from cairn.repo import layout
 from cairn.storage.archive import (
     ARCHIVE_CLASSES,
@@ -68,7 +68,7 @@ class ThawReport:
         return d
 
 
-def packs_of(reads: Iterable[DataRead]) -> set[str]:
+def packs_of(reads: Iterable[Read]) -> set[str]:
     """The names of the packs that a restore's reads touch."""
     return {layout.pack_name(r.pack.id.hex()) for r in reads}
 

@@ -411,28 +411,12 @@ class Repository:
     def load_blob(self, blob_id: bytes, blob_type: int | None = None) -> bytes:
         return self.reader.load(blob_id, blob_type)
 
-    def load_blob_view(
-        self, blob_id: bytes, blob_type: int | None = None, buffered: bool = True
-    ) -> memoryview | bytes:
-        """``BlobReader.load_view``: valid until this thread's next read of a blob."""
-        return self.reader.load_view(blob_id, blob_type, buffered)
-
-    def read_range(self, pack: PackInfo, offset: int, length: int) -> memoryview:
-        """``BlobReader.read_range``: valid until this thread's next call."""
-        return self.reader.read_range(pack, offset, length)
-
     def load_blob_at(
         self, pack: PackInfo, ref: BlobRef, sealed: bytes | memoryview | None = None
     ) -> bytes:
         """A blob at a known place, authenticated and checked against its id; ``sealed`` is
         its encrypted bytes when the caller has already read them."""
         return self.reader.open(pack, ref, sealed)
-
-    def load_blob_view_at(
-        self, pack: PackInfo, ref: BlobRef, sealed: bytes | memoryview | None = None
-    ) -> memoryview | bytes:
-        """``BlobReader.open_view``: valid until this thread's next read of a blob."""
-        return self.reader.open_view(pack, ref, sealed)
 
     def flush(self) -> None:
         """Uploads every open pack and writes an index object for all new packs."""

@@ -4,8 +4,8 @@
   the provider's default class), per month;
 - backups: the last one and the average of the last N, from the requests and bytes each
   snapshot recorded;
-- restore: a full restore of the latest snapshot, counted from the restore's own plan (one GET
-  per blob it reads, as cairn.ops.restore does), with retrieval fees, restores of archived
+- restore: a full restore of the latest snapshot, counted from the restore's own schedule (one
+  GET per read it makes: cairn.ops.restore.schedule), with retrieval fees, restores of archived
   packs, egress and the time it takes;
 - prune: the unused parts of packs, and what a prune would save net of its own cost;
 - the model's best --max-unused for this repository's change rate (cairn.ops.cost.model).
@@ -24,10 +24,10 @@ from cairn.model.snapshot import Snapshot
 from cairn.ops.cost import bill, model
 from cairn.ops.cost.estimate import age_days, backup_charges, backup_requests, prune_cost
 from cairn.ops.cost.prices import ClassPrices, Provider
-from cairn.ops.progress import NullProgress
 from cairn.ops.prune import PruneOptions, PrunePlan, PruneReport, plan_prune
-from cairn.ops.restore import RestoreOptions, Restorer
+from cairn.ops.restore import Planner, requests
 from cairn.ops.snapshots import load_snapshots
+from cairn.ops.treewalk import TreeProblem
 from cairn.repo import layout
 from cairn.repo.repository import Repository
 from cairn.storage.archive import ARCHIVE_CLASSES, ObjectInfo, find_archive
@@ -158,8 +158,7 @@ def restore_section(
     if not snaps:
         return None
     snap = snaps[-1]
-    restorer = Restorer(repo, NullProgress(), RestoreOptions())
-    plan = restorer.plan(snap, "/")
+    plan = list(Planner(repo, on_problem=_ignore).plan(snap, "/"))
     meta = provider.standard
     # opening: the keys listing, a key, the config; every index object; every snapshot
     # (to find the latest); then one tree per directory; then the data blobs
@@ -182,7 +181,7 @@ def restore_section(
     by_class: dict[str, dict[str, Any]] = {}
     packs: dict[str, int] = {}
     data_bytes = 0
-    for read in restorer.data_reads(plan):
+    for read in requests(plan, repo.index.get):
         name = layout.pack_name(read.pack.id.hex())
         info = objects.get(name)
         cls = provider.cls(info.storage_class if info else None)
@@ -224,6 +223,10 @@ def restore_section(
         "bandwidth_mbit": options.bandwidth_mbit,
         "hours": hours + seconds / 3600,
     }
+
+
+def _ignore(problem: TreeProblem) -> None:
+    pass  # a tree that cannot be read: the restore would read nothing below it either
 
 
 def _class_of(objects: dict[str, ObjectInfo], name: str) -> str | None:

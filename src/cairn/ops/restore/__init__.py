@@ -1,0 +1,29 @@
+"""Restoring a snapshot (or a part of it) into a target directory, one job per module:
+
+- ``plan``: the entries to restore, walking the trees as the restore goes, with include and
+  exclude patterns (a dump walks the same way);
+- ``schedule``: pure; the restore's jobs (directories, batches of small files, large files in
+  parts, hardlinks) and which pack ranges each reads, in how many requests; the cost estimate
+  and the thaw of archived packs count the same reads;
+- ``source``: fetches and authenticates the blobs as the schedule says;
+- ``writer``: creates the entries under the target, never outside it;
+- ``execute``: runs the jobs on threads, and the metadata of directories last;
+- ``tally`` and ``verify``: what was restored and what went wrong; reading files back.
+"""
+
+from cairn.ops.restore.execute import RestoreOptions, execute
+from cairn.ops.restore.plan import Entry, Planner, Selection
+from cairn.ops.restore.schedule import Read, requests
+from cairn.ops.restore.tally import RestoreSummary, Tally
+
+__all__ = [
+    "Entry",
+    "Planner",
+    "Read",
+    "RestoreOptions",
+    "RestoreSummary",
+    "Selection",
+    "Tally",
+    "execute",
+    "requests",
+]

@@ -1,0 +1,132 @@
+"""What a restore (or a dump) goes through: the entries below a snapshot path, in order.
+
+The trees are read as the entries are taken (``treewalk.walk``: depth first, parents before
+children, without recursion; what a tree leaves out, and a tree that cannot be read, handed to
+``on_problem``), so a restore writes files before the last tree is read. Include and exclude
+patterns select entries by their snapshot path: an excluded directory is not read at all, and
+a directory that is neither included nor excluded itself comes only once something below it is
+selected, right before that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from cairn.model.node import DIR, Node
+from cairn.model.snapshot import Snapshot
+from cairn.ops.excludes import PathMatcher
+from cairn.ops.snapshots import find_node, split_path
+from cairn.ops.treewalk import OnProblem, fail, read_listing, walk
+from cairn.repo.repository import Repository
+
+
+@dataclass(slots=True)
+class Entry:
+    path: bytes  # in the snapshot: b"/home/me/notes.txt"
+    parts: tuple[bytes, ...]  # below the directory restored (the target): (b"me", b"notes.txt")
+    node: Node
+
+
+@dataclass(frozen=True)
+class Selection:
+    include: PathMatcher = field(default_factory=lambda: PathMatcher([]))
+    exclude: PathMatcher = field(default_factory=lambda: PathMatcher([]))
+
+    def of(self, path: bytes, ancestor_included: bool) -> bool | None:
+        """True: selected; False: left out with everything below; None: only what is below
+        may be."""
+        if self.exclude.matches(path):
+            return False
+        if ancestor_included or not self.include or self.include.matches(path):
+            return True
+        return None
+
+
+class _Dir:
+    """A directory the walk is in: where its entries go, whether they are included."""
+
+    __slots__ = ("held", "included", "parts", "path")
+
+    def __init__(
+        self, path: bytes, parts: tuple[bytes, ...], included: bool, held: Entry | None
+    ) -> None:
+        self.path = path
+        self.parts = parts
+        self.included = included
+        self.held = held  # the directory's own entry, until something below it is selected
+
+
+class Planner:
+    def __init__(
+        self,
+        repo: Repository,
+        selection: Selection | None = None,
+        on_problem: OnProblem = fail,
+    ) -> None:
+        self.repo = repo
+        self.selection = selection or Selection()
+        self.on_problem = on_problem
+
+    def top(self, snap: Snapshot, subpath: str | bytes) -> tuple[Node, bytes]:
+        """The node at ``subpath`` (a directory node for the root) and its path: b"" for the
+        root, else b"/a/b". Raises NotFoundError for a path the snapshot does not have."""
+        node = find_node(self.repo, snap, subpath)
+        parts = split_path(subpath)
+        return node, b"/" + b"/".join(parts) if parts else b""
+
+    def plan(self, snap: Snapshot, subpath: str | bytes) -> Iterator[Entry]:
+        """The entries to restore from ``subpath``: below it for a directory, else the file
+        (or link, ...) itself if selected. The path is looked up at once, so a wrong one fails
+        before anything is restored; the trees below are read as the entries are taken."""
+        node, path = self.top(snap, subpath)
+        if node.type != DIR:
+            if self.selection.of(path, False) is True:
+                return iter([Entry(path, (node.name,), node)])
+            return iter(())
+        if node.subtree is None:
+            return iter(())
+        return self.below(node.subtree, path, path.count(b"/") + 1)
+
+    def below(self, tree_id: bytes, path: bytes, depth: int) -> Iterator[Entry]:
+        """The selected entries below the tree of the directory at ``path`` (b"" for the
+        root), whose entries are at ``depth`` (1: the root's)."""
+        exclude = self.selection.exclude
+
+        def listing(tid: bytes, at: bytes, d: int) -> list[Node] | None:
+            if d > depth and exclude.matches(at):
+                return None  # an excluded directory: nothing below it is read
+            return read_listing(self.repo, tid, at, d, self.on_problem)
+
+        selected = self.selection.of
+        stack = [_Dir(path, (), False, None)]
+        for child, node in walk(self.repo, tree_id, path, self.on_problem, depth, listing):
+            parent = child[: -len(node.name) - 1]
+            while stack[-1].path != parent:
+                stack.pop()
+            d = stack[-1]
+            sel = selected(child, d.included)
+            if sel is False:
+                continue
+            entry = Entry(child, (*d.parts, node.name), node)
+            if sel is None:
+                if node.type == DIR:  # given if something below it is
+                    stack.append(_Dir(child, entry.parts, False, entry))
+                continue
+            if d.held is not None:
+                yield from _release(stack)
+            yield entry
+            if node.type == DIR:
+                stack.append(_Dir(child, entry.parts, True, None))
+
+
+def _release(stack: list[_Dir]) -> Iterator[Entry]:
+    """The held entries of the directories at the top of the stack, outermost first: something
+    below them was selected."""
+    i = len(stack)
+    while stack[i - 1].held is not None:
+        i -= 1
+    for d in stack[i:]:
+        assert d.held is not None
+        yield d.held
+        d.held = None
