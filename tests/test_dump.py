@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pwd
 import socket
@@ -12,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from cairn.ops.dump import pax_time
+from cairn.ops.dump import Dumper, pax_time
+from cairn.ops.progress import NullProgress
+from cairn.ops.restore.schedule import Scheduler
 from cairn.ops.snapshots import load_snapshots
+from cairn.repo import layout
 from tests import treecmp, treegen
 from tests.craft import create_repo, files_below, flip_bit, locate, only_snapshot, open_repo
 
@@ -147,6 +151,50 @@ def test_dump_errors_are_one_line(tmp_path: Path, repo: Path, run_cli, sink: Pat
     assert res.code == 2 and "--json needs --target" in res.err
     for r in (res,):
         assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
+
+
+def test_a_path_not_in_the_snapshot_leaves_an_existing_target_alone(
+    tmp_path: Path, repo: Path, run_cli, sink: Path  # type: ignore[no-untyped-def]
+) -> None:
+    target = tmp_path / "keep.txt"
+    target.write_bytes(b"precious")
+    res = run_cli("dump", "-r", repo, "latest", "/no/such/file", "-o", target)
+    assert res.code == 1 and "no such path in snapshot" in res.err
+    res = run_cli("dump", "-r", repo, "f00d", sink / "top", "-o", target)
+    assert res.code == 1 and "no snapshot with id f00d" in res.err
+    assert target.read_bytes() == b"precious"
+
+
+def test_a_file_is_read_as_a_restore_reads_it(tmp_path: Path, repo: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """Blobs stored back to back are read together, a blob used twice is read once: the reads
+    are those the restore's scheduler lists for the file."""
+    src = tmp_path / "d"
+    src.mkdir()
+    piece = os.urandom(700 << 10)
+    text = b"".join(b"line %d of a log\n" % i for i in range(400_000))
+    data = text + piece + os.urandom(3 << 20) + piece + text[: 1 << 20]
+    (src / "f.bin").write_bytes(data)
+    ok(run_cli("backup", "-r", repo, src))
+    r = open_repo(repo)
+    node = files_below(r, only_snapshot(r), src)["f.bin"]
+    expected = [
+        (layout.pack_name(f.read.pack.id.hex()), f.read.offset, f.read.length)
+        for f in Scheduler(r.index.get).fetches(node.content)
+        if f.read is not None
+    ]
+    reads: list[tuple[str, int, int]] = []
+    real = r.storage.read_into
+
+    def counting(name, offset, out):  # type: ignore[no-untyped-def]
+        reads.append((name, offset, len(out)))
+        return real(name, offset, out)
+
+    r.storage.read_into = counting  # type: ignore[method-assign]
+    out = io.BytesIO()
+    Dumper(r, NullProgress()).run(only_snapshot(r), os.fsdecode(src / "f.bin"), out)
+    assert out.getvalue() == data
+    assert sorted(reads) == sorted(expected)
+    assert len(reads) < len(node.content)
 
 
 def test_damaged_data_fails_and_leaves_no_partial_target(

@@ -12,11 +12,11 @@ from typing import BinaryIO
 import click
 
 from cairn.app.context import RepoSpec, open_session
+from cairn.app.dump import DumpRequest, dump
 from cairn.cli.common import filter_options, repo_options
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, CairnError, UsageError
 from cairn.core.units import format_bytes
-from cairn.ops.dump import Dumper
-from cairn.ops.snapshots import SnapshotFilter, resolve
+from cairn.ops.snapshots import SnapshotFilter
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
@@ -38,30 +38,33 @@ def command(
             raise UsageError("--json needs --target: standard output carries the data")
         if sys.stdout.isatty():
             raise UsageError("standard output is a terminal: redirect it or use --target FILE")
-    session = open_session(spec, load_index=False)
-    snap = resolve(session.repo, snapshot, flt)
-    session.repo.load_index()  # after the snapshot: a newer one may use newer index objects
+    session = open_session(spec, load_index=False)  # the use case loads it after the snapshot
     # Only with --target may a progress bar share the terminal; warnings are always shown.
     progress = TerminalProgress(out if target else Output(quiet=True), "dump")
     try:
-        with _destination(target) as stream:
-            summary = Dumper(session.repo, progress).run(snap, path, stream)
+        result = dump(
+            session, DumpRequest(snapshot, path, lambda: _destination(target), flt), progress
+        )
     finally:
         progress.close()
+    summary = result.summary
     failed = EXIT_FAILED if summary.errors else EXIT_OK
     if summary.errors:
         out.error(f"{summary.errors} entries of the snapshot's trees were left out: see warnings")
     if target is None:
         return failed
     if out.json_mode:
-        out.json({"snapshot": snap.id, "path": path, "target": target, **summary.as_dict()})
+        out.json({"snapshot": result.snapshot, "path": path, "target": target, **summary.as_dict()})
     elif summary.kind == "tar":
         out.line(
             f"wrote a tar of {summary.files} files, {summary.dirs} dirs, {summary.others} other "
-            f"entries ({format_bytes(summary.bytes)}) from snapshot {snap.id[:8]} to {target}"
+            f"entries ({format_bytes(summary.bytes)}) from snapshot {result.snapshot[:8]} "
+            f"to {target}"
         )
     else:
-        out.line(f"wrote {format_bytes(summary.bytes)} from snapshot {snap.id[:8]} to {target}")
+        out.line(
+            f"wrote {format_bytes(summary.bytes)} from snapshot {result.snapshot[:8]} to {target}"
+        )
     return failed
 
 

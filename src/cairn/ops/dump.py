@@ -10,13 +10,14 @@ archived and are skipped, as tar does. Tree entries that break the format's rule
 '/' or NUL, '.', '..', a name seen before in the directory, invalid fields) never reach the tar:
 they are reported, as restore reports them, and the dump ends with an error.
 
-A file's blobs are loaded a few ahead on a small thread pool, so a dump from a remote store
-streams at the store's speed; every blob is authenticated before a byte of it is written.
+The trees are walked by the restore's planner, and a file's blobs read as a restore reads them
+(``cairn.ops.restore.schedule``: blobs stored back to back in one request, duplicates from a
+small cache), a few reads ahead on a small thread pool, so a dump from a remote store streams at
+the store's speed; every blob is authenticated before a byte of it is written.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import tarfile
 from collections import deque
@@ -30,12 +31,14 @@ from cairn.model.hardlinks import HardlinkIndex
 from cairn.model.node import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
 from cairn.model.snapshot import Snapshot
 from cairn.ops.progress import Progress
-from cairn.ops.snapshots import find_node, split_path
-from cairn.ops.treewalk import TreeProblem, walk
-from cairn.repo.layout import DATA_BLOB
+from cairn.ops.restore.plan import Planner
+from cairn.ops.restore.schedule import Fetch, Scheduler
+from cairn.ops.restore.source import BlobSource
+from cairn.ops.treewalk import TreeProblem
 from cairn.repo.repository import Repository
 
-BLOBS_AHEAD = 4  # blobs loading while one is written (each at most the chunker's max size)
+READS_AHEAD = 4  # reads in flight while a blob is written
+BYTES_AHEAD = 16 << 20  # and at most about this many bytes of blobs
 _TAR_TYPES = {
     FILE: tarfile.REGTYPE,
     DIR: tarfile.DIRTYPE,
@@ -65,21 +68,33 @@ class Dumper:
         self.repo = repo
         self.progress = progress
         self.summary = DumpSummary()
+        self._planner = Planner(repo, on_problem=self._problem)
+        self._source = BlobSource(repo.reader)
+        self._schedule = Scheduler(repo.index.get, self._source.new_slot)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cairn-dump")
 
     def run(self, snap: Snapshot, path: str, out: BinaryIO) -> DumpSummary:
         """Writes the file or directory at ``path`` ('/db.sql' or 'db.sql') to ``out``."""
+        node, at = self.find(snap, path)
+        return self.write(node, at, out)
+
+    def find(self, snap: Snapshot, path: str) -> tuple[Node, bytes]:
+        """The file or directory at ``path``, and its path in the snapshot (b"" for the root);
+        NotFoundError or UsageError before anything is written."""
+        node, at = self._planner.top(snap, path)
+        if node.type not in (FILE, DIR):
+            raise UsageError(f"{path} is a {node.type}: dump writes files and directories")
+        return node, at
+
+    def write(self, node: Node, at: bytes, out: BinaryIO) -> DumpSummary:
+        """Writes ``find``'s file as its bytes, or directory as a tar stream, to ``out``."""
         try:
-            node = find_node(self.repo, snap, path)
-            parts = split_path(path)
             if node.type == FILE:
                 self._write_file(node, out)
                 self.summary.files = 1
-            elif node.type == DIR:
-                self.summary.kind = "tar"
-                self._write_tar(node, b"/".join(parts), out)
             else:
-                raise UsageError(f"{path} is a {node.type}: dump writes files and directories")
+                self.summary.kind = "tar"
+                self._write_tar(node, at, out)
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
         return self.summary
@@ -103,27 +118,46 @@ class Dumper:
                 f"file {os.fsdecode(node.name)}",
                 f"content is {total} bytes, the snapshot says {node.size}",
             )
-        pending: deque[Future[bytes]] = deque()
-        ids = iter(node.content)
+        fetches = self._schedule.fetches(node.content)
+        pending: deque[tuple[Future[list[bytes]], int]] = deque()
+        left = iter(fetches)
+        ahead = 0
+
+        def load_ahead() -> None:
+            nonlocal ahead
+            while len(pending) < READS_AHEAD and (not pending or ahead < BYTES_AHEAD):
+                fetch = next(left, None)
+                if fetch is None:
+                    return
+                size = sum(x.raw_length for _, x in fetch.blobs if x is not None)
+                pending.append((self._pool.submit(self._load, fetch), size))
+                ahead += size
+
         try:
-            for blob_id in ids:
-                pending.append(self._pool.submit(self.repo.load_blob, blob_id, DATA_BLOB))
-                if len(pending) >= BLOBS_AHEAD:
-                    break
+            load_ahead()
             while pending:
-                data = pending.popleft().result()
-                nxt = next(ids, None)
-                if nxt is not None:
-                    pending.append(self._pool.submit(self.repo.load_blob, nxt, DATA_BLOB))
-                self.summary.bytes += len(data)
-                self.progress.bytes_done(len(data))
-                yield data
+                future, size = pending.popleft()
+                ahead -= size
+                blobs = future.result()
+                load_ahead()
+                for data in blobs:
+                    self.summary.bytes += len(data)
+                    self.progress.bytes_done(len(data))
+                    yield data
         finally:
-            for f in pending:
-                f.cancel()
+            for future, _ in pending:
+                future.cancel()
+            self._source.abandon(fetches)
+
+    def _load(self, fetch: Fetch) -> list[bytes]:
+        """The blobs of one fetch, as bytes of their own (they go to another thread)."""
+        try:
+            return [bytes(data) for data in self._source.fetched([fetch])]
+        finally:
+            self._source.abandon([fetch])
 
     # ------------------------------------------------------------------ a directory as tar
-    def _write_tar(self, top: Node, base: bytes, out: BinaryIO) -> None:
+    def _write_tar(self, top: Node, at: bytes, out: BinaryIO) -> None:
         links: HardlinkIndex[str] = HardlinkIndex()
         with tarfile.open(
             fileobj=out,
@@ -133,16 +167,11 @@ class Dumper:
             errors="surrogateescape",
             copybufsize=1 << 20,
         ) as tar:
-            entries: Iterator[tuple[bytes, Node]] = iter(())
-            if base:
-                entries = iter([(b"/" + base, top)])
+            if at:
+                self._add(tar, at, top, links)
             if top.subtree is not None:
-                prefix = b"/" + base if base else b""
-                depth = base.count(b"/") + 2 if base else 1
-                below = walk(self.repo, top.subtree, prefix, self._problem, depth)
-                entries = itertools.chain(entries, below)
-            for path, node in entries:
-                self._add(tar, path, node, links)
+                for entry in self._planner.below(top.subtree, at, at.count(b"/") + 1):
+                    self._add(tar, entry.path, entry.node, links)
 
     def _problem(self, problem: TreeProblem) -> None:
         """A tree entry that breaks the format's rules (an unsafe or repeated name: tarfile
