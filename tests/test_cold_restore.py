@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cairn.app import restore as app_restore
 from cairn.app.context import StoreOptions, wrap_backend
 from cairn.core.errors import EXIT_PENDING, ObjectArchived
 from cairn.model.node import FILE
@@ -217,4 +218,44 @@ def test_cold_restore_survives_transient_faults(tmp_path, s3_url, archive, run_c
     second = run_cli("restore", "--repo", s3_url, f"latest:{src}", "--target", out)
     assert second.code == 0, second.err
     assert plan.counts.get("503", 0) > 0
+    assert restored_diff(src, out, s3_url) == []
+
+
+def test_a_read_answering_archived_stops_the_restore_which_runs_again_once_thawed(
+    tmp_path, s3_url, archive, run_cli, monkeypatch
+):
+    """Without --storage-class the restore streams; the first pack it reads is readable, a later
+    one archived (backed up by another backup into GLACIER). The restore stops at that read,
+    finds and requests exactly the archived packs it reads, and leaves no file of them behind;
+    run again, it waits and restores everything."""
+    src = make_src(tmp_path / "src")
+    assert run_cli("init", "--repo", s3_url, "--pack-size", "1M").code == 0
+    assert run_cli("backup", "--repo", s3_url, src / "a").code == 0
+    assert run_cli("backup", "--repo", s3_url, src, "--storage-class", "GLACIER").code == 0
+    cold = keys(s3_url, packs_below(s3_url, f"{src}/b"))
+    assert cold == set(archive.archived)
+    assert not keys(s3_url, packs_below(s3_url, f"{src}/a")) & cold
+
+    out = tmp_path / "out"
+    first = run_cli("restore", "--repo", s3_url, f"latest:{src}", "--target", out)
+    assert first.code == EXIT_PENDING, first.err
+    assert archive.blocked_reads  # the stream met them
+    assert sorted(archive.restore_requests) == sorted(cold)  # each once, nothing else
+    assert f"restore requested now for {len(cold)}, in progress for 0" in first.out
+    assert "is archived: finding the archived packs this restore reads" in first.out
+    assert not (out / "b" / "big.bin").exists() and not (out / "b" / "note.txt").exists()
+    assert first.err == ""  # nothing reported as failed: the restore is pending
+
+    waiting = app_restore.wait_for_thaw
+
+    def copies_made(*args, **kwargs):  # type: ignore[no-untyped-def]
+        archive.delay = 0.0  # the store makes the copies once the restore waits for them
+        return waiting(*args, **kwargs)
+
+    monkeypatch.setattr(app_restore, "wait_for_thaw", copies_made)
+    second = run_cli("restore", "--repo", s3_url, f"latest:{src}", "--target", out, "--wait")
+    assert second.code == 0, second.err
+    assert f"restore requested now for 0, in progress for {len(cold)}" in second.out
+    assert "the restored copies are readable: restoring" in second.out
+    assert sorted(set(archive.restore_requests)) == sorted(cold)
     assert restored_diff(src, out, s3_url) == []

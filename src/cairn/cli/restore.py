@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
-from cairn.app.context import (
-    RepoSpec,
-    open_session,
-)
-from cairn.app.defaults import defaults_for, help_text
-from cairn.cli.billing import money, prices_line, pricing
+from cairn.app.context import RepoSpec, open_session
+from cairn.app.defaults import help_text
+from cairn.app.restore import RestoreRequest, Thaw, ThawRequest, restore
+from cairn.cli.billing import money, prices_line
 from cairn.cli.common import filter_options, repo_options
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING
 from cairn.core.units import format_bytes, format_duration
-from cairn.ops.cost.prices import Provider
-from cairn.ops.excludes import PathMatcher
-from cairn.ops.restore import Planner, RestoreOptions, Selection, Tally, execute, requests
-from cairn.ops.snapshots import SnapshotFilter, resolve
-from cairn.ops.thaw import (
-    POLL_SECONDS,
-    ThawOptions,
-    ThawReport,
-    packs_of,
-    request_thaw,
-    wait_for_thaw,
-)
-from cairn.storage.archive import RESTORE_TIERS, find_archive
+from cairn.ops.snapshots import SnapshotFilter
+from cairn.storage.archive import RESTORE_TIERS
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
@@ -93,53 +82,49 @@ def command(
     for readable copies of exactly the packs needed, then exits with status 75 (run the same
     command again later) or, with --wait, waits for them."""
     ref, _, subpath = snapshot.partition(":")
-    session = open_session(spec, load_index=False)
-    snap = resolve(session.repo, ref, flt)
-    session.repo.load_index()  # after the snapshot: a newer one may use newer index objects
-    options = RestoreOptions(
-        include=PathMatcher(includes),
-        exclude=PathMatcher(excludes),
+    request = RestoreRequest(
+        snapshot=ref,
+        target=target,
+        path=subpath or "/",
+        filter=flt,
+        include=includes,
+        exclude=excludes,
         verify=verify,
-        workers=concurrency or defaults_for(spec.resolved_url()).restore_threads,
-        small_file_workers=defaults_for(spec.resolved_url()).small_file_threads,
+        threads=concurrency,
+        thaw=ThawRequest(
+            wait=wait,
+            tier=restore_tier,
+            days=restore_days,
+            provider=os.environ.get("CAIRN_PROVIDER") or None,
+            prices=os.environ.get("CAIRN_PRICES") or None,
+        ),
     )
-    progress = TerminalProgress(out, "restore")
-    thaw = None
+    session = open_session(spec, load_index=False)  # the use case loads it after the snapshot
+    progress = _Progress(out)
     try:
-        tally = Tally(progress)
-        planner = Planner(
-            session.repo, Selection(options.include, options.exclude), tally.tree_problem
-        )
-        plan = planner.plan(snap, subpath or "/")  # trees read as the restore goes
-        archive = find_archive(session.repo.storage)
-        if archive is not None:
-            entries = list(plan)
-            plan = iter(entries)
-            thaw_options = ThawOptions(days=restore_days, tier=restore_tier)
-            provider, why = pricing(spec.resolved_url())
-            needed = packs_of(requests(entries, session.repo.index.get))
-            thaw = request_thaw(archive, needed, thaw_options, provider)
-            if thaw.pending:
-                if not out.json_mode:
-                    _show_thaw(out, thaw, provider, why, wait)
-                if not wait:
-                    if out.json_mode:
-                        out.json({"snapshot": snap.id, "target": target, "thaw": thaw.as_dict()})
-                    return EXIT_PENDING
-                wait_for_thaw(archive, thaw, thaw_options)
-                out.line("the restored copies are readable: restoring")
-        summary = execute(session.repo, plan, target, options, tally)
+        result = restore(session, request, progress)
     finally:
         progress.close()
+    summary, thaw = result.summary, result.thaw
+    if summary is None:
+        if out.json_mode:
+            assert thaw is not None
+            out.json({"snapshot": result.snapshot, "target": target, "thaw": thaw.report.as_dict()})
+        else:
+            out.line(
+                "run the same command again once they are readable, or add --wait "
+                f"(exit status {EXIT_PENDING}: restore pending)"
+            )
+        return EXIT_PENDING
     if out.json_mode:
-        doc = {"snapshot": snap.id, "target": target, **summary.as_dict()}
-        if thaw is not None and thaw.packs:
-            doc["thaw"] = thaw.as_dict()
+        doc = {"snapshot": result.snapshot, "target": target, **summary.as_dict()}
+        if thaw is not None and thaw.report.packs:
+            doc["thaw"] = thaw.report.as_dict()
         out.json(doc)
     else:
         out.line(
             f"restored {summary.files} files, {summary.dirs} dirs, {summary.others} other entries "
-            f"({format_bytes(summary.bytes_written)}) from snapshot {snap.id[:8]} to {target}"
+            f"({format_bytes(summary.bytes_written)}) from snapshot {result.snapshot[:8]} to {target}"
         )
         if verify:
             out.line(f"verified {summary.verified} files")
@@ -149,7 +134,19 @@ def command(
     return EXIT_OK
 
 
-def _show_thaw(out: Output, t: ThawReport, provider: Provider, why: str, wait: bool) -> None:
+class _Progress(TerminalProgress):
+    """The restore's events on a terminal, with the archived packs it must have restored."""
+
+    def __init__(self, out: Output) -> None:
+        super().__init__(out, "restore")
+
+    def thawing(self, thaw: Thaw) -> None:
+        if not self.output.json_mode:
+            _show_thaw(self.output, thaw)
+
+
+def _show_thaw(out: Output, thaw: Thaw) -> None:
+    t = thaw.report
     classes = ", ".join(f"{n} in {c}" for c, n in sorted(t.classes.items()))
     out.line(
         f"{t.packs} packs ({format_bytes(t.bytes)}) this restore reads are archived ({classes}): "
@@ -161,12 +158,4 @@ def _show_thaw(out: Output, t: ThawReport, provider: Provider, why: str, wait: b
         f"  {t.tier} tier, copies readable for {t.days} days; expected wait: {wait_text}; "
         f"cost of this run's requests: {money(t.cost)}"
     )
-    out.line(f"  ({prices_line(provider, why)})")
-    if wait:
-        every = format_duration(POLL_SECONDS[t.tier])
-        out.line(f"waiting for the restored copies (checking every {every})")
-    else:
-        out.line(
-            "run the same command again once they are readable, or add --wait "
-            f"(exit status {EXIT_PENDING}: restore pending)"
-        )
+    out.line(f"  ({prices_line(thaw.provider, thaw.pricing)})")

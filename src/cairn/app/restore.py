@@ -1,0 +1,219 @@
+"""The restore use case: a snapshot, or a part of it, into a directory.
+
+The snapshot is resolved before the index is loaded (a backup finishing meanwhile could make
+``latest`` a snapshot whose blobs an index loaded earlier lacks). Then the restore streams: the
+trees are read and the files written as the work goes, with nothing of the plan kept.
+
+Data packs may be in an archive class (GLACIER, DEEP_ARCHIVE), where a read answers that the
+object is archived until the store has made a temporary copy of it. Only then does the restore
+plan in full first, find the archived packs among those it reads (one listing of data/),
+request copies of them, and either return pending (run again later: nothing is requested
+twice) or wait for them; then it restores from that plan. It does so:
+
+- at once when the repository's data is stored in an archive class (``--storage-class``);
+- when the first pack the restore reads is archived, or restored from the archive, which one
+  HEAD request asks before anything is read or any file written (only directories, links and
+  other entries before the first file with data may have been made, and are made again);
+- when a later read answers that its pack is archived (packs moved to an archive class by a
+  lifecycle rule, or by a backup with another --storage-class). The restore stops then: no
+  further file is started, the files being written are removed, no directory gets its
+  metadata yet; what is complete stays. Once the copies are readable the restore runs again
+  from the start, and overwrites what the first run wrote. Warnings the first run gave may be
+  given again by the second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cairn.app.context import Session
+from cairn.app.defaults import defaults_for
+from cairn.app.events import Events, NullEvents
+from cairn.core.errors import ObjectArchived
+from cairn.core.units import format_duration
+from cairn.model.snapshot import Snapshot
+from cairn.ops.cost.prices import Provider, choose, load_prices
+from cairn.ops.excludes import PathMatcher
+from cairn.ops.restore import (
+    Entry,
+    Planner,
+    Read,
+    RestoreOptions,
+    RestoreSummary,
+    Selection,
+    Tally,
+    execute,
+    requests,
+)
+from cairn.ops.snapshots import SnapshotFilter, resolve
+from cairn.ops.thaw import (
+    POLL_SECONDS,
+    ThawOptions,
+    ThawReport,
+    packs_of,
+    request_thaw,
+    wait_for_thaw,
+)
+from cairn.repo import layout
+from cairn.storage.archive import ARCHIVE_CLASSES, READABLE, ArchiveStore, find_archive
+
+
+@dataclass(frozen=True)
+class ThawRequest:
+    """How archived packs are restored before the restore reads them."""
+
+    wait: bool = False  # wait for the copies (else the restore returns, pending)
+    tier: str = "Standard"  # Expedited, Standard or Bulk
+    days: int = 7  # how long the copies stay readable
+    provider: str | None = None  # whose prices the requests cost (None: the URL's)
+    prices: str | None = None  # a file of prices overriding cairn's
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    snapshot: str  # "latest", an id, or a unique prefix of one
+    target: str  # the directory to restore into
+    path: str = "/"  # what of the snapshot: a directory (its contents) or a file
+    filter: SnapshotFilter | None = None  # which snapshots "latest" chooses from
+    include: tuple[str, ...] = ()  # patterns: restore only matching paths
+    exclude: tuple[str, ...] = ()  # patterns: skip matching paths
+    verify: bool = False  # read the restored files back and compare them
+    threads: int | None = None  # threads writing files (None: the backend's default)
+    thaw: ThawRequest = field(default_factory=ThawRequest)
+
+
+@dataclass(frozen=True)
+class Thaw:
+    """Archived packs the restore reads, and what was requested for them."""
+
+    report: ThawReport
+    provider: Provider  # whose prices the report's cost is at
+    pricing: str  # why that provider
+
+
+@dataclass
+class RestoreResult:
+    snapshot: str  # the snapshot's id
+    target: str
+    summary: RestoreSummary | None  # None: nothing restored yet, archived data is pending
+    thaw: Thaw | None = None  # when the restore had to look for archived packs
+
+    @property
+    def pending(self) -> bool:
+        return self.summary is None
+
+
+class RestoreEvents(Events, Protocol):
+    def thawing(self, thaw: Thaw) -> None:
+        """Archived packs must be restored before the restore can read them: what was found
+        and requested (before waiting for them, or returning pending)."""
+
+
+class NullRestoreEvents(NullEvents):
+    def __init__(self) -> None:
+        super().__init__()
+        self.thaws: list[Thaw] = []
+
+    def thawing(self, thaw: Thaw) -> None:
+        self.thaws.append(thaw)
+
+
+def restore(session: Session, request: RestoreRequest, events: RestoreEvents) -> RestoreResult:
+    repo = session.repo
+    snap = resolve(repo, request.snapshot, request.filter)
+    repo.load_index()  # after the snapshot: a newer one may use newer index objects
+    url = session.spec.resolved_url()
+    defaults = defaults_for(url)
+    options = RestoreOptions(
+        include=PathMatcher(request.include),
+        exclude=PathMatcher(request.exclude),
+        verify=request.verify,
+        workers=request.threads or defaults.restore_threads,
+        small_file_workers=defaults.small_file_threads,
+    )
+    thaw_options = ThawOptions(days=request.thaw.days, tier=request.thaw.tier)
+    archive = find_archive(repo.storage)
+    run = _Run(session, snap, request, options, events)
+    if archive is None:
+        return run.result(run.stream())
+    if session.spec.store.s3.storage_class not in ARCHIVE_CLASSES:
+        try:
+            return run.result(run.stream(archive))
+        except ObjectArchived as e:
+            events.status(f"{e.name} is archived: finding the archived packs this restore reads")
+    return run.thawed(archive, thaw_options, url)
+
+
+class _Run:
+    def __init__(
+        self,
+        session: Session,
+        snap: Snapshot,
+        request: RestoreRequest,
+        options: RestoreOptions,
+        events: RestoreEvents,
+    ) -> None:
+        self.repo = session.repo
+        self.snap = snap
+        self.request = request
+        self.options = options
+        self.events = events
+
+    def result(self, summary: RestoreSummary | None, thaw: Thaw | None = None) -> RestoreResult:
+        return RestoreResult(self.snap.id, self.request.target, summary, thaw)
+
+    def _planner(self, tally: Tally) -> Planner:
+        selection = Selection(self.options.include, self.options.exclude)
+        return Planner(self.repo, selection, tally.tree_problem)
+
+    def stream(self, archive: ArchiveStore | None = None) -> RestoreSummary:
+        """The restore as it goes. With ``archive``: stops with ObjectArchived, before any
+        file is written if the first pack read is archived, else at the first archived read."""
+        tally = Tally(self.events)
+        entries = self._planner(tally).plan(self.snap, self.request.path)
+        check = None
+        if archive is not None:
+
+            def check(read: Read) -> None:
+                name = layout.pack_name(read.pack.id.hex())
+                if archive.restore_status(name) != READABLE:
+                    raise ObjectArchived(name)
+
+        return self._execute(entries, tally, archive is not None, check)
+
+    def thawed(self, archive: ArchiveStore, options: ThawOptions, url: str) -> RestoreResult:
+        """The restore planned in full, the archived packs it reads restored first."""
+        tally = Tally(self.events)
+        entries = list(self._planner(tally).plan(self.snap, self.request.path))
+        want = self.request.thaw
+        provider, pricing = choose(load_prices(want.prices), want.provider, url)
+        needed = packs_of(requests(entries, self.repo.index.get))
+        thaw = Thaw(request_thaw(archive, needed, options, provider), provider, pricing)
+        if thaw.report.pending:
+            self.events.thawing(thaw)
+            if not want.wait:
+                return self.result(None, thaw)
+            every = format_duration(POLL_SECONDS[options.tier])
+            self.events.status(f"waiting for the restored copies (checking every {every})")
+            wait_for_thaw(archive, thaw.report, options)
+            self.events.status("the restored copies are readable: restoring")
+        return self.result(self._execute(entries, tally, False, None), thaw)
+
+    def _execute(
+        self,
+        entries: Iterable[Entry],
+        tally: Tally,
+        stop: bool,
+        check: Callable[[Read], None] | None,
+    ) -> RestoreSummary:
+        return execute(
+            self.repo,
+            entries,
+            self.request.target,
+            self.options,
+            tally,
+            stop_when_archived=stop,
+            before_reading=check,
+        )
