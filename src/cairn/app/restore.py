@@ -16,10 +16,10 @@ twice) or wait for them; then it restores from that plan. It does so:
   other entries before the first file with data may have been made, and are made again);
 - when a later read answers that its pack is archived (packs moved to an archive class by a
   lifecycle rule, or by a backup with another --storage-class). The restore stops then: no
-  further file is started, the files being written are removed, no directory gets its
-  metadata yet; what is complete stays. Once the copies are readable the restore runs again
-  from the start, and overwrites what the first run wrote. Warnings the first run gave may be
-  given again by the second.
+  further file is started, a file whose data could not all be read is removed, files written
+  completely stay, no directory gets its metadata yet. Once the copies are readable the
+  restore runs again from the start, and overwrites what the first run wrote. Warnings the
+  first run gave may be given again by the second.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Protocol
 from cairn.app.context import Session
 from cairn.app.defaults import defaults_for
 from cairn.app.events import Events, NullEvents
-from cairn.core.errors import ObjectArchived
+from cairn.core.errors import ObjectArchived, StorageError
 from cairn.core.units import format_duration
 from cairn.model.snapshot import Snapshot
 from cairn.ops.cost.prices import Provider, choose, load_prices
@@ -173,14 +173,7 @@ class _Run:
         file is written if the first pack read is archived, else at the first archived read."""
         tally = Tally(self.events)
         entries = self._planner(tally).plan(self.snap, self.request.path)
-        check = None
-        if archive is not None:
-
-            def check(read: Read) -> None:
-                name = layout.pack_name(read.pack.id.hex())
-                if archive.restore_status(name) != READABLE:
-                    raise ObjectArchived(name)
-
+        check = _readable(archive) if archive is not None else None
         return self._execute(entries, tally, archive is not None, check)
 
     def thawed(self, archive: ArchiveStore, options: ThawOptions, url: str) -> RestoreResult:
@@ -217,3 +210,19 @@ class _Run:
             stop_when_archived=stop,
             before_reading=check,
         )
+
+
+def _readable(archive: ArchiveStore) -> Callable[[Read], None]:
+    """A check of the pack a read is from: ObjectArchived if it is in an archive class (even
+    with a readable copy: the restore's other packs may have none)."""
+
+    def check(read: Read) -> None:
+        name = layout.pack_name(read.pack.id.hex())
+        try:
+            state = archive.restore_status(name)
+        except StorageError:
+            return  # the read itself will tell
+        if state != READABLE:
+            raise ObjectArchived(name)
+
+    return check

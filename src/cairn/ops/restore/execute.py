@@ -10,11 +10,12 @@ hardlinks are linked, and directories get their metadata, deepest first; then, i
 files are read back and compared.
 
 A read that answers that a pack is archived stops the restore when ``stop_when_archived``: no
-further job starts, the files being written are removed, nothing is linked and no directory
-gets its metadata, and the ``ObjectArchived`` is raised once the threads are done. The caller
-has the packs restored and runs the restore again (a restore overwrites what it finds).
-``before_reading`` sees the first read before it is made, and may stop the restore the same
-way (by raising), before any file is written.
+further file is started, a file whose data could not all be read is removed (files written
+completely stay), nothing is linked and no directory gets its metadata, and the
+``ObjectArchived`` is raised once the threads are done. The caller has the packs restored and
+runs the restore again (a restore overwrites what it finds). ``before_reading`` sees the first
+read before it is made, and may stop the restore the same way (by raising), before any file is
+written.
 """
 
 from __future__ import annotations
@@ -102,10 +103,15 @@ def execute(
     except OSError as e:
         raise UsageError(f"cannot restore into {target_path}: {e.strerror}") from None
     try:
-        executor = Executor(repo, options, tally, FileWriter(target, tally))
-        executor.stop_when_archived = stop_when_archived
-        executor.before_reading = before_reading
-        executor.run(entries)
+        writer = FileWriter(target, tally)
+        Executor(
+            repo,
+            options,
+            tally,
+            writer,
+            stop_when_archived=stop_when_archived,
+            before_reading=before_reading,
+        ).run(entries)
     finally:
         target.close()
     return tally.summary
@@ -113,15 +119,22 @@ def execute(
 
 class Executor:
     def __init__(
-        self, repo: Repository, options: RestoreOptions, tally: Tally, writer: FileWriter
+        self,
+        repo: Repository,
+        options: RestoreOptions,
+        tally: Tally,
+        writer: FileWriter,
+        *,
+        stop_when_archived: bool = False,
+        before_reading: Callable[[Read], None] | None = None,
     ) -> None:
         self.repo = repo
         self.options = options
         self.tally = tally
         self.writer = writer
         self.source = BlobSource(repo.reader)
-        self.stop_when_archived = False
-        self.before_reading: Callable[[Read], None] | None = None
+        self.stop_when_archived = stop_when_archived
+        self.before_reading = before_reading
         self._stop = threading.Event()
         self._archived: ObjectArchived | None = None
 
