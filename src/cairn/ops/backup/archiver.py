@@ -31,7 +31,7 @@ from cairn.ops.fsmeta import node_from_stat
 from cairn.ops.progress import Progress
 from cairn.repo.filescache import CachedFile, FilesCache
 from cairn.repo.layout import TREE_BLOB
-from cairn.repo.repository import Repository
+from cairn.repo.writer import Writer
 
 sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
 
@@ -110,17 +110,17 @@ class _Dir:
 class Archiver:
     def __init__(
         self,
-        repo: Repository,
+        writer: Writer,
         files_cache: FilesCache | None,
         options: BackupOptions,
         progress: Progress,
     ) -> None:
-        self.repo = repo
+        self.writer = writer
         self.cache = files_cache
         self.options = options
         self.progress = progress
         self.summary = Summary()
-        self._saver = FileSaver(repo, repo.config.chunker, progress.bytes_done)
+        self._saver = FileSaver(writer, progress.bytes_done)
         self._queue: deque[_Dir] = deque()
         self._waiting = 0  # entries of the directories in the queue
         self._read_done = threading.Event()  # set whenever a batch of files has been read
@@ -250,7 +250,8 @@ class Archiver:
             if unchanged and cached is not None and cached.content == first.content:
                 parent.entries[node.name] = cached
             return node
-        if unchanged and cached is not None and all(self.repo.has_blob(b) for b in cached.content):
+        known = self.writer.has_blob
+        if unchanged and cached is not None and all(known(b) for b in cached.content):
             node.content = cached.content
             self.summary.files_unchanged += 1
             parent.entries[node.name] = cached
@@ -349,7 +350,7 @@ class Archiver:
                 nodes.append(node)
             else:
                 nodes.append(child)
-        d.node.subtree = save_tree(self.repo, nodes, self.summary)
+        d.node.subtree = save_tree(self.writer, nodes, self.summary)
         if self.cache is not None and d.cache_key is not None:
             self.cache.save_dir(d.cache_key, d.entries, d.cached, d.complete)
 
@@ -389,10 +390,10 @@ class Archiver:
         self.progress.warning(path, error.strerror or str(error))
 
 
-def save_tree(repo: Repository, nodes: list[Node], summary: Summary) -> bytes:
+def save_tree(writer: Writer, nodes: list[Node], summary: Summary) -> bytes:
     """Stores one directory's tree blob (once) and counts it; returns its id."""
     tree = encode_tree(nodes)
-    saved = repo.save_blob(TREE_BLOB, tree)
+    saved = writer.save_blob(TREE_BLOB, tree)
     if saved.new:
         summary.dirs_new += 1
         summary.tree_blobs_added += 1
