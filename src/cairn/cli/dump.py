@@ -38,7 +38,7 @@ def command(
             raise UsageError("--json needs --target: standard output carries the data")
         if sys.stdout.isatty():
             raise UsageError("standard output is a terminal: redirect it or use --target FILE")
-    session = open_session(spec, load_index=False)
+    session = open_session(spec)
     snap = resolve(session.repo, snapshot, flt)
     session.repo.load_index()  # after the snapshot: a newer one may use newer index objects
     # Only with --target may a progress bar share the terminal; warnings are always shown.

@@ -93,7 +93,7 @@ def command(
     for readable copies of exactly the packs needed, then exits with status 75 (run the same
     command again later) or, with --wait, waits for them."""
     ref, _, subpath = snapshot.partition(":")
-    session = open_session(spec, load_index=False)
+    session = open_session(spec)
     snap = resolve(session.repo, ref, flt)
     session.repo.load_index()  # after the snapshot: a newer one may use newer index objects
     options = RestoreOptions(

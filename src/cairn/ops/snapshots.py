@@ -73,12 +73,7 @@ def resolve_id(repo: Repository, ref: str) -> str:
     """The full id of the one snapshot whose id starts with ``ref`` (not ``latest``)."""
     if not ref or any(c not in "0123456789abcdef" for c in ref.lower()):
         raise UsageError(f"{ref!r} is not a snapshot id (use a hex id, a prefix of one, or latest)")
-    ids = [i for i in repo.snapshot_ids() if i.startswith(ref.lower())]
-    if not ids:
-        raise NotFoundError(f"no snapshot with id {ref}")
-    if len(ids) > 1:
-        raise UsageError(f"snapshot id prefix {ref} is ambiguous ({len(ids)} snapshots match)")
-    return ids[0]
+    return layout.by_prefix(repo.snapshot_ids(), ref, "snapshot")
 
 
 def resolve(repo: Repository, ref: str, flt: SnapshotFilter | None = None) -> Snapshot:
