@@ -17,9 +17,9 @@ are done, not only the oldest. Memory stays flat on any tree size.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -32,8 +32,6 @@ from cairn.ops.progress import Progress
 from cairn.repo.filescache import CachedFile, FilesCache
 from cairn.repo.layout import TREE_BLOB
 from cairn.repo.writer import Writer
-
-sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
 
 
 @dataclass
@@ -107,6 +105,15 @@ class _Dir:
         return self.open_subdirs == 0 and self.ready()
 
 
+@dataclass
+class _Frame:
+    """A directory being walked: its entries not yet taken."""
+
+    dir: _Dir
+    prefix: bytes  # its path, ending in '/'
+    entries: Iterator[os.DirEntry[str]]
+
+
 class Archiver:
     def __init__(
         self,
@@ -142,7 +149,7 @@ class Archiver:
         try:
             if b"/" in paths:
                 st = os.lstat(b"/")
-                root = self._walk_dir(b"/", node_from_stat(b"", b"/", st), st.st_dev)
+                root = self._walk_tree(b"/", node_from_stat(b"", b"/", st), st.st_dev)
             else:
                 root = _Dir(Node(name=b"", type=DIR))
                 self._build_virtual(b"", _path_tree(paths), root)
@@ -158,10 +165,24 @@ class Archiver:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._large_pool.shutdown(wait=True, cancel_futures=True)
 
-    def _build_virtual(self, prefix: bytes, spec: dict[bytes, dict], parent: _Dir) -> None:  # type: ignore[type-arg]
-        """Intermediate directories of the given paths, with their real metadata."""
-        parent.complete = False
-        for name in sorted(spec):
+    def _build_virtual(self, prefix: bytes, spec: dict[bytes, dict], top: _Dir) -> None:  # type: ignore[type-arg]
+        """Intermediate directories of the given paths, with their real metadata; each given
+        path is walked whole. Iterative: paths of any depth cost no stack."""
+        stack: list[tuple[bytes, dict[bytes, dict], _Dir, Iterator[bytes]]] = []  # type: ignore[type-arg]
+
+        def enter(prefix: bytes, spec: dict[bytes, dict], d: _Dir) -> None:  # type: ignore[type-arg]
+            d.complete = False
+            stack.append((prefix, spec, d, iter(sorted(spec))))
+
+        enter(prefix, spec, top)
+        while stack:
+            prefix, spec, parent, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                stack.pop()
+                if stack:
+                    self._finish_later(parent, stack[-1][2])
+                continue
             path = prefix + b"/" + name
             try:
                 st = os.lstat(path)
@@ -174,17 +195,54 @@ class Archiver:
                 if self.cache is not None and parent.cache_key is None:
                     parent.cache_key = prefix
                     parent.cached = self.cache.lookup_dir(prefix)
-                self._add_entry(parent, path, node, st, st.st_dev, parent.cached.get(name))
+                cached = parent.cached.get(name)
+                if node.type == DIR:
+                    self._finish_later(self._walk_tree(path, node, st.st_dev), parent)
+                else:
+                    self._add_entry(parent, path, node, st, cached)
             elif node.type != DIR:
                 self._warn(path, OSError(0, "is not a directory"))
             else:
-                d = _Dir(node)
-                self._build_virtual(path, sub, d)
-                self._finish_later(d, parent)
+                enter(path, sub, _Dir(node))
 
     # ------------------------------------------------------------------ the walk
-    def _walk_dir(self, path: bytes, node: Node, root_dev: int) -> _Dir:
+    def _walk_tree(self, path: bytes, node: Node, root_dev: int) -> _Dir:
+        """Walks the directory ``path`` and everything below it; each subdirectory is handed
+        to ``_finish_later`` once walked (so the queue is in post-order). Iterative: a tree
+        of any depth costs no stack."""
+        top = self._read_dir(path, node)
+        stack = [top]
+        while stack:
+            frame = stack[-1]
+            entry = next(frame.entries, None)
+            if entry is None:
+                stack.pop()
+                if stack:
+                    self._finish_later(frame.dir, stack[-1].dir)
+                continue
+            name = os.fsencode(entry.name)
+            child = frame.prefix + name
+            if self.options.excludes.matches(child):
+                continue
+            try:
+                st = os.lstat(child)
+                child_node = node_from_stat(name, child, st)
+            except OSError as e:
+                self._warn(child, e)
+                continue
+            if child_node.type != DIR:
+                self._add_entry(frame.dir, child, child_node, st, frame.dir.cached.get(name))
+            elif self.options.one_file_system and st.st_dev != root_dev:
+                # the mount point itself, but nothing below it
+                self._finish_later(_Dir(child_node), frame.dir)
+            else:
+                stack.append(self._read_dir(child, child_node))
+        return top.dir
+
+    def _read_dir(self, path: bytes, node: Node) -> _Frame:
+        """A directory's entries, sorted, and what the files cache knows of it."""
         d = _Dir(node)
+        prefix = path.rstrip(b"/") + b"/"
         try:
             fd = open_dir_for_reading(path)
             try:
@@ -194,26 +252,11 @@ class Archiver:
                 os.close(fd)
         except OSError as e:
             self._warn(path, e)
-            return d
-        prefix = path.rstrip(b"/") + b"/"
+            return _Frame(d, prefix, iter(()))
         if self.cache is not None:
             d.cache_key = prefix[:-1]
-            d.cached = cached = self.cache.lookup_dir(d.cache_key)
-        else:
-            cached = {}
-        for entry in entries:
-            child = prefix + os.fsencode(entry.name)
-            if self.options.excludes.matches(child):
-                continue
-            name = os.fsencode(entry.name)
-            try:
-                st = os.lstat(child)
-                child_node = node_from_stat(name, child, st)
-            except OSError as e:
-                self._warn(child, e)
-                continue
-            self._add_entry(d, child, child_node, st, root_dev, cached.get(name))
-        return d
+            d.cached = self.cache.lookup_dir(d.cache_key)
+        return _Frame(d, prefix, iter(entries))
 
     def _add_entry(
         self,
@@ -221,16 +264,10 @@ class Archiver:
         path: bytes,
         node: Node,
         st: os.stat_result,
-        root_dev: int,
         cached: CachedFile | None = None,
     ) -> None:
-        if node.type == DIR:
-            if self.options.one_file_system and st.st_dev != root_dev:
-                d = _Dir(node)  # the mount point itself, but nothing below it
-            else:
-                d = self._walk_dir(path, node, root_dev)
-            self._finish_later(d, parent)
-        elif node.type == FILE:
+        """A file or other non-directory entry of ``parent``."""
+        if node.type == FILE:
             parent.children.append(self._file(parent, path, node, st, cached))
         else:
             parent.children.append(node)
