@@ -713,13 +713,38 @@ def _deep_listing(root: str) -> list[tuple[str, int, int, bytes]]:
     return sorted(out)
 
 
-def test_a_tree_deeper_than_the_interpreters_recursion_limit(tmp_path, run_cli):
+def _remove_deep(root: str) -> None:
+    """Removes a tree of any depth (shutil.rmtree, and so pytest's clean-up of old temporary
+    directories, recurses), deepest entries first."""
+    dirs, stack = [], [root]
+    while stack:
+        d = stack.pop()
+        dirs.append(d)
+        for entry in os.scandir(d):
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+            else:
+                os.unlink(entry.path)
+    for d in reversed(dirs):
+        os.rmdir(d)
+
+
+@pytest.fixture
+def deep_tmp(tmp_path):  # type: ignore[no-untyped-def]
+    yield tmp_path
+    for name in ("src", "out"):
+        if (tmp_path / name).exists():
+            _remove_deep(str(tmp_path / name))
+
+
+def test_a_tree_deeper_than_the_interpreters_recursion_limit(deep_tmp, run_cli):
     """The backup's walk, the restore and the listing take no stack per level: a tree
     1,500 directories deep (deeper than Python's default recursion limit of 1,000; a path
     of 3,000 bytes, within PATH_MAX) backs up and restores exactly."""
     import sys
 
     assert sys.getrecursionlimit() < 1500
+    tmp_path = deep_tmp
     src = tmp_path / "src"
     deep = str(src)
     os.mkdir(deep)

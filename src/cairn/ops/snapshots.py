@@ -20,7 +20,6 @@ class SnapshotFilter:
     hosts: Sequence[str] = ()
     tags: Sequence[str] = ()  # each entry "a,b": all of a and b; entries are alternatives
     paths: Sequence[str] = ()  # snapshots that contain all of these paths
-    extra: dict[str, str] = field(default_factory=dict)
 
     def matches(self, snap: Snapshot) -> bool:
         if self.hosts and snap.host not in self.hosts:

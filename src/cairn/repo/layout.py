@@ -29,10 +29,6 @@ def pack_name(hex_id: str) -> str:
     return f"{DATA}{hex_id[:2]}/{hex_id}"
 
 
-def index_name(hex_id: str) -> str:
-    return INDEX + hex_id
-
-
 def snapshot_name(hex_id: str) -> str:
     return SNAPSHOTS + hex_id
 
