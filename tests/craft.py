@@ -164,10 +164,14 @@ class Crafter:
     now: int = field(default_factory=lambda: 1_700_000_000 * 10**9)
 
     def __post_init__(self) -> None:
-        self.repo.start_writing()
+        self.writer = self.repo.writer().__enter__()  # left by close()
+
+    def flush(self) -> None:
+        """Stores what was written so far, with its index."""
+        self.writer.flush()
 
     def file(self, name: bytes, data: bytes, mode: int = 0o644, **kw: object) -> Node:
-        content = [self.repo.save_blob(layout.DATA_BLOB, data).id] if data else []
+        content = [self.writer.save_blob(layout.DATA_BLOB, data).id] if data else []
         return Node(
             name=name,
             type=FILE,
@@ -194,11 +198,11 @@ class Crafter:
 
     def tree(self, nodes: list[Node]) -> bytes:
         # encode_tree sorts stably by name: nodes with the same name keep the given order.
-        return self.repo.save_blob(layout.TREE_BLOB, encode_tree(nodes)).id
+        return self.writer.save_blob(layout.TREE_BLOB, encode_tree(nodes)).id
 
     def snapshot(self, nodes: list[Node]) -> str:
         tree = self.tree(nodes)
-        self.repo.flush()
+        self.writer.flush()
         snap = Snapshot(
             time=datetime.now(UTC),
             host="mallory",
@@ -212,13 +216,13 @@ class Crafter:
         """A blob whose framed payload (mode byte and data) and indexed raw length are given as
         they are, unchecked; returns its (random) id."""
         blob_id = os.urandom(32)
-        self.repo.copy_blob(blob_type, blob_id, payload, raw_length)
+        self.writer.copy_blob(blob_type, blob_id, payload, raw_length)
         return blob_id
 
     def raw_tree(self, nodes: list[object], version: object = 1) -> bytes:
         """A tree blob of arbitrary node values (maps of any keys and values, or not maps)."""
         data = msgpack.packb({"version": version, "nodes": nodes}, use_bin_type=True)
-        return self.repo.save_blob(layout.TREE_BLOB, data).id
+        return self.writer.save_blob(layout.TREE_BLOB, data).id
 
     def raw_dir(self, name: bytes, nodes: list[object]) -> Node:
         return Node(name=name, type=DIR, mode=0o755, subtree=self.raw_tree(nodes), mtime=self.now)
@@ -233,7 +237,7 @@ class Crafter:
         return name
 
     def snapshot_of_tree(self, tree: bytes, **fields: object) -> str:
-        self.repo.flush()
+        self.writer.flush()
         snap = Snapshot(
             time=datetime.now(UTC), host="mallory", user="mallory", paths=["/crafted"], tree=tree
         )
@@ -242,8 +246,8 @@ class Crafter:
         return self.repo.save_snapshot(snap.encode())
 
     def close(self) -> None:
-        self.repo.flush()
-        self.repo.close()
+        self.writer.flush()
+        self.writer.__exit__(None, None, None)
 
 
 def zstd_bomb(size: int, declare: int | None = None) -> bytes:

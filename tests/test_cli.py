@@ -441,7 +441,8 @@ def test_cat_errors(repo, src, run_cli):
         (("blob", "xyz"), "not a blob id"),
         (("tree", snap["tree"][:10]), "not a blob id"),
         (("key", "ffffffffff"), "no key"),
-        (("index", "zz"), "no index"),
+        (("index", "zz"), "'zz' is not an index id"),
+        (("index", "ffffffffff"), "no index"),
         (("snapshot",), "needs an id"),
     ]
     for args, message in cases:

@@ -17,9 +17,8 @@ import pytest
 
 from cairn.app.context import StoreOptions, backend_for, wrap_backend
 from cairn.core.errors import ConfigError, UsageError
-from cairn.model.snapshot import Summary
 from cairn.ops.cost import bill, model
-from cairn.ops.cost.estimate import backup_charges, backup_requests, prune_cost
+from cairn.ops.cost.estimate import backup_charges, prune_cost
 from cairn.ops.cost.prices import choose, load_prices, provider_for_url
 from cairn.ops.prune import PrunePlan, PruneReport
 from cairn.repo import layout
@@ -98,22 +97,28 @@ def test_backup_charges_split_data_packs_from_metadata():
     assert charges.total == pytest.approx(requests + 0.09)
 
 
-def test_a_dry_run_adds_the_writes_its_packer_counted():
-    summary = Summary(
-        packs_written=130,
-        data_blobs_added=100,
-        tree_blobs_added=5,
-        bytes_stored=1000,
-        duration=650.0,
-        requests={"put": 0, "get": 4, "head": 0, "list": 3, "delete": 0, "bytes_up": 0},
-    )
-    q = backup_requests(summary, dry_run=True)
-    # 130 packs, 3 index objects (one per 64 packs), the lock written 1 + 2 times, the snapshot
-    assert q["put"] == 130 + 3 + 3 + 1
-    assert q["delete"] == 2 + 1 and q["get"] == 5 and q["list"] == 3
-    assert q["bytes_up"] == 1000 + 105 * 50 + 1024
-    saved = backup_requests(Summary(requests={"put": 7, "get": 2, "delete": 0}), dry_run=False)
-    assert saved["put"] == 8 and saved["delete"] == 1  # the snapshot and the lock's removal
+def test_a_dry_run_estimates_the_requests_the_backup_then_makes(tmp_path, run_cli):
+    """Against what a real backup of the same data records: enough packs for two index
+    checkpoints (64 packs each), data and tree blobs, the lock and the snapshot."""
+    repo = tmp_path / "repo"
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(90):
+        (src / f"f{i:02d}").write_bytes(os.urandom(200 << 10))
+    assert run_cli("init", "--repo", repo, "--pack-size", "256K").code == 0
+    dry = run_cli("backup", "--repo", repo, src, "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    q = dry.json()["estimate"]["requests"]
+    res = run_cli("backup", "--repo", repo, src, "--json")
+    assert res.code == 0, res.err
+    done = res.json()["summary"]
+    assert done["packs_written"] > 64  # two index objects at least
+    rec = done["requests"]  # they stop before the snapshot is written and the lock removed
+    assert q["put"] == rec["put"] + 1
+    assert (q["get"], q["list"], q["delete"]) == (rec["get"], rec["list"], rec["delete"] + 1)
+    written = sum(p.stat().st_size for p in (repo / "data").rglob("*") if p.is_file())
+    written += sum(p.stat().st_size for p in (repo / "index").iterdir())
+    assert abs(q["bytes_up"] - written) < 0.02 * written
 
 
 def _record(n: int, *sizes: int) -> PackRecord:

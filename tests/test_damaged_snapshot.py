@@ -94,3 +94,26 @@ def test_a_damaged_snapshot_can_be_removed(damaged, run_cli, how):
         ids[2],
     ]
     assert json.loads(run_cli("check", "--repo", repo, "--json").out)["ok"]
+
+
+def test_check_names_a_lock_it_cannot_read(tmp_path, run_cli):
+    """Backups and prunes ignore a lock they cannot read (damaged, or written by a newer
+    version): check says so, as a warning, without calling the repository damaged."""
+    import msgpack
+
+    from tests.craft import Crafter, open_repo
+
+    repo = tmp_path / "repo"
+    assert run_cli("init", "--repo", repo).code == 0
+    c = Crafter(open_repo(repo))
+    try:
+        future = c.raw_object("locks/", b"\x00" + msgpack.packb({"version": 99}))
+    finally:
+        c.close()
+    (repo / "locks" / ("f" * 64)).write_bytes(b"not a lock at all")
+    res = run_cli("check", "--repo", repo, "--json")
+    assert res.code == 0, res.out + res.err
+    findings = {f["object"]: f for f in res.json()["findings"]}
+    for name in (future, "locks/" + "f" * 64):
+        assert findings[name]["severity"] == "warning", findings
+        assert "lock cannot be read" in findings[name]["message"]

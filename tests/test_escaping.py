@@ -44,7 +44,7 @@ def crafted(tmp_path: Path) -> tuple[Path, str]:
     nodes = [c.file(name, b"x") for name in NAMES]
     nodes.append(c.symlink(b"link", b"to" + ESC_CLEAR))
     tree = c.tree([c.dir(b"d", nodes)])
-    repo.flush()
+    c.flush()
     snap = Snapshot(
         time=datetime.now(UTC),
         host="host" + ESC_TITLE.decode(),

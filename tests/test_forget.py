@@ -97,10 +97,9 @@ def make_repo(url: str) -> Repository:
 
 def add_history(repo: Repository, rows) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """Snapshots of an empty directory at the given times; returns {name: snapshot id}."""
-    repo.start_writing()
-    tree = repo.save_blob(TREE_BLOB, encode_tree([])).id
-    repo.flush()
-    repo.close()
+    with repo.writer() as writer:
+        tree = writer.save_blob(TREE_BLOB, encode_tree([])).id
+        writer.flush()
     ids = {}
     for name, when, host, paths, tags in rows:
         snap = Snapshot(

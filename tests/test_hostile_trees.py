@@ -210,7 +210,7 @@ def test_malformed_snapshot_fields(command, case, tmp_path):
     c = Crafter(open_repo(repo_dir))
     try:
         tree = c.tree([c.file(b"ok.txt", OK)])
-        c.repo.flush()
+        c.flush()
         doc = {
             "time": "2026-01-01T00:00:00+00:00",
             "host": "h",

@@ -180,8 +180,8 @@ def test_new_password_sources(tmp_path, cli, monkeypatch):
             return True
 
     answers: list[str] = []
-    monkeypatch.setattr("cairn.cli.key.sys.stdin", Tty())
-    monkeypatch.setattr("cairn.cli.key.getpass.getpass", lambda prompt: answers.pop(0))
+    monkeypatch.setattr("cairn.app.passwords.sys.stdin", Tty())
+    monkeypatch.setattr("cairn.app.passwords.getpass.getpass", lambda prompt: answers.pop(0))
     answers[:] = [SECOND, "typo"]
     res = cli("key", "add", "--repo", url)
     assert res.code == 2 and "do not match" in res.err

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from cairn.app.events import NullEvents
 from cairn.app.jobs import EnvPassword, JobRunner
 from cairn.config.load import load_config
 from cairn.core.errors import UsageError
-from cairn.ops.progress import NullProgress
 from tests.craft import create_repo, listing, repo_listing
 from tests.test_faults import _small_disk
 
@@ -167,7 +167,7 @@ def test_a_malformed_healthcheck_url_never_fails_the_job(tmp_path, url):
     job = load_config(cfg).jobs["h"]
     object.__setattr__(job, "healthcheck", url)
     warnings: list[str] = []
-    result = JobRunner(job, NullProgress(), warnings.append).run()
+    result = JobRunner(job, NullEvents(), warnings.append).run()
     assert result.status == "ok" and result.snapshot is not None, result.error
     assert len(warnings) == 2 and all("healthcheck" in w and "malformed" in w for w in warnings)
     assert "uuid" not in " ".join(warnings)

@@ -690,3 +690,76 @@ def test_owner_names_win_over_ids_and_ids_are_kept_without_names(
         assert (st.st_uid, st.st_gid) == (other_uid, other_gid), rel
         st = os.lstat(numeric / rel)
         assert (st.st_uid, st.st_gid) == (uid, gid), rel
+
+
+def _deep_listing(root: str) -> list[tuple[str, int, int, bytes]]:
+    """(relative path, mode, mtime, content) of everything below ``root``, walked with an
+    explicit stack (os.makedirs, os.walk and tests/treecmp.py recurse)."""
+    out, stack = [], [""]
+    while stack:
+        rel = stack.pop()
+        for entry in sorted(
+            os.scandir(os.path.join(root, rel) if rel else root), key=lambda e: e.name
+        ):
+            path = os.path.join(rel, entry.name)
+            st = entry.stat(follow_symlinks=False)
+            data = b""
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(path)
+            else:
+                with open(entry.path, "rb") as f:
+                    data = f.read()
+            out.append((path, st.st_mode, st.st_mtime_ns, data))
+    return sorted(out)
+
+
+def _remove_deep(root: str) -> None:
+    """Removes a tree of any depth (shutil.rmtree, and so pytest's clean-up of old temporary
+    directories, recurses), deepest entries first."""
+    dirs, stack = [], [root]
+    while stack:
+        d = stack.pop()
+        dirs.append(d)
+        for entry in os.scandir(d):
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+            else:
+                os.unlink(entry.path)
+    for d in reversed(dirs):
+        os.rmdir(d)
+
+
+@pytest.fixture
+def deep_tmp(tmp_path):  # type: ignore[no-untyped-def]
+    yield tmp_path
+    for name in ("src", "out"):
+        if (tmp_path / name).exists():
+            _remove_deep(str(tmp_path / name))
+
+
+def test_a_tree_deeper_than_the_interpreters_recursion_limit(deep_tmp, run_cli):
+    """The backup's walk, the restore and the listing take no stack per level: a tree
+    1,500 directories deep (deeper than Python's default recursion limit of 1,000; a path
+    of 3,000 bytes, within PATH_MAX) backs up and restores exactly."""
+    import sys
+
+    assert sys.getrecursionlimit() < 1500
+    tmp_path = deep_tmp
+    src = tmp_path / "src"
+    deep = str(src)
+    os.mkdir(deep)
+    for _ in range(1500):
+        deep = os.path.join(deep, "d")
+        os.mkdir(deep)
+    with open(os.path.join(deep, "f"), "wb") as f:
+        f.write(b"at the bottom\n")
+    repo = tmp_path / "repo"
+    assert run_cli("init", "--repo", repo).code == 0
+    res = run_cli("backup", "--repo", repo, src)
+    assert res.code == 0, res.err
+    out = tmp_path / "out"
+    res = run_cli("restore", "--repo", repo, f"latest:{src}", "--target", out)
+    assert res.code == 0, res.err
+    assert _deep_listing(str(out)) == _deep_listing(str(src))
+    res = run_cli("ls", "--repo", repo, "latest", "--json")
+    assert res.code == 0 and len(res.out.splitlines()) > 1500

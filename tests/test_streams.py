@@ -207,11 +207,10 @@ def test_streams_share_a_tree_and_keep_their_order_of_names(repo: Path) -> None:
         StreamItem("/pg/a.sql", IterSource(lambda: iter([b"a" * 10, b"", b"a"]), "a")),
         StreamItem("/top.bin", IterSource(lambda: iter([]), "empty")),
     ]
-    r.start_writing()
-    archiver = StreamArchiver(r, NullProgress())
-    tree = archiver.run(items)
-    r.flush()
-    r.close()
+    with r.writer() as writer:
+        archiver = StreamArchiver(writer, NullProgress())
+        tree = archiver.run(items)
+        writer.flush()
     root = {n.name: n for n in load_tree(r, tree)}
     assert set(root) == {b"pg", b"top.bin"}
     assert root[b"pg"].type == DIR and root[b"pg"].mode == 0o700
@@ -228,11 +227,9 @@ def test_streams_share_a_tree_and_keep_their_order_of_names(repo: Path) -> None:
 )
 def test_streams_may_not_collide(repo: Path, paths: list[str]) -> None:
     r = open_repo(repo)
-    r.start_writing()
     items = [StreamItem(p, IterSource(lambda: iter([b"x"]), p)) for p in paths]
-    with pytest.raises(UsageError):
-        StreamArchiver(r, NullProgress()).run(items)
-    r.close()
+    with r.writer() as writer, pytest.raises(UsageError):
+        StreamArchiver(writer, NullProgress()).run(items)
 
 
 def test_stream_paths_and_file_names() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import platformdirs
 
-from cairn.app.defaults import defaults_for
+from cairn.app.defaults import BackendDefaults, defaults_for
 from cairn.app.passwords import EMPTY, PasswordSource
 from cairn.core.errors import RepositoryError, UsageError, WrongPassword
 from cairn.core.urls import OBJECT_STORE, store_kind
@@ -26,6 +26,8 @@ from cairn.storage.metered import MeteredStorage
 from cairn.storage.retry import RetryingStorage
 from cairn.storage.s3config import S3Location, S3Options
 from cairn.storage.throttle import ThrottledStorage
+
+__all__ = ["RepoSpec", "S3Options", "Session", "StoreOptions", "open_session"]
 
 CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -108,6 +110,22 @@ class Session:
         self.meter = meter
 
     @property
+    def url(self) -> str:
+        return self.spec.resolved_url()
+
+    def reopened(self) -> Session:
+        """The same repository, with nothing loaded (no index): a fresh view, for a next step
+        after a first one (the same key: no second password prompt or KDF)."""
+        old = self.repo
+        repo = Repository(old.storage, old.key, old.config)
+        repo.key_id, repo.on_notice = old.key_id, old.on_notice
+        return Session(self.spec, repo, self.meter)
+
+    @property
+    def defaults(self) -> BackendDefaults:
+        return defaults_for(self.url)
+
+    @property
     def cache_dir(self) -> Path | None:
         if not self.spec.use_cache:
             return None
@@ -140,7 +158,9 @@ class Session:
         return PackJournal(d / "pending-packs") if d else None
 
 
-def open_session(spec: RepoSpec, load_index: bool = True) -> Session:
+def open_session(spec: RepoSpec) -> Session:
+    """Opens the repository (its keys and config; not the index: a use case loads it as a
+    step, after reading the snapshots it needs, or under its lock)."""
     storage, meter = wrap_backend(backend_for(spec.resolved_url(), spec.store), spec.store)
     password = spec.password.get()
     try:
@@ -154,8 +174,6 @@ def open_session(spec: RepoSpec, load_index: bool = True) -> Session:
     if spec.notice is not None:
         show = spec.notice
         repo.on_notice = lambda obj, message: show(f"{obj}: {message}")
-    if load_index:
-        repo.load_index()
     return Session(spec, repo, meter)
 
 

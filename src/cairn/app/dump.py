@@ -18,6 +18,8 @@ from cairn.app.events import Events
 from cairn.ops.dump import Dumper, DumpSummary
 from cairn.ops.snapshots import SnapshotFilter, resolve
 
+__all__ = ["DumpRequest", "DumpResult", "DumpSummary", "dump"]
+
 
 @dataclass(frozen=True)
 class DumpRequest:

@@ -25,23 +25,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cairn.app.backup import BackupRequest, backup
 from cairn.app.context import RepoSpec, Session, StoreOptions, open_session
+from cairn.app.events import Events
+from cairn.app.forget import ForgetRequest, forget
 from cairn.app.healthcheck import ping
 from cairn.app.joblock import JobLock
 from cairn.app.passwords import EMPTY, PasswordSource
+from cairn.app.snapshots import snapshot_filter
 from cairn.config.schema import JobConfig, RepositoryConfig
 from cairn.core import clock
 from cairn.core.errors import CairnError, UsageError
 from cairn.core.units import format_bytes
 from cairn.model.snapshot import Snapshot
-from cairn.ops.backup.archiver import BackupOptions
-from cairn.ops.backup.snapshot_writer import BackupRequest, run_backup
-from cairn.ops.excludes import PathMatcher, read_pattern_file
-from cairn.ops.forget import plan_by_policy, remove_snapshots
-from cairn.ops.progress import Progress
-from cairn.ops.prune import PruneOptions, run_prune
-from cairn.ops.snapshots import SnapshotFilter
-from cairn.repo.repository import Repository
 from cairn.storage.s3config import S3Options
 
 OK, PARTIAL, FAILED = "ok", "partial", "failed"
@@ -140,7 +136,7 @@ class JobFailed(CairnError):
 class JobRunner:
     """Runs one job; ``progress`` shows the backup, ``warn`` receives one-line warnings."""
 
-    def __init__(self, job: JobConfig, progress: Progress, warn: Callable[[str], None]) -> None:
+    def __init__(self, job: JobConfig, progress: Events, warn: Callable[[str], None]) -> None:
         self.job = job
         self.progress = progress
         self._warn = warn
@@ -177,58 +173,48 @@ class JobRunner:
 
     # ------------------------------------------------------------------ steps
     def _backup_and_rotate(self) -> None:
-        spec = repo_spec(self.job.repository)
-        session = open_session(spec, load_index=False)  # run_backup loads it, locked
+        session = open_session(repo_spec(self.job.repository))
         session.repo.on_notice = self._notice
         self._backup(session)
         if self.job.retention is not None and self.result.snapshot is not None:
-            # A fresh view of the repository (same key: no second password prompt or KDF).
-            repo = session.repo
-            fresh = Repository(repo.storage, repo.key, repo.config)
-            fresh.on_notice = self._notice
-            self._rotate(fresh)
+            self._rotate(session.reopened())
 
     def _notice(self, obj: str, message: str) -> None:
         self.warn(f"{obj}: {message}")
 
     def _backup(self, session: Session) -> None:
         job = self.job
-        patterns = list(job.excludes)
-        for f in job.exclude_files:
-            patterns += read_pattern_file(f)
         request = BackupRequest(
             paths=list(job.paths),
+            excludes=list(job.excludes),
+            exclude_files=list(job.exclude_files),
+            one_file_system=job.one_file_system,
             streams=job.streams(),
             tags=[*job.tags, job.tag],
             host=job.host,
-            uploads=session.spec.store.uploads_for(session.spec.resolved_url()),
-            options=BackupOptions(
-                excludes=PathMatcher(patterns), one_file_system=job.one_file_system
-            ),
         )
-        cache = session.files_cache() if job.paths else None
-        try:
-            result = run_backup(
-                session.repo, request, self.progress, cache, session.journal(), session.meter
-            )
-        finally:
-            if cache is not None:
-                cache.close()
+        result = backup(session, request, self.progress)
         self.result.snapshot = result.snapshot
-        if result.snapshot.summary.errors:
+        if result.partial:
             self.result.status = PARTIAL
             self.result.error = f"{result.snapshot.summary.errors} entries could not be read"
 
-    def _rotate(self, repo: Repository) -> None:
+    def _rotate(self, session: Session) -> None:
         assert self.job.retention is not None and self.result.snapshot is not None
         retention = self.job.retention
-        flt = SnapshotFilter(hosts=[self.result.snapshot.host], tags=[self.job.tag])
-        groups = plan_by_policy(repo, retention.policy, now=clock.now(), group_by=(), flt=flt)
-        doomed = [s for g in groups for s in g.removed]
-        self.result.kept = sum(len(g.kept) for g in groups)
-        self.result.forgotten = remove_snapshots(repo, doomed)
-        if retention.prune and self.result.forgotten:
-            self.result.prune = run_prune(repo, PruneOptions(), self.progress).as_dict()
+        request = ForgetRequest(
+            rules=retention.policy,
+            group_by="",  # the job's snapshots of this host form one group
+            filter=snapshot_filter(hosts=[self.result.snapshot.host], tags=[self.job.tag]),
+            prune=retention.prune,
+        )
+        result = forget(session, request, self.progress)
+        self.result.kept = sum(len(g.kept) for g in result.groups)
+        self.result.forgotten = result.removed
+        if result.prune_error is not None:
+            raise result.prune_error
+        if result.prune is not None:
+            self.result.prune = result.prune.report.as_dict()
 
     def _hooks(
         self, stage: str, commands: tuple[str, ...], extra: dict[str, str] | None = None

@@ -87,3 +87,28 @@ def _prompt(confirm: bool) -> bytes:
     if confirm and getpass.getpass("repeat password: ") != pw:
         raise UsageError("the passwords do not match")
     return pw.encode()
+
+
+NEW_PASSWORD_ENV = "CAIRN_NEW_PASSWORD"
+
+
+def new_password(file: str | None) -> bytes:
+    """A new password (for `key add` and `key passwd`): from ``file``, $CAIRN_NEW_PASSWORD,
+    or a terminal prompt, asked twice."""
+    if file:
+        return PasswordSource(file=file).get()
+    env = os.environ.get(NEW_PASSWORD_ENV)
+    if env is not None:
+        if not env:
+            raise UsageError(f"{NEW_PASSWORD_ENV} is empty")
+        return env.encode()
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"no new password: use --new-password-file, {NEW_PASSWORD_ENV} or a terminal"
+        )
+    pw = getpass.getpass("new password: ")
+    if not pw:
+        raise UsageError(EMPTY)
+    if getpass.getpass("repeat new password: ") != pw:
+        raise UsageError("the passwords do not match")
+    return pw.encode()

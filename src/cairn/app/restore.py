@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from cairn.app.context import Session
-from cairn.app.defaults import defaults_for
+from cairn.app.cost import pricing
 from cairn.app.events import Events, NullEvents
 from cairn.core.errors import ObjectArchived, StorageError
 from cairn.core.units import format_duration
 from cairn.model.snapshot import Snapshot
-from cairn.ops.cost.prices import Provider, choose, load_prices
+from cairn.ops.cost.prices import Provider
 from cairn.ops.excludes import PathMatcher
 from cairn.ops.restore import (
     Entry,
@@ -57,7 +57,26 @@ from cairn.ops.thaw import (
     wait_for_thaw,
 )
 from cairn.repo import layout
-from cairn.storage.archive import ARCHIVE_CLASSES, READABLE, ArchiveStore, find_archive
+from cairn.storage.archive import (
+    ARCHIVE_CLASSES,
+    READABLE,
+    RESTORE_TIERS,
+    ArchiveStore,
+    find_archive,
+)
+
+__all__ = [
+    "RESTORE_TIERS",
+    "NullRestoreEvents",
+    "RestoreEvents",
+    "RestoreRequest",
+    "RestoreResult",
+    "RestoreSummary",
+    "Thaw",
+    "ThawReport",
+    "ThawRequest",
+    "restore",
+]
 
 
 @dataclass(frozen=True)
@@ -67,8 +86,8 @@ class ThawRequest:
     wait: bool = False  # wait for the copies (else the restore returns, pending)
     tier: str = "Standard"  # Expedited, Standard or Bulk
     days: int = 7  # how long the copies stay readable
-    provider: str | None = None  # whose prices the requests cost (None: the URL's)
-    prices: str | None = None  # a file of prices overriding cairn's
+    provider: str | None = None  # a price table's key; None: $CAIRN_PROVIDER or by the URL
+    prices: str | None = None  # a TOML file overriding the tables; None: $CAIRN_PRICES
 
 
 @dataclass(frozen=True)
@@ -124,8 +143,7 @@ def restore(session: Session, request: RestoreRequest, events: RestoreEvents) ->
     repo = session.repo
     snap = resolve(repo, request.snapshot, request.filter)
     repo.load_index()  # after the snapshot: a newer one may use newer index objects
-    url = session.spec.resolved_url()
-    defaults = defaults_for(url)
+    defaults = session.defaults
     options = RestoreOptions(
         include=PathMatcher(request.include),
         exclude=PathMatcher(request.exclude),
@@ -143,7 +161,7 @@ def restore(session: Session, request: RestoreRequest, events: RestoreEvents) ->
             return run.result(run.stream(archive))
         except ObjectArchived as e:
             events.status(f"{e.name} is archived: finding the archived packs this restore reads")
-    return run.thawed(archive, thaw_options, url)
+    return run.thawed(archive, thaw_options, session.url)
 
 
 class _Run:
@@ -181,9 +199,9 @@ class _Run:
         tally = Tally(self.events)
         entries = list(self._planner(tally).plan(self.snap, self.request.path))
         want = self.request.thaw
-        provider, pricing = choose(load_prices(want.prices), want.provider, url)
+        provider, why = pricing(url, want.provider, want.prices)
         needed = packs_of(requests(entries, self.repo.index.get))
-        thaw = Thaw(request_thaw(archive, needed, options, provider), provider, pricing)
+        thaw = Thaw(request_thaw(archive, needed, options, provider), provider, why)
         if thaw.report.pending:
             self.events.thawing(thaw)
             if not want.wait:

@@ -6,16 +6,12 @@ import sys
 
 import click
 
+from cairn.app.backup import BackupRequest, Snapshot, backup
 from cairn.app.context import RepoSpec, open_session
-from cairn.cli.billing import backup_estimate, backup_line
 from cairn.cli.common import repo_options
 from cairn.core.errors import EXIT_OK, EXIT_PARTIAL, UsageError
 from cairn.core.units import format_bytes, format_duration
-from cairn.model.snapshot import Snapshot
-from cairn.ops.backup.archiver import BackupOptions
-from cairn.ops.backup.snapshot_writer import BackupRequest, run_backup
-from cairn.ops.excludes import PathMatcher, read_pattern_file
-from cairn.ops.sources.stream import CommandSource, PipeSource, StreamItem, stream_path
+from cairn.ui.money import backup_line
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
@@ -68,48 +64,33 @@ def command(
 
     With --stdin, back up standard input instead; with --stdin-from-command, run the command
     given after -- and back up its output (no snapshot if the command fails)."""
-    if read_concurrency < 1:
-        raise UsageError("--read-concurrency must be at least 1")
-    patterns = list(excludes)
-    for f in exclude_files:
-        patterns += read_pattern_file(f)
-    streams = _streams(from_stdin, stdin_from_command, stdin_filename, paths)
-    if streams and (patterns or one_file_system):
-        raise UsageError("--exclude, --exclude-file and --one-file-system do not apply to streams")
-    split_tags = [t for tag in tags for t in tag.split(",") if t]
-    session = open_session(spec, load_index=False)  # loaded under the repository lock
+    if stdin_from_command and not paths:
+        raise UsageError("--stdin-from-command needs a command after --")
     request = BackupRequest(
-        paths=[] if streams else list(paths),
-        streams=streams,
-        tags=split_tags,
+        paths=() if stdin_from_command else paths,
+        excludes=excludes,
+        exclude_files=exclude_files,
+        one_file_system=one_file_system,
+        tags=tags,
         host=host,
         dry_run=dry_run,
-        uploads=spec.store.uploads_for(spec.resolved_url()),
-        options=BackupOptions(
-            excludes=PathMatcher(patterns),
-            one_file_system=one_file_system,
-            workers=read_concurrency,
-        ),
+        read_concurrency=read_concurrency,
+        stdin=sys.stdin.buffer if from_stdin else None,
+        command=paths if stdin_from_command else (),
+        stream_name=stdin_filename,
     )
+    session = open_session(spec)
     progress = TerminalProgress(out, "backup")
-    cache = session.files_cache(read_only=dry_run)
     try:
-        result = run_backup(
-            session.repo, request, progress, cache, session.journal(), session.meter
-        )
+        result = backup(session, request, progress)
     finally:
         progress.close()
-        if cache is not None:
-            cache.close()
     snap = result.snapshot
-    estimate = None
-    if dry_run:
-        estimate = backup_estimate(spec.resolved_url(), spec.store.s3.storage_class, snap.summary)
     if out.json_mode:
         doc = snap.to_json()
         doc["dry_run"] = dry_run
-        if estimate is not None:
-            doc["estimate"] = estimate
+        if result.estimate is not None:
+            doc["estimate"] = result.estimate
         doc["warnings"] = [
             {"path": p.decode("utf-8", "surrogateescape"), "message": m}
             for p, m in progress.warnings
@@ -117,10 +98,10 @@ def command(
         out.json(doc)
     else:
         _print_summary(out, snap, dry_run)
-        if estimate is not None:
-            out.line(f"a real backup: {backup_line(estimate)}")
-            out.line(f"  ({estimate['prices']}; data packs in {estimate['data_class']})")
-    if snap.summary.errors:
+        if result.estimate is not None:
+            out.line(f"a real backup: {backup_line(result.estimate)}")
+            out.line(f"  ({result.estimate['prices']}; data packs in {result.estimate['data_class']})")
+    if result.partial:
         out.warning(f"{snap.summary.errors} entries could not be read; the snapshot lacks them")
         return EXIT_PARTIAL
     return EXIT_OK
@@ -148,26 +129,3 @@ def _print_summary(out: Output, snap: Snapshot, dry_run: bool) -> None:
         out.line(f"dry run: nothing written ({format_duration(s.duration)})")
     else:
         out.line(f"snapshot {snap.id[:8]} saved ({format_duration(s.duration)})")
-
-
-def _streams(
-    from_stdin: bool, from_command: bool, name: str | None, args: tuple[str, ...]
-) -> list[StreamItem]:
-    filename = name or "stdin"
-    if from_stdin and from_command:
-        raise UsageError("--stdin and --stdin-from-command cannot be combined")
-    if from_command:
-        if not args:
-            raise UsageError("--stdin-from-command needs a command after --")
-        return [StreamItem(stream_path(filename), CommandSource(args))]
-    if from_stdin:
-        if args:
-            raise UsageError("--stdin backs up standard input: give no paths")
-        if sys.stdin.isatty():
-            raise UsageError("--stdin: standard input is a terminal, not a stream")
-        return [StreamItem(stream_path(filename), PipeSource(sys.stdin.buffer))]
-    if name is not None:
-        raise UsageError("--stdin-filename needs --stdin or --stdin-from-command")
-    if not args:
-        raise UsageError("nothing to back up: give paths, --stdin or --stdin-from-command")
-    return []

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
+from cairn.app.check import check
 from cairn.app.context import RepoSpec, open_session
 from cairn.cli.common import repo_options
-from cairn.core.errors import EXIT_FAILED, EXIT_OK, UsageError
+from cairn.core.errors import EXIT_FAILED, EXIT_OK
 from cairn.core.units import format_bytes
-from cairn.ops.check import Checker, Subset
 from cairn.ui.escape import printable
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
@@ -20,18 +20,10 @@ from cairn.ui.progress import TerminalProgress
 @click.option("--read-data-subset", metavar="N%|n/m", help="Read only a share of the packs.")
 def command(spec: RepoSpec, out: Output, read_data: bool, read_data_subset: str | None) -> int:
     """Check that every snapshot can be restored."""
-    subset = None
-    if read_data_subset:
-        try:
-            subset = Subset.parse(read_data_subset)
-        except ValueError as e:
-            raise UsageError(f"--read-data-subset {read_data_subset}: use {e}") from None
-    elif read_data:
-        subset = Subset()
-    session = open_session(spec, load_index=False)
+    session = open_session(spec)
     progress = TerminalProgress(out, "check")
     try:
-        report = Checker(session.repo, progress).run(subset)
+        report = check(session, progress, read_data, read_data_subset)
     finally:
         progress.close()
     if out.json_mode:
@@ -48,7 +40,7 @@ def command(spec: RepoSpec, out: Output, read_data: bool, read_data_subset: str 
         read = (
             f", read {report.packs_read} packs ({format_bytes(report.bytes_read)}, "
             f"{report.blobs_read} blobs)"
-            if subset
+            if read_data or read_data_subset
             else ""
         )
         out.line(f"checked {report.snapshots} snapshots and {report.packs} packs{read}")

@@ -8,11 +8,10 @@ from typing import Any
 
 import click
 
-from cairn.app.context import RepoSpec, StoreOptions
+from cairn.app.context import RepoSpec, S3Options, StoreOptions
 from cairn.app.defaults import help_text
 from cairn.app.passwords import PasswordSource
-from cairn.ops.snapshots import SnapshotFilter
-from cairn.storage.s3config import S3Options
+from cairn.app.snapshots import SnapshotFilter
 from cairn.ui.output import Output
 
 

@@ -8,15 +8,11 @@ from typing import Any
 import click
 
 from cairn.app.context import RepoSpec, open_session
-from cairn.cli.billing import backup_line, money, prices_line, pricing, prune_summary
+from cairn.app.cost import RESTORE_TIERS, CostRequest, Provider, report
 from cairn.cli.common import repo_options
 from cairn.cli.prune import parse_fraction
-from cairn.core import clock
 from cairn.core.units import format_bytes, format_duration
-from cairn.ops.cost.prices import Provider
-from cairn.ops.cost.report import CostOptions, cost_report
-from cairn.ops.prune import PruneOptions
-from cairn.storage.archive import RESTORE_TIERS
+from cairn.ui.money import backup_line, money, prices_line, prune_summary
 from cairn.ui.output import Output
 
 
@@ -33,7 +29,7 @@ from cairn.ui.output import Output
 @click.option("--last", default=7, show_default=True, help="Backups to average.")
 @click.option(
     "--max-unused",
-    default=f"{PruneOptions().max_unused:.0%}",
+    default=f"{CostRequest().max_unused:.0%}",
     show_default=True,
     help="Repack threshold of the prune to estimate.",
 )
@@ -63,19 +59,15 @@ def command(
 ) -> int:
     """What the repository costs a month, and what backups, a full restore and a prune
     cost, at a provider's list prices (docs/cost.md)."""
-    url = spec.resolved_url()
-    chosen, why = pricing(url, provider, prices_file)
-    options = CostOptions(
-        last=max(1, last),
+    request = CostRequest(
+        provider=provider,
+        prices_file=prices_file,
+        last=last,
         max_unused=parse_fraction(max_unused),
-        bandwidth_mbit=max(0.001, bandwidth),
+        bandwidth_mbit=bandwidth,
         restore_tier=restore_tier,
-        data_class=spec.store.s3.storage_class,
     )
-    session = open_session(spec, load_index=False)
-    doc = cost_report(session.repo, chosen, options, clock.now())
-    doc["repository"] = url
-    doc["provider"]["chosen_by"] = why
+    doc, chosen, why = report(open_session(spec), request)
     if out.json_mode:
         out.json(doc)
     else:

@@ -13,10 +13,10 @@ import click
 
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.dump import DumpRequest, dump
+from cairn.app.snapshots import SnapshotFilter
 from cairn.cli.common import filter_options, repo_options
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, CairnError, UsageError
 from cairn.core.units import format_bytes
-from cairn.ops.snapshots import SnapshotFilter
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
@@ -38,7 +38,7 @@ def command(
             raise UsageError("--json needs --target: standard output carries the data")
         if sys.stdout.isatty():
             raise UsageError("standard output is a terminal: redirect it or use --target FILE")
-    session = open_session(spec, load_index=False)  # the use case loads it after the snapshot
+    session = open_session(spec)  # the use case loads the index after the snapshot
     # Only with --target may a progress bar share the terminal; warnings are always shown.
     progress = TerminalProgress(out if target else Output(quiet=True), "dump")
     try:

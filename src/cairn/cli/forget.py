@@ -7,27 +7,20 @@ from typing import Any
 import click
 
 from cairn.app.context import RepoSpec, open_session
-from cairn.cli import prune as prune_cli
-from cairn.cli.common import filter_options, repo_options
-from cairn.core import clock
-from cairn.core.errors import CairnError, UsageError
-from cairn.model.snapshot import Snapshot
-from cairn.ops.forget import plan_by_ids, plan_by_policy, remove_snapshots
-from cairn.ops.prune import PruneOptions, run_prune
-from cairn.ops.retention import (
+from cairn.app.forget import (
+    DEFAULT_GROUP_BY,
     UNLIMITED,
-    Duration,
+    ForgetRequest,
     GroupResult,
     Policy,
-    PolicyError,
-    parse_group_by,
+    forget,
 )
-from cairn.ops.snapshots import SnapshotFilter
+from cairn.app.snapshots import Snapshot, SnapshotFilter
+from cairn.cli import prune as prune_cli
+from cairn.cli.common import filter_options, repo_options
 from cairn.ui.escape import printable
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
-
-DEFAULT_GROUP_BY = "host,paths"
 
 
 class KeepCount(click.ParamType):
@@ -109,72 +102,50 @@ def command(
     Snapshots are grouped (by default by host and paths) and each group keeps the snapshots
     any rule keeps. Only snapshot objects are deleted; `--prune` (or `cairn prune` later)
     frees the data no remaining snapshot uses."""
-    policy = make_policy(within, keep_tags, counts)
-    if ids:
-        if not policy.is_empty() or group_by is not None:
-            raise UsageError("give either snapshot ids or --keep-* options, not both")
-        if flt.hosts or flt.tags or flt.paths:
-            raise UsageError("--host, --tag and --path select snapshots for a policy, not ids")
-    elif policy.is_empty():
-        raise UsageError(
-            "no policy: give --keep-last, --keep-hourly/daily/weekly/monthly/yearly, "
-            "--keep-within or --keep-tag (or snapshot ids); refusing to remove every snapshot"
-        )
-    session = open_session(spec, load_index=False)
-    repo = session.repo
-    if ids:
-        groups = plan_by_ids(repo, ids)
-    else:
-        try:
-            fields = parse_group_by(DEFAULT_GROUP_BY if group_by is None else group_by)
-        except PolicyError as e:
-            raise UsageError(str(e)) from None
-        groups = plan_by_policy(repo, policy, now=clock.now(), group_by=fields, flt=flt)
-    doomed = [s for g in groups for s in g.removed]
-    removed = 0 if dry_run else remove_snapshots(repo, doomed)
+    request = ForgetRequest(
+        ids=ids,
+        counts=counts,
+        within=within,
+        keep_tags=keep_tags,
+        group_by=group_by,
+        filter=flt,
+        dry_run=dry_run,
+        prune=prune,
+    )
+    session = open_session(spec)
+    progress = TerminalProgress(out, "repack")
+    try:
+        result = forget(session, request, progress)
+    finally:
+        progress.close()
+    groups = result.groups
     doc: dict[str, Any] = {
         "dry_run": dry_run,
-        "policy": None if ids else policy.describe(),
+        "policy": result.policy.describe() if result.policy is not None else None,
         "groups": [group_json(g) for g in groups],
-        "removed": removed,
-        "would_remove": len(doomed) if dry_run else 0,
+        "removed": result.removed,
+        "would_remove": result.would_remove,
         "prune": None,
     }
     if not out.json_mode:
-        show_groups(out, groups, None if ids else policy, dry_run)
-    if prune and not dry_run and removed:
-        progress = TerminalProgress(out, "repack")
-        try:
-            report = run_prune(repo, PruneOptions(), progress)
-        except CairnError as e:  # the snapshots are gone all the same: say so, then fail
-            if out.json_mode:
-                out.json({**doc, "prune": {"error": str(e)}})
-            raise
-        finally:
-            progress.close()
-        doc["prune"] = report.as_dict()
+        show_groups(out, groups, result.policy, dry_run)
+    if result.prune_error is not None:  # the snapshots are gone all the same: say so, then fail
+        if out.json_mode:
+            out.json({**doc, "prune": {"error": str(result.prune_error)}})
+        raise result.prune_error
+    if result.prune is not None:
+        doc["prune"] = result.prune.report.as_dict()
         if not out.json_mode:
-            prune_cli.show_report(out, report)
+            prune_cli.show_report(out, result.prune.report)
     elif prune and not out.json_mode:
         out.line(
             "prune would run after the removal (preview it then with `cairn prune --dry-run`)"
-            if dry_run and doomed
+            if dry_run and result.would_remove
             else "nothing was removed, so prune did not run"
         )
     if out.json_mode:
         out.json(doc)
     return 0
-
-
-def make_policy(within: str | None, keep_tags: tuple[str, ...], counts: dict[str, int]) -> Policy:
-    try:
-        return Policy(
-            **counts,
-            within=Duration.parse(within) if within is not None else None,
-            tags=tuple(tuple(t.strip() for t in tag.split(",")) for tag in keep_tags),
-        )
-    except PolicyError as e:
-        raise UsageError(str(e)) from None
 
 
 def group_json(group: GroupResult[Snapshot]) -> dict[str, Any]:

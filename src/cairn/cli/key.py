@@ -2,44 +2,16 @@
 
 from __future__ import annotations
 
-import getpass
-import os
-import sys
 from datetime import datetime
 
 import click
 
+from cairn.app import keys as keys_app
 from cairn.app.context import RepoSpec, open_session
-from cairn.app.passwords import PasswordSource
+from cairn.app.passwords import NEW_PASSWORD_ENV, new_password
 from cairn.cli.common import repo_options
-from cairn.core.errors import UsageError
-from cairn.ops.keys import add_key, change_password, list_keys, remove_key
 from cairn.ui.escape import printable
 from cairn.ui.output import Output
-
-NEW_PASSWORD_ENV = "CAIRN_NEW_PASSWORD"
-
-
-def new_password(file: str | None) -> bytes:
-    """The new password: --new-password-file, $CAIRN_NEW_PASSWORD, or a prompt (twice)."""
-    if file:
-        return PasswordSource(file=file).get()
-    env = os.environ.get(NEW_PASSWORD_ENV)
-    if env is not None:
-        if not env:
-            raise UsageError(f"{NEW_PASSWORD_ENV} is empty")
-        return env.encode()
-    if not sys.stdin.isatty():
-        raise UsageError(
-            f"no new password: use --new-password-file, {NEW_PASSWORD_ENV} or a terminal"
-        )
-    pw = getpass.getpass("new password: ")
-    if not pw:
-        raise UsageError("an empty password is not allowed")
-    if getpass.getpass("repeat new password: ") != pw:
-        raise UsageError("the passwords do not match")
-    return pw.encode()
-
 
 new_password_option = click.option(
     "--new-password-file",
@@ -60,8 +32,7 @@ def command() -> None:
 @repo_options
 def list_command(spec: RepoSpec, out: Output) -> int:
     """List the keys; * marks the one that opened the repository."""
-    repo = open_session(spec, load_index=False).repo
-    keys = list_keys(repo)
+    keys = keys_app.list_keys(open_session(spec))
     if out.json_mode:
         out.json([k.to_json() for k in keys])
         return 0
@@ -85,8 +56,8 @@ def list_command(spec: RepoSpec, out: Output) -> int:
 @new_password_option
 def add_command(spec: RepoSpec, out: Output, new_password_file: str | None) -> int:
     """Add a password: a new key for the same repository."""
-    repo = open_session(spec, load_index=False).repo
-    key_id = add_key(repo, new_password(new_password_file))
+    session = open_session(spec)
+    key_id = keys_app.add(session, new_password(new_password_file))
     if out.json_mode:
         out.json({"id": key_id})
     else:
@@ -99,8 +70,7 @@ def add_command(spec: RepoSpec, out: Output, new_password_file: str | None) -> i
 @click.argument("key_id", metavar="ID")
 def remove_command(spec: RepoSpec, out: Output, key_id: str) -> int:
     """Remove the key ID (or a unique prefix); not the last key, nor the one in use."""
-    repo = open_session(spec, load_index=False).repo
-    removed = remove_key(repo, key_id)
+    removed = keys_app.remove(open_session(spec), key_id)
     if out.json_mode:
         out.json({"removed": removed})
     else:
@@ -113,9 +83,8 @@ def remove_command(spec: RepoSpec, out: Output, key_id: str) -> int:
 @new_password_option
 def passwd_command(spec: RepoSpec, out: Output, new_password_file: str | None) -> int:
     """Change the password in use: add a key for the new one, then remove the current key."""
-    repo = open_session(spec, load_index=False).repo
-    old = repo.key_id or ""
-    new = change_password(repo, new_password(new_password_file))
+    session = open_session(spec)
+    new, old = keys_app.change_password(session, new_password(new_password_file))
     if out.json_mode:
         out.json({"id": new, "removed": old})
     else:

@@ -7,11 +7,11 @@ from typing import Any
 import click
 
 from cairn.app.context import RepoSpec, open_session
-from cairn.cli.billing import prune_cost_text, prune_estimate
+from cairn.app.prune import PruneReport, PruneRequest, prune
 from cairn.cli.common import repo_options
 from cairn.core.errors import UsageError
 from cairn.core.units import format_bytes, parse_seconds, parse_size
-from cairn.ops.prune import PruneOptions, PruneReport, PruneSteps, plan_prune, run_prune
+from cairn.ui.money import prune_cost_text
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
@@ -47,28 +47,15 @@ def prune_options(f):  # type: ignore[no-untyped-def]
     )(f)
 
 
-def make_options(
+def make_request(
     max_unused: str, max_repack_size: str | None, dry_run: bool, max_wait: str = "15m"
-) -> PruneOptions:
-    return PruneOptions(
+) -> PruneRequest:
+    return PruneRequest(
         max_unused=parse_fraction(max_unused),
         max_repack_bytes=parse_size(max_repack_size) if max_repack_size else None,
         dry_run=dry_run,
         max_wait=parse_seconds(max_wait),
     )
-
-
-def waiting_notice(out: Output) -> PruneSteps:
-    """Tells the user, once per change, which backups the prune waits for."""
-    shown = [""]
-
-    def step(name: str, detail: str) -> None:
-        if name == "waiting" and detail != shown[0]:
-            shown[0] = detail
-            if not out.json_mode:
-                out.line(f"waiting for backups that started before the deletion: {detail}")
-
-    return step
 
 
 def show_report(out: Output, r: PruneReport, cost: dict[str, Any] | None = None) -> None:
@@ -123,18 +110,12 @@ def command(
 
     Safe while other hosts back up: backups never wait for a prune, and a prune waits (at
     most --max-wait) only for the backups already running when it starts deleting."""
-    options = make_options(max_unused, max_repack_size, dry_run, max_wait)
-    session = open_session(spec, load_index=False)
+    request = make_request(max_unused, max_repack_size, dry_run, max_wait)
+    session = open_session(spec)
     progress = TerminalProgress(out, "repack")
-    cost = None
     try:
-        if dry_run:
-            plan, report = plan_prune(session.repo, options)
-            url, storage_class = spec.resolved_url(), spec.store.s3.storage_class
-            cost = prune_estimate(url, storage_class, session.repo, plan, report)
-        else:
-            report = run_prune(session.repo, options, progress, waiting_notice(out))
+        result = prune(session, request, progress)
     finally:
         progress.close()
-    show_report(out, report, cost)
+    show_report(out, result.report, result.estimate)
     return 0

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
+from cairn.app.check import rebuild_index, repair
 from cairn.app.context import RepoSpec, open_session
+from cairn.app.snapshots import SnapshotFilter
 from cairn.cli.common import filter_options, repo_options
-from cairn.ops.repair import repair_index, repair_snapshots
-from cairn.ops.snapshots import SnapshotFilter, read_snapshots, resolve, resolve_id
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
@@ -22,10 +22,10 @@ def command() -> None:
 @click.option("--read-data", is_flag=True, help="Also verify every blob; leave damaged ones out.")
 def index(spec: RepoSpec, out: Output, read_data: bool) -> int:
     """Rebuild the index from the packs."""
-    session = open_session(spec, load_index=False)
+    session = open_session(spec)
     progress = TerminalProgress(out, "repair index")
     try:
-        report = repair_index(session.repo, progress, read_data=read_data)
+        report = rebuild_index(session, progress, read_data=read_data)
     finally:
         progress.close()
     if out.json_mode:
@@ -57,27 +57,13 @@ def snapshots(
     dry_run: bool,
 ) -> int:
     """Write new snapshots without the files whose data is lost."""
-    session = open_session(spec, load_index=False)
-    repo = session.repo
-    repo.load_index()
-    if snapshot_ids:
-        ids = [resolve(repo, s, flt).id if s == "latest" else resolve_id(repo, s) for s in snapshot_ids]
-        listing = read_snapshots(repo, ids)
-    else:
-        listing = read_snapshots(repo)
-        if flt.hosts or flt.tags or flt.paths:  # a damaged object's host and tags are unknown
-            for hex_id in listing.damaged:
-                out.warning(f"snapshots/{hex_id}: damaged; not selected by --host/--tag/--path")
-            listing.damaged.clear()
-        listing.snapshots = [s for s in listing.snapshots if flt.matches(s)]
-    snaps = listing.snapshots
+    session = open_session(spec)
     progress = TerminalProgress(out, "repair snapshots")
     try:
-        results = repair_snapshots(
-            repo, snaps, progress, forget=forget, dry_run=dry_run, damaged=listing.damaged
-        )
+        done = repair(session, progress, snapshot_ids, flt, forget=forget, dry_run=dry_run)
     finally:
         progress.close()
+    results = done.repaired
     if out.json_mode:
         out.json([r.__dict__ for r in results])
         return 0
@@ -88,6 +74,5 @@ def snapshots(
             continue
         new = f"-> {r.new[:8]}" if r.new else "(dry run)"
         out.line(f"snapshot {r.original[:8]} {new}: {len(r.removed)} entries removed")
-    total = len(snaps) + len(listing.damaged)
-    out.line(f"{len(results)} of {total} snapshots needed repair")
+    out.line(f"{len(results)} of {done.considered} snapshots needed repair")
     return 0

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.defaults import help_text
-from cairn.app.restore import RestoreRequest, Thaw, ThawRequest, restore
-from cairn.cli.billing import money, prices_line
+from cairn.app.restore import RESTORE_TIERS, RestoreRequest, Thaw, ThawRequest, restore
+from cairn.app.snapshots import SnapshotFilter
 from cairn.cli.common import filter_options, repo_options
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING
 from cairn.core.units import format_bytes, format_duration
-from cairn.ops.snapshots import SnapshotFilter
-from cairn.storage.archive import RESTORE_TIERS
+from cairn.ui.money import money, prices_line
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
@@ -95,11 +92,9 @@ def command(
             wait=wait,
             tier=restore_tier,
             days=restore_days,
-            provider=os.environ.get("CAIRN_PROVIDER") or None,
-            prices=os.environ.get("CAIRN_PRICES") or None,
         ),
     )
-    session = open_session(spec, load_index=False)  # the use case loads it after the snapshot
+    session = open_session(spec)  # the use case loads the index after the snapshot
     progress = _Progress(out)
     try:
         result = restore(session, request, progress)

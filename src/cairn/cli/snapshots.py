@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from cairn.app.context import RepoSpec, open_session
+from cairn.app.snapshots import SnapshotFilter, list_snapshots
 from cairn.cli.common import filter_options, repo_options
 from cairn.core.units import format_bytes
-from cairn.ops.snapshots import SnapshotFilter, load_snapshots
 from cairn.ui.escape import printable
 from cairn.ui.output import Output
 
@@ -17,8 +17,8 @@ from cairn.ui.output import Output
 @filter_options
 def command(spec: RepoSpec, out: Output, flt: SnapshotFilter) -> int:
     """List the snapshots in the repository, oldest first."""
-    session = open_session(spec, load_index=False)
-    snaps = load_snapshots(session.repo, flt)
+    session = open_session(spec)
+    snaps = list_snapshots(session, flt)
     if out.json_mode:
         out.json([s.to_json() for s in snaps])
         return 0

@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 
 from cairn.app.context import RepoSpec, open_session
+from cairn.app.inspect import stats
+from cairn.app.snapshots import SnapshotFilter
 from cairn.cli.common import filter_options, repo_options
 from cairn.core.units import format_bytes
-from cairn.ops.snapshots import SnapshotFilter, load_snapshots, resolve
-from cairn.ops.stats import repository_stats, snapshot_stats
 from cairn.ui.output import Output
 
 
@@ -18,12 +18,9 @@ from cairn.ui.output import Output
 @click.argument("snapshot", required=False)
 def command(spec: RepoSpec, out: Output, flt: SnapshotFilter, snapshot: str | None) -> int:
     """Repository totals, or with SNAPSHOT the size a restore of it would have."""
-    session = open_session(spec, load_index=False)
-    repo = session.repo
+    session = open_session(spec)
+    doc = stats(session, snapshot, flt)
     if snapshot:
-        snap = resolve(repo, snapshot, flt)
-        repo.load_index()  # after the snapshot: a newer one may use newer index objects
-        doc = snapshot_stats(repo, snap)
         if out.json_mode:
             out.json(doc)
         else:
@@ -33,9 +30,6 @@ def command(spec: RepoSpec, out: Output, flt: SnapshotFilter, snapshot: str | No
                 f"unique data:  {format_bytes(doc['unique_raw'])} in {doc['unique_blobs']} blobs"
             )
         return 0
-    count = len(load_snapshots(repo, flt))
-    repo.load_index()
-    doc = repository_stats(repo, count)
     if out.json_mode:
         out.json(doc)
         return 0

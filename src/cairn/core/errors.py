@@ -74,9 +74,6 @@ class ObjectMissing(StorageError):
         self.name = name
 
 
-class ObjectExists(StorageError):
-    """A write-once object was written a second time with different content."""
-
 
 class ObjectArchived(StorageError):
     """The object is in an archive storage class and has no restored copy to read."""

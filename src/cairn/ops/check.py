@@ -24,6 +24,7 @@ from cairn.ops.snapshots import DAMAGED_HINT, read_snapshots
 from cairn.ops.treewalk import TreeProblem, read_listing, walk
 from cairn.repo import layout
 from cairn.repo.index import PackRecord
+from cairn.repo.locks import Locks
 from cairn.repo.packlist import stored_packs
 from cairn.repo.repository import Repository
 
@@ -124,6 +125,7 @@ class Checker:
         (at most ``ATTEMPTS`` times): damage is reported only in a view nothing was removed
         from, or after the last attempt."""
         self._keys()
+        self._locks()
         found_in_keys = list(self.report.findings)
         selected: list[bytes] | None = None
         for attempt in range(ATTEMPTS):
@@ -172,6 +174,16 @@ class Checker:
                 read_key_file(self.repo.storage.read(name))
             except KeyFileError as e:
                 self.report.error(name, str(e))
+
+    def _locks(self) -> None:
+        """Locks that cannot be read are ignored by backups and prunes: said, not damage."""
+
+        def unreadable(name: str, why: str) -> None:
+            self.report.warning(
+                name, f"lock cannot be read ({why}); backups and prunes ignore it"
+            )
+
+        Locks(self.repo).read_all(unreadable)
 
     def _index(self) -> tuple[dict[bytes, PackRecord], list[str]]:
         records: dict[bytes, PackRecord] = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cairn.core.errors import IntegrityError, NotFoundError, RepositoryError, UsageError
+from cairn.core.errors import IntegrityError, RepositoryError, UsageError
 from cairn.crypto.kdf import KdfParams
 from cairn.crypto.keys import BadPassword, KeyFileError, read_key_file, unwrap
 from cairn.repo import layout
@@ -84,15 +84,7 @@ def add_key(repo: Repository, password: bytes, kdf: KdfParams | None = None) -> 
 
 def resolve_key(repo: Repository, ref: str) -> str:
     """A key id from a unique prefix of it."""
-    ref = ref.lower()
-    if not ref or any(c not in "0123456789abcdef" for c in ref):
-        raise UsageError(f"{ref!r} is not a key id (use a hex id or a prefix of one)")
-    matches = [k for k in key_ids(repo) if k.startswith(ref)]
-    if not matches:
-        raise NotFoundError(f"no key with id {ref}")
-    if len(matches) > 1:
-        raise UsageError(f"key id prefix {ref} is ambiguous ({len(matches)} keys match)")
-    return matches[0]
+    return layout.by_prefix(key_ids(repo), ref, "key")
 
 
 def remove_key(repo: Repository, ref: str) -> str:

@@ -25,6 +25,7 @@ from cairn.repo.index import PackInfo, PackRecord
 from cairn.repo.locks import HeldLock, LockBusy, Locks, new_lock
 from cairn.repo.packlist import stored_packs
 from cairn.repo.repository import Repository
+from cairn.repo.writer import Writer
 
 
 @dataclass
@@ -114,18 +115,14 @@ def repair_snapshots(
             repo.storage.delete(layout.snapshot_name(hex_id))
         progress.warning(layout.snapshot_name(hex_id).encode(), f"{detail}; removed")
         out.append(RepairedSnapshot(hex_id, None, [f"(snapshot object: {detail})"], damaged=True))
-    with writing(repo, "backup", dry_run=dry_run):
-        repo.start_writing(dry_run=dry_run)
-        try:
-            pending = []
-            for snap in snapshots:
-                removed: list[str] = []
-                tree = _rewrite(repo, snap.tree, b"", removed)
-                if removed:
-                    pending.append((snap, tree, removed))
-            repo.flush()
-        finally:
-            repo.close()
+    with writing(repo, "backup", dry_run=dry_run), repo.writer(dry_run=dry_run) as writer:
+        pending = []
+        for snap in snapshots:
+            removed: list[str] = []
+            tree = _rewrite(writer, snap.tree, b"", removed)
+            if removed:
+                pending.append((snap, tree, removed))
+        writer.flush()
         for snap, tree, removed in pending:
             new_id = None
             if not dry_run:
@@ -157,10 +154,11 @@ class _Dir:
     lost: bool = False  # its listing cannot be read: it becomes empty
 
 
-def _rewrite(repo: Repository, tree_id: bytes, path: bytes, removed: list[str]) -> bytes:
+def _rewrite(writer: Writer, tree_id: bytes, path: bytes, removed: list[str]) -> bytes:
     """The id of the tree without damaged entries (the same id when nothing is damaged).
     Entries a tree leaves out (invalid, or a name repeated) are removed too, and a tree out of
     order is written sorted. Iterative: a tree of any depth costs no stack."""
+    repo = writer.repo
 
     def shown(p: bytes) -> str:
         return (p or b"/").decode("utf-8", "surrogateescape")
@@ -186,7 +184,7 @@ def _rewrite(repo: Repository, tree_id: bytes, path: bytes, removed: list[str]) 
             stack.pop()
             new_id = d.tree
             if d.lost or d.changed:
-                new_id = repo.save_blob(layout.TREE_BLOB, encode_tree(d.kept)).id
+                new_id = writer.save_blob(layout.TREE_BLOB, encode_tree(d.kept)).id
             if d.owner is None:
                 result = new_id
             else:
@@ -198,7 +196,7 @@ def _rewrite(repo: Repository, tree_id: bytes, path: bytes, removed: list[str]) 
             d.kept.append(node)
             stack.append(open_dir(node.subtree, child, d.depth + 1, node))
             continue
-        if node.type == FILE and any(not repo.has_blob(b) for b in node.content):
+        if node.type == FILE and any(not writer.has_blob(b) for b in node.content):
             removed.append(child.decode("utf-8", "surrogateescape"))
             d.changed = True
             continue

@@ -20,7 +20,6 @@ class SnapshotFilter:
     hosts: Sequence[str] = ()
     tags: Sequence[str] = ()  # each entry "a,b": all of a and b; entries are alternatives
     paths: Sequence[str] = ()  # snapshots that contain all of these paths
-    extra: dict[str, str] = field(default_factory=dict)
 
     def matches(self, snap: Snapshot) -> bool:
         if self.hosts and snap.host not in self.hosts:
@@ -73,12 +72,7 @@ def resolve_id(repo: Repository, ref: str) -> str:
     """The full id of the one snapshot whose id starts with ``ref`` (not ``latest``)."""
     if not ref or any(c not in "0123456789abcdef" for c in ref.lower()):
         raise UsageError(f"{ref!r} is not a snapshot id (use a hex id, a prefix of one, or latest)")
-    ids = [i for i in repo.snapshot_ids() if i.startswith(ref.lower())]
-    if not ids:
-        raise NotFoundError(f"no snapshot with id {ref}")
-    if len(ids) > 1:
-        raise UsageError(f"snapshot id prefix {ref} is ambiguous ({len(ids)} snapshots match)")
-    return ids[0]
+    return layout.by_prefix(repo.snapshot_ids(), ref, "snapshot")
 
 
 def resolve(repo: Repository, ref: str, flt: SnapshotFilter | None = None) -> Snapshot:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Container, Iterable
 
-from cairn.model.node import DIR, FILE
+from cairn.model.node import FILE, Node
 from cairn.model.snapshot import Snapshot
-from cairn.ops.snapshots import load_tree
+from cairn.ops.treewalk import fail, read_listing, walk
 from cairn.repo.repository import Repository
 
 
@@ -16,18 +16,18 @@ def used_blobs(
     """Tree and data blob ids reachable from ``snapshots``; each tree is read once. Trees in
     ``known`` (with all they reach) are not read again, nor returned.
 
-    Raises (IntegrityError, NotFoundError) if a tree cannot be read: a prune must never decide
+    Raises (IntegrityError, NotFoundError) on any problem in a tree: a prune must never decide
     what is unused from a partial picture."""
     used: set[bytes] = set()
-    stack = [s.tree for s in snapshots]
-    while stack:
-        tree_id = stack.pop()
+
+    def load(tree_id: bytes, path: bytes, depth: int) -> list[Node] | None:
         if tree_id in used or tree_id in known:
-            continue
+            return None  # read already, with everything below it
         used.add(tree_id)
-        for node in load_tree(repo, tree_id):
-            if node.type == DIR and node.subtree is not None:
-                stack.append(node.subtree)
-            elif node.type == FILE:
+        return read_listing(repo, tree_id, path, depth, fail)
+
+    for snap in snapshots:
+        for _path, node in walk(repo, snap.tree, load=load):
+            if node.type == FILE:
                 used.update(node.content)
     return used

@@ -24,6 +24,9 @@ import msgpack
 from cairn.repo.pack import BlobRef
 
 INDEX_VERSION = 1
+# Index objects list at most about this many blobs, so reading one never needs much memory
+# (a million tiny files would otherwise make one huge object).
+INDEX_OBJECT_BLOBS = 50_000
 _MERGE_MIN = 1 << 16
 _ROW = struct.Struct("<4I")  # pack number, offset, length, raw length
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+
+from cairn.core.errors import NotFoundError, UsageError
 
 CONFIG = "config"
 KEYS = "keys/"
@@ -26,10 +29,6 @@ def pack_name(hex_id: str) -> str:
     return f"{DATA}{hex_id[:2]}/{hex_id}"
 
 
-def index_name(hex_id: str) -> str:
-    return INDEX + hex_id
-
-
 def snapshot_name(hex_id: str) -> str:
     return SNAPSHOTS + hex_id
 
@@ -48,3 +47,19 @@ def pack_id_of(name: str) -> bytes | None:
     if not _HEX_ID.fullmatch(hex_id) or parts[1] != hex_id[:2]:
         return None
     return bytes.fromhex(hex_id)
+
+
+def by_prefix(ids: Iterable[str], ref: str, what: str) -> str:
+    """The one id among ``ids`` that starts with ``ref`` (hex digits, any case), as users
+    name snapshots, keys, index objects: raises for a ``ref`` that is not hex, that matches
+    nothing, or that matches more than one."""
+    ref = ref.lower()
+    if not ref or any(c not in "0123456789abcdef" for c in ref):
+        article = "an" if what[:1] in "aeiou" else "a"
+        raise UsageError(f"{ref!r} is not {article} {what} id (use a hex id or a prefix of one)")
+    matches = [i for i in ids if i.startswith(ref)]
+    if not matches:
+        raise NotFoundError(f"no {what} with id {ref}")
+    if len(matches) > 1:
+        raise UsageError(f"{what} id prefix {ref} is ambiguous ({len(matches)} match)")
+    return matches[0]

@@ -31,6 +31,7 @@ import os
 import secrets
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -124,15 +125,18 @@ class Locks:
     def __init__(self, repo) -> None:  # type: ignore[no-untyped-def]
         self._repo = repo
 
-    def read_all(self) -> list[LockInfo]:
+    def read_all(self, unreadable: Callable[[str, str], None] | None = None) -> list[LockInfo]:
+        """Every lock that can be read. One that cannot (damaged, or of a newer format) is
+        ignored, and handed to ``unreadable`` (name, why): `check` reports them."""
         out = []
         for name, _ in self._repo.storage.list(layout.LOCKS):
             try:
                 out.append(LockInfo.decode(name, self._repo.load_object(name)))
             except ObjectMissing:
                 continue  # removed while we listed
-            except (CairnError, ValueError, KeyError, TypeError):
-                continue  # unreadable locks are ignored; check reports them
+            except (CairnError, ValueError, KeyError, TypeError) as e:
+                if unreadable is not None:
+                    unreadable(name, str(e))
         return out
 
     def write(self, info: LockInfo) -> str:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import getpass
 import socket
-import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
 import blake3
 
@@ -32,12 +30,18 @@ from cairn.repo import layout
 from cairn.repo.blobreader import BlobReader
 from cairn.repo.compress import (
     PayloadError,
-    frame_into,
     pack_payload,
     unpack_payload,
 )
 from cairn.repo.config import DEFAULT_PACK_SIZE, RepoConfig
-from cairn.repo.index import BlobIndex, PackInfo, PackRecord, decode_index, encode_index
+from cairn.repo.index import (
+    INDEX_OBJECT_BLOBS,
+    BlobIndex,
+    PackInfo,
+    PackRecord,
+    decode_index,
+    encode_index,
+)
 from cairn.repo.journal import PackJournal
 from cairn.repo.keyring import read_key_files
 from cairn.repo.limits import max_object
@@ -50,27 +54,16 @@ from cairn.repo.pack import (
     header_length,
     parse_header,
 )
-from cairn.repo.packer import Packer
 from cairn.repo.packlist import log_warning
+from cairn.repo.writer import Writer
 from cairn.storage.base import Storage
 
-INDEX_CHECKPOINT_PACKS = 64
-# Index objects list at most about this many blobs, so reading one never needs much memory
-# (a million tiny files would otherwise make one huge object).
-INDEX_OBJECT_BLOBS = 50_000
 _KIND = {
     layout.CONFIG: b"config",
     layout.INDEX: b"index",
     layout.SNAPSHOTS: b"snapshot",
     layout.LOCKS: b"lock",
 }
-
-
-@dataclass
-class SaveResult:
-    id: bytes
-    new: bool
-    stored: int  # encrypted bytes added to a pack (0 when the blob was already known)
 
 
 class Repository:
@@ -82,15 +75,6 @@ class Repository:
         self.index = BlobIndex()
         # reads blobs (restore, check, every tree read) with buffers of its own
         self.reader = BlobReader(storage, key, lambda blob_id: self.index.get(blob_id))
-        self._lock = threading.Lock()
-        self._pending: set[bytes] = set()
-        self._unindexed: list[PackRecord] = []
-        self.written_indexes: list[str] = []  # index objects written by this process
-        self.written_packs: list[PackRecord] = []  # the packs they list, if remembered
-        self._remember_packs = False
-        self._packer: Packer | None = None  # created by start_writing
-        self._journal: PackJournal | None = None
-        self._dry_run = False
         # packs a running prune condemned (docs/format.md §12): absent from the index, and
         # never adopted from the pack journal
         self.excluded_packs: frozenset[bytes] = frozenset()
@@ -296,95 +280,24 @@ class Repository:
     def has_blob(self, blob_id: bytes) -> bool:
         return blob_id in self.index
 
-    def start_writing(
+    def writer(
         self,
         *,
         uploads: int = 2,
         dry_run: bool = False,
         journal: PackJournal | None = None,
         remember_packs: bool = False,
-    ) -> None:
-        """``remember_packs``: keep every written pack's record in ``written_packs`` (prune
-        needs them; a backup of millions of files must not hold them all)."""
-        self._remember_packs = remember_packs
-        self._journal = journal
-        self._dry_run = dry_run
-        if journal is not None and not dry_run:
-            self._recover_journal(journal)
-        self._packer = Packer(
-            self.storage,
-            self.key.encryption,
-            self.config.pack_size,
-            self._pack_uploaded,
-            uploads=uploads,
-            dry_run=dry_run,
+    ) -> Writer:
+        """A scoped writer of new blobs (``with repo.writer(...) as w:``; repo/writer.py)."""
+        return Writer(
+            self, uploads=uploads, dry_run=dry_run, journal=journal, remember_packs=remember_packs
         )
 
-    def _recover_journal(self, journal: PackJournal) -> None:
-        """Indexes packs that an interrupted backup uploaded but never listed in an index.
-
-        A pack that a running prune condemned is not adopted: the prune found it in no index
-        object and is about to delete it (docs/format.md §12.2). Its blobs are stored again
-        if this backup needs them."""
-        recovered = []
-        for record in journal.records():
-            if self.index.has_pack(record.info.id) or record.info.id in self.excluded_packs:
-                continue
-            try:
-                self.storage.stat(layout.pack_name(record.info.id.hex()))
-            except ObjectMissing:
-                continue
-            self.index.add_pack(record)
-            recovered.append(record)
-        if recovered:
-            self._guard()
-            self.save_object(layout.INDEX, encode_index(recovered))
-        journal.clear()
-
-    def _guard(self) -> None:
+    def check_writable(self) -> None:
+        """Raises when this process may no longer write index objects or snapshots: its
+        repository lock could not be kept fresh (``write_guard``)."""
         if self.write_guard is not None:
             self.write_guard()
-
-    def _pack_uploaded(self, record: PackRecord) -> None:
-        if self._journal is not None and not self._dry_run:
-            self._journal.append(record)
-        self.index.add_pack(record)
-        with self._lock:
-            for b in record.blobs:
-                self._pending.discard(b.id)
-            self._unindexed.append(record)
-            checkpoint = (
-                len(self._unindexed) >= INDEX_CHECKPOINT_PACKS
-                or sum(len(r.blobs) for r in self._unindexed) >= INDEX_OBJECT_BLOBS
-            )
-        if checkpoint:
-            self._write_index()
-
-    def save_blob(
-        self, blob_type: int, data: bytes | memoryview, blob_id: bytes | None = None
-    ) -> SaveResult:
-        if self._packer is None:
-            raise RepositoryError("repository is not open for writing")
-        if blob_id is None:
-            blob_id = self.blob_id(data)
-        with self._lock:
-            if blob_id in self._pending or blob_id in self.index:
-                return SaveResult(blob_id, False, 0)
-            self._pending.add(blob_id)
-        level = self.config.compression_level if self.config.compression_level > 0 else None
-        stored = self._packer.add(blob_type, blob_id, frame_into(data, level), len(data))
-        return SaveResult(blob_id, True, stored)
-
-    def copy_blob(self, blob_type: int, blob_id: bytes, payload: bytes, raw_length: int) -> int:
-        """Adds an already framed (compressed) blob to a new pack even if the index knows it:
-        prune's repacking. Returns the stored length (0 if it is already being copied)."""
-        if self._packer is None:
-            raise RepositoryError("repository is not open for writing")
-        with self._lock:
-            if blob_id in self._pending:
-                return 0
-            self._pending.add(blob_id)
-        return self._packer.add(blob_type, blob_id, payload, raw_length)
 
     def read_pack_header(
         self, name: str, size: int, salt: bytes | None = None
@@ -418,36 +331,6 @@ class Repository:
         its encrypted bytes when the caller has already read them."""
         return self.reader.open(pack, ref, sealed)
 
-    def flush(self) -> None:
-        """Uploads every open pack and writes an index object for all new packs."""
-        if self._packer is not None:
-            self._packer.flush()
-        self._write_index()
-
-    def _write_index(self) -> None:
-        with self._lock:
-            records, self._unindexed = self._unindexed, []
-        if records and not self._dry_run:
-            self._guard()
-            names = self.write_index(records)
-            with self._lock:
-                self.written_indexes.extend(names)
-                if self._remember_packs:
-                    self.written_packs.extend(records)
-            if self._journal is not None:
-                self._journal.forget(records)
-
-    def close(self) -> None:
-        if self._packer is not None:
-            self._packer.close()
-            self._packer = None
-
-    @property
-    def packer_stats(self) -> tuple[int, int]:
-        if self._packer is None:
-            return 0, 0
-        return self._packer.packs_written, self._packer.bytes_written
-
     # ----------------------------------------------------------------- snapshots
     def snapshot_ids(self) -> list[str]:
         return [layout.id_of(n) for n, _ in self.storage.list(layout.SNAPSHOTS)]
@@ -459,5 +342,5 @@ class Repository:
             raise NotFoundError(f"snapshot {hex_id} not found") from None
 
     def save_snapshot(self, plaintext: bytes) -> str:
-        self._guard()
+        self.check_writable()
         return self.save_object(layout.SNAPSHOTS, plaintext)

@@ -17,9 +17,9 @@ are done, not only the oldest. Memory stays flat on any tree size.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -32,9 +32,7 @@ from cairn.ops.fsmeta import node_from_stat
 from cairn.ops.progress import Progress
 from cairn.repo.filescache import CachedFile, FilesCache
 from cairn.repo.layout import TREE_BLOB
-from cairn.repo.repository import Repository
-
-sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
+from cairn.repo.writer import Writer
 
 
 @dataclass
@@ -108,20 +106,29 @@ class _Dir:
         return self.open_subdirs == 0 and self.ready()
 
 
+@dataclass
+class _Frame:
+    """A directory being walked: its entries not yet taken."""
+
+    dir: _Dir
+    prefix: bytes  # its path, ending in '/'
+    entries: Iterator[os.DirEntry[str]]
+
+
 class Archiver:
     def __init__(
         self,
-        repo: Repository,
+        writer: Writer,
         files_cache: FilesCache | None,
         options: BackupOptions,
         progress: Progress,
     ) -> None:
-        self.repo = repo
+        self.writer = writer
         self.cache = files_cache
         self.options = options
         self.progress = progress
         self.summary = Summary()
-        self._saver = FileSaver(repo, repo.config.chunker, progress.bytes_done)
+        self._saver = FileSaver(writer, progress.bytes_done)
         self._queue: deque[_Dir] = deque()
         self._waiting = 0  # entries of the directories in the queue
         self._read_done = threading.Event()  # set whenever a batch of files has been read
@@ -143,7 +150,7 @@ class Archiver:
         try:
             if b"/" in paths:
                 st = os.lstat(b"/")
-                root = self._walk_dir(b"/", node_from_stat(b"", b"/", st), st.st_dev)
+                root = self._walk_tree(b"/", node_from_stat(b"", b"/", st), st.st_dev)
             else:
                 root = _Dir(Node(name=b"", type=DIR))
                 self._build_virtual(b"", _path_tree(paths), root)
@@ -159,10 +166,24 @@ class Archiver:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._large_pool.shutdown(wait=True, cancel_futures=True)
 
-    def _build_virtual(self, prefix: bytes, spec: dict[bytes, dict], parent: _Dir) -> None:  # type: ignore[type-arg]
-        """Intermediate directories of the given paths, with their real metadata."""
-        parent.complete = False
-        for name in sorted(spec):
+    def _build_virtual(self, prefix: bytes, spec: dict[bytes, dict], top: _Dir) -> None:  # type: ignore[type-arg]
+        """Intermediate directories of the given paths, with their real metadata; each given
+        path is walked whole. Iterative: paths of any depth cost no stack."""
+        stack: list[tuple[bytes, dict[bytes, dict], _Dir, Iterator[bytes]]] = []  # type: ignore[type-arg]
+
+        def enter(prefix: bytes, spec: dict[bytes, dict], d: _Dir) -> None:  # type: ignore[type-arg]
+            d.complete = False
+            stack.append((prefix, spec, d, iter(sorted(spec))))
+
+        enter(prefix, spec, top)
+        while stack:
+            prefix, spec, parent, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                stack.pop()
+                if stack:
+                    self._finish_later(parent, stack[-1][2])
+                continue
             path = prefix + b"/" + name
             try:
                 st = os.lstat(path)
@@ -175,17 +196,54 @@ class Archiver:
                 if self.cache is not None and parent.cache_key is None:
                     parent.cache_key = prefix
                     parent.cached = self.cache.lookup_dir(prefix)
-                self._add_entry(parent, path, node, st, st.st_dev, parent.cached.get(name))
+                cached = parent.cached.get(name)
+                if node.type == DIR:
+                    self._finish_later(self._walk_tree(path, node, st.st_dev), parent)
+                else:
+                    self._add_entry(parent, path, node, st, cached)
             elif node.type != DIR:
                 self._warn(path, OSError(0, "is not a directory"))
             else:
-                d = _Dir(node)
-                self._build_virtual(path, sub, d)
-                self._finish_later(d, parent)
+                enter(path, sub, _Dir(node))
 
     # ------------------------------------------------------------------ the walk
-    def _walk_dir(self, path: bytes, node: Node, root_dev: int) -> _Dir:
+    def _walk_tree(self, path: bytes, node: Node, root_dev: int) -> _Dir:
+        """Walks the directory ``path`` and everything below it; each subdirectory is handed
+        to ``_finish_later`` once walked (so the queue is in post-order). Iterative: a tree
+        of any depth costs no stack."""
+        top = self._read_dir(path, node)
+        stack = [top]
+        while stack:
+            frame = stack[-1]
+            entry = next(frame.entries, None)
+            if entry is None:
+                stack.pop()
+                if stack:
+                    self._finish_later(frame.dir, stack[-1].dir)
+                continue
+            name = os.fsencode(entry.name)
+            child = frame.prefix + name
+            if self.options.excludes.matches(child):
+                continue
+            try:
+                st = os.lstat(child)
+                child_node = node_from_stat(name, child, st)
+            except OSError as e:
+                self._warn(child, e)
+                continue
+            if child_node.type != DIR:
+                self._add_entry(frame.dir, child, child_node, st, frame.dir.cached.get(name))
+            elif self.options.one_file_system and st.st_dev != root_dev:
+                # the mount point itself, but nothing below it
+                self._finish_later(_Dir(child_node), frame.dir)
+            else:
+                stack.append(self._read_dir(child, child_node))
+        return top.dir
+
+    def _read_dir(self, path: bytes, node: Node) -> _Frame:
+        """A directory's entries, sorted, and what the files cache knows of it."""
         d = _Dir(node)
+        prefix = path.rstrip(b"/") + b"/"
         try:
             fd = open_dir_for_reading(path)
             try:
@@ -195,26 +253,11 @@ class Archiver:
                 os.close(fd)
         except OSError as e:
             self._warn(path, e)
-            return d
-        prefix = path.rstrip(b"/") + b"/"
+            return _Frame(d, prefix, iter(()))
         if self.cache is not None:
             d.cache_key = prefix[:-1]
-            d.cached = cached = self.cache.lookup_dir(d.cache_key)
-        else:
-            cached = {}
-        for entry in entries:
-            child = prefix + os.fsencode(entry.name)
-            if self.options.excludes.matches(child):
-                continue
-            name = os.fsencode(entry.name)
-            try:
-                st = os.lstat(child)
-                child_node = node_from_stat(name, child, st)
-            except OSError as e:
-                self._warn(child, e)
-                continue
-            self._add_entry(d, child, child_node, st, root_dev, cached.get(name))
-        return d
+            d.cached = self.cache.lookup_dir(d.cache_key)
+        return _Frame(d, prefix, iter(entries))
 
     def _add_entry(
         self,
@@ -222,16 +265,10 @@ class Archiver:
         path: bytes,
         node: Node,
         st: os.stat_result,
-        root_dev: int,
         cached: CachedFile | None = None,
     ) -> None:
-        if node.type == DIR:
-            if self.options.one_file_system and st.st_dev != root_dev:
-                d = _Dir(node)  # the mount point itself, but nothing below it
-            else:
-                d = self._walk_dir(path, node, root_dev)
-            self._finish_later(d, parent)
-        elif node.type == FILE:
+        """A file or other non-directory entry of ``parent``."""
+        if node.type == FILE:
             parent.children.append(self._file(parent, path, node, st, cached))
         else:
             parent.children.append(node)
@@ -251,7 +288,8 @@ class Archiver:
             if unchanged and cached is not None and cached.content == first.content:
                 parent.entries[node.name] = cached
             return node
-        if unchanged and cached is not None and all(self.repo.has_blob(b) for b in cached.content):
+        known = self.writer.has_blob
+        if unchanged and cached is not None and all(known(b) for b in cached.content):
             node.content = cached.content
             self.summary.files_unchanged += 1
             parent.entries[node.name] = cached
@@ -350,7 +388,7 @@ class Archiver:
                 nodes.append(node)
             else:
                 nodes.append(child)
-        d.node.subtree = save_tree(self.repo, nodes, self.summary)
+        d.node.subtree = save_tree(self.writer, nodes, self.summary)
         if self.cache is not None and d.cache_key is not None:
             self.cache.save_dir(d.cache_key, d.entries, d.cached, d.complete)
 
@@ -390,10 +428,10 @@ class Archiver:
         self.progress.warning(path, error.strerror or str(error))
 
 
-def save_tree(repo: Repository, nodes: list[Node], summary: Summary) -> bytes:
+def save_tree(writer: Writer, nodes: list[Node], summary: Summary) -> bytes:
     """Stores one directory's tree blob (once) and counts it; returns its id."""
     tree = encode_tree(nodes)
-    saved = repo.save_blob(TREE_BLOB, tree)
+    saved = writer.save_blob(TREE_BLOB, tree)
     if saved.new:
         summary.dirs_new += 1
         summary.tree_blobs_added += 1

@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from cairn.model.chunker import Chunker
-from cairn.repo.config import ChunkerParams
 from cairn.repo.layout import DATA_BLOB
-from cairn.repo.repository import Repository
+from cairn.repo.writer import Writer
 
 _NOATIME = getattr(os, "O_NOATIME", 0)
 
@@ -56,9 +55,9 @@ def open_for_reading(path: bytes, extra_flags: int = 0) -> int:
 class FileSaver:
     """Thread-safe: each thread gets its own chunker (FastCDC state is not shareable)."""
 
-    def __init__(self, repo: Repository, params: ChunkerParams, progress_bytes=None) -> None:  # type: ignore[no-untyped-def]
-        self._repo = repo
-        self._params = params
+    def __init__(self, writer: Writer, progress_bytes=None) -> None:  # type: ignore[no-untyped-def]
+        self._writer = writer
+        self._params = writer.repo.config.chunker
         self._local = threading.local()
         self._progress_bytes = progress_bytes
         self.cancelled = threading.Event()
@@ -74,7 +73,7 @@ class FileSaver:
         for chunk in self._chunker().chunks(stream, size_hint):
             if self.cancelled.is_set():
                 raise BackupCancelled()
-            saved = self._repo.save_blob(DATA_BLOB, chunk)
+            saved = self._writer.save_blob(DATA_BLOB, chunk)
             result.content.append(saved.id)
             result.size += len(chunk)
             if saved.new:

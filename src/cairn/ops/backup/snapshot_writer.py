@@ -67,19 +67,18 @@ def run_backup(
     with writing(repo, "backup", dry_run=request.dry_run):
         parents = load_snapshots(repo, SnapshotFilter(hosts=[snap.host]))
         snap.parent = next((s.id for s in reversed(parents) if sorted(s.paths) == snap.paths), None)
-        repo.start_writing(uploads=request.uploads, dry_run=request.dry_run, journal=journal)
-        try:
+        with repo.writer(
+            uploads=request.uploads, dry_run=request.dry_run, journal=journal
+        ) as writer:
             if request.streams:
                 parent_tree = next((s.tree for s in parents if s.id == snap.parent), None)
-                streams = StreamArchiver(repo, progress, parent_tree)
+                streams = StreamArchiver(writer, progress, parent_tree)
                 snap.tree, summary = streams.run(request.streams), streams.summary
             else:
-                archiver = Archiver(repo, files_cache, request.options, progress)
+                archiver = Archiver(writer, files_cache, request.options, progress)
                 snap.tree, summary = archiver.run(paths), archiver.summary
-            repo.flush()
-            summary.packs_written = repo.packer_stats[0]
-        finally:
-            repo.close()
+            writer.flush()
+            summary.packs_written = writer.packs_written
         snap.summary = summary
         snap.summary.duration = clock.monotonic() - t0
         if meter is not None and before is not None:

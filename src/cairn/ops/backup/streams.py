@@ -21,7 +21,7 @@ from cairn.ops.fsmeta import group_name, user_name
 from cairn.ops.progress import Progress
 from cairn.ops.sources.stream import StreamItem
 from cairn.ops.treewalk import TreeProblem, load_tree
-from cairn.repo.repository import Repository
+from cairn.repo.writer import Writer
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -34,13 +34,14 @@ class _Dir:
 
 class StreamArchiver:
     def __init__(
-        self, repo: Repository, progress: Progress, parent_tree: bytes | None = None
+        self, writer: Writer, progress: Progress, parent_tree: bytes | None = None
     ) -> None:
-        self.repo = repo
+        self.writer = writer
+        self.repo = writer.repo  # the parent snapshot's tree is read from it
         self.progress = progress
         self.parent_tree = parent_tree
         self.summary = Summary()
-        self._saver = FileSaver(repo, repo.config.chunker, progress.bytes_done)
+        self._saver = FileSaver(writer, progress.bytes_done)
         self._time = int(clock.now().timestamp() * 1_000_000_000)
 
     def run(self, items: list[StreamItem]) -> bytes:
@@ -61,7 +62,7 @@ class StreamArchiver:
             else:
                 node = self._save_stream(entry, name, before)
             nodes.append(node)
-        return save_tree(self.repo, nodes, self.summary)
+        return save_tree(self.writer, nodes, self.summary)
 
     def _save_stream(self, item: StreamItem, name: bytes, before: Node | None) -> Node:
         path = os.fsencode(item.path)
@@ -102,7 +103,7 @@ class StreamArchiver:
 
     def _parent_nodes(self, tree: bytes | None) -> dict[bytes, Node]:
         """The previous snapshot's entries, to tell new, changed and unchanged streams apart."""
-        if tree is None or not self.repo.has_blob(tree):
+        if tree is None or not self.writer.has_blob(tree):
             return {}
         try:
             # entries a damaged tree leaves out only count as new

@@ -15,8 +15,9 @@ from cairn.ops.cost.bill import Charges
 from cairn.ops.cost.prices import REQUESTS, ClassPrices, Provider
 from cairn.ops.prune import PrunePlan, PruneReport
 from cairn.repo import layout
+from cairn.repo.index import INDEX_OBJECT_BLOBS
 from cairn.repo.locks import REFRESH_EVERY
-from cairn.repo.repository import INDEX_CHECKPOINT_PACKS, INDEX_OBJECT_BLOBS
+from cairn.repo.writer import INDEX_CHECKPOINT_PACKS
 from cairn.storage.archive import ARCHIVE_CLASSES, ObjectInfo
 
 INDEX_ENTRY_BYTES = 50  # one blob in an index object

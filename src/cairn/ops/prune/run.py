@@ -106,9 +106,9 @@ class _Prune:
             return report
         self.step("rescued", str(report.packs_rescued))
         _recount(planned)
-        new_records = _repack(self.repo, planned, self.progress)
+        new_records, repack_index = _repack(self.repo, planned, self.progress)
         self.step("repacked")
-        ours = set(planned.state.index_names) | set(self.repo.written_indexes)
+        ours = set(planned.state.index_names) | set(repack_index)
         final = set(self.repo.write_index(plan.keep + new_records))
         for name in sorted(ours - final):
             self.repo.storage.delete(name)
@@ -155,7 +155,7 @@ class _Prune:
         need (by backups that started before the condemnation). Returns how many."""
         repo, plan = self.repo, planned.plan
         condemned = set(plan.condemned())
-        ours = set(planned.state.index_names) | set(repo.written_indexes)
+        ours = set(planned.state.index_names)
         rescued: set[bytes] = set()
         for name, _ in repo.storage.list(layout.INDEX):
             if name in ours:
@@ -216,12 +216,15 @@ def _recount(planned: Planned) -> None:
     r.bytes_freed = deleted + r.bytes_repack_read - r.bytes_repack_written
 
 
-def _repack(repo: Repository, planned: Planned, progress: Progress) -> list[PackRecord]:
+def _repack(
+    repo: Repository, planned: Planned, progress: Progress
+) -> tuple[list[PackRecord], list[str]]:
+    """Copies the kept blobs of the packs to repack into new packs; returns their records and
+    the index objects that list them."""
     plan = planned.plan
     if not plan.repack:
-        return []
-    repo.start_writing(remember_packs=True)
-    try:
+        return [], []
+    with repo.writer(remember_packs=True) as writer:
         for record, kept in list(plan.repack):
             name = layout.pack_name(record.info.id.hex())
             try:
@@ -245,10 +248,8 @@ def _repack(repo: Repository, planned: Planned, progress: Progress) -> list[Pack
                         f"blob {b.id.hex()[:16]} failed authentication; "
                         "nothing was deleted: run `cairn check`",
                     ) from None
-                repo.copy_blob(record.info.blob_type, b.id, payload, b.raw_length)
+                writer.copy_blob(record.info.blob_type, b.id, payload, b.raw_length)
             progress.item_done(name.encode(), len(data))
-        repo.flush()
-    finally:
-        repo.close()
+        writer.flush()
     _recount(planned)
-    return list(repo.written_packs)
+    return list(writer.written_packs), list(writer.written_indexes)

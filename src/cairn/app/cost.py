@@ -1,0 +1,87 @@
+"""What things cost: the price table that applies to a repository, the estimate of a backup
+(rehearsed by a dry run) and of a prune (planned), and the whole cost report (docs/cost.md)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from cairn.app.context import Session
+from cairn.core import clock
+from cairn.model.snapshot import Summary
+from cairn.ops.cost.bill import GIB
+from cairn.ops.cost.estimate import backup_charges, backup_requests, prune_cost
+from cairn.ops.cost.prices import Provider, choose, load_prices
+from cairn.ops.cost.report import CostOptions, cost_report, data_class, inventory
+from cairn.ops.prune import PrunePlan, PruneReport
+from cairn.storage.archive import RESTORE_TIERS
+
+__all__ = ["RESTORE_TIERS", "CostRequest", "Provider", "pricing", "report"]
+
+
+def pricing(url: str, key: str | None = None, prices: str | None = None) -> tuple[Provider, str]:
+    """The provider to price ``url`` at: ``key`` or $CAIRN_PROVIDER, else the one the URL is
+    at; the tables overridden by ``prices`` or $CAIRN_PRICES. With how it was chosen."""
+    key = key or os.environ.get("CAIRN_PROVIDER") or None
+    prices = prices or os.environ.get("CAIRN_PRICES") or None
+    return choose(load_prices(prices), key, url)
+
+
+def _prices_line(provider: Provider, why: str) -> str:
+    return f"prices: {provider.name}, list prices of {provider.taken} ({why})"
+
+
+def backup_estimate(session: Session, summary: Summary) -> dict[str, Any]:
+    """What the backup a dry run rehearsed would cost: its reads, as counted, and the writes
+    its packer counted (data packs in the session's storage class)."""
+    provider, why = pricing(session.url)
+    data = provider.cls(session.spec.store.s3.storage_class)
+    counts = backup_requests(summary, dry_run=True)
+    charges = backup_charges(counts, summary.packs_written, provider, data)
+    return {
+        "requests": counts,
+        "cost": charges.total,
+        "stored": summary.bytes_stored,
+        "adds_month": summary.bytes_stored / GIB * data.storage_gb_month,
+        "provider": provider.key,
+        "data_class": data.name,
+        "prices": _prices_line(provider, why),
+    }
+
+
+def prune_estimate(session: Session, plan: PrunePlan, report: PruneReport) -> dict[str, Any]:
+    """What the prune a dry run planned would cost and save (repacked data in the session's
+    storage class, or the class most data packs are in)."""
+    provider, why = pricing(session.url)
+    repo = session.repo
+    objects = inventory(repo, provider)
+    data = provider.cls(session.spec.store.s3.storage_class or data_class(repo, objects, provider))
+    cost = prune_cost(plan, report, objects, provider, data, clock.now())
+    return {**cost.as_dict(), "provider": provider.key, "prices": _prices_line(provider, why)}
+
+
+@dataclass(frozen=True)
+class CostRequest:
+    provider: str | None = None  # a price table's key; None: $CAIRN_PROVIDER or by the URL
+    prices_file: str | None = None  # a TOML file overriding the tables
+    last: int = 7  # backups to average
+    max_unused: float = 0.65  # the prune to estimate
+    bandwidth_mbit: float = 100.0  # download speed for the restore time
+    restore_tier: str = "Standard"  # how archived packs would be restored
+
+
+def report(session: Session, request: CostRequest) -> tuple[dict[str, Any], Provider, str]:
+    """The cost report (a JSON-ready document), the provider it priced with, and why."""
+    chosen, why = pricing(session.url, request.provider, request.prices_file)
+    options = CostOptions(
+        last=max(1, request.last),
+        max_unused=request.max_unused,
+        bandwidth_mbit=max(0.001, request.bandwidth_mbit),
+        restore_tier=request.restore_tier,
+        data_class=session.spec.store.s3.storage_class,
+    )
+    doc = cost_report(session.repo, chosen, options, clock.now())
+    doc["repository"] = session.url
+    doc["provider"]["chosen_by"] = why
+    return doc, chosen, why

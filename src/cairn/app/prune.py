@@ -1,0 +1,55 @@
+"""The prune use case: free the space of data no snapshot uses (docs/format.md §12), or, as a
+dry run, plan it and estimate what it would cost and save."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cairn.app.context import Session
+from cairn.app.cost import prune_estimate
+from cairn.app.events import Events
+from cairn.ops.prune import PruneOptions, PruneReport, PruneSteps, plan_prune, run_prune
+
+__all__ = ["PruneReport", "PruneRequest", "PruneResult", "prune"]
+
+
+@dataclass(frozen=True)
+class PruneRequest:
+    max_unused: float = PruneOptions.max_unused  # repack a pack when more of it is unused
+    max_repack_bytes: int | None = None  # read at most this much to repack
+    max_wait: float = PruneOptions.max_wait  # seconds to wait for running backups
+    dry_run: bool = False
+
+    def options(self) -> PruneOptions:
+        return PruneOptions(
+            max_unused=self.max_unused,
+            max_repack_bytes=self.max_repack_bytes,
+            dry_run=self.dry_run,
+            max_wait=self.max_wait,
+        )
+
+
+@dataclass
+class PruneResult:
+    report: PruneReport
+    estimate: dict[str, Any] | None = None  # a dry run's cost and saving (app/cost.py)
+
+
+def prune(session: Session, request: PruneRequest, events: Events) -> PruneResult:
+    if request.dry_run:
+        plan, report = plan_prune(session.repo, request.options())
+        return PruneResult(report, prune_estimate(session, plan, report))
+    return PruneResult(run_prune(session.repo, request.options(), events, waiting_status(events)))
+
+
+def waiting_status(events: Events) -> PruneSteps:
+    """Tells the events, once per change, which backups a prune waits for."""
+    shown = [""]
+
+    def step(name: str, detail: str) -> None:
+        if name == "waiting" and detail != shown[0]:
+            shown[0] = detail
+            events.status(f"waiting for backups that started before the deletion: {detail}")
+
+    return step

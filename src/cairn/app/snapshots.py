@@ -1,0 +1,68 @@
+"""Finding snapshots and what is in them: the snapshot list, and the entries below a path of
+one snapshot (ls)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from cairn.app.context import Session
+from cairn.app.events import Events
+from cairn.model.node import DIR, Node
+from cairn.model.snapshot import Snapshot
+from cairn.ops.snapshots import SnapshotFilter, find_node, load_snapshots, resolve, split_path
+from cairn.ops.treewalk import TreeProblem, walk
+
+__all__ = ["Listing", "Node", "Snapshot", "SnapshotFilter", "list_entries", "list_snapshots"]
+
+
+def snapshot_filter(
+    hosts: Sequence[str] = (), tags: Sequence[str] = (), paths: Sequence[str] = ()
+) -> SnapshotFilter:
+    """Snapshots of any of ``hosts``, with all tags of any entry of ``tags`` ("a,b": both),
+    holding all of ``paths``; empty: any."""
+    return SnapshotFilter(hosts=hosts, tags=tags, paths=paths)
+
+
+def list_snapshots(session: Session, flt: SnapshotFilter | None = None) -> list[Snapshot]:
+    """The readable snapshots that pass ``flt``, oldest first (a damaged one is skipped with a
+    notice)."""
+    return load_snapshots(session.repo, flt)
+
+
+@dataclass
+class Listing:
+    """The entries below a path of a snapshot, read as they are taken; a problem in a tree
+    (damaged or crafted) goes to the events as a warning, and the rest is still listed."""
+
+    snapshot: Snapshot
+    _entries: Iterator[tuple[bytes, Node]]
+    problems: int = 0
+    _events: Events | None = field(default=None, repr=False)
+
+    def entries(self) -> Iterator[tuple[bytes, Node]]:
+        return self._entries
+
+    def report(self, problem: TreeProblem) -> None:
+        self.problems += 1
+        if self._events is not None:
+            self._events.warning(problem.path or b"/", problem.describe())
+
+
+def list_entries(
+    session: Session, ref: str, path: str, events: Events, flt: SnapshotFilter | None = None
+) -> Listing:
+    """Every entry at and below ``path`` of the snapshot ``ref`` (``latest`` or an id prefix),
+    depth first, parents before children."""
+    repo = session.repo
+    snap = resolve(repo, ref, flt)
+    repo.load_index()  # after the snapshot: a newer one may use newer index objects
+    top = find_node(repo, snap, path)
+    parts = split_path(path)
+    base = b"/" + b"/".join(parts) if parts else b""
+    listing = Listing(snap, iter(()), _events=events)
+    if top.type == DIR and top.subtree is not None:
+        listing._entries = walk(repo, top.subtree, base, listing.report, depth=len(parts) + 1)
+    else:
+        listing._entries = iter([(base, top)])
+    return listing

@@ -1,0 +1,185 @@
+"""Adding blobs to a repository: a scoped writer.
+
+    with repo.writer(uploads=4, journal=journal) as w:
+        w.save_blob(DATA_BLOB, chunk)
+        ...
+        w.flush()          # every open pack stored, an index object for the new packs
+
+Blobs go into packs (repo/packer.py), uploaded ``uploads`` at a time; a stored pack enters
+the in-memory index at once (so its blobs are not stored again) and an index object is
+written every ``INDEX_CHECKPOINT_PACKS`` packs or ``INDEX_OBJECT_BLOBS`` blobs, and by
+``flush``. Leaving the ``with`` block stops the uploads; what was not flushed is left to the
+pack journal (docs/format.md §11.3). With a journal, packs an interrupted writer on this
+machine stored are first adopted (unless a running prune condemned them, §12.2).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from cairn.core.errors import ObjectMissing
+from cairn.repo import layout
+from cairn.repo.compress import frame_into
+from cairn.repo.index import INDEX_OBJECT_BLOBS, PackRecord, encode_index
+from cairn.repo.journal import PackJournal
+from cairn.repo.packer import Packer
+
+if TYPE_CHECKING:
+    from cairn.repo.repository import Repository
+
+INDEX_CHECKPOINT_PACKS = 64
+
+
+@dataclass
+class SaveResult:
+    id: bytes
+    new: bool
+    stored: int  # encrypted bytes added to a pack (0 when the blob was already known)
+
+
+class Writer:
+    def __init__(
+        self,
+        repo: Repository,
+        *,
+        uploads: int = 2,
+        dry_run: bool = False,
+        journal: PackJournal | None = None,
+        remember_packs: bool = False,
+    ) -> None:
+        """``dry_run``: packs are built and counted, nothing is stored. ``remember_packs``:
+        keep every written pack's record in ``written_packs`` (prune needs them; a backup of
+        millions of files must not hold them all)."""
+        self.repo = repo
+        self.dry_run = dry_run
+        self._journal = None if dry_run else journal
+        self._remember_packs = remember_packs
+        self._uploads = uploads
+        self._lock = threading.Lock()
+        self._pending: set[bytes] = set()  # blobs in packs not stored yet
+        self._unindexed: list[PackRecord] = []  # stored packs no index object lists yet
+        self.written_indexes: list[str] = []  # index objects this writer wrote
+        self.written_packs: list[PackRecord] = []  # the packs they list, if remembered
+        self._packer: Packer | None = None
+
+    def __enter__(self) -> Writer:
+        if self._journal is not None:
+            self._adopt(self._journal)
+        repo = self.repo
+        self._packer = Packer(
+            repo.storage,
+            repo.key.encryption,
+            repo.config.pack_size,
+            self._pack_stored,
+            uploads=self._uploads,
+            dry_run=self.dry_run,
+        )
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._packer is not None:
+            self._packer.close()
+            self._packer = None
+
+    # ------------------------------------------------------------------ blobs
+    def has_blob(self, blob_id: bytes) -> bool:
+        return blob_id in self.repo.index
+
+    def save_blob(
+        self, blob_type: int, data: bytes | memoryview, blob_id: bytes | None = None
+    ) -> SaveResult:
+        """Stores a blob unless the repository (or a pack being written) already has it."""
+        packer = self._open_packer()
+        if blob_id is None:
+            blob_id = self.repo.blob_id(data)
+        with self._lock:
+            if blob_id in self._pending or blob_id in self.repo.index:
+                return SaveResult(blob_id, False, 0)
+            self._pending.add(blob_id)
+        level = self.repo.config.compression_level or None
+        stored = packer.add(blob_type, blob_id, frame_into(data, level), len(data))
+        return SaveResult(blob_id, True, stored)
+
+    def copy_blob(self, blob_type: int, blob_id: bytes, payload: bytes, raw_length: int) -> int:
+        """Adds an already framed (compressed) blob to a new pack even if the index knows it:
+        prune's repacking. Returns the stored length (0 if it is already being copied)."""
+        packer = self._open_packer()
+        with self._lock:
+            if blob_id in self._pending:
+                return 0
+            self._pending.add(blob_id)
+        return packer.add(blob_type, blob_id, payload, raw_length)
+
+    def flush(self) -> None:
+        """Stores every open pack and writes an index object for all new packs."""
+        self._open_packer().flush()
+        self._write_index()
+
+    @property
+    def packs_written(self) -> int:
+        return self._packer.packs_written if self._packer is not None else 0
+
+    # ------------------------------------------------------------------ inside
+    def _open_packer(self) -> Packer:
+        if self._packer is None:
+            raise RuntimeError("the writer is used outside its with block")
+        return self._packer
+
+    def _adopt(self, journal: PackJournal) -> None:
+        """Indexes packs that an interrupted backup uploaded but never listed in an index.
+
+        A pack that a running prune condemned is not adopted: the prune found it in no index
+        object and is about to delete it (docs/format.md §12.2). Its blobs are stored again
+        if this backup needs them."""
+        repo = self.repo
+        adopted = []
+        for record in journal.records():
+            if repo.index.has_pack(record.info.id) or record.info.id in repo.excluded_packs:
+                continue
+            try:
+                repo.storage.stat(layout.pack_name(record.info.id.hex()))
+            except ObjectMissing:
+                continue
+            repo.index.add_pack(record)
+            adopted.append(record)
+        if adopted:
+            repo.check_writable()
+            repo.save_object(layout.INDEX, encode_index(adopted))
+        journal.clear()
+
+    def _pack_stored(self, record: PackRecord) -> None:
+        if self._journal is not None:
+            self._journal.append(record)
+        self.repo.index.add_pack(record)
+        with self._lock:
+            for b in record.blobs:
+                self._pending.discard(b.id)
+            self._unindexed.append(record)
+            checkpoint = (
+                len(self._unindexed) >= INDEX_CHECKPOINT_PACKS
+                or sum(len(r.blobs) for r in self._unindexed) >= INDEX_OBJECT_BLOBS
+            )
+        if checkpoint:
+            self._write_index()
+
+    def _write_index(self) -> None:
+        with self._lock:
+            records, self._unindexed = self._unindexed, []
+        if not records or self.dry_run:
+            return
+        self.repo.check_writable()
+        names = self.repo.write_index(records)
+        with self._lock:
+            self.written_indexes.extend(names)
+            if self._remember_packs:
+                self.written_packs.extend(records)
+        if self._journal is not None:
+            self._journal.forget(records)
