@@ -30,7 +30,7 @@ from cairn.core.errors import StorageError
 from cairn.model.node import FILE, Node
 from cairn.ops.backup.snapshot_writer import BackupRequest, run_backup
 from cairn.ops.progress import NullProgress
-from cairn.ops.restore import Planner, RestoreOptions, Tally, execute, requests
+from cairn.ops.restore import Planner, RestoreOptions, Tally, requests, restore_entries
 from cairn.ops.restore.execute import Executor
 from cairn.ops.restore.schedule import split
 from cairn.ops.snapshots import load_snapshots
@@ -688,7 +688,7 @@ def _restore_counting(repo: Repository, src: Path, target: Path):  # type: ignor
 
     storage.read, storage.read_into = counting, counting_into  # type: ignore[method-assign]
     try:
-        return execute(repo, plan, str(target), RestoreOptions(), tally), reads, expected
+        return restore_entries(repo, plan, str(target), RestoreOptions(), tally), reads, expected
     finally:
         storage.read, storage.read_into = real_read, real_read_into  # type: ignore[method-assign]
 
@@ -731,7 +731,7 @@ def test_small_files_have_a_thread_of_their_own(tmp_path, run_cli, monkeypatch) 
     options = RestoreOptions(workers=2, small_file_workers=1)
     tally = Tally(NullProgress())
     plan = Planner(repo, on_problem=tally.tree_problem).plan(only_snapshot(repo), str(src))
-    summary = execute(repo, plan, str(tmp_path / "out"), options, tally)
+    summary = restore_entries(repo, plan, str(tmp_path / "out"), options, tally)
     assert summary.errors == 0 and regular_files(tmp_path / "out") == files
     assert running[1] == 1
     assert len(threads["files"]) == 1 and threads["parts"]
@@ -795,7 +795,7 @@ def test_blobs_kept_in_the_cache_are_read_once_whatever_order_the_parts_run_in(t
             tally = Tally(NullProgress())
             out = tmp_path / f"out{run}"
             options = RestoreOptions(workers=4)
-            summary = execute(repo, Planner(repo).plan(snap, "/"), str(out), options, tally)
+            summary = restore_entries(repo, Planner(repo).plan(snap, "/"), str(out), options, tally)
         finally:
             repo.storage.read_into = real  # type: ignore[method-assign]
         assert summary.errors == 0 and (out / "big.bin").read_bytes() == data

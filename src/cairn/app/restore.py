@@ -44,8 +44,8 @@ from cairn.ops.restore import (
     RestoreSummary,
     Selection,
     Tally,
-    execute,
     requests,
+    restore_entries,
 )
 from cairn.ops.snapshots import SnapshotFilter, resolve
 from cairn.ops.thaw import (
@@ -219,7 +219,7 @@ class _Run:
         stop: bool,
         check: Callable[[Read], None] | None,
     ) -> RestoreSummary:
-        return execute(
+        return restore_entries(
             self.repo,
             entries,
             self.request.target,

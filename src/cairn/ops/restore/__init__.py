@@ -7,11 +7,11 @@
   and the thaw of archived packs count the same reads;
 - ``source``: fetches and authenticates the blobs as the schedule says;
 - ``writer``: creates the entries under the target, never outside it;
-- ``execute``: runs the jobs on threads, and the metadata of directories last;
+- ``execute``: ``restore_entries`` runs the jobs on threads, and the metadata of directories last;
 - ``tally`` and ``verify``: what was restored and what went wrong; reading files back.
 """
 
-from cairn.ops.restore.execute import RestoreOptions, execute
+from cairn.ops.restore.execute import RestoreOptions, restore_entries
 from cairn.ops.restore.plan import Entry, Planner, Selection
 from cairn.ops.restore.schedule import Read, requests
 from cairn.ops.restore.tally import RestoreSummary, Tally
@@ -24,6 +24,6 @@ __all__ = [
     "RestoreSummary",
     "Selection",
     "Tally",
-    "execute",
     "requests",
+    "restore_entries",
 ]

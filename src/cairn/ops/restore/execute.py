@@ -85,7 +85,7 @@ class _Parts:
             return self.left == 0
 
 
-def execute(
+def restore_entries(
     repo: Repository,
     entries: Iterable[Entry],
     target_path: str,
