@@ -11,10 +11,14 @@ import pytest
 from cairn.core.errors import ObjectMissing, StorageError, TransientStorageError
 from cairn.storage.local import LocalStorage
 from cairn.storage.metered import MeteredStorage
-from cairn.storage.retry import RetryingStorage
+from cairn.storage.retry import RetryingStorage, RetryPolicy
 from cairn.storage.throttle import TokenBucket
 
 KIB = 1024
+
+
+def no_wait(seconds: float) -> None:
+    pass
 
 
 class Flaky(LocalStorage):
@@ -54,7 +58,7 @@ class Flaky(LocalStorage):
 def test_retry_with_exponential_backoff_and_jitter(tmp_path):
     sleeps: list[float] = []
     store = RetryingStorage(
-        Flaky(tmp_path, failures=4), attempts=6, base_delay=0.5, sleep=sleeps.append
+        Flaky(tmp_path, failures=4), RetryPolicy(attempts=6, base_delay=0.5, sleep=sleeps.append)
     )
     store.write("a", b"x")
     assert store.read("a") == b"x"
@@ -65,14 +69,21 @@ def test_retry_with_exponential_backoff_and_jitter(tmp_path):
 
 
 def test_retry_gives_up_with_a_clear_error(tmp_path):
-    store = RetryingStorage(Flaky(tmp_path, failures=10), attempts=3, sleep=lambda s: None)
+    store = RetryingStorage(Flaky(tmp_path, failures=10), RetryPolicy(attempts=3, sleep=no_wait))
     with pytest.raises(TransientStorageError, match="gave up after 3 attempts"):
         store.write("a", b"x")
 
 
+def test_the_policy_without_jitter_doubles_up_to_its_cap():
+    policy = RetryPolicy(base_delay=1.0, max_delay=5.0, jitter=False)
+    assert [policy.delay(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    with pytest.raises(ValueError):
+        RetryPolicy(attempts=0)
+
+
 def test_permanent_errors_are_not_retried(tmp_path):
     inner = Flaky(tmp_path, failures=1, error=StorageError)
-    store = RetryingStorage(inner, attempts=5, sleep=lambda s: None)
+    store = RetryingStorage(inner, RetryPolicy(attempts=5, sleep=no_wait))
     with pytest.raises(StorageError):
         store.write("a", b"x")
     assert inner.calls["write"] == 1
@@ -80,10 +91,17 @@ def test_permanent_errors_are_not_retried(tmp_path):
         RetryingStorage(LocalStorage(tmp_path)).read("missing")
 
 
+def test_the_policy_says_which_errors_are_transient(tmp_path):
+    inner = Flaky(tmp_path, failures=2, error=StorageError)
+    policy = RetryPolicy(attempts=3, sleep=no_wait, transient=(StorageError,))
+    RetryingStorage(inner, policy).write("a", b"x")
+    assert inner.calls["write"] == 3
+
+
 def test_read_into_is_retried(tmp_path):
     LocalStorage(tmp_path).write("data/aa/1", b"hello world")
     inner = Flaky(tmp_path, failures=2)
-    store = RetryingStorage(inner, attempts=4, sleep=lambda s: None)
+    store = RetryingStorage(inner, RetryPolicy(attempts=4, sleep=no_wait))
     out = memoryview(bytearray(5))
     assert store.read_into("data/aa/1", 6, out) == 5 and out == b"world"
     assert inner.calls["read_into"] == 3
@@ -92,7 +110,7 @@ def test_read_into_is_retried(tmp_path):
 def test_list_restarts_without_duplicates(tmp_path):
     for i in range(6):
         LocalStorage(tmp_path).write(f"index/{i}", b"i")
-    store = RetryingStorage(Flaky(tmp_path, failures=2), attempts=4, sleep=lambda s: None)
+    store = RetryingStorage(Flaky(tmp_path, failures=2), RetryPolicy(attempts=4, sleep=no_wait))
     names = [n for n, _ in store.list("index/")]
     assert sorted(names) == [f"index/{i}" for i in range(6)]
 

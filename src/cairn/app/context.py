@@ -23,7 +23,7 @@ from cairn.repo.repository import Repository
 from cairn.storage.base import Storage
 from cairn.storage.local import LocalStorage
 from cairn.storage.metered import MeteredStorage
-from cairn.storage.retry import RetryingStorage
+from cairn.storage.retry import RetryingStorage, RetryPolicy
 from cairn.storage.s3config import S3Location, S3Options
 from cairn.storage.throttle import ThrottledStorage
 
@@ -96,7 +96,7 @@ def wrap_backend(backend: Storage, options: StoreOptions) -> tuple[Storage, Mete
             upload=options.limit_upload * 1024 if options.limit_upload else None,
             download=options.limit_download * 1024 if options.limit_download else None,
         )
-    return RetryingStorage(inner, attempts=options.retries), meter
+    return RetryingStorage(inner, RetryPolicy(attempts=options.retries)), meter
 
 
 class Session:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from cairn.core.errors import TransientStorageError
 from cairn.storage.retry import RetryingStorage
 
 ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
@@ -64,26 +63,19 @@ def find_archive(storage: object) -> ArchiveStore | None:
 
 
 class _Retried:
-    """An ArchiveStore whose calls go through a RetryingStorage's backoff (one retry policy)."""
+    """An ArchiveStore whose calls are retried by a RetryingStorage's policy."""
 
     def __init__(self, inner: ArchiveStore, retry: RetryingStorage) -> None:
         self._inner = inner
         self._retry = retry
 
     def list_with_class(self, prefix: str) -> Iterator[ObjectInfo]:
-        seen: set[str] = set()
-        for attempt in range(1, self._retry.attempts + 1):
-            try:
-                for info in self._inner.list_with_class(prefix):
-                    if info.name not in seen:
-                        seen.add(info.name)
-                        yield info
-                return
-            except TransientStorageError as e:
-                self._retry._failed(prefix, attempt, e)
+        return self._retry.policy.iterate(
+            lambda: self._inner.list_with_class(prefix), lambda info: info.name
+        )
 
     def request_restore(self, name: str, days: int, tier: str) -> None:
-        self._retry._call(name, lambda: self._inner.request_restore(name, days, tier))
+        self._retry.policy.call(lambda: self._inner.request_restore(name, days, tier))
 
     def restore_status(self, name: str) -> str:
-        return self._retry._call(name, lambda: self._inner.restore_status(name))
+        return self._retry.policy.call(lambda: self._inner.restore_status(name))
