@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import botocore.exceptions
@@ -161,12 +162,18 @@ class S3Storage:
             return int(resp["ContentLength"])
 
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        for name, obj in self._listing(prefix):
+            yield name, int(obj["Size"])
+
+    def _listing(self, prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The one listing loop: (name, ListObjectsV2 entry) for every object under
+        ``prefix``, page after page."""
         paginator = self._client.get_paginator("list_objects_v2")
         strip = len(self.location.prefix)
         with _errors(prefix or "/"):
             for page in paginator.paginate(Bucket=self.location.bucket, Prefix=self._key(prefix)):
                 for obj in page.get("Contents", []):
-                    yield obj["Key"][strip:], int(obj["Size"])
+                    yield obj["Key"][strip:], obj
 
     def delete(self, name: str) -> None:
         with _errors(name):
@@ -175,17 +182,13 @@ class S3Storage:
     # ------------------------------------------------------------------ storage classes
     def list_with_class(self, prefix: str) -> Iterator[ObjectInfo]:
         """As ``list``, with each object's storage class and time (the same LIST requests)."""
-        paginator = self._client.get_paginator("list_objects_v2")
-        strip = len(self.location.prefix)
-        with _errors(prefix or "/"):
-            for page in paginator.paginate(Bucket=self.location.bucket, Prefix=self._key(prefix)):
-                for obj in page.get("Contents", []):
-                    yield ObjectInfo(
-                        obj["Key"][strip:],
-                        int(obj["Size"]),
-                        obj.get("StorageClass") or "STANDARD",
-                        obj.get("LastModified"),
-                    )
+        for name, obj in self._listing(prefix):
+            yield ObjectInfo(
+                name,
+                int(obj["Size"]),
+                obj.get("StorageClass") or "STANDARD",
+                obj.get("LastModified"),
+            )
 
     def request_restore(self, name: str, days: int, tier: str) -> None:
         """Asks for a readable copy of an archived object for ``days`` days (RestoreObject)."""
