@@ -25,7 +25,7 @@ from cairn.ops.thaw import (
     request_thaw,
     wait_for_thaw,
 )
-from cairn.storage.archive import RESTORE_TIERS, find_archive
+from cairn.storage.archive import RESTORE_TIERS
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
@@ -108,7 +108,7 @@ def command(
     try:
         restorer = Restorer(session.repo, progress, options)
         plan = restorer.plan_stream(snap, subpath or "/")  # trees read as the restore goes
-        archive = find_archive(session.repo.storage)
+        archive = session.repo.storage.archive
         if archive is not None:
             entries = list(plan)
             plan = iter(entries)

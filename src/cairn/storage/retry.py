@@ -10,7 +10,8 @@ layer runs through a policy, in one of its two loops:
 - ``call(fn)`` repeats one call;
 - ``iterate(items, key)`` restarts a listing that failed part-way, and yields no item twice.
 
-``RetryingStorage`` applies a policy to every operation of a store. Every operation is
+``RetryingStorage`` applies a policy to every operation of a store, and ``RetryingArchive`` to
+every call of the store's archive capability, so both retry alike. Every operation is
 idempotent on a write-once store, so repeating a write that may have landed is safe.
 """
 
@@ -20,15 +21,17 @@ import random
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import TypeVar
 
 from cairn.core.errors import TransientStorageError
+from cairn.storage.archive import ArchiveStore, ObjectInfo
 from cairn.storage.base import Buffer, Storage, StorageWrapper
 
 T = TypeVar("T")
 
 _NAME_OF_ENTRY = itemgetter(0)  # list() yields (name, size)
+_NAME_OF_INFO = attrgetter("name")
 
 
 @dataclass(frozen=True)
@@ -107,3 +110,25 @@ class RetryingStorage(StorageWrapper):
 
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:
         return self.policy.iterate(lambda: self.inner.list(prefix), _NAME_OF_ENTRY)
+
+    @property
+    def archive(self) -> ArchiveStore | None:
+        inner = self.inner.archive
+        return None if inner is None else RetryingArchive(inner, self.policy)
+
+
+class RetryingArchive:
+    """An archive capability whose calls are retried by ``policy``."""
+
+    def __init__(self, inner: ArchiveStore, policy: RetryPolicy) -> None:
+        self.inner = inner
+        self.policy = policy
+
+    def list_with_class(self, prefix: str) -> Iterator[ObjectInfo]:
+        return self.policy.iterate(lambda: self.inner.list_with_class(prefix), _NAME_OF_INFO)
+
+    def request_restore(self, name: str, days: int, tier: str) -> None:
+        self.policy.call(lambda: self.inner.request_restore(name, days, tier))
+
+    def restore_status(self, name: str) -> str:
+        return self.policy.call(lambda: self.inner.restore_status(name))

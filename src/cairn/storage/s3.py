@@ -6,8 +6,9 @@
   (If-None-Match: *) where the store supports it, so an object is never overwritten.
 - Objects larger than ``multipart_threshold`` go up as multipart uploads (s3transfer).
 - Data packs may use a colder storage class; everything else stays in STANDARD. The store is
-  an ``ArchiveStore`` (cairn.storage.archive): listings with storage classes, and restore
-  requests for archived (GLACIER, DEEP_ARCHIVE) objects, whose reads raise ObjectArchived.
+  its own archive capability (``archive``, cairn.storage.archive): listings with storage
+  classes, and restore requests for archived (GLACIER, DEEP_ARCHIVE) objects, whose reads
+  raise ObjectArchived. ``list`` and ``list_with_class`` share one paginated listing.
 - Errors become one-line StorageErrors; throttling, 5xx and connection failures are
   TransientStorageError, which the retry wrapper retries.
 """
@@ -30,6 +31,7 @@ from cairn.storage.archive import (
     READABLE,
     RESTORED,
     RESTORING,
+    ArchiveStore,
     ObjectInfo,
 )
 from cairn.storage.base import Buffer, read_into_by_read
@@ -180,6 +182,10 @@ class S3Storage:
             self._client.delete_object(Bucket=self.location.bucket, Key=self._key(name))
 
     # ------------------------------------------------------------------ storage classes
+    @property
+    def archive(self) -> ArchiveStore:
+        return self
+
     def list_with_class(self, prefix: str) -> Iterator[ObjectInfo]:
         """As ``list``, with each object's storage class and time (the same LIST requests)."""
         for name, obj in self._listing(prefix):
