@@ -61,7 +61,9 @@ class S3Storage:
     def __init__(self, location: S3Location, options: S3Options | None = None, client=None) -> None:  # type: ignore[no-untyped-def]
         self.location = location
         self.options = options or S3Options()
-        self._client = client or self._make_client()
+        # public so that callers may register botocore event handlers (tests simulate faults
+        # and archived objects at the transport that way)
+        self.client = client or self._make_client()
         self._conditional = True
         self._transfer = TransferConfig(
             multipart_threshold=self.options.multipart_threshold,
@@ -108,7 +110,7 @@ class S3Storage:
                 return b""
             args["Range"] = f"bytes={offset}-{end}"
         with _errors(name):
-            resp = self._client.get_object(**args)
+            resp = self.client.get_object(**args)
             return resp["Body"].read()  # type: ignore[no-any-return]
 
     def read_into(self, name: str, offset: int, out: memoryview) -> int:
@@ -126,7 +128,7 @@ class S3Storage:
         size = len(memoryview(data).cast("B"))
         with _errors(name):
             if size >= self.options.multipart_threshold:
-                self._client.upload_fileobj(
+                self.client.upload_fileobj(
                     io.BytesIO(data),
                     self.location.bucket,
                     key,
@@ -156,11 +158,11 @@ class S3Storage:
         }
         if self._conditional:
             args["IfNoneMatch"] = "*"
-        self._client.put_object(**args)
+        self.client.put_object(**args)
 
     def stat(self, name: str) -> int:
         with _errors(name):
-            resp = self._client.head_object(Bucket=self.location.bucket, Key=self._key(name))
+            resp = self.client.head_object(Bucket=self.location.bucket, Key=self._key(name))
             return int(resp["ContentLength"])
 
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:
@@ -170,7 +172,7 @@ class S3Storage:
     def _listing(self, prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """The one listing loop: (name, ListObjectsV2 entry) for every object under
         ``prefix``, page after page."""
-        paginator = self._client.get_paginator("list_objects_v2")
+        paginator = self.client.get_paginator("list_objects_v2")
         strip = len(self.location.prefix)
         with _errors(prefix or "/"):
             for page in paginator.paginate(Bucket=self.location.bucket, Prefix=self._key(prefix)):
@@ -179,7 +181,7 @@ class S3Storage:
 
     def delete(self, name: str) -> None:
         with _errors(name):
-            self._client.delete_object(Bucket=self.location.bucket, Key=self._key(name))
+            self.client.delete_object(Bucket=self.location.bucket, Key=self._key(name))
 
     # ------------------------------------------------------------------ storage classes
     @property
@@ -201,7 +203,7 @@ class S3Storage:
         request = {"Days": days, "GlacierJobParameters": {"Tier": tier}}
         with _errors(name):
             try:
-                self._client.restore_object(
+                self.client.restore_object(
                     Bucket=self.location.bucket, Key=self._key(name), RestoreRequest=request
                 )
             except botocore.exceptions.ClientError as e:
@@ -215,7 +217,7 @@ class S3Storage:
     def restore_status(self, name: str) -> str:
         """READABLE, ARCHIVED, RESTORING or RESTORED, from HEAD (StorageClass, x-amz-restore)."""
         with _errors(name):
-            head = self._client.head_object(Bucket=self.location.bucket, Key=self._key(name))
+            head = self.client.head_object(Bucket=self.location.bucket, Key=self._key(name))
         if head.get("StorageClass") not in ARCHIVE_CLASSES:
             return READABLE
         restore = head.get("Restore") or ""
@@ -227,16 +229,16 @@ class S3Storage:
         """Creates the bucket if it does not exist (used by init)."""
         with _errors(self.location.bucket):
             try:
-                self._client.head_bucket(Bucket=self.location.bucket)
+                self.client.head_bucket(Bucket=self.location.bucket)
                 return
             except botocore.exceptions.ClientError as e:
                 if _code(e) not in ("404", "NoSuchBucket", "NotFound"):
                     raise
             args: dict[str, object] = {"Bucket": self.location.bucket}
-            region = self._client.meta.region_name
+            region = self.client.meta.region_name
             if not self.location.endpoint and region and region != "us-east-1":
                 args["CreateBucketConfiguration"] = {"LocationConstraint": region}
-            self._client.create_bucket(**args)
+            self.client.create_bucket(**args)
 
 
 def _code(e: botocore.exceptions.ClientError) -> str:
