@@ -1,6 +1,7 @@
 """One conformance suite for every backend (local directory, S3 on a real SeaweedFS server, the
 in-memory store for tests), each also seen through the full wrapper stack the application
-builds. Stores with storage classes (S3, with archived objects simulated at its
+builds, and once with a transient fault injected into every first call (the retry wrapper must
+hide them all). Stores with storage classes (S3, with archived objects simulated at its
 transport, and the in-memory store) pass the same archive contract."""
 
 from __future__ import annotations
@@ -12,19 +13,39 @@ from datetime import datetime
 
 import pytest
 
-from cairn.app.context import StoreOptions, wrap_backend
+from cairn.app.context import StackHooks, StoreOptions, stack_hooks, wrap_backend
 from cairn.core.errors import ObjectArchived, ObjectMissing, StorageError
 from cairn.storage.archive import ARCHIVED, READABLE, RESTORED, RESTORING
+from cairn.storage.faulty import FaultyStorage
 from cairn.storage.local import LocalStorage
 from cairn.storage.memory import MemoryStorage
+from cairn.storage.retry import RetryPolicy
 from cairn.storage.s3 import S3Location, S3Options, S3Storage
 from tests.archive_sim import ArchiveSimulator
 from tests.s3server import BUCKET
 
 MIB = 1 << 20
+NO_WAIT = RetryPolicy(base_delay=0.0)
 
 
-@pytest.fixture(params=["local", "s3", "memory", "local-stack", "s3-stack", "memory-stack"])
+def once_each(faulty: FaultyStorage) -> FaultyStorage:
+    """Every operation fails (transiently) the first time it meets a name; a listing after
+    yielding one name."""
+    for op in ("read", "read_into", "write", "stat", "list", "delete"):
+        seen: set[str] = set()
+
+        def first(name: str, seen: set[str] = seen) -> bool:
+            new = name not in seen
+            seen.add(name)
+            return new
+
+        faulty.fail(op, first, after=1 if op == "list" else 0)
+    return faulty
+
+
+@pytest.fixture(
+    params=["local", "s3", "memory", "local-stack", "s3-stack", "memory-stack", "faulty-stack"]
+)
 def storage(request, tmp_path):  # type: ignore[no-untyped-def]
     kind = request.param
     if kind.startswith("local"):
@@ -38,8 +59,13 @@ def storage(request, tmp_path):  # type: ignore[no-untyped-def]
         )
     else:
         backend = MemoryStorage()
+    options = StoreOptions(limit_upload=1 << 20, limit_download=1 << 20)
+    if kind == "faulty-stack":
+        hooks = StackHooks(wrappers=(lambda b: once_each(FaultyStorage(b)),), retry=NO_WAIT)
+        with stack_hooks(hooks):
+            return wrap_backend(backend, options)[0]
     if kind.endswith("stack"):
-        return wrap_backend(backend, StoreOptions(limit_upload=1 << 20, limit_download=1 << 20))[0]
+        return wrap_backend(backend, options)[0]
     return backend
 
 

@@ -9,8 +9,10 @@ import time
 
 import pytest
 
+from cairn.app.context import StackHooks, StoreOptions, stack_hooks, wrap_backend
 from cairn.core.errors import ObjectArchived, ObjectMissing, StorageError, TransientStorageError
 from cairn.storage.archive import ARCHIVED, RESTORED, RESTORING
+from cairn.storage.base import Storage
 from cairn.storage.faulty import FaultyStorage
 from cairn.storage.local import LocalStorage
 from cairn.storage.memory import MemoryStorage
@@ -203,6 +205,23 @@ def test_the_fault_injector_runs_callbacks_fails_chosen_names_and_logs(tmp_path)
         store.fail("write", after=1)
     with pytest.raises(ValueError):
         store.fail("rename")
+
+
+def test_stack_hooks_wrap_the_backend_below_the_meter_and_keep_the_attempts():
+    made: list[FaultyStorage] = []
+
+    def faulty(backend: Storage) -> Storage:
+        made.append(FaultyStorage(backend))
+        return made[-1]
+
+    with stack_hooks(StackHooks(wrappers=(faulty,), retry=RetryPolicy(base_delay=0.0))):
+        store, meter = wrap_backend(MemoryStorage(), StoreOptions(retries=3))
+    wrap_backend(MemoryStorage(), StoreOptions())  # outside the block: no hooks
+    assert len(made) == 1 and meter.inner is made[0]
+    made[0].fail("write", times=5)
+    with pytest.raises(TransientStorageError, match="gave up after 3 attempts"):
+        store.write("a", b"x")
+    assert made[0].calls["write"] == 3 and meter.snapshot().put == 0
 
 
 def test_token_bucket_paces_with_a_fake_clock():
