@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cairn.app.context import StoreOptions, wrap_backend
+from cairn.app.context import StackHooks, StoreOptions, stack_hooks, wrap_backend
 from cairn.core.errors import EXIT_PENDING, UsageError
 from cairn.model.node import FILE
 from cairn.ops import thaw
@@ -27,7 +27,7 @@ from cairn.storage.retry import RetryingStorage, RetryPolicy
 from cairn.storage.s3 import S3Location, S3Storage
 from tests.archive_sim import ArchiveSimulator
 from tests.conftest import PASSWORD
-from tests.faults import FaultPlan
+from tests.faults import FaultPlan, on_s3_client
 from tests.s3server import BUCKET
 from tests.verify import restored_diff
 
@@ -36,18 +36,12 @@ MIB = 1 << 20
 
 @pytest.fixture
 def archive(monkeypatch, s3_env):  # type: ignore[no-untyped-def]
+    """Archived objects simulated at the transport of every S3 store the commands open."""
     sim = ArchiveSimulator(BUCKET, delay=3600.0)
-    original = S3Storage._make_client
-
-    def client(self):  # type: ignore[no-untyped-def]
-        c = original(self)
-        sim.attach(c)
-        return c
-
-    monkeypatch.setattr(S3Storage, "_make_client", client)
     for tier in thaw.POLL_SECONDS:
         monkeypatch.setitem(thaw.POLL_SECONDS, tier, 0.05)
-    return sim
+    with stack_hooks(StackHooks(wrappers=(on_s3_client(sim.attach),))):
+        yield sim
 
 
 def make_src(root: Path) -> Path:
@@ -180,28 +174,24 @@ def test_cost_of_a_full_restore_from_glacier(tmp_path, s3_url, archive, run_cli)
     assert archive.restore_requests == []  # estimating requests nothing
 
 
-def test_cold_restore_survives_transient_faults(tmp_path, s3_url, archive, run_cli, monkeypatch):
+def test_cold_restore_survives_transient_faults(tmp_path, s3_url, archive, run_cli):
     src = make_src(tmp_path / "src")
     assert run_cli("init", "--repo", s3_url, "--pack-size", "1M").code == 0
     assert run_cli("backup", "--repo", s3_url, src, "--storage-class", "GLACIER").code == 0
     ops = frozenset({"ListObjectsV2", "HeadObject", "RestoreObject"})
     plan = FaultPlan(unavailable=0.3, seed=7, operations=ops)
-    simulated = S3Storage._make_client
-
-    def faulty(self):  # type: ignore[no-untyped-def]
-        c = simulated(self)
-        plan.attach(c)
-        return c
-
-    monkeypatch.setattr(S3Storage, "_make_client", faulty)
-    monkeypatch.setattr("cairn.storage.retry.random.uniform", lambda a, b: 0.0)
+    hooks = StackHooks(
+        wrappers=(on_s3_client(archive.attach), on_s3_client(plan.attach)),
+        retry=RetryPolicy(base_delay=0.0),
+    )
     out = tmp_path / "out"
-    first = run_cli("restore", "--repo", s3_url, f"latest:{src}", "--target", out)
-    assert first.code == EXIT_PENDING, first.err
-    assert sorted(set(archive.restore_requests)) == sorted(archive.archived)
-    archive.delay = 0.0
-    second = run_cli("restore", "--repo", s3_url, f"latest:{src}", "--target", out)
-    assert second.code == 0, second.err
+    with stack_hooks(hooks):
+        first = run_cli("restore", "--repo", s3_url, f"latest:{src}", "--target", out)
+        assert first.code == EXIT_PENDING, first.err
+        assert sorted(set(archive.restore_requests)) == sorted(archive.archived)
+        archive.delay = 0.0
+        second = run_cli("restore", "--repo", s3_url, f"latest:{src}", "--target", out)
+        assert second.code == 0, second.err
     assert plan.counts.get("503", 0) > 0
     assert restored_diff(src, out, s3_url) == []
 
