@@ -1,16 +1,24 @@
 """Fault injection at the S3 transport: the real S3Storage and boto3 client talk to the real
 server, and a botocore ``before-send`` hook drops connections, answers 503 or stalls for a
-chosen share of requests. Deterministic for a given seed."""
+chosen share of requests. Deterministic for a given seed.
+
+``on_s3_client(attach)`` makes such a hook (or any other handler, tests/archive_sim.py) part of
+every S3 store a command opens: it is one of the wrappers of ``app.context.StackHooks``."""
 
 from __future__ import annotations
 
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import botocore.exceptions
 from botocore.awsrequest import AWSResponse
+
+from cairn.storage.base import Storage
+from cairn.storage.s3 import S3Storage
 
 _SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
@@ -20,6 +28,18 @@ _UNAVAILABLE = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable</Code>'
     b"<Message>injected</Message></Error>"
 )
+
+
+def on_s3_client(attach: Callable[[Any], None]) -> Callable[[Storage], Storage]:
+    """A stack hook that calls ``attach(client)`` with the boto3 client of an S3 backend (and
+    leaves other backends alone), for ``StackHooks.wrappers``."""
+
+    def hook(backend: Storage) -> Storage:
+        if isinstance(backend, S3Storage):
+            attach(backend.client)
+        return backend
+
+    return hook
 
 
 class RawBody:

@@ -1,7 +1,9 @@
 """Restoring from GLACIER and DEEP_ARCHIVE, on the real SeaweedFS server with archived objects
 simulated at the boto3 transport (tests/archive_sim.py: SeaweedFS implements neither archived
 reads nor RestoreObject). cairn requests copies of exactly the packs a restore reads, exits 75
-until they are readable, then restores; --wait waits instead."""
+until they are readable, then restores; --wait waits instead. The thaw logic itself is also
+tested on the in-memory store with storage classes, with faults injected. (The S3 backend's
+archive calls are in the storage contract suite.)"""
 
 from __future__ import annotations
 
@@ -11,18 +13,22 @@ from pathlib import Path
 import pytest
 
 from cairn.app import restore as app_restore
-from cairn.app.context import StoreOptions, wrap_backend
-from cairn.core.errors import EXIT_PENDING, ObjectArchived
+from cairn.app.context import StackHooks, StoreOptions, stack_hooks, wrap_backend
+from cairn.core.errors import EXIT_PENDING, UsageError
 from cairn.model.node import FILE
 from cairn.ops import thaw
+from cairn.ops.cost.prices import load_prices
 from cairn.ops.snapshots import find_node, load_snapshots, walk
 from cairn.repo import layout
 from cairn.repo.repository import Repository
-from cairn.storage.archive import ARCHIVED, RESTORED, RESTORING
+from cairn.storage.faulty import FaultyStorage
+from cairn.storage.memory import MemoryStorage
+from cairn.storage.metered import MeteredStorage
+from cairn.storage.retry import RetryingStorage, RetryPolicy
 from cairn.storage.s3 import S3Location, S3Storage
 from tests.archive_sim import ArchiveSimulator
 from tests.conftest import PASSWORD
-from tests.faults import FaultPlan
+from tests.faults import FaultPlan, on_s3_client
 from tests.s3server import BUCKET
 from tests.verify import restored_diff
 
@@ -31,18 +37,12 @@ MIB = 1 << 20
 
 @pytest.fixture
 def archive(monkeypatch, s3_env):  # type: ignore[no-untyped-def]
+    """Archived objects simulated at the transport of every S3 store the commands open."""
     sim = ArchiveSimulator(BUCKET, delay=3600.0)
-    original = S3Storage._make_client
-
-    def client(self):  # type: ignore[no-untyped-def]
-        c = original(self)
-        sim.attach(c)
-        return c
-
-    monkeypatch.setattr(S3Storage, "_make_client", client)
     for tier in thaw.POLL_SECONDS:
         monkeypatch.setitem(thaw.POLL_SECONDS, tier, 0.05)
-    return sim
+    with stack_hooks(StackHooks(wrappers=(on_s3_client(sim.attach),))):
+        yield sim
 
 
 def make_src(root: Path) -> Path:
@@ -153,26 +153,6 @@ def test_a_tier_the_class_does_not_offer_is_refused_before_any_request(
     assert archive.restore_requests == []
 
 
-def test_the_s3_backend_maps_archived_reads_and_restore_states(tmp_path, s3_url, archive):
-    store = S3Storage(S3Location.parse(s3_url))
-    store.write("data/aa/cold", b"x" * 1000, metadata=False)  # no class: STANDARD
-    cold = S3Storage(S3Location.parse(s3_url))
-    cold.options = type(cold.options)(storage_class="GLACIER")
-    cold.write("data/bb/cold", b"y" * 1000, metadata=False)
-    assert store.read("data/aa/cold") == b"x" * 1000
-    with pytest.raises(ObjectArchived, match="data/bb/cold: archived"):
-        store.read("data/bb/cold", 10, 20)
-    classes = {i.name: i.storage_class for i in store.list_with_class("data/")}
-    assert classes == {"data/aa/cold": "STANDARD", "data/bb/cold": "GLACIER"}
-    assert store.restore_status("data/bb/cold") == ARCHIVED
-    store.request_restore("data/bb/cold", 1, "Standard")
-    store.request_restore("data/bb/cold", 1, "Standard")  # in progress: not an error
-    assert store.restore_status("data/bb/cold") == RESTORING
-    archive.delay = 0.0
-    assert store.restore_status("data/bb/cold") == RESTORED
-    assert store.read("data/bb/cold", 10, 20) == b"y" * 20
-
-
 def test_cost_of_a_full_restore_from_glacier(tmp_path, s3_url, archive, run_cli):
     src = make_src(tmp_path / "src")
     assert run_cli("init", "--repo", s3_url, "--pack-size", "1M").code == 0
@@ -195,28 +175,24 @@ def test_cost_of_a_full_restore_from_glacier(tmp_path, s3_url, archive, run_cli)
     assert archive.restore_requests == []  # estimating requests nothing
 
 
-def test_cold_restore_survives_transient_faults(tmp_path, s3_url, archive, run_cli, monkeypatch):
+def test_cold_restore_survives_transient_faults(tmp_path, s3_url, archive, run_cli):
     src = make_src(tmp_path / "src")
     assert run_cli("init", "--repo", s3_url, "--pack-size", "1M").code == 0
     assert run_cli("backup", "--repo", s3_url, src, "--storage-class", "GLACIER").code == 0
     ops = frozenset({"ListObjectsV2", "HeadObject", "RestoreObject"})
     plan = FaultPlan(unavailable=0.3, seed=7, operations=ops)
-    simulated = S3Storage._make_client
-
-    def faulty(self):  # type: ignore[no-untyped-def]
-        c = simulated(self)
-        plan.attach(c)
-        return c
-
-    monkeypatch.setattr(S3Storage, "_make_client", faulty)
-    monkeypatch.setattr("cairn.storage.retry.random.uniform", lambda a, b: 0.0)
+    hooks = StackHooks(
+        wrappers=(on_s3_client(archive.attach), on_s3_client(plan.attach)),
+        retry=RetryPolicy(base_delay=0.0),
+    )
     out = tmp_path / "out"
-    first = run_cli("restore", "--repo", s3_url, f"latest:{src}", "--target", out)
-    assert first.code == EXIT_PENDING, first.err
-    assert sorted(set(archive.restore_requests)) == sorted(archive.archived)
-    archive.delay = 0.0
-    second = run_cli("restore", "--repo", s3_url, f"latest:{src}", "--target", out)
-    assert second.code == 0, second.err
+    with stack_hooks(hooks):
+        first = run_cli("restore", "--repo", s3_url, f"latest:{src}", "--target", out)
+        assert first.code == EXIT_PENDING, first.err
+        assert sorted(set(archive.restore_requests)) == sorted(archive.archived)
+        archive.delay = 0.0
+        second = run_cli("restore", "--repo", s3_url, f"latest:{src}", "--target", out)
+        assert second.code == 0, second.err
     assert plan.counts.get("503", 0) > 0
     assert restored_diff(src, out, s3_url) == []
 
@@ -259,3 +235,73 @@ def test_a_read_answering_archived_stops_the_restore_which_runs_again_once_thawe
     assert "the restored copies are readable: restoring" in second.out
     assert sorted(set(archive.restore_requests)) == sorted(cold)
     assert restored_diff(src, out, s3_url) == []
+
+
+# ------------------------------------------------------------------ the thaw on a store in memory
+def cold_store() -> tuple[MemoryStorage, FaultyStorage, MeteredStorage, RetryingStorage]:
+    """Three GLACIER data packs and a STANDARD tree pack in memory, behind a fault injector, a
+    meter and a retry wrapper that does not wait."""
+    memory = MemoryStorage(classes=True, data_class="GLACIER")
+    for name in ("data/aa/1", "data/bb/2", "data/cc/3"):
+        memory.write(name, b"x" * 1000, metadata=False)
+    memory.write("data/dd/4", b"tree")
+    faulty = FaultyStorage(memory)
+    meter = MeteredStorage(faulty)
+    return memory, faulty, meter, RetryingStorage(meter, RetryPolicy(sleep=lambda s: None))
+
+
+def test_thaw_requests_each_archived_pack_it_needs_once():
+    memory, faulty, meter, store = cold_store()
+    faulty.fail("list_with_class", times=1, after=1)  # a listing lost part-way
+    faulty.fail("request_restore", "data/bb/", times=2)
+    assert store.archive is not None
+    needed = {"data/aa/1", "data/bb/2", "data/dd/4"}
+    options = thaw.ThawOptions(days=2, tier="Bulk")
+    report = thaw.request_thaw(store.archive, needed, options, load_prices()["aws"])
+    assert (report.packs, report.bytes, report.requested, report.restoring) == (2, 2000, 2, 0)
+    assert report.classes == {"GLACIER": 2} and report.cost > 0 and report.hours == 12
+    assert memory.restore_requests == [("data/aa/1", 2, "Bulk"), ("data/bb/2", 2, "Bulk")]
+    assert report.waiting == ["data/aa/1", "data/bb/2"]
+    u = meter.snapshot()  # what the store was asked, failed attempts included
+    assert (u.list, u.head, u.restore, u.get) == (2, 2, 4, 0)
+
+    again = thaw.request_thaw(store.archive, needed, options, load_prices()["aws"])
+    assert (again.requested, again.restoring, again.ready, again.cost) == (0, 2, 0, 0)
+    assert len(memory.restore_requests) == 2  # nothing asked for twice
+
+
+def test_waiting_for_the_thaw_asks_again_for_a_copy_that_lapsed():
+    memory, _, _, store = cold_store()
+    options = thaw.ThawOptions(days=1, tier="Standard")
+    assert store.archive is not None
+    report = thaw.request_thaw(
+        store.archive, {"data/aa/1", "data/bb/2"}, options, load_prices()["aws"]
+    )
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 1:  # the first copy was made, and has lapsed already
+            memory.finish_restores(["data/aa/1"])
+            memory.expire_restores(["data/aa/1"])
+        else:
+            memory.finish_restores()
+
+    thaw.wait_for_thaw(store.archive, report, options, poll=5.0, sleep=sleep)
+    assert waits == [5.0, 5.0] and report.waiting == []
+    assert [n for n, _, _ in memory.restore_requests] == ["data/aa/1", "data/bb/2", "data/aa/1"]
+    assert store.read("data/aa/1") == b"x" * 1000
+
+
+def test_a_tier_the_class_does_not_offer_is_refused_before_any_request_in_memory():
+    memory, _, _, store = cold_store()
+    memory.set_class("data/cc/3", "DEEP_ARCHIVE")
+    assert store.archive is not None
+    with pytest.raises(UsageError, match="DEEP_ARCHIVE cannot be restored with the Expedited"):
+        thaw.request_thaw(
+            store.archive,
+            {"data/aa/1", "data/cc/3"},
+            thaw.ThawOptions(tier="Expedited"),
+            load_prices()["aws"],
+        )
+    assert memory.restore_requests == []

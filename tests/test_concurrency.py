@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from cairn.app import context
-from cairn.app.context import StoreOptions, backend_for, wrap_backend
+from cairn.app.context import StackHooks, StoreOptions, backend_for, stack_hooks, wrap_backend
 from cairn.core.errors import StorageError
 from cairn.ops.backup.snapshot_writer import BackupRequest, run_backup
 from cairn.ops.check import Checker
@@ -27,7 +26,8 @@ from cairn.repo import layout
 from cairn.repo.journal import PackJournal
 from cairn.repo.locks import HeldLock, Locks, new_lock
 from cairn.repo.repository import Repository
-from cairn.storage.base import StorageWrapper
+from cairn.storage.base import Storage
+from cairn.storage.faulty import FaultyStorage
 from tests.conftest import PASSWORD
 from tests.test_prune import cairn, cairn_env, write_files
 from tests.treecmp import describe, diff
@@ -35,24 +35,19 @@ from tests.treecmp import describe, diff
 MIB = 1 << 20
 
 
-class Faulty(StorageWrapper):
-    """The real store, with a fault or an event injected at one kind of call."""
+def refusing_index_writes(storage: Storage) -> FaultyStorage:
+    """The real store, except that writing an index object fails."""
+    faulty = FaultyStorage(storage)
+    faulty.fail("write", layout.INDEX, transient=False)
+    return faulty
 
-    def __init__(self, inner, refuse_index: bool = False) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(inner)
-        self.refuse_index = refuse_index
-        self.on_list: dict[str, Callable[[], None]] = {}  # prefix -> run once before listing
 
-    def write(self, name: str, data, **kw) -> None:  # type: ignore[no-untyped-def]
-        if self.refuse_index and name.startswith(layout.INDEX):
-            raise StorageError(f"cannot write {name}: injected fault")
-        self.inner.write(name, data, **kw)
-
-    def list(self, prefix: str) -> Iterator[tuple[str, int]]:
-        event = self.on_list.pop(prefix, None)
-        if event is not None:
-            event()
-        return self.inner.list(prefix)
+def before_listing(storage: Storage, events: dict[str, Callable[[], object]]) -> FaultyStorage:
+    """The real store, running ``events[prefix]`` once before the first listing of each prefix."""
+    faulty = FaultyStorage(storage)
+    for prefix, event in events.items():
+        faulty.before("list", prefix, event)
+    return faulty
 
 
 def open_repo(url: str, wrap: Callable | None = None) -> Repository:  # type: ignore[type-arg]
@@ -67,7 +62,7 @@ def journal_of(repo: Repository, cache: Path) -> PackJournal:
 def interrupted_backup(url: str, src: Path, cache: Path) -> list[bytes]:
     """A backup that stores its packs and is stopped before any index object lists them (as
     by kill -9): the packs are left in this machine's pack journal. Returns their ids."""
-    repo = open_repo(url, lambda s: Faulty(s, refuse_index=True))
+    repo = open_repo(url, refusing_index_writes)
     journal = journal_of(repo, cache)
     with pytest.raises(StorageError, match="injected"):
         run_backup(repo, BackupRequest(paths=[str(src)]), NullProgress(), None, journal)
@@ -202,9 +197,8 @@ def test_a_prune_waits_for_a_backup_that_began_before_its_condemnation(tmp_path)
     go = threading.Event()
 
     def wrap(storage):  # type: ignore[no-untyped-def]
-        faulty = Faulty(storage)  # the backup holds after loading the index, before its data
-        faulty.on_list[layout.SNAPSHOTS] = lambda: go.wait(120)
-        return faulty
+        # the backup holds after loading the index, before its data
+        return before_listing(storage, {layout.SNAPSHOTS: lambda: go.wait(120)})
 
     result: list[object] = []
     backup = threading.Thread(
@@ -317,11 +311,14 @@ def test_a_backup_finishing_while_prune_plans_is_neither_damage_nor_lost(
     cairn(env, "forget", "--repo", repo_url, first)
 
     def wrap(storage):  # type: ignore[no-untyped-def]
-        faulty = Faulty(storage)
         # whichever the prune reads first, one backup lands between the two reads
-        faulty.on_list[layout.SNAPSHOTS] = lambda: cairn(env, "backup", "--repo", repo_url, new1)
-        faulty.on_list[layout.INDEX] = lambda: cairn(env, "backup", "--repo", repo_url, new2)
-        return faulty
+        return before_listing(
+            storage,
+            {
+                layout.SNAPSHOTS: lambda: cairn(env, "backup", "--repo", repo_url, new1),
+                layout.INDEX: lambda: cairn(env, "backup", "--repo", repo_url, new2),
+            },
+        )
 
     report = run_prune(open_repo(repo_url, wrap), PruneOptions(), NullProgress())
     assert report.postponed is None
@@ -341,17 +338,13 @@ def test_a_backup_survives_a_forget_of_its_parent_between_listing_and_reading(tm
     ids = [s["id"] for s in json.loads(cairn(env, "snapshots", "--repo", url, "--json").stdout)]
 
     def wrap(storage):  # type: ignore[no-untyped-def]
-        faulty = Faulty(storage)
-        real_list = faulty.list
+        def forget() -> None:
+            for snap_id in ids:
+                storage.delete(layout.snapshot_name(snap_id))
 
-        def list_then_forget(prefix: str):  # type: ignore[no-untyped-def]
-            names = list(real_list(prefix))
-            if prefix == layout.SNAPSHOTS:  # another host forgets them right after
-                for snap_id in ids:
-                    storage.delete(layout.snapshot_name(snap_id))
-            return iter(names)
-
-        faulty.list = list_then_forget  # type: ignore[method-assign]
+        # another host forgets them after the backup listed them, before it reads one
+        faulty = FaultyStorage(storage)
+        faulty.before("read", layout.SNAPSHOTS, forget)
         return faulty
 
     repo = open_repo(url, wrap)
@@ -376,16 +369,13 @@ def test_check_beside_a_prune_and_a_backup_reports_no_damage(tmp_path, repo_url,
     for prefix in (layout.DATA, layout.INDEX):
 
         def wrap(storage, prefix=prefix):  # type: ignore[no-untyped-def]
-            faulty = Faulty(storage)
-
             def meanwhile() -> None:
                 write_files(src, [f"g{prefix[0]}"], size=MIB)
                 cairn(env, "backup", "--repo", repo_url, src)
                 cairn(env, "forget", "--repo", repo_url, "--keep-last", "1")
                 cairn(env, "prune", "--repo", repo_url, "--max-unused", "1%")
 
-            faulty.on_list[prefix] = meanwhile
-            return faulty
+            return before_listing(storage, {prefix: meanwhile})
 
         report = Checker(open_repo(repo_url, wrap), NullProgress()).run()
         assert not report.errors, report.findings
@@ -396,9 +386,7 @@ def test_check_beside_a_prune_and_a_backup_reports_no_damage(tmp_path, repo_url,
 
 
 @pytest.mark.parametrize("command", ["restore", "ls", "dump"])
-def test_reading_the_latest_snapshot_while_a_backup_finishes(
-    tmp_path, run_cli, monkeypatch, command
-):
+def test_reading_the_latest_snapshot_while_a_backup_finishes(tmp_path, run_cli, command):
     """A backup finishes just before a reader lists the snapshots: `latest` is the new one,
     and the reader must know the index objects that snapshot's blobs are in."""
     url = str(tmp_path / "repo")
@@ -408,21 +396,20 @@ def test_reading_the_latest_snapshot_while_a_backup_finishes(
     write_files(new, ["b"], size=MIB)
     cairn(env, "init", "--repo", url)
     cairn(env, "backup", "--repo", url, old)
-    real = context.backend_for
 
-    def backend_for(url_: str, options):  # type: ignore[no-untyped-def]
-        faulty = Faulty(real(url_, options))
-        faulty.on_list[layout.SNAPSHOTS] = lambda: cairn(env, "backup", "--repo", url, new)
-        return faulty
+    def backup_first(backend: Storage) -> Storage:
+        return before_listing(
+            backend, {layout.SNAPSHOTS: lambda: cairn(env, "backup", "--repo", url, new)}
+        )
 
-    monkeypatch.setattr(context, "backend_for", backend_for)
     out = tmp_path / "out"
     args = {
         "restore": ("restore", "--repo", url, f"latest:{new}", "--target", out),
         "ls": ("ls", "--repo", url, "latest"),
         "dump": ("dump", "--repo", url, "latest", f"{new}/b", "-o", out),
     }[command]
-    res = run_cli(*args)
+    with stack_hooks(StackHooks(wrappers=(backup_first,))):
+        res = run_cli(*args)
     assert res.code == 0, res.err
     if command == "restore":
         assert diff(describe(new), describe(out)) == []

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import pytest
 
-from cairn.app.context import StoreOptions, backend_for, wrap_backend
+from cairn.app.context import StackHooks, StoreOptions, backend_for, stack_hooks, wrap_backend
 from cairn.core.errors import ConfigError, UsageError
 from cairn.ops.cost import bill, model
 from cairn.ops.cost.estimate import backup_charges, prune_cost
@@ -27,9 +27,11 @@ from cairn.repo.locks import HeldLock, Locks, new_lock
 from cairn.repo.pack import BlobRef
 from cairn.repo.repository import Repository
 from cairn.storage.archive import ObjectInfo
-from cairn.storage.local import LocalStorage
-from cairn.storage.s3 import S3Location, S3Storage
+from cairn.storage.base import Storage
+from cairn.storage.metered import MeteredStorage
+from cairn.storage.s3 import S3Location
 from tests.conftest import PASSWORD
+from tests.faults import on_s3_client
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -287,9 +289,7 @@ def make_tree(root: Path) -> Path:
     return root
 
 
-def test_cost_on_a_local_repository_matches_what_restore_reads(
-    tmp_path, repo_path, run_cli, monkeypatch
-):
+def test_cost_on_a_local_repository_matches_what_restore_reads(tmp_path, repo_path, run_cli):
     src = make_tree(tmp_path / "src")
     assert run_cli("backup", "--repo", repo_path, src).code == 0
     (src / "b.bin").write_bytes(os.urandom(2 * MIB))
@@ -302,37 +302,26 @@ def test_cost_on_a_local_repository_matches_what_restore_reads(
     assert doc["storage"]["month"] == pytest.approx(stored / GIB * 0.023)
     assert [c["class"] for c in doc["storage"]["classes"]] == ["STANDARD"]
     assert doc["backups"]["count"] == 2 and doc["backups"]["last"]["requests"]["put"] >= 4
-    # what the restore estimate counts is what a restore reads, request for request
-    calls = collections.Counter()
-    down = []
-    read, read_into, listing = LocalStorage.read, LocalStorage.read_into, LocalStorage.list
+    # what the restore estimate counts is what a restore reads, request for request (counted
+    # right at the backend)
+    meters: list[MeteredStorage] = []
 
-    def counting_read(self, name, offset=0, length=None):  # type: ignore[no-untyped-def]
-        data = read(self, name, offset, length)
-        calls["get"] += 1
-        down.append(len(data))
-        return data
+    def meter(backend: Storage) -> Storage:
+        meters.append(MeteredStorage(backend))
+        return meters[-1]
 
-    def counting_read_into(self, name, offset, out):  # type: ignore[no-untyped-def]
-        n = read_into(self, name, offset, out)
-        calls["get"] += 1
-        down.append(n)
-        return n
-
-    def counting_list(self, prefix):  # type: ignore[no-untyped-def]
-        calls["list"] += 1
-        return listing(self, prefix)
-
-    monkeypatch.setattr(LocalStorage, "read", counting_read)
-    monkeypatch.setattr(LocalStorage, "read_into", counting_read_into)
-    monkeypatch.setattr(LocalStorage, "list", counting_list)
     out = tmp_path / "out"
-    res = run_cli("restore", "--repo", repo_path, "latest", "--target", out, "--concurrency", "1")
+    with stack_hooks(StackHooks(wrappers=(meter,))):
+        res = run_cli(
+            "restore", "--repo", repo_path, "latest", "--target", out, "--concurrency", "1"
+        )
     assert res.code == 0, res.err
+    (used,) = (m.snapshot() for m in meters)
     r = doc["restore"]
-    assert r["requests"] == {"get": calls["get"], "list": calls["list"]}
-    assert r["bytes_down"] == sum(down)
-    assert r["charges"]["egress"] == pytest.approx(sum(down) / GIB * 0.09)
+    assert r["requests"] == {"get": used.get, "list": used.list}
+    assert (used.put, used.head, used.delete) == (0, 0, 0)
+    assert r["bytes_down"] == used.bytes_down
+    assert r["charges"]["egress"] == pytest.approx(used.bytes_down / GIB * 0.09)
 
 
 def test_cost_table_and_advice(tmp_path, repo_path, run_cli):
@@ -427,17 +416,11 @@ class RequestCounter:
 
 
 @pytest.fixture
-def counted(monkeypatch):  # type: ignore[no-untyped-def]
+def counted():  # type: ignore[no-untyped-def]
+    """Every S3 store the commands open counts its requests in one RequestCounter."""
     counter = RequestCounter()
-    original = S3Storage._make_client
-
-    def client(self):  # type: ignore[no-untyped-def]
-        c = original(self)
-        counter.attach(c)
-        return c
-
-    monkeypatch.setattr(S3Storage, "_make_client", client)
-    return counter
+    with stack_hooks(StackHooks(wrappers=(on_s3_client(counter.attach),))):
+        yield counter
 
 
 def test_snapshot_request_counts_match_boto3_and_the_dry_run(

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from cairn.app.context import StackHooks, stack_hooks
 from cairn.core.errors import StorageError
 from cairn.model.node import FILE, Node
 from cairn.ops.backup.snapshot_writer import BackupRequest, run_backup
@@ -37,7 +38,8 @@ from cairn.ops.snapshots import load_snapshots
 from cairn.repo import layout
 from cairn.repo.journal import PackJournal
 from cairn.repo.repository import Repository
-from cairn.storage.base import Buffer, StorageWrapper
+from cairn.storage.base import Buffer, Storage, StorageWrapper
+from cairn.storage.faulty import FaultyStorage
 from cairn.storage.local import LocalStorage
 from cairn.storage.metered import MeteredStorage
 from tests.conftest import interruptible
@@ -474,7 +476,8 @@ class QuotaStorage(StorageWrapper):
     directory over ``limit`` bytes fails the way a full disk does (the backend contract: a
     StorageError with a one-line message)."""
 
-    def __init__(self, inner: LocalStorage, limit: list[int]) -> None:
+    def __init__(self, inner: Storage, limit: list[int]) -> None:
+        assert isinstance(inner, LocalStorage)
         super().__init__(inner)
         self.root = inner.root
         self.limit = limit  # shared and mutable, so a test can "free space"
@@ -510,7 +513,7 @@ def _small_disk(path: Path, size: str) -> Iterator[bool]:
             subprocess.run(["umount", "-l", path], capture_output=True, check=False)
 
 
-def test_full_disk_fails_cleanly_and_repo_survives(tmp_path, run_cli, monkeypatch):
+def test_full_disk_fails_cleanly_and_repo_survives(tmp_path, run_cli):
     small = tmp_path / "src-small"
     _write_tree(small, {"a.txt": b"fits\n", "b.bin": _rand(200_000, 7)})
     big = tmp_path / "src-big"
@@ -519,54 +522,50 @@ def test_full_disk_fails_cleanly_and_repo_survives(tmp_path, run_cli, monkeypatc
     disk = tmp_path / "disk"
     with _small_disk(disk, "8m") as mounted:
         if mounted:
+            hooks = StackHooks()
 
             def make_room() -> None:
                 subprocess.run(["mount", "-o", "remount,size=64m", disk], check=True)
         else:  # no mounting here: the same scenario through a fault-injecting storage wrapper
             limit = [8 * MiB]
-            import cairn.app.context as context
-
-            # The function that builds the bare backend from a URL (named differently in
-            # earlier versions): wrap what it returns.
-            hook = "backend_for" if hasattr(context, "backend_for") else "open_storage"
-            real_backend = getattr(context, hook)
-            monkeypatch.setattr(
-                context, hook, lambda *a, **k: QuotaStorage(real_backend(*a, **k), limit)
-            )
+            hooks = StackHooks(wrappers=(lambda backend: QuotaStorage(backend, limit),))
 
             def make_room() -> None:
                 limit[0] = 64 * MiB
 
-        repo_dir = disk / "repo"
-        repo_dir.mkdir()
-        res = run_cli("init", "--repo", repo_dir, "--pack-size", "1M")
-        assert res.code == 0, res.err
-        res = run_cli("backup", "--repo", repo_dir, small)
-        assert res.code == 0, res.err
+        with stack_hooks(hooks):
+            repo_dir = disk / "repo"
+            repo_dir.mkdir()
+            res = run_cli("init", "--repo", repo_dir, "--pack-size", "1M")
+            assert res.code == 0, res.err
+            res = run_cli("backup", "--repo", repo_dir, small)
+            assert res.code == 0, res.err
 
-        res = run_cli("backup", "--repo", repo_dir, big)
-        assert res.code == 1, (res.code, res.out, res.err)
-        line = _one_line(res.err)
-        assert "no space left" in line.lower(), line
-        assert not [
-            f for _, _, files in os.walk(repo_dir) for f in files if f.startswith(".tmp-")
-        ], "a failed write left a temporary file behind"
+            res = run_cli("backup", "--repo", repo_dir, big)
+            assert res.code == 1, (res.code, res.out, res.err)
+            line = _one_line(res.err)
+            assert "no space left" in line.lower(), line
+            assert not [
+                f for _, _, files in os.walk(repo_dir) for f in files if f.startswith(".tmp-")
+            ], "a failed write left a temporary file behind"
 
-        res = run_cli("snapshots", "--repo", repo_dir, "--json")
-        assert res.code == 0, res.err
-        assert [s["paths"] for s in res.json()] == [[str(small)]]
-        out = tmp_path / "out-small"
-        res = run_cli("restore", "--repo", repo_dir, f"latest:{small}", "--target", out)
-        assert res.code == 0, res.err
-        assert restored_diff(small, out, repo_dir) == []
+            res = run_cli("snapshots", "--repo", repo_dir, "--json")
+            assert res.code == 0, res.err
+            assert [s["paths"] for s in res.json()] == [[str(small)]]
+            out = tmp_path / "out-small"
+            res = run_cli("restore", "--repo", repo_dir, f"latest:{small}", "--target", out)
+            assert res.code == 0, res.err
+            assert restored_diff(small, out, repo_dir) == []
 
-        make_room()
-        res = run_cli("backup", "--repo", repo_dir, big)
-        assert res.code == 0, res.err
-        out = tmp_path / "out-big"
-        res = run_cli("restore", "--repo", repo_dir, f"latest:{big}", "--target", out, "--verify")
-        assert res.code == 0, res.err
-        assert restored_diff(big, out, repo_dir) == []
+            make_room()
+            res = run_cli("backup", "--repo", repo_dir, big)
+            assert res.code == 0, res.err
+            out = tmp_path / "out-big"
+            res = run_cli(
+                "restore", "--repo", repo_dir, f"latest:{big}", "--target", out, "--verify"
+            )
+            assert res.code == 0, res.err
+            assert restored_diff(big, out, repo_dir) == []
 
 
 def test_full_disk_through_the_api_keeps_the_write_order(tmp_path):
@@ -629,7 +628,7 @@ def test_a_directory_of_small_files_is_read_in_one_request_and_damage_stays_with
     place = locate(repo, nodes[victim].content[0])
     flip_bit(repo_dir / place.pack_name, place.offset + place.length // 2, bit=5)
 
-    summary, reads, _ = _restore_counting(repo, src, tmp_path / "out")
+    summary, reads, _ = _restore_counting(repo_dir, src, tmp_path / "out")
     restored = regular_files(tmp_path / "out")
     assert summary.errors == 1 and summary.files == len(files) - 1
     assert set(restored) == {f"d/{n}" for n in (Path(k).name for k in files)} - {victim}
@@ -662,9 +661,12 @@ def _large_file(n_mib: int) -> bytes:
     return bytes(out[: n_mib * MiB])
 
 
-def _restore_counting(repo: Repository, src: Path, target: Path):  # type: ignore[no-untyped-def]
-    """Restores the snapshot's ``src``; the summary, the data reads it made and the ones
-    its schedule counted."""
+def _restore_counting(repo_dir: Path, src: Path, target: Path):  # type: ignore[no-untyped-def]
+    """Restores the only snapshot's ``src`` from the repository in ``repo_dir``; the summary,
+    the data reads it made (pack, offset, length) and the ones its schedule counted."""
+    storage = FaultyStorage(LocalStorage(repo_dir))
+    repo = Repository.open(storage, PASSWORD)
+    repo.load_index()
     snap = only_snapshot(repo)
     tally = Tally(NullProgress())
     plan = list(Planner(repo, on_problem=tally.tree_problem).plan(snap, str(src)))
@@ -672,25 +674,14 @@ def _restore_counting(repo: Repository, src: Path, target: Path):  # type: ignor
         (layout.pack_name(r.pack.id.hex()), r.offset, r.length)
         for r in requests(plan, repo.index.get)
     ]
-    reads: list[tuple[str, int, int | None]] = []
-    storage = repo.storage
-    real_read, real_read_into = storage.read, storage.read_into
-
-    def counting(name, offset=0, length=None):  # type: ignore[no-untyped-def]
-        if name.startswith("data/"):
-            reads.append((name, offset, length))
-        return real_read(name, offset, length)
-
-    def counting_into(name, offset, out):  # type: ignore[no-untyped-def]
-        if name.startswith("data/"):
-            reads.append((name, offset, len(out)))
-        return real_read_into(name, offset, out)
-
-    storage.read, storage.read_into = counting, counting_into  # type: ignore[method-assign]
-    try:
-        return restore_entries(repo, plan, str(target), RestoreOptions(), tally), reads, expected
-    finally:
-        storage.read, storage.read_into = real_read, real_read_into  # type: ignore[method-assign]
+    planned = len(storage.log)
+    summary = restore_entries(repo, plan, str(target), RestoreOptions(), tally)
+    reads = [
+        (c.name, c.offset, c.length)
+        for c in storage.log[planned:]
+        if c.op in ("read", "read_into") and c.name.startswith(layout.DATA)
+    ]
+    return summary, reads, expected
 
 
 def test_small_files_have_a_thread_of_their_own(tmp_path, run_cli, monkeypatch) -> None:
@@ -749,8 +740,8 @@ def test_a_large_file_is_written_in_parts_and_its_neighbouring_blobs_read_togeth
     repo = open_repo(repo_dir)
     big = files_below(repo, only_snapshot(repo), src)["big.bin"]
     assert len(split(big, repo.index.get) or []) >= 3
-    assert len(set(big.content)) == len(big.content)
-    summary, reads, expected = _restore_counting(repo, src, tmp_path / "out")
+    assert len(set(big.content)) == len(big.content)  # else the reads would depend on timing
+    summary, reads, expected = _restore_counting(repo_dir, src, tmp_path / "out")
     assert summary.errors == 0 and summary.files == len(files)
     assert regular_files(tmp_path / "out") == files
     # each run of neighbouring blobs is one read, and the estimate counts exactly those
@@ -812,7 +803,7 @@ def test_damage_in_one_part_of_a_large_file_removes_that_file_only(tmp_path, run
     big = files_below(repo, only_snapshot(repo), src)["big.bin"]
     place = locate(repo, big.content[len(big.content) // 2])
     flip_bit(repo_dir / place.pack_name, place.offset + place.length // 2, bit=2)
-    summary, reads, _ = _restore_counting(repo, src, tmp_path / "out")
+    summary, reads, _ = _restore_counting(repo_dir, src, tmp_path / "out")
     assert summary.errors == 1 and summary.files == len(files) - 1
     restored = regular_files(tmp_path / "out")
     assert set(restored) == set(files) - {"big.bin"}

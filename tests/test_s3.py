@@ -9,14 +9,18 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import AbstractContextManager
 
 import pytest
 
-from cairn.app.context import StoreOptions, wrap_backend
+from cairn.app.context import StackHooks, StoreOptions, stack_hooks, wrap_backend
 from cairn.repo.repository import Repository
+from cairn.storage.base import Storage
+from cairn.storage.faulty import FaultyStorage
+from cairn.storage.retry import RetryPolicy
 from cairn.storage.s3 import S3Location, S3Storage
 from tests.conftest import PASSWORD
-from tests.faults import FaultPlan
+from tests.faults import FaultPlan, on_s3_client
 from tests.treecmp import describe, diff, read_like_any_program
 from tests.verify import restored_diff, verify_repository
 
@@ -33,18 +37,15 @@ def make_tree(root, size_mib: int = 6):  # type: ignore[no-untyped-def]
     return root
 
 
-def inject_faults(monkeypatch, plan: FaultPlan):  # type: ignore[no-untyped-def]
-    """Every S3 client the code under test creates gets the plan's hook; returns the original
-    client factory, to undo it."""
-    original = S3Storage._make_client
+def with_faults(plan: FaultPlan, retry: RetryPolicy) -> AbstractContextManager[StackHooks]:
+    """Every S3 client the commands run in the block create gets the plan's hook, and their
+    stores retry by ``retry`` (with the attempts --retries says)."""
+    return stack_hooks(StackHooks(wrappers=(on_s3_client(plan.attach),), retry=retry))
 
-    def faulty_client(self):  # type: ignore[no-untyped-def]
-        client = original(self)
-        plan.attach(client)
-        return client
 
-    monkeypatch.setattr(S3Storage, "_make_client", faulty_client)
-    return original
+# waits a twentieth of the usual ones, and none at all
+SHORT_WAITS = RetryPolicy(base_delay=0.25 / 20, max_delay=30.0 / 20, jitter=False)
+NO_WAITS = RetryPolicy(base_delay=0.0)
 
 
 def open_repo(url: str) -> Repository:
@@ -77,7 +78,7 @@ def test_cli_round_trip_on_s3(tmp_path, s3_url, run_cli):
 
 
 def test_data_packs_use_the_storage_class_and_listing_never_reads_them(
-    tmp_path, s3_url, s3_env, run_cli, monkeypatch
+    tmp_path, s3_url, s3_env, run_cli
 ):
     src = make_tree(tmp_path / "src", size_mib=3)
     assert run_cli("init", "--repo", s3_url).code == 0
@@ -96,22 +97,22 @@ def test_data_packs_use_the_storage_class_and_listing_never_reads_them(
     assert data_packs and all(classes[n] == "GLACIER_IR" for n in data_packs)
     assert all(c == "STANDARD" for n, c in classes.items() if n not in data_packs)
 
-    reads: list[str] = []
-    original = S3Storage.read
+    spies: list[FaultyStorage] = []
 
-    def spy(self, name, offset=0, length=None):  # type: ignore[no-untyped-def]
-        reads.append(name)
-        return original(self, name, offset, length)
+    def spy(backend: Storage) -> Storage:
+        spies.append(FaultyStorage(backend))
+        return spies[-1]
 
-    monkeypatch.setattr(S3Storage, "read", spy)
-    for args in (
-        ["snapshots"],
-        ["ls", "latest", "-l"],
-        ["ls", "latest", str(src / "docs")],
-        ["stats", "latest"],
-    ):
-        assert run_cli(*args, "--repo", s3_url).code == 0
-    assert reads and not (set(reads) & data_packs)
+    with stack_hooks(StackHooks(wrappers=(spy,))):
+        for args in (
+            ["snapshots"],
+            ["ls", "latest", "-l"],
+            ["ls", "latest", str(src / "docs")],
+            ["stats", "latest"],
+        ):
+            assert run_cli(*args, "--repo", s3_url).code == 0
+    reads = {c.name for f in spies for c in f.log if c.op in ("read", "read_into")}
+    assert len(spies) == 4 and reads and not (reads & data_packs)
 
 
 def test_wrong_credentials_missing_bucket_unreachable(tmp_path, s3_url, s3_env, cairn_proc):
@@ -145,39 +146,37 @@ def test_wrong_credentials_missing_bucket_unreachable(tmp_path, s3_url, s3_env, 
     ],
     ids=["dropped-connections", "503", "slow", "mixed"],
 )
-def test_backup_survives_transient_faults(tmp_path, s3_url, run_cli, monkeypatch, plan):
+def test_backup_survives_transient_faults(tmp_path, s3_url, run_cli, plan):
     src = make_tree(tmp_path / "src", size_mib=5)
     assert run_cli("init", "--repo", s3_url, "--pack-size", "1M").code == 0
-    original = inject_faults(monkeypatch, plan)
-    monkeypatch.setattr("cairn.storage.retry.random.uniform", lambda a, b: b / 20)  # short waits
-    res = run_cli("backup", "--repo", s3_url, src, "--retries", "10")
-    assert res.code == 0, res.err
-    assert sum(plan.counts.values()) > 0
-    # While a backup and a restore run (slowly here), any program may list and read the source:
-    # on a relatime mount that moves the atimes of its fresh directories and files. Done here
-    # every time, it makes a comparison with the source's atimes of now fail every time.
-    read_like_any_program(src)
     out = tmp_path / "out"
-    assert (
-        run_cli("restore", "--repo", s3_url, f"latest:{src}", "--target", out, "--verify").code == 0
-    )
-    monkeypatch.setattr(S3Storage, "_make_client", original)
+    with with_faults(plan, SHORT_WAITS):
+        res = run_cli("backup", "--repo", s3_url, src, "--retries", "10")
+        assert res.code == 0, res.err
+        assert sum(plan.counts.values()) > 0
+        # While a backup and a restore run (slowly here), any program may list and read the
+        # source: on a relatime mount that moves the atimes of its fresh directories and files.
+        # Done here every time, it makes a comparison with the source's atimes of now fail
+        # every time.
+        read_like_any_program(src)
+        restored = run_cli(
+            "restore", "--repo", s3_url, f"latest:{src}", "--target", out, "--verify"
+        )
+        assert restored.code == 0, restored.err
     assert restored_diff(src, out, s3_url) == []  # atimes: as the backup recorded them
     assert verify_repository(open_repo(s3_url))["snapshots"] == 1
 
 
-def test_backup_fails_cleanly_when_the_store_keeps_failing(tmp_path, s3_url, run_cli, monkeypatch):
+def test_backup_fails_cleanly_when_the_store_keeps_failing(tmp_path, s3_url, run_cli):
     src = make_tree(tmp_path / "src", size_mib=3)
     assert run_cli("init", "--repo", s3_url, "--pack-size", "1M").code == 0
     assert run_cli("backup", "--repo", s3_url, src).code == 0
     (src / "media" / "new.bin").write_bytes(os.urandom(3 * MIB))
     plan = FaultPlan(unavailable=1.0, operations=frozenset({"PutObject"}))
-    original = inject_faults(monkeypatch, plan)
-    monkeypatch.setattr("cairn.storage.retry.random.uniform", lambda a, b: 0.0)
-    res = run_cli("backup", "--repo", s3_url, src, "--retries", "3")
+    with with_faults(plan, NO_WAITS):
+        res = run_cli("backup", "--repo", s3_url, src, "--retries", "3")
     assert res.code == 1
     assert "gave up after 3 attempts" in res.err and "Traceback" not in res.err
-    monkeypatch.setattr(S3Storage, "_make_client", original)
     report = verify_repository(open_repo(s3_url))
     assert report["snapshots"] == 1
     # and once the store is healthy again, the next backup completes

@@ -1,35 +1,71 @@
-"""One conformance suite for every backend (local directory, S3 on a real SeaweedFS server),
-each also seen through the full wrapper stack the application builds."""
+"""One conformance suite for every backend (local directory, S3 on a real SeaweedFS server, the
+in-memory store for tests), each also seen through the full wrapper stack the application
+builds, and once with a transient fault injected into every first call (the retry wrapper must
+hide them all). Stores with storage classes (S3, with archived objects simulated at its
+transport, and the in-memory store) pass the same archive contract."""
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
+from datetime import datetime
 
 import pytest
 
-from cairn.app.context import StoreOptions, wrap_backend
-from cairn.core.errors import ObjectMissing, StorageError
+from cairn.app.context import StackHooks, StoreOptions, stack_hooks, wrap_backend
+from cairn.core.errors import ObjectArchived, ObjectMissing, StorageError
+from cairn.storage.archive import ARCHIVED, READABLE, RESTORED, RESTORING
+from cairn.storage.faulty import FaultyStorage
 from cairn.storage.local import LocalStorage
+from cairn.storage.memory import MemoryStorage
+from cairn.storage.retry import RetryPolicy
 from cairn.storage.s3 import S3Location, S3Options, S3Storage
+from tests.archive_sim import ArchiveSimulator
+from tests.s3server import BUCKET
 
 MIB = 1 << 20
+NO_WAIT = RetryPolicy(base_delay=0.0)
 
 
-@pytest.fixture(params=["local", "s3", "local-stack", "s3-stack"])
+def once_each(faulty: FaultyStorage) -> FaultyStorage:
+    """Every operation fails (transiently) the first time it meets a name; a listing after
+    yielding one name."""
+    for op in ("read", "read_into", "write", "stat", "list", "delete"):
+        seen: set[str] = set()
+
+        def first(name: str, seen: set[str] = seen) -> bool:
+            new = name not in seen
+            seen.add(name)
+            return new
+
+        faulty.fail(op, first, after=1 if op == "list" else 0)
+    return faulty
+
+
+@pytest.fixture(
+    params=["local", "s3", "memory", "local-stack", "s3-stack", "memory-stack", "faulty-stack"]
+)
 def storage(request, tmp_path):  # type: ignore[no-untyped-def]
     kind = request.param
     if kind.startswith("local"):
         backend = LocalStorage(tmp_path / "store")
         (tmp_path / "store").mkdir()
-    else:
+    elif kind.startswith("s3"):
         s3_url = request.getfixturevalue("s3_url")
         backend = S3Storage(
             S3Location.parse(s3_url),
             S3Options(multipart_threshold=6 * MIB, multipart_chunksize=5 * MIB),
         )
+    else:
+        backend = MemoryStorage()
+    options = StoreOptions(limit_upload=1 << 20, limit_download=1 << 20)
+    if kind == "faulty-stack":
+        hooks = StackHooks(wrappers=(lambda b: once_each(FaultyStorage(b)),), retry=NO_WAIT)
+        with stack_hooks(hooks):
+            return wrap_backend(backend, options)[0]
     if kind.endswith("stack"):
-        return wrap_backend(backend, StoreOptions(limit_upload=1 << 20, limit_download=1 << 20))[0]
+        return wrap_backend(backend, options)[0]
     return backend
 
 
@@ -130,10 +166,10 @@ def test_concurrent_writers(storage):
 
 
 def test_invalid_names_refused_locally(tmp_path):
-    store = LocalStorage(tmp_path)
-    for bad in ("../escape", "/abs", "a/../../b"):
-        with pytest.raises(StorageError):
-            store.write(bad, b"x")
+    for store in (LocalStorage(tmp_path), MemoryStorage()):
+        for bad in ("../escape", "/abs", "a/../../b", ""):
+            with pytest.raises(StorageError):
+                store.write(bad, b"x")
     assert not (tmp_path.parent / "escape").exists()
 
 
@@ -168,3 +204,73 @@ def test_s3_url_parsing():
     for bad in ("s3://ab/x", "s3:ftp://h/b/x", "s3:https:///bucket"):
         with pytest.raises(Exception, match=r"S3 URL|bucket"):
             S3Location.parse(bad)
+
+
+# ------------------------------------------------------------------ the archive capability
+@pytest.fixture(params=["memory", "s3", "memory-stack", "s3-stack"])
+def archiving(request):  # type: ignore[no-untyped-def]
+    """A store with storage classes that archives its data (writes with metadata=False go to
+    GLACIER), and what makes the restores requested so far readable."""
+    kind = request.param
+    ready: Callable[[], None]
+    if kind.startswith("memory"):
+        memory = MemoryStorage(classes=True, data_class="GLACIER")
+        backend, ready = memory, memory.finish_restores
+    else:
+        sim = ArchiveSimulator(BUCKET, delay=3600.0)
+        s3 = S3Storage(
+            S3Location.parse(request.getfixturevalue("s3_url")), S3Options(storage_class="GLACIER")
+        )
+        sim.attach(s3.client)
+
+        def ready() -> None:
+            sim.delay = 0.0
+
+        backend = s3
+    if kind.endswith("stack"):
+        return wrap_backend(backend, StoreOptions())[0], ready
+    return backend, ready
+
+
+def test_listing_with_storage_classes(archiving):
+    store, _ = archiving
+    store.write("index/i", b"index")
+    store.write("data/aa/cold", b"d" * 100, metadata=False)
+    archive = store.archive
+    assert archive is not None
+    infos = {i.name: i for i in archive.list_with_class("")}
+    assert {n: i.size for n, i in infos.items()} == dict(store.list(""))
+    assert {n: i.storage_class for n, i in infos.items()} == {
+        "index/i": "STANDARD",
+        "data/aa/cold": "GLACIER",
+    }
+    assert all(isinstance(i.modified, datetime) for i in infos.values())
+    assert [i.name for i in archive.list_with_class("data/")] == ["data/aa/cold"]
+
+
+def test_archived_objects_are_read_only_once_restored(archiving):
+    store, ready = archiving
+    store.write("index/i", b"index")
+    store.write("data/aa/cold", b"d" * 100, metadata=False)
+    archive = store.archive
+    assert store.stat("data/aa/cold") == 100
+    with pytest.raises(ObjectArchived):
+        store.read("data/aa/cold", 10, 20)
+    assert archive.restore_status("index/i") == READABLE
+    with pytest.raises(StorageError, match="not in an archive storage class"):
+        archive.request_restore("index/i", 1, "Standard")
+    assert archive.restore_status("data/aa/cold") == ARCHIVED
+    archive.request_restore("data/aa/cold", 1, "Standard")
+    archive.request_restore("data/aa/cold", 1, "Standard")  # in progress: not an error
+    assert archive.restore_status("data/aa/cold") == RESTORING
+    with pytest.raises(ObjectArchived):
+        store.read("data/aa/cold")
+    ready()
+    assert archive.restore_status("data/aa/cold") == RESTORED
+    assert store.read("data/aa/cold", 10, 20) == b"d" * 20
+
+
+def test_stores_without_storage_classes_offer_no_archive(tmp_path):
+    for backend in (LocalStorage(tmp_path), MemoryStorage()):
+        assert backend.archive is None
+        assert wrap_backend(backend, StoreOptions(limit_upload=1))[0].archive is None

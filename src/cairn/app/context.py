@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import platformdirs
@@ -23,7 +25,7 @@ from cairn.repo.repository import Repository
 from cairn.storage.base import Storage
 from cairn.storage.local import LocalStorage
 from cairn.storage.metered import MeteredStorage
-from cairn.storage.retry import RetryingStorage
+from cairn.storage.retry import RetryingStorage, RetryPolicy
 from cairn.storage.s3config import S3Location, S3Options
 from cairn.storage.throttle import ThrottledStorage
 
@@ -86,10 +88,41 @@ def backend_for(url: str, options: StoreOptions) -> Storage:
     return LocalStorage(os.path.abspath(url))
 
 
+@dataclass(frozen=True)
+class StackHooks:
+    """What every wrapper stack built by ``wrap_backend`` gets besides the standard wrappers,
+    while installed with ``stack_hooks``: the seam through which tests inject faults, count
+    calls or attach transport handlers in commands they run whole (cairn.storage.faulty).
+
+    - ``wrappers``: applied in order around the bare backend, below the meter (what they
+      refuse or count is what reaches the store);
+    - ``retry``: the retry policy (its attempts still come from ``StoreOptions.retries``)."""
+
+    wrappers: tuple[Callable[[Storage], Storage], ...] = ()
+    retry: RetryPolicy | None = None
+
+
+_HOOKS: ContextVar[StackHooks | None] = ContextVar("cairn_stack_hooks", default=None)
+
+
+@contextmanager
+def stack_hooks(hooks: StackHooks) -> Iterator[StackHooks]:
+    """Every stack built in this block (in this thread) gets ``hooks``."""
+    token = _HOOKS.set(hooks)
+    try:
+        yield hooks
+    finally:
+        _HOOKS.reset(token)
+
+
 def wrap_backend(backend: Storage, options: StoreOptions) -> tuple[Storage, MeteredStorage]:
     """The one place the wrapper stack is built: retry(throttle(meter(backend))).
 
-    Every attempt is metered (each is a request the store bills) and throttled."""
+    Every attempt is metered (each is a request the store bills) and throttled. The hooks
+    installed with ``stack_hooks`` (none outside tests) wrap the backend first."""
+    hooks = _HOOKS.get() or StackHooks()
+    for wrap in hooks.wrappers:
+        backend = wrap(backend)
     meter = MeteredStorage(backend)
     inner: Storage = meter
     if options.limit_upload or options.limit_download:
@@ -98,7 +131,8 @@ def wrap_backend(backend: Storage, options: StoreOptions) -> tuple[Storage, Mete
             upload=options.limit_upload * 1024 if options.limit_upload else None,
             download=options.limit_download * 1024 if options.limit_download else None,
         )
-    return RetryingStorage(inner, attempts=options.retries), meter
+    policy = replace(hooks.retry or RetryPolicy(), attempts=options.retries)
+    return RetryingStorage(inner, policy), meter
 
 
 class Session:

@@ -62,7 +62,6 @@ from cairn.storage.archive import (
     READABLE,
     RESTORE_TIERS,
     ArchiveStore,
-    find_archive,
 )
 
 __all__ = [
@@ -152,7 +151,7 @@ def restore(session: Session, request: RestoreRequest, events: RestoreEvents) ->
         small_file_workers=defaults.small_file_threads,
     )
     thaw_options = ThawOptions(days=request.thaw.days, tier=request.thaw.tier)
-    archive = find_archive(repo.storage)
+    archive = repo.storage.archive
     run = _Run(session, snap, request, options, events)
     if archive is None:
         return run.result(run.stream())

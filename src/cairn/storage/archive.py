@@ -1,17 +1,23 @@
-"""Stores with storage classes and archived objects (Amazon S3's GLACIER and DEEP_ARCHIVE).
+"""The archive capability: storage classes and archived objects (Amazon S3's GLACIER and
+DEEP_ARCHIVE).
 
-Not part of the ``Storage`` protocol: only a store that has storage classes implements
-``ArchiveStore``, and callers find it below the wrappers with ``find_archive``.
+A store that has storage classes offers an ``ArchiveStore`` as its ``archive`` (see
+cairn.storage.base); a store without them (a local directory) has ``archive = None``. Every
+wrapper offers the capability of the store it wraps, wrapped as it wraps the store's own
+operations (retried by the retry wrapper, counted by the meter), so a caller takes
+``storage.archive`` from the top of the stack:
 
 - ``list_with_class(prefix)`` yields an ``ObjectInfo`` (name, size, storage class, last
-  modified) for every object under ``prefix``, as a ``list`` would, from the same listing.
+  modified) for every object under ``prefix``, as a ``list`` would, from the same listing
+  requests (LIST).
 - An archived object (class in ``ARCHIVE_CLASSES``) cannot be read until a restore request
   made a temporary copy: ``read`` raises ``ObjectArchived``.
-- ``request_restore(name, days, tier)`` asks for a copy readable for ``days`` days; asking
-  again while a restore is in progress is not an error.
+- ``request_restore(name, days, tier)`` asks for a copy readable for ``days`` days (one
+  RestoreObject request); asking again while a restore is in progress is not an error, asking
+  for an object that is not archived is a ``StorageError``.
 - ``restore_status(name)`` tells whether an archived object is readable now (``RESTORED``),
   being restored (``RESTORING``), or neither (``ARCHIVED``); ``READABLE`` for objects that are
-  not archived at all.
+  not archived at all (one HEAD request).
 """
 
 from __future__ import annotations
@@ -20,9 +26,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
-
-from cairn.core.errors import TransientStorageError
-from cairn.storage.retry import RetryingStorage
 
 ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 RESTORE_TIERS = ("Expedited", "Standard", "Bulk")
@@ -48,42 +51,3 @@ class ArchiveStore(Protocol):
     def request_restore(self, name: str, days: int, tier: str) -> None: ...
 
     def restore_status(self, name: str) -> str: ...
-
-
-def find_archive(storage: object) -> ArchiveStore | None:
-    """The store with storage classes below a stack of wrappers, or None (a local directory).
-    Its calls are retried as the stack's retry wrapper retries the others."""
-    retry: RetryingStorage | None = None
-    while storage is not None:
-        if isinstance(storage, ArchiveStore):
-            return storage if retry is None else _Retried(storage, retry)
-        if isinstance(storage, RetryingStorage):
-            retry = storage
-        storage = getattr(storage, "inner", None)
-    return None
-
-
-class _Retried:
-    """An ArchiveStore whose calls go through a RetryingStorage's backoff (one retry policy)."""
-
-    def __init__(self, inner: ArchiveStore, retry: RetryingStorage) -> None:
-        self._inner = inner
-        self._retry = retry
-
-    def list_with_class(self, prefix: str) -> Iterator[ObjectInfo]:
-        seen: set[str] = set()
-        for attempt in range(1, self._retry.attempts + 1):
-            try:
-                for info in self._inner.list_with_class(prefix):
-                    if info.name not in seen:
-                        seen.add(info.name)
-                        yield info
-                return
-            except TransientStorageError as e:
-                self._retry._failed(prefix, attempt, e)
-
-    def request_restore(self, name: str, days: int, tier: str) -> None:
-        self._retry._call(name, lambda: self._inner.request_restore(name, days, tier))
-
-    def restore_status(self, name: str) -> str:
-        return self._retry._call(name, lambda: self._inner.restore_status(name))

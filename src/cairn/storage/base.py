@@ -17,6 +17,10 @@ A store holds immutable named objects. Names are relative paths with '/' separat
 - ``list(prefix)`` yields ``(name, size)`` for every object whose name starts with ``prefix``,
   in no particular order.
 - ``delete(name)`` removes an object; deleting a missing object is not an error.
+- ``archive`` is the store's archive capability (storage classes, restores of archived
+  objects: cairn.storage.archive), or None for a store without storage classes. A capability
+  is an object a store offers or not, rather than methods every store must have: a wrapper
+  offers its inner store's capability, wrapped as it wraps the store (or None).
 
 Every failure of the store itself is a ``StorageError`` with a one-line message.
 """
@@ -25,6 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
+
+from cairn.storage.archive import ArchiveStore
 
 Buffer = bytes | bytearray | memoryview
 
@@ -44,6 +50,9 @@ class Storage(Protocol):
     def delete(self, name: str) -> None: ...
 
     def describe(self) -> str: ...
+
+    @property
+    def archive(self) -> ArchiveStore | None: ...
 
 
 class StorageWrapper:
@@ -74,6 +83,11 @@ class StorageWrapper:
 
     def describe(self) -> str:
         return self.inner.describe()
+
+    @property
+    def archive(self) -> ArchiveStore | None:
+        # as it is: the archive calls carry no bytes, so e.g. the bandwidth caps leave them be
+        return self.inner.archive
 
 
 def read_into_by_read(storage: Storage, name: str, offset: int, out: memoryview) -> int:

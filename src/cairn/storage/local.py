@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cairn.core.errors import ObjectMissing, StorageError
+from cairn.storage.archive import ArchiveStore
 from cairn.storage.base import Buffer
 
 TMP_PREFIX = ".tmp-"
@@ -33,6 +34,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class LocalStorage:
+    archive: ArchiveStore | None = None  # a directory has no storage classes
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self._handles = _Handles()

@@ -1,12 +1,22 @@
-"""Counts every call and byte that passes to the store, the way S3 bills them."""
+"""Counts every call and byte that passes to the store, the way S3 bills them.
+
+A read is a GET, a write a PUT, a stat a HEAD, a delete a DELETE, and a listing one LIST per
+page of ``LIST_PAGE`` names. The archive capability's calls count as the requests they are:
+a listing with storage classes as a listing, a restore status as a HEAD, and a restore request
+as a RestoreObject (``restore``).
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, fields
+from typing import TypeVar
 
+from cairn.storage.archive import ArchiveStore, ObjectInfo
 from cairn.storage.base import Buffer, Storage, StorageWrapper
+
+T = TypeVar("T")
 
 LIST_PAGE = 1000  # a LIST request returns at most this many names (S3 semantics)
 
@@ -20,13 +30,19 @@ class Usage:
     delete: int = 0
     bytes_up: int = 0
     bytes_down: int = 0
+    restore: int = 0  # RestoreObject requests (archived objects)
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        """The counts by name. ``restore`` only where there were any: a backup never makes
+        one, and a snapshot's summary holds the other seven (docs/format.md §8)."""
+        d = asdict(self)
+        if not self.restore:
+            del d["restore"]
+        return d
 
     def minus(self, other: Usage) -> Usage:
-        a, b = self.as_dict(), other.as_dict()
-        return Usage(**{k: a[k] - b[k] for k in a})
+        names = [f.name for f in fields(self)]
+        return Usage(**{k: getattr(self, k) - getattr(other, k) for k in names})
 
 
 class MeteredStorage(StorageWrapper):
@@ -37,7 +53,12 @@ class MeteredStorage(StorageWrapper):
 
     def snapshot(self) -> Usage:
         with self._lock:
-            return Usage(**self.usage.as_dict())
+            return Usage(**asdict(self.usage))
+
+    def count(self, request: str) -> None:
+        """One more request of a kind (a field of ``Usage``)."""
+        with self._lock:
+            setattr(self.usage, request, getattr(self.usage, request) + 1)
 
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         data = self.inner.read(name, offset, length)
@@ -67,15 +88,46 @@ class MeteredStorage(StorageWrapper):
                 self.usage.head += 1
 
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:
-        with self._lock:
-            self.usage.list += 1
-        for n, item in enumerate(self.inner.list(prefix)):
-            if n and n % LIST_PAGE == 0:  # item 1000 (counting from 0) starts the next page
-                with self._lock:
-                    self.usage.list += 1
-            yield item
+        return paged(self, lambda: self.inner.list(prefix))
 
     def delete(self, name: str) -> None:
         self.inner.delete(name)
         with self._lock:
             self.usage.delete += 1
+
+    @property
+    def archive(self) -> ArchiveStore | None:
+        inner = self.inner.archive
+        return None if inner is None else MeteredArchive(inner, self)
+
+
+def paged(meter: MeteredStorage, listing: Callable[[], Iterable[T]]) -> Iterator[T]:
+    """The items of ``listing()``, counting one LIST request per page as they are taken."""
+    meter.count("list")
+    for n, item in enumerate(listing()):
+        if n and n % LIST_PAGE == 0:  # item 1000 (counting from 0) starts the next page
+            meter.count("list")
+        yield item
+
+
+class MeteredArchive:
+    """An archive capability whose requests count in ``meter``'s usage."""
+
+    def __init__(self, inner: ArchiveStore, meter: MeteredStorage) -> None:
+        self.inner = inner
+        self.meter = meter
+
+    def list_with_class(self, prefix: str) -> Iterator[ObjectInfo]:
+        return paged(self.meter, lambda: self.inner.list_with_class(prefix))
+
+    def request_restore(self, name: str, days: int, tier: str) -> None:
+        try:
+            self.inner.request_restore(name, days, tier)
+        finally:
+            self.meter.count("restore")
+
+    def restore_status(self, name: str) -> str:
+        try:
+            return self.inner.restore_status(name)
+        finally:
+            self.meter.count("head")

@@ -6,8 +6,9 @@
   (If-None-Match: *) where the store supports it, so an object is never overwritten.
 - Objects larger than ``multipart_threshold`` go up as multipart uploads (s3transfer).
 - Data packs may use a colder storage class; everything else stays in STANDARD. The store is
-  an ``ArchiveStore`` (cairn.storage.archive): listings with storage classes, and restore
-  requests for archived (GLACIER, DEEP_ARCHIVE) objects, whose reads raise ObjectArchived.
+  its own archive capability (``archive``, cairn.storage.archive): listings with storage
+  classes, and restore requests for archived (GLACIER, DEEP_ARCHIVE) objects, whose reads
+  raise ObjectArchived. ``list`` and ``list_with_class`` share one paginated listing.
 - Errors become one-line StorageErrors; throttling, 5xx and connection failures are
   TransientStorageError, which the retry wrapper retries.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import botocore.exceptions
@@ -29,6 +31,7 @@ from cairn.storage.archive import (
     READABLE,
     RESTORED,
     RESTORING,
+    ArchiveStore,
     ObjectInfo,
 )
 from cairn.storage.base import Buffer, read_into_by_read
@@ -58,7 +61,9 @@ class S3Storage:
     def __init__(self, location: S3Location, options: S3Options | None = None, client=None) -> None:  # type: ignore[no-untyped-def]
         self.location = location
         self.options = options or S3Options()
-        self._client = client or self._make_client()
+        # public so that callers may register botocore event handlers (tests simulate faults
+        # and archived objects at the transport that way)
+        self.client = client or self._make_client()
         self._conditional = True
         self._transfer = TransferConfig(
             multipart_threshold=self.options.multipart_threshold,
@@ -105,7 +110,7 @@ class S3Storage:
                 return b""
             args["Range"] = f"bytes={offset}-{end}"
         with _errors(name):
-            resp = self._client.get_object(**args)
+            resp = self.client.get_object(**args)
             return resp["Body"].read()  # type: ignore[no-any-return]
 
     def read_into(self, name: str, offset: int, out: memoryview) -> int:
@@ -123,7 +128,7 @@ class S3Storage:
         size = len(memoryview(data).cast("B"))
         with _errors(name):
             if size >= self.options.multipart_threshold:
-                self._client.upload_fileobj(
+                self.client.upload_fileobj(
                     io.BytesIO(data),
                     self.location.bucket,
                     key,
@@ -153,46 +158,52 @@ class S3Storage:
         }
         if self._conditional:
             args["IfNoneMatch"] = "*"
-        self._client.put_object(**args)
+        self.client.put_object(**args)
 
     def stat(self, name: str) -> int:
         with _errors(name):
-            resp = self._client.head_object(Bucket=self.location.bucket, Key=self._key(name))
+            resp = self.client.head_object(Bucket=self.location.bucket, Key=self._key(name))
             return int(resp["ContentLength"])
 
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:
-        paginator = self._client.get_paginator("list_objects_v2")
+        for name, obj in self._listing(prefix):
+            yield name, int(obj["Size"])
+
+    def _listing(self, prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The one listing loop: (name, ListObjectsV2 entry) for every object under
+        ``prefix``, page after page."""
+        paginator = self.client.get_paginator("list_objects_v2")
         strip = len(self.location.prefix)
         with _errors(prefix or "/"):
             for page in paginator.paginate(Bucket=self.location.bucket, Prefix=self._key(prefix)):
                 for obj in page.get("Contents", []):
-                    yield obj["Key"][strip:], int(obj["Size"])
+                    yield obj["Key"][strip:], obj
 
     def delete(self, name: str) -> None:
         with _errors(name):
-            self._client.delete_object(Bucket=self.location.bucket, Key=self._key(name))
+            self.client.delete_object(Bucket=self.location.bucket, Key=self._key(name))
 
     # ------------------------------------------------------------------ storage classes
+    @property
+    def archive(self) -> ArchiveStore:
+        return self
+
     def list_with_class(self, prefix: str) -> Iterator[ObjectInfo]:
         """As ``list``, with each object's storage class and time (the same LIST requests)."""
-        paginator = self._client.get_paginator("list_objects_v2")
-        strip = len(self.location.prefix)
-        with _errors(prefix or "/"):
-            for page in paginator.paginate(Bucket=self.location.bucket, Prefix=self._key(prefix)):
-                for obj in page.get("Contents", []):
-                    yield ObjectInfo(
-                        obj["Key"][strip:],
-                        int(obj["Size"]),
-                        obj.get("StorageClass") or "STANDARD",
-                        obj.get("LastModified"),
-                    )
+        for name, obj in self._listing(prefix):
+            yield ObjectInfo(
+                name,
+                int(obj["Size"]),
+                obj.get("StorageClass") or "STANDARD",
+                obj.get("LastModified"),
+            )
 
     def request_restore(self, name: str, days: int, tier: str) -> None:
         """Asks for a readable copy of an archived object for ``days`` days (RestoreObject)."""
         request = {"Days": days, "GlacierJobParameters": {"Tier": tier}}
         with _errors(name):
             try:
-                self._client.restore_object(
+                self.client.restore_object(
                     Bucket=self.location.bucket, Key=self._key(name), RestoreRequest=request
                 )
             except botocore.exceptions.ClientError as e:
@@ -206,7 +217,7 @@ class S3Storage:
     def restore_status(self, name: str) -> str:
         """READABLE, ARCHIVED, RESTORING or RESTORED, from HEAD (StorageClass, x-amz-restore)."""
         with _errors(name):
-            head = self._client.head_object(Bucket=self.location.bucket, Key=self._key(name))
+            head = self.client.head_object(Bucket=self.location.bucket, Key=self._key(name))
         if head.get("StorageClass") not in ARCHIVE_CLASSES:
             return READABLE
         restore = head.get("Restore") or ""
@@ -218,16 +229,16 @@ class S3Storage:
         """Creates the bucket if it does not exist (used by init)."""
         with _errors(self.location.bucket):
             try:
-                self._client.head_bucket(Bucket=self.location.bucket)
+                self.client.head_bucket(Bucket=self.location.bucket)
                 return
             except botocore.exceptions.ClientError as e:
                 if _code(e) not in ("404", "NoSuchBucket", "NotFound"):
                     raise
             args: dict[str, object] = {"Bucket": self.location.bucket}
-            region = self._client.meta.region_name
+            region = self.client.meta.region_name
             if not self.location.endpoint and region and region != "us-east-1":
                 args["CreateBucketConfiguration"] = {"LocationConstraint": region}
-            self._client.create_bucket(**args)
+            self.client.create_bucket(**args)
 
 
 def _code(e: botocore.exceptions.ClientError) -> str:

@@ -30,7 +30,7 @@ from cairn.ops.snapshots import load_snapshots
 from cairn.ops.treewalk import TreeProblem
 from cairn.repo import layout
 from cairn.repo.repository import Repository
-from cairn.storage.archive import ARCHIVE_CLASSES, ObjectInfo, find_archive
+from cairn.storage.archive import ARCHIVE_CLASSES, ObjectInfo
 from cairn.storage.metered import LIST_PAGE
 
 
@@ -46,7 +46,7 @@ class CostOptions:
 
 def inventory(repo: Repository, provider: Provider) -> dict[str, ObjectInfo]:
     """Every object of the repository with its storage class."""
-    archive = find_archive(repo.storage)
+    archive = repo.storage.archive
     if archive is not None:
         return {i.name: i for i in archive.list_with_class("")}
     cls = provider.default_class
