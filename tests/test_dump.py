@@ -18,8 +18,19 @@ from cairn.ops.progress import NullProgress
 from cairn.ops.restore.schedule import Scheduler
 from cairn.ops.snapshots import load_snapshots
 from cairn.repo import layout
+from cairn.repo.repository import Repository
+from cairn.storage.faulty import FaultyStorage
+from cairn.storage.local import LocalStorage
 from tests import treecmp, treegen
-from tests.craft import create_repo, files_below, flip_bit, locate, only_snapshot, open_repo
+from tests.craft import (
+    PASSWORD,
+    create_repo,
+    files_below,
+    flip_bit,
+    locate,
+    only_snapshot,
+    open_repo,
+)
 
 CAIRN = [sys.executable, "-m", "cairn"]
 
@@ -182,16 +193,16 @@ def test_a_file_is_read_as_a_restore_reads_it(tmp_path: Path, repo: Path, run_cl
         for f in Scheduler(r.index.get).fetches(node.content)
         if f.read is not None
     ]
-    reads: list[tuple[str, int, int]] = []
-    real = r.storage.read_into
-
-    def counting(name, offset, out):  # type: ignore[no-untyped-def]
-        reads.append((name, offset, len(out)))
-        return real(name, offset, out)
-
-    r.storage.read_into = counting  # type: ignore[method-assign]
+    storage = FaultyStorage(LocalStorage(repo))
+    r = Repository.open(storage, PASSWORD)
+    r.load_index()
     out = io.BytesIO()
     Dumper(r, NullProgress()).run(only_snapshot(r), os.fsdecode(src / "f.bin"), out)
+    reads = [
+        (c.name, c.offset, c.length)
+        for c in storage.log
+        if c.op == "read_into" and c.name.startswith(layout.DATA)
+    ]
     assert out.getvalue() == data
     assert sorted(reads) == sorted(expected)
     assert len(reads) < len(node.content)

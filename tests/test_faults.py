@@ -772,23 +772,20 @@ def test_blobs_kept_in_the_cache_are_read_once_whatever_order_the_parts_run_in(t
     ]
     assert len(expected) == len(set(order))
     for run in range(3):
-        reads: list[tuple[str, int, int]] = []
-        real = repo.storage.read_into
-
-        def counting(name, offset, out, real=real, reads=reads):  # type: ignore[no-untyped-def]
-            if name.startswith("data/"):
-                reads.append((name, offset, len(out)))
-                time.sleep(0.002)  # parts overlap all the more
-            return real(name, offset, out)
-
-        repo.storage.read_into = counting  # type: ignore[method-assign]
-        try:
-            tally = Tally(NullProgress())
-            out = tmp_path / f"out{run}"
-            options = RestoreOptions(workers=4)
-            summary = restore_entries(repo, Planner(repo).plan(snap, "/"), str(out), options, tally)
-        finally:
-            repo.storage.read_into = real  # type: ignore[method-assign]
+        storage = FaultyStorage(LocalStorage(repo_dir))
+        storage.before("read_into", layout.DATA, lambda: time.sleep(0.002), times=None)
+        reader = Repository.open(storage, PASSWORD)  # parts overlap all the more
+        reader.load_index()
+        tally = Tally(NullProgress())
+        out = tmp_path / f"out{run}"
+        options = RestoreOptions(workers=4)
+        plan = Planner(repo).plan(snap, "/")
+        summary = restore_entries(reader, plan, str(out), options, tally)
+        reads = [
+            (c.name, c.offset, c.length)
+            for c in storage.log
+            if c.op in ("read", "read_into") and c.name.startswith(layout.DATA)
+        ]
         assert summary.errors == 0 and (out / "big.bin").read_bytes() == data
         assert sorted(reads) == sorted(expected)
 
