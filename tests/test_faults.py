@@ -33,7 +33,8 @@ from cairn.ops.backup.snapshot_writer import BackupRequest, run_backup
 from cairn.ops.progress import NullProgress
 from cairn.ops.restore import Planner, RestoreOptions, Tally, requests, restore_entries
 from cairn.ops.restore.execute import Executor
-from cairn.ops.restore.schedule import split
+from cairn.ops.restore.schedule import CACHE_BYTES, Scheduler, split
+from cairn.ops.restore.source import BlobSource, Slot
 from cairn.ops.snapshots import load_snapshots
 from cairn.repo import layout
 from cairn.repo.journal import PackJournal
@@ -483,14 +484,21 @@ class QuotaStorage(StorageWrapper):
         self.limit = limit  # shared and mutable, so a test can "free space"
 
     def write(self, name: str, data: Buffer, **kw: object) -> None:
-        used = sum(
-            os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(self.root) for f in files
-        )
+        used = sum(_size(os.path.join(d, f)) for d, _, files in os.walk(self.root) for f in files)
         if used + memoryview(data).nbytes > self.limit[0]:
             raise StorageError(
                 f"cannot write {name}: {os.strerror(errno.ENOSPC).lower()} (injected)"
             )
         self.inner.write(name, data, **kw)  # type: ignore[arg-type]
+
+
+def _size(path: str) -> int:
+    """A file's size; 0 for one gone since it was listed (another upload's temporary file,
+    renamed into place meanwhile)."""
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
 
 
 @contextlib.contextmanager
@@ -747,6 +755,34 @@ def test_a_large_file_is_written_in_parts_and_its_neighbouring_blobs_read_togeth
     # each run of neighbouring blobs is one read, and the estimate counts exactly those
     assert sorted(reads) == sorted(expected)
     assert len(reads) < len(big.content) + 2
+
+
+def test_blobs_the_cache_pushed_out_are_freed_once_taken(tmp_path):
+    """The blobs read alone are kept for later duplicates; once the cache's model pushes one
+    out and every job scheduled to take it has, its memory is freed: what stays is at most
+    the cache's size, however many blobs went through."""
+    repo_dir = create_repo(tmp_path / "repo")
+    repo = open_repo(repo_dir)
+    crafter = Crafter(repo)
+    ids = [crafter.file(b"p%d" % i, _rand(600 << 10, 300 + i)).content[0] for i in range(30)]
+    crafter.flush()
+    repo = open_repo(repo_dir)
+    slots: list[Slot] = []
+
+    class Source(BlobSource):
+        def new_slot(self) -> Slot:
+            slots.append(super().new_slot())
+            return slots[-1]
+
+    source = Source(repo.reader)
+    scheduler = Scheduler(repo.index.get, source)
+    order = ids + ids[-5:]  # the last five again: taken from the cache
+    fetches = scheduler.fetches(order)
+    got = [bytes(b) for b in source.fetched(fetches)]
+    assert [repo.key.blob_id(b) for b in got] == order
+    assert len(slots) == len(ids)
+    held = sum(len(s.data) for s in slots if s.data is not None)
+    assert 0 < held <= CACHE_BYTES, held
 
 
 def test_blobs_kept_in_the_cache_are_read_once_whatever_order_the_parts_run_in(tmp_path):

@@ -87,15 +87,35 @@ def test_a_blob_read_alone_is_kept_and_taken_from_the_cache_until_it_is_pushed_o
     for i in range(9):
         index.skip(PACK_B, 1)
         others.append(index.add(f"o{i}", PACK_B, MiB))
-    slots = iter(range(100))
-    s = Scheduler(index.get, lambda: next(slots))
+    keeper = _Keeper()
+    s = Scheduler(index.get, keeper)
     first = s.fetches([small])[0]
     assert first.how == RUN and first.slot == 0
     again = s.fetches([small])[0]
     assert again.how == CACHED and again.slot == 0 and again.read is None
+    assert keeper.takes == [0]
     assert [f.slot for f in s.fetches([big, big])] == [None, None]  # read twice
+    assert keeper.out == []
     s.fetches(others)  # 9 MiB of other kept blobs push it out
+    assert keeper.out[0] == 0  # the oldest first
     assert s.fetches([small])[0].how == RUN
+
+
+class _Keeper:
+    def __init__(self) -> None:
+        self.made = 0
+        self.takes: list[int] = []
+        self.out: list[int] = []
+
+    def new_slot(self) -> int:
+        self.made += 1
+        return self.made - 1
+
+    def will_take(self, slot: int) -> None:
+        self.takes.append(slot)
+
+    def pushed_out(self, slot: int) -> None:
+        self.out.append(slot)
 
 
 def test_files_of_one_directory_are_batched_and_share_span_reads() -> None:

@@ -70,7 +70,7 @@ class Dumper:
         self.summary = DumpSummary()
         self._planner = Planner(repo, on_problem=self._problem)
         self._source = BlobSource(repo.reader)
-        self._schedule = Scheduler(repo.index.get, self._source.new_slot)
+        self._schedule = Scheduler(repo.index.get, self._source)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cairn-dump")
 
     def run(self, snap: Snapshot, path: str, out: BinaryIO) -> DumpSummary:

@@ -162,7 +162,7 @@ class Executor:
                     self._collect(pending.popleft())
 
             try:
-                for job in schedule(entries, self.repo.index.get, self.source.new_slot):
+                for job in schedule(entries, self.repo.index.get, self.source):
                     if self._stop.is_set():
                         self._abandon(job)
                         break

@@ -18,7 +18,10 @@ these reads; the cost estimate and the thaw of archived packs count the same (``
   ``CACHE_BYTES``, least recently used out first, so that a duplicate met while it is there is
   not read again. The schedule holds the model of that cache: a read that keeps its blob
   carries the slot it fills, and a blob taken from the cache the slot it is taken from, so the
-  threads running the jobs in any order take exactly the blobs the schedule counted.
+  threads running the jobs in any order take exactly the blobs the schedule counted. The
+  ``Keeper`` that makes the slots hears of each later take and of each slot the model pushes
+  out, and frees a slot's blob once it is out and taken by all: memory stays at the cache's
+  size plus the blobs of jobs in flight.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from cairn.model.hardlinks import HardlinkIndex
 from cairn.model.node import FILE, Node
@@ -46,6 +49,19 @@ Located = tuple[bytes, IndexEntry]
 RUN = 0  # read, with the blobs stored back to back with it: one request
 CACHED = 1  # taken from the cache, where an earlier read kept it
 MISSING = 2  # not in the index: the file fails
+
+
+class Keeper(Protocol):
+    """Where the blobs the cache keeps are put (the executor's; pure scheduling has none)."""
+
+    def new_slot(self) -> Any:
+        """A place for a blob a read keeps."""
+
+    def will_take(self, slot: Any) -> None:
+        """A job now scheduled takes the blob from ``slot``."""
+
+    def pushed_out(self, slot: Any) -> None:
+        """No job scheduled from now on takes from ``slot``: free it once taken by all."""
 
 
 class Read(NamedTuple):
@@ -129,12 +145,12 @@ def requests(entries: Iterable[Entry], lookup: Lookup) -> Iterator[Read]:
 
 
 def schedule(
-    entries: Iterable[Entry], lookup: Lookup, new_slot: Callable[[], Any] = lambda: None
+    entries: Iterable[Entry], lookup: Lookup, keeper: Keeper | None = None
 ) -> Iterator[Job]:
     """The jobs of restoring ``entries``, as they are taken: directories and special files as
     they come, files in batches and large files in parts, later paths of a hardlink as links.
-    ``new_slot`` makes the place where a blob the cache keeps is put (the executor's)."""
-    scheduler = Scheduler(lookup, new_slot)
+    ``keeper`` makes the places where blobs the cache keeps are put (the executor's)."""
+    scheduler = Scheduler(lookup, keeper)
     links: HardlinkIndex[tuple[bytes, ...]] = HardlinkIndex()
     batcher = _Batcher()
     for entry in entries:
@@ -187,13 +203,10 @@ class Scheduler:
     cache they share."""
 
     def __init__(
-        self,
-        lookup: Lookup,
-        new_slot: Callable[[], Any] = lambda: None,
-        cache_bytes: int = CACHE_BYTES,
+        self, lookup: Lookup, keeper: Keeper | None = None, cache_bytes: int = CACHE_BYTES
     ) -> None:
         self._lookup = lookup
-        self._new_slot = new_slot
+        self._keeper = keeper
         self._max = cache_bytes
         self._cache: OrderedDict[bytes, tuple[int, Any]] = OrderedDict()  # id -> (size, slot)
         self._cached = 0
@@ -247,19 +260,24 @@ class Scheduler:
         if len(run) > 1:
             return Fetch(RUN, tuple(run), Read(x.pack, start, end - start), None)
         cache = self._cache
+        keeper = self._keeper
         hit = cache.get(blob_id)
         if hit is not None:
             cache.move_to_end(blob_id)
+            if keeper is not None:
+                keeper.will_take(hit[1])
             return Fetch(CACHED, ((blob_id, x),), None, hit[1])
         slot = None
         size = x.raw_length
         if size <= self._max // 8:
-            slot = self._new_slot()
+            slot = keeper.new_slot() if keeper is not None else None
             cache[blob_id] = (size, slot)
             self._cached += size
             while self._cached > self._max:
-                _, (n, _) = cache.popitem(last=False)
+                _, (n, out) = cache.popitem(last=False)
                 self._cached -= n
+                if keeper is not None:
+                    keeper.pushed_out(out)
         return Fetch(RUN, ((blob_id, x),), Read(x.pack, start, end - start), slot)
 
     def _spans(self, entries: list[Entry], found: dict[bytes, IndexEntry | None]) -> list[Span]:

@@ -28,11 +28,18 @@ _PENDING, _FILLED, _FAILED = 0, 1, 2
 class Slot:
     """Where the cache keeps one blob for the jobs the schedule says take it from there."""
 
-    __slots__ = ("data", "state")
+    __slots__ = ("data", "kept", "state", "takers")
 
     def __init__(self) -> None:
         self.data: bytes | None = None
         self.state = _PENDING
+        self.takers = 0  # jobs scheduled to take the blob that have not yet
+        self.kept = True  # in the schedule's model of the cache: later jobs may take it too
+
+    def release(self) -> None:
+        """Frees the blob once nobody takes it any more (with the source's lock held)."""
+        if not self.kept and self.takers == 0:
+            self.data = None
 
 
 class BlobSource:
@@ -40,8 +47,18 @@ class BlobSource:
         self.reader = reader
         self._ready = threading.Condition()
 
+    # the scheduler's Keeper: the blobs the cache keeps
     def new_slot(self) -> Slot:
         return Slot()
+
+    def will_take(self, slot: Slot) -> None:
+        with self._ready:
+            slot.takers += 1
+
+    def pushed_out(self, slot: Slot) -> None:
+        with self._ready:
+            slot.kept = False
+            slot.release()
 
     def spans(self, spans: list[Span]) -> dict[bytes, bytes]:
         """The blobs of a batch's spans. A span or blob that fails here is left out (and read
@@ -154,12 +171,15 @@ class BlobSource:
             if slot.state == _PENDING:
                 slot.data = data
                 slot.state = _FILLED if data is not None else _FAILED
+                slot.release()
                 self._ready.notify_all()
 
     def _take(self, slot: Slot) -> bytes | None:
         """The blob in ``slot``, once the job reading it has put it there; None if it failed."""
-        if slot.state == _PENDING:
-            with self._ready:
-                while slot.state == _PENDING:
-                    self._ready.wait()
-        return slot.data
+        with self._ready:
+            while slot.state == _PENDING:
+                self._ready.wait()
+            data = slot.data
+            slot.takers -= 1
+            slot.release()
+        return data
