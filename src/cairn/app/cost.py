@@ -8,14 +8,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from cairn.app.context import Session
+from cairn.app.defaults import defaults_for
 from cairn.core import clock
+from cairn.core.urls import OBJECT_STORE, store_kind
 from cairn.model.snapshot import Summary
-from cairn.ops.cost.bill import GIB
+from cairn.ops.cost.bill import GIB, bytes_per_get
 from cairn.ops.cost.estimate import backup_charges, backup_requests, prune_cost
 from cairn.ops.cost.prices import Provider, choose, load_prices
 from cairn.ops.cost.report import CostOptions, cost_report, data_class, inventory
 from cairn.ops.prune import PrunePlan, PruneReport
 from cairn.storage.archive import RESTORE_TIERS
+
+MIN_READ_GAP = 16 << 10  # bytes
 
 __all__ = ["RESTORE_TIERS", "CostRequest", "Provider", "pricing", "report"]
 
@@ -71,15 +75,33 @@ class CostRequest:
     restore_tier: str = "Standard"  # how archived packs would be restored
 
 
+def restore_reading(
+    url: str, key: str | None = None, prices: str | None = None
+) -> tuple[bool, int]:
+    """How a restore from ``url`` reads: (in pack order?, the gap between needed blobs it
+    reads through rather than make another request). The gap is the backend's default, less
+    on an object store where the bytes in it would cost more to download than a GET (at the
+    provider ``key`` names, or the one the URL is at), but never below ``MIN_READ_GAP``: a
+    request also costs a round trip."""
+    defaults = defaults_for(url)
+    gap = defaults.read_gap
+    if store_kind(url) == OBJECT_STORE:
+        provider, _ = pricing(url, key, prices)
+        gap = int(max(MIN_READ_GAP, min(gap, bytes_per_get(provider))))
+    return defaults.pack_order, gap
+
+
 def report(session: Session, request: CostRequest) -> tuple[dict[str, Any], Provider, str]:
     """The cost report (a JSON-ready document), the provider it priced with, and why."""
     chosen, why = pricing(session.url, request.provider, request.prices_file)
+    pack_order, gap = restore_reading(session.url, request.provider, request.prices_file)
     options = CostOptions(
         last=max(1, request.last),
         max_unused=request.max_unused,
         bandwidth_mbit=max(0.001, request.bandwidth_mbit),
         restore_tier=request.restore_tier,
         data_class=session.spec.store.s3.storage_class,
+        restore_gap=gap if pack_order else None,
     )
     doc = cost_report(session.repo, chosen, options, clock.now())
     doc["repository"] = session.url

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cairn.core.urls import LOCAL_DIRECTORY, OBJECT_STORE, store_kind
+from cairn.ops.restore.packorder import LOCAL_GAP
 from cairn.repo.config import DEFAULT_LOCAL_PACK_SIZE, DEFAULT_PACK_SIZE
 
 S3, LOCAL = OBJECT_STORE, LOCAL_DIRECTORY
@@ -26,14 +27,38 @@ class BackendDefaults:
     # from a local disk a small file is mostly Python work and system calls, and two threads
     # on them mostly hand the GIL to each other; on S3 each waits a round trip
     small_file_threads: int | None
+    # restore each pack's blobs once for a window of files (many requests in flight, each
+    # filling the link), rather than file by file (cairn.ops.restore.packorder)
+    pack_order: bool
+    # a restore reads through a gap this small between the blobs it needs rather than make
+    # another request (on an object store at most this: less where egress is dear, see
+    # app.restore.read_gap)
+    read_gap: int
+    # threads reading trees ahead of a walk (restore, dump, ls): each tree read waits a round
+    # trip on an object store; none from a local disk, where it is there at once
+    tree_threads: int
 
 
 DEFAULTS = {
     S3: BackendDefaults(
-        S3, DEFAULT_PACK_SIZE, uploads=4, restore_threads=8, small_file_threads=None
+        S3,
+        DEFAULT_PACK_SIZE,
+        uploads=4,
+        restore_threads=8,
+        small_file_threads=None,
+        pack_order=True,
+        read_gap=1 << 20,
+        tree_threads=16,
     ),
     LOCAL: BackendDefaults(
-        LOCAL, DEFAULT_LOCAL_PACK_SIZE, uploads=1, restore_threads=2, small_file_threads=1
+        LOCAL,
+        DEFAULT_LOCAL_PACK_SIZE,
+        uploads=1,
+        restore_threads=2,
+        small_file_threads=1,
+        pack_order=False,
+        read_gap=LOCAL_GAP,
+        tree_threads=0,
     ),
 }
 

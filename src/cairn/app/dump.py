@@ -40,7 +40,7 @@ def dump(session: Session, request: DumpRequest, events: Events) -> DumpResult:
     repo = session.repo
     snap = resolve(repo, request.snapshot, request.filter)
     repo.load_index()  # after the snapshot: a newer one may use newer index objects
-    dumper = Dumper(repo, events)
+    dumper = Dumper(repo, events, tree_threads=session.defaults.tree_threads)
     node, at = dumper.find(snap, request.path)
     with request.output() as out:
         summary = dumper.write(node, at, out)

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from cairn.app.context import Session
-from cairn.app.cost import pricing
+from cairn.app.cost import pricing, restore_reading
 from cairn.app.events import Events, NullEvents
-from cairn.core.errors import ObjectArchived, StorageError
+from cairn.core.errors import ObjectArchived, StorageError, UsageError
 from cairn.core.units import format_duration
 from cairn.model.snapshot import Snapshot
 from cairn.ops.cost.prices import Provider
@@ -44,7 +44,7 @@ from cairn.ops.restore import (
     RestoreSummary,
     Selection,
     Tally,
-    requests,
+    reads,
     restore_entries,
 )
 from cairn.ops.snapshots import SnapshotFilter, resolve
@@ -64,7 +64,10 @@ from cairn.storage.archive import (
     ArchiveStore,
 )
 
+READ_ORDERS = ("pack", "file")
+
 __all__ = [
+    "READ_ORDERS",
     "RESTORE_TIERS",
     "NullRestoreEvents",
     "RestoreEvents",
@@ -99,6 +102,7 @@ class RestoreRequest:
     exclude: tuple[str, ...] = ()  # patterns: skip matching paths
     verify: bool = False  # read the restored files back and compare them
     threads: int | None = None  # threads writing files (None: the backend's default)
+    read_order: str | None = None  # "pack" or "file" (None: the backend's default)
     thaw: ThawRequest = field(default_factory=ThawRequest)
 
 
@@ -143,12 +147,19 @@ def restore(session: Session, request: RestoreRequest, events: RestoreEvents) ->
     snap = resolve(repo, request.snapshot, request.filter)
     repo.load_index()  # after the snapshot: a newer one may use newer index objects
     defaults = session.defaults
+    pack_order, gap = restore_reading(session.url, request.thaw.provider, request.thaw.prices)
+    if request.read_order is not None:
+        if request.read_order not in READ_ORDERS:
+            raise UsageError(f"unknown read order {request.read_order!r} (pack or file)")
+        pack_order = request.read_order == "pack"
     options = RestoreOptions(
         include=PathMatcher(request.include),
         exclude=PathMatcher(request.exclude),
         verify=request.verify,
         workers=request.threads or defaults.restore_threads,
         small_file_workers=defaults.small_file_threads,
+        pack_order=pack_order,
+        read_gap=gap,
     )
     thaw_options = ThawOptions(days=request.thaw.days, tier=request.thaw.tier)
     archive = repo.storage.archive
@@ -173,6 +184,7 @@ class _Run:
         events: RestoreEvents,
     ) -> None:
         self.repo = session.repo
+        self.tree_threads = session.defaults.tree_threads
         self.snap = snap
         self.request = request
         self.options = options
@@ -183,7 +195,7 @@ class _Run:
 
     def _planner(self, tally: Tally) -> Planner:
         selection = Selection(self.options.include, self.options.exclude)
-        return Planner(self.repo, selection, tally.tree_problem)
+        return Planner(self.repo, selection, tally.tree_problem, self.tree_threads)
 
     def stream(self, archive: ArchiveStore | None = None) -> RestoreSummary:
         """The restore as it goes. With ``archive``: stops with ObjectArchived, before any
@@ -199,7 +211,8 @@ class _Run:
         entries = list(self._planner(tally).plan(self.snap, self.request.path))
         want = self.request.thaw
         provider, why = pricing(url, want.provider, want.prices)
-        needed = packs_of(requests(entries, self.repo.index.get))
+        o = self.options
+        needed = packs_of(reads(entries, self.repo.index.get, o.pack_order, o.read_gap))
         thaw = Thaw(request_thaw(archive, needed, options, provider), provider, why)
         if thaw.report.pending:
             self.events.thawing(thaw)

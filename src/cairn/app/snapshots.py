@@ -11,7 +11,7 @@ from cairn.app.events import Events
 from cairn.model.node import DIR, Node
 from cairn.model.snapshot import Snapshot
 from cairn.ops.snapshots import SnapshotFilter, find_node, load_snapshots, resolve, split_path
-from cairn.ops.treewalk import TreeProblem, walk
+from cairn.ops.treewalk import TreeProblem, walk_ahead
 
 __all__ = ["Listing", "Node", "Snapshot", "SnapshotFilter", "list_entries", "list_snapshots"]
 
@@ -62,7 +62,14 @@ def list_entries(
     base = b"/" + b"/".join(parts) if parts else b""
     listing = Listing(snap, iter(()), _events=events)
     if top.type == DIR and top.subtree is not None:
-        listing._entries = walk(repo, top.subtree, base, listing.report, depth=len(parts) + 1)
+        listing._entries = walk_ahead(
+            repo,
+            top.subtree,
+            base,
+            listing.report,
+            depth=len(parts) + 1,
+            threads=session.defaults.tree_threads,
+        )
     else:
         listing._entries = iter([(base, top)])
     return listing

@@ -100,7 +100,9 @@ def command(
         _print_summary(out, snap, dry_run)
         if result.estimate is not None:
             out.line(f"a real backup: {backup_line(result.estimate)}")
-            out.line(f"  ({result.estimate['prices']}; data packs in {result.estimate['data_class']})")
+            out.line(
+                f"  ({result.estimate['prices']}; data packs in {result.estimate['data_class']})"
+            )
     if result.partial:
         out.warning(f"{snap.summary.errors} entries could not be read; the snapshot lacks them")
         return EXIT_PARTIAL

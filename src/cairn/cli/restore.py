@@ -6,7 +6,7 @@ import click
 
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.defaults import help_text
-from cairn.app.restore import RESTORE_TIERS, RestoreRequest, Thaw, ThawRequest, restore
+from cairn.app.restore import READ_ORDERS, RESTORE_TIERS, RestoreRequest, Thaw, ThawRequest, restore
 from cairn.app.snapshots import SnapshotFilter
 from cairn.cli.common import filter_options, repo_options
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING
@@ -41,6 +41,14 @@ from cairn.ui.progress import TerminalProgress
     f"their own ({help_text('small_file_threads')}).",
 )
 @click.option(
+    "--read-order",
+    type=click.Choice(READ_ORDERS),
+    default=None,
+    help="pack: read each pack's data once for many files at a time, many requests in flight "
+    "(default on S3, where every request waits a round trip); file: file by file (default for "
+    "a local directory).",
+)
+@click.option(
     "--wait",
     is_flag=True,
     help="If data is archived (GLACIER, DEEP_ARCHIVE), wait for its restore instead of exiting 75.",
@@ -69,6 +77,7 @@ def command(
     excludes: tuple[str, ...],
     verify: bool,
     concurrency: int,
+    read_order: str | None,
     wait: bool,
     restore_tier: str,
     restore_days: int,
@@ -88,6 +97,7 @@ def command(
         exclude=excludes,
         verify=verify,
         threads=concurrency,
+        read_order=read_order,
         thaw=ThawRequest(
             wait=wait,
             tier=restore_tier,

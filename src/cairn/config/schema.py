@@ -165,9 +165,7 @@ def _repository(t: Table, name: str, base: Path) -> RepositoryConfig:
     url = t.str("url", required=True)
     assert url is not None
     local = store_kind(url) == LOCAL_DIRECTORY
-    if local and not os.path.isabs(
-        os.path.expanduser(url.removeprefix("local:"))
-    ):
+    if local and not os.path.isabs(os.path.expanduser(url.removeprefix("local:"))):
         raise t.error("url", "a local repository path must be absolute")
     sources = [k for k in ("password-file", "password-command", "password-env") if t.has(k)]
     if len(sources) > 1:

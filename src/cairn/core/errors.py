@@ -74,7 +74,6 @@ class ObjectMissing(StorageError):
         self.name = name
 
 
-
 class ObjectArchived(StorageError):
     """The object is in an archive storage class and has no restored copy to read."""
 

@@ -179,9 +179,7 @@ class Checker:
         """Locks that cannot be read are ignored by backups and prunes: said, not damage."""
 
         def unreadable(name: str, why: str) -> None:
-            self.report.warning(
-                name, f"lock cannot be read ({why}); backups and prunes ignore it"
-            )
+            self.report.warning(name, f"lock cannot be read ({why}); backups and prunes ignore it")
 
         Locks(self.repo).read_all(unreadable)
 

@@ -64,11 +64,13 @@ class DumpSummary:
 
 
 class Dumper:
-    def __init__(self, repo: Repository, progress: Progress, workers: int = 4) -> None:
+    def __init__(
+        self, repo: Repository, progress: Progress, workers: int = 4, tree_threads: int = 0
+    ) -> None:
         self.repo = repo
         self.progress = progress
         self.summary = DumpSummary()
-        self._planner = Planner(repo, on_problem=self._problem)
+        self._planner = Planner(repo, on_problem=self._problem, tree_threads=tree_threads)
         self._source = BlobSource(repo.reader)
         self._schedule = Scheduler(repo.index.get, self._source)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cairn-dump")

@@ -145,6 +145,17 @@ class Target:
             self.clear(parent_fd, name)  # something is in the way: replace it, never follow it
             return os.open(name, flags, mode, dir_fd=parent_fd)
 
+    def reopen_file(self, parent_fd: int, name: bytes) -> int:
+        """Opens a file this restore created (and closed) for writing again: a regular file
+        only, never through a symlink, and without blocking on a FIFO put in its place."""
+        check_name(name)
+        flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+        fd = os.open(name, flags, dir_fd=parent_fd)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.EEXIST, "no longer the file this restore created", name)
+        return fd
+
     def open_file(self, parent_fd: int, name: bytes) -> int:
         """Opens a restored file for reading without changing its restored access time."""
         check_name(name)

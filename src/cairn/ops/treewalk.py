@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from cairn.core.errors import CairnError, IntegrityError
 from cairn.model.node import DIR, MAX_DEPTH, Node, TreeFormatError, decode_listing
+from cairn.ops.treefetch import TreeAhead
 from cairn.repo.layout import TREE_BLOB
 from cairn.repo.repository import Repository
 
@@ -45,12 +46,16 @@ def fail(problem: TreeProblem) -> None:
 
 
 def load_tree(
-    repo: Repository, tree_id: bytes, path: bytes = b"", on_problem: OnProblem = fail
+    repo: Repository,
+    tree_id: bytes,
+    path: bytes = b"",
+    on_problem: OnProblem = fail,
+    ahead: TreeAhead | None = None,
 ) -> list[Node]:
     """The valid entries of a tree (``path`` is its directory, for messages). A tree that
     cannot be read at all raises (IntegrityError, NotFoundError, ...); everything it leaves out
-    goes to ``on_problem``."""
-    data = repo.load_blob(tree_id, TREE_BLOB)
+    goes to ``on_problem``. ``ahead``: where trees are read ahead of the walk."""
+    data = ahead.load(tree_id) if ahead is not None else repo.load_blob(tree_id, TREE_BLOB)
     try:
         listing = decode_listing(data)
     except TreeFormatError as e:
@@ -65,7 +70,12 @@ def load_tree(
 
 
 def read_listing(
-    repo: Repository, tree_id: bytes, path: bytes, depth: int, on_problem: OnProblem = fail
+    repo: Repository,
+    tree_id: bytes,
+    path: bytes,
+    depth: int,
+    on_problem: OnProblem = fail,
+    ahead: TreeAhead | None = None,
 ) -> list[Node] | None:
     """``load_tree`` for a directory at ``depth`` (1: the root's entries), with a tree that
     cannot be read, or is nested too deep, handed to ``on_problem`` too: None then."""
@@ -74,7 +84,7 @@ def read_listing(
         on_problem(TreeProblem(tree_id, path, msg))
         return None
     try:
-        return load_tree(repo, tree_id, path, on_problem)
+        return load_tree(repo, tree_id, path, on_problem, ahead)
     except CairnError as e:
         on_problem(TreeProblem(tree_id, path, f"cannot be read: {e}", cause=e))
         return None
@@ -87,18 +97,23 @@ def walk(
     on_problem: OnProblem = fail,
     depth: int = 1,
     load: Callable[[bytes, bytes, int], list[Node] | None] | None = None,
+    ahead: TreeAhead | None = None,
 ) -> Iterator[tuple[bytes, Node]]:
     """(path, node) for every entry below a tree, depth first, parents before children.
     ``depth`` is that of the tree's entries; ``load(tree_id, path, depth)`` may replace
-    ``read_listing`` (returning None for a listing it reported)."""
+    ``read_listing`` (returning None for a listing it reported; it should read through
+    ``ahead`` when there is one). ``ahead`` reads the trees of every listing's
+    subdirectories ahead of the walk."""
     if load is None:
 
         def load(tid: bytes, path: bytes, d: int) -> list[Node] | None:
-            return read_listing(repo, tid, path, d, on_problem)
+            return read_listing(repo, tid, path, d, on_problem, ahead)
 
     nodes = load(tree_id, prefix, depth)
     if nodes is None:
         return
+    if ahead is not None:
+        ahead.ahead(prefix, nodes)
     stack: list[tuple[bytes, int, Iterator[Node]]] = [(prefix, depth, iter(nodes))]
     while stack:
         path, d, entries = stack[-1]
@@ -110,5 +125,23 @@ def walk(
         yield child, node
         if node.type == DIR and node.subtree is not None:
             below = load(node.subtree, child, d + 1)
+            if below and ahead is not None:
+                ahead.ahead(child, below)
             if below:
                 stack.append((child, d + 1, iter(below)))
+
+
+def walk_ahead(
+    repo: Repository,
+    tree_id: bytes,
+    prefix: bytes = b"",
+    on_problem: OnProblem = fail,
+    depth: int = 1,
+    threads: int = 0,
+) -> Iterator[tuple[bytes, Node]]:
+    """``walk``, with the trees read ahead on ``threads`` threads (none: ``walk`` itself)."""
+    if not threads:
+        yield from walk(repo, tree_id, prefix, on_problem, depth)
+        return
+    with TreeAhead(repo, threads) as ahead:
+        yield from walk(repo, tree_id, prefix, on_problem, depth, ahead=ahead)

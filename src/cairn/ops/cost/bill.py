@@ -6,6 +6,7 @@ A month is 30 days; a GB is 2^30 bytes. One-off operations (a backup, a restore,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 
@@ -69,6 +70,16 @@ def egress(nbytes: float, provider: Provider, stored_bytes: float = 0.0) -> floa
     give egress up to a multiple of the data stored)."""
     billable = max(0.0, nbytes - provider.egress_free_ratio * stored_bytes)
     return billable / GIB * provider.egress_per_gb
+
+
+def bytes_per_get(provider: Provider, cls: ClassPrices | None = None) -> float:
+    """How many bytes downloaded from ``cls`` (the default class) cost as much as one GET
+    request: reading through a gap between needed bytes up to this size is cheaper than
+    another request. Infinite where downloads are free."""
+    cls = cls or provider.standard
+    per_byte = (provider.egress_per_gb + cls.retrieval_per_gb) / GIB
+    get = cls.request_price("get")
+    return get / per_byte if per_byte > 0 else math.inf
 
 
 def retrieval(nbytes: float, cls: ClassPrices) -> float:

@@ -25,7 +25,7 @@ from cairn.ops.cost import bill, model
 from cairn.ops.cost.estimate import age_days, backup_charges, backup_requests, prune_cost
 from cairn.ops.cost.prices import ClassPrices, Provider
 from cairn.ops.prune import PruneOptions, PrunePlan, PruneReport, plan_prune
-from cairn.ops.restore import Planner, requests
+from cairn.ops.restore import Planner, reads
 from cairn.ops.snapshots import load_snapshots
 from cairn.ops.treewalk import TreeProblem
 from cairn.repo import layout
@@ -42,6 +42,8 @@ class CostOptions:
     restore_tier: str = "Standard"  # how archived packs would be restored
     restore_days: int = 7  # and kept
     data_class: str | None = None  # where new data packs go (--storage-class)
+    # how a restore reads: in pack order, reading through gaps this small (None: file by file)
+    restore_gap: int | None = None
 
 
 def inventory(repo: Repository, provider: Provider) -> dict[str, ObjectInfo]:
@@ -181,7 +183,8 @@ def restore_section(
     by_class: dict[str, dict[str, Any]] = {}
     packs: dict[str, int] = {}
     data_bytes = 0
-    for read in requests(plan, repo.index.get):
+    gap = options.restore_gap
+    for read in reads(plan, repo.index.get, gap is not None, gap or 0):
         name = layout.pack_name(read.pack.id.hex())
         info = objects.get(name)
         cls = provider.cls(info.storage_class if info else None)

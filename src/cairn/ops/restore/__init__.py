@@ -7,12 +7,17 @@
   and the thaw of archived packs count the same reads;
 - ``source``: fetches and authenticates the blobs as the schedule says;
 - ``writer``: creates the entries under the target, never outside it;
-- ``execute``: ``restore_entries`` runs the jobs on threads, and the metadata of directories last;
+- ``packorder``: pure; the same entries in windows of files whose blobs are read pack by pack,
+  each needed range once, for an object store where every request waits a round trip;
+- ``execute`` and ``packexec``: run the jobs on threads, and the metadata of directories last;
+- ``run``: ``restore_entries`` picks one of the two as the options say; ``reads`` counts the
+  reads either makes;
 - ``tally`` and ``verify``: what was restored and what went wrong; reading files back.
 """
 
-from cairn.ops.restore.execute import RestoreOptions, restore_entries
+from cairn.ops.restore.execute import RestoreOptions
 from cairn.ops.restore.plan import Entry, Planner, Selection
+from cairn.ops.restore.run import reads, restore_entries
 from cairn.ops.restore.schedule import Read, requests
 from cairn.ops.restore.tally import RestoreSummary, Tally
 
@@ -24,6 +29,7 @@ __all__ = [
     "RestoreSummary",
     "Selection",
     "Tally",
+    "reads",
     "requests",
     "restore_entries",
 ]

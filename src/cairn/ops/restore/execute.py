@@ -27,16 +27,16 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from cairn.core.errors import CairnError, IntegrityError, ObjectArchived, UsageError
+from cairn.core.errors import CairnError, IntegrityError, ObjectArchived
 from cairn.model.node import DIR
 from cairn.ops.excludes import PathMatcher
+from cairn.ops.restore.packorder import LOCAL_GAP
 from cairn.ops.restore.plan import Entry
 from cairn.ops.restore.schedule import Batch, Fetch, LargeFile, Link, Part, Read, schedule
 from cairn.ops.restore.source import BlobSource
-from cairn.ops.restore.tally import RestoreSummary, Tally
+from cairn.ops.restore.tally import Tally
 from cairn.ops.restore.verify import verify
 from cairn.ops.restore.writer import FileWriter
-from cairn.ops.safefs import Target
 from cairn.repo.repository import Repository
 
 
@@ -49,6 +49,9 @@ class RestoreOptions:
     workers: int = 2
     # threads of their own for batches of small files (None: the workers write those too)
     small_file_workers: int | None = None
+    # read each pack once for the files of a window (``packorder``), rather than file by file
+    pack_order: bool = False
+    read_gap: int = LOCAL_GAP  # pack order: a gap between needed blobs this small is read through
 
 
 class Stopped(CairnError):
@@ -83,38 +86,6 @@ class _Parts:
                 self.error = error
             self.left -= 1
             return self.left == 0
-
-
-def restore_entries(
-    repo: Repository,
-    entries: Iterable[Entry],
-    target_path: str,
-    options: RestoreOptions,
-    tally: Tally,
-    *,
-    stop_when_archived: bool = False,
-    before_reading: Callable[[Read], None] | None = None,
-) -> RestoreSummary:
-    """Restores ``entries`` (a ``Planner``'s) into ``target_path``."""
-    try:
-        target = Target(target_path)
-    except FileExistsError:
-        raise UsageError(f"cannot restore into {target_path}: not a directory") from None
-    except OSError as e:
-        raise UsageError(f"cannot restore into {target_path}: {e.strerror}") from None
-    try:
-        writer = FileWriter(target, tally)
-        Executor(
-            repo,
-            options,
-            tally,
-            writer,
-            stop_when_archived=stop_when_archived,
-            before_reading=before_reading,
-        ).run(entries)
-    finally:
-        target.close()
-    return tally.summary
 
 
 class Executor:
@@ -231,7 +202,10 @@ class Executor:
                 raise
 
     def _collect(self, future: Future[Outcome]) -> None:
-        for entry, problem in future.result():
+        self._report(future.result())
+
+    def _report(self, outcome: Outcome) -> None:
+        for entry, problem in outcome:
             if problem is None or isinstance(problem, Stopped):
                 continue
             if isinstance(problem, ObjectArchived) and self.stop_when_archived:

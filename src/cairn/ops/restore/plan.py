@@ -17,6 +17,7 @@ from cairn.model.node import DIR, Node
 from cairn.model.snapshot import Snapshot
 from cairn.ops.excludes import PathMatcher
 from cairn.ops.snapshots import find_node, split_path
+from cairn.ops.treefetch import TreeAhead
 from cairn.ops.treewalk import OnProblem, fail, read_listing, walk
 from cairn.repo.repository import Repository
 
@@ -63,10 +64,12 @@ class Planner:
         repo: Repository,
         selection: Selection | None = None,
         on_problem: OnProblem = fail,
+        tree_threads: int = 0,
     ) -> None:
         self.repo = repo
         self.selection = selection or Selection()
         self.on_problem = on_problem
+        self.tree_threads = tree_threads  # threads reading trees ahead of the walk (treefetch)
 
     def top(self, snap: Snapshot, subpath: str | bytes) -> tuple[Node, bytes]:
         """The node at ``subpath`` (a directory node for the root) and its path: b"" for the
@@ -92,15 +95,29 @@ class Planner:
         """The selected entries below the tree of the directory at ``path`` (b"" for the
         root), whose entries are at ``depth`` (1: the root's)."""
         exclude = self.selection.exclude
+        ahead = None
+        if self.tree_threads:
+            ahead = TreeAhead(self.repo, self.tree_threads, skip=exclude.matches)
+        try:
+            yield from self._below(tree_id, path, depth, ahead)
+        finally:
+            if ahead is not None:
+                ahead.close()
+
+    def _below(
+        self, tree_id: bytes, path: bytes, depth: int, ahead: TreeAhead | None
+    ) -> Iterator[Entry]:
+        exclude = self.selection.exclude
 
         def listing(tid: bytes, at: bytes, d: int) -> list[Node] | None:
             if d > depth and exclude.matches(at):
                 return None  # an excluded directory: nothing below it is read
-            return read_listing(self.repo, tid, at, d, self.on_problem)
+            return read_listing(self.repo, tid, at, d, self.on_problem, ahead)
 
         selected = self.selection.of
         stack = [_Dir(path, (), False, None)]
-        for child, node in walk(self.repo, tree_id, path, self.on_problem, depth, listing):
+        walked = walk(self.repo, tree_id, path, self.on_problem, depth, listing, ahead)
+        for child, node in walked:
             parent = child[: -len(node.name) - 1]
             while stack[-1].path != parent:
                 stack.pop()

@@ -80,14 +80,33 @@ class FileWriter:
         self.tally.summary.others += 1
         self.tally.progress.item_done(path, 0)
 
-    def create(self, entry: Entry) -> int:
+    def create(self, entry: Entry, reopenable: bool = False) -> int:
         """A new file for ``entry``, open for writing, with its final mode where the umask lets
-        it (see ``complete``)."""
+        it (see ``complete``). ``reopenable``: a mode that lets its owner open it for writing
+        again (``reopen``); pass the same to ``complete``."""
         target = self.target
-        mode = creation_mode(entry.node, self._umask)
+        mode = self._mode(entry, reopenable)
         return target.create_file(
             target.dir_fd(entry.parts[:-1]), entry.parts[-1], 0o600 if mode is None else mode
         )
+
+    def reopen(self, entry: Entry) -> int:
+        """A file made by ``create(entry, reopenable=True)`` and closed, open for writing again."""
+        target = self.target
+        return target.reopen_file(target.dir_fd(entry.parts[:-1]), entry.parts[-1])
+
+    def remove(self, entry: Entry) -> None:
+        """A file this restore did not complete, removed."""
+        target = self.target
+        target.clear(target.dir_fd(entry.parts[:-1]), entry.parts[-1])
+
+    def _mode(self, entry: Entry, reopenable: bool) -> int | None:
+        """The mode ``entry``'s file is created with, when it is its final one; else None
+        (created 0o600, and chmod once complete)."""
+        mode = creation_mode(entry.node, self._umask)
+        if mode is None or (reopenable and not mode & 0o200):
+            return None
+        return mode
 
     def write(
         self,
@@ -117,11 +136,17 @@ class FileWriter:
         return written, end, offset
 
     def complete(
-        self, entry: Entry, fd: int, written: int, end: int, error: BaseException | None
+        self,
+        entry: Entry,
+        fd: int,
+        written: int,
+        end: int,
+        error: BaseException | None,
+        reopenable: bool = False,
     ) -> BaseException | None:
         """Ends a file whose content is written (or failed with ``error``): its size and
         metadata, then close. A failed file is removed; returns the problem (an OSError or
-        CairnError; anything else is raised)."""
+        CairnError; anything else is raised). ``reopenable``: as it was created."""
         node = entry.node
         target = self.target
         try:
@@ -133,7 +158,7 @@ class FileWriter:
                 fd,
                 node,
                 owner=target.setgid_seen or not owned_from_creation(node),
-                mode=creation_mode(node, self._umask) is None,
+                mode=self._mode(entry, reopenable) is None,
             )
         except BaseException as e:
             os.close(fd)

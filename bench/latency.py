@@ -1,0 +1,177 @@
+"""cairn and restic on S3 over a real network's latency and bandwidth: SeaweedFS behind a shaped
+link (``bench.shape_proxy``: a delay each way and one bandwidth budget per direction shared by
+all connections), first backup, unchanged backup and full restore, in one run.
+
+    python -m bench.latency [--size 256M] [--links 0:0,20:100,80:100] [--runs 1]
+
+Each link is ``RTT_MS:MBIT`` (``0:0``: straight to the server, no proxy). cairn's restore is
+measured in both read orders (pack order is its default on S3; ``file`` is how it read before),
+restic's with its defaults. The link's use is the bytes the restore downloaded (the size of the
+repository's data, all of which a full restore reads) over its time, against the link's rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from bench import tools
+from bench.measure import Measurement, median, run
+from bench.shape_proxy import ShapedLink
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests import s3server  # noqa: E402  (the same SeaweedFS launcher the tests use)
+
+MAKE_DATASET = ROOT.parent / "shared" / "bench" / "make_dataset.py"
+PHASES = ("first", "unchanged", "restore", "restore_file_order")
+
+
+def _prefix_bytes(client, prefix: str) -> int:  # type: ignore[no-untyped-def]
+    total = 0
+    for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=s3server.BUCKET, Prefix=prefix
+    ):
+        total += sum(obj["Size"] for obj in page.get("Contents", []))
+    return total
+
+
+def _via(url: str, port: int) -> str:
+    """``url`` with the server's port replaced by the proxy's."""
+    server_port = urlsplit(url.split(":", 1)[1]).port
+    return url.replace(f":{server_port}/", f":{port}/", 1)
+
+
+def _one_link(
+    work: Path, dataset: Path, server: s3server.SeaweedServer, rtt: float, mbit: float, run_no: int
+) -> dict[str, object]:
+    env = server.env()
+    client = server.client()
+    tag = f"{int(rtt)}ms-{int(mbit)}mbit-{run_no}"
+    cairn_prefix, restic_prefix = f"lat-cairn-{tag}", f"lat-restic-{tag}"
+    link = ShapedLink(urlsplit(server.endpoint).port or 0, rtt, mbit) if rtt or mbit else None
+    rows: dict[str, dict[str, float]] = {"cairn": {}, "restic": {}}
+    stored: dict[str, int] = {}
+    try:
+        if link is not None:
+            link.__enter__()
+        cairn_url = server.url(cairn_prefix)
+        restic_url = f"s3:{server.endpoint}/{s3server.BUCKET}/{restic_prefix}"
+        if link is not None:
+            cairn_url, restic_url = _via(cairn_url, link.port), _via(restic_url, link.port)
+        cairn = tools.Cairn(work, url=cairn_url, extra_env=env)
+        restic = tools.Restic(work, url=restic_url, extra_env=env)
+        for tool, prefix in ((cairn, cairn_prefix), (restic, restic_prefix)):
+            tool.reset()
+            tool.init()
+            for phase in ("first", "unchanged"):
+                m = tool.backup(dataset)
+                _keep(rows, tool.name, phase, m)
+            stored[tool.name] = _prefix_bytes(client, prefix + "/")
+        for tool in (cairn, restic):
+            target = work / f"lat-restore-{tool.name}"
+            shutil.rmtree(target, ignore_errors=True)
+            m, _ = tool.restore(dataset, target)
+            _keep(rows, tool.name, "restore", m)
+            shutil.rmtree(target, ignore_errors=True)
+        target = work / "lat-restore-cairn-file"
+        m = run(
+            cairn.cmd(
+                "restore", f"latest:{dataset}", "--target", str(target), "--read-order", "file"
+            ),
+            cairn.env(),
+        )
+        _keep(rows, "cairn", "restore_file_order", m)
+        shutil.rmtree(target, ignore_errors=True)
+    finally:
+        if link is not None:
+            link.__exit__(None, None, None)
+    return {"rows": rows, "stored": stored}
+
+
+def _keep(rows: dict[str, dict[str, float]], name: str, phase: str, m: Measurement) -> None:
+    rows[name][phase] = m.wall
+    rows[name][f"{phase}_rss"] = m.max_rss_mib
+    print(f"  {name:6} {phase:18} {m.wall:7.2f}s  rss {m.max_rss_mib:6.1f} MiB", flush=True)
+
+
+def latency_run(args: argparse.Namespace) -> dict[str, object]:
+    tools.ensure_installed()
+    tools.byte_compile_cairn()
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    dataset = work / "lat-dataset"
+    subprocess.run(
+        [sys.executable, str(MAKE_DATASET), str(dataset), "--size", args.size],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    links = [tuple(float(x) for x in spec.split(":")) for spec in args.links.split(",")]
+    results: dict[str, list[dict[str, object]]] = {}
+    server = s3server.start()
+    try:
+        for r in range(args.runs):
+            for rtt, mbit in links:
+                key = f"{rtt:g}:{mbit:g}"
+                print(f"run {r + 1}/{args.runs}: rtt {rtt:g} ms, {mbit:g} Mbit/s", flush=True)
+                results.setdefault(key, []).append(_one_link(work, dataset, server, rtt, mbit, r))
+    finally:
+        server.stop()
+    return {"size": args.size, "runs": args.runs, "links": results, "table": _table(results)}
+
+
+def _table(results: dict[str, list[dict[str, object]]]) -> str:
+    lines = [
+        "| link | first backup cairn / restic (s) | unchanged | restore | cairn/restic restore "
+        "| restore, cairn file by file (s) | link used by the restore, cairn / restic "
+        "| restore peak RSS cairn / restic (MiB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, runs in results.items():
+        rtt, mbit = (float(x) for x in key.split(":"))
+
+        def med(tool: str, phase: str, runs: list[dict[str, object]] = runs) -> float:
+            return median([r["rows"][tool][phase] for r in runs])  # type: ignore[index]
+
+        def used(tool: str, runs: list[dict[str, object]] = runs, mbit: float = mbit) -> str:
+            if not mbit:
+                return "-"
+            stored = median([r["stored"][tool] for r in runs])  # type: ignore[index]
+            return f"{stored * 8 / med(tool, 'restore') / (mbit * 1e6):.0%}"
+
+        name = "loopback, unshaped" if not (rtt or mbit) else f"{rtt:g} ms, {mbit:g} Mbit/s"
+        c, r = "cairn", "restic"
+        lines.append(
+            f"| {name} | {med(c, 'first'):.1f} / {med(r, 'first'):.1f} "
+            f"| {med(c, 'unchanged'):.1f} / {med(r, 'unchanged'):.1f} "
+            f"| {med(c, 'restore'):.1f} / {med(r, 'restore'):.1f} "
+            f"| **{med(c, 'restore') / med(r, 'restore'):.2f}** "
+            f"| {med(c, 'restore_file_order'):.1f} "
+            f"| {used(c)} / {used(r)} "
+            f"| {med(c, 'restore_rss'):.0f} / {med(r, 'restore_rss'):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", default="256M")
+    ap.add_argument("--links", default="0:0,20:100,80:100", help="RTT_MS:MBIT,...")
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--workdir", default="/tmp/cairn-bench")
+    ap.add_argument("--out", default=None, help="write the results as JSON here")
+    args = ap.parse_args()
+    result = latency_run(args)
+    print(result["table"])
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Restoring in pack order: which pack ranges a restore reads when each pack is read once.
+
+Pure, like ``schedule``: from the entries to restore (in order) and the index's answers, with no
+I/O. On an object store every request waits a round trip, so a restore that reads file by file
+pays one for every few blobs; this one gathers the files of a *window* (up to
+``WINDOW_PLACES`` blob places, however many files that is), groups the blobs they need by pack,
+and reads each pack's needed blobs in as few requests as pay: blobs apart by at most ``gap``
+bytes are read with one request (through the gap), up to ``READ_BYTES`` a request. Each blob
+read is written to every place in every file of the window that has it, so a blob used twice
+in a window is read once. The executor (``cairn.ops.restore.packexec``) runs the reads on many
+threads at once, in the order given here: packs in the order the window's files first need
+them, so files complete early. A window closes early when the executor is running out of reads
+(``hungry``), once it has ``FIRST_WINDOW`` places: so the first reads start once the first
+few trees are read, and the windows are as large as they can be while the reads before them
+keep the link busy (a pack split over many windows is read in more, smaller requests). The
+cost estimate plans without ``hungry``, windows of ``WINDOW_PLACES``: a restore that reads
+faster than it walks makes a few more requests than it counts.
+
+Memory: a window's plan (about 200 bytes a blob place, so ``WINDOW_PLACES`` bound it at about
+13 MiB) and the reads in flight (``READ_BYTES`` each, plus the blob being decrypted), whatever
+the snapshot's size. A file larger than a window is planned across windows: its state says how
+many of its blob places are still to be written, and it is completed when that reaches zero.
+
+The cost estimate and the thaw of archived packs count the same reads (``requests``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from cairn.core.errors import CairnError, IntegrityError, NotFoundError
+from cairn.model.hardlinks import HardlinkIndex
+from cairn.model.node import FILE
+from cairn.ops.restore.plan import Entry
+from cairn.ops.restore.schedule import Link, Lookup, Read
+from cairn.repo import layout
+from cairn.repo.index import IndexEntry
+
+WINDOW_PLACES = 1 << 16  # blob places planned at once (a blob used twice counts twice)
+FIRST_WINDOW = 1 << 7  # places a window has at least before it is closed early (``hungry``)
+READ_BYTES = 8 << 20  # one request reads at most this much (unless one blob is larger)
+LOCAL_GAP = 64 << 10  # a local disk reads through a gap this small rather than seek
+
+
+@dataclass(slots=True, eq=False)
+class FileJob:
+    """A file being restored: its blob places still to be written. ``error``: why it fails
+    whatever is read (a blob the index lacks; content that does not make its size)."""
+
+    entry: Entry
+    left: int
+    error: CairnError | None = None
+    state: Any = field(default=None)  # the executor's
+
+
+class Needed(NamedTuple):
+    """A blob a window reads, and where it goes: (file, offset in the file) for each place."""
+
+    blob_id: bytes
+    at: IndexEntry
+    places: list[tuple[FileJob, int]]
+
+
+class PackRead(NamedTuple):
+    """One request: a range of a pack and the blobs in it that are needed, by offset."""
+
+    read: Read
+    blobs: list[Needed]
+
+
+@dataclass(slots=True)
+class Window:
+    """Files whose blobs are read together: ``files`` are those first met in this window (a
+    file larger than a window continues in the next ones); ``reads`` in the order to make."""
+
+    files: list[FileJob]
+    reads: list[PackRead]
+
+
+Job = Entry | Link | Window  # an Entry: a directory or a special file, made at once
+
+
+def requests(entries: Iterable[Entry], lookup: Lookup, gap: int) -> Iterator[Read]:
+    """Every read of pack data that restoring ``entries`` in pack order makes."""
+    for job in schedule(entries, lookup, gap):
+        if isinstance(job, Window):
+            for pr in job.reads:
+                yield pr.read
+
+
+def schedule(
+    entries: Iterable[Entry],
+    lookup: Lookup,
+    gap: int,
+    window_places: int = WINDOW_PLACES,
+    read_bytes: int = READ_BYTES,
+    hungry: Callable[[], bool] | None = None,
+) -> Iterator[Job]:
+    """The jobs of restoring ``entries`` in pack order: directories and special files as they
+    come, files in windows, later paths of a hardlink as links. ``hungry()`` (asked every
+    ``FIRST_WINDOW`` places) closes a window early when it says the reads are running out."""
+    links: HardlinkIndex[tuple[bytes, ...]] = HardlinkIndex()
+    planner = _WindowPlanner(lookup, gap, read_bytes)
+    ask_at = FIRST_WINDOW
+    for entry in entries:
+        node = entry.node
+        if node.type != FILE:
+            yield entry
+            continue
+        first = links.first(node, entry.parts)
+        if first is not None:
+            yield Link(entry, first)
+            continue
+        job, places = _file_job(entry, lookup)
+        planner.files.append(job)
+        at = 0
+        while at < len(places):  # the window filled up, and the rest in the next ones
+            take = places[at : at + window_places - planner.places]
+            planner.add(job, take)
+            at += len(take)
+            if planner.places >= window_places:
+                yield planner.close()
+        if len(planner.files) >= window_places:  # files with no blobs (empty or failing)
+            yield planner.close()
+        elif hungry is not None and planner.places >= ask_at:
+            if hungry():
+                yield planner.close()
+                ask_at = FIRST_WINDOW
+            else:
+                ask_at = planner.places + FIRST_WINDOW
+    if planner.files or planner.places:
+        yield planner.close()
+
+
+def _file_job(entry: Entry, lookup: Lookup) -> tuple[FileJob, list[tuple[bytes, IndexEntry, int]]]:
+    """A file's job and its blob places (blob, where it is stored, offset in the file); none
+    for a file that fails whatever is read."""
+    node = entry.node
+    places: list[tuple[bytes, IndexEntry, int]] = []
+    offset = 0
+    for blob_id in node.content:
+        x = lookup(blob_id)
+        if x is None:
+            return FileJob(entry, 0, NotFoundError(f"blob {blob_id.hex()} is not in the index")), []
+        if x.pack.blob_type != layout.DATA_BLOB:
+            kind = layout.BLOB_TYPES[x.pack.blob_type]
+            error = IntegrityError(f"blob {blob_id.hex()}", f"is a {kind} blob, expected data")
+            return FileJob(entry, 0, error), []
+        places.append((blob_id, x, offset))
+        offset += x.raw_length
+    if offset != node.size:
+        error = IntegrityError("file", f"content is {offset} bytes, the snapshot says {node.size}")
+        return FileJob(entry, 0, error), []
+    return FileJob(entry, len(places)), places
+
+
+class _WindowPlanner:
+    def __init__(self, lookup: Lookup, gap: int, read_bytes: int) -> None:
+        self.lookup = lookup
+        self.gap = gap
+        self.read_bytes = read_bytes
+        self.files: list[FileJob] = []
+        self.places = 0
+        self.needed: dict[bytes, Needed] = {}
+
+    def add(self, job: FileJob, places: list[tuple[bytes, IndexEntry, int]]) -> None:
+        needed = self.needed
+        for blob_id, x, offset in places:
+            n = needed.get(blob_id)
+            if n is None:
+                n = needed[blob_id] = Needed(blob_id, x, [])
+            n.places.append((job, offset))
+        self.places += len(places)
+
+    def close(self) -> Window:
+        by_pack: dict[bytes, list[Needed]] = {}
+        for n in self.needed.values():  # in the order the files first need them
+            by_pack.setdefault(n.at.pack.id, []).append(n)
+        reads: list[PackRead] = []
+        for blobs in by_pack.values():
+            blobs.sort(key=lambda n: n.at.offset)
+            reads.extend(self._coalesce(blobs))
+        window = Window(self.files, reads)
+        self.files, self.places, self.needed = [], 0, {}
+        return window
+
+    def _coalesce(self, blobs: list[Needed]) -> Iterator[PackRead]:
+        """A pack's needed blobs (by offset) in requests: one blob after another while the gap
+        before it is at most ``gap`` and the request stays within ``read_bytes``."""
+        run: list[Needed] = []
+        start = end = 0
+        for n in blobs:
+            x = n.at
+            fits = x.offset + x.length - start <= self.read_bytes
+            if run and x.offset - end <= self.gap and fits:
+                run.append(n)
+                end = max(end, x.offset + x.length)
+                continue
+            if run:
+                yield PackRead(Read(run[0].at.pack, start, end - start), run)
+            run, start, end = [n], x.offset, x.offset + x.length
+        if run:
+            yield PackRead(Read(run[0].at.pack, start, end - start), run)

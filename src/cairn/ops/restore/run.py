@@ -1,0 +1,58 @@
+"""``restore_entries``: a restore's entries into its target, file by file (``execute``) or in
+pack order (``packexec``), as its options say."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from cairn.core.errors import UsageError
+from cairn.ops.restore import packorder, schedule
+from cairn.ops.restore.execute import Executor, RestoreOptions
+from cairn.ops.restore.packexec import PackExecutor
+from cairn.ops.restore.plan import Entry
+from cairn.ops.restore.schedule import Lookup, Read
+from cairn.ops.restore.tally import RestoreSummary, Tally
+from cairn.ops.restore.writer import FileWriter
+from cairn.ops.safefs import Target
+from cairn.repo.repository import Repository
+
+
+def restore_entries(
+    repo: Repository,
+    entries: Iterable[Entry],
+    target_path: str,
+    options: RestoreOptions,
+    tally: Tally,
+    *,
+    stop_when_archived: bool = False,
+    before_reading: Callable[[Read], None] | None = None,
+) -> RestoreSummary:
+    """Restores ``entries`` (a ``Planner``'s) into ``target_path``."""
+    try:
+        target = Target(target_path)
+    except FileExistsError:
+        raise UsageError(f"cannot restore into {target_path}: not a directory") from None
+    except OSError as e:
+        raise UsageError(f"cannot restore into {target_path}: {e.strerror}") from None
+    try:
+        writer = FileWriter(target, tally)
+        executor = PackExecutor if options.pack_order else Executor
+        executor(
+            repo,
+            options,
+            tally,
+            writer,
+            stop_when_archived=stop_when_archived,
+            before_reading=before_reading,
+        ).run(entries)
+    finally:
+        target.close()
+    return tally.summary
+
+
+def reads(entries: Iterable[Entry], lookup: Lookup, pack_order: bool, gap: int) -> Iterator[Read]:
+    """Every read of pack data that restoring ``entries`` makes, in pack order (reading through
+    gaps up to ``gap``) or file by file: the cost estimate and the thaw count these."""
+    if pack_order:
+        return packorder.requests(entries, lookup, gap)
+    return schedule.requests(entries, lookup)
