@@ -8,6 +8,8 @@ shared link (one budget per direction for all connections, as on a real uplink),
 ``buffer_kib`` queued per connection and direction (so senders feel back-pressure). With
 ``reset_every=N``, every Nth connection is reset (RST, not a clean close) once it has carried
 ``reset_after`` bytes downstream: a client sees a connection lost in the middle of a response.
+With ``reset_every_bytes=B``, the connection carrying the downstream byte that crosses each
+multiple of B is reset, half-way through the chunk: resets in proportion to the data.
 Loopback only. ``ShapedLink`` runs it on a thread of its own, for tests and the bench runner.
 """
 
@@ -30,6 +32,7 @@ class _Link:
         buffer_kib: int,
         reset_every: int,
         reset_after: int,
+        reset_every_bytes: int = 0,
     ) -> None:
         self.upstream = upstream
         self.delay = rtt_ms / 2000
@@ -37,6 +40,7 @@ class _Link:
         self.maxq = max(1, buffer_kib // 64)
         self.reset_every = reset_every
         self.reset_after = reset_after
+        self.reset_every_bytes = reset_every_bytes  # downstream: each time this many more pass
         self.up, self.down = [0.0], [0.0]  # when each direction's link is next free
         self.connections = 0
         self.resets = 0
@@ -94,6 +98,19 @@ class _Link:
                     return
                 if left is not None:
                     left -= len(data)
+                every = self.reset_every_bytes
+                if (
+                    way == 1
+                    and every
+                    and (self.carried[1] + len(data)) // every > self.carried[1] // every
+                ):
+                    self.carried[1] += len(data) // 2
+                    writer.write(data[: len(data) // 2])
+                    await writer.drain()
+                    self.resets += 1
+                    _reset(writer)
+                    _reset(other)
+                    return
                 if self.rate:
                     link[0] = max(link[0], loop.time()) + len(data) * 8 / self.rate
                     wait = link[0] - loop.time()
@@ -136,9 +153,12 @@ class ShapedLink:
         buffer_kib: int = 1024,
         reset_every: int = 0,
         reset_after: int = 0,
+        reset_every_bytes: int = 0,
         port: int = 0,
     ) -> None:
-        self._link = _Link(upstream, rtt_ms, mbit, buffer_kib, reset_every, reset_after)
+        self._link = _Link(
+            upstream, rtt_ms, mbit, buffer_kib, reset_every, reset_after, reset_every_bytes
+        )
         self._want_port = port
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()

@@ -31,10 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from cairn.core.errors import CairnError, IntegrityError, NotFoundError
-from cairn.model.hardlinks import HardlinkIndex
 from cairn.model.node import FILE
 from cairn.ops.restore.plan import Entry
-from cairn.ops.restore.schedule import Link, Lookup, Read
+from cairn.ops.restore.schedule import Link, Lookup, Read, first_paths
 from cairn.repo import layout
 from cairn.repo.index import IndexEntry
 
@@ -101,17 +100,11 @@ def schedule(
     """The jobs of restoring ``entries`` in pack order: directories and special files as they
     come, files in windows, later paths of a hardlink as links. ``hungry()`` (asked every
     ``FIRST_WINDOW`` places) closes a window early when it says the reads are running out."""
-    links: HardlinkIndex[tuple[bytes, ...]] = HardlinkIndex()
     planner = _WindowPlanner(lookup, gap, read_bytes)
     ask_at = FIRST_WINDOW
-    for entry in entries:
-        node = entry.node
-        if node.type != FILE:
+    for entry in first_paths(entries):
+        if isinstance(entry, Link) or entry.node.type != FILE:
             yield entry
-            continue
-        first = links.first(node, entry.parts)
-        if first is not None:
-            yield Link(entry, first)
             continue
         job, places = _file_job(entry, lookup)
         planner.files.append(job)

@@ -144,6 +144,16 @@ def requests(entries: Iterable[Entry], lookup: Lookup) -> Iterator[Read]:
             yield from job.requests()
 
 
+def first_paths(entries: Iterable[Entry]) -> Iterator[Entry | Link]:
+    """``entries``, with each later path of a hardlink as a ``Link`` to its first (the file
+    whose content is restored): what both schedulers start from."""
+    links: HardlinkIndex[tuple[bytes, ...]] = HardlinkIndex()
+    for entry in entries:
+        node = entry.node
+        first = links.first(node, entry.parts) if node.type == FILE else None
+        yield entry if first is None else Link(entry, first)
+
+
 def schedule(
     entries: Iterable[Entry], lookup: Lookup, keeper: Keeper | None = None
 ) -> Iterator[Job]:
@@ -151,17 +161,12 @@ def schedule(
     they come, files in batches and large files in parts, later paths of a hardlink as links.
     ``keeper`` makes the places where blobs the cache keeps are put (the executor's)."""
     scheduler = Scheduler(lookup, keeper)
-    links: HardlinkIndex[tuple[bytes, ...]] = HardlinkIndex()
     batcher = _Batcher()
-    for entry in entries:
-        node = entry.node
-        if node.type != FILE:
+    for entry in first_paths(entries):
+        if isinstance(entry, Link) or entry.node.type != FILE:
             yield entry
             continue
-        first = links.first(node, entry.parts)
-        if first is not None:
-            yield Link(entry, first)
-            continue
+        node = entry.node
         parts = split(node, lookup)
         if parts is not None:
             done = batcher.flush()
