@@ -3,11 +3,14 @@ link (``bench.shape_proxy``: a delay each way and one bandwidth budget per direc
 all connections), first backup, unchanged backup and full restore, in one run.
 
     python -m bench.latency [--size 256M] [--links 0:0,20:100,80:100] [--runs 1]
+                            [--memory-limit 128M]
 
 Each link is ``RTT_MS:MBIT`` (``0:0``: straight to the server, no proxy). cairn's restore is
 measured in both read orders (pack order is its default on S3; ``file`` is how it read before),
 restic's with its defaults. The link's use is the bytes the restore downloaded (the size of the
 repository's data, all of which a full restore reads) over its time, against the link's rate.
+With ``--memory-limit``, cairn's first backup is run once more into a fresh repository with
+that limit; a second table gives every phase's peak RSS.
 """
 
 from __future__ import annotations
@@ -49,7 +52,13 @@ def _via(url: str, port: int) -> str:
 
 
 def _one_link(
-    work: Path, dataset: Path, server: s3server.SeaweedServer, rtt: float, mbit: float, run_no: int
+    work: Path,
+    dataset: Path,
+    server: s3server.SeaweedServer,
+    rtt: float,
+    mbit: float,
+    run_no: int,
+    memory_limit: str | None = None,
 ) -> dict[str, object]:
     env = server.env()
     client = server.client()
@@ -74,6 +83,18 @@ def _one_link(
                 m = tool.backup(dataset)
                 _keep(rows, tool.name, phase, m)
             stored[tool.name] = _prefix_bytes(client, prefix + "/")
+        if memory_limit:
+            limited = tools.Cairn(
+                work, url=cairn_url.replace(cairn_prefix, cairn_prefix + "-limited"), extra_env=env
+            )
+            limited.reset()
+            limited.init()
+            m = run(
+                limited.cmd("backup", str(dataset), "--memory-limit", memory_limit), limited.env()
+            )
+            _keep(rows, "cairn", "first_limited", m)
+            # what any command costs (the interpreter, its libraries, the key derivation)
+            _keep(rows, "cairn", "baseline", run(limited.cmd("snapshots"), limited.env()))
         for tool in (cairn, restic):
             target = work / f"lat-restore-{tool.name}"
             shutil.rmtree(target, ignore_errors=True)
@@ -120,10 +141,42 @@ def latency_run(args: argparse.Namespace) -> dict[str, object]:
             for rtt, mbit in links:
                 key = f"{rtt:g}:{mbit:g}"
                 print(f"run {r + 1}/{args.runs}: rtt {rtt:g} ms, {mbit:g} Mbit/s", flush=True)
-                results.setdefault(key, []).append(_one_link(work, dataset, server, rtt, mbit, r))
+                results.setdefault(key, []).append(
+                    _one_link(work, dataset, server, rtt, mbit, r, args.memory_limit)
+                )
     finally:
         server.stop()
-    return {"size": args.size, "runs": args.runs, "links": results, "table": _table(results)}
+    table = _table(results) + "\n\n" + _memory_table(results, args.memory_limit)
+    return {"size": args.size, "runs": args.runs, "links": results, "table": table}
+
+
+def _memory_table(results: dict[str, list[dict[str, object]]], limit: str | None) -> str:
+    """Peak RSS of every phase, cairn / restic (MiB), and the limited first backup."""
+    lines = [
+        "| link | first backup | unchanged | restore |"
+        + (
+            f" first backup, cairn --memory-limit {limit} (s, MiB) | any command (MiB) |"
+            if limit
+            else ""
+        ),
+        "|---|---|---|---|" + ("---|---|" if limit else ""),
+    ]
+    for key, runs in results.items():
+
+        def med(tool: str, phase: str, runs: list[dict[str, object]] = runs) -> float:
+            return median([r["rows"][tool][phase] for r in runs])  # type: ignore[index]
+
+        cells = [
+            f"{med('cairn', p + '_rss'):.0f} / {med('restic', p + '_rss'):.0f}"
+            for p in ("first", "unchanged", "restore")
+        ]
+        if limit:
+            cells.append(
+                f"{med('cairn', 'first_limited'):.1f}, {med('cairn', 'first_limited_rss'):.0f}"
+            )
+            cells.append(f"{med('cairn', 'baseline_rss'):.0f}")
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _table(results: dict[str, list[dict[str, object]]]) -> str:
@@ -166,6 +219,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--workdir", default="/tmp/cairn-bench")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument(
+        "--memory-limit", default=None, help="also a first backup with this --memory-limit"
+    )
     args = ap.parse_args()
     result = latency_run(args)
     print(result["table"])

@@ -54,10 +54,11 @@ def test_readme_example_config_is_valid() -> None:
     assert db.hooks.before and db.hooks.after
     repo = config.repositories["main"]
     assert repo.password_file == str(Path.home() / ".config/cairn/password")
-    assert (repo.s3_path_style, repo.storage_class, repo.limit_upload) == (
+    assert (repo.s3_path_style, repo.storage_class, repo.limit_upload, repo.memory_limit) == (
         True,
         "STANDARD_IA",
         5000,
+        256 << 20,
     )
 
 
@@ -197,6 +198,14 @@ def test_default_path_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         (
             "unknown = 1\n",
             ":1: unknown: unknown key",
+        ),
+        (
+            '[repositories.main]\nurl = "/r"\nmemory-limit = "a lot"\n',
+            ":3: repositories.main.memory-limit: must be a size such as 256M or 1G",
+        ),
+        (
+            '[repositories.main]\nurl = "/r"\nmemory-limit = "16M"\n',
+            ":3: repositories.main.memory-limit: must be at least 48M",
         ),
     ],
 )

@@ -8,21 +8,28 @@ import random
 import threading
 
 import blake3
+import pytest
 
+from cairn.core.memory import lazy_buffer
 from cairn.repo import layout
+from cairn.repo import packer as packer_module
 from cairn.repo.compress import pack_payload, unpack_payload
 from cairn.repo.pack import open_blob, open_blob_into, parse_pack
-from cairn.repo.packer import Packer
+from cairn.repo.packer import Packer, Spool
+from cairn.repo.packsink import SpoolError
 from cairn.storage.local import LocalStorage
 
 KEY = os.urandom(32)
 
 
-def test_packs_round_trip_and_respect_the_target_size(tmp_path):
-    storage = LocalStorage(tmp_path)
+@pytest.mark.parametrize("spooled", [False, True], ids=["memory", "spooled"])
+def test_packs_round_trip_and_respect_the_target_size(tmp_path, spooled):
+    storage = LocalStorage(tmp_path / "store")
+    (tmp_path / "store").mkdir()
     records = []
     pack_size = 1 << 20
-    packer = Packer(storage, KEY, pack_size, records.append, uploads=2)
+    spool = Spool(str(tmp_path)) if spooled else None
+    packer = Packer(storage, KEY, pack_size, records.append, uploads=2, spool=spool)
     rng = random.Random(5)
     blobs = {}
     # many small blobs, some near the pack size, two larger than a pack
@@ -64,23 +71,42 @@ def test_packs_round_trip_and_respect_the_target_size(tmp_path):
     assert packer.packs_written == len(records)
 
 
-def test_buffers_are_bounded_and_reused(tmp_path):
-    storage = LocalStorage(tmp_path)
+@pytest.mark.parametrize("spooled", [False, True], ids=["memory", "spooled"])
+def test_buffers_are_bounded_and_reused(tmp_path, monkeypatch, spooled):
+    """In memory: one pack buffer per upload and one being filled, made once and reused. Spooled
+    in files: one staging buffer whatever the number of packs, and no file left behind."""
+    storage = LocalStorage(tmp_path / "store")
+    (tmp_path / "store").mkdir()
+    (tmp_path / "spool").mkdir()
     made = []
-    packer = Packer(storage, KEY, 256 << 10, lambda r: None, uploads=2)
-    original = packer._take_buffer
 
-    def counting(blob_type):
-        buf = original(blob_type)
-        made.append(buf)  # held, so that no two distinct buffers can share an id
+    def counting(size):
+        buf = lazy_buffer(size)
+        made.append(buf)
         return buf
 
-    packer._take_buffer = counting  # type: ignore[method-assign]
+    monkeypatch.setattr(packer_module, "lazy_buffer", counting)
+    spool = Spool(str(tmp_path / "spool")) if spooled else None
+    packer = Packer(storage, KEY, 256 << 10, lambda r: None, uploads=2, spool=spool)
     for _ in range(200):
         data = os.urandom(50_000)
         packer.add(layout.DATA_BLOB, blake3.blake3(data).digest(), pack_payload(data, None), 50_000)
     packer.flush()
     packer.close()
     assert packer.packs_written >= 40
-    distinct = {id(b) for b in made}
-    assert len(made) >= 40 and len(distinct) <= 2 + len(layout.BLOB_TYPES)  # one per upload and type
+    if spooled:
+        assert len(made) == 1 and len(made[0]) < 256 << 20  # the stage, not a pack
+        assert list((tmp_path / "spool").iterdir()) == []
+    else:
+        assert 1 <= len(made) <= 3  # one per upload and one being filled
+
+
+def test_a_full_disk_while_spooling_is_one_clear_error(tmp_path):
+    storage = LocalStorage(tmp_path / "store")
+    (tmp_path / "store").mkdir()
+    packer = Packer(storage, KEY, 256 << 10, lambda r: None, spool=Spool("/dev/full-dir"))
+    data = os.urandom(1000)
+    with pytest.raises(SpoolError, match="cannot write a temporary pack file in /dev/full-dir"):
+        packer.add(layout.DATA_BLOB, blake3.blake3(data).digest(), pack_payload(data, None), 1000)
+    packer.close()
+    assert list((tmp_path / "store").iterdir()) == []

@@ -16,6 +16,7 @@ import pytest
 from cairn.app.context import StackHooks, StoreOptions, stack_hooks, wrap_backend
 from cairn.core.errors import ObjectArchived, ObjectMissing, StorageError
 from cairn.storage.archive import ARCHIVED, READABLE, RESTORED, RESTORING
+from cairn.storage.base import SpooledContent, content_chunks, content_reader, content_size
 from cairn.storage.faulty import FaultyStorage
 from cairn.storage.local import LocalStorage
 from cairn.storage.memory import MemoryStorage
@@ -128,6 +129,36 @@ def test_large_object_round_trip(storage):
     assert storage.stat("data/bb/big") == len(data)
     assert storage.read("data/bb/big") == data
     assert storage.read("data/bb/big", 7 * MIB, 1000) == data[7 * MIB : 7 * MIB + 1000]
+
+
+@pytest.mark.parametrize("size", [0, 5, 2 * MIB + 17, 13 * MIB + 5])
+def test_content_spooled_in_a_file(storage, tmp_path, size):
+    """A pack built in a temporary file goes up from the file, below and above the multipart
+    threshold, and every attempt of a retried write reads it from the start."""
+    data = os.urandom(size)
+    with open(tmp_path / "spool", "w+b") as f:
+        f.write(data + b"trailing bytes that are not part of the object")
+        f.flush()
+        storage.write("data/dd/spooled", SpooledContent(f.fileno(), size), metadata=False)
+    assert storage.stat("data/dd/spooled") == size
+    assert storage.read("data/dd/spooled") == data
+
+
+def test_content_reader_seeks_and_reads_in_parts(tmp_path):
+    data = os.urandom(3000)
+    with open(tmp_path / "spool", "w+b") as f:
+        f.write(data)
+        f.flush()
+        for content in (data, memoryview(data), SpooledContent(f.fileno(), 2500)):
+            size = content_size(content)
+            reader = content_reader(content)
+            assert reader.read(1000) == data[:1000]
+            assert reader.read() == data[1000:size]
+            assert reader.read(10) == b""
+            reader.seek(-100, os.SEEK_END)
+            assert reader.tell() == size - 100
+            assert reader.read() == data[size - 100 : size]
+            assert b"".join(bytes(c) for c in content_chunks(content, 700)) == data[:size]
 
 
 def test_read_into_a_caller_buffer(storage):

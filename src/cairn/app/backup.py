@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from cairn.app.budget import write_budget
 from cairn.app.context import Session
 from cairn.app.cost import backup_estimate
 from cairn.app.events import Events
@@ -65,13 +66,22 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
         raise UsageError("--exclude, --exclude-file and --one-file-system do not apply to streams")
     if not streams and not request.paths:
         raise UsageError("nothing to back up: give paths, --stdin or --stdin-from-command")
+    budget = write_budget(
+        session.spec.store.memory_limit,
+        session.repo.config.pack_size,
+        session.spec.store.uploads_for(session.url),
+        readers=1 if streams else request.read_concurrency,
+        spool=session.defaults.spool_packs,
+    )
+    events.status(budget.describe())
     run = Run(
         paths=[] if streams else list(request.paths),
         streams=streams,
         tags=[t for tag in request.tags for t in tag.split(",") if t],
         host=request.host,
         dry_run=request.dry_run,
-        uploads=session.spec.store.uploads_for(session.url),
+        uploads=budget.uploads,
+        spool=budget.spool,
         options=BackupOptions(
             excludes=PathMatcher(patterns),
             one_file_system=request.one_file_system,

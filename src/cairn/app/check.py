@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cairn.app.budget import whole_pack_reads
 from cairn.app.context import Session
 from cairn.app.events import Events
 from cairn.core.errors import UsageError
@@ -28,7 +29,15 @@ def check(
             raise UsageError(f"--read-data-subset {subset}: use {e}") from None
     elif read_data:
         selected = Subset()
-    return Checker(session.repo, events).run(selected)
+    defaults = session.defaults
+    data_threads = 0
+    if selected is not None:
+        data_threads = whole_pack_reads(
+            session.spec.store.memory_limit, session.repo.config.pack_size, defaults.uploads
+        )
+        if data_threads > 1:
+            events.status(f"reading {data_threads} packs at a time")
+    return Checker(session.repo, events, defaults.tree_threads, data_threads).run(selected)
 
 
 def rebuild_index(session: Session, events: Events, read_data: bool = False) -> RepairIndexReport:

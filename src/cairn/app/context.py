@@ -44,6 +44,7 @@ class StoreOptions:
     limit_download: int | None = None  # KiB/s
     retries: int = 8
     connections: int | None = None  # uploads in flight; None: by backend
+    memory_limit: int | None = None  # bytes for buffers (cairn.app.budget); None: the default
 
     def uploads_for(self, url: str) -> int:
         """Packs in flight (each held in memory): --connections, or the backend's default."""

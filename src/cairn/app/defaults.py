@@ -37,6 +37,10 @@ class BackendDefaults:
     # threads reading trees ahead of a walk (restore, dump, ls): each tree read waits a round
     # trip on an object store; none from a local disk, where it is there at once
     tree_threads: int
+    # data packs built in temporary files rather than in memory (cairn.app.budget): uploads to
+    # an object store wait on the network, and (connections + 1) packs of 40 MiB would be
+    # held meanwhile; a local disk takes small packs at once
+    spool_packs: bool
 
 
 DEFAULTS = {
@@ -49,6 +53,7 @@ DEFAULTS = {
         pack_order=True,
         read_gap=1 << 20,
         tree_threads=16,
+        spool_packs=True,
     ),
     LOCAL: BackendDefaults(
         LOCAL,
@@ -59,6 +64,7 @@ DEFAULTS = {
         pack_order=False,
         read_gap=LOCAL_GAP,
         tree_threads=0,
+        spool_packs=False,
     ),
 }
 

@@ -83,6 +83,7 @@ def repo_spec(repo: RepositoryConfig) -> RepoSpec:
             limit_download=repo.limit_download,
             retries=repo.retries,
             connections=repo.connections,
+            memory_limit=repo.memory_limit,
         ),
     )
 

@@ -3,13 +3,21 @@ dry run, plan it and estimate what it would cost and save."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from cairn.app.budget import write_budget
 from cairn.app.context import Session
 from cairn.app.cost import prune_estimate
 from cairn.app.events import Events
-from cairn.ops.prune import PruneOptions, PruneReport, PruneSteps, plan_prune, run_prune
+from cairn.ops.prune import (
+    REPACK_UPLOADS,
+    PruneOptions,
+    PruneReport,
+    PruneSteps,
+    plan_prune,
+    run_prune,
+)
 
 __all__ = ["PruneReport", "PruneRequest", "PruneResult", "prune"]
 
@@ -40,7 +48,18 @@ def prune(session: Session, request: PruneRequest, events: Events) -> PruneResul
     if request.dry_run:
         plan, report = plan_prune(session.repo, request.options())
         return PruneResult(report, prune_estimate(session, plan, report))
-    return PruneResult(run_prune(session.repo, request.options(), events, waiting_status(events)))
+    # the writer's packs, beside the one pack being repacked, which is read whole
+    budget = write_budget(
+        session.spec.store.memory_limit,
+        session.repo.config.pack_size,
+        REPACK_UPLOADS,
+        readers=0,
+        spool=session.defaults.spool_packs,
+        held=session.repo.config.pack_size,
+    )
+    events.status(budget.describe())
+    options = replace(request.options(), spool=budget.spool)
+    return PruneResult(run_prune(session.repo, options, events, waiting_status(events)))
 
 
 def waiting_status(events: Events) -> PruneSteps:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from cairn.app.budget import restore_budget
 from cairn.app.context import Session
 from cairn.app.cost import pricing, restore_reading
 from cairn.app.events import Events, NullEvents
@@ -152,11 +153,15 @@ def restore(session: Session, request: RestoreRequest, events: RestoreEvents) ->
         if request.read_order not in READ_ORDERS:
             raise UsageError(f"unknown read order {request.read_order!r} (pack or file)")
         pack_order = request.read_order == "pack"
+    budget = restore_budget(
+        session.spec.store.memory_limit, request.threads or defaults.restore_threads
+    )
+    events.status(budget.describe())
     options = RestoreOptions(
         include=PathMatcher(request.include),
         exclude=PathMatcher(request.exclude),
         verify=request.verify,
-        workers=request.threads or defaults.restore_threads,
+        workers=budget.threads,
         small_file_workers=defaults.small_file_threads,
         pack_order=pack_order,
         read_gap=gap,

@@ -12,6 +12,8 @@ from cairn.app.context import RepoSpec, S3Options, StoreOptions
 from cairn.app.defaults import help_text
 from cairn.app.passwords import PasswordSource
 from cairn.app.snapshots import SnapshotFilter
+from cairn.core.errors import UsageError
+from cairn.core.units import parse_size
 from cairn.ui.output import Output
 
 
@@ -75,6 +77,16 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help="Attempts per store request (backoff with jitter).",
     )
+    @click.option(
+        "--memory-limit",
+        envvar="CAIRN_MEMORY_LIMIT",
+        metavar="SIZE",
+        callback=lambda _ctx, _param, v: None if v is None else _size(v, "--memory-limit"),
+        help=(
+            "Memory for buffers, uploads in flight and caches (default 256M); packs that do "
+            "not fit are built in temporary files ($TMPDIR)."
+        ),
+    )
     @click.option("--json", "json_mode", is_flag=True, help="Machine-readable JSON output.")
     @click.option("-q", "--quiet", is_flag=True, help="Only errors and requested data.")
     @functools.wraps(f)
@@ -93,6 +105,7 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
         limit_upload: int | None,
         limit_download: int | None,
         retries: int,
+        memory_limit: int | None,
         json_mode: bool,
         quiet: bool,
         **kwargs: Any,
@@ -117,12 +130,20 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 limit_download=limit_download,
                 connections=connections,
                 retries=retries,
+                memory_limit=memory_limit,
             ),
             notice=output.warning,
         )
         return f(spec=spec, out=output, **kwargs)
 
     return wrapper
+
+
+def _size(text: str, option: str) -> int:
+    try:
+        return parse_size(text)
+    except UsageError as e:
+        raise click.BadParameter(str(e), param_hint=option) from None
 
 
 def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -2,7 +2,8 @@
 
     [repositories.NAME]   url, password-file | password-command | password-env, cache-dir,
                           storage-class, s3-path-style, s3-sse, s3-sse-kms-key-id, s3-region,
-                          s3-profile, connections, limit-upload, limit-download, retries
+                          s3-profile, connections, limit-upload, limit-download, retries,
+                          memory-limit ("256M": a size)
     [jobs.NAME]           repository, paths + exclude, exclude-file, one-file-system
                           | [jobs.NAME.source] kind = postgres | mysql | sqlite | svn | command,
                           tags, host, schedule, healthcheck
@@ -24,6 +25,8 @@ from pathlib import Path
 from cairn.config.document import Document, Table
 from cairn.config.schedule import Schedule, ScheduleError
 from cairn.core.errors import UsageError
+from cairn.core.memory import MIN_MEMORY_LIMIT
+from cairn.core.units import parse_size
 from cairn.core.urls import LOCAL_DIRECTORY, http_url_problem, store_kind
 from cairn.ops.retention import UNLIMITED, Duration, PolicyError
 from cairn.ops.retention import Policy as RetentionPolicy
@@ -58,6 +61,7 @@ class RepositoryConfig:
     limit_upload: int | None = None  # KiB/s
     limit_download: int | None = None  # KiB/s
     retries: int = 8
+    memory_limit: int | None = None  # bytes (cairn.app.budget)
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,7 @@ class Config:
 REPOSITORY_KEYS = (
     "url", "password-file", "password-command", "password-env", "password", "cache-dir",
     "storage-class", "s3-path-style", "s3-sse", "s3-sse-kms-key-id", "s3-region", "s3-profile",
-    "connections", "limit-upload", "limit-download", "retries",
+    "connections", "limit-upload", "limit-download", "retries", "memory-limit",
 )  # fmt: skip
 JOB_KEYS = (
     "repository", "paths", "exclude", "exclude-file", "one-file-system", "source", "tags",
@@ -151,6 +155,19 @@ def read_config(doc: Document) -> Config:
 def _check_name(t: Table, name: str, what: str) -> None:
     if not NAME.fullmatch(name):
         raise t.error(None, f"a {what} name may hold letters, digits, '_', '.' and '-'")
+
+
+def _size(t: Table, key: str) -> int | None:
+    text = t.str(key)
+    if text is None:
+        return None
+    try:
+        size = parse_size(text)
+    except UsageError:
+        raise t.error(key, "must be a size such as 256M or 1G") from None
+    if size < MIN_MEMORY_LIMIT:
+        raise t.error(key, f"must be at least {MIN_MEMORY_LIMIT >> 20}M")
+    return size
 
 
 def _file(t: Table, key: str, base: Path, required: bool = False) -> str | None:
@@ -202,6 +219,7 @@ def _repository(t: Table, name: str, base: Path) -> RepositoryConfig:
         limit_upload=t.int("limit-upload", 1),
         limit_download=t.int("limit-download", 1),
         retries=t.int("retries", 1, 100) or 8,
+        memory_limit=_size(t, "memory-limit"),
     )
     t.done()
     return repo

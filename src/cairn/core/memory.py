@@ -14,6 +14,9 @@ import ctypes.util
 import mmap
 import threading
 
+# the smallest --memory-limit (cairn.app.budget): a reading thread's buffers and a pack's staging
+MIN_MEMORY_LIMIT = 48 << 20
+
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 

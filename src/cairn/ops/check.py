@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import blake3
 
+from cairn.core.ahead import map_ahead
 from cairn.core.errors import CairnError, IntegrityError, ObjectMissing
 from cairn.crypto.keys import KeyFileError, read_key_file
 from cairn.model.node import FILE, Node
@@ -25,6 +26,7 @@ from cairn.ops.treewalk import TreeProblem, read_listing, walk
 from cairn.repo import layout
 from cairn.repo.index import PackRecord
 from cairn.repo.locks import Locks
+from cairn.repo.pack import BlobRef
 from cairn.repo.packlist import stored_packs
 from cairn.repo.repository import Repository
 
@@ -110,9 +112,15 @@ class _View:
 
 
 class Checker:
-    def __init__(self, repo: Repository, progress: Progress) -> None:
+    def __init__(
+        self, repo: Repository, progress: Progress, threads: int = 0, data_threads: int = 0
+    ) -> None:
+        """``threads``: pack headers read at once (each a round trip on an object store);
+        ``data_threads``: whole packs read at once by --read-data (below 2: one at a time)."""
         self.repo = repo
         self.progress = progress
+        self.threads = threads
+        self.data_threads = data_threads
         self.report = CheckReport()
         self.bad_blobs: set[bytes] = set()
         # problems in trees, each reported once however many snapshots share the tree
@@ -138,10 +146,7 @@ class Checker:
                 ids = sorted(p for p in view.records if layout.pack_name(p.hex()) in view.stored)
                 if selected is None:
                     selected = read_data.select(ids)
-                for pack_id in selected:
-                    name = layout.pack_name(pack_id.hex())
-                    if pack_id in view.records and name in view.stored:
-                        self._read_pack(view.records[pack_id], view.stored[name])
+                self._read_packs(view, selected)
             self._snapshots(view.snapshots)
             if not self.report.errors or attempt == ATTEMPTS - 1 or self._still(view):
                 break
@@ -209,21 +214,28 @@ class Checker:
                 "no index lists this pack (a backup still writing, or left by an interrupted "
                 "run: prune removes it)",
             )
-        for name, record in sorted(indexed.items()):
+
+        def header(item: tuple[str, PackRecord]) -> tuple[int, list[BlobRef]] | None:
+            name, record = item
             if name not in stored:
+                return None
+            _, blob_type, blobs = self.repo.read_pack_header(name, stored[name], record.info.salt)
+            return blob_type, blobs
+
+        for (name, record), read in map_ahead(header, sorted(indexed.items()), self.threads):
+            try:
+                found = read.result()
+            except CairnError as e:
+                self.report.error(name, str(e))
+                self.bad_blobs.update(b.id for b in record.blobs)
+                continue
+            if found is None:
                 self.report.error(
                     name, "missing: the index lists it but the store does not have it"
                 )
                 self.bad_blobs.update(b.id for b in record.blobs)
                 continue
-            try:
-                _, blob_type, blobs = self.repo.read_pack_header(
-                    name, stored[name], record.info.salt
-                )
-            except CairnError as e:
-                self.report.error(name, str(e))
-                self.bad_blobs.update(b.id for b in record.blobs)
-                continue
+            blob_type, blobs = found
             extra = set(blobs) - set(record.blobs)
             if blob_type != record.info.blob_type or set(record.blobs) - set(blobs):
                 self.report.error(name, "the pack's header does not match the index")
@@ -233,13 +245,27 @@ class Checker:
                 )
             self.progress.item_done(name.encode(), 0)
 
-    def _read_pack(self, record: PackRecord, size: int) -> None:
+    def _read_packs(self, view: _View, selected: list[bytes]) -> None:
+        """Reads the selected packs whole, ``data_threads`` at a time, each held until checked:
+        at most ``data_threads + 1`` packs in memory."""
+        readable = [
+            (view.records[p], layout.pack_name(p.hex()))
+            for p in selected
+            if p in view.records and layout.pack_name(p.hex()) in view.stored
+        ]
+
+        def read(item: tuple[PackRecord, str]) -> bytes:
+            return self.repo.storage.read(item[1])
+
+        ahead = map_ahead(read, readable, self.data_threads, ahead=self.data_threads)
+        for (record, name), data in ahead:
+            try:
+                self._check_pack(record, view.stored[name], data.result())
+            except CairnError as e:
+                self.report.error(name, str(e))
+
+    def _check_pack(self, record: PackRecord, size: int, data: bytes) -> None:
         name = layout.pack_name(record.info.id.hex())
-        try:
-            data = self.repo.storage.read(name)
-        except CairnError as e:
-            self.report.error(name, str(e))
-            return
         self.report.packs_read += 1
         self.report.bytes_read += len(data)
         self.progress.bytes_done(len(data))

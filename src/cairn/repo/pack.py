@@ -19,10 +19,11 @@ import functools
 import struct
 from dataclasses import dataclass
 
-import blake3
 import msgpack
 
 from cairn.crypto import aead
+from cairn.repo.packsink import MemorySink, PackSink
+from cairn.storage.base import Content
 
 MAGIC = b"CAIRNPK\x01"
 PREFIX_LEN = len(MAGIC) + aead.SALT_LEN
@@ -46,78 +47,46 @@ def blob_aad(blob_type: int, blob_id: bytes) -> bytes:
     return bytes([blob_type]) + blob_id
 
 
-PackBuffer = bytearray | memoryview  # a growable one, or a fixed one reused from pack to pack
-
-
 class PackBuilder:
-    """Encrypts blobs straight into one buffer until the pack is finished.
+    """Encrypts blobs straight into a pack sink (cairn.repo.packsink: a buffer in memory by
+    default, or a temporary file) until the pack is finished."""
 
-    The buffer may come from a pool (``buffer``): it is written from the start, and grows only
-    for a blob that does not fit."""
-
-    def __init__(self, master_key: bytes, blob_type: int, buffer: PackBuffer | None = None) -> None:
+    def __init__(self, master_key: bytes, blob_type: int, sink: PackSink | None = None) -> None:
         self.blob_type = blob_type
         self.salt = aead.new_salt()
         self._cipher = aead.derive(master_key, self.salt, b"pack")
-        self._buf: PackBuffer = buffer if buffer is not None else bytearray()
-        self._pos = 0
-        self._put(MAGIC + self.salt)
+        self.sink: PackSink = sink if sink is not None else MemorySink()
+        self.sink.write(MAGIC + self.salt)
         self.blobs: list[BlobRef] = []
 
     def __len__(self) -> int:
-        return self._pos
+        return len(self.sink)
 
     def size_with(self, plaintext_length: int) -> int:
         """The pack's size, at most, if one more blob of ``plaintext_length`` were added and
         the pack finished."""
         blobs = len(self.blobs) + 1
         header = 16 + HEADER_BYTES_PER_BLOB * blobs + aead.TAG_LEN
-        return self._pos + plaintext_length + aead.TAG_LEN + header + TAIL_LEN
-
-    def release(self) -> PackBuffer:
-        """Gives up the pack: returns its buffer for another."""
-        data, self._buf, self._pos = self._buf, bytearray(), 0
-        return data
-
-    def _room(self, n: int) -> memoryview:
-        """The next ``n`` bytes of the buffer (grown if needed); advances the position."""
-        start, end = self._pos, self._pos + n
-        if end > len(self._buf):
-            more = max(end - len(self._buf), len(self._buf) // 2)
-            if isinstance(self._buf, bytearray):
-                self._buf.extend(bytes(more))
-            else:  # a fixed buffer: the pack moves to a growable one
-                grown = bytearray(len(self._buf) + more)
-                grown[:start] = self._buf[:start]
-                self._buf = grown
-        self._pos = end
-        return memoryview(self._buf)[start:end]
-
-    def _put(self, data: bytes) -> None:
-        with self._room(len(data)) as view:
-            view[:] = data
+        return len(self.sink) + plaintext_length + aead.TAG_LEN + header + TAIL_LEN
 
     def add(self, blob_id: bytes, plaintext: bytes | memoryview, raw_length: int) -> BlobRef:
         """``plaintext`` is the framed payload (mode byte and data)."""
-        offset = self._pos
+        offset = len(self.sink)
         length = len(plaintext) + aead.TAG_LEN
-        with self._room(length) as view:
+        with self.sink.room(length) as view:
             aead.seal_into(self._cipher, offset, plaintext, blob_aad(self.blob_type, blob_id), view)
         ref = BlobRef(blob_id, offset, length, raw_length)
         self.blobs.append(ref)
         return ref
 
-    def finish(self) -> tuple[bytes, PackBuffer, int]:
-        """Returns (pack id, buffer, pack length): the pack is the buffer's first bytes. The
-        buffer is handed over, not copied."""
+    def finish(self) -> tuple[bytes, Content]:
+        """Writes the header: (pack id, the pack), which stays valid until the sink is closed
+        (the builder does not copy it)."""
         table = [[b.id, b.offset, b.length, b.raw_length] for b in self.blobs]
         header = msgpack.packb([self.blob_type, table])
         sealed = aead.seal(self._cipher, aead.HEADER_NONCE_FLAG, header, MAGIC)
-        self._put(sealed + struct.pack("<I", len(sealed)) + MAGIC)
-        data, length, self._buf = self._buf, self._pos, bytearray()
-        with memoryview(data)[:length] as view:
-            pack_id = blake3.blake3(view).digest()
-        return pack_id, data, length
+        self.sink.write(sealed + struct.pack("<I", len(sealed)) + MAGIC)
+        return self.sink.finish()
 
 
 @functools.lru_cache(maxsize=256)

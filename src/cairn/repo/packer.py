@@ -2,11 +2,12 @@
 
 One open pack per blob type (data and tree blobs never share a pack). A pack is finished when
 the next blob would take it past the target size; finished packs upload on a pool of
-``uploads`` threads. Per blob type, at most one pack being filled and one per upload are in
-memory (``add`` waits while all are busy), so memory stays flat. Data packs are built in
-buffers reused from pack to pack, whose pages are faulted in once, not once per pack, and only
-as far as they are filled; tree packs, small in most backups, grow as needed instead of holding
-a whole pack's worth of memory.
+``uploads`` threads. Per blob type, at most one pack being filled and one per upload exist
+(``add`` waits while all are busy), so memory stays flat. Data packs are built in buffers
+reused from pack to pack, whose pages are faulted in once, not once per pack, and only as far
+as they are filled; or, with ``spool``, in temporary files (cairn.repo.packsink.FileSink),
+which takes no more memory than the largest blob whatever the pack size and uploads. Tree
+packs, small in most backups, grow as needed in memory instead of holding a whole pack's worth.
 """
 
 from __future__ import annotations
@@ -14,12 +15,25 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from cairn.core.memory import lazy_buffer
 from cairn.repo import layout
 from cairn.repo.index import PackInfo, PackRecord
-from cairn.repo.pack import PackBuffer, PackBuilder
+from cairn.repo.limits import MAX_DATA_BLOB
+from cairn.repo.pack import PackBuilder
+from cairn.repo.packsink import FileSink, MemorySink, PackBuffer, PackSink
 from cairn.storage.base import Storage
+
+# a data blob sealed into a pack: the largest chunk, its framing and the tag, with room to spare
+STAGE_BYTES = MAX_DATA_BLOB + (64 << 10)
+
+
+@dataclass(frozen=True)
+class Spool:
+    """Data packs are built in temporary files in ``directory`` (None: the system's)."""
+
+    directory: str | None = None
 
 
 class Packer:
@@ -31,12 +45,15 @@ class Packer:
         on_uploaded: Callable[[PackRecord], None],
         uploads: int = 2,
         dry_run: bool = False,
+        spool: Spool | None = None,
     ) -> None:
         self._storage = storage
         self._master_key = master_key
         self._pack_size = pack_size
         self._on_uploaded = on_uploaded
         self._dry_run = dry_run
+        self._spool = spool
+        self._stage: memoryview | None = None  # a spooled pack's staging buffer (one at a time)
         self._lock = threading.Lock()
         self._open: dict[int, PackBuilder] = {}
         self._buffers = {t: threading.BoundedSemaphore(uploads + 1) for t in layout.BLOB_TYPES}
@@ -66,23 +83,34 @@ class Packer:
                     del self._open[blob_type]
             if builder is not None:
                 self._submit(builder)
-            buffer = self._take_buffer(blob_type)
+            self._buffers[blob_type].acquire()
+            try:
+                sink = self._new_sink(blob_type)
+            except BaseException:
+                self._buffers[blob_type].release()
+                raise
             with self._lock:
                 if blob_type not in self._open:
-                    self._open[blob_type] = PackBuilder(self._master_key, blob_type, buffer)
+                    self._open[blob_type] = PackBuilder(self._master_key, blob_type, sink)
                     continue
-            self._give_back(blob_type, buffer)  # another thread opened a pack meanwhile
+            self._give_back(blob_type, sink)  # another thread opened a pack meanwhile
 
-    def _take_buffer(self, blob_type: int) -> PackBuffer:
-        self._buffers[blob_type].acquire()
+    def _new_sink(self, blob_type: int) -> PackSink:
         if blob_type != layout.DATA_BLOB:
-            return bytearray()
+            return MemorySink()
+        if self._spool is not None:
+            with self._lock:
+                # one data pack is filled at a time (under the lock), so one stage serves all
+                if self._stage is None:
+                    self._stage = lazy_buffer(STAGE_BYTES)
+            return FileSink(self._spool.directory, self._stage)
         with self._lock:
-            return self._spare.pop() if self._spare else lazy_buffer(self._capacity)
+            return MemorySink(self._spare.pop() if self._spare else lazy_buffer(self._capacity))
 
-    def _give_back(self, blob_type: int, buffer: PackBuffer) -> None:
+    def _give_back(self, blob_type: int, sink: PackSink) -> None:
+        buffer = sink.close()
         # a tree pack's buffer, or one grown for a huge blob, is not kept
-        if blob_type == layout.DATA_BLOB and len(buffer) == self._capacity:
+        if blob_type == layout.DATA_BLOB and buffer is not None and len(buffer) == self._capacity:
             with self._lock:
                 self._spare.append(buffer)
         self._buffers[blob_type].release()
@@ -94,16 +122,17 @@ class Packer:
             self._futures.append(fut)
 
     def _upload(self, builder: PackBuilder) -> None:
-        buffer = None
         try:
-            pack_id, buffer, length = builder.finish()
+            pack_id, data = builder.finish()
+            length = len(builder)
             if not self._dry_run:
-                with memoryview(buffer)[:length] as data:
-                    self._storage.write(
-                        layout.pack_name(pack_id.hex()),
-                        data,
-                        metadata=builder.blob_type != layout.DATA_BLOB,
-                    )
+                self._storage.write(
+                    layout.pack_name(pack_id.hex()),
+                    data,
+                    metadata=builder.blob_type != layout.DATA_BLOB,
+                )
+            if isinstance(data, memoryview):
+                data.release()
             record = PackRecord(PackInfo(pack_id, builder.salt, builder.blob_type), builder.blobs)
             with self._lock:
                 self.packs_written += 1
@@ -113,7 +142,7 @@ class Packer:
             self._error = self._error or e
             raise
         finally:
-            self._give_back(builder.blob_type, buffer if buffer is not None else builder.release())
+            self._give_back(builder.blob_type, builder.sink)
 
     def _raise_failure(self) -> None:
         if self._error is not None:
@@ -128,7 +157,7 @@ class Packer:
             if b.blobs:
                 self._submit(b)
             else:
-                self._give_back(b.blob_type, b.release())
+                self._give_back(b.blob_type, b.sink)
         with self._lock:
             futures = list(self._futures)
             self._futures.clear()

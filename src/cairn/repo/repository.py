@@ -54,6 +54,7 @@ from cairn.repo.pack import (
     header_length,
     parse_header,
 )
+from cairn.repo.packer import Spool
 from cairn.repo.packlist import log_warning
 from cairn.repo.writer import Writer
 from cairn.storage.base import Storage
@@ -287,10 +288,16 @@ class Repository:
         dry_run: bool = False,
         journal: PackJournal | None = None,
         remember_packs: bool = False,
+        spool: Spool | None = None,
     ) -> Writer:
         """A scoped writer of new blobs (``with repo.writer(...) as w:``; repo/writer.py)."""
         return Writer(
-            self, uploads=uploads, dry_run=dry_run, journal=journal, remember_packs=remember_packs
+            self,
+            uploads=uploads,
+            dry_run=dry_run,
+            journal=journal,
+            remember_packs=remember_packs,
+            spool=spool,
         )
 
     def check_writable(self) -> None:

@@ -25,7 +25,7 @@ from cairn.repo import layout
 from cairn.repo.compress import frame_into
 from cairn.repo.index import INDEX_OBJECT_BLOBS, PackRecord, encode_index
 from cairn.repo.journal import PackJournal
-from cairn.repo.packer import Packer
+from cairn.repo.packer import Packer, Spool
 
 if TYPE_CHECKING:
     from cairn.repo.repository import Repository
@@ -49,15 +49,18 @@ class Writer:
         dry_run: bool = False,
         journal: PackJournal | None = None,
         remember_packs: bool = False,
+        spool: Spool | None = None,
     ) -> None:
         """``dry_run``: packs are built and counted, nothing is stored. ``remember_packs``:
         keep every written pack's record in ``written_packs`` (prune needs them; a backup of
-        millions of files must not hold them all)."""
+        millions of files must not hold them all). ``spool``: data packs are built in
+        temporary files, not in memory (repo/packer.py)."""
         self.repo = repo
         self.dry_run = dry_run
         self._journal = None if dry_run else journal
         self._remember_packs = remember_packs
         self._uploads = uploads
+        self._spool = spool
         self._lock = threading.Lock()
         self._pending: set[bytes] = set()  # blobs in packs not stored yet
         self._unindexed: list[PackRecord] = []  # stored packs no index object lists yet
@@ -76,6 +79,7 @@ class Writer:
             self._pack_stored,
             uploads=self._uploads,
             dry_run=self.dry_run,
+            spool=self._spool,
         )
         return self
 

@@ -8,6 +8,9 @@ A store holds immutable named objects. Names are relative paths with '/' separat
   content is allowed (it happens when a backup is resumed), callers never write different
   content to a name. ``metadata=False`` marks bulk file data, which a backend may keep in a
   colder (cheaper, slower) storage class; everything else must stay immediately readable.
+  ``data`` is ``Content``: bytes in memory, or ``SpooledContent`` (bytes in a file: a pack
+  built in a temporary file so that it is not held in memory). A backend reads it through
+  ``content_size``, ``content_chunks`` and ``content_reader``, never copying it whole.
 - ``read(name, offset, length)`` returns exactly the requested range (``length=None``: to the
   end) or raises ``ObjectMissing``; a short object is an ``IntegrityError`` for the caller.
 - ``read_into(name, offset, out)`` reads the range of ``len(out)`` bytes at ``offset`` into
@@ -27,12 +30,91 @@ Every failure of the store itself is a ``StorageError`` with a one-line message.
 
 from __future__ import annotations
 
+import io
+import os
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
 from cairn.storage.archive import ArchiveStore
 
 Buffer = bytes | bytearray | memoryview
+CHUNK = 1 << 20  # what ``content_chunks`` yields at a time from a file
+
+
+class SpooledContent:
+    """An object's content in a file rather than in memory: the first ``size`` bytes of the
+    open file ``fd`` (which the caller keeps open until the write returns). Every reader reads
+    with its own position (``pread``), so a retried write reads it again from the start."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd = fd
+        self.size = size
+
+
+Content = Buffer | SpooledContent
+
+
+def content_size(data: Content) -> int:
+    if isinstance(data, SpooledContent):
+        return data.size
+    return len(memoryview(data).cast("B"))
+
+
+def content_chunks(data: Content, size: int = CHUNK) -> Iterator[memoryview]:
+    """The content in order, as views of at most ``size`` bytes (each valid until the next)."""
+    if not isinstance(data, SpooledContent):
+        view = memoryview(data).cast("B")
+        for start in range(0, len(view), size):
+            yield view[start : start + size]
+        return
+    buf = memoryview(bytearray(min(size, data.size)))
+    pos = 0
+    while pos < data.size:
+        n = os.preadv(data.fd, [buf[: min(size, data.size - pos)]], pos)
+        if not n:
+            raise OSError(f"the spooled content ends at {pos} of {data.size} bytes")
+        yield buf[:n]
+        pos += n
+
+
+def content_reader(data: Content) -> io.RawIOBase:
+    """A fresh, seekable reader of the content from its start, that copies nothing up front:
+    for HTTP clients that send a body from a file-like object."""
+    return _ContentReader(data)
+
+
+class _ContentReader(io.RawIOBase):
+    def __init__(self, data: Content) -> None:
+        self._data = data
+        self._view = None if isinstance(data, SpooledContent) else memoryview(data).cast("B")
+        self._size = content_size(data)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, out: memoryview) -> int:  # type: ignore[override]
+        n = max(0, min(len(out), self._size - self._pos))
+        if not n:
+            return 0
+        if self._view is not None:
+            out[:n] = self._view[self._pos : self._pos + n]
+        else:
+            assert isinstance(self._data, SpooledContent)
+            n = os.preadv(self._data.fd, [memoryview(out)[:n]], self._pos)
+        self._pos += n
+        return n
 
 
 @runtime_checkable
@@ -41,7 +123,7 @@ class Storage(Protocol):
 
     def read_into(self, name: str, offset: int, out: memoryview) -> int: ...
 
-    def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None: ...
+    def write(self, name: str, data: Content, *, metadata: bool = True) -> None: ...
 
     def stat(self, name: str) -> int: ...
 
@@ -69,7 +151,7 @@ class StorageWrapper:
         # fault injector) sees every read; wrappers made for bulk reads forward it instead
         return read_into_by_read(self, name, offset, out)
 
-    def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None:
+    def write(self, name: str, data: Content, *, metadata: bool = True) -> None:
         self.inner.write(name, data, metadata=metadata)
 
     def stat(self, name: str) -> int:

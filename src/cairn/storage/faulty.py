@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from cairn.core.errors import StorageError, TransientStorageError
 from cairn.storage.archive import ArchiveStore, ObjectInfo
-from cairn.storage.base import Buffer, Storage, StorageWrapper
+from cairn.storage.base import Content, Storage, StorageWrapper
 
 T = TypeVar("T")
 
@@ -146,7 +146,7 @@ class FaultyStorage(StorageWrapper):
         self.check("read_into", name, offset, len(out))
         return self.inner.read_into(name, offset, out)
 
-    def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None:
+    def write(self, name: str, data: Content, *, metadata: bool = True) -> None:
         self.check("write", name)
         self.inner.write(name, data, metadata=metadata)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from cairn.core.errors import ObjectMissing, StorageError
 from cairn.storage.archive import ArchiveStore
-from cairn.storage.base import Buffer
+from cairn.storage.base import Content, content_chunks
 
 TMP_PREFIX = ".tmp-"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -145,7 +145,7 @@ class LocalStorage:
         except OSError as e:
             raise StorageError(f"cannot read {name}: {e.strerror}") from None
 
-    def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None:
+    def write(self, name: str, data: Content, *, metadata: bool = True) -> None:
         parts = self._parts(name)
         tmp = f"{TMP_PREFIX}{secrets.token_hex(8)}"
         dfd = -1
@@ -154,10 +154,10 @@ class LocalStorage:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             fd = os.open(tmp, flags, 0o600, dir_fd=dfd)
             try:
-                view = memoryview(data)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
+                for view in content_chunks(data):
+                    while view:
+                        n = os.write(fd, view)
+                        view = view[n:]
                 os.fsync(fd)
             finally:
                 os.close(fd)

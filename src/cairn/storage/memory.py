@@ -32,7 +32,7 @@ from cairn.storage.archive import (
     ArchiveStore,
     ObjectInfo,
 )
-from cairn.storage.base import Buffer
+from cairn.storage.base import Content, content_chunks
 
 STANDARD = "STANDARD"
 
@@ -80,10 +80,10 @@ class MemoryStorage:
         out[: len(data)] = data
         return len(data)
 
-    def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None:
+    def write(self, name: str, data: Content, *, metadata: bool = True) -> None:
         _check_name(name)
         cls = STANDARD if metadata or not self._classes else self.data_class
-        obj = _Object(bytes(data), cls, self._now())
+        obj = _Object(b"".join(bytes(c) for c in content_chunks(data)), cls, self._now())
         with self._lock:
             self._objects.setdefault(name, obj)
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import TypeVar
 
 from cairn.storage.archive import ArchiveStore, ObjectInfo
-from cairn.storage.base import Buffer, Storage, StorageWrapper
+from cairn.storage.base import Content, Storage, StorageWrapper, content_size
 
 T = TypeVar("T")
 
@@ -74,11 +74,11 @@ class MeteredStorage(StorageWrapper):
             self.usage.bytes_down += n
         return n
 
-    def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None:
+    def write(self, name: str, data: Content, *, metadata: bool = True) -> None:
         self.inner.write(name, data, metadata=metadata)
         with self._lock:
             self.usage.put += 1
-            self.usage.bytes_up += len(memoryview(data).cast("B"))
+            self.usage.bytes_up += content_size(data)
 
     def stat(self, name: str) -> int:
         try:

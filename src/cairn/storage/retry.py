@@ -26,7 +26,7 @@ from typing import TypeVar
 
 from cairn.core.errors import TransientStorageError
 from cairn.storage.archive import ArchiveStore, ObjectInfo
-from cairn.storage.base import Buffer, Storage, StorageWrapper
+from cairn.storage.base import Content, Storage, StorageWrapper
 
 T = TypeVar("T")
 
@@ -99,7 +99,7 @@ class RetryingStorage(StorageWrapper):
     def read_into(self, name: str, offset: int, out: memoryview) -> int:
         return self.policy.call(lambda: self.inner.read_into(name, offset, out))
 
-    def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None:
+    def write(self, name: str, data: Content, *, metadata: bool = True) -> None:
         self.policy.call(lambda: self.inner.write(name, data, metadata=metadata))
 
     def stat(self, name: str) -> int:

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,7 +33,7 @@ from cairn.storage.archive import (
     ArchiveStore,
     ObjectInfo,
 )
-from cairn.storage.base import Buffer, read_into_by_read
+from cairn.storage.base import Content, content_reader, content_size, read_into_by_read
 from cairn.storage.s3config import S3Location, S3Options
 
 _TRANSIENT_CODES = frozenset(
@@ -116,7 +115,7 @@ class S3Storage:
     def read_into(self, name: str, offset: int, out: memoryview) -> int:
         return read_into_by_read(self, name, offset, out)
 
-    def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None:
+    def write(self, name: str, data: Content, *, metadata: bool = True) -> None:
         extra: dict[str, str] = {}
         if not metadata and self.options.storage_class:
             extra["StorageClass"] = self.options.storage_class
@@ -125,11 +124,11 @@ class S3Storage:
             if self.options.sse_kms_key_id:
                 extra["SSEKMSKeyId"] = self.options.sse_kms_key_id
         key = self._key(name)
-        size = len(memoryview(data).cast("B"))
+        size = content_size(data)
         with _errors(name):
             if size >= self.options.multipart_threshold:
                 self.client.upload_fileobj(
-                    io.BytesIO(data),
+                    content_reader(data),
                     self.location.bucket,
                     key,
                     ExtraArgs={**extra, "ChecksumAlgorithm": "CRC32"},
@@ -148,11 +147,11 @@ class S3Storage:
                     return
                 raise
 
-    def _put(self, key: str, data: Buffer, extra: dict[str, str]) -> None:
+    def _put(self, key: str, data: Content, extra: dict[str, str]) -> None:
         args = {
             "Bucket": self.location.bucket,
             "Key": key,
-            "Body": data if isinstance(data, bytes | bytearray) else bytes(data),
+            "Body": data if isinstance(data, bytes | bytearray) else content_reader(data),
             "ChecksumAlgorithm": "CRC32",
             **extra,
         }

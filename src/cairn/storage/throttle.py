@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from cairn.storage.base import Buffer, Storage, StorageWrapper
+from cairn.storage.base import Content, Storage, StorageWrapper, content_size
 
 PIECE = 64 << 10
 
@@ -58,9 +58,9 @@ class ThrottledStorage(StorageWrapper):
         self._up = TokenBucket(upload) if upload else None
         self._down = TokenBucket(download) if download else None
 
-    def write(self, name: str, data: Buffer, *, metadata: bool = True) -> None:
+    def write(self, name: str, data: Content, *, metadata: bool = True) -> None:
         if self._up is not None:
-            self._up.take(len(memoryview(data).cast("B")))
+            self._up.take(content_size(data))
         self.inner.write(name, data, metadata=metadata)
 
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:

@@ -20,6 +20,7 @@ from cairn.ops.sources.stream import StreamItem
 from cairn.ops.writelock import writing
 from cairn.repo.filescache import FilesCache
 from cairn.repo.journal import PackJournal
+from cairn.repo.packer import Spool
 from cairn.repo.repository import Repository
 from cairn.storage.metered import MeteredStorage
 
@@ -32,6 +33,7 @@ class BackupRequest:
     dry_run: bool = False
     options: BackupOptions = field(default_factory=BackupOptions)
     uploads: int = 2
+    spool: Spool | None = None  # data packs built in temporary files (repo/packer.py)
     streams: list[StreamItem] = field(default_factory=list)  # backed up as files, with paths
 
 
@@ -68,7 +70,7 @@ def run_backup(
         parents = load_snapshots(repo, SnapshotFilter(hosts=[snap.host]))
         snap.parent = next((s.id for s in reversed(parents) if sorted(s.paths) == snap.paths), None)
         with repo.writer(
-            uploads=request.uploads, dry_run=request.dry_run, journal=journal
+            uploads=request.uploads, dry_run=request.dry_run, journal=journal, spool=request.spool
         ) as writer:
             if request.streams:
                 parent_tree = next((s.tree for s in parents if s.id == snap.parent), None)

@@ -12,9 +12,10 @@ from cairn.ops.prune.plan import (
     make_plan,
     plan_prune,
 )
-from cairn.ops.prune.run import PruneSteps, run_prune
+from cairn.ops.prune.run import REPACK_UPLOADS, PruneSteps, run_prune
 
 __all__ = [
+    "REPACK_UPLOADS",
     "PruneOptions",
     "PrunePlan",
     "PruneReport",

@@ -14,6 +14,7 @@ from cairn.repo import layout
 from cairn.repo.index import BlobIndex, PackRecord
 from cairn.repo.locks import LockBusy, Locks
 from cairn.repo.pack import BlobRef
+from cairn.repo.packer import Spool
 from cairn.repo.packlist import stored_packs
 from cairn.repo.repository import Repository
 
@@ -26,6 +27,8 @@ class PruneOptions:
     # seconds to wait for backups that were running when the prune condemned its packs
     # before postponing (docs/format.md §12.3)
     max_wait: float = 900.0
+    # the repacking writer's packs built in temporary files (cairn.repo.packer)
+    spool: Spool | None = None
 
 
 @dataclass

@@ -39,7 +39,10 @@ from cairn.repo import layout
 from cairn.repo.index import PackRecord
 from cairn.repo.locks import HeldLock, LockInfo, Locks, new_lock
 from cairn.repo.pack import blob_aad
+from cairn.repo.packer import Spool
 from cairn.repo.repository import Repository
+
+REPACK_UPLOADS = 2  # packs the repacking writer uploads at once (each read whole before)
 
 # What the prune is doing, for progress and for tests that hold it between steps:
 # "planned", "condemned", "looked" (the first look at the locks after the condemnation),
@@ -106,7 +109,9 @@ class _Prune:
             return report
         self.step("rescued", str(report.packs_rescued))
         _recount(planned)
-        new_records, repack_index = _repack(self.repo, planned, self.progress)
+        new_records, repack_index = _repack(
+            self.repo, planned, self.progress, self.options.spool
+        )
         self.step("repacked")
         ours = set(planned.state.index_names) | set(repack_index)
         final = set(self.repo.write_index(plan.keep + new_records))
@@ -217,14 +222,14 @@ def _recount(planned: Planned) -> None:
 
 
 def _repack(
-    repo: Repository, planned: Planned, progress: Progress
+    repo: Repository, planned: Planned, progress: Progress, spool: Spool | None
 ) -> tuple[list[PackRecord], list[str]]:
     """Copies the kept blobs of the packs to repack into new packs; returns their records and
     the index objects that list them."""
     plan = planned.plan
     if not plan.repack:
         return [], []
-    with repo.writer(remember_packs=True) as writer:
+    with repo.writer(uploads=REPACK_UPLOADS, remember_packs=True, spool=spool) as writer:
         for record, kept in list(plan.repack):
             name = layout.pack_name(record.info.id.hex())
             try:
