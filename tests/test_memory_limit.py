@@ -5,6 +5,7 @@ in temporary files; a temporary directory that fills up is one clear error."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -76,8 +77,18 @@ def test_a_local_backup_spools_packs_that_do_not_fit(tmp_path):
     code, out, _ = cairn("backup", "--repo", repo, src)  # 2 x 32 MiB fit in the default
     assert code == 0 and "data packs built in memory" in out, out
     (src / "new.bin").write_bytes(os.urandom(40 * MIB))
+    for i in range(0, 8, 2):
+        (src / f"big{i}.bin").unlink()
     code, out, _ = cairn("backup", "--repo", repo, src, "--memory-limit", "60M")
     assert code == 0 and "data packs built in temporary files" in out, out
+    code, out, _ = cairn("forget", "--repo", repo, "--keep-last", "1")
+    assert code == 0, out
+    # the packs left half used are repacked, the kept half written through temporary files
+    code, out, _ = cairn(
+        "prune", "--repo", repo, "--max-unused", "0%", "--memory-limit", "60M", "--json"
+    )
+    assert code == 0, out
+    assert json.loads(out)["packs_repacked"] > 0, out
     code, out, _ = cairn("check", "--repo", repo, "--read-data")
     assert code == 0, out
     target = tmp_path / "restored"
