@@ -94,6 +94,21 @@ def write_budget(
     return WriteBudget(limit, uploads, Spool())
 
 
+def repack_budget(
+    limit: int | None, pack_size: int, uploads: int, reads: int, spool: bool
+) -> tuple[WriteBudget, int]:
+    """A prune's: its writer's, and how many of ``reads`` packs it may read whole at once (each
+    held until its blobs are copied, one more being copied; one at a time holds just one)."""
+    for n in range(max(1, reads), 0, -1):
+        held = (n + 1 if n > 1 else 1) * pack_size
+        try:
+            return write_budget(limit, pack_size, uploads, 0, spool, held), n
+        except UsageError:
+            if n == 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def whole_pack_reads(limit: int | None, pack_size: int, threads: int) -> int:
     """How many of ``threads`` may each hold a whole pack (check --read-data), with one more
     pack being checked: at least one."""

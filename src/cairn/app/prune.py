@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from cairn.app.budget import write_budget
+from cairn.app.budget import repack_budget
 from cairn.app.context import Session
 from cairn.app.cost import prune_estimate
 from cairn.app.events import Events
 from cairn.ops.prune import (
+    REPACK_READS,
     REPACK_UPLOADS,
     PruneOptions,
     PruneReport,
@@ -48,17 +49,15 @@ def prune(session: Session, request: PruneRequest, events: Events) -> PruneResul
     if request.dry_run:
         plan, report = plan_prune(session.repo, request.options())
         return PruneResult(report, prune_estimate(session, plan, report))
-    # the writer's packs, beside the one pack being repacked, which is read whole
-    budget = write_budget(
+    budget, reads = repack_budget(
         session.spec.store.memory_limit,
         session.repo.config.pack_size,
         REPACK_UPLOADS,
-        readers=0,
+        REPACK_READS,
         spool=session.defaults.spool_packs,
-        held=session.repo.config.pack_size,
     )
-    events.status(budget.describe())
-    options = replace(request.options(), spool=budget.spool)
+    events.status(f"{budget.describe()}, {reads} packs read at once to repack")
+    options = replace(request.options(), spool=budget.spool, repack_reads=reads)
     return PruneResult(run_prune(session.repo, options, events, waiting_status(events)))
 
 

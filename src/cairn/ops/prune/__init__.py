@@ -6,6 +6,7 @@ while other hosts back up (docs/format.md §12).
 """
 
 from cairn.ops.prune.plan import (
+    REPACK_READS,
     PruneOptions,
     PrunePlan,
     PruneReport,
@@ -15,6 +16,7 @@ from cairn.ops.prune.plan import (
 from cairn.ops.prune.run import REPACK_UPLOADS, PruneSteps, run_prune
 
 __all__ = [
+    "REPACK_READS",
     "REPACK_UPLOADS",
     "PruneOptions",
     "PrunePlan",

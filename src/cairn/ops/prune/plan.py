@@ -18,6 +18,10 @@ from cairn.repo.packer import Spool
 from cairn.repo.packlist import stored_packs
 from cairn.repo.repository import Repository
 
+# packs read whole at once to be repacked (each a round trip on an object store), held until
+# their blobs are copied: at most REPACK_READS + 1 in memory
+REPACK_READS = 2
+
 
 @dataclass
 class PruneOptions:
@@ -29,6 +33,7 @@ class PruneOptions:
     max_wait: float = 900.0
     # the repacking writer's packs built in temporary files (cairn.repo.packer)
     spool: Spool | None = None
+    repack_reads: int = REPACK_READS
 
 
 @dataclass

@@ -29,20 +29,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cairn.core import clock
+from cairn.core.ahead import map_ahead
 from cairn.core.errors import CairnError, IntegrityError, ObjectArchived
 from cairn.crypto import aead
 from cairn.ops.progress import Progress
-from cairn.ops.prune.plan import Planned, PruneOptions, PruneReport, plan_now, refuse_if_busy
+from cairn.ops.prune.plan import (
+    Planned,
+    PruneOptions,
+    PruneReport,
+    plan_now,
+    refuse_if_busy,
+)
 from cairn.ops.snapshots import read_snapshots
 from cairn.ops.usage import used_blobs
 from cairn.repo import layout
 from cairn.repo.index import PackRecord
 from cairn.repo.locks import HeldLock, LockInfo, Locks, new_lock
-from cairn.repo.pack import blob_aad
-from cairn.repo.packer import Spool
+from cairn.repo.pack import BlobRef, blob_aad
 from cairn.repo.repository import Repository
 
-REPACK_UPLOADS = 2  # packs the repacking writer uploads at once (each read whole before)
+REPACK_UPLOADS = 2  # packs the repacking writer uploads at once
 
 # What the prune is doing, for progress and for tests that hold it between steps:
 # "planned", "condemned", "looked" (the first look at the locks after the condemnation),
@@ -109,9 +115,7 @@ class _Prune:
             return report
         self.step("rescued", str(report.packs_rescued))
         _recount(planned)
-        new_records, repack_index = _repack(
-            self.repo, planned, self.progress, self.options.spool
-        )
+        new_records, repack_index = _repack(self.repo, planned, self.progress, self.options)
         self.step("repacked")
         ours = set(planned.state.index_names) | set(repack_index)
         final = set(self.repo.write_index(plan.keep + new_records))
@@ -222,18 +226,24 @@ def _recount(planned: Planned) -> None:
 
 
 def _repack(
-    repo: Repository, planned: Planned, progress: Progress, spool: Spool | None
+    repo: Repository, planned: Planned, progress: Progress, options: PruneOptions
 ) -> tuple[list[PackRecord], list[str]]:
     """Copies the kept blobs of the packs to repack into new packs; returns their records and
     the index objects that list them."""
     plan = planned.plan
     if not plan.repack:
         return [], []
-    with repo.writer(uploads=REPACK_UPLOADS, remember_packs=True, spool=spool) as writer:
-        for record, kept in list(plan.repack):
+
+    def read(item: tuple[PackRecord, list[BlobRef]]) -> bytes:
+        return repo.storage.read(layout.pack_name(item[0].info.id.hex()))
+
+    reads = options.repack_reads
+    with repo.writer(uploads=REPACK_UPLOADS, remember_packs=True, spool=options.spool) as writer:
+        packs = map_ahead(read, list(plan.repack), reads, ahead=reads)
+        for (record, kept), reading in packs:
             name = layout.pack_name(record.info.id.hex())
             try:
-                data = repo.storage.read(name)
+                data = reading.result()
             except ObjectArchived:
                 # a pack in an archive class cannot be read back without a restore request:
                 # it stays as it is (unused parts included) rather than be thawed to repack
