@@ -90,7 +90,9 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
     )
     cache = session.files_cache(read_only=request.dry_run) if not streams else None
     try:
-        result = run_backup(session.repo, run, events, cache, session.journal(), session.meter)
+        result = run_backup(
+            session.repo, run, events, cache, session.journal(), session.meter, session.started
+        )
     finally:
         if cache is not None:
             cache.close()

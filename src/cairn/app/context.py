@@ -24,7 +24,7 @@ from cairn.repo.journal import PackJournal
 from cairn.repo.repository import Repository
 from cairn.storage.base import Storage
 from cairn.storage.local import LocalStorage
-from cairn.storage.metered import MeteredStorage
+from cairn.storage.metered import MeteredStorage, Usage
 from cairn.storage.retry import RetryingStorage, RetryPolicy
 from cairn.storage.s3config import S3Location, S3Options
 from cairn.storage.throttle import ThrottledStorage
@@ -137,12 +137,17 @@ def wrap_backend(backend: Storage, options: StoreOptions) -> tuple[Storage, Mete
 
 
 class Session:
-    """An opened repository with its metered store and local cache directory."""
+    """An opened repository with its metered store and local cache directory. ``started``:
+    the meter's counts when the session began (a session that opened the repository began
+    before opening it, so what its first command records includes the opening)."""
 
-    def __init__(self, spec: RepoSpec, repo: Repository, meter: MeteredStorage) -> None:
+    def __init__(
+        self, spec: RepoSpec, repo: Repository, meter: MeteredStorage, started: Usage | None = None
+    ) -> None:
         self.spec = spec
         self.repo = repo
         self.meter = meter
+        self.started = started if started is not None else Usage()
 
     @property
     def url(self) -> str:
@@ -154,7 +159,7 @@ class Session:
         old = self.repo
         repo = Repository(old.storage, old.key, old.config)
         repo.key_id, repo.on_notice = old.key_id, old.on_notice
-        return Session(self.spec, repo, self.meter)
+        return Session(self.spec, repo, self.meter, self.meter.snapshot())
 
     @property
     def defaults(self) -> BackendDefaults:

@@ -13,7 +13,7 @@ from cairn.core import clock
 from cairn.core.urls import OBJECT_STORE, store_kind
 from cairn.model.snapshot import Summary
 from cairn.ops.cost.bill import GIB, bytes_per_get
-from cairn.ops.cost.estimate import backup_charges, backup_requests, prune_cost
+from cairn.ops.cost.estimate import backup_charges, backup_requests, data_packs, prune_cost
 from cairn.ops.cost.prices import Provider, choose, load_prices
 from cairn.ops.cost.report import CostOptions, cost_report, data_class, inventory
 from cairn.ops.prune import PrunePlan, PruneReport
@@ -42,7 +42,8 @@ def backup_estimate(session: Session, summary: Summary) -> dict[str, Any]:
     provider, why = pricing(session.url)
     data = provider.cls(session.spec.store.s3.storage_class)
     counts = backup_requests(summary, dry_run=True)
-    charges = backup_charges(counts, summary.packs_written, provider, data)
+    stored = sum(stored for _, stored, _ in session.repo.index.total_blobs_by_type().values())
+    charges = backup_charges(counts, data_packs(summary), provider, data, stored)
     return {
         "requests": counts,
         "cost": charges.total,

@@ -25,6 +25,7 @@ class Summary:
     bytes_added: int = 0  # plaintext bytes of new blobs
     bytes_stored: int = 0  # encrypted, compressed bytes of new blobs
     packs_written: int = 0
+    tree_packs_written: int = 0  # of packs_written (priced at the metadata class)
     files_changed_while_read: int = 0
     errors: int = 0
     duration: float = 0.0

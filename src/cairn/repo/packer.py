@@ -63,6 +63,7 @@ class Packer:
         self._futures: list[Future[None]] = []
         self._error: BaseException | None = None
         self.packs_written = 0
+        self.tree_packs_written = 0
         self.bytes_written = 0
 
     def add(
@@ -136,6 +137,7 @@ class Packer:
             record = PackRecord(PackInfo(pack_id, builder.salt, builder.blob_type), builder.blobs)
             with self._lock:
                 self.packs_written += 1
+                self.tree_packs_written += int(builder.blob_type == layout.TREE_BLOB)
                 self.bytes_written += length
             self._on_uploaded(record)
         except BaseException as e:

@@ -131,6 +131,10 @@ class Writer:
     def packs_written(self) -> int:
         return self._packer.packs_written if self._packer is not None else 0
 
+    @property
+    def tree_packs_written(self) -> int:
+        return self._packer.tree_packs_written if self._packer is not None else 0
+
     # ------------------------------------------------------------------ inside
     def _open_packer(self) -> Packer:
         if self._packer is None:

@@ -22,7 +22,7 @@ from cairn.repo.filescache import FilesCache
 from cairn.repo.journal import PackJournal
 from cairn.repo.packer import Spool
 from cairn.repo.repository import Repository
-from cairn.storage.metered import MeteredStorage
+from cairn.storage.metered import MeteredStorage, Usage
 
 
 @dataclass
@@ -60,9 +60,13 @@ def run_backup(
     files_cache: FilesCache | None,
     journal: PackJournal | None,
     meter: MeteredStorage | None = None,
+    counted_from: Usage | None = None,
 ) -> BackupResult:
+    """``meter``: the requests the backup makes are recorded in its summary, from
+    ``counted_from`` (the meter's counts when the repository was opened, so that the opening
+    is counted) or from now."""
     t0 = clock.monotonic()
-    before = meter.snapshot() if meter else None
+    before = counted_from if counted_from is not None else meter.snapshot() if meter else None
     paths = absolute_paths(request.paths)
     stream_paths = [s.path for s in request.streams]
     snap = new_snapshot(request, sorted([*(os.fsdecode(p) for p in paths), *stream_paths]))
@@ -81,6 +85,7 @@ def run_backup(
                 snap.tree, summary = archiver.run(paths), archiver.summary
             writer.flush()
             summary.packs_written = writer.packs_written
+            summary.tree_packs_written = writer.tree_packs_written
         snap.summary = summary
         snap.summary.duration = clock.monotonic() - t0
         if meter is not None and before is not None:

@@ -54,16 +54,28 @@ def backup_requests(summary: Summary, dry_run: bool) -> dict[str, int]:
     return counts
 
 
+def data_packs(summary: Summary) -> int:
+    """The data packs a backup wrote (the rest are tree packs, in the metadata class)."""
+    return max(0, summary.packs_written - summary.tree_packs_written)
+
+
 def backup_charges(
-    counts: Mapping[str, int], packs: int, provider: Provider, data: ClassPrices
+    counts: Mapping[str, int],
+    packs: int,
+    provider: Provider,
+    data: ClassPrices,
+    stored: float = 0.0,
 ) -> Charges:
-    """``packs`` of the PUTs are data packs in class ``data``; the rest is metadata."""
+    """``packs`` of the PUTs are data packs in class ``data``; the rest is metadata (tree
+    packs, index, snapshot, lock). ``stored``: bytes the repository holds, for providers whose
+    egress is free up to a multiple of it."""
     data_puts = min(packs, counts.get("put", 0))
     meta = {**counts, "put": counts.get("put", 0) - data_puts}
     requests = bill.request_cost(meta, provider.standard) + bill.request_cost(
         {"put": data_puts}, data
     )
-    return Charges(requests=requests, egress=bill.egress(counts.get("bytes_down", 0), provider))
+    egress = bill.egress(counts.get("bytes_down", 0), provider, stored)
+    return Charges(requests=requests, egress=egress)
 
 
 # ---------------------------------------------------------------------- prune

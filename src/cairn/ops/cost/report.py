@@ -22,7 +22,13 @@ from cairn.core.errors import CairnError
 from cairn.model.node import DIR, FILE
 from cairn.model.snapshot import Snapshot
 from cairn.ops.cost import bill, model
-from cairn.ops.cost.estimate import age_days, backup_charges, backup_requests, prune_cost
+from cairn.ops.cost.estimate import (
+    age_days,
+    backup_charges,
+    backup_requests,
+    data_packs,
+    prune_cost,
+)
 from cairn.ops.cost.prices import ClassPrices, Provider
 from cairn.ops.prune import PruneOptions, PrunePlan, PruneReport, plan_prune
 from cairn.ops.restore import Planner, reads
@@ -71,7 +77,9 @@ def cost_report(
         "provider": {k: getattr(provider, k) for k in ("key", "name", "taken", "source")},
         "data_class": data.name,
         "storage": storage_section(objects, provider, now),
-        "backups": backups_section(snaps, options.last, provider, data),
+        "backups": backups_section(
+            snaps, options.last, provider, data, sum(i.size for i in objects.values())
+        ),
         "restore": restore_section(repo, snaps, objects, provider, options),
     }
     doc["prune"] = prune_section(planned, objects, provider, data, options, now)
@@ -117,9 +125,11 @@ def storage_section(
 
 
 # ---------------------------------------------------------------------- backups
-def backup_line(snap: Snapshot, provider: Provider, data: ClassPrices) -> dict[str, Any]:
+def backup_line(
+    snap: Snapshot, provider: Provider, data: ClassPrices, stored: float
+) -> dict[str, Any]:
     counts = backup_requests(snap.summary, dry_run=False)
-    charges = backup_charges(counts, snap.summary.packs_written, provider, data)
+    charges = backup_charges(counts, data_packs(snap.summary), provider, data, stored)
     return {
         "snapshot": snap.id,
         "time": snap.time.isoformat(),
@@ -131,10 +141,10 @@ def backup_line(snap: Snapshot, provider: Provider, data: ClassPrices) -> dict[s
 
 
 def backups_section(
-    snaps: list[Snapshot], last: int, provider: Provider, data: ClassPrices
+    snaps: list[Snapshot], last: int, provider: Provider, data: ClassPrices, stored: float
 ) -> dict[str, Any]:
     recorded = [s for s in snaps if s.summary.requests]
-    lines = [backup_line(s, provider, data) for s in recorded[-max(1, last) :]]
+    lines = [backup_line(s, provider, data, stored) for s in recorded[-max(1, last) :]]
     if not lines:
         return {"last": None, "average": None, "count": 0}
     keys = lines[0]["requests"].keys()

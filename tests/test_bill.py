@@ -1,0 +1,103 @@
+"""The bill, request for request: what a backup records in its snapshot (and what its dry run
+estimates) against every HTTP request the S3 client actually sent to SeaweedFS, opening the
+repository included; and each request priced at the class of the object it touches."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from typing import Any
+
+from cairn.app.context import StackHooks, stack_hooks
+from cairn.model.snapshot import Summary
+from cairn.ops.cost.estimate import backup_charges, backup_requests, data_packs
+from cairn.ops.cost.prices import load_prices
+from tests.faults import on_s3_client
+
+# S3 operations as the bill's request kinds
+KINDS = {
+    "PutObject": "put",
+    "GetObject": "get",
+    "HeadObject": "head",
+    "ListObjectsV2": "list",
+    "DeleteObject": "delete",
+}
+
+
+class RequestLog:
+    """Every request the S3 clients of the commands in the block send, by kind."""
+
+    def __init__(self) -> None:
+        self.kinds: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def attach(self, client: Any) -> None:
+        client.meta.events.register("before-send.s3", self._sent)
+
+    def _sent(self, event_name: str, **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        with self._lock:
+            self.kinds[KINDS.get(operation, operation)] += 1
+
+    def hooks(self) -> StackHooks:
+        return StackHooks(wrappers=(on_s3_client(self.attach),))
+
+
+def make_tree(root):  # type: ignore[no-untyped-def]
+    for d in range(5):
+        (root / f"d{d}").mkdir(parents=True)
+        for i in range(6):
+            (root / f"d{d}" / f"f{i}").write_bytes(os.urandom(20_000 + i))
+    return root
+
+
+def test_a_backup_records_every_request_it_sends(tmp_path, s3_url, run_cli):
+    src = make_tree(tmp_path / "src")
+    assert run_cli("init", "--repo", s3_url, "--pack-size", "128K").code == 0
+
+    dry_log = RequestLog()
+    with stack_hooks(dry_log.hooks()):
+        res = run_cli("backup", "--repo", s3_url, src, "--dry-run", "--json")
+    assert res.code == 0, res.err
+    estimate = res.json()["estimate"]["requests"]
+
+    log = RequestLog()
+    with stack_hooks(log.hooks()):
+        res = run_cli("backup", "--repo", s3_url, src, "--json")
+    assert res.code == 0, res.err
+    summary = res.json()["summary"]
+    sent = {k: log.kinds[k] for k in KINDS.values()}
+    # the snapshot records everything but its own PUT and the lock's DELETE, which come after
+    recorded = {k: summary["requests"][k] for k in KINDS.values()}
+    assert {**recorded, "put": recorded["put"] + 1, "delete": recorded["delete"] + 1} == sent
+    assert recorded["list"] >= 2 and recorded["get"] >= 2  # keys, key file, config: the opening
+    # the dry run reads as the backup does and counts the writes it would make
+    assert {k: estimate[k] for k in KINDS.values()} == sent
+    # and makes only the reads, but for reading back a lock it does not take
+    assert dict(dry_log.kinds) == {"get": sent["get"] - 1, "list": sent["list"]}
+    assert summary["tree_packs_written"] >= 1
+
+
+def test_tree_packs_are_priced_at_the_metadata_class():
+    aws = load_prices(None)["aws"]
+    ia = aws.cls("STANDARD_IA")
+    summary = Summary(packs_written=3, tree_packs_written=1, requests={"put": 5, "get": 4})
+    counts = backup_requests(summary, dry_run=False)
+    charges = backup_charges(counts, data_packs(summary), aws, ia)
+    meta_puts = counts["put"] - 2
+    expected = (
+        2 * ia.request_price("put")
+        + meta_puts * aws.standard.request_price("put")
+        + counts["get"] * aws.standard.request_price("get")
+        + counts["delete"] * aws.standard.request_price("delete")
+    )
+    assert abs(charges.requests - expected) < 1e-12
+
+
+def test_backups_get_the_free_egress_allowance():
+    b2 = next(p for p in load_prices(None).values() if p.egress_free_ratio > 0)
+    counts = {"get": 3, "bytes_down": 10 << 20}
+    free = backup_charges(counts, 0, b2, b2.standard, stored=float(1 << 30))
+    assert free.egress == 0.0
+    assert backup_charges(counts, 0, b2, b2.standard).egress > 0.0
