@@ -101,3 +101,26 @@ def test_backups_get_the_free_egress_allowance():
     free = backup_charges(counts, 0, b2, b2.standard, stored=float(1 << 30))
     assert free.egress == 0.0
     assert backup_charges(counts, 0, b2, b2.standard).egress > 0.0
+
+
+def test_forget_prune_and_check_report_every_request_they_send(tmp_path, s3_url, run_cli):
+    src = make_tree(tmp_path / "src")
+    assert run_cli("init", "--repo", s3_url, "--pack-size", "128K").code == 0
+    assert run_cli("backup", "--repo", s3_url, src).code == 0
+    for d in range(3):
+        (src / f"d{d}" / "f0").write_bytes(os.urandom(30_000))
+    assert run_cli("backup", "--repo", s3_url, src).code == 0
+    for args in (
+        ("forget", "--keep-last", "1"),
+        ("prune", "--max-unused", "0%"),
+        ("check", "--read-data"),
+    ):
+        log = RequestLog()
+        with stack_hooks(log.hooks()):
+            res = run_cli(*args, "--repo", s3_url, "--json")
+        assert res.code == 0, (args, res.err)
+        reported = res.json()["requests"]
+        assert {k: reported[k] for k in KINDS.values()} == {
+            k: log.kinds[k] for k in KINDS.values()
+        }, args
+        assert reported["get"] > 0 and reported["list"] > 0, args

@@ -153,6 +153,10 @@ class Session:
     def url(self) -> str:
         return self.spec.resolved_url()
 
+    def usage(self) -> dict[str, int]:
+        """The requests and bytes of this session so far (opening the repository included)."""
+        return self.meter.snapshot().minus(self.started).as_dict()
+
     def reopened(self) -> Session:
         """The same repository, with nothing loaded (no index): a fresh view, for a next step
         after a first one (the same key: no second password prompt or KDF)."""

@@ -58,7 +58,9 @@ def prune(session: Session, request: PruneRequest, events: Events) -> PruneResul
     )
     events.status(f"{budget.describe()}, {reads} packs read at once to repack")
     options = replace(request.options(), spool=budget.spool, repack_reads=reads)
-    return PruneResult(run_prune(session.repo, options, events, waiting_status(events)))
+    report = run_prune(session.repo, options, events, waiting_status(events))
+    report.requests = session.usage()  # what it did, as a dry run's estimate says beforehand
+    return PruneResult(report)
 
 
 def waiting_status(events: Events) -> PruneSteps:

@@ -14,6 +14,7 @@ from cairn.core.units import format_bytes, format_duration
 from cairn.ui.money import backup_line
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
+from cairn.ui.usage import store_line
 
 
 @click.command("backup")
@@ -119,12 +120,7 @@ def _print_summary(out: Output, snap: Snapshot, dry_run: bool) -> None:
         f"in {s.packs_written} packs"
     )
     if s.requests:
-        r = s.requests
-        out.line(
-            f"store: {r['put']} PUT, {r['get']} GET, {r['head']} HEAD, {r['list']} LIST, "
-            f"{r['delete']} DELETE; {format_bytes(r['bytes_up'])} up, "
-            f"{format_bytes(r['bytes_down'])} down"
-        )
+        out.line(store_line(s.requests))
     if s.files_changed_while_read:
         out.line(f"{s.files_changed_while_read} files changed while they were read")
     if dry_run:

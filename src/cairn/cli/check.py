@@ -12,6 +12,7 @@ from cairn.core.units import format_bytes
 from cairn.ui.escape import printable
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
+from cairn.ui.usage import store_line
 
 
 @click.command("check")
@@ -27,7 +28,7 @@ def command(spec: RepoSpec, out: Output, read_data: bool, read_data_subset: str 
     finally:
         progress.close()
     if out.json_mode:
-        out.json(report.as_dict())
+        out.json({**report.as_dict(), "requests": session.usage()})
     else:
         for f in report.findings:
             out.line(f"{f.severity}: {printable(f.object)}: {f.message}")
@@ -44,6 +45,7 @@ def command(spec: RepoSpec, out: Output, read_data: bool, read_data_subset: str 
             else ""
         )
         out.line(f"checked {report.snapshots} snapshots and {report.packs} packs{read}")
+        out.line(store_line(session.usage()))
         if report.errors:
             out.line(f"{len(report.errors)} errors: see `cairn repair`")
         else:

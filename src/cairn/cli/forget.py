@@ -143,6 +143,7 @@ def command(
             if dry_run and result.would_remove
             else "nothing was removed, so prune did not run"
         )
+    doc["requests"] = session.usage()
     if out.json_mode:
         out.json(doc)
     return 0

@@ -14,6 +14,7 @@ from cairn.core.units import format_bytes, parse_seconds, parse_size
 from cairn.ui.money import prune_cost_text
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
+from cairn.ui.usage import store_line
 
 
 def parse_fraction(text: str) -> float:
@@ -79,12 +80,8 @@ def show_report(out: Output, r: PruneReport, cost: dict[str, Any] | None = None)
         f"{verb} free {format_bytes(r.bytes_freed)}; {format_bytes(r.unused_bytes_kept)} "
         "unused stays in packs below the repack threshold"
     )
-    if r.dry_run:
-        q = r.requests
-        out.line(
-            f"requests: {q['get']} GET, {q['put']} PUT, {q['delete']} DELETE, {q['list']} LIST; "
-            f"{format_bytes(q['bytes_down'])} down, {format_bytes(q['bytes_up'])} up"
-        )
+    if r.requests:
+        out.line(store_line(r.requests, "requests (estimated)" if r.dry_run else "store"))
     if cost is not None:
         out.line(f"cost: {prune_cost_text(cost)}")
         out.line(f"  ({cost['prices']})")

@@ -67,7 +67,8 @@ class PruneReport:
     bytes_repack_written: int = 0
     unused_bytes_kept: int = 0  # unused parts of packs left in place (below the threshold)
     index_objects_replaced: int = 0
-    requests: dict[str, int] = field(default_factory=dict)  # estimated on --dry-run
+    # requests and bytes: estimated on --dry-run, else what the prune command made
+    requests: dict[str, int] = field(default_factory=dict)
     postponed: str | None = None
     packs_rescued: int = 0  # condemned, then found in use by a backup that ran meanwhile
     waited: float = 0.0  # seconds spent waiting for backups that started before the deletion
