@@ -517,6 +517,27 @@ def test_backup_dry_run_writes_nothing(tmp_path, repo, src, run_cli):
     assert again["data_blobs_added"] == again["tree_blobs_added"] == 0
 
 
+# ------------------------------------------------------------------ paths that do not exist
+def test_backup_of_a_missing_path_saves_nothing(tmp_path, repo, src, run_cli, cairn_proc):
+    missing = tmp_path / "no" / "such" / "path"
+    res = cairn_proc("backup", "--repo", repo, missing)
+    assert res.code == 1, res
+    assert str(missing) in one_error_line(res.err)
+    assert snapshot_ids(run_cli, repo) == []
+    # one missing path among several: nothing is saved either, and the error names it alone
+    res = run_cli("backup", "--repo", repo, src, tmp_path / "gone", "--json")
+    assert res.code == 1
+    line = one_error_line(res.err)
+    assert str(tmp_path / "gone") in line and str(src) not in line
+    assert res.out == ""
+    res = run_cli("backup", "--repo", repo, "--dry-run", src / "hello.txt" / "x")
+    assert res.code == 1 and "hello.txt/x" in one_error_line(res.err)
+    assert snapshot_ids(run_cli, repo) == []
+    # a dangling symlink given as a path exists: it is backed up as a link
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
+    assert backup(run_cli, repo, tmp_path / "dangling")["paths"] == [str(tmp_path / "dangling")]
+
+
 # ------------------------------------------------------------------ excludes
 def exclude_tree(tmp_path: Path) -> Path:
     root = tmp_path / "ex"

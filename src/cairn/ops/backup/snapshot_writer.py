@@ -3,6 +3,7 @@ snapshot."""
 
 from __future__ import annotations
 
+import errno
 import getpass
 import os
 import socket
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 
 from cairn import __version__
 from cairn.core import clock
-from cairn.core.errors import UsageError
+from cairn.core.errors import CairnError, UsageError
 from cairn.model.snapshot import Snapshot
 from cairn.ops.backup.archiver import Archiver, BackupOptions
 from cairn.ops.backup.streams import StreamArchiver
@@ -23,6 +24,11 @@ from cairn.repo.journal import PackJournal
 from cairn.repo.packer import Spool
 from cairn.repo.repository import Repository
 from cairn.storage.metered import MeteredStorage
+
+
+class MissingPaths(CairnError):
+    """Paths given to back up that do not exist: nothing is backed up (an empty or incomplete
+    snapshot would become ``latest`` and count toward a retention policy)."""
 
 
 @dataclass
@@ -53,6 +59,21 @@ def absolute_paths(paths: list[str]) -> list[bytes]:
     return out
 
 
+def check_paths_exist(paths: list[bytes]) -> None:
+    """Raises MissingPaths naming every path that does not exist (a dangling symlink exists).
+    Other errors (a parent that cannot be searched) are the walk's: a warning, a partial
+    snapshot."""
+    missing = []
+    for p in paths:
+        try:
+            os.lstat(p)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                missing.append(os.fsdecode(p))
+    if missing:
+        raise MissingPaths(f"{', '.join(missing)}: no such file or directory; nothing backed up")
+
+
 def run_backup(
     repo: Repository,
     request: BackupRequest,
@@ -64,6 +85,7 @@ def run_backup(
     t0 = clock.monotonic()
     before = meter.snapshot() if meter else None
     paths = absolute_paths(request.paths)
+    check_paths_exist(paths)
     stream_paths = [s.path for s in request.streams]
     snap = new_snapshot(request, sorted([*(os.fsdecode(p) for p in paths), *stream_paths]))
     with writing(repo, "backup", dry_run=request.dry_run):
