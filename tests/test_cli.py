@@ -538,6 +538,45 @@ def test_backup_of_a_missing_path_saves_nothing(tmp_path, repo, src, run_cli, ca
     assert backup(run_cli, repo, tmp_path / "dangling")["paths"] == [str(tmp_path / "dangling")]
 
 
+# ------------------------------------------------------------------ files that change
+def _change_while_read(monkeypatch, victim: Path) -> None:  # type: ignore[no-untyped-def]
+    """Whenever the backup has opened ``victim`` and looked at it, append to it: the file
+    changes while it is being read (a hook around the system call, as in
+    test_metadata_races)."""
+    real_fstat = os.fstat
+
+    def hooked_fstat(fd):  # type: ignore[no-untyped-def]
+        st = real_fstat(fd)
+        if isinstance(fd, int) and os.readlink(f"/proc/self/fd/{fd}") == str(victim):
+            with open(victim, "ab") as f:
+                f.write(b"more\n")
+        return st
+
+    monkeypatch.setattr(os, "fstat", hooked_fstat)
+
+
+def test_a_file_changed_while_read_makes_the_backup_partial(repo, src, run_cli, monkeypatch):
+    victim = src / "hello.txt"
+    real_fstat = os.fstat
+    _change_while_read(monkeypatch, victim)
+    res = run_cli("backup", "--repo", repo, "--json", src)
+    assert res.code == 3, res.err
+    doc = res.json()
+    assert doc["changed_while_read"] == [str(victim)]
+    assert doc["summary"]["files_changed_while_read"] == 1
+    assert doc["summary"]["errors"] == 0
+    assert any(w["path"] == str(victim) for w in doc["warnings"])
+    assert doc["id"]  # saved: the snapshot holds the file as read
+    res = run_cli("backup", "--repo", repo, src)
+    assert res.code == 3
+    assert f"changed while read: 1 file, stored as read: {victim}" in res.out
+    assert "1 file changed while being read" in res.err
+    monkeypatch.setattr(os, "fstat", real_fstat)
+    res = run_cli("backup", "--repo", repo, "--json", src)
+    assert res.code == 0, res.err
+    assert res.json()["changed_while_read"] == []
+
+
 # ------------------------------------------------------------------ excludes
 def exclude_tree(tmp_path: Path) -> Path:
     root = tmp_path / "ex"

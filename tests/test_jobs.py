@@ -294,7 +294,7 @@ def test_exit_codes_and_partial_jobs(
     assert res.code == 3, res.err
     doc = res.json()
     assert [(j["job"], j["status"]) for j in doc["jobs"]] == [("ok", "ok"), ("partial", "partial")]
-    assert doc["jobs"][1]["error"] == "1 entries could not be read"
+    assert doc["jobs"][1]["error"] == "1 entry could not be read"
     assert doc["jobs"][1]["snapshot"]["id"]  # the snapshot holds everything else
     # a path that does not exist fails the job: no snapshot, an error naming the path
     before = len(snaps(repo))

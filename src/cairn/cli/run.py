@@ -46,7 +46,7 @@ def command(config_path: str | None, jobs: tuple[str, ...], json_mode: bool, qui
 
     Each job backs up, then applies its retention policy (forget, then prune). A job that is
     already running is not started twice. Exit status: 0 all ok, 1 a job failed, 3 a job could
-    not read some files."""
+    not read some files (or some changed while they were read)."""
     out = Output(json_mode=json_mode, quiet=quiet)
     jobs_module = lazy("cairn.app.jobs")
     config = lazy("cairn.config.load").load_config(config_path)

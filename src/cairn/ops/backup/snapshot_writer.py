@@ -47,6 +47,7 @@ class BackupRequest:
 class BackupResult:
     snapshot: Snapshot
     saved: bool  # False on --dry-run
+    changed_while_read: list[bytes] = field(default_factory=list)  # files, stored as read
 
 
 def absolute_paths(paths: list[str]) -> list[bytes]:
@@ -94,6 +95,7 @@ def run_backup(
         with repo.writer(
             uploads=request.uploads, dry_run=request.dry_run, journal=journal, spool=request.spool
         ) as writer:
+            changed: list[bytes] = []
             if request.streams:
                 parent_tree = next((s.tree for s in parents if s.id == snap.parent), None)
                 streams = StreamArchiver(writer, progress, parent_tree)
@@ -101,6 +103,7 @@ def run_backup(
             else:
                 archiver = Archiver(writer, files_cache, request.options, progress)
                 snap.tree, summary = archiver.run(paths), archiver.summary
+                changed = archiver.changed_while_read
             writer.flush()
             summary.packs_written = writer.packs_written
         snap.summary = summary
@@ -108,11 +111,11 @@ def run_backup(
         if meter is not None and before is not None:
             snap.summary.requests = meter.snapshot().minus(before).as_dict()
         if request.dry_run:
-            return BackupResult(snap, saved=False)
+            return BackupResult(snap, saved=False, changed_while_read=changed)
         snap.id = repo.save_snapshot(snap.encode())  # checks the lock is still fresh
     if files_cache is not None:
         files_cache.commit()
-    return BackupResult(snap, saved=True)
+    return BackupResult(snap, saved=True, changed_while_read=changed)
 
 
 def new_snapshot(request: BackupRequest, paths: list[str]) -> Snapshot:
