@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cairn.core.units import format_bytes
 from cairn.repo.repository import Repository
 from cairn.storage.local import LocalStorage
 from tests.conftest import CAIRN, FAST_KDF, PASSWORD
@@ -451,6 +452,30 @@ def test_cat_errors(repo, src, run_cli):
         assert message in one_error_line(res.err), (args, res.err)
     res = run_cli("cat", "--repo", repo, "pack", "x")
     assert res.code != 0  # not a kind cat knows
+
+
+# ------------------------------------------------------------------ repair snapshots
+def test_a_repaired_snapshot_counts_what_it_holds(repo, src, run_cli):
+    (src / "lose.bin").write_bytes(os.urandom(3 << 20))
+    original = backup(run_cli, repo, src)["summary"]
+    (lose,) = [e for e in ls_json(run_cli, repo, "latest", src) if e["name"] == "lose.bin"]
+    r = Repository.open(LocalStorage(repo), PASSWORD.encode())
+    r.load_index()
+    pack = r.index.get(bytes.fromhex(lose["content"][-1])).pack.id.hex()
+    (repo / "data" / pack[:2] / pack).unlink()
+    ok(run_cli("repair", "index", "--repo", repo))
+    ok(run_cli("repair", "snapshots", "--repo", repo, "--forget"))
+    (snap,) = ok(run_cli("snapshots", "--repo", repo, "--json")).json()
+    assert "repaired" in snap["tags"]
+    held = [e for e in ls_json(run_cli, repo, "latest", "/") if e["type"] == "file"]
+    assert "lose.bin" not in {e["name"] for e in held}
+    s = snap["summary"]
+    assert s["bytes_total"] == sum(e["size"] for e in held) < original["bytes_total"]
+    assert s["files_new"] + s["files_changed"] + s["files_unchanged"] == len(held)
+    assert s["errors"] >= 1  # the files removed are missing from the snapshot
+    human = ok(run_cli("snapshots", "--repo", repo)).out
+    assert format_bytes(s["bytes_total"]) in human
+    assert format_bytes(original["bytes_total"]) not in human
 
 
 # ------------------------------------------------------------------ stats
