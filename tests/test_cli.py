@@ -360,6 +360,37 @@ def test_ls_and_restore_non_utf8_names(tmp_path, repo, run_cli):
     assert os.listdir(os.fsencode(tmp_path / "out")) == [name]
 
 
+# ------------------------------------------------------------------ restore of a directory
+@pytest.mark.parametrize("read_order", ["file", "pack"])
+def test_restoring_a_directory_gives_the_target_its_metadata(
+    tmp_path, repo, src, run_cli, read_order
+):
+    """`SNAP:/dir` puts the contents of /dir in the target, which stands for /dir: it gets the
+    directory's mode, times and xattrs, as every directory of a whole restore does."""
+    sub = src / "sub"
+    os.setxattr(sub, b"user.origin", b"laptop")
+    os.chmod(sub, 0o751)
+    os.utime(sub, ns=(1_500_000_000_000_000_000, 1_600_000_000_000_000_000))
+    backup(run_cli, repo, src)
+    out = tmp_path / "out"
+    ok(
+        run_cli(
+            "restore", "--repo", repo, f"latest:{sub}", "--target", out, "--read-order", read_order
+        )
+    )
+    assert (out / "data.bin").read_bytes() == (sub / "data.bin").read_bytes()  # the contents
+    st = out.stat()
+    assert oct(st.st_mode & 0o7777) == oct(0o751)
+    assert st.st_mtime_ns == 1_600_000_000_000_000_000
+    assert os.getxattr(out, b"user.origin") == b"laptop"
+    # a whole restore leaves the target alone (it stands for no directory of the snapshot)
+    whole = tmp_path / "whole"
+    whole.mkdir(mode=0o700)
+    ok(run_cli("restore", "--repo", repo, "latest", "--target", whole))
+    assert whole.stat().st_mode & 0o7777 == 0o700
+    assert os.getxattr(whole / str(sub).lstrip("/"), b"user.origin") == b"laptop"
+
+
 # ------------------------------------------------------------------ cat
 def test_cat_every_kind_of_object(tmp_path, repo, src, run_cli):
     snap = backup(run_cli, repo, src)
