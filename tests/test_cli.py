@@ -391,6 +391,45 @@ def test_restoring_a_directory_gives_the_target_its_metadata(
     assert os.getxattr(whole / str(sub).lstrip("/"), b"user.origin") == b"laptop"
 
 
+# ------------------------------------------------------------------ counts as printed
+def test_counts_are_pluralised_and_verify_counts_every_restored_file(tmp_path, repo, run_cli):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "one").write_text("one\n")
+    os.link(src / "one", src / "other-name")  # a later path of a hardlink: linked, not written
+    backup(run_cli, repo, src)
+    assert ok(run_cli("snapshots", "--repo", repo)).out.splitlines()[-1] == "1 snapshot"
+    res = ok(
+        run_cli(
+            "restore", "--repo", repo, f"latest:{src}", "--target", tmp_path / "out", "--verify"
+        )
+    )
+    assert "restored 2 files, 0 dirs, 0 other entries" in res.out
+    assert "verified 2 files" in res.out
+    doc = ok(
+        run_cli(
+            "restore",
+            "--repo",
+            repo,
+            f"latest:{src}",
+            "--target",
+            tmp_path / "o2",
+            "--verify",
+            "--read-order",
+            "pack",
+            "--json",
+        )
+    ).json()
+    assert doc["files"] == doc["verified"] == 2
+    (src / "one").unlink()
+    backup(run_cli, repo, src)
+    res = ok(
+        run_cli("restore", "--repo", repo, f"latest:{src}", "--target", tmp_path / "o3", "--verify")
+    )
+    assert "restored 1 file, 0 dirs, 0 other entries" in res.out
+    assert "verified 1 file\n" in res.out
+
+
 # ------------------------------------------------------------------ cat
 def test_cat_every_kind_of_object(tmp_path, repo, src, run_cli):
     snap = backup(run_cli, repo, src)

@@ -121,8 +121,8 @@ def test_run_backs_up_then_applies_retention_and_prunes(
     assert all(sorted(s.tags) == ["home", "job:home"] for s in left)
     human = run_cli("run", "--config", cfg)
     assert human.code == 0
-    assert "job home: ok, snapshot" in human.out and "kept 2, forgot 1 snapshots" in human.out
-    assert human.out.strip().endswith("1 jobs: 1 ok, 0 partial, 0 failed")
+    assert "job home: ok, snapshot" in human.out and "kept 2, forgot 1 snapshot" in human.out
+    assert human.out.strip().endswith("1 job: 1 ok, 0 partial, 0 failed")
 
 
 def test_retention_only_touches_the_jobs_own_snapshots(

@@ -126,7 +126,7 @@ def _print_summary(out: Output, snap: Snapshot, dry_run: bool, changed: list[byt
     out.line(
         f"data:  {format_bytes(s.bytes_read)} read of {format_bytes(s.bytes_total)}, "
         f"{format_bytes(s.bytes_added)} added, {format_bytes(s.bytes_stored)} stored "
-        f"in {s.packs_written} packs"
+        f"in {count(s.packs_written, 'pack')}"
     )
     if s.requests:
         r = s.requests

@@ -216,11 +216,15 @@ class Executor:
             self.tally.error(b"/".join(entry.parts), _message(problem))
 
     def _finish(self, links: list[Link], dirs: list[Entry], files: list[Entry]) -> None:
+        linked: list[Link] = []
         for link in links:
             try:
                 self.writer.link(link.entry, link.first)
             except OSError as e:
                 self.tally.error(b"/".join(link.entry.parts), e.strerror or str(e))
+            else:
+                if self.options.verify:
+                    linked.append(link)
         if self.root is not None:
             dirs = [self.root, *dirs]
         for entry in reversed(dirs):
@@ -230,7 +234,8 @@ class Executor:
                 self.tally.error(b"/".join(entry.parts), e.strerror or str(e))
         if self.options.verify:
             repo = self.repo
-            verify(self.writer.target, files, repo.config.chunker, repo.blob_id, self.tally)
+            target = self.writer.target
+            verify(target, files, repo.config.chunker, repo.blob_id, self.tally, linked)
 
     def _abandon(self, job: object) -> None:
         """A job that will not run: whoever takes a blob it was to keep reads it alone."""
