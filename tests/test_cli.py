@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cairn.core.units import format_bytes
 from cairn.repo.repository import Repository
 from cairn.storage.local import LocalStorage
 from tests.conftest import CAIRN, FAST_KDF, PASSWORD
@@ -359,6 +360,76 @@ def test_ls_and_restore_non_utf8_names(tmp_path, repo, run_cli):
     assert os.listdir(os.fsencode(tmp_path / "out")) == [name]
 
 
+# ------------------------------------------------------------------ restore of a directory
+@pytest.mark.parametrize("read_order", ["file", "pack"])
+def test_restoring_a_directory_gives_the_target_its_metadata(
+    tmp_path, repo, src, run_cli, read_order
+):
+    """`SNAP:/dir` puts the contents of /dir in the target, which stands for /dir: it gets the
+    directory's mode, times and xattrs, as every directory of a whole restore does."""
+    sub = src / "sub"
+    os.setxattr(sub, b"user.origin", b"laptop")
+    os.chmod(sub, 0o751)
+    os.utime(sub, ns=(1_500_000_000_000_000_000, 1_600_000_000_000_000_000))
+    backup(run_cli, repo, src)
+    out = tmp_path / "out"
+    ok(
+        run_cli(
+            "restore", "--repo", repo, f"latest:{sub}", "--target", out, "--read-order", read_order
+        )
+    )
+    assert (out / "data.bin").read_bytes() == (sub / "data.bin").read_bytes()  # the contents
+    st = out.stat()
+    assert oct(st.st_mode & 0o7777) == oct(0o751)
+    assert st.st_mtime_ns == 1_600_000_000_000_000_000
+    assert os.getxattr(out, b"user.origin") == b"laptop"
+    # a whole restore leaves the target alone (it stands for no directory of the snapshot)
+    whole = tmp_path / "whole"
+    whole.mkdir(mode=0o700)
+    ok(run_cli("restore", "--repo", repo, "latest", "--target", whole))
+    assert whole.stat().st_mode & 0o7777 == 0o700
+    assert os.getxattr(whole / str(sub).lstrip("/"), b"user.origin") == b"laptop"
+
+
+# ------------------------------------------------------------------ counts as printed
+def test_counts_are_pluralised_and_verify_counts_every_restored_file(tmp_path, repo, run_cli):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "one").write_text("one\n")
+    os.link(src / "one", src / "other-name")  # a later path of a hardlink: linked, not written
+    backup(run_cli, repo, src)
+    assert ok(run_cli("snapshots", "--repo", repo)).out.splitlines()[-1] == "1 snapshot"
+    res = ok(
+        run_cli(
+            "restore", "--repo", repo, f"latest:{src}", "--target", tmp_path / "out", "--verify"
+        )
+    )
+    assert "restored 2 files, 0 dirs, 0 other entries" in res.out
+    assert "verified 2 files" in res.out
+    doc = ok(
+        run_cli(
+            "restore",
+            "--repo",
+            repo,
+            f"latest:{src}",
+            "--target",
+            tmp_path / "o2",
+            "--verify",
+            "--read-order",
+            "pack",
+            "--json",
+        )
+    ).json()
+    assert doc["files"] == doc["verified"] == 2
+    (src / "one").unlink()
+    backup(run_cli, repo, src)
+    res = ok(
+        run_cli("restore", "--repo", repo, f"latest:{src}", "--target", tmp_path / "o3", "--verify")
+    )
+    assert "restored 1 file, 0 dirs, 0 other entries" in res.out
+    assert "verified 1 file\n" in res.out
+
+
 # ------------------------------------------------------------------ cat
 def test_cat_every_kind_of_object(tmp_path, repo, src, run_cli):
     snap = backup(run_cli, repo, src)
@@ -453,6 +524,30 @@ def test_cat_errors(repo, src, run_cli):
     assert res.code != 0  # not a kind cat knows
 
 
+# ------------------------------------------------------------------ repair snapshots
+def test_a_repaired_snapshot_counts_what_it_holds(repo, src, run_cli):
+    (src / "lose.bin").write_bytes(os.urandom(3 << 20))
+    original = backup(run_cli, repo, src)["summary"]
+    (lose,) = [e for e in ls_json(run_cli, repo, "latest", src) if e["name"] == "lose.bin"]
+    r = Repository.open(LocalStorage(repo), PASSWORD.encode())
+    r.load_index()
+    pack = r.index.get(bytes.fromhex(lose["content"][-1])).pack.id.hex()
+    (repo / "data" / pack[:2] / pack).unlink()
+    ok(run_cli("repair", "index", "--repo", repo))
+    ok(run_cli("repair", "snapshots", "--repo", repo, "--forget"))
+    (snap,) = ok(run_cli("snapshots", "--repo", repo, "--json")).json()
+    assert "repaired" in snap["tags"]
+    held = [e for e in ls_json(run_cli, repo, "latest", "/") if e["type"] == "file"]
+    assert "lose.bin" not in {e["name"] for e in held}
+    s = snap["summary"]
+    assert s["bytes_total"] == sum(e["size"] for e in held) < original["bytes_total"]
+    assert s["files_new"] + s["files_changed"] + s["files_unchanged"] == len(held)
+    assert s["errors"] >= 1  # the files removed are missing from the snapshot
+    human = ok(run_cli("snapshots", "--repo", repo)).out
+    assert format_bytes(s["bytes_total"]) in human
+    assert format_bytes(original["bytes_total"]) not in human
+
+
 # ------------------------------------------------------------------ stats
 def test_stats(repo, src, run_cli):
     snap = backup(run_cli, repo, src)
@@ -515,6 +610,66 @@ def test_backup_dry_run_writes_nothing(tmp_path, repo, src, run_cli):
     # a dry run after it would add nothing
     again = backup(run_cli, repo, "-n", src)["summary"]
     assert again["data_blobs_added"] == again["tree_blobs_added"] == 0
+
+
+# ------------------------------------------------------------------ paths that do not exist
+def test_backup_of_a_missing_path_saves_nothing(tmp_path, repo, src, run_cli, cairn_proc):
+    missing = tmp_path / "no" / "such" / "path"
+    res = cairn_proc("backup", "--repo", repo, missing)
+    assert res.code == 1, res
+    assert str(missing) in one_error_line(res.err)
+    assert snapshot_ids(run_cli, repo) == []
+    # one missing path among several: nothing is saved either, and the error names it alone
+    res = run_cli("backup", "--repo", repo, src, tmp_path / "gone", "--json")
+    assert res.code == 1
+    line = one_error_line(res.err)
+    assert str(tmp_path / "gone") in line and str(src) not in line
+    assert res.out == ""
+    res = run_cli("backup", "--repo", repo, "--dry-run", src / "hello.txt" / "x")
+    assert res.code == 1 and "hello.txt/x" in one_error_line(res.err)
+    assert snapshot_ids(run_cli, repo) == []
+    # a dangling symlink given as a path exists: it is backed up as a link
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
+    assert backup(run_cli, repo, tmp_path / "dangling")["paths"] == [str(tmp_path / "dangling")]
+
+
+# ------------------------------------------------------------------ files that change
+def _change_while_read(monkeypatch, victim: Path) -> None:  # type: ignore[no-untyped-def]
+    """Whenever the backup has opened ``victim`` and looked at it, append to it: the file
+    changes while it is being read (a hook around the system call, as in
+    test_metadata_races)."""
+    real_fstat = os.fstat
+
+    def hooked_fstat(fd):  # type: ignore[no-untyped-def]
+        st = real_fstat(fd)
+        if isinstance(fd, int) and os.readlink(f"/proc/self/fd/{fd}") == str(victim):
+            with open(victim, "ab") as f:
+                f.write(b"more\n")
+        return st
+
+    monkeypatch.setattr(os, "fstat", hooked_fstat)
+
+
+def test_a_file_changed_while_read_makes_the_backup_partial(repo, src, run_cli, monkeypatch):
+    victim = src / "hello.txt"
+    real_fstat = os.fstat
+    _change_while_read(monkeypatch, victim)
+    res = run_cli("backup", "--repo", repo, "--json", src)
+    assert res.code == 3, res.err
+    doc = res.json()
+    assert doc["changed_while_read"] == [str(victim)]
+    assert doc["summary"]["files_changed_while_read"] == 1
+    assert doc["summary"]["errors"] == 0
+    assert any(w["path"] == str(victim) for w in doc["warnings"])
+    assert doc["id"]  # saved: the snapshot holds the file as read
+    res = run_cli("backup", "--repo", repo, src)
+    assert res.code == 3
+    assert f"changed while read: 1 file, stored as read: {victim}" in res.out
+    assert "1 file changed while being read" in res.err
+    monkeypatch.setattr(os, "fstat", real_fstat)
+    res = run_cli("backup", "--repo", repo, "--json", src)
+    assert res.code == 0, res.err
+    assert res.json()["changed_while_read"] == []
 
 
 # ------------------------------------------------------------------ excludes

@@ -233,7 +233,7 @@ def test_dump_text_summary(tmp_path: Path, repo: Path, run_cli, sink: Path) -> N
     assert res.out.strip() == f"wrote 4 B from snapshot {snap.id[:8]} to {tmp_path / 't'}"
     assert (tmp_path / "t").read_bytes() == b"top\n"
     res = ok(run_cli("dump", "-r", repo, "latest", sink / "ro", "-o", tmp_path / "ro.tar"))
-    assert res.out.startswith("wrote a tar of 1 files, 1 dirs")
+    assert res.out.startswith("wrote a tar of 1 file, 1 dir")
 
 
 @pytest.mark.parametrize(

@@ -168,7 +168,7 @@ def test_dry_run_human_output_is_a_table_per_group(tmp_path, run_cli):
     assert "policy: keep 2 daily, 1 weekly, all tagged important" in lines
     assert "host alpha, paths [/home]: keep 3, remove 1" in lines
     assert "host beta, paths [/srv]: keep 2, remove 0" in lines
-    assert lines[-1] == "would remove 1 snapshots (dry run)"
+    assert lines[-1] == "would remove 1 snapshot (dry run)"
 
     def row(name: str) -> list[str]:
         (line,) = [ln for ln in lines if ln.startswith(ids[name][:8])]

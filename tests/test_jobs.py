@@ -121,8 +121,8 @@ def test_run_backs_up_then_applies_retention_and_prunes(
     assert all(sorted(s.tags) == ["home", "job:home"] for s in left)
     human = run_cli("run", "--config", cfg)
     assert human.code == 0
-    assert "job home: ok, snapshot" in human.out and "kept 2, forgot 1 snapshots" in human.out
-    assert human.out.strip().endswith("1 jobs: 1 ok, 0 partial, 0 failed")
+    assert "job home: ok, snapshot" in human.out and "kept 2, forgot 1 snapshot" in human.out
+    assert human.out.strip().endswith("1 job: 1 ok, 0 partial, 0 failed")
 
 
 def test_retention_only_touches_the_jobs_own_snapshots(
@@ -268,23 +268,45 @@ def test_job_lock_excludes_other_processes(tmp_path: Path) -> None:
         pass
 
 
-def test_exit_codes_and_partial_jobs(tmp_path: Path, repo: Path, src: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_exit_codes_and_partial_jobs(
+    tmp_path: Path, repo: Path, src: Path, run_cli, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from cairn.ops.backup import file_saver
+
+    (src / "locked.txt").write_text("cannot be read\n")
+    real_open = file_saver.open_for_reading
+
+    def refusing_open(path: bytes, extra_flags: int = 0) -> int:  # root reads anything
+        if path.endswith(b"/locked.txt"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, extra_flags)
+
+    monkeypatch.setattr(file_saver, "open_for_reading", refusing_open)
     cfg = config(
         tmp_path,
         repo,
         f'[jobs.ok]\nrepository = "main"\npaths = ["{src / "a.txt"}"]\n'
-        f'[jobs.partial]\nrepository = "main"\npaths = ["{src}", "{tmp_path / "vanished"}"]\n'
+        f'[jobs.partial]\nrepository = "main"\npaths = ["{src}"]\n'
+        f'[jobs.missing]\nrepository = "main"\npaths = ["{src}", "{tmp_path / "vanished"}"]\n'
         f'[jobs.bad]\nrepository = "main"\nsource = {{ kind = "command", command = ["false"], filename = "x" }}\n',
     )
     res = run_cli("run", "--config", cfg, "ok", "partial", "--json")
     assert res.code == 3, res.err
     doc = res.json()
     assert [(j["job"], j["status"]) for j in doc["jobs"]] == [("ok", "ok"), ("partial", "partial")]
-    assert doc["jobs"][1]["error"] == "1 entries could not be read"
+    assert doc["jobs"][1]["error"] == "1 entry could not be read"
     assert doc["jobs"][1]["snapshot"]["id"]  # the snapshot holds everything else
+    # a path that does not exist fails the job: no snapshot, an error naming the path
+    before = len(snaps(repo))
+    res = run_cli("run", "--config", cfg, "missing")
+    assert res.code == 1
+    assert f"job missing failed: {tmp_path / 'vanished'}: no such file" in res.err
+    assert len(snaps(repo)) == before
     res = run_cli("run", "--config", cfg, "--json")
     assert res.code == 1
-    assert (res.json()["ok"], res.json()["partial"], res.json()["failed"]) == (1, 1, 1)
+    assert (res.json()["ok"], res.json()["partial"], res.json()["failed"]) == (1, 1, 2)
+    missing = next(j for j in res.json()["jobs"] if j["job"] == "missing")
+    assert missing["status"] == "failed" and missing["snapshot"] is None
     unknown = run_cli("run", "--config", cfg, "nope")
     assert unknown.code == 2 and "no job 'nope'" in unknown.err
 

@@ -8,7 +8,7 @@ cache, and returns the snapshot with, for a dry run, the cost estimate.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from cairn.app.budget import write_budget
@@ -16,6 +16,7 @@ from cairn.app.context import Session
 from cairn.app.cost import backup_estimate
 from cairn.app.events import Events
 from cairn.core.errors import UsageError
+from cairn.core.units import count
 from cairn.model.snapshot import Snapshot
 from cairn.ops.backup.archiver import BackupOptions
 from cairn.ops.backup.snapshot_writer import BackupRequest as Run
@@ -48,11 +49,25 @@ class BackupResult:
     snapshot: Snapshot
     saved: bool  # False on a dry run
     estimate: dict[str, Any] | None = None  # a dry run's cost (app/cost.py)
+    # files that changed while they were read: stored as read, possibly torn
+    changed_while_read: list[bytes] = field(default_factory=list)
 
     @property
     def partial(self) -> bool:
-        """Some entries could not be read: the snapshot lacks them."""
-        return bool(self.snapshot.summary.errors)
+        """Some entries could not be read (the snapshot lacks them), or some files changed
+        while they were read (the snapshot may hold them torn)."""
+        s = self.snapshot.summary
+        return bool(s.errors or s.files_changed_while_read)
+
+    def problems(self) -> list[str]:
+        """What makes the backup partial, one phrase each (none if it is not)."""
+        s = self.snapshot.summary
+        out = []
+        if s.errors:
+            out.append(f"{count(s.errors, 'entry', 'entries')} could not be read")
+        if s.files_changed_while_read:
+            out.append(f"{count(s.files_changed_while_read, 'file')} changed while being read")
+        return out
 
 
 def backup(session: Session, request: BackupRequest, events: Events) -> BackupResult:
@@ -97,7 +112,7 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
         if cache is not None:
             cache.close()
     estimate = backup_estimate(session, result.snapshot.summary) if request.dry_run else None
-    return BackupResult(result.snapshot, result.saved, estimate)
+    return BackupResult(result.snapshot, result.saved, estimate, result.changed_while_read)
 
 
 def _streams(request: BackupRequest) -> list[StreamItem]:

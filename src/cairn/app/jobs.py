@@ -198,7 +198,7 @@ class JobRunner:
         self.result.snapshot = result.snapshot
         if result.partial:
             self.result.status = PARTIAL
-            self.result.error = f"{result.snapshot.summary.errors} entries could not be read"
+            self.result.error = "; ".join(result.problems())
 
     def _rotate(self, session: Session) -> None:
         assert self.job.retention is not None and self.result.snapshot is not None

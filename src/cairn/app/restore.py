@@ -34,6 +34,7 @@ from cairn.app.cost import pricing, restore_reading
 from cairn.app.events import Events, NullEvents
 from cairn.core.errors import ObjectArchived, StorageError, UsageError
 from cairn.core.units import format_duration
+from cairn.model.node import DIR, Node
 from cairn.model.snapshot import Snapshot
 from cairn.ops.cost.prices import Provider
 from cairn.ops.excludes import PathMatcher
@@ -206,14 +207,18 @@ class _Run:
         """The restore as it goes. With ``archive``: stops with ObjectArchived, before any
         file is written if the first pack read is archived, else at the first archived read."""
         tally = Tally(self.events)
-        entries = self._planner(tally).plan(self.snap, self.request.path)
+        planner = self._planner(tally)
+        node, path = planner.top(self.snap, self.request.path)
+        entries = planner.entries(node, path)
         check = _readable(archive) if archive is not None else None
-        return self._execute(entries, tally, archive is not None, check)
+        return self._execute(entries, tally, archive is not None, check, _root(node, path))
 
     def thawed(self, archive: ArchiveStore, options: ThawOptions, url: str) -> RestoreResult:
         """The restore planned in full, the archived packs it reads restored first."""
         tally = Tally(self.events)
-        entries = list(self._planner(tally).plan(self.snap, self.request.path))
+        planner = self._planner(tally)
+        node, path = planner.top(self.snap, self.request.path)
+        entries = list(planner.entries(node, path))
         want = self.request.thaw
         provider, why = pricing(url, want.provider, want.prices)
         o = self.options
@@ -227,7 +232,7 @@ class _Run:
             self.events.status(f"waiting for the restored copies (checking every {every})")
             wait_for_thaw(archive, thaw.report, options)
             self.events.status("the restored copies are readable: restoring")
-        return self.result(self._execute(entries, tally, False, None), thaw)
+        return self.result(self._execute(entries, tally, False, None, _root(node, path)), thaw)
 
     def _execute(
         self,
@@ -235,6 +240,7 @@ class _Run:
         tally: Tally,
         stop: bool,
         check: Callable[[Read], None] | None,
+        root: Entry | None,
     ) -> RestoreSummary:
         return restore_entries(
             self.repo,
@@ -244,7 +250,17 @@ class _Run:
             tally,
             stop_when_archived=stop,
             before_reading=check,
+            root=root,
         )
+
+
+def _root(node: Node, path: bytes) -> Entry | None:
+    """The directory the target stands for, when a directory below the snapshot's root is
+    restored: its contents go in the target, which gets its metadata (mode, owner, times,
+    xattrs) as every directory restored does."""
+    if node.type != DIR or not path:
+        return None
+    return Entry(path, (), node)
 
 
 def _readable(archive: ArchiveStore) -> Callable[[Read], None]:

@@ -10,11 +10,14 @@ from cairn.app.backup import BackupRequest, Snapshot, backup
 from cairn.app.context import RepoSpec, open_session
 from cairn.cli.common import repo_options
 from cairn.core.errors import EXIT_OK, EXIT_PARTIAL, UsageError
-from cairn.core.units import format_bytes, format_duration
+from cairn.core.units import count, format_bytes, format_duration
+from cairn.ui.escape import printable
 from cairn.ui.money import backup_line
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 from cairn.ui.usage import store_line
+
+SHOWN_CHANGED = 10  # files changed while read that the summary names
 
 
 @click.command("backup")
@@ -96,33 +99,45 @@ def command(
             {"path": p.decode("utf-8", "surrogateescape"), "message": m}
             for p, m in progress.warnings
         ]
+        doc["changed_while_read"] = [
+            p.decode("utf-8", "surrogateescape") for p in result.changed_while_read
+        ]
         out.json(doc)
     else:
-        _print_summary(out, snap, dry_run)
+        _print_summary(out, snap, dry_run, result.changed_while_read)
         if result.estimate is not None:
             out.line(f"a real backup: {backup_line(result.estimate)}")
             out.line(
                 f"  ({result.estimate['prices']}; data packs in {result.estimate['data_class']})"
             )
-    if result.partial:
-        out.warning(f"{snap.summary.errors} entries could not be read; the snapshot lacks them")
-        return EXIT_PARTIAL
-    return EXIT_OK
+    s = snap.summary
+    if s.errors:
+        what = count(s.errors, "entry", "entries")
+        out.warning(f"{what} could not be read; the snapshot lacks them")
+    if s.files_changed_while_read:
+        what = count(s.files_changed_while_read, "file")
+        out.warning(f"{what} changed while being read; the snapshot may hold them inconsistent")
+    return EXIT_PARTIAL if result.partial else EXIT_OK
 
 
-def _print_summary(out: Output, snap: Snapshot, dry_run: bool) -> None:
+def _print_summary(out: Output, snap: Snapshot, dry_run: bool, changed: list[bytes]) -> None:
     s = snap.summary
     out.line(f"files: {s.files_new} new, {s.files_changed} changed, {s.files_unchanged} unchanged")
     out.line(f"dirs:  {s.dirs_new} new, {s.dirs_unchanged} unchanged")
     out.line(
         f"data:  {format_bytes(s.bytes_read)} read of {format_bytes(s.bytes_total)}, "
         f"{format_bytes(s.bytes_added)} added, {format_bytes(s.bytes_stored)} stored "
-        f"in {s.packs_written} packs"
+        f"in {count(s.packs_written, 'pack')}"
     )
     if s.requests:
         out.line(store_line(s.requests))
     if s.files_changed_while_read:
-        out.line(f"{s.files_changed_while_read} files changed while they were read")
+        names = ", ".join(printable(p) for p in changed[:SHOWN_CHANGED])
+        more = len(changed) - SHOWN_CHANGED
+        if more > 0:
+            names += f" and {more} more"
+        what = count(s.files_changed_while_read, "file")
+        out.line(f"changed while read: {what}, stored as read: {names}")
     if dry_run:
         out.line(f"dry run: nothing written ({format_duration(s.duration)})")
     else:

@@ -8,7 +8,7 @@ from cairn.app.check import check
 from cairn.app.context import RepoSpec, open_session
 from cairn.cli.common import repo_options
 from cairn.core.errors import EXIT_FAILED, EXIT_OK
-from cairn.core.units import format_bytes
+from cairn.core.units import count, format_bytes
 from cairn.ui.escape import printable
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
@@ -33,21 +33,25 @@ def command(spec: RepoSpec, out: Output, read_data: bool, read_data_subset: str 
         for f in report.findings:
             out.line(f"{f.severity}: {printable(f.object)}: {f.message}")
         for snap_id, paths in sorted(report.damaged.items()):
-            out.line(f"snapshot {snap_id[:8]} is damaged: {len(paths)} files or directories")
+            out.line(
+                f"snapshot {snap_id[:8]} is damaged: {count(len(paths), 'file or directory', 'files or directories')}"
+            )
             for p in paths[:20]:
                 out.line(f"  {printable(p)}")
             if len(paths) > 20:
                 out.line(f"  ... and {len(paths) - 20} more")
         read = (
-            f", read {report.packs_read} packs ({format_bytes(report.bytes_read)}, "
-            f"{report.blobs_read} blobs)"
+            f", read {count(report.packs_read, 'pack')} ({format_bytes(report.bytes_read)}, "
+            f"{count(report.blobs_read, 'blob')})"
             if read_data or read_data_subset
             else ""
         )
-        out.line(f"checked {report.snapshots} snapshots and {report.packs} packs{read}")
+        out.line(
+            f"checked {count(report.snapshots, 'snapshot')} and {count(report.packs, 'pack')}{read}"
+        )
         out.line(store_line(session.usage()))
         if report.errors:
-            out.line(f"{len(report.errors)} errors: see `cairn repair`")
+            out.line(f"{count(len(report.errors), 'error')}: see `cairn repair`")
         else:
             out.line("no errors found")
     return EXIT_FAILED if report.errors else EXIT_OK

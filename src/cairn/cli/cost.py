@@ -11,7 +11,7 @@ from cairn.app.context import RepoSpec, open_session
 from cairn.app.cost import RESTORE_TIERS, CostRequest, Provider, report
 from cairn.cli.common import repo_options
 from cairn.cli.prune import parse_fraction
-from cairn.core.units import format_bytes, format_duration
+from cairn.core.units import count, format_bytes, format_duration
 from cairn.ui.money import backup_line, money, prices_line, prune_summary
 from cairn.ui.output import Output
 
@@ -128,7 +128,7 @@ def _restore(out: Output, r: dict[str, Any] | None) -> None:
     for line in r["by_class"]:
         if "packs" in line:
             out.line(
-                f"  {line['packs']} packs ({format_bytes(line['pack_bytes'])}) are in "
+                f"  {count(line['packs'], 'pack')} ({format_bytes(line['pack_bytes'])}) are in "
                 f"{line['class']}: restored first ({r['thaw_tier']} tier, up to "
                 f"{format_duration(r['thaw_hours'] * 3600)})"
             )
@@ -150,7 +150,7 @@ def _prune(out: Output, p: dict[str, Any]) -> None:
     out.line(f"a prune with --max-unused {p['max_unused']:.0%} {prune_summary(p)}")
     if p["archived_repacks"]:
         out.line(
-            f"  {p['archived_repacks']} packs to repack are archived: prune cannot read them "
+            f"  {count(p['archived_repacks'], 'pack')} to repack are archived: prune cannot read them "
             "(restore them first, or keep them: --max-unused 100%)"
         )
 

@@ -16,7 +16,7 @@ from cairn.app.dump import DumpRequest, dump
 from cairn.app.snapshots import SnapshotFilter
 from cairn.cli.common import filter_options, repo_options
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, CairnError, UsageError
-from cairn.core.units import format_bytes
+from cairn.core.units import count, format_bytes
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
@@ -50,15 +50,17 @@ def command(
     summary = result.summary
     failed = EXIT_FAILED if summary.errors else EXIT_OK
     if summary.errors:
-        out.error(f"{summary.errors} entries of the snapshot's trees were left out: see warnings")
+        out.error(
+            f"{count(summary.errors, 'entry', 'entries')} of the snapshot's trees were left out: see warnings"
+        )
     if target is None:
         return failed
     if out.json_mode:
         out.json({"snapshot": result.snapshot, "path": path, "target": target, **summary.as_dict()})
     elif summary.kind == "tar":
         out.line(
-            f"wrote a tar of {summary.files} files, {summary.dirs} dirs, {summary.others} other "
-            f"entries ({format_bytes(summary.bytes)}) from snapshot {result.snapshot[:8]} "
+            f"wrote a tar of {count(summary.files, 'file')}, {count(summary.dirs, 'dir')}, "
+            f"{count(summary.others, 'other entry', 'other entries')} ({format_bytes(summary.bytes)}) from snapshot {result.snapshot[:8]} "
             f"to {target}"
         )
     else:

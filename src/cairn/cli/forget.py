@@ -18,6 +18,7 @@ from cairn.app.forget import (
 from cairn.app.snapshots import Snapshot, SnapshotFilter
 from cairn.cli import prune as prune_cli
 from cairn.cli.common import filter_options, repo_options
+from cairn.core.units import count
 from cairn.ui.escape import printable
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
@@ -190,5 +191,7 @@ def show_groups(
     total = sum(len(g.removed) for g in groups)
     out.line("")
     out.line(
-        f"would remove {total} snapshots (dry run)" if dry_run else f"removed {total} snapshots"
+        f"would remove {count(total, 'snapshot')} (dry run)"
+        if dry_run
+        else f"removed {count(total, 'snapshot')}"
     )

@@ -10,6 +10,7 @@ from cairn.app import keys as keys_app
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.passwords import NEW_PASSWORD_ENV, new_password
 from cairn.cli.common import repo_options
+from cairn.core.units import count
 from cairn.ui.escape import printable
 from cairn.ui.output import Output
 
@@ -47,7 +48,7 @@ def list_command(spec: RepoSpec, out: Output) -> int:
         for k in keys
     ]
     out.table(["ID", "Created", "Host", "User", "Note"], rows)
-    out.line(f"{len(keys)} keys")
+    out.line(f"{count(len(keys), 'key')}")
     return 0
 
 

@@ -10,7 +10,7 @@ from cairn.app.context import RepoSpec, open_session
 from cairn.app.prune import PruneReport, PruneRequest, prune
 from cairn.cli.common import repo_options
 from cairn.core.errors import UsageError
-from cairn.core.units import format_bytes, parse_seconds, parse_size
+from cairn.core.units import count, format_bytes, parse_seconds, parse_size
 from cairn.ui.money import prune_cost_text
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
@@ -66,14 +66,14 @@ def show_report(out: Output, r: PruneReport, cost: dict[str, Any] | None = None)
         return
     verb = "would" if r.dry_run else "did"
     out.line(
-        f"{r.snapshots} snapshots use {r.blobs_used} blobs in {r.packs_total} packs "
+        f"{count(r.snapshots, 'snapshot')} use {count(r.blobs_used, 'blob')} in {count(r.packs_total, 'pack')} "
         f"({format_bytes(r.bytes_total)})"
     )
     out.line(
-        f"{verb} delete {r.packs_deleted} unused packs and {r.orphan_packs} packs no index lists"
+        f"{verb} delete {count(r.packs_deleted, 'unused pack')} and {count(r.orphan_packs, 'pack')} no index lists"
     )
     out.line(
-        f"{verb} repack {r.packs_repacked} packs: read {format_bytes(r.bytes_repack_read)}, "
+        f"{verb} repack {count(r.packs_repacked, 'pack')}: read {format_bytes(r.bytes_repack_read)}, "
         f"write {format_bytes(r.bytes_repack_written)}"
     )
     out.line(
@@ -86,7 +86,9 @@ def show_report(out: Output, r: PruneReport, cost: dict[str, Any] | None = None)
         out.line(f"cost: {prune_cost_text(cost)}")
         out.line(f"  ({cost['prices']})")
     if r.packs_rescued:
-        out.line(f"kept {r.packs_rescued} packs that backups running meanwhile came to use")
+        out.line(
+            f"kept {count(r.packs_rescued, 'pack')} that backups running meanwhile came to use"
+        )
     if r.postponed:
         out.line(f"deleting postponed: {r.postponed}; run prune again later")
 

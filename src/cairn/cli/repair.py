@@ -8,6 +8,7 @@ from cairn.app.check import rebuild_index, repair
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.snapshots import SnapshotFilter
 from cairn.cli.common import filter_options, repo_options
+from cairn.core.units import count
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
@@ -32,7 +33,7 @@ def index(spec: RepoSpec, out: Output, read_data: bool) -> int:
         out.json(report.__dict__)
     else:
         good = report.packs - len(report.packs_unreadable)
-        out.line(f"indexed {report.blobs} blobs in {good} packs")
+        out.line(f"indexed {count(report.blobs, 'blob')} in {count(good, 'pack')}")
         out.line(
             f"left out {len(report.packs_unreadable)} unreadable packs, {report.blobs_damaged} damaged blobs"
         )
@@ -73,6 +74,8 @@ def snapshots(
             out.line(f"snapshot {r.original[:8]}: the object is damaged; {verb}")
             continue
         new = f"-> {r.new[:8]}" if r.new else "(dry run)"
-        out.line(f"snapshot {r.original[:8]} {new}: {len(r.removed)} entries removed")
-    out.line(f"{len(results)} of {done.considered} snapshots needed repair")
+        out.line(
+            f"snapshot {r.original[:8]} {new}: {count(len(r.removed), 'entry', 'entries')} removed"
+        )
+    out.line(f"{len(results)} of {count(done.considered, 'snapshot')} needed repair")
     return 0

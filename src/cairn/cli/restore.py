@@ -10,7 +10,7 @@ from cairn.app.restore import READ_ORDERS, RESTORE_TIERS, RestoreRequest, Thaw, 
 from cairn.app.snapshots import SnapshotFilter
 from cairn.cli.common import filter_options, repo_options
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING
-from cairn.core.units import format_bytes, format_duration
+from cairn.core.units import count, format_bytes, format_duration
 from cairn.ui.money import money, prices_line
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
@@ -128,13 +128,13 @@ def command(
         out.json(doc)
     else:
         out.line(
-            f"restored {summary.files} files, {summary.dirs} dirs, {summary.others} other entries "
+            f"restored {count(summary.files, 'file')}, {count(summary.dirs, 'dir')}, {count(summary.others, 'other entry', 'other entries')} "
             f"({format_bytes(summary.bytes_written)}) from snapshot {result.snapshot[:8]} to {target}"
         )
         if verify:
-            out.line(f"verified {summary.verified} files")
+            out.line(f"verified {count(summary.verified, 'file')}")
     if summary.errors:
-        out.error(f"restore finished with {summary.errors} errors")
+        out.error(f"restore finished with {count(summary.errors, 'error')}")
         return EXIT_FAILED
     return EXIT_OK
 
@@ -154,7 +154,7 @@ def _show_thaw(out: Output, thaw: Thaw) -> None:
     t = thaw.report
     classes = ", ".join(f"{n} in {c}" for c, n in sorted(t.classes.items()))
     out.line(
-        f"{t.packs} packs ({format_bytes(t.bytes)}) this restore reads are archived ({classes}): "
+        f"{count(t.packs, 'pack')} ({format_bytes(t.bytes)}) this restore reads are archived ({classes}): "
         f"restore requested now for {t.requested}, in progress for {t.restoring}, "
         f"readable: {t.ready}"
     )

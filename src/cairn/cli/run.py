@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, UsageError
-from cairn.core.units import format_bytes, format_duration
+from cairn.core.units import count, format_bytes, format_duration
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
@@ -46,7 +46,7 @@ def command(config_path: str | None, jobs: tuple[str, ...], json_mode: bool, qui
 
     Each job backs up, then applies its retention policy (forget, then prune). A job that is
     already running is not started twice. Exit status: 0 all ok, 1 a job failed, 3 a job could
-    not read some files."""
+    not read some files (or some changed while they were read)."""
     out = Output(json_mode=json_mode, quiet=quiet)
     jobs_module = lazy("cairn.app.jobs")
     config = lazy("cairn.config.load").load_config(config_path)
@@ -74,7 +74,7 @@ def command(config_path: str | None, jobs: tuple[str, ...], json_mode: bool, qui
         out.json({"jobs": [r.as_dict() for r in results], **counts})
     else:
         out.line(
-            f"{len(results)} jobs: {counts[OK]} ok, {counts[PARTIAL]} partial, "
+            f"{count(len(results), 'job')}: {counts[OK]} ok, {counts[PARTIAL]} partial, "
             f"{counts[FAILED]} failed"
         )
     if counts[FAILED]:
@@ -93,13 +93,13 @@ def describe(r: JobResult) -> str:
             f"{format_bytes(s.bytes_added)} added)"
         )
     if r.kept or r.forgotten:
-        parts.append(f"kept {r.kept}, forgot {r.forgotten} snapshots")
+        parts.append(f"kept {r.kept}, forgot {count(r.forgotten, 'snapshot')}")
     if r.prune is not None:
         if r.prune.get("postponed"):
             parts.append(f"prune postponed ({r.prune['postponed']})")
         else:
             parts.append(
-                f"pruned {r.prune['packs_deleted']} packs, "
+                f"pruned {count(r.prune['packs_deleted'], 'pack')}, "
                 f"{format_bytes(r.prune['bytes_freed'])} freed"
             )
     if r.error and r.status != FAILED:

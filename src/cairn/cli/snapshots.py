@@ -7,7 +7,7 @@ import click
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.snapshots import SnapshotFilter, list_snapshots
 from cairn.cli.common import filter_options, repo_options
-from cairn.core.units import format_bytes
+from cairn.core.units import count, format_bytes
 from cairn.ui.escape import printable
 from cairn.ui.output import Output
 
@@ -34,5 +34,5 @@ def command(spec: RepoSpec, out: Output, flt: SnapshotFilter) -> int:
         for s in snaps
     ]
     out.table(["ID", "Time", "Host", "Tags", "Paths", "Size"], rows)
-    out.line(f"{len(snaps)} snapshots")
+    out.line(f"{count(len(snaps), 'snapshot')}")
     return 0

@@ -8,7 +8,7 @@ from cairn.app.context import RepoSpec, open_session
 from cairn.app.inspect import stats
 from cairn.app.snapshots import SnapshotFilter
 from cairn.cli.common import filter_options, repo_options
-from cairn.core.units import format_bytes
+from cairn.core.units import count, format_bytes
 from cairn.ui.output import Output
 
 
@@ -24,10 +24,12 @@ def command(spec: RepoSpec, out: Output, flt: SnapshotFilter, snapshot: str | No
         if out.json_mode:
             out.json(doc)
         else:
-            out.line(f"snapshot {doc['snapshot'][:8]}: {doc['files']} files, {doc['dirs']} dirs")
+            out.line(
+                f"snapshot {doc['snapshot'][:8]}: {count(doc['files'], 'file')}, {count(doc['dirs'], 'dir')}"
+            )
             out.line(f"restore size: {format_bytes(doc['restore_size'])}")
             out.line(
-                f"unique data:  {format_bytes(doc['unique_raw'])} in {doc['unique_blobs']} blobs"
+                f"unique data:  {format_bytes(doc['unique_raw'])} in {count(doc['unique_blobs'], 'blob')}"
             )
         return 0
     if out.json_mode:
@@ -38,6 +40,8 @@ def command(spec: RepoSpec, out: Output, flt: SnapshotFilter, snapshot: str | No
     for kind in ("data", "tree"):
         raw, stored = format_bytes(doc[f"{kind}_raw"]), format_bytes(doc[f"{kind}_stored"])
         out.line(f"{kind} blobs:    {doc[f'{kind}_blobs']} ({raw} raw, {stored} stored)")
-    out.line(f"stored total:  {format_bytes(doc['stored_size'])} in {doc['objects']} objects")
+    out.line(
+        f"stored total:  {format_bytes(doc['stored_size'])} in {count(doc['objects'], 'object')}"
+    )
     out.line(f"compression:   {doc['compression_ratio']:.2f}x")
     return 0

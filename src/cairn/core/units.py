@@ -44,3 +44,9 @@ def format_duration(seconds: float) -> str:
     minutes, sec = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{sec:02d}s" if hours else f"{minutes}m{sec:02d}s"
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """'1 snapshot', '2 snapshots', '0 snapshots'; ``plural`` for nouns not made with an s
+    ('entry', 'entries')."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

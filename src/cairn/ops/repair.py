@@ -5,7 +5,7 @@ its ends; with ``read_data`` every blob is also verified and damaged ones are le
 replaces the old index objects. ``repair snapshots`` writes, for each snapshot that refers to
 blobs the index lacks or trees that do not load, a new snapshot without the damaged files
 (a directory whose listing is lost becomes empty), tagged ``repaired``; the originals stay
-unless asked otherwise.
+unless asked otherwise. A repaired snapshot's summary counts what it holds (``_rewrite``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from cairn.core.errors import CairnError, IntegrityError
-from cairn.model.node import DIR, FILE, Node, encode_tree
-from cairn.model.snapshot import Snapshot
+from cairn.model.node import DIR, FILE, Node
+from cairn.model.snapshot import Snapshot, Summary
+from cairn.ops.backup.archiver import save_tree
 from cairn.ops.progress import Progress
 from cairn.ops.treewalk import TreeProblem, read_listing
 from cairn.ops.writelock import writing
@@ -119,15 +120,22 @@ def repair_snapshots(
         pending = []
         for snap in snapshots:
             removed: list[str] = []
-            tree = _rewrite(writer, snap.tree, b"", removed)
+            summary = Summary(errors=snap.summary.errors)
+            tree = _rewrite(writer, snap.tree, b"", removed, summary)
             if removed:
-                pending.append((snap, tree, removed))
+                summary.errors += len(removed)
+                pending.append((snap, tree, removed, summary))
         writer.flush()
-        for snap, tree, removed in pending:
+        for snap, tree, removed, summary in pending:
             new_id = None
             if not dry_run:
                 repaired = dataclasses.replace(
-                    snap, tree=tree, tags=sorted({*snap.tags, "repaired"}), original=snap.id, id=""
+                    snap,
+                    tree=tree,
+                    tags=sorted({*snap.tags, "repaired"}),
+                    original=snap.id,
+                    summary=summary,
+                    id="",
                 )
                 new_id = repo.save_snapshot(repaired.encode())
                 if forget:
@@ -154,10 +162,16 @@ class _Dir:
     lost: bool = False  # its listing cannot be read: it becomes empty
 
 
-def _rewrite(writer: Writer, tree_id: bytes, path: bytes, removed: list[str]) -> bytes:
+def _rewrite(
+    writer: Writer, tree_id: bytes, path: bytes, removed: list[str], summary: Summary
+) -> bytes:
     """The id of the tree without damaged entries (the same id when nothing is damaged).
     Entries a tree leaves out (invalid, or a name repeated) are removed too, and a tree out of
-    order is written sorted. Iterative: a tree of any depth costs no stack."""
+    order is written sorted. Iterative: a tree of any depth costs no stack.
+
+    ``summary`` counts what the tree now holds, as a backup that read nothing would: its files
+    as unchanged, their sizes in ``bytes_total``, the trees written anew as new directories and
+    blobs added, the others as unchanged directories."""
     repo = writer.repo
 
     def shown(p: bytes) -> str:
@@ -184,7 +198,9 @@ def _rewrite(writer: Writer, tree_id: bytes, path: bytes, removed: list[str]) ->
             stack.pop()
             new_id = d.tree
             if d.lost or d.changed:
-                new_id = writer.save_blob(layout.TREE_BLOB, encode_tree(d.kept)).id
+                new_id = save_tree(writer, d.kept, summary)
+            else:
+                summary.dirs_unchanged += 1
             if d.owner is None:
                 result = new_id
             else:
@@ -200,5 +216,8 @@ def _rewrite(writer: Writer, tree_id: bytes, path: bytes, removed: list[str]) ->
             removed.append(child.decode("utf-8", "surrogateescape"))
             d.changed = True
             continue
+        if node.type == FILE:
+            summary.files_unchanged += 1
+            summary.bytes_total += node.size
         d.kept.append(node)
     return result

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cairn.core.units import format_bytes
+from cairn.core.units import count, format_bytes
 
 
 def money(x: float) -> str:
@@ -46,7 +46,7 @@ def requests_text(q: dict[str, Any]) -> str:
 
 def prune_summary(p: dict[str, Any]) -> str:
     return (
-        f"deletes {p['packs_deleted']} packs and repacks {p['packs_repacked']}, freeing "
+        f"deletes {count(p['packs_deleted'], 'pack')} and repacks {p['packs_repacked']}, freeing "
         f"{format_bytes(p['bytes_freed'])}: {prune_cost_text(p)}"
     )
 

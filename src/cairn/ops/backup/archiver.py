@@ -128,6 +128,7 @@ class Archiver:
         self.options = options
         self.progress = progress
         self.summary = Summary()
+        self.changed_while_read: list[bytes] = []  # files stored as read, maybe inconsistent
         self._saver = FileSaver(writer, progress.bytes_done)
         self._queue: deque[_Dir] = deque()
         self._waiting = 0  # entries of the directories in the queue
@@ -419,6 +420,7 @@ class Archiver:
             self.summary.files_changed += 1
         if result.changed_while_reading:
             self.summary.files_changed_while_read += 1
+            self.changed_while_read.append(job.path)
             self.progress.warning(job.path, "file changed while it was being read")
         self.progress.item_done(job.path, result.size)
         return node

@@ -3,6 +3,7 @@ snapshot."""
 
 from __future__ import annotations
 
+import errno
 import getpass
 import os
 import socket
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 
 from cairn import __version__
 from cairn.core import clock
-from cairn.core.errors import UsageError
+from cairn.core.errors import CairnError, UsageError
 from cairn.model.snapshot import Snapshot
 from cairn.ops.backup.archiver import Archiver, BackupOptions
 from cairn.ops.backup.streams import StreamArchiver
@@ -23,6 +24,11 @@ from cairn.repo.journal import PackJournal
 from cairn.repo.packer import Spool
 from cairn.repo.repository import Repository
 from cairn.storage.metered import MeteredStorage, Usage
+
+
+class MissingPaths(CairnError):
+    """Paths given to back up that do not exist: nothing is backed up (an empty or incomplete
+    snapshot would become ``latest`` and count toward a retention policy)."""
 
 
 @dataclass
@@ -41,6 +47,7 @@ class BackupRequest:
 class BackupResult:
     snapshot: Snapshot
     saved: bool  # False on --dry-run
+    changed_while_read: list[bytes] = field(default_factory=list)  # files, stored as read
 
 
 def absolute_paths(paths: list[str]) -> list[bytes]:
@@ -51,6 +58,21 @@ def absolute_paths(paths: list[str]) -> list[bytes]:
             raise UsageError("an empty path cannot be backed up")
         out.append(os.path.normpath(os.path.abspath(raw)))
     return out
+
+
+def check_paths_exist(paths: list[bytes]) -> None:
+    """Raises MissingPaths naming every path that does not exist (a dangling symlink exists).
+    Other errors (a parent that cannot be searched) are the walk's: a warning, a partial
+    snapshot."""
+    missing = []
+    for p in paths:
+        try:
+            os.lstat(p)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                missing.append(os.fsdecode(p))
+    if missing:
+        raise MissingPaths(f"{', '.join(missing)}: no such file or directory; nothing backed up")
 
 
 def run_backup(
@@ -68,6 +90,7 @@ def run_backup(
     t0 = clock.monotonic()
     before = counted_from if counted_from is not None else meter.snapshot() if meter else None
     paths = absolute_paths(request.paths)
+    check_paths_exist(paths)
     stream_paths = [s.path for s in request.streams]
     snap = new_snapshot(request, sorted([*(os.fsdecode(p) for p in paths), *stream_paths]))
     with writing(repo, "backup", dry_run=request.dry_run):
@@ -76,6 +99,7 @@ def run_backup(
         with repo.writer(
             uploads=request.uploads, dry_run=request.dry_run, journal=journal, spool=request.spool
         ) as writer:
+            changed: list[bytes] = []
             if request.streams:
                 parent_tree = next((s.tree for s in parents if s.id == snap.parent), None)
                 streams = StreamArchiver(writer, progress, parent_tree)
@@ -83,6 +107,7 @@ def run_backup(
             else:
                 archiver = Archiver(writer, files_cache, request.options, progress)
                 snap.tree, summary = archiver.run(paths), archiver.summary
+                changed = archiver.changed_while_read
             writer.flush()
             summary.packs_written = writer.packs_written
             summary.tree_packs_written = writer.tree_packs_written
@@ -91,11 +116,11 @@ def run_backup(
         if meter is not None and before is not None:
             snap.summary.requests = meter.snapshot().minus(before).as_dict()
         if request.dry_run:
-            return BackupResult(snap, saved=False)
+            return BackupResult(snap, saved=False, changed_while_read=changed)
         snap.id = repo.save_snapshot(snap.encode())  # checks the lock is still fresh
     if files_cache is not None:
         files_cache.commit()
-    return BackupResult(snap, saved=True)
+    return BackupResult(snap, saved=True, changed_while_read=changed)
 
 
 def new_snapshot(request: BackupRequest, paths: list[str]) -> Snapshot:

@@ -6,8 +6,9 @@ small files to threads of their own if there are (``small_file_workers``; a smal
 mostly Python work and system calls, and two threads on them mostly hand each other the GIL),
 else to the workers, and the parts of a large file to the workers. At most twice as many jobs
 as threads are in flight, so memory stays flat. Once every file is written, the later paths of
-hardlinks are linked, and directories get their metadata, deepest first; then, if asked, the
-files are read back and compared.
+hardlinks are linked, and directories get their metadata, deepest first, the target last when
+it stands for a directory of the snapshot (``root``: restoring ``SNAP:/dir`` puts the contents
+of /dir in the target); then, if asked, the files are read back and compared.
 
 A read that answers that a pack is archived stops the restore when ``stop_when_archived``: no
 further file is started, a file whose data could not all be read is removed (files written
@@ -98,8 +99,10 @@ class Executor:
         *,
         stop_when_archived: bool = False,
         before_reading: Callable[[Read], None] | None = None,
+        root: Entry | None = None,
     ) -> None:
         self.repo = repo
+        self.root = root
         self.options = options
         self.tally = tally
         self.writer = writer
@@ -213,11 +216,17 @@ class Executor:
             self.tally.error(b"/".join(entry.parts), _message(problem))
 
     def _finish(self, links: list[Link], dirs: list[Entry], files: list[Entry]) -> None:
+        linked: list[Link] = []
         for link in links:
             try:
                 self.writer.link(link.entry, link.first)
             except OSError as e:
                 self.tally.error(b"/".join(link.entry.parts), e.strerror or str(e))
+            else:
+                if self.options.verify:
+                    linked.append(link)
+        if self.root is not None:
+            dirs = [self.root, *dirs]
         for entry in reversed(dirs):
             try:
                 self.writer.finish_dir(entry)
@@ -225,7 +234,8 @@ class Executor:
                 self.tally.error(b"/".join(entry.parts), e.strerror or str(e))
         if self.options.verify:
             repo = self.repo
-            verify(self.writer.target, files, repo.config.chunker, repo.blob_id, self.tally)
+            target = self.writer.target
+            verify(target, files, repo.config.chunker, repo.blob_id, self.tally, linked)
 
     def _abandon(self, job: object) -> None:
         """A job that will not run: whoever takes a blob it was to keep reads it alone."""

@@ -82,7 +82,10 @@ class Planner:
         """The entries to restore from ``subpath``: below it for a directory, else the file
         (or link, ...) itself if selected. The path is looked up at once, so a wrong one fails
         before anything is restored; the trees below are read as the entries are taken."""
-        node, path = self.top(snap, subpath)
+        return self.entries(*self.top(snap, subpath))
+
+    def entries(self, node: Node, path: bytes) -> Iterator[Entry]:
+        """``plan`` from the node ``top`` found at ``path``."""
         if node.type != DIR:
             if self.selection.of(path, False) is True:
                 return iter([Entry(path, (node.name,), node)])

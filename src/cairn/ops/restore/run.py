@@ -26,8 +26,10 @@ def restore_entries(
     *,
     stop_when_archived: bool = False,
     before_reading: Callable[[Read], None] | None = None,
+    root: Entry | None = None,
 ) -> RestoreSummary:
-    """Restores ``entries`` (a ``Planner``'s) into ``target_path``."""
+    """Restores ``entries`` (a ``Planner``'s) into ``target_path``. ``root``: the directory
+    the target stands for (its parts are empty), whose metadata the target gets last."""
     try:
         target = Target(target_path)
     except FileExistsError:
@@ -44,6 +46,7 @@ def restore_entries(
             writer,
             stop_when_archived=stop_when_archived,
             before_reading=before_reading,
+            root=root,
         ).run(entries)
     finally:
         target.close()

@@ -54,10 +54,11 @@ class FileWriter:
         self.tally.summary.dirs += 1
 
     def finish_dir(self, entry: Entry) -> None:
-        """A directory's metadata, once everything in it is restored."""
+        """A directory's metadata, once everything in it is restored (empty ``parts``: the
+        target itself)."""
         fd = self.target.dir_fd(entry.parts)
         for problem in apply_to_fd(fd, entry.node):
-            self.tally.error(b"/".join(entry.parts), problem)
+            self.tally.error(b"/".join(entry.parts) or b".", problem)
 
     def make_special(self, entry: Entry) -> None:
         """A symlink, FIFO or device node, with its metadata."""
