@@ -25,7 +25,7 @@ from cairn.ops.cost import bill, model
 from cairn.ops.cost.estimate import age_days, backup_charges, backup_requests, prune_cost
 from cairn.ops.cost.prices import ClassPrices, Provider
 from cairn.ops.prune import PruneOptions, PrunePlan, PruneReport, plan_prune
-from cairn.ops.restore import Planner, reads
+from cairn.ops.restore import Planner, reads, zero_blob
 from cairn.ops.snapshots import load_snapshots
 from cairn.ops.treewalk import TreeProblem
 from cairn.repo import layout
@@ -184,7 +184,7 @@ def restore_section(
     packs: dict[str, int] = {}
     data_bytes = 0
     gap = options.restore_gap
-    for read in reads(plan, repo.index.get, gap is not None, gap or 0):
+    for read in reads(plan, repo.index.get, gap is not None, gap or 0, zero_blob(repo)):
         name = layout.pack_name(read.pack.id.hex())
         info = objects.get(name)
         cls = provider.cls(info.storage_class if info else None)
