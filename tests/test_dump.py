@@ -94,9 +94,69 @@ def test_dump_directory_as_tar_that_gnu_tar_restores_exactly(
     want = treecmp.describe(sink, atime=False)
     got = treecmp.describe(restored, atime=False)
     assert treecmp.diff(want, got) == []
-    assert treecmp.describe(restored.parent, atime=False)[os.fsencode(sink.name)][:4] == (
-        treecmp.describe(sink.parent, atime=False)[os.fsencode(sink.name)][:4]
+    assert (
+        treecmp.describe(restored.parent, atime=False)[os.fsencode(sink.name)][:4]
+        == (treecmp.describe(sink.parent, atime=False)[os.fsencode(sink.name)][:4])
     )
+
+
+def test_gnu_tar_restores_sparse_files_sparse_and_xattrs_of_any_name(
+    tmp_path: Path, repo: Path, run_cli
+) -> None:  # type: ignore[no-untyped-def]
+    """A file with holes is a sparse member (PAX 1.0) that GNU tar makes sparse again, with
+    the same content and size, ending in a hole or not; xattrs whose names are not UTF-8 or hold
+    '=' or '%' come back with their names as they were."""
+    src = tmp_path / "src"
+    src.mkdir()
+    size = 512 << 20
+    blocks = {0: os.urandom(64 << 10), 300 << 20: os.urandom(4096)}
+    sparse = src / "vm.img"
+    with open(sparse, "wb") as f:
+        for at, data in blocks.items():
+            f.seek(at)
+            f.write(data)
+        f.truncate(size)  # ends in a hole
+    ends_in_data = src / "log.img"
+    with open(ends_in_data, "wb") as f:
+        f.seek(100 << 20)
+        f.write(b"the end")
+    os.link(sparse, src / "vm-link.img")
+    dense = src / "dense.bin"
+    dense.write_bytes(os.urandom(300 << 10))
+    names = {
+        b"user.plain": b"value",
+        b"user.caf\xe9": b"latin-1 name",
+        b"user.a=b%25c": b"\xff\x00binary",
+    }
+    for name, value in names.items():
+        os.setxattr(dense, name, value)
+    ok(run_cli("backup", "-r", repo, src))
+
+    archive = tmp_path / "dump.tar"
+    archive.write_bytes(dump_bytes(repo, "latest", src))
+    target = tmp_path / "untar"
+    target.mkdir()
+    untar = subprocess.run(
+        ["tar", "--xattrs", "--xattrs-include=*", "-xf", str(archive), "-C", str(target)],
+        capture_output=True,
+        check=False,
+    )
+    # GNU tar takes PAX values as raw bytes anyway, and says it ignores their charset
+    noise = b"tar: Ignoring unknown extended header keyword 'hdrcharset'\n"
+    assert untar.returncode == 0, untar.stderr.decode()
+    assert untar.stderr.replace(noise, b"") == b"", untar.stderr.decode()
+    out = target / str(src).lstrip("/")
+    assert sorted(os.listdir(out)) == sorted(os.listdir(src))
+    for name in ("vm.img", "log.img", "dense.bin"):
+        assert subprocess.run(["cmp", src / name, out / name], check=False).returncode == 0
+        assert os.stat(out / name).st_size == os.stat(src / name).st_size
+    assert os.stat(out / "vm.img").st_blocks * 512 <= 8 << 20  # a chunk or two, not 512 MiB
+    assert os.stat(out / "log.img").st_blocks * 512 <= 8 << 20
+    assert os.stat(out / "vm-link.img").st_ino == os.stat(out / "vm.img").st_ino
+    got = {
+        os.fsencode(n): os.getxattr(out / "dense.bin", n) for n in os.listxattr(out / "dense.bin")
+    }
+    assert got == names
 
 
 def test_tar_headers_carry_names_times_owners_links(tmp_path: Path, repo: Path, sink: Path) -> None:
@@ -165,7 +225,10 @@ def test_dump_errors_are_one_line(tmp_path: Path, repo: Path, run_cli, sink: Pat
 
 
 def test_a_path_not_in_the_snapshot_leaves_an_existing_target_alone(
-    tmp_path: Path, repo: Path, run_cli, sink: Path  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    repo: Path,
+    run_cli,
+    sink: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     target = tmp_path / "keep.txt"
     target.write_bytes(b"precious")
@@ -209,7 +272,9 @@ def test_a_file_is_read_as_a_restore_reads_it(tmp_path: Path, repo: Path, run_cl
 
 
 def test_damaged_data_fails_and_leaves_no_partial_target(
-    tmp_path: Path, repo: Path, run_cli  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    repo: Path,
+    run_cli,  # type: ignore[no-untyped-def]
 ) -> None:
     src = tmp_path / "d"
     src.mkdir()

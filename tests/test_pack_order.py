@@ -13,7 +13,7 @@ from bench.shape_proxy import ShapedLink
 
 from cairn.model.node import DIR, FILE, Node
 from cairn.ops.progress import NullProgress
-from cairn.ops.restore import Planner, RestoreOptions, Tally, reads, restore_entries
+from cairn.ops.restore import Planner, RestoreOptions, Tally, reads, restore_entries, zero_blob
 from cairn.ops.restore import requests as file_by_file
 from cairn.ops.restore.packexec import PackExecutor
 from cairn.ops.restore.packorder import FIRST_WINDOW, Window, schedule
@@ -225,7 +225,7 @@ def _restore(repo_dir: Path, src: Path, target: Path, **options: object):  # typ
     opts = RestoreOptions(pack_order=True, **options)  # type: ignore[arg-type]
     counted = [
         (layout.pack_name(r.pack.id.hex()), r.offset, r.length)
-        for r in reads(plan, repo.index.get, True, opts.read_gap)
+        for r in reads(plan, repo.index.get, True, opts.read_gap, zero_blob(repo))
     ]
     start = len(storage.log)
     summary = restore_entries(repo, plan, str(target), opts, tally)

@@ -132,6 +132,39 @@ def test_sparse_file_is_restored_sparse(tmp_path: Path, repo_path: Path, run_cli
     )
 
 
+@pytest.mark.parametrize("order", ["file", "pack"])
+def test_holes_cost_a_restore_nothing(tmp_path: Path, repo_path: Path, run_cli, order: str) -> None:
+    """A 2 GiB file with four written blocks: the blob of zeros is never read nor written, and
+    the zeros around each block in its chunk stay holes too, so the restore writes the blocks
+    and allocates about that much, whichever order it reads in; --verify reads it back."""
+    size = 2 << 30
+    src = tmp_path / "src"
+    src.mkdir()
+    sparse = src / "vm.img"
+    blocks = {at: os.urandom(64 << 10) for at in (0, 700 * MiB + 4096, 1500 * MiB, size - 65536)}
+    with open(sparse, "wb") as f:
+        for at, data in blocks.items():
+            f.seek(at)
+            f.write(data)
+    assert os.stat(sparse).st_size == size
+
+    backup(run_cli, repo_path, src)
+    out = tmp_path / "out"
+    doc = restore(run_cli, repo_path, f"latest:{src}", out, "--read-order", order, "--verify")
+
+    assert doc["verified"] == 1
+    assert doc["bytes_written"] <= 2 * 64 * 4096, doc  # the blocks, at most a hole block more
+    got = out / "vm.img"
+    st = os.stat(got)
+    assert st.st_size == size
+    assert st.st_blocks * 512 <= 1 * MiB, f"{st.st_blocks * 512} bytes allocated"
+    with open(got, "rb") as f:
+        for at, data in blocks.items():
+            f.seek(at)
+            assert f.read(len(data)) == data
+    assert subprocess.run(["cmp", sparse, got], check=False).returncode == 0
+
+
 def test_empty_file_and_empty_dir(tmp_path: Path, repo_path: Path, run_cli) -> None:
     src = tmp_path / "src"
     (src / "empty-dir").mkdir(parents=True)

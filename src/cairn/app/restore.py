@@ -48,6 +48,7 @@ from cairn.ops.restore import (
     Tally,
     reads,
     restore_entries,
+    zero_blob,
 )
 from cairn.ops.snapshots import SnapshotFilter, resolve
 from cairn.ops.thaw import (
@@ -222,7 +223,8 @@ class _Run:
         want = self.request.thaw
         provider, why = pricing(url, want.provider, want.prices)
         o = self.options
-        needed = packs_of(reads(entries, self.repo.index.get, o.pack_order, o.read_gap))
+        repo = self.repo
+        needed = packs_of(reads(entries, repo.index.get, o.pack_order, o.read_gap, zero_blob(repo)))
         thaw = Thaw(request_thaw(archive, needed, options, provider), provider, why)
         if thaw.report.pending:
             self.events.thawing(thaw)

@@ -4,11 +4,14 @@ A file is written as its bytes (so ``cairn dump latest /db.sql | psql`` works); 
 as a POSIX tar stream (PAX format, written with tarfile in stream mode: nothing is seeked or
 buffered whole). Entry names are the snapshot paths without the leading '/', as tar writes
 absolute paths. The tar keeps modes, owners (ids and names), nanosecond mtimes, symlinks,
-hardlinks, FIFOs, device nodes and extended attributes (SCHILY.xattr); names that are not
-valid UTF-8 are written as their raw bytes (PAX hdrcharset=BINARY). Sockets cannot be
-archived and are skipped, as tar does. Tree entries that break the format's rules (names with
-'/' or NUL, '.', '..', a name seen before in the directory, invalid fields) never reach the tar:
-they are reported, as restore reports them, and the dump ends with an error.
+hardlinks, FIFOs, device nodes and extended attributes (SCHILY.xattr, names as GNU tar writes
+them: raw bytes, '%' and '=' escaped as %25 and %3D); names that are not valid UTF-8 are written
+as their raw bytes (PAX hdrcharset=BINARY). A file with holes (the blob of zeros,
+``cairn.ops.restore.zeros``) is written as a sparse member in the PAX format 1.0 GNU tar reads:
+only its data, after a map of where it goes, so ``tar -xf`` makes it sparse again. Sockets
+cannot be archived and are skipped, as tar does. Tree entries that break the format's rules
+(names with '/' or NUL, '.', '..', a name seen before in the directory, invalid fields) never
+reach the tar: they are reported, as restore reports them, and the dump ends with an error.
 
 The trees are walked by the restore's planner, and a file's blobs read as a restore reads them
 (``cairn.ops.restore.schedule``: blobs stored back to back in one request, duplicates from a
@@ -18,6 +21,7 @@ the store's speed; every blob is authenticated before a byte of it is written.
 
 from __future__ import annotations
 
+import itertools
 import os
 import tarfile
 from collections import deque
@@ -32,8 +36,9 @@ from cairn.model.node import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK
 from cairn.model.snapshot import Snapshot
 from cairn.ops.progress import Progress
 from cairn.ops.restore.plan import Planner
-from cairn.ops.restore.schedule import Fetch, Scheduler
+from cairn.ops.restore.schedule import ZERO, Fetch, Scheduler
 from cairn.ops.restore.source import BlobSource
+from cairn.ops.restore.zeros import ZeroBlob
 from cairn.ops.treewalk import TreeProblem
 from cairn.repo.repository import Repository
 
@@ -72,7 +77,8 @@ class Dumper:
         self.summary = DumpSummary()
         self._planner = Planner(repo, on_problem=self._problem, tree_threads=tree_threads)
         self._source = BlobSource(repo.reader)
-        self._schedule = Scheduler(repo.index.get, self._source)
+        self._zero = ZeroBlob(repo.config.chunker, repo.blob_id)
+        self._schedule = Scheduler(repo.index.get, self._source, zero=self._zero)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cairn-dump")
 
     def run(self, snap: Snapshot, path: str, out: BinaryIO) -> DumpSummary:
@@ -107,8 +113,9 @@ class Dumper:
             out.write(data)
         out.flush()
 
-    def _content(self, node: Node) -> Iterator[bytes]:
-        """The file's bytes blob by blob; checks the total against the recorded size first."""
+    def _content(self, node: Node, holes: bool = False) -> Iterator[bytes]:
+        """The file's bytes blob by blob; checks the total against the recorded size first.
+        ``holes``: without the blobs of zeros (a sparse member's data)."""
         total = 0
         for blob_id in node.content:
             entry = self.repo.index.get(blob_id)
@@ -121,6 +128,8 @@ class Dumper:
                 f"content is {total} bytes, the snapshot says {node.size}",
             )
         fetches = self._schedule.fetches(node.content)
+        if holes:
+            fetches = [f for f in fetches if f.how != ZERO]
         pending: deque[tuple[Future[list[bytes]], int]] = deque()
         left = iter(fetches)
         ahead = 0
@@ -175,6 +184,26 @@ class Dumper:
                 for entry in self._planner.below(top.subtree, at, at.count(b"/") + 1):
                     self._add(tar, entry.path, entry.node, links)
 
+    def _data_regions(self, node: Node) -> list[tuple[int, int]] | None:
+        """Where a file with holes has data, (offset, length) each: its blobs but the blob of
+        zeros; None for a file without it (or whose blobs the index lacks: ``_content`` says
+        so)."""
+        if not node.content or self._zero.id not in node.content:
+            return None
+        regions: list[tuple[int, int]] = []
+        offset = 0
+        for blob_id in node.content:
+            x = self.repo.index.get(blob_id)
+            if x is None:
+                return None
+            if blob_id != self._zero.id:
+                if regions and sum(regions[-1]) == offset:
+                    regions[-1] = (regions[-1][0], regions[-1][1] + x.raw_length)
+                else:
+                    regions.append((offset, x.raw_length))
+            offset += x.raw_length
+        return regions
+
     def _problem(self, problem: TreeProblem) -> None:
         """A tree entry that breaks the format's rules (an unsafe or repeated name: tarfile
         would extract it outside its directory), or a listing that cannot be read: reported
@@ -197,7 +226,13 @@ class Dumper:
             self.summary.files += 1
             return
         if node.type == FILE:
-            tar.addfile(info, _Reader(self._content(node)))
+            regions = self._data_regions(node)
+            if regions is None:
+                tar.addfile(info, _Reader(self._content(node)))
+            else:
+                sparse_map = make_sparse(info, regions)
+                blocks = itertools.chain([sparse_map], self._content(node, holes=True))
+                tar.addfile(info, _Reader(blocks))
             self.summary.files += 1
         else:
             tar.addfile(info)
@@ -232,13 +267,46 @@ def tar_info(path: bytes, node: Node) -> tarfile.TarInfo:
     elif node.type in (CHARDEV, BLOCKDEV):
         info.devmajor, info.devminor = os.major(node.rdev), os.minor(node.rdev)
     for name, value in node.xattrs:
-        try:
-            key = "SCHILY.xattr." + name.decode("utf-8")
-        except UnicodeDecodeError:
-            continue  # PAX keywords must be UTF-8; such an attribute cannot be represented
-        pax[key] = value.decode("utf-8", "surrogateescape")
+        escaped = name.replace(b"%", b"%25").replace(b"=", b"%3D")
+        pax[_Keyword(b"SCHILY.xattr." + escaped)] = value.decode("utf-8", "surrogateescape")
     info.pax_headers = pax
     return info
+
+
+def make_sparse(info: tarfile.TarInfo, regions: list[tuple[int, int]]) -> bytes:
+    """Makes ``info`` (a regular file's header) that of a sparse member in GNU tar's PAX format
+    1.0 with data in ``regions`` (offset, length), and returns the sparse map its data starts
+    with (padded to a block); the regions' data follows it."""
+    name, size = info.name, info.size
+    if not regions or sum(regions[-1]) < size:
+        regions = [*regions, (size, 0)]  # the file ends in a hole: its size, in the map
+    lines = [str(len(regions))]
+    for offset, length in regions:
+        lines += [str(offset), str(length)]
+    sparse_map = ("\n".join(lines) + "\n").encode("ascii")
+    sparse_map += bytes(-len(sparse_map) % tarfile.BLOCKSIZE)
+    head, _, tail = name.rpartition("/")
+    info.name = f"{head}/GNUSparseFile.0/{tail}" if head else f"GNUSparseFile.0/{tail}"
+    info.size = len(sparse_map) + sum(length for _, length in regions)
+    info.pax_headers = {
+        "GNU.sparse.major": "1",
+        "GNU.sparse.minor": "0",
+        "GNU.sparse.name": name,
+        "GNU.sparse.realsize": str(size),
+        **info.pax_headers,
+    }
+    return sparse_map
+
+
+class _Keyword(str):
+    """A PAX keyword that may hold any bytes (an xattr's name), written as those bytes:
+    tarfile encodes keywords as strict UTF-8, and GNU tar reads them back as they are."""
+
+    def __new__(cls, raw: bytes) -> _Keyword:
+        return super().__new__(cls, raw.decode("utf-8", "surrogateescape"))
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return str.encode(self, encoding, "surrogateescape")
 
 
 class _Reader:

@@ -31,7 +31,7 @@ from cairn.ops.cost.estimate import (
 )
 from cairn.ops.cost.prices import ClassPrices, Provider
 from cairn.ops.prune import PruneOptions, PrunePlan, PruneReport, plan_prune
-from cairn.ops.restore import Planner, reads
+from cairn.ops.restore import Planner, reads, zero_blob
 from cairn.ops.snapshots import load_snapshots
 from cairn.ops.treewalk import TreeProblem
 from cairn.repo import layout
@@ -194,7 +194,7 @@ def restore_section(
     packs: dict[str, int] = {}
     data_bytes = 0
     gap = options.restore_gap
-    for read in reads(plan, repo.index.get, gap is not None, gap or 0):
+    for read in reads(plan, repo.index.get, gap is not None, gap or 0, zero_blob(repo)):
         name = layout.pack_name(read.pack.id.hex())
         info = objects.get(name)
         cls = provider.cls(info.storage_class if info else None)

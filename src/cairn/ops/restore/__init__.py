@@ -7,6 +7,7 @@
   and the thaw of archived packs count the same reads;
 - ``source``: fetches and authenticates the blobs as the schedule says;
 - ``writer``: creates the entries under the target, never outside it;
+- ``zeros``: the blob of zeros, never read, and the zeros in other blobs, left as holes;
 - ``packorder``: pure; the same entries in windows of files whose blobs are read pack by pack,
   each needed range once, for an object store where every request waits a round trip;
 - ``execute`` and ``packexec``: run the jobs on threads, and the metadata of directories last;
@@ -17,7 +18,7 @@
 
 from cairn.ops.restore.execute import RestoreOptions
 from cairn.ops.restore.plan import Entry, Planner, Selection
-from cairn.ops.restore.run import reads, restore_entries
+from cairn.ops.restore.run import reads, restore_entries, zero_blob
 from cairn.ops.restore.schedule import Read, requests
 from cairn.ops.restore.tally import RestoreSummary, Tally
 
@@ -32,4 +33,5 @@ __all__ = [
     "reads",
     "requests",
     "restore_entries",
+    "zero_blob",
 ]

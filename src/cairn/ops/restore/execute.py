@@ -38,6 +38,7 @@ from cairn.ops.restore.source import BlobSource
 from cairn.ops.restore.tally import Tally
 from cairn.ops.restore.verify import verify
 from cairn.ops.restore.writer import FileWriter
+from cairn.ops.restore.zeros import ZeroBlob
 from cairn.repo.repository import Repository
 
 
@@ -107,6 +108,7 @@ class Executor:
         self.tally = tally
         self.writer = writer
         self.source = BlobSource(repo.reader)
+        self.zero = ZeroBlob(repo.config.chunker, repo.blob_id)
         self.stop_when_archived = stop_when_archived
         self.before_reading = before_reading
         self._stop = threading.Event()
@@ -136,7 +138,7 @@ class Executor:
                     self._collect(pending.popleft())
 
             try:
-                for job in schedule(entries, self.repo.index.get, self.source):
+                for job in schedule(entries, self.repo.index.get, self.source, self.zero):
                     if self._stop.is_set():
                         self._abandon(job)
                         break

@@ -33,7 +33,7 @@ from cairn.ops.restore.execute import Executor, Outcome
 from cairn.ops.restore.packorder import WINDOW_PLACES, FileJob, PackRead, Window, schedule
 from cairn.ops.restore.plan import Entry
 from cairn.ops.restore.schedule import Link
-from cairn.ops.restore.writer import is_zero
+from cairn.ops.restore.zeros import write_data
 from cairn.repo.pack import BlobRef
 
 OPEN_FILES = 256  # files held open at once
@@ -86,6 +86,7 @@ class PackExecutor(Executor):
                     self.options.read_gap,
                     self.window_places,
                     hungry=hungry if self.adaptive else None,
+                    zero=self.zero,
                 )
                 for job in jobs:
                     if self._stop.is_set():
@@ -200,18 +201,12 @@ class PackExecutor(Executor):
                     st.error = error
             elif st.error is None and data is not None:
                 n = len(data)
-                if not is_zero(data):
-                    try:
-                        fd = self._fd(f, st)
-                        view = memoryview(data)
-                        pos = offset
-                        while view:
-                            k = os.pwrite(fd, view, pos)
-                            view, pos = view[k:], pos + k
-                        st.written += n
-                        st.end = max(st.end, pos)
-                    except OSError as e:
-                        st.error = e
+                try:
+                    k, end = write_data(self._fd(f, st), data, offset)
+                    st.written += k
+                    st.end = max(st.end, end)
+                except OSError as e:
+                    st.error = e
             st.left -= 1
             last = st.left == 0
         if n:

@@ -7,7 +7,8 @@ pays one for every few blobs; this one gathers the files of a *window* (up to
 and reads each pack's needed blobs in as few requests as pay: blobs apart by at most ``gap``
 bytes are read with one request (through the gap), up to ``READ_BYTES`` a request. Each blob
 read is written to every place in every file of the window that has it, so a blob used twice
-in a window is read once. The executor (``cairn.ops.restore.packexec``) runs the reads on many
+in a window is read once, and the blob of zeros (``cairn.ops.restore.zeros``) is not read at
+all: its places are holes. The executor (``cairn.ops.restore.packexec``) runs the reads on many
 threads at once, in the order given here: packs in the order the window's files first need
 them, so files complete early. A window closes early when the executor is running out of reads
 (``hungry``), once it has ``FIRST_WINDOW`` places: so the first reads start once the first
@@ -34,6 +35,7 @@ from cairn.core.errors import CairnError, IntegrityError, NotFoundError
 from cairn.model.node import FILE
 from cairn.ops.restore.plan import Entry
 from cairn.ops.restore.schedule import Link, Lookup, Read, first_paths
+from cairn.ops.restore.zeros import ZeroBlob
 from cairn.repo import layout
 from cairn.repo.index import IndexEntry
 
@@ -81,9 +83,11 @@ class Window:
 Job = Entry | Link | Window  # an Entry: a directory or a special file, made at once
 
 
-def requests(entries: Iterable[Entry], lookup: Lookup, gap: int) -> Iterator[Read]:
+def requests(
+    entries: Iterable[Entry], lookup: Lookup, gap: int, zero: ZeroBlob | None = None
+) -> Iterator[Read]:
     """Every read of pack data that restoring ``entries`` in pack order makes."""
-    for job in schedule(entries, lookup, gap):
+    for job in schedule(entries, lookup, gap, zero=zero):
         if isinstance(job, Window):
             for pr in job.reads:
                 yield pr.read
@@ -96,17 +100,19 @@ def schedule(
     window_places: int = WINDOW_PLACES,
     read_bytes: int = READ_BYTES,
     hungry: Callable[[], bool] | None = None,
+    zero: ZeroBlob | None = None,
 ) -> Iterator[Job]:
     """The jobs of restoring ``entries`` in pack order: directories and special files as they
     come, files in windows, later paths of a hardlink as links. ``hungry()`` (asked every
-    ``FIRST_WINDOW`` places) closes a window early when it says the reads are running out."""
+    ``FIRST_WINDOW`` places) closes a window early when it says the reads are running out.
+    ``zero`` knows the blob of zeros, not read (None: every blob is read)."""
     planner = _WindowPlanner(lookup, gap, read_bytes)
     ask_at = FIRST_WINDOW
     for entry in first_paths(entries):
         if isinstance(entry, Link) or entry.node.type != FILE:
             yield entry
             continue
-        job, places = _file_job(entry, lookup)
+        job, places = _file_job(entry, lookup, zero)
         planner.files.append(job)
         at = 0
         while at < len(places):  # the window filled up, and the rest in the next ones
@@ -127,9 +133,11 @@ def schedule(
         yield planner.close()
 
 
-def _file_job(entry: Entry, lookup: Lookup) -> tuple[FileJob, list[tuple[bytes, IndexEntry, int]]]:
-    """A file's job and its blob places (blob, where it is stored, offset in the file); none
-    for a file that fails whatever is read."""
+def _file_job(
+    entry: Entry, lookup: Lookup, zero: ZeroBlob | None
+) -> tuple[FileJob, list[tuple[bytes, IndexEntry, int]]]:
+    """A file's job and its blob places (blob, where it is stored, offset in the file), but
+    those of the blob of zeros (holes); none for a file that fails whatever is read."""
     node = entry.node
     places: list[tuple[bytes, IndexEntry, int]] = []
     offset = 0
@@ -141,7 +149,8 @@ def _file_job(entry: Entry, lookup: Lookup) -> tuple[FileJob, list[tuple[bytes, 
             kind = layout.BLOB_TYPES[x.pack.blob_type]
             error = IntegrityError(f"blob {blob_id.hex()}", f"is a {kind} blob, expected data")
             return FileJob(entry, 0, error), []
-        places.append((blob_id, x, offset))
+        if zero is None or not zero.matches(blob_id, x.raw_length):
+            places.append((blob_id, x, offset))
         offset += x.raw_length
     if offset != node.size:
         error = IntegrityError("file", f"content is {offset} bytes, the snapshot says {node.size}")

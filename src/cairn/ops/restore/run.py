@@ -13,6 +13,7 @@ from cairn.ops.restore.plan import Entry
 from cairn.ops.restore.schedule import Lookup, Read
 from cairn.ops.restore.tally import RestoreSummary, Tally
 from cairn.ops.restore.writer import FileWriter
+from cairn.ops.restore.zeros import ZeroBlob
 from cairn.ops.safefs import Target
 from cairn.repo.repository import Repository
 
@@ -53,9 +54,21 @@ def restore_entries(
     return tally.summary
 
 
-def reads(entries: Iterable[Entry], lookup: Lookup, pack_order: bool, gap: int) -> Iterator[Read]:
+def reads(
+    entries: Iterable[Entry],
+    lookup: Lookup,
+    pack_order: bool,
+    gap: int,
+    zero: ZeroBlob | None = None,
+) -> Iterator[Read]:
     """Every read of pack data that restoring ``entries`` makes, in pack order (reading through
-    gaps up to ``gap``) or file by file: the cost estimate and the thaw count these."""
+    gaps up to ``gap``) or file by file: the cost estimate and the thaw count these. ``zero``:
+    the repository's blob of zeros, which is not read (``zero_blob``)."""
     if pack_order:
-        return packorder.requests(entries, lookup, gap)
-    return schedule.requests(entries, lookup)
+        return packorder.requests(entries, lookup, gap, zero)
+    return schedule.requests(entries, lookup, zero)
+
+
+def zero_blob(repo: Repository) -> ZeroBlob:
+    """The blob a run of zeros is cut into in ``repo``: a restore does not read it."""
+    return ZeroBlob(repo.config.chunker, repo.blob_id)

@@ -14,6 +14,8 @@ these reads; the cost estimate and the thaw of archived packs count the same (``
 - A file's other blobs are read in runs: blobs stored back to back in one pack, up to
   ``RUN_BYTES``, one request each. A blob the index lacks is a run alone, read by nobody: its
   file fails.
+- The blob a run of zeros is cut into (``cairn.ops.restore.zeros``) is not read at all: the
+  file is written with a hole there.
 - A blob read alone (not larger than an eighth of the cache) is kept in a cache of
   ``CACHE_BYTES``, least recently used out first, so that a duplicate met while it is there is
   not read again. The schedule holds the model of that cache: a read that keeps its blob
@@ -34,6 +36,7 @@ from typing import Any, NamedTuple, Protocol
 from cairn.model.hardlinks import HardlinkIndex
 from cairn.model.node import FILE, Node
 from cairn.ops.restore.plan import Entry
+from cairn.ops.restore.zeros import ZeroBlob
 from cairn.repo.index import IndexEntry, PackInfo
 
 BATCH_FILES = 64  # files of one directory restored in a row by one thread
@@ -49,6 +52,7 @@ Located = tuple[bytes, IndexEntry]
 RUN = 0  # read, with the blobs stored back to back with it: one request
 CACHED = 1  # taken from the cache, where an earlier read kept it
 MISSING = 2  # not in the index: the file fails
+ZERO = 3  # all zeros (``ZeroBlob``): not read
 
 
 class Keeper(Protocol):
@@ -136,10 +140,12 @@ def requests_of(fetches: list[Fetch]) -> Iterator[Read]:
             yield f.read
 
 
-def requests(entries: Iterable[Entry], lookup: Lookup) -> Iterator[Read]:
+def requests(
+    entries: Iterable[Entry], lookup: Lookup, zero: ZeroBlob | None = None
+) -> Iterator[Read]:
     """Every read of pack data that restoring ``entries`` makes, in order (the executor's jobs
     in the order they are handed out; nothing failing)."""
-    for job in schedule(entries, lookup):
+    for job in schedule(entries, lookup, zero=zero):
         if isinstance(job, Batch | LargeFile):
             yield from job.requests()
 
@@ -155,12 +161,16 @@ def first_paths(entries: Iterable[Entry]) -> Iterator[Entry | Link]:
 
 
 def schedule(
-    entries: Iterable[Entry], lookup: Lookup, keeper: Keeper | None = None
+    entries: Iterable[Entry],
+    lookup: Lookup,
+    keeper: Keeper | None = None,
+    zero: ZeroBlob | None = None,
 ) -> Iterator[Job]:
     """The jobs of restoring ``entries``, as they are taken: directories and special files as
     they come, files in batches and large files in parts, later paths of a hardlink as links.
-    ``keeper`` makes the places where blobs the cache keeps are put (the executor's)."""
-    scheduler = Scheduler(lookup, keeper)
+    ``keeper`` makes the places where blobs the cache keeps are put (the executor's); ``zero``
+    knows the blob of zeros, not read (None: every blob is read)."""
+    scheduler = Scheduler(lookup, keeper, zero=zero)
     batcher = _Batcher()
     for entry in first_paths(entries):
         if isinstance(entry, Link) or entry.node.type != FILE:
@@ -208,10 +218,15 @@ class Scheduler:
     cache they share."""
 
     def __init__(
-        self, lookup: Lookup, keeper: Keeper | None = None, cache_bytes: int = CACHE_BYTES
+        self,
+        lookup: Lookup,
+        keeper: Keeper | None = None,
+        cache_bytes: int = CACHE_BYTES,
+        zero: ZeroBlob | None = None,
     ) -> None:
         self._lookup = lookup
         self._keeper = keeper
+        self._zero = zero
         self._max = cache_bytes
         self._cache: OrderedDict[bytes, tuple[int, Any]] = OrderedDict()  # id -> (size, slot)
         self._cached = 0
@@ -228,9 +243,10 @@ class Scheduler:
     def fetches(
         self, blob_ids: list[bytes], found: dict[bytes, IndexEntry | None] | None = None
     ) -> list[Fetch]:
-        """How ``blob_ids`` are had, in order: in runs, from the cache, or not at all.
+        """How ``blob_ids`` are had, in order: in runs, from the cache, as zeros or not at all.
         ``found``: index answers known already."""
         lookup = self._lookup
+        zero = self._zero
         out: list[Fetch] = []
         run: list[Located] = []
         pack_id = b""
@@ -242,6 +258,12 @@ class Scheduler:
                     out.append(self._run(run, start, end))
                     run = []
                 out.append(Fetch(MISSING, ((blob_id, None),), None, None))
+                continue
+            if zero is not None and zero.matches(blob_id, x.raw_length):
+                if run:
+                    out.append(self._run(run, start, end))
+                    run = []
+                out.append(Fetch(ZERO, ((blob_id, x),), None, None))
                 continue
             if (
                 run

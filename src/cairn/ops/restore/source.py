@@ -16,7 +16,8 @@ import threading
 from collections.abc import Collection, Iterator, Mapping
 
 from cairn.core.errors import CairnError, NotFoundError, ObjectArchived
-from cairn.ops.restore.schedule import CACHED, RUN, Fetch, Read, Span
+from cairn.ops.restore.schedule import CACHED, RUN, ZERO, Fetch, Read, Span
+from cairn.ops.restore.zeros import zeros
 from cairn.repo.blobreader import BlobReader
 from cairn.repo.index import IndexEntry
 from cairn.repo.layout import DATA_BLOB
@@ -131,6 +132,10 @@ class BlobSource:
             elif how == CACHED:
                 kept = self._take(slot)
                 yield kept if kept is not None else reader.load_view(blobs[0][0], DATA_BLOB)
+            elif how == ZERO:
+                x = blobs[0][1]
+                assert x is not None
+                yield zeros(x.raw_length)
             else:
                 raise NotFoundError(f"blob {blobs[0][0].hex()} is not in the index")
 

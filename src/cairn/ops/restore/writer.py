@@ -1,10 +1,11 @@
 """Creating a restore's entries under its target, never outside it (``cairn.ops.safefs``).
 
 A file is created with its final mode where the umask allows it (one call less per file), its
-blobs written where they belong, all-zero chunks left as holes (sparse files stay sparse), and
-completed: its size, its metadata (``cairn.ops.fsapply``), closed. A file whose content fails
-is removed, never left with wrong bytes. Directories get their metadata last (``finish_dir``),
-so that writing into them does not disturb their times and read-only ones can be filled.
+blobs written where they belong, zeros left as holes (``cairn.ops.restore.zeros``: sparse files
+stay sparse, and their holes cost nothing), and completed: its size, its metadata
+(``cairn.ops.fsapply``), closed. A file whose content fails is removed, never left with wrong
+bytes. Directories get their metadata last (``finish_dir``), so that writing into them does not
+disturb their times and read-only ones can be filled.
 """
 
 from __future__ import annotations
@@ -27,19 +28,8 @@ from cairn.ops.fsapply import (
 )
 from cairn.ops.restore.plan import Entry
 from cairn.ops.restore.tally import Tally
+from cairn.ops.restore.zeros import write_data
 from cairn.ops.safefs import Target
-
-_ZEROS = memoryview(bytes(1 << 20))
-
-
-def is_zero(data: bytes | memoryview) -> bool:
-    if data[:1] != b"\0":
-        return False
-    view = memoryview(data)
-    step = len(_ZEROS)
-    return all(
-        view[i : i + step] == _ZEROS[: len(view[i : i + step])] for i in range(0, len(view), step)
-    )
 
 
 class FileWriter:
@@ -116,22 +106,18 @@ class FileWriter:
         offset: int,
         lock: threading.Lock | None = None,
     ) -> tuple[int, int, int]:
-        """Writes ``blobs`` from ``offset`` on in a new file, zero chunks as holes: (bytes
-        written, end of the last bytes written, offset after the last blob). ``lock``: held
-        while writing (other threads write other parts of the file)."""
+        """Writes ``blobs`` from ``offset`` on in a new file, zeros as holes (``zeros``):
+        (bytes written, end of the last bytes written, offset after the last blob). ``lock``:
+        held while writing (other threads write other parts of the file)."""
         written = end = 0
         bytes_done = self.tally.progress.bytes_done
         for data in blobs:
             n = len(data)
-            if not is_zero(data):
-                view = memoryview(data)
-                pos = offset
-                with lock or contextlib.nullcontext():
-                    while view:
-                        k = os.pwrite(fd, view, pos)
-                        view, pos = view[k:], pos + k
-                written += n
-                end = pos
+            with lock or contextlib.nullcontext():
+                k, last = write_data(fd, data, offset)
+            if k:
+                written += k
+                end = last
             offset += n
             bytes_done(n)
         return written, end, offset
