@@ -20,6 +20,11 @@ def show_path(path: bytes | str) -> str:
     return os.fsdecode(path) if isinstance(path, bytes) else path
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 snapshot``, ``2 snapshots``, ``0 matches`` (``plural``: when not noun + "s")."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def _default(obj: Any) -> Any:
     if isinstance(obj, bytes):
         return obj.hex()
