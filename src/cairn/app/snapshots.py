@@ -3,6 +3,7 @@ one snapshot (ls)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -10,6 +11,7 @@ from cairn.app.context import Session
 from cairn.app.events import Events
 from cairn.model.node import DIR, Node
 from cairn.model.snapshot import Snapshot
+from cairn.ops.retention import GroupKey, group_key
 from cairn.ops.snapshots import SnapshotFilter, find_node, load_snapshots, resolve, split_path
 from cairn.ops.treewalk import TreeProblem, walk_ahead
 
@@ -24,10 +26,22 @@ def snapshot_filter(
     return SnapshotFilter(hosts=hosts, tags=tags, paths=paths)
 
 
-def list_snapshots(session: Session, flt: SnapshotFilter | None = None) -> list[Snapshot]:
+def list_snapshots(
+    session: Session, flt: SnapshotFilter | None = None, latest: int | None = None
+) -> list[Snapshot]:
     """The readable snapshots that pass ``flt``, oldest first (a damaged one is skipped with a
-    notice)."""
-    return load_snapshots(session.repo, flt)
+    notice); with ``latest``, only the ``latest`` newest of each host and set of paths."""
+    snaps = load_snapshots(session.repo, flt)
+    if latest is None:
+        return snaps
+    seen: dict[GroupKey, int] = defaultdict(int)
+    keep = set()
+    for snap in reversed(snaps):
+        key = group_key(snap, ("host", "paths"))
+        if seen[key] < latest:
+            seen[key] += 1
+            keep.add(snap.id)
+    return [s for s in snaps if s.id in keep]
 
 
 @dataclass

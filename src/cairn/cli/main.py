@@ -12,7 +12,9 @@ from cairn.cli import (
     cat,
     check,
     cost,
+    diff,
     dump,
+    find,
     forget,
     init,
     key,
@@ -24,6 +26,7 @@ from cairn.cli import (
     schedule,
     snapshots,
     stats,
+    tag,
 )
 from cairn.core.errors import EXIT_FAILED, CairnError
 from cairn.core.memory import tune_malloc
@@ -41,6 +44,9 @@ for module in (
     backup,
     snapshots,
     ls,
+    find,
+    diff,
+    tag,
     cat,
     stats,
     cost,

@@ -21,22 +21,31 @@ def condemned_packs(locks: Locks) -> set[bytes]:
 
 
 @contextmanager
-def writing(
+def holding(
     repo: Repository, kind: str = "backup", dry_run: bool = False
 ) -> Iterator[HeldLock | None]:
-    """Holds a lock of ``kind`` (none for a dry run), then loads the index without the packs a
-    concurrent prune condemned, so nothing new will refer to them (and the pack journal adopts
-    none of them). While it is held, no index object or snapshot is written once the lock
-    could not be refreshed for so long that a prune may take it for stale."""
-    locks = Locks(repo)
-    held = None if dry_run else HeldLock(locks, new_lock(kind))
+    """Holds a lock of ``kind`` (none for a dry run), refreshed in the background; while it is
+    held, no index object or snapshot is written once the lock could not be refreshed for so
+    long that a prune may take it for stale."""
+    held = None if dry_run else HeldLock(Locks(repo), new_lock(kind))
     if held is not None:
         held.__enter__()
         repo.write_guard = held.check_fresh
     try:
-        repo.load_index(exclude_packs=condemned_packs(locks))
         yield held
     finally:
         if held is not None:
             repo.write_guard = None
             held.release()
+
+
+@contextmanager
+def writing(
+    repo: Repository, kind: str = "backup", dry_run: bool = False
+) -> Iterator[HeldLock | None]:
+    """``holding`` a lock of ``kind``, then loads the index without the packs a concurrent
+    prune condemned, so nothing new will refer to them (and the pack journal adopts none of
+    them)."""
+    with holding(repo, kind, dry_run) as held:
+        repo.load_index(exclude_packs=condemned_packs(Locks(repo)))
+        yield held
