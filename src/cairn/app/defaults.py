@@ -37,6 +37,11 @@ class BackendDefaults:
     # threads reading trees ahead of a walk (restore, dump, ls): each tree read waits a round
     # trip on an object store; none from a local disk, where it is there at once
     tree_threads: int
+    # threads sending a step's requests that do not depend on one another at once (opening:
+    # the config and the key files; a backup: its lock and the snapshots, then the locks and
+    # the index; the snapshots and the locks are read at once): each waits a round trip on an
+    # object store; none for a local directory, where they are made one after another
+    request_threads: int
 
 
 DEFAULTS = {
@@ -49,6 +54,7 @@ DEFAULTS = {
         pack_order=True,
         read_gap=1 << 20,
         tree_threads=16,
+        request_threads=8,
     ),
     LOCAL: BackendDefaults(
         LOCAL,
@@ -59,6 +65,7 @@ DEFAULTS = {
         pack_order=False,
         read_gap=LOCAL_GAP,
         tree_threads=0,
+        request_threads=0,
     ),
 }
 

@@ -6,15 +6,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from cairn.core.overlap import Overlap
 from cairn.repo.locks import HeldLock, Locks, new_lock
 from cairn.repo.repository import Repository
 
 
-def condemned_packs(locks: Locks) -> set[bytes]:
-    """Packs that a running prune is about to delete."""
+def condemned_packs(locks: Locks, own: HeldLock | None = None) -> set[bytes]:
+    """Packs that a running prune is about to delete (``own``, this process's lock, is not read
+    again: it condemns nothing)."""
     return {
         pack
-        for lock in locks.read_all()
+        for lock in locks.read_all(skip=[own.info.name] if own is not None else ())
         if lock.kind == "prune" and not lock.is_stale()
         for pack in lock.condemned
     }
@@ -27,14 +29,19 @@ def writing(
     """Holds a lock of ``kind`` (none for a dry run), then loads the index without the packs a
     concurrent prune condemned, so nothing new will refer to them (and the pack journal adopts
     none of them). While it is held, no index object or snapshot is written once the lock
-    could not be refreshed for so long that a prune may take it for stale."""
+    could not be refreshed for so long that a prune may take it for stale.
+
+    Once the lock is written, the locks are read while the index is (format.md §12.2): the
+    condemned packs are left out of it as each index object comes in."""
     locks = Locks(repo)
     held = None if dry_run else HeldLock(locks, new_lock(kind))
     if held is not None:
         held.__enter__()
         repo.write_guard = held.check_fresh
     try:
-        repo.load_index(exclude_packs=condemned_packs(locks))
+        with Overlap(repo.request_threads) as overlap:
+            condemned = overlap.start(condemned_packs, locks, held)
+            repo.load_index(exclude_packs=condemned.result)
         yield held
     finally:
         if held is not None:
