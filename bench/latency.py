@@ -4,6 +4,7 @@ all connections), first backup, unchanged backup and full restore, in one run.
 
     python -m bench.latency [--size 256M] [--links 0:0,20:100,80:100] [--runs 1]
                             [--memory-limit 128M]
+                            [--phases first,unchanged,restore,restore_file_order]
 
 Each link is ``RTT_MS:MBIT`` (``0:0``: straight to the server, no proxy). cairn's restore is
 measured in both read orders (pack order is its default on S3; ``file`` is how it read before),
@@ -11,12 +12,15 @@ restic's with its defaults. The link's use is the bytes the restore downloaded (
 repository's data, all of which a full restore reads) over its time, against the link's rate.
 With ``--memory-limit``, cairn's first backup is run once more into a fresh repository with
 that limit; a second table gives every phase's peak RSS.
+``--phases`` runs some of the phases only (the backups are always run, to have something to
+restore; their times are shown only if asked for); a phase left out is ``-`` in the table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -59,6 +63,7 @@ def _one_link(
     mbit: float,
     run_no: int,
     memory_limit: str | None = None,
+    phases: tuple[str, ...] = PHASES,
 ) -> dict[str, object]:
     env = server.env()
     client = server.client()
@@ -81,7 +86,8 @@ def _one_link(
             tool.init()
             for phase in ("first", "unchanged"):
                 m = tool.backup(dataset)
-                _keep(rows, tool.name, phase, m)
+                if phase in phases:
+                    _keep(rows, tool.name, phase, m)
             stored[tool.name] = _prefix_bytes(client, prefix + "/")
         if memory_limit:
             limited = tools.Cairn(
@@ -95,21 +101,22 @@ def _one_link(
             _keep(rows, "cairn", "first_limited", m)
             # what any command costs (the interpreter, its libraries, the key derivation)
             _keep(rows, "cairn", "baseline", run(limited.cmd("snapshots"), limited.env()))
-        for tool in (cairn, restic):
+        for tool in (cairn, restic) if "restore" in phases else ():
             target = work / f"lat-restore-{tool.name}"
             shutil.rmtree(target, ignore_errors=True)
             m, _ = tool.restore(dataset, target)
             _keep(rows, tool.name, "restore", m)
             shutil.rmtree(target, ignore_errors=True)
-        target = work / "lat-restore-cairn-file"
-        m = run(
-            cairn.cmd(
-                "restore", f"latest:{dataset}", "--target", str(target), "--read-order", "file"
-            ),
-            cairn.env(),
-        )
-        _keep(rows, "cairn", "restore_file_order", m)
-        shutil.rmtree(target, ignore_errors=True)
+        if "restore_file_order" in phases:
+            target = work / "lat-restore-cairn-file"
+            m = run(
+                cairn.cmd(
+                    "restore", f"latest:{dataset}", "--target", str(target), "--read-order", "file"
+                ),
+                cairn.env(),
+            )
+            _keep(rows, "cairn", "restore_file_order", m)
+            shutil.rmtree(target, ignore_errors=True)
     finally:
         if link is not None:
             link.__exit__(None, None, None)
@@ -134,6 +141,9 @@ def latency_run(args: argparse.Namespace) -> dict[str, object]:
         stdout=subprocess.DEVNULL,
     )
     links = [tuple(float(x) for x in spec.split(":")) for spec in args.links.split(",")]
+    phases = tuple(p for p in args.phases.split(",") if p)
+    if unknown := set(phases) - set(PHASES):
+        raise SystemExit(f"unknown phases {sorted(unknown)}: choose from {', '.join(PHASES)}")
     results: dict[str, list[dict[str, object]]] = {}
     server = s3server.start()
     try:
@@ -142,7 +152,7 @@ def latency_run(args: argparse.Namespace) -> dict[str, object]:
                 key = f"{rtt:g}:{mbit:g}"
                 print(f"run {r + 1}/{args.runs}: rtt {rtt:g} ms, {mbit:g} Mbit/s", flush=True)
                 results.setdefault(key, []).append(
-                    _one_link(work, dataset, server, rtt, mbit, r, args.memory_limit)
+                    _one_link(work, dataset, server, rtt, mbit, r, args.memory_limit, phases)
                 )
     finally:
         server.stop()
@@ -190,10 +200,12 @@ def _table(results: dict[str, list[dict[str, object]]]) -> str:
         rtt, mbit = (float(x) for x in key.split(":"))
 
         def med(tool: str, phase: str, runs: list[dict[str, object]] = runs) -> float:
-            return median([r["rows"][tool][phase] for r in runs])  # type: ignore[index]
+            """The median over the runs (NaN for a phase not run: shown as ``-``)."""
+            got = [r["rows"][tool].get(phase) for r in runs]  # type: ignore[index]
+            return median([g for g in got if g is not None]) if None not in got else math.nan
 
         def used(tool: str, runs: list[dict[str, object]] = runs, mbit: float = mbit) -> str:
-            if not mbit:
+            if not mbit or math.isnan(med(tool, "restore")):
                 return "-"
             stored = median([r["stored"][tool] for r in runs])  # type: ignore[index]
             return f"{stored * 8 / med(tool, 'restore') / (mbit * 1e6):.0%}"
@@ -201,15 +213,20 @@ def _table(results: dict[str, list[dict[str, object]]]) -> str:
         name = "loopback, unshaped" if not (rtt or mbit) else f"{rtt:g} ms, {mbit:g} Mbit/s"
         c, r = "cairn", "restic"
         lines.append(
-            f"| {name} | {med(c, 'first'):.1f} / {med(r, 'first'):.1f} "
-            f"| {med(c, 'unchanged'):.1f} / {med(r, 'unchanged'):.1f} "
-            f"| {med(c, 'restore'):.1f} / {med(r, 'restore'):.1f} "
-            f"| **{med(c, 'restore') / med(r, 'restore'):.2f}** "
-            f"| {med(c, 'restore_file_order'):.1f} "
+            f"| {name} | {_s(med(c, 'first'))} / {_s(med(r, 'first'))} "
+            f"| {_s(med(c, 'unchanged'))} / {_s(med(r, 'unchanged'))} "
+            f"| {_s(med(c, 'restore'))} / {_s(med(r, 'restore'))} "
+            f"| **{_s(med(c, 'restore') / med(r, 'restore'), '.2f')}** "
+            f"| {_s(med(c, 'restore_file_order'))} "
             f"| {used(c)} / {used(r)} "
-            f"| {med(c, 'restore_rss'):.0f} / {med(r, 'restore_rss'):.0f} |"
+            f"| {_s(med(c, 'restore_rss'), '.0f')} / {_s(med(r, 'restore_rss'), '.0f')} |"
         )
     return "\n".join(lines)
+
+
+def _s(value: float, spec: str = ".1f") -> str:
+    """``value`` for the table: ``-`` for a phase that was not run."""
+    return "-" if math.isnan(value) else format(value, spec)
 
 
 def main() -> None:
@@ -217,6 +234,9 @@ def main() -> None:
     ap.add_argument("--size", default="256M")
     ap.add_argument("--links", default="0:0,20:100,80:100", help="RTT_MS:MBIT,...")
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument(
+        "--phases", default=",".join(PHASES), help=f"some of {','.join(PHASES)} (default: all)"
+    )
     ap.add_argument("--workdir", default="/tmp/cairn-bench")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument(

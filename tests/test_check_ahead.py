@@ -7,7 +7,7 @@ import os
 import threading
 import time
 
-from cairn.core.ahead import map_ahead
+from cairn.core.overlap import Overlap
 from cairn.ops.check import Checker, Subset
 from cairn.ops.progress import NullProgress
 from cairn.repo.repository import Repository
@@ -71,7 +71,7 @@ def test_reads_ahead_and_reports_the_same(tmp_path, run_cli):
     assert ahead.damaged == one_by_one.damaged
 
 
-def test_map_ahead_keeps_order_bounds_the_calls_and_hands_over_errors():
+def test_overlap_map_keeps_order_bounds_the_calls_and_hands_over_errors():
     started: list[int] = []
     lock = threading.Lock()
 
@@ -85,12 +85,13 @@ def test_map_ahead_keeps_order_bounds_the_calls_and_hands_over_errors():
     for workers in (0, 4):
         started.clear()
         taken = []
-        for i, future in map_ahead(call, range(20), workers, ahead=3):
-            time.sleep(0.002)
-            with lock:
-                assert len(started) <= i + 1 + (3 if workers else 0)
-            try:
-                taken.append(future.result())
-            except ValueError as e:
-                taken.append(str(e))
+        with Overlap(workers) as overlap:
+            for i, pending in overlap.map(call, range(20), ahead=3):
+                time.sleep(0.002)
+                with lock:
+                    assert len(started) <= i + 1 + (3 if workers else 0)
+                try:
+                    taken.append(pending.result())
+                except ValueError as e:
+                    taken.append(str(e))
         assert taken == [i * i if i != 5 else "five" for i in range(20)]

@@ -18,7 +18,7 @@ from cairn.repo.repository import Repository
 from cairn.storage.base import Storage
 from cairn.storage.faulty import FaultyStorage
 from cairn.storage.retry import RetryPolicy
-from cairn.storage.s3 import S3Location, S3Storage
+from cairn.storage.s3 import SMALL_PUT, S3Location, S3Storage
 from tests.conftest import PASSWORD
 from tests.faults import FaultPlan, on_s3_client
 from tests.treecmp import describe, diff, read_like_any_program
@@ -113,6 +113,22 @@ def test_data_packs_use_the_storage_class_and_listing_never_reads_them(
             assert run_cli(*args, "--repo", s3_url).code == 0
     reads = {c.name for f in spies for c in f.log if c.op in ("read", "read_into")}
     assert len(spies) == 4 and reads and not (reads & data_packs)
+
+
+def test_small_objects_go_up_without_waiting_for_100_continue(s3_url):
+    """botocore asks for ``Expect: 100-continue`` on every PUT, a round trip before the body:
+    a lock, snapshot or index object (under SMALL_PUT) is sent at once, a pack still waits."""
+    store = S3Storage(S3Location.parse(s3_url))
+    expects: dict[str, bool] = {}
+
+    def seen(request, **kwargs):  # type: ignore[no-untyped-def]
+        expects[request.url.rsplit("/", 1)[-1]] = "Expect" in request.headers
+
+    store.client.meta.events.register("before-send.s3.PutObject", seen)
+    store.write("locks/small", b"x" * 300)
+    store.write("data/00/large", os.urandom(SMALL_PUT + 1), metadata=False)
+    assert expects == {"small": False, "large": True}
+    assert store.read("locks/small") == b"x" * 300
 
 
 def test_wrong_credentials_missing_bucket_unreachable(tmp_path, s3_url, s3_env, cairn_proc):

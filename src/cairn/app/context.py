@@ -163,6 +163,7 @@ class Session:
         old = self.repo
         repo = Repository(old.storage, old.key, old.config)
         repo.key_id, repo.on_notice = old.key_id, old.on_notice
+        repo.request_threads = old.request_threads
         return Session(self.spec, repo, self.meter, self.meter.snapshot())
 
     @property
@@ -204,11 +205,19 @@ class Session:
 
 def open_session(spec: RepoSpec) -> Session:
     """Opens the repository (its keys and config; not the index: a use case loads it as a
-    step, after reading the snapshots it needs, or under its lock)."""
-    storage, meter = wrap_backend(backend_for(spec.resolved_url(), spec.store), spec.store)
+    step, after reading the snapshots it needs, or under its lock). On an object store the
+    requests that do not wait for one another go out at once, now and in the steps to come
+    (``BackendDefaults.request_threads``)."""
+    url = spec.resolved_url()
+    storage, meter = wrap_backend(backend_for(url, spec.store), spec.store)
     password = spec.password.get()
     try:
-        repo = Repository.open(storage, password, key_hint=spec.resolved_key_hint())
+        repo = Repository.open(
+            storage,
+            password,
+            key_hint=spec.resolved_key_hint(),
+            threads=defaults_for(url).request_threads,
+        )
     except WrongPassword as e:
         if password:
             raise

@@ -41,6 +41,11 @@ class BackendDefaults:
     # an object store wait on the network, and (connections + 1) packs of 40 MiB would be
     # held meanwhile; a local disk takes small packs at once
     spool_packs: bool
+    # threads sending a step's requests that do not depend on one another at once (opening:
+    # the config and the key files; a backup: its lock and the snapshots, then the locks and
+    # the index; the snapshots and the locks are read at once): each waits a round trip on an
+    # object store; none for a local directory, where they are made one after another
+    request_threads: int
 
 
 DEFAULTS = {
@@ -54,6 +59,7 @@ DEFAULTS = {
         read_gap=1 << 20,
         tree_threads=16,
         spool_packs=True,
+        request_threads=8,
     ),
     LOCAL: BackendDefaults(
         LOCAL,
@@ -65,6 +71,7 @@ DEFAULTS = {
         read_gap=LOCAL_GAP,
         tree_threads=0,
         spool_packs=False,
+        request_threads=0,
     ),
 }
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import blake3
 
-from cairn.core.ahead import map_ahead
 from cairn.core.errors import CairnError, IntegrityError, ObjectMissing
+from cairn.core.overlap import Overlap, Pending
 from cairn.crypto.keys import KeyFileError, read_key_file
 from cairn.model.node import FILE, Node
 from cairn.model.snapshot import Snapshot
@@ -222,28 +222,35 @@ class Checker:
             _, blob_type, blobs = self.repo.read_pack_header(name, stored[name], record.info.salt)
             return blob_type, blobs
 
-        for (name, record), read in map_ahead(header, sorted(indexed.items()), self.threads):
-            try:
-                found = read.result()
-            except CairnError as e:
-                self.report.error(name, str(e))
-                self.bad_blobs.update(b.id for b in record.blobs)
-                continue
-            if found is None:
-                self.report.error(
-                    name, "missing: the index lists it but the store does not have it"
-                )
-                self.bad_blobs.update(b.id for b in record.blobs)
-                continue
-            blob_type, blobs = found
-            extra = set(blobs) - set(record.blobs)
-            if blob_type != record.info.blob_type or set(record.blobs) - set(blobs):
-                self.report.error(name, "the pack's header does not match the index")
-            elif extra:
-                self.report.warning(
-                    name, f"holds {len(extra)} blobs no index lists (left out by repair, or unused)"
-                )
-            self.progress.item_done(name.encode(), 0)
+        with Overlap(self.threads, "cairn-headers") as overlap:
+            for (name, record), read in overlap.map(header, sorted(indexed.items())):
+                self._check_header(name, record, read)
+
+    def _check_header(
+        self,
+        name: str,
+        record: PackRecord,
+        read: Pending[tuple[int, list[BlobRef]] | None],
+    ) -> None:
+        try:
+            found = read.result()
+        except CairnError as e:
+            self.report.error(name, str(e))
+            self.bad_blobs.update(b.id for b in record.blobs)
+            return
+        if found is None:
+            self.report.error(name, "missing: the index lists it but the store does not have it")
+            self.bad_blobs.update(b.id for b in record.blobs)
+            return
+        blob_type, blobs = found
+        extra = set(blobs) - set(record.blobs)
+        if blob_type != record.info.blob_type or set(record.blobs) - set(blobs):
+            self.report.error(name, "the pack's header does not match the index")
+        elif extra:
+            self.report.warning(
+                name, f"holds {len(extra)} blobs no index lists (left out by repair, or unused)"
+            )
+        self.progress.item_done(name.encode(), 0)
 
     def _read_packs(self, view: _View, selected: list[bytes]) -> None:
         """Reads the selected packs whole, ``data_threads`` at a time, each held until checked:
@@ -257,12 +264,12 @@ class Checker:
         def read(item: tuple[PackRecord, str]) -> bytes:
             return self.repo.storage.read(item[1])
 
-        ahead = map_ahead(read, readable, self.data_threads, ahead=self.data_threads)
-        for (record, name), data in ahead:
-            try:
-                self._check_pack(record, view.stored[name], data.result())
-            except CairnError as e:
-                self.report.error(name, str(e))
+        with Overlap(self.data_threads, "cairn-packs") as overlap:
+            for (record, name), data in overlap.map(read, readable, ahead=self.data_threads):
+                try:
+                    self._check_pack(record, view.stored[name], data.result())
+                except CairnError as e:
+                    self.report.error(name, str(e))
 
     def _check_pack(self, record: PackRecord, size: int, data: bytes) -> None:
         name = layout.pack_name(record.info.id.hex())

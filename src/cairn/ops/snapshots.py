@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from cairn.core.errors import IntegrityError, NotFoundError, UsageError
+from cairn.core.overlap import Overlap
 from cairn.model.node import DIR, Node
 from cairn.model.snapshot import Snapshot
 from cairn.ops.treewalk import TreeProblem, load_tree, walk
@@ -43,15 +44,18 @@ def read_snapshots(repo: Repository, ids: Iterable[str] | None = None) -> Snapsh
     """Every snapshot (or those of ``ids``), oldest first. One that vanishes between the listing
     and the read (removed by a forget on another host) is left out; one that fails
     authentication or does not parse is left out and named in ``damaged``. Other errors (the
-    store unreachable) are raised."""
+    store unreachable) are raised. On an object store they are read at once
+    (``request_threads``)."""
     out = SnapshotListing()
-    for hex_id in repo.snapshot_ids() if ids is None else ids:
-        try:
-            out.snapshots.append(decode_snapshot(hex_id, repo.load_snapshot(hex_id)))
-        except NotFoundError:
-            continue
-        except IntegrityError as e:
-            out.damaged[hex_id] = e.detail
+    with Overlap(repo.request_threads) as overlap:
+        names = repo.snapshot_ids() if ids is None else ids
+        for hex_id, data in overlap.map(repo.load_snapshot, names):
+            try:
+                out.snapshots.append(decode_snapshot(hex_id, data.result()))
+            except NotFoundError:
+                continue
+            except IntegrityError as e:
+                out.damaged[hex_id] = e.detail
     out.snapshots.sort(key=lambda s: (s.time, s.id))
     return out
 
@@ -59,7 +63,14 @@ def read_snapshots(repo: Repository, ids: Iterable[str] | None = None) -> Snapsh
 def load_snapshots(repo: Repository, flt: SnapshotFilter | None = None) -> list[Snapshot]:
     """The readable snapshots that pass ``flt``, oldest first; each damaged snapshot object is
     skipped with a notice (``cairn forget ID`` or ``cairn repair snapshots`` removes it)."""
-    listing = read_snapshots(repo)
+    return readable(repo, read_snapshots(repo), flt)
+
+
+def readable(
+    repo: Repository, listing: SnapshotListing, flt: SnapshotFilter | None = None
+) -> list[Snapshot]:
+    """The snapshots of ``listing`` that pass ``flt``; each damaged one is skipped with a
+    notice (``load_snapshots``, for a listing read beside another step)."""
     for hex_id, detail in listing.damaged.items():
         repo.notice(layout.snapshot_name(hex_id), f"{detail}; skipped ({DAMAGED_HINT})")
     return [s for s in listing.snapshots if flt is None or flt.matches(s)]

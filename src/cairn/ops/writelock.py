@@ -6,15 +6,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from cairn.core.overlap import Overlap
 from cairn.repo.locks import HeldLock, Locks, new_lock
 from cairn.repo.repository import Repository
 
 
-def condemned_packs(locks: Locks) -> set[bytes]:
-    """Packs that a running prune is about to delete."""
+def condemned_packs(locks: Locks, own: HeldLock | None = None) -> set[bytes]:
+    """Packs that a running prune is about to delete (``own``, this process's lock, is not read
+    again: it condemns nothing)."""
     return {
         pack
-        for lock in locks.read_all()
+        for lock in locks.read_all(skip=[own.info.name] if own is not None else ())
         if lock.kind == "prune" and not lock.is_stale()
         for pack in lock.condemned
     }
@@ -45,7 +47,12 @@ def writing(
 ) -> Iterator[HeldLock | None]:
     """``holding`` a lock of ``kind``, then loads the index without the packs a concurrent
     prune condemned, so nothing new will refer to them (and the pack journal adopts none of
-    them)."""
+    them).
+
+    Once the lock is written, the locks are read while the index is (format.md §12.2): the
+    condemned packs are left out of it as each index object comes in."""
     with holding(repo, kind, dry_run) as held:
-        repo.load_index(exclude_packs=condemned_packs(Locks(repo)))
+        with Overlap(repo.request_threads) as overlap:
+            condemned = overlap.start(condemned_packs, Locks(repo), held)
+            repo.load_index(exclude_packs=condemned.result)
         yield held

@@ -10,8 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cairn.core.errors import ObjectMissing
-from cairn.crypto.keys import KeyFile, KeyFileError, parse_key_file
+from cairn.core.errors import IntegrityError, ObjectMissing, WrongPassword
+from cairn.core.overlap import Overlap
+from cairn.crypto.keys import (
+    BadPassword,
+    KeyFile,
+    KeyFileError,
+    MasterKey,
+    open_key_file,
+    parse_key_file,
+)
 from cairn.repo import layout
 from cairn.storage.base import Storage
 
@@ -33,13 +41,16 @@ class KeyFiles:
     hint_problem: str | None = None  # why the hint put no key file first
 
 
-def read_key_files(storage: Storage, names: list[str], hint: str | None = None) -> KeyFiles:
-    """The key files ``names``, checked, cheapest first (the hinted one before all)."""
+def read_key_files(
+    storage: Storage, names: list[str], hint: str | None = None, overlap: Overlap | None = None
+) -> KeyFiles:
+    """The key files ``names``, checked, cheapest first (the hinted one before all); read on
+    ``overlap``'s threads when it has some."""
     candidates: list[Candidate] = []
     damaged: list[str] = []
-    for name in sorted(names):
+    for name, data in (overlap or Overlap(0)).map(storage.read, sorted(names)):
         try:
-            candidates.append(Candidate(name, parse_key_file(storage.read(name))))
+            candidates.append(Candidate(name, parse_key_file(data.result())))
         except ObjectMissing:  # removed meanwhile by `key remove`
             continue
         except KeyFileError as e:
@@ -56,3 +67,20 @@ def read_key_files(storage: Storage, names: list[str], hint: str | None = None) 
         else:
             found.hint_problem = f"key hint {hint} matches no key"
     return found
+
+
+def unlock(found: KeyFiles, password: bytes) -> tuple[str, MasterKey]:
+    """(name, master key) of the first of ``found`` that ``password`` opens. Raises
+    ``WrongPassword`` when none does, or ``IntegrityError`` when every key file is damaged."""
+    refused = 0
+    for candidate in found.candidates:
+        try:
+            return candidate.name, open_key_file(candidate.key_file, password)
+        except BadPassword:  # wrong key: another may open
+            refused += 1
+        except KeyFileError as e:
+            found.damaged.append(f"{candidate.name} ({e})")
+    if found.damaged and not refused:
+        raise IntegrityError(found.damaged[0], "every key file is damaged")
+    hint = f" ({found.hint_problem})" if found.hint_problem else ""
+    raise WrongPassword(f"wrong password: no key in the repository opens with it{hint}")

@@ -9,11 +9,11 @@ process that no longer runs.
 
 The protocol (docs/format.md §12):
 
-- A backup writes its lock *before* it reads the index, then reads every prune lock and treats
-  the packs they condemn as absent (it stores those blobs again if it needs them, and its pack
-  journal does not adopt them). It refreshes its lock every ``REFRESH_EVERY`` and removes it
-  at the end; once it could not refresh it for ``STALE_AFTER - REFRESH_EVERY`` it writes
-  nothing more.
+- A backup writes its lock *before* it reads the index, then reads every prune lock (while it
+  reads the index) and treats the packs they condemn as absent (it stores those blobs again if
+  it needs them, and its pack journal does not adopt them). It refreshes its lock every
+  ``REFRESH_EVERY`` and removes it at the end; once it could not refresh it for
+  ``STALE_AFTER - REFRESH_EVERY`` it writes nothing more.
 - Prune writes its lock with the list of packs it will delete *before* it looks at the locks
   of others, then waits for the holders it saw, and keeps any condemned pack that what they
   wrote meanwhile refers to.
@@ -31,7 +31,7 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -39,6 +39,7 @@ import msgpack
 
 from cairn.core import clock
 from cairn.core.errors import CairnError, ObjectMissing
+from cairn.core.overlap import Overlap
 from cairn.repo import layout
 
 LOCK_VERSION = 1
@@ -125,18 +126,26 @@ class Locks:
     def __init__(self, repo) -> None:  # type: ignore[no-untyped-def]
         self._repo = repo
 
-    def read_all(self, unreadable: Callable[[str, str], None] | None = None) -> list[LockInfo]:
-        """Every lock that can be read. One that cannot (damaged, or of a newer format) is
-        ignored, and handed to ``unreadable`` (name, why): `check` reports them."""
+    def read_all(
+        self,
+        unreadable: Callable[[str, str], None] | None = None,
+        skip: Collection[str] = (),
+    ) -> list[LockInfo]:
+        """Every lock that can be read, but those named in ``skip`` (this process's own: it
+        knows what they say). One that cannot (damaged, or of a newer format) is ignored, and
+        handed to ``unreadable`` (name, why): `check` reports them. On an object store the
+        locks are read at once (``request_threads``)."""
+        names = [name for name, _ in self._repo.storage.list(layout.LOCKS) if name not in skip]
         out = []
-        for name, _ in self._repo.storage.list(layout.LOCKS):
-            try:
-                out.append(LockInfo.decode(name, self._repo.load_object(name)))
-            except ObjectMissing:
-                continue  # removed while we listed
-            except (CairnError, ValueError, KeyError, TypeError) as e:
-                if unreadable is not None:
-                    unreadable(name, str(e))
+        with Overlap(self._repo.request_threads) as overlap:
+            for name, data in overlap.map(self._repo.load_object, names):
+                try:
+                    out.append(LockInfo.decode(name, data.result()))
+                except ObjectMissing:
+                    continue  # removed while we listed
+                except (CairnError, ValueError, KeyError, TypeError) as e:
+                    if unreadable is not None:
+                        unreadable(name, str(e))
         return out
 
     def write(self, info: LockInfo) -> str:

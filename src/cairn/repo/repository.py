@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import getpass
 import socket
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import blake3
 
@@ -21,11 +19,11 @@ from cairn.core.errors import (
     NotFoundError,
     ObjectMissing,
     RepositoryError,
-    WrongPassword,
 )
+from cairn.core.overlap import Overlap
 from cairn.crypto import aead
 from cairn.crypto.kdf import KdfParams
-from cairn.crypto.keys import BadPassword, KeyFileError, MasterKey, open_key_file, wrap
+from cairn.crypto.keys import MasterKey, wrap
 from cairn.repo import layout
 from cairn.repo.blobreader import BlobReader
 from cairn.repo.compress import (
@@ -43,7 +41,7 @@ from cairn.repo.index import (
     encode_index,
 )
 from cairn.repo.journal import PackJournal
-from cairn.repo.keyring import read_key_files
+from cairn.repo.keyring import read_key_files, unlock
 from cairn.repo.limits import max_object
 from cairn.repo.pack import MAGIC as PACK_MAGIC
 from cairn.repo.pack import (
@@ -85,6 +83,9 @@ class Repository:
         # where things skipped on the way (a damaged snapshot object) are reported: (object
         # name, message); by default the ``cairn`` logger
         self.on_notice: Callable[[str, str], None] | None = None
+        # threads on which the requests of a step that do not depend on one another are sent
+        # at once (cairn.core.overlap): several on an object store, none for a local directory
+        self.request_threads = 0
 
     # ----------------------------------------------------------------- create / open
     @classmethod
@@ -126,42 +127,36 @@ class Repository:
         return repo
 
     @classmethod
-    def open(cls, storage: Storage, password: bytes, key_hint: str | None = None) -> Repository:
+    def open(
+        cls, storage: Storage, password: bytes, key_hint: str | None = None, threads: int = 0
+    ) -> Repository:
         """Opens with the first key file that ``password`` opens, trying them cheapest KDF
-        first; ``key_hint`` (a key id or a unique prefix) is tried before all others."""
-        names = [n for n, _ in storage.list(layout.KEYS)]
-        if not names:
+        first; ``key_hint`` (a key id or a unique prefix) is tried before all others.
+
+        With ``threads`` (an object store: each request waits a round trip) the config is read
+        while the keys are listed, the key files are read at once, and the repository's later
+        steps send their independent requests on as many threads (``request_threads``)."""
+        with Overlap(threads) as overlap:
+            config = overlap.start(storage.read, layout.CONFIG)
+            names = [n for n, _ in storage.list(layout.KEYS)]
+            if not names:
+                try:
+                    config.result()
+                except ObjectMissing:
+                    raise RepositoryError(
+                        f"{storage.describe()} is not a cairn repository (no config, no keys)"
+                    ) from None
+                raise RepositoryError(f"{storage.describe()}: the repository has no keys")
+            key_name, key = unlock(read_key_files(storage, names, key_hint, overlap), password)
             try:
-                storage.stat(layout.CONFIG)
+                raw = config.result()
             except ObjectMissing:
                 raise RepositoryError(
-                    f"{storage.describe()} is not a cairn repository (no config, no keys)"
+                    f"{storage.describe()}: the config object is missing"
                 ) from None
-            raise RepositoryError(f"{storage.describe()}: the repository has no keys")
-        found = read_key_files(storage, names, key_hint)
-        key = None
-        key_name = ""
-        refused = 0
-        for candidate in found.candidates:
-            try:
-                key = open_key_file(candidate.key_file, password)
-                key_name = candidate.name
-                break
-            except BadPassword:  # wrong key: another may open
-                refused += 1
-            except KeyFileError as e:
-                found.damaged.append(f"{candidate.name} ({e})")
-        if key is None:
-            if found.damaged and not refused:
-                raise IntegrityError(found.damaged[0], "every key file is damaged")
-            hint = f" ({found.hint_problem})" if found.hint_problem else ""
-            raise WrongPassword(f"wrong password: no key in the repository opens with it{hint}")
-        try:
-            raw = storage.read(layout.CONFIG)
-        except ObjectMissing:
-            raise RepositoryError(f"{storage.describe()}: the config object is missing") from None
         repo = cls(storage, key, RepoConfig.new())
         repo.key_id = layout.id_of(key_name)
+        repo.request_threads = threads
         try:
             repo.config = RepoConfig.decode(repo.unseal(layout.CONFIG, raw))
         except ValueError as e:
@@ -214,41 +209,47 @@ class Repository:
         return self.unseal(name, data)
 
     # ----------------------------------------------------------------- index
-    def load_index(self, exclude_packs: set[bytes] | frozenset[bytes] = frozenset()) -> None:
+    def load_index(
+        self,
+        exclude_packs: frozenset[bytes] | set[bytes] | Callable[[], set[bytes]] = frozenset(),
+    ) -> None:
         """(Re)loads the whole index; blobs only in ``exclude_packs`` are treated as absent.
+        ``exclude_packs`` may be a call that gives them (a step under way beside this one: the
+        locks being read): it is made once the first index object is in, or at the end.
 
         A prune replaces index objects (the new ones written before the old ones go): when one
         listed here is gone by the time it is read, the listing is taken again."""
-        exclude_packs = frozenset(exclude_packs)
+        excluded: frozenset[bytes] | None = None
+
+        def exclusion() -> frozenset[bytes]:
+            nonlocal excluded
+            if excluded is None:
+                excluded = frozenset(exclude_packs() if callable(exclude_packs) else exclude_packs)
+            return excluded
+
         for attempt in range(3):
             index = BlobIndex()
             try:
                 for _name, records in self.read_index_objects():
+                    skip = exclusion()
                     for r in records:
-                        if r.info.id not in exclude_packs:
+                        if r.info.id not in skip:
                             index.add_pack(r)
             except ObjectMissing:
                 if attempt == 2:
                     raise
                 continue
             self.index = index
-            self.excluded_packs = exclude_packs
+            self.excluded_packs = exclusion()
             return
 
     def read_index_objects(self, workers: int = 4) -> Iterator[tuple[str, list[PackRecord]]]:
         """Every index object: (name, its pack records). At most ``2 * workers`` objects are read
         ahead of the consumer, so memory does not grow with the number of index objects."""
         names = [n for n, _ in self.storage.list(layout.INDEX)]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            ahead: deque[tuple[str, Future[list[PackRecord]]]] = deque()
-            for name in names:
-                ahead.append((name, pool.submit(self.read_index_object, name)))
-                if len(ahead) >= 2 * workers:
-                    done, future = ahead.popleft()
-                    yield done, future.result()
-            while ahead:
-                done, future = ahead.popleft()
-                yield done, future.result()
+        with Overlap(workers, "cairn-index") as overlap:
+            for name, records in overlap.map(self.read_index_object, names):
+                yield name, records.result()
 
     def write_index(
         self, records: list[PackRecord], per_object: int = INDEX_OBJECT_BLOBS

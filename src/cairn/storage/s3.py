@@ -5,6 +5,9 @@
 - Every write carries a CRC32 checksum that the store verifies; writes are conditional
   (If-None-Match: *) where the store supports it, so an object is never overwritten.
 - Objects larger than ``multipart_threshold`` go up as multipart uploads (s3transfer).
+- An object smaller than ``SMALL_PUT`` (a lock, a snapshot, an index object) goes up without
+  ``Expect: 100-continue``, which botocore asks for on every PUT: waiting for the store's go
+  before sending the body costs a round trip, more than sending a small body for nothing.
 - Data packs may use a colder storage class; everything else stays in STANDARD. The store is
   its own archive capability (``archive``, cairn.storage.archive): listings with storage
   classes, and restore requests for archived (GLACIER, DEEP_ARCHIVE) objects, whose reads
@@ -20,6 +23,7 @@ from typing import Any
 
 import boto3
 import botocore.exceptions
+import botocore.utils
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
@@ -51,6 +55,8 @@ _TRANSIENT_CODES = frozenset(
         "504",
     }
 )
+# below this, a PUT sends its body at once (no ``Expect: 100-continue``)
+SMALL_PUT = 1 << 20
 _AUTH_CODES = frozenset(
     {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "ExpiredToken"}
 )
@@ -90,9 +96,11 @@ class S3Storage:
         region = (
             o.region or session.region_name or ("us-east-1" if self.location.endpoint else None)
         )
-        return session.client(
+        client = session.client(
             "s3", endpoint_url=self.location.endpoint, region_name=region, config=config
         )
+        client.meta.events.register_last("before-call.s3", _send_small_bodies_at_once)
+        return client
 
     def describe(self) -> str:
         return str(self.location)
@@ -238,6 +246,18 @@ class S3Storage:
             if not self.location.endpoint and region and region != "us-east-1":
                 args["CreateBucketConfiguration"] = {"LocationConstraint": region}
             self.client.create_bucket(**args)
+
+
+def _send_small_bodies_at_once(model: Any, params: dict[str, Any], **kwargs: Any) -> None:
+    """A botocore ``before-call`` handler, run after botocore's own (which adds ``Expect:
+    100-continue`` to every PUT with a body): a PutObject of fewer than ``SMALL_PUT`` bytes
+    sends its body at once."""
+    headers = params.get("headers", {})
+    if model.name != "PutObject" or "Expect" not in headers:
+        return
+    length = botocore.utils.determine_content_length(params.get("body"))
+    if length is not None and length < SMALL_PUT:
+        del headers["Expect"]
 
 
 def _code(e: botocore.exceptions.ClientError) -> str:

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from cairn import __version__
 from cairn.core import clock
 from cairn.core.errors import CairnError, UsageError
+from cairn.core.overlap import Overlap
 from cairn.model.snapshot import Snapshot
 from cairn.ops.backup.archiver import Archiver, BackupOptions
 from cairn.ops.backup.streams import StreamArchiver
 from cairn.ops.progress import Progress
-from cairn.ops.snapshots import SnapshotFilter, load_snapshots
+from cairn.ops.snapshots import SnapshotFilter, read_snapshots, readable
 from cairn.ops.sources.stream import StreamItem
 from cairn.ops.writelock import writing
 from cairn.repo.filescache import FilesCache
@@ -93,31 +94,40 @@ def run_backup(
     check_paths_exist(paths)
     stream_paths = [s.path for s in request.streams]
     snap = new_snapshot(request, sorted([*(os.fsdecode(p) for p in paths), *stream_paths]))
-    with writing(repo, "backup", dry_run=request.dry_run):
-        parents = load_snapshots(repo, SnapshotFilter(hosts=[snap.host]))
-        snap.parent = next((s.id for s in reversed(parents) if sorted(s.paths) == snap.paths), None)
-        with repo.writer(
-            uploads=request.uploads, dry_run=request.dry_run, journal=journal, spool=request.spool
-        ) as writer:
-            changed: list[bytes] = []
-            if request.streams:
-                parent_tree = next((s.tree for s in parents if s.id == snap.parent), None)
-                streams = StreamArchiver(writer, progress, parent_tree)
-                snap.tree, summary = streams.run(request.streams), streams.summary
-            else:
-                archiver = Archiver(writer, files_cache, request.options, progress)
-                snap.tree, summary = archiver.run(paths), archiver.summary
-                changed = archiver.changed_while_read
-            writer.flush()
-            summary.packs_written = writer.packs_written
-            summary.tree_packs_written = writer.tree_packs_written
-        snap.summary = summary
-        snap.summary.duration = clock.monotonic() - t0
-        if meter is not None and before is not None:
-            snap.summary.requests = meter.snapshot().minus(before).as_dict()
-        if request.dry_run:
-            return BackupResult(snap, saved=False, changed_while_read=changed)
-        snap.id = repo.save_snapshot(snap.encode())  # checks the lock is still fresh
+    with Overlap(repo.request_threads) as overlap:
+        # the snapshots, for the parent, are read while the lock is written and the index read:
+        # they decide nothing about what is re-used (format.md §12.2)
+        listing = overlap.start(read_snapshots, repo)
+        with writing(repo, "backup", dry_run=request.dry_run):
+            parents = readable(repo, listing.result(), SnapshotFilter(hosts=[snap.host]))
+            snap.parent = next(
+                (s.id for s in reversed(parents) if sorted(s.paths) == snap.paths), None
+            )
+            with repo.writer(
+                uploads=request.uploads,
+                dry_run=request.dry_run,
+                journal=journal,
+                spool=request.spool,
+            ) as writer:
+                changed: list[bytes] = []
+                if request.streams:
+                    parent_tree = next((s.tree for s in parents if s.id == snap.parent), None)
+                    streams = StreamArchiver(writer, progress, parent_tree)
+                    snap.tree, summary = streams.run(request.streams), streams.summary
+                else:
+                    archiver = Archiver(writer, files_cache, request.options, progress)
+                    snap.tree, summary = archiver.run(paths), archiver.summary
+                    changed = archiver.changed_while_read
+                writer.flush()
+                summary.packs_written = writer.packs_written
+                summary.tree_packs_written = writer.tree_packs_written
+            snap.summary = summary
+            snap.summary.duration = clock.monotonic() - t0
+            if meter is not None and before is not None:
+                snap.summary.requests = meter.snapshot().minus(before).as_dict()
+            if request.dry_run:
+                return BackupResult(snap, saved=False, changed_while_read=changed)
+            snap.id = repo.save_snapshot(snap.encode())  # checks the lock is still fresh
     if files_cache is not None:
         files_cache.commit()
     return BackupResult(snap, saved=True, changed_while_read=changed)

@@ -48,7 +48,6 @@ def backup_requests(summary: Summary, dry_run: bool) -> dict[str, int]:
             math.ceil(packs / INDEX_CHECKPOINT_PACKS), math.ceil(blobs / INDEX_OBJECT_BLOBS)
         )
         counts["put"] += packs + indexes + 1 + refreshes  # packs, index objects, the lock
-        counts["get"] += 1  # the backup reads its own lock back with the others
         counts["delete"] += refreshes
         counts["bytes_up"] += summary.bytes_stored + blobs * INDEX_ENTRY_BYTES
     return counts

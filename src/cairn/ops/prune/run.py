@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cairn.core import clock
-from cairn.core.ahead import map_ahead
 from cairn.core.errors import CairnError, IntegrityError, ObjectArchived
+from cairn.core.overlap import Overlap
 from cairn.crypto import aead
 from cairn.ops.progress import Progress
 from cairn.ops.prune.plan import (
@@ -238,8 +238,11 @@ def _repack(
         return repo.storage.read(layout.pack_name(item[0].info.id.hex()))
 
     reads = options.repack_reads
-    with repo.writer(uploads=REPACK_UPLOADS, remember_packs=True, spool=options.spool) as writer:
-        packs = map_ahead(read, list(plan.repack), reads, ahead=reads)
+    with (
+        repo.writer(uploads=REPACK_UPLOADS, remember_packs=True, spool=options.spool) as writer,
+        Overlap(reads if reads > 1 else 0, "cairn-repack") as overlap,
+    ):
+        packs = overlap.map(read, list(plan.repack), ahead=reads)
         for (record, kept), reading in packs:
             name = layout.pack_name(record.info.id.hex())
             try:
