@@ -27,6 +27,7 @@ from cairn.repo import layout
 from cairn.repo.index import PackRecord
 from cairn.repo.locks import Locks
 from cairn.repo.pack import BlobRef
+from cairn.repo.packcache import PackCache
 from cairn.repo.packlist import stored_packs
 from cairn.repo.repository import Repository
 
@@ -123,6 +124,7 @@ class Checker:
         self.data_threads = data_threads
         self.report = CheckReport()
         self.bad_blobs: set[bytes] = set()
+        self.trees: PackCache | None = None  # the view's trees, read a pack at a time
         # problems in trees, each reported once however many snapshots share the tree
         self._reported: set[tuple[bytes, bytes, str]] = set()
 
@@ -141,6 +143,8 @@ class Checker:
             self.bad_blobs = set()
             self._reported = set()
             view = self._view()
+            # the trees, a pack at a time, kept once read: snapshots share most of them
+            self.trees = PackCache(self.repo.reader, layout.TREE_BLOB, view.records, keep=True)
             self._packs(view.records, view.stored)
             if read_data is not None:
                 ids = sorted(p for p in view.records if layout.pack_name(p.hex()) in view.stored)
@@ -325,7 +329,7 @@ class Checker:
                 cause = IntegrityError("", "it is in a damaged or missing pack")
                 problem(TreeProblem(tid, p, cause.detail, cause=cause))
                 return None
-            return read_listing(self.repo, tid, p, depth, problem)
+            return read_listing(self.repo, tid, p, depth, problem, self.trees)
 
         for child, node in walk(self.repo, tree_id, path, problem, load=load):
             if node.type == FILE:

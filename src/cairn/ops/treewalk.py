@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from cairn.core.errors import CairnError, IntegrityError
 from cairn.model.node import DIR, MAX_DEPTH, Node, TreeFormatError, decode_listing
@@ -41,6 +42,15 @@ class TreeProblem:
 OnProblem = Callable[[TreeProblem], None]
 
 
+class TreeSource(Protocol):
+    """Where a walk gets its trees other than one read each: read ahead of it
+    (``cairn.ops.treefetch.TreeAhead``), or a pack at a time (``cairn.repo.packcache``)."""
+
+    def load(self, tree_id: bytes) -> bytes:
+        """A tree's decrypted bytes, with the errors of ``Repository.load_blob``."""
+        ...
+
+
 def fail(problem: TreeProblem) -> None:
     raise problem.error()
 
@@ -50,12 +60,12 @@ def load_tree(
     tree_id: bytes,
     path: bytes = b"",
     on_problem: OnProblem = fail,
-    ahead: TreeAhead | None = None,
+    source: TreeSource | None = None,
 ) -> list[Node]:
     """The valid entries of a tree (``path`` is its directory, for messages). A tree that
     cannot be read at all raises (IntegrityError, NotFoundError, ...); everything it leaves out
-    goes to ``on_problem``. ``ahead``: where trees are read ahead of the walk."""
-    data = ahead.load(tree_id) if ahead is not None else repo.load_blob(tree_id, TREE_BLOB)
+    goes to ``on_problem``. ``source``: where the tree is read from (else on its own)."""
+    data = source.load(tree_id) if source is not None else repo.load_blob(tree_id, TREE_BLOB)
     try:
         listing = decode_listing(data)
     except TreeFormatError as e:
@@ -75,7 +85,7 @@ def read_listing(
     path: bytes,
     depth: int,
     on_problem: OnProblem = fail,
-    ahead: TreeAhead | None = None,
+    source: TreeSource | None = None,
 ) -> list[Node] | None:
     """``load_tree`` for a directory at ``depth`` (1: the root's entries), with a tree that
     cannot be read, or is nested too deep, handed to ``on_problem`` too: None then."""
@@ -84,7 +94,7 @@ def read_listing(
         on_problem(TreeProblem(tree_id, path, msg))
         return None
     try:
-        return load_tree(repo, tree_id, path, on_problem, ahead)
+        return load_tree(repo, tree_id, path, on_problem, source)
     except CairnError as e:
         on_problem(TreeProblem(tree_id, path, f"cannot be read: {e}", cause=e))
         return None

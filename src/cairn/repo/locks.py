@@ -157,9 +157,11 @@ class Locks:
         if info.name:
             self._repo.storage.delete(info.name)
 
-    def remove_stale(self) -> int:
+    def remove_stale(self, found: list[LockInfo] | None = None) -> int:
+        """Removes the stale locks among ``found`` (as ``read_all`` gave them; read now if
+        None); returns how many."""
         n = 0
-        for lock in self.read_all():
+        for lock in self.read_all() if found is None else found:
             if lock.is_stale():
                 self._repo.storage.delete(lock.name)
                 n += 1

@@ -146,7 +146,7 @@ def prune_cost(
     cost.saves_month -= report.bytes_repack_written / bill.GIB * data.storage_price(None)
     other = {
         "put": q.get("put", 0) - new_packs,
-        "get": q.get("get", 0) - len(repacked),  # planning: index, snapshots, trees
+        "get": q.get("get", 0) - len(repacked),  # planning (index, snapshots, tree packs), locks
         "list": q.get("list", 0),
         "delete": max(0, q.get("delete", 0) - len(condemned)),
     }

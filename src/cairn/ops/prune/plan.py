@@ -1,5 +1,6 @@
 """What a prune would do: read the repository (snapshots, then index, then the packs), find
-the blobs the snapshots use, and plan which packs to keep, repack and delete. Changes nothing.
+the blobs the snapshots use (their trees read a tree pack at a time), and plan which packs to
+keep, repack and delete. Changes nothing.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from cairn.ops.snapshots import read_snapshots
 from cairn.ops.usage import used_blobs
 from cairn.repo import layout
 from cairn.repo.index import BlobIndex, PackRecord
-from cairn.repo.locks import LockBusy, Locks
+from cairn.repo.locks import LockBusy, LockInfo, Locks
 from cairn.repo.pack import BlobRef
+from cairn.repo.packcache import PackCache
 from cairn.repo.packer import Spool
 from cairn.repo.packlist import stored_packs
 from cairn.repo.repository import Repository
@@ -141,11 +143,17 @@ def _report_from(plan: PrunePlan, used: set[bytes], pack_size: int) -> PruneRepo
     all_blobs |= {b.id for rec, _ in plan.repack for b in rec.blobs}
     r.blobs_removed = len(all_blobs - used)
     new_packs = -(-r.bytes_repack_written // pack_size) if r.bytes_repack_written else 0
+    # Besides planning (the locks, snapshots, index objects and packs listed; plan_now adds
+    # its reads): a prune with nothing to delete only takes its lock and removes it. One that
+    # deletes looks at the locks again (reading its own) and lists the index objects and
+    # snapshots written meanwhile; reads the packs to repack; writes the new packs, the new
+    # index and the lock's update.
+    work = bool(plan.delete or plan.repack or plan.orphans)
     r.requests = {
-        "get": r.packs_repacked,
-        "put": new_packs + 1 + 2,  # new packs, the new index, the prune lock and its update
-        "delete": r.packs_deleted + r.packs_repacked + r.orphan_packs + 2,
-        "list": 5,
+        "get": r.packs_repacked + 1 if work else 0,
+        "put": new_packs + 1 + 2 if work else 1,
+        "delete": r.packs_deleted + r.packs_repacked + r.orphan_packs + 2 if work else 1,
+        "list": 4 + 3 if work else 4,
         "bytes_down": r.bytes_repack_read,
         "bytes_up": r.bytes_repack_written,
     }
@@ -155,13 +163,14 @@ def _report_from(plan: PrunePlan, used: set[bytes], pack_size: int) -> PruneRepo
 def plan_prune(repo: Repository, options: PruneOptions) -> tuple[PrunePlan, PruneReport]:
     """What a prune would do now, changing nothing: its plan and its dry-run report (for
     estimates too). Refuses, as a prune does, while another prune or repair runs."""
-    refuse_if_busy(Locks(repo))
+    refuse_if_busy(Locks(repo).read_all())
     planned = plan_now(repo, replace(options, dry_run=True))
     return planned.plan, planned.report
 
 
-def refuse_if_busy(locks: Locks) -> None:
-    busy = [lk for lk in locks.read_all() if not lk.is_stale() and lk.kind in ("prune", "repair")]
+def refuse_if_busy(locks: list[LockInfo]) -> None:
+    """Raises LockBusy if one of ``locks`` (``Locks.read_all``) is a fresh prune or repair."""
+    busy = [lk for lk in locks if not lk.is_stale() and lk.kind in ("prune", "repair")]
     if busy:
         raise LockBusy(f"another {busy[0].describe()} is running; try again later")
 
@@ -229,8 +238,9 @@ class Planned:
 
 def plan_now(repo: Repository, options: PruneOptions) -> Planned:
     state = read_state(repo)
+    trees = PackCache(repo.reader, layout.TREE_BLOB, state.records)  # a tree pack at a time
     try:
-        used = used_blobs(repo, state.snapshots)
+        used = used_blobs(repo, state.snapshots, trees=trees)
     except CairnError as e:
         raise IntegrityError(
             "repository", f"{e}; nothing was deleted: run `cairn check` and `cairn repair`"
@@ -243,9 +253,8 @@ def plan_now(repo: Repository, options: PruneOptions) -> Planned:
             "nothing was deleted: run `cairn check` and `cairn repair`",
         )
     report = _report_from(plan, used, repo.config.pack_size)
-    trees = [e for b in used if (e := repo.index.get(b)) and e.pack.blob_type == layout.TREE_BLOB]
-    report.requests["get"] += len(state.index_names) + len(state.snapshots) + len(trees)
-    report.requests["bytes_down"] += sum(e.length for e in trees)
+    report.requests["get"] += len(state.index_names) + len(state.snapshots) + trees.requests
+    report.requests["bytes_down"] += trees.bytes_read
     report.snapshots = len(state.snapshots)
     report.index_objects_replaced = len(state.index_names)
     report.dry_run = options.dry_run

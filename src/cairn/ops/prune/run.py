@@ -46,6 +46,7 @@ from cairn.repo import layout
 from cairn.repo.index import PackRecord
 from cairn.repo.locks import HeldLock, LockInfo, Locks, new_lock
 from cairn.repo.pack import BlobRef, blob_aad
+from cairn.repo.packcache import PackCache
 from cairn.repo.repository import Repository
 
 REPACK_UPLOADS = 2  # packs the repacking writer uploads at once
@@ -70,8 +71,9 @@ def run_prune(
     if options.dry_run:
         return plan_now(repo, options).report
     locks = Locks(repo)
-    refuse_if_busy(locks)
-    locks.remove_stale()
+    found = locks.read_all()  # one look at the locks: a LIST is billed as a PUT
+    refuse_if_busy(found)
+    locks.remove_stale(found)
     with HeldLock(locks, new_lock("prune")) as held:
         repo.write_guard = held.check_fresh
         try:
@@ -166,6 +168,7 @@ class _Prune:
         condemned = set(plan.condemned())
         ours = set(planned.state.index_names)
         rescued: set[bytes] = set()
+        written: dict[bytes, PackRecord] = {}  # the packs of the index objects written since
         for name, _ in repo.storage.list(layout.INDEX):
             if name in ours:
                 continue
@@ -174,6 +177,7 @@ class _Prune:
             except CairnError as e:
                 raise _Postpone(f"{name} written meanwhile cannot be read ({e})") from None
             for r in records:
+                written.setdefault(r.info.id, r)
                 repo.index.add_pack(r)
                 if r.info.id in condemned:
                     rescued.add(r.info.id)
@@ -182,8 +186,9 @@ class _Prune:
         if listing.damaged:
             damaged = next(iter(listing.damaged))
             raise _Postpone(f"snapshot {damaged[:8]}, written meanwhile, is damaged")
+        trees = PackCache(repo.reader, layout.TREE_BLOB, {**written, **planned.state.records})
         try:
-            extra = used_blobs(repo, listing.snapshots, known=planned.used)
+            extra = used_blobs(repo, listing.snapshots, known=planned.used, trees=trees)
         except CairnError as e:
             raise _Postpone(f"a snapshot written meanwhile cannot be read ({e})") from None
         for blob_id in extra:

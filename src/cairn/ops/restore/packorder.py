@@ -38,6 +38,7 @@ from cairn.ops.restore.schedule import Link, Lookup, Read, first_paths
 from cairn.ops.restore.zeros import ZeroBlob
 from cairn.repo import layout
 from cairn.repo.index import IndexEntry
+from cairn.repo.ranges import coalesce
 
 WINDOW_PLACES = 1 << 16  # blob places planned at once (a blob used twice counts twice)
 FIRST_WINDOW = 1 << 7  # places a window has at least before it is closed early (``hungry``)
@@ -191,17 +192,9 @@ class _WindowPlanner:
     def _coalesce(self, blobs: list[Needed]) -> Iterator[PackRead]:
         """A pack's needed blobs (by offset) in requests: one blob after another while the gap
         before it is at most ``gap`` and the request stays within ``read_bytes``."""
-        run: list[Needed] = []
-        start = end = 0
-        for n in blobs:
-            x = n.at
-            fits = x.offset + x.length - start <= self.read_bytes
-            if run and x.offset - end <= self.gap and fits:
-                run.append(n)
-                end = max(end, x.offset + x.length)
-                continue
-            if run:
-                yield PackRead(Read(run[0].at.pack, start, end - start), run)
-            run, start, end = [n], x.offset, x.offset + x.length
-        if run:
+        for start, end, run in coalesce(blobs, _place, self.gap, self.read_bytes):
             yield PackRead(Read(run[0].at.pack, start, end - start), run)
+
+
+def _place(n: Needed) -> tuple[int, int]:
+    return n.at.offset, n.at.length
