@@ -4,7 +4,7 @@ all connections), first backup, unchanged backup and full restore, in one run.
 
     python -m bench.latency [--size 256M] [--links 0:0,20:100,80:100] [--runs 1]
                             [--memory-limit 128M]
-                            [--phases first,unchanged,restore,restore_file_order]
+                            [--phases first,unchanged,restore,restore_file_order,dump]
 
 Each link is ``RTT_MS:MBIT`` (``0:0``: straight to the server, no proxy). cairn's restore is
 measured in both read orders (pack order is its default on S3; ``file`` is how it read before),
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from tests import s3server  # noqa: E402  (the same SeaweedFS launcher the tests use)
 
 MAKE_DATASET = ROOT.parent / "shared" / "bench" / "make_dataset.py"
-PHASES = ("first", "unchanged", "restore", "restore_file_order")
+PHASES = ("first", "unchanged", "restore", "restore_file_order", "dump")
 
 
 def _prefix_bytes(client, prefix: str) -> int:  # type: ignore[no-untyped-def]
@@ -117,6 +117,8 @@ def _one_link(
             )
             _keep(rows, "cairn", "restore_file_order", m)
             shutil.rmtree(target, ignore_errors=True)
+        for tool in (cairn, restic) if "dump" in phases else ():
+            _keep(rows, tool.name, "dump", tool.dump(dataset))
     finally:
         if link is not None:
             link.__exit__(None, None, None)
@@ -157,7 +159,44 @@ def latency_run(args: argparse.Namespace) -> dict[str, object]:
     finally:
         server.stop()
     table = _table(results) + "\n\n" + _memory_table(results, args.memory_limit)
+    if "dump" in phases:
+        table += "\n\n" + _dump_table(results)
     return {"size": args.size, "runs": args.runs, "links": results, "table": table}
+
+
+def _med(runs: list[dict[str, object]], tool: str, phase: str) -> float:
+    """The median over the runs (NaN for a phase not run: shown as ``-``)."""
+    got = [r["rows"][tool].get(phase) for r in runs]  # type: ignore[index]
+    return median([g for g in got if g is not None]) if None not in got else math.nan
+
+
+def _link_use(runs: list[dict[str, object]], tool: str, took: float, mbit: float) -> str:
+    """The share of the link a read of the whole repository in ``took`` seconds used."""
+    if not mbit or math.isnan(took):
+        return "-"
+    stored = median([r["stored"][tool] for r in runs])  # type: ignore[index]
+    return f"{stored * 8 / took / (mbit * 1e6):.0%}"
+
+
+def _dump_table(results: dict[str, list[dict[str, object]]]) -> str:
+    """The whole dataset dumped as a tar stream (to /dev/null), cairn / restic."""
+    lines = [
+        "| link | dump cairn / restic (s) | cairn/restic | link used, cairn / restic "
+        "| peak RSS cairn / restic (MiB) |",
+        "|---|---|---|---|---|",
+    ]
+    for key, runs in results.items():
+        rtt, mbit = (float(x) for x in key.split(":"))
+        c, r = _med(runs, "cairn", "dump"), _med(runs, "restic", "dump")
+
+        name = "loopback, unshaped" if not (rtt or mbit) else f"{rtt:g} ms, {mbit:g} Mbit/s"
+        lines.append(
+            f"| {name} | {_s(c)} / {_s(r)} | **{_s(c / r, '.2f')}** "
+            f"| {_link_use(runs, 'cairn', c, mbit)} / {_link_use(runs, 'restic', r, mbit)} "
+            f"| {_s(_med(runs, 'cairn', 'dump_rss'), '.0f')} "
+            f"/ {_s(_med(runs, 'restic', 'dump_rss'), '.0f')} |"
+        )
+    return "\n".join(lines)
 
 
 def _memory_table(results: dict[str, list[dict[str, object]]], limit: str | None) -> str:
@@ -174,10 +213,10 @@ def _memory_table(results: dict[str, list[dict[str, object]]], limit: str | None
     for key, runs in results.items():
 
         def med(tool: str, phase: str, runs: list[dict[str, object]] = runs) -> float:
-            return median([r["rows"][tool][phase] for r in runs])  # type: ignore[index]
+            return _med(runs, tool, phase)
 
         cells = [
-            f"{med('cairn', p + '_rss'):.0f} / {med('restic', p + '_rss'):.0f}"
+            f"{_s(med('cairn', p + '_rss'), '.0f')} / {_s(med('restic', p + '_rss'), '.0f')}"
             for p in ("first", "unchanged", "restore")
         ]
         if limit:
@@ -200,15 +239,10 @@ def _table(results: dict[str, list[dict[str, object]]]) -> str:
         rtt, mbit = (float(x) for x in key.split(":"))
 
         def med(tool: str, phase: str, runs: list[dict[str, object]] = runs) -> float:
-            """The median over the runs (NaN for a phase not run: shown as ``-``)."""
-            got = [r["rows"][tool].get(phase) for r in runs]  # type: ignore[index]
-            return median([g for g in got if g is not None]) if None not in got else math.nan
+            return _med(runs, tool, phase)
 
         def used(tool: str, runs: list[dict[str, object]] = runs, mbit: float = mbit) -> str:
-            if not mbit or math.isnan(med(tool, "restore")):
-                return "-"
-            stored = median([r["stored"][tool] for r in runs])  # type: ignore[index]
-            return f"{stored * 8 / med(tool, 'restore') / (mbit * 1e6):.0%}"
+            return _link_use(runs, tool, _med(runs, tool, "restore"), mbit)
 
         name = "loopback, unshaped" if not (rtt or mbit) else f"{rtt:g} ms, {mbit:g} Mbit/s"
         c, r = "cairn", "restic"

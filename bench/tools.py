@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import compileall
 import os
+import shlex
 import shutil
 import sys
 from abc import ABC, abstractmethod
@@ -41,6 +42,10 @@ class Tool(ABC):
     def restore(self, source: Path, target: Path) -> tuple[Measurement, Path]:
         """Restores the latest snapshot; returns where the source's contents landed."""
 
+    def dump(self, source: Path) -> Measurement:
+        """Writes the latest snapshot's ``source`` directory as a tar stream to /dev/null."""
+        raise NotImplementedError(f"{self.name} has no dump")
+
     def repo_size(self) -> int:
         return dir_size(str(self.repo))
 
@@ -69,6 +74,9 @@ class Cairn(Tool):
     def restore(self, source: Path, target: Path) -> tuple[Measurement, Path]:
         m = run(self.cmd("restore", f"latest:{source}", "--target", str(target)), self.env())
         return m, target
+
+    def dump(self, source: Path) -> Measurement:
+        return run(shlex.join(self.cmd("dump", "latest", str(source))) + " >/dev/null", self.env())
 
 
 class CairnAt(Cairn):
@@ -110,6 +118,11 @@ class Restic(Tool):
     def restore(self, source: Path, target: Path) -> tuple[Measurement, Path]:
         m = run(["restic", "restore", "latest", "--target", str(target)], self.env())
         return m, target / str(source).lstrip("/")
+
+    def dump(self, source: Path) -> Measurement:
+        return run(
+            shlex.join(["restic", "dump", "latest", str(source)]) + " >/dev/null", self.env()
+        )
 
 
 class Borg(Tool):
