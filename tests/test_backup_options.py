@@ -200,6 +200,11 @@ def test_exclude_if_present_by_name_and_by_header(repo, src, run_cli):
     assert recorded_excludes(repo, snap["id"]) == ["--exclude-if-present=.tag:SKIP ME"]
 
 
+def test_exclude_if_present_needs_a_name(repo, src, run_cli):
+    res = run_cli("backup", "--repo", repo, "--exclude-if-present", ":HEADER", src)
+    refused(res, repo, 0, "does not start with a file name")
+
+
 def test_exclude_larger_than(repo, src, run_cli):
     (src / "docs" / "exactly").write_bytes(b"y" * 2048)
     snap = backup(run_cli, repo, "--exclude-larger-than", "2K", src)
@@ -280,8 +285,12 @@ def test_an_unknown_parent_is_refused(repo, src, run_cli):
     backup(run_cli, repo, src)
     res = run_cli("backup", "--repo", repo, "--parent", "abcdef12", src)
     refused(res, repo, 1, "abcdef12")
-    res = run_cli("backup", "--repo", repo, "--parent", "latest", "--force", src)
-    assert res.code != 0
+    res = run_cli("backup", "--repo", repo, "--parent", "abcdef12", "--force", src)
+    refused(res, repo, 1, "--force reads every file: it takes no --parent")
+    res = run_cli("backup", "--repo", repo, "--parent", "latest", src)
+    refused(res, repo, 1, "--parent takes a snapshot id")
+    res = run_cli("backup", "--repo", repo, "--parent", "not-an-id", src)
+    refused(res, repo, 1, "'not-an-id' is not a snapshot id")
 
 
 def rewrite_keeping_mtime(path: Path, content: str, new_inode: bool) -> None:

@@ -102,6 +102,8 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
     larger = request.exclude_larger_than
     limit = parse_size(larger) if larger is not None else None
     snap_time = _snapshot_time(request.time) if request.time is not None else None
+    if request.parent == "latest":
+        raise UsageError("--parent takes a snapshot id (without it, the latest one is the parent)")
     if sum(f == "-" for _, f in request.files_from) > 1:
         raise UsageError("standard input can be read as one list of files only")
     if request.files_from and (request.stdin is not None or request.command):
