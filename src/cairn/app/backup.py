@@ -7,8 +7,9 @@ cache, and returns the snapshot with, for a dry run, the cost estimate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from cairn.app.budget import write_budget
@@ -16,12 +17,13 @@ from cairn.app.context import Session
 from cairn.app.cost import backup_estimate
 from cairn.app.events import Events
 from cairn.core.errors import UsageError
-from cairn.core.units import count
+from cairn.core.units import count, parse_size
 from cairn.model.snapshot import Snapshot
 from cairn.ops.backup.archiver import BackupOptions
+from cairn.ops.backup.filelist import read_file_list
 from cairn.ops.backup.snapshot_writer import BackupRequest as Run
 from cairn.ops.backup.snapshot_writer import run_backup
-from cairn.ops.excludes import PathMatcher, read_pattern_file
+from cairn.ops.excludes import CACHEDIR_RULE, PathMatcher, TagRule, read_pattern_file
 from cairn.ops.sources.stream import CommandSource, PipeSource, StreamItem, stream_path
 
 __all__ = ["BackupRequest", "BackupResult", "Snapshot", "backup"]
@@ -30,9 +32,25 @@ __all__ = ["BackupRequest", "BackupResult", "Snapshot", "backup"]
 @dataclass(frozen=True)
 class BackupRequest:
     paths: Sequence[str] = ()
+    # files of paths to back up besides ``paths``: (kind, file), kind "lines", "verbatim" or
+    # "raw" (ops/backup/filelist.py); the file "-" is standard input
+    files_from: Sequence[tuple[str, str]] = ()
     excludes: Sequence[str] = ()  # patterns
     exclude_files: Sequence[str] = ()  # files of patterns
+    iexcludes: Sequence[str] = ()  # patterns matched regardless of case
+    iexclude_files: Sequence[str] = ()
+    exclude_caches: bool = False  # directories tagged CACHEDIR.TAG: the tag file only
+    exclude_if_present: Sequence[str] = ()  # NAME[:HEADER]: directories so tagged, likewise
+    exclude_larger_than: str | None = None  # a size: larger files are skipped
     one_file_system: bool = False
+    # change detection
+    parent: str | None = None  # a snapshot whose trees tell what is unchanged
+    force: bool = False  # read every file
+    ignore_inode: bool = False  # a file's inode (and ctime) may change without its content
+    ignore_ctime: bool = False
+    time: str | None = None  # the snapshot's time, "YYYY-MM-DD HH:MM:SS" local (default: now)
+    verbose: int = 0  # 1: files read (new, modified) go to ``on_file``; 2: unchanged ones too
+    on_file: Callable[[bytes, str], None] | None = None
     tags: Sequence[str] = ()  # each may be "a,b"
     host: str | None = None
     dry_run: bool = False
@@ -76,10 +94,31 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
     patterns = list(request.excludes)
     for f in request.exclude_files:
         patterns += read_pattern_file(f)
+    ipatterns = list(request.iexcludes)
+    for f in request.iexclude_files:
+        ipatterns += read_pattern_file(f)
+    rules = [CACHEDIR_RULE] if request.exclude_caches else []
+    rules += [TagRule.parse(t) for t in request.exclude_if_present]
+    larger = request.exclude_larger_than
+    limit = parse_size(larger) if larger is not None else None
+    snap_time = _snapshot_time(request.time) if request.time is not None else None
+    if request.parent == "latest":
+        raise UsageError("--parent takes a snapshot id (without it, the latest one is the parent)")
+    if sum(f == "-" for _, f in request.files_from) > 1:
+        raise UsageError("standard input can be read as one list of files only")
+    if request.files_from and (request.stdin is not None or request.command):
+        raise UsageError("--files-from and its kin back up files, not a stream")
     streams = list(request.streams) or _streams(request)
-    if streams and (patterns or request.one_file_system):
-        raise UsageError("--exclude, --exclude-file and --one-file-system do not apply to streams")
-    if not streams and not request.paths:
+    if streams and (patterns or ipatterns or rules or limit is not None or request.one_file_system):
+        raise UsageError("excludes and --one-file-system do not apply to streams")
+    if streams and (request.ignore_inode or request.ignore_ctime):
+        raise UsageError("--ignore-inode and --ignore-ctime do not apply to streams")
+    paths = list(request.paths)
+    for kind, f in request.files_from:
+        paths += read_file_list(f, kind)
+    if not streams and not paths:
+        if request.files_from:
+            raise UsageError("nothing to back up: the lists of files name no path")
         raise UsageError("nothing to back up: give paths, --stdin or --stdin-from-command")
     budget = write_budget(
         session.spec.store.memory_limit,
@@ -90,7 +129,7 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
     )
     events.status(budget.describe())
     run = Run(
-        paths=[] if streams else list(request.paths),
+        paths=[] if streams else paths,
         streams=streams,
         tags=[t for tag in request.tags for t in tag.split(",") if t],
         host=request.host,
@@ -99,9 +138,18 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
         spool=budget.spool,
         options=BackupOptions(
             excludes=PathMatcher(patterns),
+            iexcludes=PathMatcher(ipatterns, ignore_case=True),
+            tag_rules=rules,
+            exclude_larger_than=limit,
             one_file_system=request.one_file_system,
             workers=request.read_concurrency,
+            force=request.force,
+            ignore_inode=request.ignore_inode,
+            ignore_ctime=request.ignore_ctime,
+            on_file=_reporter(request),
         ),
+        parent=request.parent,
+        time=snap_time,
     )
     cache = session.files_cache(read_only=request.dry_run) if not streams else None
     try:
@@ -113,6 +161,33 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
             cache.close()
     estimate = backup_estimate(session, result.snapshot.summary) if request.dry_run else None
     return BackupResult(result.snapshot, result.saved, estimate, result.changed_while_read)
+
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def _snapshot_time(text: str) -> datetime:
+    """``--time``: local time, as restic takes it."""
+    try:
+        local = datetime.strptime(text, TIME_FORMAT)
+    except ValueError:
+        raise UsageError(f"--time {text!r}: use the form 2024-05-31 23:59:00") from None
+    return local.astimezone(UTC)
+
+
+def _reporter(request: BackupRequest) -> Callable[[bytes, str], None] | None:
+    """The files ``on_file`` hears of: new and modified ones, unchanged ones too with -vv."""
+    tell = request.on_file
+    if tell is None or request.verbose < 1:
+        return None
+    if request.verbose >= 2:
+        return tell
+
+    def read_only(path: bytes, status: str) -> None:
+        if status != "unchanged":
+            tell(path, status)
+
+    return read_only
 
 
 def _streams(request: BackupRequest) -> list[StreamItem]:

@@ -44,7 +44,77 @@ SHOWN_CHANGED = 10  # files changed while read that the summary names
     metavar="FILE",
     help="Read patterns from FILE.",
 )
+@click.option(
+    "--iexclude",
+    "iexcludes",
+    multiple=True,
+    metavar="PATTERN",
+    help="Like --exclude, regardless of case.",
+)
+@click.option(
+    "--iexclude-file",
+    "iexclude_files",
+    multiple=True,
+    metavar="FILE",
+    help="Like --exclude-file, regardless of case.",
+)
+@click.option(
+    "--exclude-caches",
+    is_flag=True,
+    help="Skip what directories tagged with a valid CACHEDIR.TAG hold (but the tag).",
+)
+@click.option(
+    "--exclude-if-present",
+    multiple=True,
+    metavar="NAME[:HEADER]",
+    help="Skip what directories holding NAME (beginning with HEADER) hold, but NAME.",
+)
+@click.option(
+    "--exclude-larger-than", metavar="SIZE", help="Skip files larger than SIZE (e.g. 100M)."
+)
+@click.option(
+    "--files-from",
+    "files_from",
+    multiple=True,
+    metavar="FILE",
+    help="Back up the paths FILE lists, one a line ('#' comments; - is stdin).",
+)
+@click.option(
+    "--files-from-verbatim",
+    "files_from_verbatim",
+    multiple=True,
+    metavar="FILE",
+    help="Back up the paths FILE lists, every line a path as it is.",
+)
+@click.option(
+    "--files-from-raw",
+    "files_from_raw",
+    multiple=True,
+    metavar="FILE",
+    help="Back up the paths FILE lists, separated by NUL bytes.",
+)
 @click.option("-x", "--one-file-system", is_flag=True, help="Stay on the file system of each path.")
+@click.option(
+    "--parent",
+    metavar="SNAPSHOT",
+    help="Tell unchanged files by this snapshot rather than by the files cache.",
+)
+@click.option("--force", is_flag=True, help="Read every file again, even unchanged ones.")
+@click.option(
+    "--ignore-inode",
+    is_flag=True,
+    help="A file whose inode or ctime alone changed is unchanged.",
+)
+@click.option("--ignore-ctime", is_flag=True, help="A file whose ctime alone changed is unchanged.")
+@click.option(
+    "--time", "snapshot_time", metavar="'YYYY-MM-DD HH:MM:SS'", help="The snapshot's time."
+)
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="List new and modified files (-vv: unchanged ones too).",
+)
 @click.option("--tag", "tags", multiple=True, help="Tag the snapshot (repeat or use a,b).")
 @click.option("--host", default=None, help="Host name to record (default: this machine).")
 @click.option("-n", "--dry-run", is_flag=True, help="Do everything but write to the repository.")
@@ -55,7 +125,21 @@ def command(
     paths: tuple[str, ...],
     excludes: tuple[str, ...],
     exclude_files: tuple[str, ...],
+    iexcludes: tuple[str, ...],
+    iexclude_files: tuple[str, ...],
+    exclude_caches: bool,
+    exclude_if_present: tuple[str, ...],
+    exclude_larger_than: str | None,
+    files_from: tuple[str, ...],
+    files_from_verbatim: tuple[str, ...],
+    files_from_raw: tuple[str, ...],
     one_file_system: bool,
+    parent: str | None,
+    force: bool,
+    ignore_inode: bool,
+    ignore_ctime: bool,
+    snapshot_time: str | None,
+    verbose: int,
     tags: tuple[str, ...],
     host: str | None,
     dry_run: bool,
@@ -70,11 +154,29 @@ def command(
     given after -- and back up its output (no snapshot if the command fails)."""
     if stdin_from_command and not paths:
         raise UsageError("--stdin-from-command needs a command after --")
+    lists = [
+        *(("lines", f) for f in files_from),
+        *(("verbatim", f) for f in files_from_verbatim),
+        *(("raw", f) for f in files_from_raw),
+    ]
     request = BackupRequest(
         paths=() if stdin_from_command else paths,
+        files_from=lists,
         excludes=excludes,
         exclude_files=exclude_files,
+        iexcludes=iexcludes,
+        iexclude_files=iexclude_files,
+        exclude_caches=exclude_caches,
+        exclude_if_present=exclude_if_present,
+        exclude_larger_than=exclude_larger_than,
         one_file_system=one_file_system,
+        parent=parent,
+        force=force,
+        ignore_inode=ignore_inode,
+        ignore_ctime=ignore_ctime,
+        time=snapshot_time,
+        verbose=verbose,
+        on_file=lambda path, status: out.line(f"{status:<10}{printable(path)}"),
         tags=tags,
         host=host,
         dry_run=dry_run,

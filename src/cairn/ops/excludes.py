@@ -7,6 +7,10 @@
   match any trailing part of the path (``cache/*.bin`` matches ``/home/u/cache/x.bin``).
 - Paths are decoded like file names (UTF-8, undecodable bytes as surrogate escapes), so ``?``
   matches one character, and names that are not valid UTF-8 can be matched too.
+- ``ignore_case``: the patterns match regardless of case (restic's ``--iexclude``).
+
+Tag rules (``--exclude-if-present NAME[:HEADER]``, ``--exclude-caches``) skip what a directory
+holds but the tag file, when it holds a file NAME beginning with HEADER, as restic does.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cairn.core.errors import UsageError
@@ -61,7 +66,7 @@ def _translate(pattern: str) -> str:
 
 
 class PathMatcher:
-    def __init__(self, patterns: Iterable[str | bytes]) -> None:
+    def __init__(self, patterns: Iterable[str | bytes], ignore_case: bool = False) -> None:
         self.patterns = [p if isinstance(p, str) else os.fsdecode(p) for p in patterns]
         regexes = []
         for p in self.patterns:
@@ -71,7 +76,8 @@ class PathMatcher:
             anchor = "^/" if pattern.startswith("/") else "(?:^|/)"
             regexes.append(anchor + _translate(pattern.lstrip("/")) + "$")
         try:
-            self._re = re.compile("|".join(regexes), re.DOTALL) if regexes else None
+            flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
+            self._re = re.compile("|".join(regexes), flags) if regexes else None
         except re.error as e:
             raise UsageError(f"invalid pattern: {e}") from None
 
@@ -94,3 +100,45 @@ def read_pattern_file(path: str) -> list[str]:
         if line and not line.startswith(b"#"):
             out.append(os.fsdecode(line))
     return out
+
+
+# a cache directory's tag (https://bford.info/cachedir/): the file, and how it must begin
+CACHEDIR_TAG = b"CACHEDIR.TAG"
+CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
+
+
+@dataclass(frozen=True)
+class TagRule:
+    """A directory holding a file ``name`` that begins with ``header`` (any file of that name
+    if ``header`` is empty) is backed up with that file only."""
+
+    name: bytes
+    header: bytes = b""
+
+    @classmethod
+    def parse(cls, text: str) -> TagRule:
+        """``NAME`` or ``NAME:HEADER``."""
+        name, _, header = text.partition(":")
+        if not name or "/" in name or name in (".", ".."):
+            raise UsageError(f"--exclude-if-present: {text!r} does not start with a file name")
+        return cls(os.fsencode(name), os.fsencode(header))
+
+    def holds(self, directory: bytes) -> bool:
+        """Whether the tag file in ``directory`` (which has an entry of that name) qualifies:
+        its first bytes are the header. A tag that cannot be read does not."""
+        if not self.header:
+            return True
+        path = directory.rstrip(b"/") + b"/" + self.name
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return False
+        try:
+            return os.read(fd, len(self.header)) == self.header
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+
+
+CACHEDIR_RULE = TagRule(CACHEDIR_TAG, CACHEDIR_SIGNATURE)

@@ -1,7 +1,8 @@
 """The files cache, on local disk: for each directory, its files' (inode, size, mtime, ctime,
 content ids).
 
-A file whose inode, size, mtime and ctime all match its cache entry, and whose content blobs are
+A file whose inode, size, mtime and ctime all match its cache entry (or fewer of them, as
+``CachedFile.matches`` is told), and whose content blobs are
 all still in the index, is taken as unchanged and not read at all. A directory is one row (its
 entries packed with msgpack): it is read with one query and written with one statement once the
 directory is done, so the cost is per directory, not per file. A directory whose entries did
@@ -39,13 +40,17 @@ class CachedFile:
     ctime: int
     content: list[bytes]
 
-    def matches(self, st: os.stat_result) -> bool:
-        return (self.inode, self.size, self.mtime, self.ctime) == (
-            st.st_ino,
-            st.st_size,
-            st.st_mtime_ns,
-            st.st_ctime_ns,
-        )
+    def matches(
+        self, st: os.stat_result, ignore_inode: bool = False, ignore_ctime: bool = False
+    ) -> bool:
+        """Whether the file looks unchanged. ``ignore_inode`` leaves out the inode and the
+        ctime, ``ignore_ctime`` the ctime (restic's options, for file systems where they
+        change on their own: network and FUSE mounts)."""
+        if self.size != st.st_size or self.mtime != st.st_mtime_ns:
+            return False
+        if not ignore_inode and self.inode != st.st_ino:
+            return False
+        return ignore_inode or ignore_ctime or self.ctime == st.st_ctime_ns
 
 
 def _encode(entries: dict[bytes, CachedFile]) -> bytes:

@@ -17,17 +17,19 @@ are done, not only the oldest. Memory stays flat on any tree size.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from cairn.model.hardlinks import HardlinkIndex, link_key
 from cairn.model.node import DIR, FILE, Node, encode_tree
 from cairn.model.snapshot import Summary
 from cairn.ops.backup.file_saver import FileResult, FileSaver, open_dir_for_reading
-from cairn.ops.excludes import PathMatcher
+from cairn.ops.excludes import PathMatcher, TagRule
 from cairn.ops.fsmeta import node_from_stat
 from cairn.ops.progress import Progress
 from cairn.repo.filescache import CachedFile, FilesCache
@@ -38,9 +40,46 @@ from cairn.repo.writer import Writer
 @dataclass
 class BackupOptions:
     excludes: PathMatcher = field(default_factory=lambda: PathMatcher([]))
+    iexcludes: PathMatcher = field(default_factory=lambda: PathMatcher([], ignore_case=True))
+    # directories holding one of these tags keep only the tag file
+    tag_rules: list[TagRule] = field(default_factory=list)
+    exclude_larger_than: int | None = None  # files above this size are skipped
     one_file_system: bool = False
     workers: int = 2  # reading threads: one for large files, the others for small ones
     max_in_flight: int = 64
+    # change detection: read every file (``force``), or compare fewer of a file's attributes
+    force: bool = False
+    ignore_inode: bool = False  # nor the ctime
+    ignore_ctime: bool = False
+    # told of every file: "new", "modified" (read again) or "unchanged"
+    on_file: Callable[[bytes, str], None] | None = None
+
+    def recorded_excludes(self) -> list[str]:
+        """What the snapshot's ``excludes`` records (docs/format.md §8): the patterns, then the
+        other rules, each as the option that set it."""
+        out = list(self.excludes.patterns)
+        out += [f"--iexclude={p}" for p in self.iexcludes.patterns]
+        for rule in self.tag_rules:
+            tag = os.fsdecode(rule.name) + (":" + os.fsdecode(rule.header) if rule.header else "")
+            out.append(f"--exclude-if-present={tag}")
+        if self.exclude_larger_than is not None:
+            out.append(f"--exclude-larger-than={self.exclude_larger_than}")
+        return out
+
+
+class DirLookup(Protocol):
+    """What the walk knows of files backed up before, a directory at a time: the files cache
+    (repo/filescache.py), or a parent snapshot's trees (ops/backup/parent.py)."""
+
+    def lookup_dir(self, directory: bytes) -> dict[bytes, CachedFile]: ...
+
+    def save_dir(
+        self,
+        directory: bytes,
+        entries: dict[bytes, CachedFile],
+        previous: dict[bytes, CachedFile],
+        complete: bool = True,
+    ) -> None: ...
 
 
 SMALL_FILE = 1 << 20  # files below this are read in batches, to spread per-job overhead
@@ -65,7 +104,9 @@ class _Batch:
 class _FileJob:
     path: bytes
     node: Node
-    status: str  # "new", "changed", or "hardlink" (content comes from another job)
+    # "new", "modified", "unchanged" (read again though it looked so: --force), or "hardlink"
+    # (content comes from another job)
+    status: str
     batch: _Batch
     index: int
 
@@ -119,7 +160,7 @@ class Archiver:
     def __init__(
         self,
         writer: Writer,
-        files_cache: FilesCache | None,
+        files_cache: FilesCache | DirLookup | None,
         options: BackupOptions,
         progress: Progress,
     ) -> None:
@@ -224,10 +265,12 @@ class Archiver:
                 continue
             name = os.fsencode(entry.name)
             child = frame.prefix + name
-            if self.options.excludes.matches(child):
+            if self._excluded(child):
                 continue
             try:
                 st = os.lstat(child)
+                if self._too_large(st):
+                    continue
                 child_node = node_from_stat(name, child, st)
             except OSError as e:
                 self._warn(child, e)
@@ -255,10 +298,28 @@ class Archiver:
         except OSError as e:
             self._warn(path, e)
             return _Frame(d, prefix, iter(()))
+        if self.options.tag_rules:
+            entries = self._tagged(prefix, entries)
         if self.cache is not None:
             d.cache_key = prefix[:-1]
             d.cached = self.cache.lookup_dir(d.cache_key)
         return _Frame(d, prefix, iter(entries))
+
+    def _excluded(self, path: bytes) -> bool:
+        o = self.options
+        return o.excludes.matches(path) or o.iexcludes.matches(path)
+
+    def _too_large(self, st: os.stat_result) -> bool:
+        limit = self.options.exclude_larger_than
+        return limit is not None and stat.S_ISREG(st.st_mode) and st.st_size > limit
+
+    def _tagged(self, prefix: bytes, entries: list[os.DirEntry[str]]) -> list[os.DirEntry[str]]:
+        """A directory's entries, or only its tag files if a tag rule holds for it."""
+        names = {os.fsencode(e.name) for e in entries}
+        tags = {r.name for r in self.options.tag_rules if r.name in names and r.holds(prefix)}
+        if not tags:
+            return entries
+        return [e for e in entries if os.fsencode(e.name) in tags]
 
     def _add_entry(
         self,
@@ -280,7 +341,9 @@ class Archiver:
     ) -> Node | _FileJob:
         self.summary.bytes_total += st.st_size
         group = link_key(st.st_dev, st.st_ino, st.st_nlink)
-        unchanged = cached is not None and cached.matches(st)
+        o = self.options
+        looks_unchanged = cached is not None and cached.matches(st, o.ignore_inode, o.ignore_ctime)
+        unchanged = looks_unchanged and not o.force
         first = self._hardlinks.get(group) if group is not None else None
         if first is not None:
             if isinstance(first, _FileJob):
@@ -294,6 +357,8 @@ class Archiver:
             node.content = cached.content
             self.summary.files_unchanged += 1
             parent.entries[node.name] = cached
+            if o.on_file is not None:
+                o.on_file(path, "unchanged")
             self.progress.item_done(path, st.st_size)
             self.progress.bytes_done(st.st_size)
             if group is not None:
@@ -303,9 +368,12 @@ class Archiver:
         if large:
             self._submit()  # the small files before it go on without it
         batch = self._batch
-        job = _FileJob(
-            path, node, "changed" if cached is not None else "new", batch, len(batch.items)
-        )
+        # read again: the cache said nothing, or it changed, or --force (the file is unchanged
+        # if it looks so), or its blobs are gone from the repository (counted as changed)
+        status = "new" if cached is None else "modified"
+        if looks_unchanged and o.force:
+            status = "unchanged"
+        job = _FileJob(path, node, status, batch, len(batch.items))
         batch.items.append((path, st))
         batch.size += st.st_size
         if large or len(batch.items) >= BATCH_FILES or batch.size >= BATCH_BYTES:
@@ -416,8 +484,12 @@ class Archiver:
         self.summary.bytes_stored += result.bytes_stored
         if job.status == "new":
             self.summary.files_new += 1
+        elif job.status == "unchanged":
+            self.summary.files_unchanged += 1
         else:
             self.summary.files_changed += 1
+        if self.options.on_file is not None:
+            self.options.on_file(job.path, job.status)
         if result.changed_while_reading:
             self.summary.files_changed_while_read += 1
             self.changed_while_read.append(job.path)

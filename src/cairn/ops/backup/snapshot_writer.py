@@ -8,6 +8,7 @@ import getpass
 import os
 import socket
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from cairn import __version__
 from cairn.core import clock
@@ -15,9 +16,10 @@ from cairn.core.errors import CairnError, UsageError
 from cairn.core.overlap import Overlap
 from cairn.model.snapshot import Snapshot
 from cairn.ops.backup.archiver import Archiver, BackupOptions
+from cairn.ops.backup.parent import ParentFiles
 from cairn.ops.backup.streams import StreamArchiver
 from cairn.ops.progress import Progress
-from cairn.ops.snapshots import SnapshotFilter, read_snapshots, readable
+from cairn.ops.snapshots import SnapshotFilter, read_snapshots, readable, resolve_id
 from cairn.ops.sources.stream import StreamItem
 from cairn.ops.writelock import writing
 from cairn.repo.filescache import FilesCache
@@ -42,6 +44,10 @@ class BackupRequest:
     uploads: int = 2
     spool: Spool | None = None  # data packs built in temporary files (repo/packer.py)
     streams: list[StreamItem] = field(default_factory=list)  # backed up as files, with paths
+    # the parent (an id or a unique prefix): what is unchanged is told by its trees, not by the
+    # files cache; by default the latest snapshot of the host with the same paths is recorded
+    parent: str | None = None
+    time: datetime | None = None  # the snapshot's time (default: now)
 
 
 @dataclass
@@ -94,15 +100,28 @@ def run_backup(
     check_paths_exist(paths)
     stream_paths = [s.path for s in request.streams]
     snap = new_snapshot(request, sorted([*(os.fsdecode(p) for p in paths), *stream_paths]))
+    force = request.options.force
+    if force and request.parent is not None:
+        raise UsageError("--force reads every file: it takes no --parent")
+    # the parent asked for is found before the lock is taken: an unknown id changes nothing
+    chosen = resolve_id(repo, request.parent) if request.parent is not None else None
     with Overlap(repo.request_threads) as overlap:
         # the snapshots, for the parent, are read while the lock is written and the index read:
         # they decide nothing about what is re-used (format.md §12.2)
         listing = overlap.start(read_snapshots, repo)
         with writing(repo, "backup", dry_run=request.dry_run):
-            parents = readable(repo, listing.result(), SnapshotFilter(hosts=[snap.host]))
-            snap.parent = next(
-                (s.id for s in reversed(parents) if sorted(s.paths) == snap.paths), None
-            )
+            if chosen is not None:
+                parents = [s for s in listing.result().snapshots if s.id == chosen]
+                if not parents:
+                    raise UsageError(f"parent snapshot {chosen[:8]} cannot be read")
+                snap.parent = chosen
+            elif force:
+                parents = []
+            else:
+                parents = readable(repo, listing.result(), SnapshotFilter(hosts=[snap.host]))
+                snap.parent = next(
+                    (s.id for s in reversed(parents) if sorted(s.paths) == snap.paths), None
+                )
             with repo.writer(
                 uploads=request.uploads,
                 dry_run=request.dry_run,
@@ -115,7 +134,10 @@ def run_backup(
                     streams = StreamArchiver(writer, progress, parent_tree)
                     snap.tree, summary = streams.run(request.streams), streams.summary
                 else:
-                    archiver = Archiver(writer, files_cache, request.options, progress)
+                    known = files_cache
+                    if chosen is not None:
+                        known = ParentFiles(repo, parents[0].tree, files_cache)
+                    archiver = Archiver(writer, known, request.options, progress)
                     snap.tree, summary = archiver.run(paths), archiver.summary
                     changed = archiver.changed_while_read
                 writer.flush()
@@ -136,7 +158,7 @@ def run_backup(
 def new_snapshot(request: BackupRequest, paths: list[str]) -> Snapshot:
     """The snapshot's description, before its tree and summary are known."""
     return Snapshot(
-        time=clock.now(),
+        time=request.time or clock.now(),
         host=request.host or socket.gethostname(),
         user=getpass.getuser(),
         paths=paths,
@@ -144,6 +166,6 @@ def new_snapshot(request: BackupRequest, paths: list[str]) -> Snapshot:
         tags=sorted(set(request.tags)),
         uid=os.getuid(),
         gid=os.getgid(),
-        excludes=request.options.excludes.patterns,
+        excludes=request.options.recorded_excludes(),
         program=f"cairn {__version__}",
     )
