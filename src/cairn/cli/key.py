@@ -28,7 +28,8 @@ def label_options(f):  # type: ignore[no-untyped-def]
 
 @click.group("key")
 def command() -> None:
-    """List, add, remove and change the passwords of a repository.
+    """List, add, remove and change the passwords of a repository; export its master keys
+    to a key file kept apart, and import it back.
 
     Every password unlocks the same master keys, so adding or changing one rewrites nothing
     but the small key files under keys/."""
