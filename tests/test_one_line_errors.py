@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from cairn.app.events import NullEvents
-from cairn.app.jobs import EnvPassword, JobRunner
+from cairn.app.jobs import JobRunner
+from cairn.app.repositories import EnvPassword
 from cairn.config.load import load_config
 from cairn.core.errors import UsageError
 from tests.craft import create_repo, listing, repo_listing

@@ -26,66 +26,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cairn.app.backup import BackupRequest, backup
-from cairn.app.context import RepoSpec, Session, StoreOptions, open_session
+from cairn.app.context import Session, open_session
 from cairn.app.events import Events
 from cairn.app.forget import ForgetRequest, forget
 from cairn.app.healthcheck import ping
 from cairn.app.joblock import JobLock
-from cairn.app.passwords import EMPTY, PasswordSource
+from cairn.app.repositories import repo_spec
 from cairn.app.snapshots import snapshot_filter
-from cairn.config.schema import JobConfig, RepositoryConfig
+from cairn.config.schema import JobConfig
 from cairn.core import clock
-from cairn.core.errors import CairnError, UsageError
+from cairn.core.errors import CairnError
 from cairn.core.units import format_bytes
 from cairn.model.snapshot import Snapshot
-from cairn.storage.s3config import S3Options
 
 OK, PARTIAL, FAILED = "ok", "partial", "failed"
-
-
-@dataclass(frozen=True)
-class EnvPassword(PasswordSource):
-    """The password is in the environment variable ``name`` (password-env in the config)."""
-
-    name: str = ""
-
-    def get(self, confirm: bool = False) -> bytes:
-        value = os.environ.get(self.name)
-        if value is None:
-            raise UsageError(f"no password: the environment variable {self.name} is not set")
-        if not value:
-            raise UsageError(f"the environment variable {self.name} is empty: {EMPTY}")
-        return value.encode()
-
-
-def repo_spec(repo: RepositoryConfig) -> RepoSpec:
-    password: PasswordSource = (
-        EnvPassword(name=repo.password_env)
-        if repo.password_env
-        else PasswordSource(file=repo.password_file, command=repo.password_command)
-    )
-    s3 = S3Options(
-        storage_class=repo.storage_class,
-        path_style=repo.s3_path_style,
-        sse=repo.s3_sse,
-        sse_kms_key_id=repo.s3_sse_kms_key_id,
-        region=repo.s3_region,
-        profile=repo.s3_profile,
-        connections=repo.connections or 4,
-    )
-    return RepoSpec(
-        url=repo.url,
-        password=password,
-        cache_dir=repo.cache_dir,
-        store=StoreOptions(
-            s3=s3,
-            limit_upload=repo.limit_upload,
-            limit_download=repo.limit_download,
-            retries=repo.retries,
-            connections=repo.connections,
-            memory_limit=repo.memory_limit,
-        ),
-    )
 
 
 @dataclass

@@ -9,6 +9,10 @@ matches the file. Then ``systemctl --user daemon-reload`` and ``enable --now`` e
 
 cron: one line per job between two marker comments in the crontab; the block is replaced as a
 whole on every install, and everything else in the crontab is kept as it is.
+
+Removing (``cairn schedule remove [JOB]``) undoes either: the units an install from the same
+configuration file wrote (recognised by their first line), their timers disabled first; or the
+job's lines of the block (the block when no job is left in it).
 """
 
 from __future__ import annotations
@@ -101,16 +105,55 @@ class InstallPlan:
 def plan_systemd(config: Config, directory: Path | None = None) -> InstallPlan:
     directory = directory or systemd_dir()
     plan = InstallPlan(directory, write=systemd_units(config))
-    source = os.path.abspath(config.file)
-    if directory.is_dir():
-        for path in sorted(directory.glob("cairn-*")):
-            if path.name not in plan.write and path.suffix in (".service", ".timer"):
-                try:
-                    first = path.read_text(errors="replace").split("\n", 1)[0]
-                except OSError:
-                    continue
-                if first == f"{MARK}{source}":
-                    plan.remove.append(path.name)
+    installed = installed_units(os.path.abspath(config.file), directory)
+    plan.remove = [n for names in installed.values() for n in names if n not in plan.write]
+    _add_commands(plan)
+    return plan
+
+
+def installed_units(source: str, directory: Path | None = None) -> dict[str, list[str]]:
+    """Job name -> the unit files an install from the configuration file ``source`` wrote
+    (recognised by their first line), in ``directory``."""
+    directory = directory or systemd_dir()
+    units: dict[str, list[str]] = {}
+    if not directory.is_dir():
+        return units
+    for path in sorted(directory.glob("cairn-*")):
+        if path.suffix not in (".service", ".timer"):
+            continue
+        try:
+            first = path.read_text(errors="replace").split("\n", 1)[0]
+        except OSError:
+            continue
+        if first == f"{MARK}{source}":
+            units.setdefault(path.stem.removeprefix("cairn-"), []).append(path.name)
+    return units
+
+
+def plan_systemd_removal(
+    source: str, jobs: list[str], directory: Path | None = None
+) -> InstallPlan:
+    """Undoing ``plan_systemd`` for ``jobs`` (all of them when empty): the units installed
+    from the configuration file ``source``, their timers disabled first. A job named that has
+    no unit installed is an error naming the jobs that have."""
+    directory = directory or systemd_dir()
+    installed = installed_units(source, directory)
+    missing = [j for j in jobs if j not in installed]
+    if missing:
+        known = ", ".join(installed) or "none"
+        raise ScheduleInstallError(
+            f"no schedule of job {missing[0]!r} is installed from {source} (installed: {known})"
+        )
+    plan = InstallPlan(directory)
+    plan.remove = [n for job in (jobs or list(installed)) for n in installed[job]]
+    if plan.remove:
+        _add_commands(plan)
+    return plan
+
+
+def _add_commands(plan: InstallPlan) -> None:
+    """The systemctl commands of ``plan``: disable the timers removed, reload, enable the
+    timers written."""
     systemctl = ["systemctl", "--user"]
     for name in plan.remove:
         if name.endswith(".timer"):
@@ -119,11 +162,15 @@ def plan_systemd(config: Config, directory: Path | None = None) -> InstallPlan:
     for name in plan.write:
         if name.endswith(".timer"):
             plan.commands.append([*systemctl, "enable", "--now", name])
-    return plan
 
 
-def apply_systemd(plan: InstallPlan, enable: bool) -> None:
-    """Writes the unit files; with ``enable``, runs the systemctl commands around it."""
+def apply_systemd(
+    plan: InstallPlan,
+    enable: bool,
+    hint: str = "the unit files are written; use --no-enable to write them only",
+) -> None:
+    """Writes (and removes) the unit files; with ``enable``, runs the systemctl commands around
+    it; ``hint`` ends the error of a systemctl command that failed."""
     removing = [c for c in plan.commands if "disable" in c]
     if enable:
         for cmd in removing:
@@ -138,20 +185,17 @@ def apply_systemd(plan: InstallPlan, enable: bool) -> None:
     if enable:
         for cmd in plan.commands:
             if cmd not in removing:
-                _systemctl(cmd, check=True)
+                _systemctl(cmd, check=True, hint=hint)
 
 
-def _systemctl(cmd: list[str], check: bool) -> None:
+def _systemctl(cmd: list[str], check: bool, hint: str = "") -> None:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     except OSError as e:
         raise ScheduleInstallError(f"cannot run systemctl: {e.strerror}") from None
     if check and proc.returncode != 0:
         detail = proc.stderr.strip().splitlines()[-1:] or [f"status {proc.returncode}"]
-        raise ScheduleInstallError(
-            f"{' '.join(cmd)} failed: {detail[0]} (the unit files are written; "
-            "use --no-enable to write them only)"
-        )
+        raise ScheduleInstallError(f"{' '.join(cmd)} failed: {detail[0]} ({hint})")
 
 
 # ---------------------------------------------------------------------- cron
@@ -185,6 +229,42 @@ def merge_crontab(existing: str, config: Config) -> str:
     if lines:
         kept += [begin, *lines, end]
     return "\n".join(kept) + "\n" if kept else ""
+
+
+def remove_from_crontab(existing: str, source: str, jobs: list[str]) -> tuple[str, list[str]]:
+    """The crontab without the lines of ``jobs`` (the whole block when empty) in the block of
+    the configuration file ``source``, and the lines removed; the block's markers go when no
+    line is left in it."""
+    begin, end = f"{CRON_BEGIN}{source}", f"{CRON_END}{source}"
+    kept: list[str] = []
+    block: list[str] | None = None
+    removed: list[str] = []
+    for line in existing.splitlines():
+        if line == begin and block is None:
+            block = []
+        elif line == end and block is not None:
+            ours = [ln for ln in block if not jobs or cron_job(ln) in jobs]
+            removed += ours
+            rest = [ln for ln in block if ln not in ours]
+            if rest:
+                kept += [begin, *rest, end]
+            block = None
+        elif block is not None:
+            block.append(line)
+        else:
+            kept.append(line)
+    if block is not None:  # no end marker: keep the lines as they were
+        kept += [begin, *block]
+    return ("\n".join(kept) + "\n" if kept else ""), removed
+
+
+def cron_job(line: str) -> str | None:
+    """The job a line of cairn's block runs (its last word)."""
+    try:
+        words = shlex.split(line.replace("\\%", "%"))
+    except ValueError:
+        return None
+    return words[-1] if words else None
 
 
 def read_crontab() -> str:

@@ -3,6 +3,7 @@ changed snapshot gets a new id, as in restic."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -11,6 +12,7 @@ from cairn.core.errors import UsageError
 from cairn.model.snapshot import Snapshot
 from cairn.ops.snapshots import SnapshotFilter, load_snapshots, resolve
 from cairn.ops.tag import Retagged, TagChange, retag
+from cairn.repo.repository import Repository
 
 __all__ = ["Retagged", "TagRequest", "TagResult", "tag"]
 
@@ -49,17 +51,21 @@ class TagResult:
 def tag(session: Session, request: TagRequest) -> TagResult:
     change = request.change()
     repo = session.repo
-
-    def select() -> list[Snapshot]:
-        if not request.ids:
-            return load_snapshots(repo, request.filter)
-        chosen: dict[str, Snapshot] = {}
-        for ref in request.ids:  # every name resolved before anything is written
-            snap = resolve(repo, ref, request.filter)
-            chosen.setdefault(snap.id, snap)
-        return sorted(chosen.values(), key=lambda s: (s.time, s.id))
-
+    select = functools.partial(select_snapshots, repo, request.ids, request.filter)
     return TagResult(retag(repo, select, change, request.dry_run), request.dry_run)
+
+
+def select_snapshots(repo: Repository, refs: Sequence[str], flt: SnapshotFilter) -> list[Snapshot]:
+    """The snapshots ``refs`` names (ids, prefixes or latest, within ``flt``), or every
+    snapshot passing ``flt`` when none is named; oldest first, each once. Every name is
+    resolved before anything is written (an unknown one is an error)."""
+    if not refs:
+        return load_snapshots(repo, flt)
+    chosen: dict[str, Snapshot] = {}
+    for ref in refs:
+        snap = resolve(repo, ref, flt)
+        chosen.setdefault(snap.id, snap)
+    return sorted(chosen.values(), key=lambda s: (s.time, s.id))
 
 
 def _tags(values: Sequence[str]) -> frozenset[str]:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import functools
+import importlib
+import os
 from collections.abc import Callable
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
+from cairn.app import repositories
 from cairn.app.context import RepoSpec, S3Options, StoreOptions
 from cairn.app.defaults import help_text
 from cairn.app.passwords import PasswordSource
@@ -20,7 +24,20 @@ from cairn.ui.output import Output
 def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--repo, password sources, cache and output options, turned into ``spec`` and ``out``."""
 
-    @click.option("-r", "--repo", "repo", metavar="URL", help="Repository (or $CAIRN_REPOSITORY).")
+    @click.option(
+        "-r",
+        "--repo",
+        "repo",
+        metavar="URL",
+        help="Repository (or $CAIRN_REPOSITORY); @NAME: [repositories.NAME] of the config file.",
+    )
+    @click.option(
+        "--config",
+        "config_path",
+        envvar="CAIRN_CONFIG",
+        metavar="FILE",
+        help="Configuration file naming repositories (default ~/.config/cairn/config.toml).",
+    )
     @click.option("--password-file", metavar="FILE", help="Read the password from FILE.")
     @click.option("--password-command", metavar="CMD", help="Run CMD and use its output.")
     @click.option(
@@ -92,6 +109,7 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(f)
     def wrapper(
         repo: str | None,
+        config_path: str | None,
         password_file: str | None,
         password_command: str | None,
         key_hint: str | None,
@@ -134,9 +152,34 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
             ),
             notice=output.warning,
         )
+        spec = _named(spec, config_path)
         return f(spec=spec, out=output, **kwargs)
 
     return wrapper
+
+
+def _named(spec: RepoSpec, config_path: str | None) -> RepoSpec:
+    """``spec`` for the repository of the configuration file that ``--repo`` names (@NAME, or
+    a NAME that is no local path but a repository of the file), with the options given on the
+    command line (or by their environment variables) taking precedence; else ``spec``."""
+    ref = spec.url or os.environ.get("CAIRN_REPOSITORY")
+    name = repositories.named_reference(ref) if ref else None
+    if name is None:
+        return spec
+    load = importlib.import_module("cairn.config.load")  # the sources load only when used
+    path = config_path or load.default_path()
+    if not ref.startswith("@") and not os.path.exists(path):  # type: ignore[union-attr]
+        return spec
+    config = load.load_config(path)
+    if not ref.startswith("@") and name not in config.repositories:  # type: ignore[union-attr]
+        return spec
+    ctx = click.get_current_context()
+    given = frozenset(
+        p
+        for p in ctx.params
+        if ctx.get_parameter_source(p) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    )
+    return repositories.overlaid(repositories.find_repository(config, name), spec, given)
 
 
 def _size(text: str, option: str) -> int:

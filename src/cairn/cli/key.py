@@ -1,4 +1,4 @@
-"""cairn key list|add|remove|passwd: the passwords of a repository."""
+"""cairn key list|add|remove|passwd|export|import: the passwords of a repository."""
 
 from __future__ import annotations
 
@@ -21,9 +21,15 @@ new_password_option = click.option(
 )
 
 
+def label_options(f):  # type: ignore[no-untyped-def]
+    f = click.option("--user", "username", metavar="NAME", help="User recorded in the key file.")(f)
+    return click.option("--host", metavar="NAME", help="Host recorded in the key file.")(f)
+
+
 @click.group("key")
 def command() -> None:
-    """List, add, remove and change the passwords of a repository.
+    """List, add, remove and change the passwords of a repository; export its master keys
+    to a key file kept apart, and import it back.
 
     Every password unlocks the same master keys, so adding or changing one rewrites nothing
     but the small key files under keys/."""
@@ -55,10 +61,18 @@ def list_command(spec: RepoSpec, out: Output) -> int:
 @command.command("add")
 @repo_options
 @new_password_option
-def add_command(spec: RepoSpec, out: Output, new_password_file: str | None) -> int:
-    """Add a password: a new key for the same repository."""
+@label_options
+def add_command(
+    spec: RepoSpec,
+    out: Output,
+    new_password_file: str | None,
+    host: str | None,
+    username: str | None,
+) -> int:
+    """Add a password: a new key for the same repository (recording this host and user, or
+    --host and --user)."""
     session = open_session(spec)
-    key_id = keys_app.add(session, new_password(new_password_file))
+    key_id = keys_app.add(session, new_password(new_password_file), host, username)
     if out.json_mode:
         out.json({"id": key_id})
     else:
@@ -90,6 +104,47 @@ def passwd_command(spec: RepoSpec, out: Output, new_password_file: str | None) -
         out.json({"id": new, "removed": old})
     else:
         out.line(f"password changed: added key {new[:8]}, removed key {old[:8]}")
+    return 0
+
+
+@command.command("export")
+@repo_options
+@new_password_option
+@label_options
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+def export_command(
+    spec: RepoSpec,
+    out: Output,
+    new_password_file: str | None,
+    host: str | None,
+    username: str | None,
+    path: str,
+) -> int:
+    """Write the master keys, under a new password, to FILE (a new file): a key file to keep
+    apart, that `cairn key import` adds back to the repository if its keys are lost."""
+    session = open_session(spec)
+    key_id = keys_app.export(session, new_password(new_password_file), path, host, username)
+    if out.json_mode:
+        out.json({"file": path, "id": key_id})
+    else:
+        out.line(f"wrote key {key_id[:8]} to {path}: keep it apart, with its password")
+    return 0
+
+
+@command.command("import")
+@repo_options
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+def import_command(spec: RepoSpec, out: Output, path: str) -> int:
+    """Add the key file FILE (from `cairn key export`) to the repository; the password is
+    FILE's. No working key of the repository is needed: this recovers one whose keys are
+    lost."""
+    key_id, added = keys_app.import_key(spec, path)
+    if out.json_mode:
+        out.json({"id": key_id, "added": added})
+    elif added:
+        out.line(f"added key {key_id[:8]} from {path}")
+    else:
+        out.line(f"the repository holds key {key_id[:8]} already")
     return 0
 
 

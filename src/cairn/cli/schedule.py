@@ -1,7 +1,9 @@
-"""cairn schedule: install the jobs' schedules as systemd timers or cron lines; list them."""
+"""cairn schedule: install the jobs' schedules as systemd timers or cron lines, remove them,
+list them."""
 
 from __future__ import annotations
 
+import os
 import shlex
 from typing import TYPE_CHECKING
 
@@ -86,6 +88,81 @@ def _install_cron(out: Output, config: Config, dry_run: bool) -> int:
         return EXIT_OK
     out.line("would add to the crontab:" if dry_run else "installed in the crontab:")
     for line in lines:
+        out.raw_line(line)
+    return EXIT_OK
+
+
+@command.command("remove")
+@config_option
+@click.argument("jobs", nargs=-1)
+@click.option("--cron", "use_cron", is_flag=True, help="Remove the crontab lines, not timers.")
+@click.option("-n", "--dry-run", is_flag=True, help="Show what would be removed and run.")
+@click.option(
+    "--no-disable", is_flag=True, help="Remove the systemd unit files only; run no systemctl."
+)
+@click.option("--json", "json_mode", is_flag=True, help="Machine-readable JSON output.")
+def remove(
+    config_path: str | None,
+    jobs: tuple[str, ...],
+    use_cron: bool,
+    dry_run: bool,
+    no_disable: bool,
+    json_mode: bool,
+) -> int:
+    """Undo `schedule install` for JOBS (default: every job installed from the configuration
+    file, also those no longer in it)."""
+    out = Output(json_mode=json_mode)
+    sched = lazy("cairn.app.schedule")
+    load = lazy("cairn.config.load")
+    source = os.path.abspath(config_path or load.default_path())  # the file need not exist
+    names = list(dict.fromkeys(jobs))
+    if use_cron and no_disable:
+        raise UsageError("--no-disable is for systemd timers; with --cron use --dry-run")
+    if use_cron:
+        return _remove_cron(out, source, names, dry_run)
+    plan = sched.plan_systemd_removal(source, names)
+    run_systemctl = not (dry_run or no_disable) and bool(plan.remove)
+    if not dry_run:
+        sched.apply_systemd(plan, run_systemctl, hint="the unit files are removed")
+    if out.json_mode:
+        out.json(
+            {
+                "method": "systemd",
+                "directory": str(plan.directory),
+                "dry_run": dry_run,
+                "removed": plan.remove,
+                "commands": plan.commands if run_systemctl or dry_run else [],
+            }
+        )
+        return EXIT_OK
+    if not plan.remove:
+        out.line(f"no schedule installed from {source}")
+    for name in plan.remove:
+        out.line(f"{'would remove' if dry_run else 'removed'} {plan.directory / name}")
+    if dry_run or no_disable:
+        prefix = "would run" if dry_run else "to deactivate, run"
+        for cmd in plan.commands:
+            out.line(f"{prefix}: {shlex.join(cmd)}")
+    return EXIT_OK
+
+
+def _remove_cron(out: Output, source: str, jobs: list[str], dry_run: bool) -> int:
+    sched = lazy("cairn.app.schedule")
+    content, removed = sched.remove_from_crontab(sched.read_crontab(), source, jobs)
+    found = {sched.cron_job(line) for line in removed}
+    missing = [j for j in jobs if j not in found]
+    if missing:
+        raise UsageError(f"no crontab line of job {missing[0]!r} is installed from {source}")
+    if removed and not dry_run:
+        sched.write_crontab(content)
+    if out.json_mode:
+        out.json({"method": "cron", "dry_run": dry_run, "lines": removed})
+        return EXIT_OK
+    if not removed:
+        out.line(f"no crontab line installed from {source}")
+        return EXIT_OK
+    out.line("would remove from the crontab:" if dry_run else "removed from the crontab:")
+    for line in removed:
         out.raw_line(line)
     return EXIT_OK
 

@@ -66,8 +66,8 @@ def wrap(master: MasterKey, password: bytes, params: KdfParams, meta: dict[str, 
 
 
 MAX_KEY_FILE_BYTES = 4096  # cairn writes about 400 bytes
-_TEXT_FIELDS = {"created": 64, "host": 255, "username": 256}  # informational; longest allowed
-_FIELDS = {"version", "kdf", "salt", "wrapped", *_TEXT_FIELDS}
+TEXT_FIELDS = {"created": 64, "host": 255, "username": 256}  # informational; longest allowed
+_FIELDS = {"version", "kdf", "salt", "wrapped", *TEXT_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def parse_key_file(data: bytes) -> KeyFile:
         raise KeyFileError(f"malformed key file: the fields must be exactly {sorted(_FIELDS)}")
     if type(doc["version"]) is not int:
         raise KeyFileError("malformed key file: version must be the integer 1")
-    for name, longest in _TEXT_FIELDS.items():
+    for name, longest in TEXT_FIELDS.items():
         if not isinstance(doc[name], str) or len(doc[name]) > longest:
             raise KeyFileError(f"malformed key file: {name} must be a string of at most {longest}")
     try:

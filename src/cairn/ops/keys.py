@@ -13,11 +13,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cairn.core.errors import IntegrityError, RepositoryError, UsageError
+import blake3
+
+from cairn.core.errors import (
+    IntegrityError,
+    ObjectMissing,
+    RepositoryError,
+    UsageError,
+    WrongPassword,
+)
 from cairn.crypto.kdf import KdfParams
-from cairn.crypto.keys import BadPassword, KeyFileError, read_key_file, unwrap
+from cairn.crypto.keys import (
+    TEXT_FIELDS,
+    BadPassword,
+    KeyFileError,
+    open_key_file,
+    parse_key_file,
+    read_key_file,
+    unwrap,
+)
 from cairn.repo import layout
+from cairn.repo.config import RepoConfig
 from cairn.repo.repository import Repository
+from cairn.storage.base import Storage
 
 
 @dataclass
@@ -43,7 +61,7 @@ class KeyInfo:
 
 
 def key_ids(repo: Repository) -> list[str]:
-    return sorted(layout.id_of(name) for name, _ in repo.storage.list(layout.KEYS))
+    return key_ids_in(repo.storage)
 
 
 def list_keys(repo: Repository) -> list[KeyInfo]:
@@ -65,11 +83,27 @@ def list_keys(repo: Repository) -> list[KeyInfo]:
     return keys
 
 
-def add_key(repo: Repository, password: bytes, kdf: KdfParams | None = None) -> str:
-    """Writes a key file for ``password``, reads it back and checks that it opens."""
+def check_labels(host: str | None, username: str | None) -> None:
+    """The host and user a key file records, within what a reader accepts (§5.1)."""
+    for what, value, option in (("host", host, "--host"), ("username", username, "--user")):
+        longest = TEXT_FIELDS[what]
+        if value is not None and len(value) > longest:
+            raise UsageError(f"{option} is longer than {longest} characters")
+
+
+def add_key(
+    repo: Repository,
+    password: bytes,
+    kdf: KdfParams | None = None,
+    host: str | None = None,
+    username: str | None = None,
+) -> str:
+    """Writes a key file for ``password`` (recording ``host`` and ``username``, by default
+    this machine's and user's), reads it back and checks that it opens."""
     if not password:
         raise UsageError("an empty password is not allowed")
-    key_id = repo.add_key(password, kdf)
+    check_labels(host, username)
+    key_id = repo.add_key(password, kdf, host, username)
     name = layout.key_name(key_id)
     try:
         key = unwrap(repo.storage.read(name), password)
@@ -109,3 +143,58 @@ def change_password(repo: Repository, password: bytes, kdf: KdfParams | None = N
     repo.storage.delete(layout.key_name(old))
     repo.key_id = new
     return new
+
+
+def export_key(
+    repo: Repository,
+    password: bytes,
+    kdf: KdfParams | None = None,
+    host: str | None = None,
+    username: str | None = None,
+) -> bytes:
+    """A key file for ``password`` that is not stored in the repository (to keep apart, for
+    ``import_key``); checked to open to the repository's master keys."""
+    if not password:
+        raise UsageError("an empty password is not allowed")
+    check_labels(host, username)
+    data = repo.key_file(password, kdf, host, username)
+    if unwrap(data, password) != repo.key:
+        raise IntegrityError("exported key", "the key file does not open; nothing written")
+    return data
+
+
+def import_key(storage: Storage, data: bytes, password: bytes, what: str) -> tuple[str, bool]:
+    """Stores the key file ``data`` (named ``what`` in errors) as ``keys/<id>`` once it is
+    known to open with ``password`` to the keys of this repository (they open its config);
+    needs no key of the repository, so it brings back one whose key files are lost. Returns
+    (key id, whether it was stored: False if the repository holds it already)."""
+    try:
+        key_file = parse_key_file(data)
+    except KeyFileError as e:
+        raise UsageError(f"{what}: {e}") from None
+    try:
+        key = open_key_file(key_file, password)
+    except BadPassword:
+        raise WrongPassword(f"wrong password: it does not open {what}") from None
+    except KeyFileError as e:
+        raise UsageError(f"{what}: {e}") from None
+    try:
+        raw = storage.read(layout.CONFIG)
+    except ObjectMissing:
+        where = storage.describe()
+        raise RepositoryError(f"{where} is not a cairn repository (no config)") from None
+    try:
+        Repository(storage, key, RepoConfig.new()).unseal(layout.CONFIG, raw)
+    except IntegrityError:
+        raise RepositoryError(
+            f"{what} holds the keys of another repository: it does not open this one's config"
+        ) from None
+    key_id = blake3.blake3(data).hexdigest()
+    if key_id in key_ids_in(storage):
+        return key_id, False
+    storage.write(layout.key_name(key_id), data)
+    return key_id, True
+
+
+def key_ids_in(storage: Storage) -> list[str]:
+    return sorted(layout.id_of(name) for name, _ in storage.list(layout.KEYS))

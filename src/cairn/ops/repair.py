@@ -5,28 +5,24 @@ its ends; with ``read_data`` every blob is also verified and damaged ones are le
 replaces the old index objects. ``repair snapshots`` writes, for each snapshot that refers to
 blobs the index lacks or trees that do not load, a new snapshot without the damaged files
 (a directory whose listing is lost becomes empty), tagged ``repaired``; the originals stay
-unless asked otherwise. A repaired snapshot's summary counts what it holds (``_rewrite``).
+unless asked otherwise. A repaired snapshot's summary counts what it holds (ops/treerewrite.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from cairn.core.errors import CairnError, IntegrityError
-from cairn.model.node import DIR, FILE, Node
 from cairn.model.snapshot import Snapshot, Summary
-from cairn.ops.backup.archiver import save_tree
 from cairn.ops.progress import Progress
-from cairn.ops.treewalk import TreeProblem, read_listing
+from cairn.ops.treerewrite import rewrite_tree
 from cairn.ops.writelock import writing
 from cairn.repo import layout
 from cairn.repo.index import PackInfo, PackRecord
 from cairn.repo.locks import HeldLock, LockBusy, Locks, new_lock
 from cairn.repo.packlist import stored_packs
 from cairn.repo.repository import Repository
-from cairn.repo.writer import Writer
 
 
 @dataclass
@@ -121,7 +117,7 @@ def repair_snapshots(
         for snap in snapshots:
             removed: list[str] = []
             summary = Summary(errors=snap.summary.errors)
-            tree = _rewrite(writer, snap.tree, b"", removed, summary)
+            tree = rewrite_tree(writer, snap.tree, removed, summary)
             if removed:
                 summary.errors += len(removed)
                 pending.append((snap, tree, removed, summary))
@@ -146,78 +142,3 @@ def repair_snapshots(
                 )
             out.append(RepairedSnapshot(snap.id, new_id, removed))
     return out
-
-
-@dataclass
-class _Dir:
-    """A directory being rewritten (see ``_rewrite``)."""
-
-    tree: bytes
-    path: bytes
-    depth: int
-    nodes: Iterator[Node]
-    owner: Node | None  # its node in the parent directory (None for the root)
-    kept: list[Node] = field(default_factory=list)
-    changed: bool = False
-    lost: bool = False  # its listing cannot be read: it becomes empty
-
-
-def _rewrite(
-    writer: Writer, tree_id: bytes, path: bytes, removed: list[str], summary: Summary
-) -> bytes:
-    """The id of the tree without damaged entries (the same id when nothing is damaged).
-    Entries a tree leaves out (invalid, or a name repeated) are removed too, and a tree out of
-    order is written sorted. Iterative: a tree of any depth costs no stack.
-
-    ``summary`` counts what the tree now holds, as a backup that read nothing would: its files
-    as unchanged, their sizes in ``bytes_total``, the trees written anew as new directories and
-    blobs added, the others as unchanged directories."""
-    repo = writer.repo
-
-    def shown(p: bytes) -> str:
-        return (p or b"/").decode("utf-8", "surrogateescape")
-
-    def open_dir(tid: bytes, p: bytes, depth: int, owner: Node | None) -> _Dir:
-        problems: list[TreeProblem] = []
-        nodes = read_listing(repo, tid, p, depth, problems.append)
-        d = _Dir(tid, p, depth, iter(nodes or ()), owner, lost=nodes is None)
-        for problem in problems:
-            d.changed = True
-            if problem.entry:
-                removed.append(f"{shown(problem.path)} ({problem.message})")
-            elif nodes is None:
-                removed.append(f"{shown(p)} (listing lost)")
-        return d
-
-    stack = [open_dir(tree_id, path, 1, None)]
-    result = tree_id
-    while stack:
-        d = stack[-1]
-        node = next(d.nodes, None)
-        if node is None:
-            stack.pop()
-            new_id = d.tree
-            if d.lost or d.changed:
-                new_id = save_tree(writer, d.kept, summary)
-            else:
-                summary.dirs_unchanged += 1
-            if d.owner is None:
-                result = new_id
-            else:
-                stack[-1].changed |= new_id != d.owner.subtree
-                d.owner.subtree = new_id
-            continue
-        child = d.path + b"/" + node.name
-        if node.type == DIR and node.subtree is not None:
-            d.kept.append(node)
-            stack.append(open_dir(node.subtree, child, d.depth + 1, node))
-            continue
-        if node.type == FILE and any(not writer.has_blob(b) for b in node.content):
-            removed.append(child.decode("utf-8", "surrogateescape"))
-            d.changed = True
-            continue
-        if node.type == FILE:
-            summary.files_unchanged += 1
-            summary.bytes_total += node.size
-        d.kept.append(node)
-    return result

@@ -170,16 +170,33 @@ class Repository:
         else:
             log_warning(obj, message)
 
-    def add_key(self, password: bytes, kdf: KdfParams | None = None) -> str:
-        meta = {
-            "created": clock.now().isoformat(),
-            "host": socket.gethostname(),
-            "username": getpass.getuser(),
-        }
-        data = wrap(self.key, password, kdf or KdfParams(), meta)
+    def add_key(
+        self,
+        password: bytes,
+        kdf: KdfParams | None = None,
+        host: str | None = None,
+        username: str | None = None,
+    ) -> str:
+        data = self.key_file(password, kdf, host, username)
         key_id = blake3.blake3(data).hexdigest()
         self.storage.write(layout.key_name(key_id), data)
         return key_id
+
+    def key_file(
+        self,
+        password: bytes,
+        kdf: KdfParams | None = None,
+        host: str | None = None,
+        username: str | None = None,
+    ) -> bytes:
+        """A key file (docs/format.md §5.1) wrapping this repository's master keys under
+        ``password``; ``host`` and ``username`` default to this machine's and user's."""
+        meta = {
+            "created": clock.now().isoformat(),
+            "host": socket.gethostname() if host is None else host,
+            "username": getpass.getuser() if username is None else username,
+        }
+        return wrap(self.key, password, kdf or KdfParams(), meta)
 
     # ----------------------------------------------------------------- sealed objects
     def seal(self, prefix: str, plaintext: bytes) -> bytes:
