@@ -10,6 +10,7 @@ from cairn.app import keys as keys_app
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.passwords import NEW_PASSWORD_ENV, new_password
 from cairn.cli.common import repo_options
+from cairn.cli.helpformat import CairnGroup
 from cairn.core.units import count
 from cairn.ui.escape import printable
 from cairn.ui.output import Output
@@ -21,7 +22,7 @@ new_password_option = click.option(
 )
 
 
-@click.group("key")
+@click.group("key", cls=CairnGroup)
 def command() -> None:
     """List, add, remove and change the passwords of a repository.
 
@@ -32,7 +33,12 @@ def command() -> None:
 @command.command("list")
 @repo_options
 def list_command(spec: RepoSpec, out: Output) -> int:
-    """List the keys; * marks the one that opened the repository."""
+    """List the keys; * marks the one that opened the repository.
+
+    \b
+    Examples:
+      cairn key list -r /srv/backup
+    """
     keys = keys_app.list_keys(open_session(spec))
     if out.json_mode:
         out.json([k.to_json() for k in keys])
@@ -56,7 +62,13 @@ def list_command(spec: RepoSpec, out: Output) -> int:
 @repo_options
 @new_password_option
 def add_command(spec: RepoSpec, out: Output, new_password_file: str | None) -> int:
-    """Add a password: a new key for the same repository."""
+    """Add a password: a new key for the same repository.
+
+    \b
+    Examples:
+      cairn key add -r /srv/backup
+      cairn key add -r /srv/backup --new-password-file ~/.cairn-new
+    """
     session = open_session(spec)
     key_id = keys_app.add(session, new_password(new_password_file))
     if out.json_mode:
@@ -70,7 +82,12 @@ def add_command(spec: RepoSpec, out: Output, new_password_file: str | None) -> i
 @repo_options
 @click.argument("key_id", metavar="ID")
 def remove_command(spec: RepoSpec, out: Output, key_id: str) -> int:
-    """Remove the key ID (or a unique prefix); not the last key, nor the one in use."""
+    """Remove the key ID (or a unique prefix); not the last key, nor the one in use.
+
+    \b
+    Examples:
+      cairn key remove -r /srv/backup 1a2b3c4d
+    """
     removed = keys_app.remove(open_session(spec), key_id)
     if out.json_mode:
         out.json({"removed": removed})
@@ -83,7 +100,12 @@ def remove_command(spec: RepoSpec, out: Output, key_id: str) -> int:
 @repo_options
 @new_password_option
 def passwd_command(spec: RepoSpec, out: Output, new_password_file: str | None) -> int:
-    """Change the password in use: add a key for the new one, then remove the current key."""
+    """Change the password in use: add a key for the new one, then remove the current key.
+
+    \b
+    Examples:
+      cairn key passwd -r /srv/backup
+    """
     session = open_session(spec)
     new, old = keys_app.change_password(session, new_password(new_password_file))
     if out.json_mode:
