@@ -50,7 +50,7 @@ def page_name(ctx: click.Context) -> str:
 def render(ctx: click.Context, version: str) -> str:
     cmd = ctx.command
     name = page_name(ctx)
-    summary = cmd.get_short_help_str(limit=200) or name
+    summary = cmd.get_short_help_str(limit=200).removeprefix(f"{name}: ") or name
     usage = " ".join(cmd.collect_usage_pieces(ctx))
     out = [
         f'.TH "{escape(name.upper())}" "1" "{_date()}" "cairn {escape(version)}" "cairn manual"',
