@@ -6,16 +6,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint venv venv-test clean bench system-deps python-venv
+.PHONY: demo test lint venv venv-test clean bench system-deps python-venv man
 
 # Programs the tests run for real: database servers and dump tools for the stream sources,
 # Subversion, GNU tar (dump), systemd-analyze (schedules), runuser (servers as their own
-# users). Installed (as root, non-interactively) only when one is missing, so repeated runs
-# never touch apt.
+# users), man (the manual pages of `cairn generate --man`, rendered). Installed (as root,
+# non-interactively) only when one is missing, so repeated runs never touch apt.
 SYSTEM_TOOLS := psql pg_dump svnadmin svnmucc svn sqlite3 mariadbd mariadb mariadb-dump \
-	mariadb-install-db systemd-analyze tar runuser
+	mariadb-install-db systemd-analyze tar runuser man
 SYSTEM_PACKAGES := postgresql subversion sqlite3 mariadb-server mariadb-client systemd tar \
-	util-linux
+	util-linux man-db
 
 # A stock Debian lacks the venv module's ensurepip (package python3-venv): installed (as root)
 # only when the import fails, so repeated runs never touch apt. The target is pip, not python:
@@ -68,6 +68,12 @@ system-deps:
 
 test: system-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the manual pages, one per command, rendered from the commands themselves (MANDIR=... to
+# choose where; view one with `man -l build/man/cairn-backup.1`)
+MANDIR ?= build/man
+man: venv
+	$(BIN)/cairn generate --man $(MANDIR)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

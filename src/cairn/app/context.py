@@ -11,8 +11,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import platformdirs
-
+from cairn.app.cachedirs import cache_base
 from cairn.app.defaults import BackendDefaults, defaults_for
 from cairn.app.passwords import EMPTY, PasswordSource
 from cairn.core.errors import RepositoryError, UsageError, WrongPassword
@@ -174,11 +173,7 @@ class Session:
     def cache_dir(self) -> Path | None:
         if not self.spec.use_cache:
             return None
-        base = Path(
-            self.spec.cache_dir
-            or os.environ.get("CAIRN_CACHE_DIR")
-            or platformdirs.user_cache_dir("cairn")
-        )
+        base = cache_base(self.spec.cache_dir)
         if not is_repo_id(self.repo.config.id):  # checked when the config is read, too
             raise RepositoryError(
                 f"the repository id {self.repo.config.id!r} is not a valid cache directory name"
@@ -190,6 +185,7 @@ class Session:
             if not tag.exists():
                 tag.write_text(CACHEDIR_TAG)
             repo_dir.mkdir(mode=0o700, exist_ok=True)  # paths and inode numbers: keep private
+            os.utime(repo_dir)  # its last use, for `cairn cache --cleanup`
         except OSError as e:
             raise UsageError(f"cannot use cache directory {base}: {e.strerror}") from None
         return repo_dir

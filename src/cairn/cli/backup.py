@@ -9,6 +9,7 @@ import click
 from cairn.app.backup import BackupRequest, Snapshot, backup
 from cairn.app.context import RepoSpec, open_session
 from cairn.cli.common import repo_options
+from cairn.cli.helpformat import CairnCommand
 from cairn.core.errors import EXIT_OK, EXIT_PARTIAL, UsageError
 from cairn.core.units import count, format_bytes, format_duration
 from cairn.ui.escape import printable
@@ -20,7 +21,7 @@ from cairn.ui.usage import store_line
 SHOWN_CHANGED = 10  # files changed while read that the summary names
 
 
-@click.command("backup")
+@click.command("backup", cls=CairnCommand)
 @repo_options
 @click.argument("paths", nargs=-1)
 @click.option("--stdin", "from_stdin", is_flag=True, help="Back up standard input as one file.")
@@ -151,7 +152,14 @@ def command(
     """Back up PATHS into a new snapshot.
 
     With --stdin, back up standard input instead; with --stdin-from-command, run the command
-    given after -- and back up its output (no snapshot if the command fails)."""
+    given after -- and back up its output (no snapshot if the command fails).
+
+    \b
+    Examples:
+      cairn backup -r /srv/backup ~/Documents ~/Pictures
+      cairn backup -r /srv/backup --exclude '*.tmp' --tag daily /etc /home
+      pg_dump mydb | cairn backup -r /srv/backup --stdin --stdin-filename mydb.sql
+    """
     if stdin_from_command and not paths:
         raise UsageError("--stdin-from-command needs a command after --")
     lists = [

@@ -10,17 +10,24 @@ import click
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.inspect import KINDS, cat
 from cairn.cli.common import repo_options
+from cairn.cli.helpformat import CairnCommand
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, UsageError
 from cairn.ui.nodes import node_json
 from cairn.ui.output import Output
 
 
-@click.command("cat")
+@click.command("cat", cls=CairnCommand)
 @repo_options
 @click.argument("kind", type=click.Choice(KINDS))
 @click.argument("object_id", required=False)
 def command(spec: RepoSpec, out: Output, kind: str, object_id: str | None) -> int:
-    """Print the config, a snapshot, tree, blob, index or key file, decrypted."""
+    """Print the config, a snapshot, tree, blob, index or key file, decrypted.
+
+    \b
+    Examples:
+      cairn cat -r /srv/backup config
+      cairn cat -r /srv/backup snapshot 1a2b3c4d
+    """
     if kind != "config" and not object_id:
         raise UsageError(f"cat {kind} needs an id")
     shown = cat(open_session(spec), kind, object_id)

@@ -7,6 +7,7 @@ import click
 from cairn.app.check import check
 from cairn.app.context import RepoSpec, open_session
 from cairn.cli.common import repo_options
+from cairn.cli.helpformat import CairnCommand
 from cairn.core.errors import EXIT_FAILED, EXIT_OK
 from cairn.core.units import count, format_bytes
 from cairn.ui.escape import printable
@@ -15,12 +16,18 @@ from cairn.ui.progress import TerminalProgress
 from cairn.ui.usage import store_line
 
 
-@click.command("check")
+@click.command("check", cls=CairnCommand)
 @repo_options
 @click.option("--read-data", is_flag=True, help="Read every pack and verify every blob.")
 @click.option("--read-data-subset", metavar="N%|n/m", help="Read only a share of the packs.")
 def command(spec: RepoSpec, out: Output, read_data: bool, read_data_subset: str | None) -> int:
-    """Check that every snapshot can be restored."""
+    """Check that every snapshot can be restored.
+
+    \b
+    Examples:
+      cairn check -r /srv/backup
+      cairn check -r /srv/backup --read-data-subset 10%
+    """
     session = open_session(spec)
     progress = TerminalProgress(out, "check")
     try:

@@ -16,6 +16,7 @@ from cairn.app.context import RepoSpec, S3Options, StoreOptions
 from cairn.app.defaults import help_text
 from cairn.app.passwords import PasswordSource
 from cairn.app.snapshots import SnapshotFilter
+from cairn.cli.helpformat import output_option, repository_option
 from cairn.core.errors import UsageError
 from cairn.core.units import parse_size
 from cairn.ui.output import Output
@@ -24,69 +25,69 @@ from cairn.ui.output import Output
 def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--repo, password sources, cache and output options, turned into ``spec`` and ``out``."""
 
-    @click.option(
+    @repository_option(
         "-r",
         "--repo",
         "repo",
         metavar="URL",
         help="Repository (or $CAIRN_REPOSITORY); @NAME: [repositories.NAME] of the config file.",
     )
-    @click.option(
+    @repository_option(
         "--config",
         "config_path",
         envvar="CAIRN_CONFIG",
         metavar="FILE",
         help="Configuration file naming repositories (default ~/.config/cairn/config.toml).",
     )
-    @click.option("--password-file", metavar="FILE", help="Read the password from FILE.")
-    @click.option("--password-command", metavar="CMD", help="Run CMD and use its output.")
-    @click.option(
+    @repository_option("--password-file", metavar="FILE", help="Read the password from FILE.")
+    @repository_option("--password-command", metavar="CMD", help="Run CMD and use its output.")
+    @repository_option(
         "--key-hint",
         metavar="ID",
         help="Try this key (an id or a unique prefix) first (or $CAIRN_KEY_HINT).",
     )
-    @click.option("--cache-dir", metavar="DIR", help="Local cache directory.")
-    @click.option("--no-cache", is_flag=True, help="Use no local cache.")
-    @click.option(
+    @repository_option("--cache-dir", metavar="DIR", help="Local cache directory.")
+    @repository_option("--no-cache", is_flag=True, help="Use no local cache.")
+    @repository_option(
         "--storage-class",
         envvar="CAIRN_STORAGE_CLASS",
         metavar="CLASS",
         help="S3 storage class for data packs (STANDARD_IA, GLACIER_IR, ...).",
     )
-    @click.option(
+    @repository_option(
         "--s3-path-style",
         is_flag=True,
         envvar="CAIRN_S3_PATH_STYLE",
         help="Path-style S3 addressing (most S3-compatible stores).",
     )
-    @click.option(
+    @repository_option(
         "--s3-sse",
         envvar="CAIRN_S3_SSE",
         type=click.Choice(["AES256", "aws:kms"]),
         help="Ask the store to encrypt objects at rest too.",
     )
-    @click.option("--s3-sse-kms-key-id", envvar="CAIRN_S3_SSE_KMS_KEY_ID", metavar="ID")
-    @click.option(
+    @repository_option("--s3-sse-kms-key-id", envvar="CAIRN_S3_SSE_KMS_KEY_ID", metavar="ID")
+    @repository_option(
         "--connections",
         envvar="CAIRN_CONNECTIONS",
         type=click.IntRange(1, 64),
         help=f"Uploads in flight ({help_text('uploads')}).",
     )
-    @click.option(
+    @repository_option(
         "--limit-upload",
         envvar="CAIRN_LIMIT_UPLOAD",
         type=click.IntRange(1),
         metavar="KiB/s",
         help="Cap upload bandwidth.",
     )
-    @click.option(
+    @repository_option(
         "--limit-download",
         envvar="CAIRN_LIMIT_DOWNLOAD",
         type=click.IntRange(1),
         metavar="KiB/s",
         help="Cap download bandwidth.",
     )
-    @click.option(
+    @repository_option(
         "--retries",
         envvar="CAIRN_RETRIES",
         type=click.IntRange(1, 100),
@@ -94,7 +95,7 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help="Attempts per store request (backoff with jitter).",
     )
-    @click.option(
+    @repository_option(
         "--memory-limit",
         envvar="CAIRN_MEMORY_LIMIT",
         metavar="SIZE",
@@ -104,8 +105,8 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "not fit are built in temporary files ($TMPDIR)."
         ),
     )
-    @click.option("--json", "json_mode", is_flag=True, help="Machine-readable JSON output.")
-    @click.option("-q", "--quiet", is_flag=True, help="Only errors and requested data.")
+    @output_option("--json", "json_mode", is_flag=True, help="Machine-readable JSON output.")
+    @output_option("-q", "--quiet", is_flag=True, help="Only errors and requested data.")
     @functools.wraps(f)
     def wrapper(
         repo: str | None,

@@ -10,13 +10,14 @@ import click
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.cost import RESTORE_TIERS, CostRequest, Provider, report
 from cairn.cli.common import repo_options
+from cairn.cli.helpformat import CairnCommand
 from cairn.cli.prune import parse_fraction
 from cairn.core.units import count, format_bytes, format_duration
 from cairn.ui.money import backup_line, money, prices_line, prune_summary
 from cairn.ui.output import Output
 
 
-@click.command("cost")
+@click.command("cost", cls=CairnCommand)
 @repo_options
 @click.option("--provider", envvar="CAIRN_PROVIDER", help="Price table to use (aws, b2, ...).")
 @click.option(
@@ -58,7 +59,13 @@ def command(
     restore_tier: str,
 ) -> int:
     """What the repository costs a month, and what backups, a full restore and a prune
-    cost, at a provider's list prices (docs/cost.md)."""
+    cost, at a provider's list prices (docs/cost.md).
+
+    \b
+    Examples:
+      cairn cost -r s3:s3.amazonaws.com/bucket/cairn
+      cairn cost -r s3:s3.amazonaws.com/bucket/cairn --provider b2
+    """
     request = CostRequest(
         provider=provider,
         prices_file=prices_file,

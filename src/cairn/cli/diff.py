@@ -8,6 +8,7 @@ from cairn.app.context import RepoSpec, open_session
 from cairn.app.diff import METADATA, Change, diff
 from cairn.app.snapshots import SnapshotFilter
 from cairn.cli.common import filter_options, repo_options
+from cairn.cli.helpformat import CairnCommand
 from cairn.core.errors import EXIT_FAILED
 from cairn.core.units import format_bytes
 from cairn.ui.escape import printable
@@ -15,7 +16,7 @@ from cairn.ui.output import Output, show_path
 from cairn.ui.progress import TerminalProgress
 
 
-@click.command("diff")
+@click.command("diff", cls=CairnCommand)
 @repo_options
 @filter_options
 @click.argument("old")
@@ -26,7 +27,13 @@ def command(
 ) -> int:
     """Show what changed from snapshot OLD to NEW (ids, prefixes of ids, or latest): + added,
     - removed, M modified (content), T type changed, U metadata only (mode, owner, mtime,
-    xattrs; listed with --metadata)."""
+    xattrs; listed with --metadata).
+
+    \b
+    Examples:
+      cairn diff -r /srv/backup 1a2b3c4d latest
+      cairn diff -r /srv/backup --metadata 1a2b3c4d 5e6f7a8b
+    """
     session = open_session(spec)
     progress = TerminalProgress(out, "diff")  # warnings about damaged trees, as they come
     try:

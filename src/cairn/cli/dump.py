@@ -15,13 +15,14 @@ from cairn.app.context import RepoSpec, open_session
 from cairn.app.dump import DumpRequest, dump
 from cairn.app.snapshots import SnapshotFilter
 from cairn.cli.common import filter_options, repo_options
+from cairn.cli.helpformat import CairnCommand
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, CairnError, UsageError
 from cairn.core.units import count, format_bytes
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
 
-@click.command("dump")
+@click.command("dump", cls=CairnCommand)
 @repo_options
 @filter_options
 @click.argument("snapshot")
@@ -32,7 +33,13 @@ def command(
 ) -> int:
     """Write the file at PATH in SNAPSHOT to standard output (a directory: as a tar stream).
 
-    PATH may be given with or without its leading slash: `cairn dump latest db.sql | psql`."""
+    PATH may be given with or without its leading slash: `cairn dump latest db.sql | psql`.
+
+    \b
+    Examples:
+      cairn dump -r /srv/backup latest /etc/hosts
+      cairn dump -r /srv/backup latest /home/ann > ann.tar
+    """
     if target is None:
         if out.json_mode:
             raise UsageError("--json needs --target: standard output carries the data")

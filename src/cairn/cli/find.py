@@ -10,6 +10,7 @@ from cairn.app.context import RepoSpec, open_session
 from cairn.app.find import FindRequest, find
 from cairn.app.snapshots import SnapshotFilter
 from cairn.cli.common import filter_options, repo_options
+from cairn.cli.helpformat import CairnCommand
 from cairn.core.errors import EXIT_FAILED
 from cairn.core.units import count
 from cairn.ui.escape import printable
@@ -20,7 +21,7 @@ from cairn.ui.progress import TerminalProgress
 TIME = click.DateTime(["%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"])
 
 
-@click.command("find")
+@click.command("find", cls=CairnCommand)
 @repo_options
 @filter_options
 @click.argument("patterns", nargs=-1, required=True, metavar="PATTERN...")
@@ -48,7 +49,13 @@ def command(
     """Find the entries matching any PATTERN in the snapshots (all of them, or those chosen by
     --snapshot and the filter options). A pattern without '/' is matched against the entry's
     name (`*.pdf`), one with '/' against its path (`/home/*/notes/**`). TIME is local time,
-    as `2026-11-22`, `2026-11-22 14:30` or `2026-11-22 14:30:05`."""
+    as `2026-11-22`, `2026-11-22 14:30` or `2026-11-22 14:30:05`.
+
+    \b
+    Examples:
+      cairn find -r /srv/backup '*.pdf'
+      cairn find -r /srv/backup --newest 2026-11-22 '/home/*/notes/**'
+    """
     session = open_session(spec)
     progress = TerminalProgress(out, "find")  # warnings about damaged trees, as they come
     request = FindRequest(patterns, snapshots, flt, newest=newest, oldest=oldest)

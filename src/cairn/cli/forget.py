@@ -18,6 +18,7 @@ from cairn.app.forget import (
 from cairn.app.snapshots import Snapshot, SnapshotFilter
 from cairn.cli import prune as prune_cli
 from cairn.cli.common import filter_options, repo_options
+from cairn.cli.helpformat import CairnCommand
 from cairn.core.units import count
 from cairn.ui.escape import printable
 from cairn.ui.output import Output
@@ -52,7 +53,7 @@ def keep_option(name: str, short: str, what: str) -> Any:
     )
 
 
-@click.command("forget")
+@click.command("forget", cls=CairnCommand)
 @repo_options
 @filter_options
 @click.option(
@@ -102,7 +103,13 @@ def command(
 
     Snapshots are grouped (by default by host and paths) and each group keeps the snapshots
     any rule keeps. Only snapshot objects are deleted; `--prune` (or `cairn prune` later)
-    frees the data no remaining snapshot uses."""
+    frees the data no remaining snapshot uses.
+
+    \b
+    Examples:
+      cairn forget -r /srv/backup 1a2b3c4d
+      cairn forget -r /srv/backup --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --prune
+    """
     request = ForgetRequest(
         ids=ids,
         counts=counts,

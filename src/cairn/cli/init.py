@@ -7,11 +7,12 @@ import click
 from cairn.app.context import RepoSpec, create_repository
 from cairn.app.defaults import defaults_for, help_text
 from cairn.cli.common import repo_options
+from cairn.cli.helpformat import CairnCommand
 from cairn.core.units import format_bytes, parse_size
 from cairn.ui.output import Output
 
 
-@click.command("init")
+@click.command("init", cls=CairnCommand)
 @repo_options
 @click.option(
     "--pack-size",
@@ -20,7 +21,13 @@ from cairn.ui.output import Output
     help=f"Target pack size ({help_text('pack_size', 'MiB')}).",
 )
 def command(spec: RepoSpec, out: Output, pack_size: str | None) -> int:
-    """Create a new, empty repository."""
+    """Create a new, empty repository.
+
+    \b
+    Examples:
+      cairn init -r /srv/backup
+      cairn init -r s3:s3.amazonaws.com/bucket/cairn --pack-size 64M
+    """
     size = parse_size(pack_size) if pack_size else defaults_for(spec.resolved_url()).pack_size
     if not (64 << 10) <= size <= (1 << 30):
         raise click.BadParameter("must be between 64K and 1G", param_hint="--pack-size")

@@ -10,6 +10,7 @@ from cairn.app import keys as keys_app
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.passwords import NEW_PASSWORD_ENV, new_password
 from cairn.cli.common import repo_options
+from cairn.cli.helpformat import CairnGroup
 from cairn.core.units import count
 from cairn.ui.escape import printable
 from cairn.ui.output import Output
@@ -26,7 +27,7 @@ def label_options(f):  # type: ignore[no-untyped-def]
     return click.option("--host", metavar="NAME", help="Host recorded in the key file.")(f)
 
 
-@click.group("key")
+@click.group("key", cls=CairnGroup)
 def command() -> None:
     """List, add, remove and change the passwords of a repository; export its master keys
     to a key file kept apart, and import it back.
@@ -38,7 +39,12 @@ def command() -> None:
 @command.command("list")
 @repo_options
 def list_command(spec: RepoSpec, out: Output) -> int:
-    """List the keys; * marks the one that opened the repository."""
+    """List the keys; * marks the one that opened the repository.
+
+    \b
+    Examples:
+      cairn key list -r /srv/backup
+    """
     keys = keys_app.list_keys(open_session(spec))
     if out.json_mode:
         out.json([k.to_json() for k in keys])
@@ -70,7 +76,13 @@ def add_command(
     username: str | None,
 ) -> int:
     """Add a password: a new key for the same repository (recording this host and user, or
-    --host and --user)."""
+    --host and --user).
+
+    \b
+    Examples:
+      cairn key add -r /srv/backup
+      cairn key add -r /srv/backup --new-password-file ~/.cairn-new --user me --host laptop
+    """
     session = open_session(spec)
     key_id = keys_app.add(session, new_password(new_password_file), host, username)
     if out.json_mode:
@@ -84,7 +96,12 @@ def add_command(
 @repo_options
 @click.argument("key_id", metavar="ID")
 def remove_command(spec: RepoSpec, out: Output, key_id: str) -> int:
-    """Remove the key ID (or a unique prefix); not the last key, nor the one in use."""
+    """Remove the key ID (or a unique prefix); not the last key, nor the one in use.
+
+    \b
+    Examples:
+      cairn key remove -r /srv/backup 1a2b3c4d
+    """
     removed = keys_app.remove(open_session(spec), key_id)
     if out.json_mode:
         out.json({"removed": removed})
@@ -97,7 +114,12 @@ def remove_command(spec: RepoSpec, out: Output, key_id: str) -> int:
 @repo_options
 @new_password_option
 def passwd_command(spec: RepoSpec, out: Output, new_password_file: str | None) -> int:
-    """Change the password in use: add a key for the new one, then remove the current key."""
+    """Change the password in use: add a key for the new one, then remove the current key.
+
+    \b
+    Examples:
+      cairn key passwd -r /srv/backup
+    """
     session = open_session(spec)
     new, old = keys_app.change_password(session, new_password(new_password_file))
     if out.json_mode:
@@ -121,7 +143,13 @@ def export_command(
     path: str,
 ) -> int:
     """Write the master keys, under a new password, to FILE (a new file): a key file to keep
-    apart, that `cairn key import` adds back to the repository if its keys are lost."""
+    apart, that `cairn key import` adds back to the repository if its keys are lost.
+
+    \b
+    Examples:
+      cairn key export -r /srv/backup /media/safe/backup.key
+      cairn key export -r @main --new-password-file ~/.safe-pw /media/safe/main.key
+    """
     session = open_session(spec)
     key_id = keys_app.export(session, new_password(new_password_file), path, host, username)
     if out.json_mode:
@@ -137,7 +165,13 @@ def export_command(
 def import_command(spec: RepoSpec, out: Output, path: str) -> int:
     """Add the key file FILE (from `cairn key export`) to the repository; the password is
     FILE's. No working key of the repository is needed: this recovers one whose keys are
-    lost."""
+    lost.
+
+    \b
+    Examples:
+      cairn key import -r /srv/backup /media/safe/backup.key
+      cairn key import -r s3://bucket/cairn --password-file ~/.safe-pw /media/safe/main.key
+    """
     key_id, added = keys_app.import_key(spec, path)
     if out.json_mode:
         out.json({"id": key_id, "added": added})

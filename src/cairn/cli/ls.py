@@ -7,6 +7,7 @@ import click
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.snapshots import SnapshotFilter, list_entries
 from cairn.cli.common import filter_options, repo_options
+from cairn.cli.helpformat import CairnCommand
 from cairn.core.errors import EXIT_FAILED
 from cairn.ui.escape import printable
 from cairn.ui.nodes import long_line, node_json
@@ -14,7 +15,7 @@ from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
 
-@click.command("ls")
+@click.command("ls", cls=CairnCommand)
 @repo_options
 @filter_options
 @click.argument("snapshot")
@@ -23,7 +24,13 @@ from cairn.ui.progress import TerminalProgress
 def command(
     spec: RepoSpec, out: Output, flt: SnapshotFilter, snapshot: str, path: str, long_format: bool
 ) -> int:
-    """List the files in SNAPSHOT (an id, a prefix of one, or latest), below PATH."""
+    """List the files in SNAPSHOT (an id, a prefix of one, or latest), below PATH.
+
+    \b
+    Examples:
+      cairn ls -r /srv/backup latest
+      cairn ls -r /srv/backup -l 1a2b3c4d /home/ann/notes
+    """
     session = open_session(spec)
     progress = TerminalProgress(out, "ls")  # warnings about damaged trees, as they come
     try:

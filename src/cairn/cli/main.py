@@ -9,6 +9,7 @@ import click
 from cairn import __version__
 from cairn.cli import (
     backup,
+    cache,
     cat,
     check,
     cost,
@@ -16,6 +17,7 @@ from cairn.cli import (
     dump,
     find,
     forget,
+    generate,
     init,
     key,
     ls,
@@ -28,13 +30,15 @@ from cairn.cli import (
     snapshots,
     stats,
     tag,
+    version,
 )
+from cairn.cli.helpformat import CairnGroup
 from cairn.core.errors import EXIT_FAILED, CairnError
 from cairn.core.memory import tune_malloc
 from cairn.ui.output import Output, route_warnings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CairnGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cairn")
 def cli() -> None:
     """cairn: encrypted, deduplicated backups to S3 and local directories."""
@@ -61,6 +65,9 @@ for module in (
     key,
     run,
     schedule,
+    cache,
+    generate,
+    version,
 ):
     cli.add_command(module.command)
 

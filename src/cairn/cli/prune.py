@@ -9,6 +9,7 @@ import click
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.prune import PruneReport, PruneRequest, prune
 from cairn.cli.common import repo_options
+from cairn.cli.helpformat import CairnCommand
 from cairn.core.errors import UsageError
 from cairn.core.units import count, format_bytes, parse_seconds, parse_size
 from cairn.ui.money import prune_cost_text
@@ -93,7 +94,7 @@ def show_report(out: Output, r: PruneReport, cost: dict[str, Any] | None = None)
         out.line(f"deleting postponed: {r.postponed}; run prune again later")
 
 
-@click.command("prune")
+@click.command("prune", cls=CairnCommand)
 @repo_options
 @prune_options
 @click.option("-n", "--dry-run", is_flag=True, help="Only show what would be done.")
@@ -108,7 +109,13 @@ def command(
     """Delete data no snapshot uses and repack packs that are mostly unused.
 
     Safe while other hosts back up: backups never wait for a prune, and a prune waits (at
-    most --max-wait) only for the backups already running when it starts deleting."""
+    most --max-wait) only for the backups already running when it starts deleting.
+
+    \b
+    Examples:
+      cairn prune -r /srv/backup
+      cairn prune -r /srv/backup --dry-run --max-unused 50%
+    """
     request = make_request(max_unused, max_repack_size, dry_run, max_wait)
     session = open_session(spec)
     progress = TerminalProgress(out, "repack")

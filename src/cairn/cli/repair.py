@@ -8,12 +8,13 @@ from cairn.app.check import rebuild_index, repair
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.snapshots import SnapshotFilter
 from cairn.cli.common import filter_options, repo_options
+from cairn.cli.helpformat import CairnGroup
 from cairn.core.units import count
 from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
 
-@click.group("repair")
+@click.group("repair", cls=CairnGroup)
 def command() -> None:
     """Repair a damaged repository."""
 
@@ -22,7 +23,13 @@ def command() -> None:
 @repo_options
 @click.option("--read-data", is_flag=True, help="Also verify every blob; leave damaged ones out.")
 def index(spec: RepoSpec, out: Output, read_data: bool) -> int:
-    """Rebuild the index from the packs."""
+    """Rebuild the index from the packs.
+
+    \b
+    Examples:
+      cairn repair index -r /srv/backup
+      cairn repair index -r /srv/backup --read-data
+    """
     session = open_session(spec)
     progress = TerminalProgress(out, "repair index")
     try:
@@ -57,7 +64,13 @@ def snapshots(
     forget: bool,
     dry_run: bool,
 ) -> int:
-    """Write new snapshots without the files whose data is lost."""
+    """Write new snapshots without the files whose data is lost.
+
+    \b
+    Examples:
+      cairn repair snapshots -r /srv/backup --dry-run
+      cairn repair snapshots -r /srv/backup --forget
+    """
     session = open_session(spec)
     progress = TerminalProgress(out, "repair snapshots")
     try:

@@ -9,6 +9,7 @@ from cairn.app.defaults import help_text
 from cairn.app.restore import READ_ORDERS, RESTORE_TIERS, RestoreRequest, Thaw, ThawRequest, restore
 from cairn.app.snapshots import SnapshotFilter
 from cairn.cli.common import filter_options, repo_options
+from cairn.cli.helpformat import CairnCommand
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING
 from cairn.core.units import count, format_bytes, format_duration
 from cairn.ui.money import money, prices_line
@@ -16,7 +17,7 @@ from cairn.ui.output import Output
 from cairn.ui.progress import TerminalProgress
 
 
-@click.command("restore")
+@click.command("restore", cls=CairnCommand)
 @repo_options
 @filter_options
 @click.argument("snapshot")
@@ -86,7 +87,13 @@ def command(
 
     Packs in an archive storage class (GLACIER, DEEP_ARCHIVE) are restored first: cairn asks
     for readable copies of exactly the packs needed, then exits with status 75 (run the same
-    command again later) or, with --wait, waits for them."""
+    command again later) or, with --wait, waits for them.
+
+    \b
+    Examples:
+      cairn restore -r /srv/backup latest --target /tmp/restore
+      cairn restore -r /srv/backup 1a2b3c4d:/home/ann --target /tmp/ann --include '*.txt'
+    """
     ref, _, subpath = snapshot.partition(":")
     request = RestoreRequest(
         snapshot=ref,

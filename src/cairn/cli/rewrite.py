@@ -8,12 +8,13 @@ from cairn.app.context import RepoSpec, open_session
 from cairn.app.rewrite import RewriteRequest, rewrite_snapshots
 from cairn.app.snapshots import SnapshotFilter
 from cairn.cli.common import filter_options, repo_options
+from cairn.cli.helpformat import CairnCommand
 from cairn.core.units import count
 from cairn.ui.escape import printable
 from cairn.ui.output import Output
 
 
-@click.command("rewrite")
+@click.command("rewrite", cls=CairnCommand)
 @repo_options
 @filter_options
 @click.argument("ids", nargs=-1, metavar="[ID]...")
@@ -40,7 +41,13 @@ def command(
     """Write the snapshots ID... (ids, prefixes of ids, or latest; without an ID every
     snapshot that --host, --tag and --path select) again without the entries that match the
     exclude patterns: the same data, new trees, a new id; `original` names the old snapshot,
-    which stays unless --forget. A prune then frees what only the old ones used."""
+    which stays unless --forget. A prune then frees what only the old ones used.
+
+    \b
+    Examples:
+      cairn rewrite latest --exclude '*.iso' --dry-run
+      cairn rewrite --tag daily --exclude-file ~/.cairn-excludes --forget
+    """
     request = RewriteRequest(
         ids=ids,
         filter=flt,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from cairn.cli.helpformat import CairnCommand
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, UsageError
 from cairn.core.units import count, format_bytes, format_duration
 from cairn.ui.output import Output
@@ -36,7 +37,7 @@ def config_option(f):  # type: ignore[no-untyped-def]
     )(f)
 
 
-@click.command("run")
+@click.command("run", cls=CairnCommand)
 @config_option
 @click.argument("jobs", nargs=-1)
 @click.option("--json", "json_mode", is_flag=True, help="Machine-readable JSON output.")
@@ -46,7 +47,13 @@ def command(config_path: str | None, jobs: tuple[str, ...], json_mode: bool, qui
 
     Each job backs up, then applies its retention policy (forget, then prune). A job that is
     already running is not started twice. Exit status: 0 all ok, 1 a job failed, 3 a job could
-    not read some files (or some changed while they were read)."""
+    not read some files (or some changed while they were read).
+
+    \b
+    Examples:
+      cairn run
+      cairn run -c /etc/cairn/config.toml home databases
+    """
     out = Output(json_mode=json_mode, quiet=quiet)
     jobs_module = lazy("cairn.app.jobs")
     config = lazy("cairn.config.load").load_config(config_path)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from cairn.cli.helpformat import CairnGroup
 from cairn.cli.run import config_option, lazy
 from cairn.core import clock
 from cairn.core.errors import EXIT_OK, UsageError
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from cairn.config.schema import Config
 
 
-@click.group("schedule")
+@click.group("schedule", cls=CairnGroup)
 def command() -> None:
     """Run the jobs of the configuration file on their schedules."""
 
@@ -34,7 +35,13 @@ def command() -> None:
 def install(
     config_path: str | None, use_cron: bool, dry_run: bool, no_enable: bool, json_mode: bool
 ) -> int:
-    """Write a systemd user timer for each scheduled job (or crontab lines with --cron)."""
+    """Write a systemd user timer for each scheduled job (or crontab lines with --cron).
+
+    \b
+    Examples:
+      cairn schedule install --dry-run
+      cairn schedule install --cron
+    """
     out = Output(json_mode=json_mode)
     sched = lazy("cairn.app.schedule")
     config = lazy("cairn.config.load").load_config(config_path)
@@ -110,7 +117,13 @@ def remove(
     json_mode: bool,
 ) -> int:
     """Undo `schedule install` for JOBS (default: every job installed from the configuration
-    file, also those no longer in it)."""
+    file, also those no longer in it).
+
+    \b
+    Examples:
+      cairn schedule remove --dry-run
+      cairn schedule remove nightly --config /etc/cairn/config.toml
+    """
     out = Output(json_mode=json_mode)
     sched = lazy("cairn.app.schedule")
     load = lazy("cairn.config.load")
@@ -178,7 +191,13 @@ def _remove_cron(out: Output, source: str, jobs: list[str], dry_run: bool) -> in
     help="How many next run times to show per job.",
 )
 def list_command(config_path: str | None, json_mode: bool, count: int) -> int:
-    """Show every job's schedule and its next run times (local time)."""
+    """Show every job's schedule and its next run times (local time).
+
+    \b
+    Examples:
+      cairn schedule list
+      cairn schedule list --count 5
+    """
     out = Output(json_mode=json_mode)
     config = lazy("cairn.config.load").load_config(config_path)
     now = clock.now()

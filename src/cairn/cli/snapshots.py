@@ -7,12 +7,13 @@ import click
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.snapshots import Snapshot, SnapshotFilter, list_snapshots
 from cairn.cli.common import filter_options, repo_options
+from cairn.cli.helpformat import CairnCommand
 from cairn.core.units import count, format_bytes
 from cairn.ui.escape import printable
 from cairn.ui.output import Output
 
 
-@click.command("snapshots")
+@click.command("snapshots", cls=CairnCommand)
 @repo_options
 @filter_options
 @click.option(
@@ -27,7 +28,13 @@ from cairn.ui.output import Output
 def command(
     spec: RepoSpec, out: Output, flt: SnapshotFilter, latest: int | None, compact: bool
 ) -> int:
-    """List the snapshots in the repository, oldest first."""
+    """List the snapshots in the repository, oldest first.
+
+    \b
+    Examples:
+      cairn snapshots -r /srv/backup
+      cairn snapshots -r /srv/backup --host laptop --latest 3
+    """
     session = open_session(spec)
     snaps = list_snapshots(session, flt, latest=latest)
     if out.json_mode:

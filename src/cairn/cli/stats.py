@@ -8,16 +8,23 @@ from cairn.app.context import RepoSpec, open_session
 from cairn.app.inspect import stats
 from cairn.app.snapshots import SnapshotFilter
 from cairn.cli.common import filter_options, repo_options
+from cairn.cli.helpformat import CairnCommand
 from cairn.core.units import count, format_bytes
 from cairn.ui.output import Output
 
 
-@click.command("stats")
+@click.command("stats", cls=CairnCommand)
 @repo_options
 @filter_options
 @click.argument("snapshot", required=False)
 def command(spec: RepoSpec, out: Output, flt: SnapshotFilter, snapshot: str | None) -> int:
-    """Repository totals, or with SNAPSHOT the size a restore of it would have."""
+    """Repository totals, or with SNAPSHOT the size a restore of it would have.
+
+    \b
+    Examples:
+      cairn stats -r /srv/backup
+      cairn stats -r /srv/backup latest
+    """
     session = open_session(spec)
     doc = stats(session, snapshot, flt)
     if snapshot:

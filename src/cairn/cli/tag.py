@@ -8,12 +8,13 @@ from cairn.app.context import RepoSpec, open_session
 from cairn.app.snapshots import SnapshotFilter
 from cairn.app.tag import TagRequest, tag
 from cairn.cli.common import filter_options, repo_options
+from cairn.cli.helpformat import CairnCommand
 from cairn.core.units import count
 from cairn.ui.escape import printable
 from cairn.ui.output import Output
 
 
-@click.command("tag")
+@click.command("tag", cls=CairnCommand)
 @repo_options
 @filter_options
 @click.argument("ids", nargs=-1, metavar="[ID]...")
@@ -41,7 +42,13 @@ def command(
 ) -> int:
     """Change the tags of the snapshots ID... (ids, prefixes of ids, or latest), or without
     an ID of every snapshot that --host, --tag and --path select. A changed snapshot is
-    written anew and the old object deleted, so its id changes (as in restic)."""
+    written anew and the old object deleted, so its id changes (as in restic).
+
+    \b
+    Examples:
+      cairn tag -r /srv/backup --add keep 1a2b3c4d
+      cairn tag -r /srv/backup --host laptop --set weekly
+    """
     request = TagRequest(
         ids=ids,
         filter=flt,

@@ -50,3 +50,15 @@ def count(n: int, noun: str, plural: str | None = None) -> str:
     """'1 snapshot', '2 snapshots', '0 snapshots'; ``plural`` for nouns not made with an s
     ('entry', 'entries')."""
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+_AGE_RE = re.compile(r"\s*([0-9]+)\s*([hdw]?)\s*", re.IGNORECASE)
+_AGE = {"h": 3600, "": 86400, "d": 86400, "w": 7 * 86400}
+
+
+def parse_age(text: str) -> int:
+    """'30d', '30' (days), '12h', '2w' -> seconds."""
+    m = _AGE_RE.fullmatch(text)
+    if not m:
+        raise UsageError(f"invalid age {text!r} (use e.g. 30d, 12h, 2w)")
+    return int(m.group(1)) * _AGE[m.group(2).lower()]
