@@ -137,7 +137,7 @@ def test_prune_cost_by_hand():
     plan = PrunePlan(delete=[gone], repack=[(part, part.blobs[:1])])
     plan.sizes = {gone.info.id: 100 * MIB, part.info.id: 40 * MIB}
     plan.unused = {gone.info.id: 100 * MIB, part.info.id: 30 * MIB}
-    report = PruneReport(bytes_repack_written=10 * MIB)
+    report = PruneReport(bytes_repack_written=10 * MIB, packs_written=1)
     report.requests = {"get": 1 + 7, "put": 1 + 3, "delete": 2 + 2, "list": 5}
     report.requests["bytes_down"] = 40 * MIB
     objects = {

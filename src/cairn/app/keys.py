@@ -4,6 +4,7 @@ password unwraps the same master keys, so none of this rewrites data (ops/keys.p
 from __future__ import annotations
 
 from cairn.app.context import Session
+from cairn.app.records import record_run
 from cairn.ops import keys as ops_keys
 from cairn.ops.keys import KeyInfo
 
@@ -17,15 +18,21 @@ def list_keys(session: Session) -> list[KeyInfo]:
 
 def add(session: Session, password: bytes) -> str:
     """A new key file for ``password``; returns its id."""
-    return ops_keys.add_key(session.repo, password)
+    key_id = ops_keys.add_key(session.repo, password)
+    record_run(session, "key add")
+    return key_id
 
 
 def remove(session: Session, ref: str) -> str:
     """Removes the key ``ref`` (an id or unique prefix); not the last, nor the one in use."""
-    return ops_keys.remove_key(session.repo, ref)
+    removed = ops_keys.remove_key(session.repo, ref)
+    record_run(session, "key remove")
+    return removed
 
 
 def change_password(session: Session, password: bytes) -> tuple[str, str]:
     """Adds a key for ``password``, checks it opens, removes the current one: (new, old)."""
     old = session.repo.key_id or ""
-    return ops_keys.change_password(session.repo, password), old
+    new = ops_keys.change_password(session.repo, password)
+    record_run(session, "key passwd")
+    return new, old

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cairn.app.context import Session
+from cairn.app.records import record_run
 from cairn.core.errors import UsageError
 from cairn.model.snapshot import Snapshot
 from cairn.ops.snapshots import SnapshotFilter, load_snapshots, resolve
@@ -59,7 +60,10 @@ def tag(session: Session, request: TagRequest) -> TagResult:
             chosen.setdefault(snap.id, snap)
         return sorted(chosen.values(), key=lambda s: (s.time, s.id))
 
-    return TagResult(retag(repo, select, change, request.dry_run), request.dry_run)
+    result = TagResult(retag(repo, select, change, request.dry_run), request.dry_run)
+    if not request.dry_run:
+        record_run(session, "tag")
+    return result
 
 
 def _tags(values: Sequence[str]) -> frozenset[str]:
