@@ -201,7 +201,10 @@ def show_month(out: Output, doc: dict[str, Any], provider: Provider, why: str) -
     span = doc["month"] if doc["complete"] else f"{doc['month']} (until {until})"
     out.line(f"month {span}:")
     s, b, m = doc["storage"], doc["backups"], doc["maintenance"]
-    out.line(f"  storage: {format_bytes(int(s['average_bytes']))} on average, {money(s['cost'])}")
+    average = format_bytes(int(s["average_bytes"]))
+    if not doc["complete"]:  # the days still to come count as nothing yet
+        average += " so far"
+    out.line(f"  storage: {average} on average over the month, {money(s['cost'])}")
     line = f"  backups: {count(b['count'], 'backup')}"
     if b["removed"]:
         line += f" ({b['removed']} of them forgotten since)"
