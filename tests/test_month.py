@@ -212,12 +212,16 @@ def test_records_are_kept_by_prune_ignored_by_check_and_damage_is_reported(
     check = run_cli("check", "--repo", url, "--json")
     assert check.code == 0, check.out
     assert len(list(ops.iterdir())) == 2  # check writes none
+    assert run_cli("repair", "index", "--repo", url).code == 0
+    assert run_cli("repair", "snapshots", "--repo", url, "--dry-run").code == 0
+    assert len(list(ops.iterdir())) == 3  # repair index records its run; a dry run does not
+    records = sorted(ops.iterdir(), key=lambda p: p.stat().st_mtime)[:2]
     records[0].write_bytes(b"\x01" + bytes(60))  # damaged
     res = run_cli("cost", "--repo", url, "--month", "--json")
     assert res.code == 0, res.err
     doc = res.json()
     assert list(doc["damaged_records"]) == [records[0].name]
-    assert doc["maintenance"]["count"] == 1
+    assert doc["maintenance"]["commands"] == {"prune": 1, "repair index": 1}
     assert run_cli("check", "--repo", url).code == 0  # check says nothing about them
 
 
