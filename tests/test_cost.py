@@ -137,7 +137,7 @@ def test_prune_cost_by_hand():
     plan = PrunePlan(delete=[gone], repack=[(part, part.blobs[:1])])
     plan.sizes = {gone.info.id: 100 * MIB, part.info.id: 40 * MIB}
     plan.unused = {gone.info.id: 100 * MIB, part.info.id: 30 * MIB}
-    report = PruneReport(bytes_repack_written=10 * MIB)
+    report = PruneReport(bytes_repack_written=10 * MIB, packs_written=1)
     report.requests = {"get": 1 + 7, "put": 1 + 3, "delete": 2 + 2, "list": 5}
     report.requests["bytes_down"] = 40 * MIB
     objects = {
@@ -234,6 +234,12 @@ def test_price_tables_are_complete_and_dated():
     }
     assert AWS.cls("GLACIER").restore["Standard"].hours == 5
     assert AWS.cls("NO_SUCH_CLASS").name == "STANDARD"
+    # every class says when it was last compared with published pricing, as docs/cost.md does
+    text = DOCS.read_text()
+    for p in PRICES.values():
+        for c in p.classes.values():
+            assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", c.checked), (p.key, c.name)
+            assert f"| {c.checked} |" in text
 
 
 def test_user_prices_override_and_add(tmp_path):
@@ -360,6 +366,28 @@ def test_prices_file_and_provider_errors(tmp_path, repo_path, run_cli):
     assert res.code == 1 and "p.toml: aws.free: unknown key" in res.err
     res = run_cli("cost", "--repo", repo_path, "--provider", "nope")
     assert res.code == 2 and "unknown provider 'nope'" in res.err
+
+
+def test_refreshed_prices_apply_to_every_cost(tmp_path, repo_path, run_cli, monkeypatch):
+    f = tmp_path / "refreshed.toml"
+    f.write_text(
+        '[aws]\ntaken = "2027-01-15"\n[aws.classes.STANDARD]\nchecked = "2027-01-15"\n'
+        "storage_gb_month = 2.0\n"
+    )
+    src = make_tree(tmp_path / "src")
+    assert run_cli("backup", "--repo", repo_path, src).code == 0
+    base = run_cli("cost", "--repo", repo_path, "--month", "--json").json()
+    monkeypatch.setenv("CAIRN_PRICES", str(f))
+    res = run_cli("cost", "--repo", repo_path, "--month")
+    assert res.code == 0, res.err
+    assert "list prices of 2027-01-15" in res.out
+    doc = run_cli("cost", "--repo", repo_path, "--month", "--json").json()
+    assert doc["provider"]["taken"] == "2027-01-15"
+    # (a little later in the month: a little more of it stored)
+    assert doc["storage"]["cost"] == pytest.approx(base["storage"]["cost"] * 2.0 / 0.023, rel=1e-3)
+    f.write_text("[aws.classes.STANDARD]\nchecked = 2027\n")
+    res = run_cli("cost", "--repo", repo_path, "--month")
+    assert res.code == 1 and "aws.classes.STANDARD.checked: a date" in res.err
 
 
 def test_prune_dry_run_shows_its_cost(tmp_path, repo_path, run_cli):

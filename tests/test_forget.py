@@ -227,11 +227,18 @@ def test_forget_deletes_exactly_the_removed_snapshot_objects(url, run_cli):
     assert doc["removed"] == 1 and doc["dry_run"] is False
     after = objects(repo)
     assert set(before) - set(after) == {f"snapshots/{ids['a1']}"}
-    assert {k: v for k, v in before.items() if k in after} == after  # nothing else changed
+    # nothing else changed; the run's operation record was added (format.md §8.1)
+    records = {k for k in after if k.startswith("operations/")}
+    assert len(records) == 1
+    assert {k: v for k, v in before.items() if k in after} == {
+        k: v for k, v in after.items() if k not in records
+    }
     assert remaining(run_cli, url, ids) == {"a2", "a3", "a4", "b1", "b2"}
-    # the same policy again keeps everything that is left
+    # the same policy again keeps everything that is left (and records its run)
     again = forget_json(run_cli, url, *POLICY)
-    assert again["removed"] == 0 and objects(repo) == after
+    later = objects(repo)
+    assert again["removed"] == 0 and len(later) == len(after) + 1
+    assert {k: v for k, v in later.items() if k in after} == after
 
 
 def test_keep_within_and_keep_last_through_the_cli(tmp_path, run_cli):

@@ -53,9 +53,9 @@ def open_repo(url: str, password: str) -> Repository:
 
 
 def listing(url: str) -> dict[str, int]:
-    """Every object but the key files, with its size."""
+    """Every object but the key files and the commands' operation records, with its size."""
     storage, _ = wrap_backend(backend_for(url, StoreOptions()), StoreOptions())
-    return {n: size for n, size in storage.list("") if not n.startswith("keys/")}
+    return {n: size for n, size in storage.list("") if not n.startswith(("keys/", "operations/"))}
 
 
 def keys(run_cli, url: str, password: str = PASSWORD) -> list[dict]:  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from cairn.app.budget import whole_pack_reads
 from cairn.app.context import Session
 from cairn.app.events import Events
+from cairn.app.records import record_run
 from cairn.core.errors import UsageError
 from cairn.ops.check import Checker, CheckReport, Subset
 from cairn.ops.repair import RepairedSnapshot, RepairIndexReport, repair_index, repair_snapshots
@@ -42,7 +43,9 @@ def check(
 
 def rebuild_index(session: Session, events: Events, read_data: bool = False) -> RepairIndexReport:
     """A new index from the packs' own headers (``read_data``: leaving out damaged blobs)."""
-    return repair_index(session.repo, events, read_data=read_data)
+    report = repair_index(session.repo, events, read_data=read_data)
+    record_run(session, "repair index")
+    return report
 
 
 @dataclass
@@ -80,4 +83,6 @@ def repair(
     repaired = repair_snapshots(
         repo, listing.snapshots, events, forget=forget, dry_run=dry_run, damaged=listing.damaged
     )
+    if not dry_run:
+        record_run(session, "repair snapshots")
     return RepairSnapshotsResult(repaired, len(listing.snapshots) + len(listing.damaged))

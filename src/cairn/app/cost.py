@@ -14,14 +14,27 @@ from cairn.core.urls import OBJECT_STORE, store_kind
 from cairn.model.snapshot import Summary
 from cairn.ops.cost.bill import GIB, bytes_per_get
 from cairn.ops.cost.estimate import backup_charges, backup_requests, data_packs, prune_cost
+from cairn.ops.cost.month import Month, month_report
 from cairn.ops.cost.prices import Provider, choose, load_prices
 from cairn.ops.cost.report import CostOptions, cost_report, data_class, inventory
+from cairn.ops.oprecords import load_records
 from cairn.ops.prune import PrunePlan, PruneReport
+from cairn.ops.snapshots import load_snapshots
+from cairn.repo import layout
 from cairn.storage.archive import RESTORE_TIERS
 
 MIN_READ_GAP = 16 << 10  # bytes
 
-__all__ = ["RESTORE_TIERS", "CostRequest", "Provider", "pricing", "report"]
+__all__ = [
+    "RESTORE_TIERS",
+    "CostRequest",
+    "Month",
+    "Provider",
+    "month",
+    "parse_month",
+    "pricing",
+    "report",
+]
 
 
 def pricing(url: str, key: str | None = None, prices: str | None = None) -> tuple[Provider, str]:
@@ -107,4 +120,39 @@ def report(session: Session, request: CostRequest) -> tuple[dict[str, Any], Prov
     doc = cost_report(session.repo, chosen, options, clock.now())
     doc["repository"] = session.url
     doc["provider"]["chosen_by"] = why
+    return doc, chosen, why
+
+
+def parse_month(text: str | None) -> Month:
+    """``YYYY-MM``, or this month for None or ''; a usage error otherwise."""
+    return Month.parse(text, clock.now())
+
+
+def month(
+    session: Session, request: CostRequest, period: Month
+) -> tuple[dict[str, Any], Provider, str]:
+    """What the repository cost in the month ``period`` (``parse_month``) from what it
+    recorded, and the next month's forecast (docs/cost.md §2.1)."""
+    now = clock.now()
+    chosen, why = pricing(session.url, request.provider, request.prices_file)
+    repo = session.repo
+    objects = inventory(repo, chosen)
+    repo.load_index()
+    data = chosen.cls(session.spec.store.s3.storage_class or data_class(repo, objects, chosen))
+    snaps = load_snapshots(repo)
+    dated = {name: info.modified for name, info in objects.items()}
+    listing = load_records(repo, dated, period.start)
+    packs = repo.index.packs
+    shape = {
+        "snapshots": len(snaps),
+        "index_objects": sum(1 for n in objects if n.startswith(layout.INDEX)),
+        "tree_packs": sum(1 for p in packs if p.blob_type == layout.TREE_BLOB),
+        "packs": len(packs),
+    }
+    doc = month_report(period, snaps, listing.records, objects, shape, chosen, data, now)
+    doc["damaged_records"] = listing.damaged
+    doc["repository"] = session.url
+    doc["provider"] = {k: getattr(chosen, k) for k in ("key", "name", "taken", "source")}
+    doc["provider"]["chosen_by"] = why
+    doc["data_class"] = data.name
     return doc, chosen, why

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from cairn.app.context import Session
 from cairn.app.events import Events
 from cairn.app.prune import PruneRequest, PruneResult, prune
+from cairn.app.records import record_run
 from cairn.core import clock
 from cairn.core.errors import CairnError, UsageError
 from cairn.model.snapshot import Snapshot
@@ -61,6 +62,7 @@ class ForgetResult:
     would_remove: int = 0  # on a dry run
     prune: PruneResult | None = None
     prune_error: CairnError | None = None  # the snapshots are gone all the same
+    requests: dict[str, int] | None = None  # the whole run's, its operation record's PUT included
 
 
 def forget(session: Session, request: ForgetRequest, events: Events) -> ForgetResult:
@@ -95,7 +97,9 @@ def forget(session: Session, request: ForgetRequest, events: Events) -> ForgetRe
     result.removed = remove_snapshots(repo, doomed)
     if request.prune and result.removed:
         try:
-            result.prune = prune(session, PruneRequest(), events)
+            result.prune = prune(session, PruneRequest(record=False), events)
         except CairnError as e:
             result.prune_error = e
+    command = "forget --prune" if result.prune else "forget"
+    result.requests = record_run(session, command, removed=doomed)
     return result

@@ -9,6 +9,7 @@ import os
 import blake3
 
 from cairn.app.context import RepoSpec, Session, backend_for, wrap_backend
+from cairn.app.records import record_run
 from cairn.core.errors import UsageError
 from cairn.ops import keys as ops_keys
 from cairn.ops.keys import KeyInfo
@@ -34,7 +35,9 @@ def add(
 ) -> str:
     """A new key file for ``password`` (recording ``host`` and ``username``, by default this
     machine's and user's); returns its id."""
-    return ops_keys.add_key(session.repo, password, host=host, username=username)
+    key_id = ops_keys.add_key(session.repo, password, host=host, username=username)
+    record_run(session, "key add")
+    return key_id
 
 
 def export(
@@ -79,10 +82,14 @@ def import_key(spec: RepoSpec, path: str) -> tuple[str, bool]:
 
 def remove(session: Session, ref: str) -> str:
     """Removes the key ``ref`` (an id or unique prefix); not the last, nor the one in use."""
-    return ops_keys.remove_key(session.repo, ref)
+    removed = ops_keys.remove_key(session.repo, ref)
+    record_run(session, "key remove")
+    return removed
 
 
 def change_password(session: Session, password: bytes) -> tuple[str, str]:
     """Adds a key for ``password``, checks it opens, removes the current one: (new, old)."""
     old = session.repo.key_id or ""
-    return ops_keys.change_password(session.repo, password), old
+    new = ops_keys.change_password(session.repo, password)
+    record_run(session, "key passwd")
+    return new, old

@@ -10,6 +10,7 @@ from cairn.app.budget import repack_budget
 from cairn.app.context import Session
 from cairn.app.cost import prune_estimate
 from cairn.app.events import Events
+from cairn.app.records import RECORD_BYTES, record_run
 from cairn.ops.prune import (
     REPACK_READS,
     REPACK_UPLOADS,
@@ -29,6 +30,7 @@ class PruneRequest:
     max_repack_bytes: int | None = None  # read at most this much to repack
     max_wait: float = PruneOptions.max_wait  # seconds to wait for running backups
     dry_run: bool = False
+    record: bool = True  # write the run's operation record (forget --prune writes its own)
 
     def options(self) -> PruneOptions:
         return PruneOptions(
@@ -47,7 +49,13 @@ class PruneResult:
 
 def prune(session: Session, request: PruneRequest, events: Events) -> PruneResult:
     if request.dry_run:
+        opening = session.usage()  # the opening of the repository, as this session made it
         plan, report = plan_prune(session.repo, request.options())
+        # the prune's requests: that opening, the plan's, and its operation record
+        for k, v in opening.items():
+            report.requests[k] = report.requests.get(k, 0) + v
+        report.requests["put"] += 1
+        report.requests["bytes_up"] += RECORD_BYTES
         return PruneResult(report, prune_estimate(session, plan, report))
     budget, reads = repack_budget(
         session.spec.store.memory_limit,
@@ -59,7 +67,8 @@ def prune(session: Session, request: PruneRequest, events: Events) -> PruneResul
     events.status(f"{budget.describe()}, {reads} packs read at once to repack")
     options = replace(request.options(), spool=budget.spool, repack_reads=reads)
     report = run_prune(session.repo, options, events, waiting_status(events))
-    report.requests = session.usage()  # what it did, as a dry run's estimate says beforehand
+    # what it did, as a dry run's estimate says beforehand (and the record's own PUT)
+    report.requests = record_run(session, "prune") if request.record else session.usage()
     return PruneResult(report)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cairn.app.context import Session
+from cairn.app.records import record_run
 from cairn.app.tag import select_snapshots
 from cairn.core.errors import UsageError
 from cairn.ops.excludes import PathMatcher, read_pattern_file
@@ -51,4 +52,6 @@ def rewrite_snapshots(session: Session, request: RewriteRequest) -> RewriteResul
     repo = session.repo
     select = functools.partial(select_snapshots, repo, request.ids, request.filter)
     done = rewrite(repo, select, matcher, forget=request.forget, dry_run=request.dry_run)
+    if not request.dry_run and any(r.removed for r in done):
+        record_run(session, "rewrite")
     return RewriteResult(done, request.dry_run)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cairn.app.context import Session
+from cairn.app.records import record_run
 from cairn.core.errors import UsageError
 from cairn.model.snapshot import Snapshot
 from cairn.ops.snapshots import SnapshotFilter, load_snapshots, resolve
@@ -52,7 +53,10 @@ def tag(session: Session, request: TagRequest) -> TagResult:
     change = request.change()
     repo = session.repo
     select = functools.partial(select_snapshots, repo, request.ids, request.filter)
-    return TagResult(retag(repo, select, change, request.dry_run), request.dry_run)
+    result = TagResult(retag(repo, select, change, request.dry_run), request.dry_run)
+    if not request.dry_run:
+        record_run(session, "tag")
+    return result
 
 
 def select_snapshots(repo: Repository, refs: Sequence[str], flt: SnapshotFilter) -> list[Snapshot]:

@@ -151,7 +151,7 @@ def command(
             if dry_run and result.would_remove
             else "nothing was removed, so prune did not run"
         )
-    doc["requests"] = session.usage()
+    doc["requests"] = result.requests if result.requests is not None else session.usage()
     if out.json_mode:
         out.json(doc)
     return 0

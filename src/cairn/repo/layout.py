@@ -13,6 +13,7 @@ DATA = "data/"
 INDEX = "index/"
 SNAPSHOTS = "snapshots/"
 LOCKS = "locks/"
+OPERATIONS = "operations/"
 
 DATA_BLOB = 0
 TREE_BLOB = 1

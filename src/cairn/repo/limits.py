@@ -19,6 +19,7 @@ MAX_OBJECT = {
     layout.INDEX: 64 << 20,  # cairn writes index objects of at most about 50,000 blobs (3 MiB)
     layout.SNAPSHOTS: 16 << 20,
     layout.LOCKS: 64 << 20,  # a prune's lock lists the packs it deletes: 35 bytes each
+    layout.OPERATIONS: 1 << 20,  # an operation record: about 200 bytes
 }
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import msgpack
@@ -65,9 +66,7 @@ class PackBuilder:
     def size_with(self, plaintext_length: int) -> int:
         """The pack's size, at most, if one more blob of ``plaintext_length`` were added and
         the pack finished."""
-        blobs = len(self.blobs) + 1
-        header = 16 + HEADER_BYTES_PER_BLOB * blobs + aead.TAG_LEN
-        return len(self.sink) + plaintext_length + aead.TAG_LEN + header + TAIL_LEN
+        return _size_with(len(self.sink), len(self.blobs), plaintext_length)
 
     def add(self, blob_id: bytes, plaintext: bytes | memoryview, raw_length: int) -> BlobRef:
         """``plaintext`` is the framed payload (mode byte and data)."""
@@ -87,6 +86,25 @@ class PackBuilder:
         sealed = aead.seal(self._cipher, aead.HEADER_NONCE_FLAG, header, MAGIC)
         self.sink.write(sealed + struct.pack("<I", len(sealed)) + MAGIC)
         return self.sink.finish()
+
+
+def _size_with(written: int, blobs: int, plaintext_length: int) -> int:
+    header = 16 + HEADER_BYTES_PER_BLOB * (blobs + 1) + aead.TAG_LEN
+    return written + plaintext_length + aead.TAG_LEN + header + TAIL_LEN
+
+
+def packs_for(lengths: Iterable[int], pack_size: int) -> int:
+    """How many packs the packer fills with blobs of these stored lengths (one type, in this
+    order): a blob goes into the open pack while the finished pack stays within
+    ``pack_size`` (PackBuilder.size_with), and a pack holds at least one blob."""
+    packs = written = blobs = 0
+    for length in lengths:
+        plaintext = length - aead.TAG_LEN
+        if not blobs or _size_with(written, blobs, plaintext) > pack_size:
+            packs, written, blobs = packs + 1, PREFIX_LEN, 0
+        written += length
+        blobs += 1
+    return packs
 
 
 @functools.lru_cache(maxsize=256)

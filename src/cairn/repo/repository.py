@@ -62,6 +62,7 @@ _KIND = {
     layout.INDEX: b"index",
     layout.SNAPSHOTS: b"snapshot",
     layout.LOCKS: b"lock",
+    layout.OPERATIONS: b"operation",
 }
 
 

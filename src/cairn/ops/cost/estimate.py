@@ -141,7 +141,7 @@ def prune_cost(
             if info is not None and info.storage_class in ARCHIVE_CLASSES:
                 cost.archived_repacks += 1
     q = report.requests
-    new_packs = max(0, q.get("put", 0) - 3)  # the rest: the new index, the prune lock twice
+    new_packs = min(report.packs_written, q.get("put", 0))  # the rest: locks, index, record
     charges.requests += new_packs * data.request_price("put")
     cost.saves_month -= report.bytes_repack_written / bill.GIB * data.storage_price(None)
     other = {

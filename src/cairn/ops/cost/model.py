@@ -19,6 +19,30 @@ from cairn.ops.cost import bill
 from cairn.ops.cost.prices import ClassPrices, Provider
 
 INDEX_ENTRY_BYTES = 50  # one blob in an index object (msgpack: id, offset, lengths)
+INDEX_OBJECT_BLOBS = 50_000  # blobs per index object (cairn.repo.index)
+LIST_PAGE = 1000  # names per LIST request
+
+
+def maintenance_requests(
+    snapshots: int, index_objects: int, tree_packs: int = 0, packs: int = 0
+) -> dict[str, int]:
+    """The requests of one day's `forget` (one snapshot removed) and `prune` (that deletes
+    or repacks), but for the packs the prune reads, writes and deletes (``steady_state``
+    counts those): opening the repository twice (the keys listing, a key, the config), the
+    snapshots read twice (``snapshots`` kept, one more before the forget), the index
+    (``index_objects`` written anew, one more read and deleted: the day's backup added it),
+    the repacking writer's index object, the tree packs read, the listing of ``packs`` packs,
+    the prune's lock (written, updated, read back, deleted), the listings of its second look,
+    and an operation record each (docs/cost.md §4)."""
+    pages = 1 + max(0, packs - 1) // LIST_PAGE
+    forget = {"list": 2, "get": 2 + snapshots + 1, "put": 1, "delete": 1}
+    prune = {
+        "list": 7 + pages,
+        "get": 4 + snapshots + index_objects + tree_packs,
+        "put": 4 + index_objects,
+        "delete": 4 + index_objects,
+    }
+    return {k: forget.get(k, 0) + prune[k] for k in prune}
 
 
 @dataclass(frozen=True)
@@ -44,6 +68,8 @@ class Policy:
     max_unused: float = 0.5  # per pack: repack when more than this share is unused
     index_cached: bool = False  # False: every run downloads the whole index (cairn does)
     runs_per_day: int = 2  # runs that read the index: a backup and a prune
+    maintenance: bool = True  # count the daily forget's and prune's other requests
+    snapshots: int = 7  # kept (as Workload.keep_daily): what forget and prune read every day
 
 
 @dataclass
@@ -57,6 +83,7 @@ class Month:
     read_gib_day: float  # packs read back by prune to repack them
     puts: float
     gets: float
+    maintenance: float  # requests of the daily forget and prune but for the packs
     storage: float
     requests: float
     egress: float
@@ -64,7 +91,7 @@ class Month:
 
     @property
     def total(self) -> float:
-        return self.storage + self.requests + self.egress + self.retrieval
+        return self.storage + self.requests + self.maintenance + self.egress + self.retrieval
 
     def as_dict(self) -> dict[str, float]:
         return {**asdict(self), "total": self.total}
@@ -94,8 +121,16 @@ def steady_state(
     days = bill.MONTH_DAYS
     packs = days * written * 1024 / policy.pack_mib
     read = days * written
+    blobs = stored * 1024 / chunk_mib
+    maintenance = 0.0
+    if policy.maintenance:
+        daily = maintenance_requests(
+            snapshots=policy.snapshots,
+            index_objects=math.ceil(blobs / INDEX_OBJECT_BLOBS),
+            packs=math.ceil(stored * 1024 / policy.pack_mib),
+        )
+        maintenance = days * bill.request_cost(daily, provider.standard)
     if not policy.index_cached:
-        blobs = stored * 1024 / chunk_mib
         read_index = days * policy.runs_per_day * blobs * INDEX_ENTRY_BYTES / bill.GIB
     else:
         read_index = 0.0
@@ -107,6 +142,7 @@ def steady_state(
         read_gib_day=written,
         puts=packs,
         gets=packs,
+        maintenance=maintenance,
         storage=billed * cls.storage_gb_month,
         requests=packs * (cls.request_price("put") + cls.request_price("get")),
         egress=bill.egress((read + read_index) * bill.GIB, provider, stored * bill.GIB),

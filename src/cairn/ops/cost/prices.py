@@ -46,6 +46,7 @@ class ClassPrices:
     monitoring_per_1000_objects: float = 0.0
     tiers: tuple[tuple[float, float], ...] = ()  # (after days, storage per GB-month)
     restore: dict[str, RestoreTier] = field(default_factory=dict)
+    checked: str = ""  # when the figures were last compared with the provider's page
 
     def storage_price(self, age_days: float | None = None) -> float:
         """Per GB-month for an object of this age (None: a new one)."""
@@ -135,7 +136,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> None:
 _PROVIDER_KEYS = {"name", "taken", "source", "default_class", "classes"}
 _PROVIDER_NUMBERS = ("egress_per_gb", "egress_free_ratio", "min_monthly")
 _CLASS_NUMBERS = tuple(
-    f.name for f in fields(ClassPrices) if f.name not in ("name", "tiers", "restore")
+    f.name for f in fields(ClassPrices) if f.name not in ("name", "tiers", "restore", "checked")
 )
 
 
@@ -166,7 +167,7 @@ def _provider(key: str, d: Any, where: str) -> Provider:
 def _class(path: str, name: str, d: Any, where: str) -> ClassPrices:
     if not isinstance(d, dict):
         raise ConfigError(f"{where}: {path}: a table of prices is expected")
-    unknown = set(d) - set(_CLASS_NUMBERS) - {"tiers", "restore"}
+    unknown = set(d) - set(_CLASS_NUMBERS) - {"tiers", "restore", "checked"}
     if unknown:
         raise ConfigError(f"{where}: {path}.{sorted(unknown)[0]}: unknown key")
     tiers = []
@@ -186,7 +187,12 @@ def _class(path: str, name: str, d: Any, where: str) -> ClassPrices:
             raise ConfigError(f"{where}: {tpath}: hours, per_gb and per_1000 are expected")
         restore[tier] = RestoreTier(**{k: _number(f"{tpath}.{k}", v, where) for k, v in t.items()})
     numbers = {n: _number(f"{path}.{n}", d[n], where) for n in _CLASS_NUMBERS if n in d}
-    return ClassPrices(name=name, tiers=tuple(sorted(tiers)), restore=restore, **numbers)
+    checked = d.get("checked", "")
+    if not isinstance(checked, str):
+        raise ConfigError(f"{where}: {path}.checked: a date (YYYY-MM-DD) is expected")
+    return ClassPrices(
+        name=name, tiers=tuple(sorted(tiers)), restore=restore, checked=checked, **numbers
+    )
 
 
 def _number(path: str, value: Any, where: str) -> float:

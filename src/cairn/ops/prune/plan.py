@@ -12,13 +12,15 @@ from cairn.model.snapshot import Snapshot
 from cairn.ops.snapshots import read_snapshots
 from cairn.ops.usage import used_blobs
 from cairn.repo import layout
-from cairn.repo.index import BlobIndex, PackRecord
+from cairn.repo.index import INDEX_OBJECT_BLOBS, BlobIndex, PackRecord
 from cairn.repo.locks import LockBusy, LockInfo, Locks
-from cairn.repo.pack import BlobRef
+from cairn.repo.pack import BlobRef, packs_for
 from cairn.repo.packcache import PackCache
 from cairn.repo.packer import Spool
 from cairn.repo.packlist import stored_packs
 from cairn.repo.repository import Repository
+from cairn.repo.writer import INDEX_CHECKPOINT_PACKS
+from cairn.storage.metered import LIST_PAGE
 
 # packs read whole at once to be repacked (each a round trip on an object store), held until
 # their blobs are copied: at most REPACK_READS + 1 in memory
@@ -69,6 +71,7 @@ class PruneReport:
     bytes_repack_written: int = 0
     unused_bytes_kept: int = 0  # unused parts of packs left in place (below the threshold)
     index_objects_replaced: int = 0
+    packs_written: int = 0  # new packs of the repacked blobs (estimated on --dry-run)
     # requests and bytes: estimated on --dry-run, else what the prune command made
     requests: dict[str, int] = field(default_factory=dict)
     postponed: str | None = None
@@ -142,30 +145,73 @@ def _report_from(plan: PrunePlan, used: set[bytes], pack_size: int) -> PruneRepo
     all_blobs = {b.id for rec in [*plan.keep, *plan.delete] for b in rec.blobs}
     all_blobs |= {b.id for rec, _ in plan.repack for b in rec.blobs}
     r.blobs_removed = len(all_blobs - used)
-    new_packs = -(-r.bytes_repack_written // pack_size) if r.bytes_repack_written else 0
-    # Besides planning (the locks, snapshots, index objects and packs listed; plan_now adds
-    # its reads): a prune with nothing to delete only takes its lock and removes it. One that
-    # deletes looks at the locks again (reading its own) and lists the index objects and
-    # snapshots written meanwhile; reads the packs to repack; writes the new packs, the new
-    # index and the lock's update.
-    work = bool(plan.delete or plan.repack or plan.orphans)
-    r.requests = {
-        "get": r.packs_repacked + 1 if work else 0,
-        "put": new_packs + 1 + 2 if work else 1,
-        "delete": r.packs_deleted + r.packs_repacked + r.orphan_packs + 2 if work else 1,
-        "list": 4 + 3 if work else 4,
+    # the repacking writer fills a pack of each blob type, in the plan's order
+    r.packs_written = sum(
+        packs_for(
+            (b.length for rec, kept in plan.repack if rec.info.blob_type == t for b in kept),
+            pack_size,
+        )
+        for t in layout.BLOB_TYPES
+    )
+    r.requests = _writes(plan, r)
+    return r
+
+
+def _writes(plan: PrunePlan, r: PruneReport) -> dict[str, int]:
+    """A prune's requests besides planning's reads (plan_now adds those, plan_prune the
+    looks at the locks): a prune with nothing to delete only takes its lock and removes it.
+    One that deletes writes the lock's update (deleting the first), lists the index objects
+    and snapshots written meanwhile, reads the packs to repack, writes the new packs and the
+    repacking writer's index objects, then the new index (every kept and new pack), deletes
+    the index objects it read and the repacking writer's, the condemned packs, the lock."""
+    if not (plan.delete or plan.repack or plan.orphans):
+        return {"put": 1, "delete": 1, "bytes_down": 0, "bytes_up": 0}
+    blobs = sum(len(kept) for _, kept in plan.repack)
+    packs = r.packs_written
+    repack_index = (
+        max(-(-packs // INDEX_CHECKPOINT_PACKS), -(-blobs // INDEX_OBJECT_BLOBS)) if packs else 0
+    )
+    # the new index as write_index batches it: the kept packs' records, then the new packs'
+    counts = [len(rec.blobs) for rec in plan.keep]
+    counts += [blobs // packs + (i < blobs % packs) for i in range(packs)] if packs else []
+    index, batch = 0, 0
+    for n in counts:
+        batch += n
+        if batch >= INDEX_OBJECT_BLOBS:
+            index, batch = index + 1, 0
+    index += 1 if batch or (counts and not index) else 0
+    return {
+        "get": r.packs_repacked,
+        "put": 2 + packs + repack_index + index,
+        "delete": 2 + repack_index + r.packs_deleted + r.packs_repacked + r.orphan_packs,
+        "list": 2,
         "bytes_down": r.bytes_repack_read,
         "bytes_up": r.bytes_repack_written,
     }
-    return r
+
+
+def _pages(n: int) -> int:
+    """LIST requests for a listing of ``n`` names (one for none)."""
+    return 1 + max(0, n - 1) // LIST_PAGE
 
 
 def plan_prune(repo: Repository, options: PruneOptions) -> tuple[PrunePlan, PruneReport]:
     """What a prune would do now, changing nothing: its plan and its dry-run report (for
     estimates too). Refuses, as a prune does, while another prune or repair runs."""
-    refuse_if_busy(Locks(repo).read_all())
+    found = Locks(repo).read_all()
+    refuse_if_busy(found)
     planned = plan_now(repo, replace(options, dry_run=True))
-    return planned.plan, planned.report
+    report, q = planned.report, planned.report.requests
+    # the first look at the locks (the stale ones deleted), and, for a prune that deletes,
+    # the second (its own lock and the fresh ones of others, as they are now)
+    stale = sum(1 for lk in found if lk.is_stale())
+    q["list"] += _pages(len(found))
+    q["get"] += len(found)
+    q["delete"] += stale
+    if report.packs_deleted or report.packs_repacked or report.orphan_packs:
+        q["list"] += 1
+        q["get"] += 1 + len(found) - stale
+    return planned.plan, report
 
 
 def refuse_if_busy(locks: list[LockInfo]) -> None:
@@ -186,6 +232,7 @@ class State:
     records: dict[bytes, PackRecord]  # pack id -> its index entry
     index_names: list[str]
     stored: dict[str, int]  # pack name -> size, for every pack in data/
+    listed: int = 0  # names listed under data/ (strays included)
 
 
 def read_state(repo: Repository) -> State:
@@ -205,7 +252,7 @@ def read_state(repo: Repository) -> State:
             if attempt == 2:
                 raise
     stored = stored_packs(repo.storage, repo.notice)  # strays under data/ are left out, noticed
-    return State(listing.snapshots, records, names, stored)
+    return State(listing.snapshots, records, names, stored, len(stored))
 
 
 def read_index(repo: Repository) -> tuple[dict[bytes, PackRecord], list[str]]:
@@ -253,8 +300,15 @@ def plan_now(repo: Repository, options: PruneOptions) -> Planned:
             "nothing was deleted: run `cairn check` and `cairn repair`",
         )
     report = _report_from(plan, used, repo.config.pack_size)
-    report.requests["get"] += len(state.index_names) + len(state.snapshots) + trees.requests
-    report.requests["bytes_down"] += trees.bytes_read
+    # planning's reads: every snapshot, every index object, the tree packs; the listings
+    q = report.requests
+    q["get"] = q.get("get", 0) + len(state.index_names) + len(state.snapshots) + trees.requests
+    q["list"] = q.get("list", 0) + sum(
+        _pages(n) for n in (len(state.snapshots), len(state.index_names), state.listed)
+    )
+    q["bytes_down"] += trees.bytes_read
+    if plan.delete or plan.repack or plan.orphans:  # the index objects read are replaced
+        q["delete"] += len(state.index_names)
     report.snapshots = len(state.snapshots)
     report.index_objects_replaced = len(state.index_names)
     report.dry_run = options.dry_run

@@ -118,6 +118,7 @@ class _Prune:
         self.step("rescued", str(report.packs_rescued))
         _recount(planned)
         new_records, repack_index = _repack(self.repo, planned, self.progress, self.options)
+        report.packs_written = len(new_records)
         self.step("repacked")
         ours = set(planned.state.index_names) | set(repack_index)
         final = set(self.repo.write_index(plan.keep + new_records))
