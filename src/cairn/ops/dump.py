@@ -1,17 +1,18 @@
 """Writing a file or a directory of a snapshot to a stream, without touching the file system.
 
-A file is written as its bytes (so ``cairn dump latest /db.sql | psql`` works); a directory
-as a POSIX tar stream (PAX format, written with tarfile in stream mode: nothing is seeked or
-buffered whole). Entry names are the snapshot paths without the leading '/', as tar writes
-absolute paths. The tar keeps modes, owners (ids and names), nanosecond mtimes, symlinks,
-hardlinks, FIFOs, device nodes and extended attributes (SCHILY.xattr, names as GNU tar writes
-them: raw bytes, '%' and '=' escaped as %25 and %3D); names that are not valid UTF-8 are written
-as their raw bytes (PAX hdrcharset=BINARY). A file with holes (the blob of zeros,
-``cairn.ops.restore.zeros``) is written as a sparse member in the PAX format 1.0 GNU tar reads:
-only its data, after a map of where it goes, so ``tar -xf`` makes it sparse again. Sockets
-cannot be archived and are skipped, as tar does. Tree entries that break the format's rules
-(names with '/' or NUL, '.', '..', a name seen before in the directory, invalid fields) never
-reach the tar: they are reported, as restore reports them, and the dump ends with an error.
+A file is written as its bytes (so ``cairn dump latest /db.sql | psql`` works); a directory as a
+POSIX tar stream (PAX format: headers made by tarfile, written with the data as it comes by
+``cairn.ops.tarstream``: nothing is seeked or buffered whole). Entry names are the snapshot
+paths without the leading '/', as tar writes absolute paths. The tar keeps modes, owners (ids
+and names), nanosecond mtimes, symlinks, hardlinks, FIFOs, device nodes and extended attributes
+(SCHILY.xattr, names as GNU tar writes them: raw bytes, '%' and '=' escaped as %25 and %3D);
+names that are not valid UTF-8 are written as their raw bytes (PAX hdrcharset=BINARY). A file
+with holes (the blob of zeros, ``cairn.ops.restore.zeros``) is written as a sparse member in the
+PAX format 1.0 GNU tar reads: only its data, after a map of where it goes, so ``tar -xf`` makes
+it sparse again. Sockets cannot be archived and are skipped, as tar does. Tree entries that
+break the format's rules (names with '/' or NUL, '.', '..', a name seen before in the directory,
+invalid fields) never reach the tar: they are reported, as restore reports them, and the dump
+ends with an error.
 
 The trees are walked by the restore's planner, and the files' blobs read as a restore reads them
 (``cairn.ops.restore.schedule``: blobs stored back to back in one request, duplicates from a
@@ -42,6 +43,7 @@ from cairn.ops.restore.schedule import Scheduler
 from cairn.ops.restore.source import BlobSource
 from cairn.ops.restore.stream import BlobStream
 from cairn.ops.restore.zeros import ZeroBlob
+from cairn.ops.tarstream import TarStream
 from cairn.ops.treewalk import TreeProblem
 from cairn.repo.repository import Repository
 
@@ -155,39 +157,33 @@ class Dumper:
     # ------------------------------------------------------------------ a directory as tar
     def _write_tar(self, top: Node, at: bytes, out: BinaryIO) -> None:
         links: HardlinkIndex[str] = HardlinkIndex()
-        with tarfile.open(
-            fileobj=out,
-            mode="w|",
-            format=tarfile.PAX_FORMAT,
-            encoding="utf-8",
-            errors="surrogateescape",
-            copybufsize=1 << 20,
-        ) as tar:
-            entries = self._entries(top, at)
-            walked: deque[tuple[bytes, Node]] = deque()
-            ahead: HardlinkIndex[bool] = HardlinkIndex()  # ``links`` as the writer will see it
+        tar = TarStream(out)
+        entries = self._entries(top, at)
+        walked: deque[tuple[bytes, Node]] = deque()
+        ahead: HardlinkIndex[bool] = HardlinkIndex()  # ``links`` as the writer will see it
 
-            def more() -> bool:
-                """Looks at the next entry, adding its blobs to the stream if the writer will
-                take them; False at the end, or when far enough ahead."""
-                if len(walked) >= ENTRIES_AHEAD:
-                    return False
-                entry = next(entries, None)
-                if entry is None:
-                    return False
-                walked.append(entry)
-                node = entry[1]
-                if node.type == FILE and ahead.first(node, True) is None:
-                    stream.add(node.content)
-                return True
+        def more() -> bool:
+            """Looks at the next entry, adding its blobs to the stream if the writer will
+            take them; False at the end, or when far enough ahead."""
+            if len(walked) >= ENTRIES_AHEAD:
+                return False
+            entry = next(entries, None)
+            if entry is None:
+                return False
+            walked.append(entry)
+            node = entry[1]
+            if node.type == FILE and ahead.first(node, True) is None:
+                stream.add(node.content)
+            return True
 
-            stream = self._stream(more)
-            try:
-                while walked or more():
-                    path, node = walked.popleft()
-                    self._add(tar, stream, path, node, links)
-            finally:
-                stream.close()
+        stream = self._stream(more)
+        try:
+            while walked or more():
+                path, node = walked.popleft()
+                self._add(tar, stream, path, node, links)
+        finally:
+            stream.close()
+        tar.close()
 
     def _entries(self, top: Node, at: bytes) -> Iterator[tuple[bytes, Node]]:
         """The tar's entries, in order: the directory itself (unless the snapshot's root), and
@@ -227,7 +223,7 @@ class Dumper:
 
     def _add(
         self,
-        tar: tarfile.TarFile,
+        tar: TarStream,
         stream: BlobStream,
         path: bytes,
         node: Node,
@@ -242,24 +238,20 @@ class Dumper:
         first = links.first(node, info.name)
         if first is not None:
             info.type, info.linkname, info.size = tarfile.LNKTYPE, first, 0
-            tar.addfile(info)
+            tar.add(info)
             self.summary.files += 1
             return
         if node.type == FILE:
             regions = self._data_regions(node)
             content = self._content(stream, node, holes=regions is not None)
             if regions is None:
-                tar.addfile(info, _Reader(content))
+                tar.add(info, content)
             else:
                 sparse_map = make_sparse(info, regions)
-                tar.addfile(info, _Reader(itertools.chain([sparse_map], content)))
-            # tarfile stops reading at the member's size: the blobs of zeros after its last
-            # data are taken from the stream too, so the next file starts at its own
-            for _ in content:
-                pass
+                tar.add(info, itertools.chain([sparse_map], content))
             self.summary.files += 1
         else:
-            tar.addfile(info)
+            tar.add(info)
             if node.type == DIR:
                 self.summary.dirs += 1
             else:
@@ -331,27 +323,3 @@ class _Keyword(str):
 
     def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
         return str.encode(self, encoding, "surrogateescape")
-
-
-class _Reader:
-    """A file object over blocks whose ``read(n)`` returns exactly n bytes until the end, as
-    tarfile expects."""
-
-    def __init__(self, blocks: Iterator[bytes]) -> None:
-        self._blocks = blocks
-        self._buf = memoryview(b"")
-
-    def read(self, n: int = -1) -> bytes:
-        parts = []
-        while n != 0:
-            if not self._buf:
-                block = next(self._blocks, None)
-                if block is None:
-                    break
-                self._buf = memoryview(block)
-            take = self._buf if n < 0 else self._buf[:n]
-            parts.append(take)
-            self._buf = self._buf[len(take) :]
-            if n > 0:
-                n -= len(take)
-        return b"".join(parts)
