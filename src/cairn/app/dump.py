@@ -40,7 +40,11 @@ def dump(session: Session, request: DumpRequest, events: Events) -> DumpResult:
     repo = session.repo
     snap = resolve(repo, request.snapshot, request.filter)
     repo.load_index()  # after the snapshot: a newer one may use newer index objects
-    dumper = Dumper(repo, events, tree_threads=session.defaults.tree_threads)
+    defaults = session.defaults
+    # as many reads in flight as a restore has threads (on an object store each waits a
+    # round trip), and never fewer than a dump always had
+    reads = max(4, defaults.restore_threads)
+    dumper = Dumper(repo, events, workers=reads, tree_threads=defaults.tree_threads)
     node, at = dumper.find(snap, request.path)
     with request.output() as out:
         summary = dumper.write(node, at, out)

@@ -1,22 +1,25 @@
 """Writing a file or a directory of a snapshot to a stream, without touching the file system.
 
-A file is written as its bytes (so ``cairn dump latest /db.sql | psql`` works); a directory
-as a POSIX tar stream (PAX format, written with tarfile in stream mode: nothing is seeked or
-buffered whole). Entry names are the snapshot paths without the leading '/', as tar writes
-absolute paths. The tar keeps modes, owners (ids and names), nanosecond mtimes, symlinks,
-hardlinks, FIFOs, device nodes and extended attributes (SCHILY.xattr, names as GNU tar writes
-them: raw bytes, '%' and '=' escaped as %25 and %3D); names that are not valid UTF-8 are written
-as their raw bytes (PAX hdrcharset=BINARY). A file with holes (the blob of zeros,
-``cairn.ops.restore.zeros``) is written as a sparse member in the PAX format 1.0 GNU tar reads:
-only its data, after a map of where it goes, so ``tar -xf`` makes it sparse again. Sockets
-cannot be archived and are skipped, as tar does. Tree entries that break the format's rules
-(names with '/' or NUL, '.', '..', a name seen before in the directory, invalid fields) never
-reach the tar: they are reported, as restore reports them, and the dump ends with an error.
+A file is written as its bytes (so ``cairn dump latest /db.sql | psql`` works); a directory as a
+POSIX tar stream (PAX format: headers made by tarfile, written with the data as it comes by
+``cairn.ops.tarstream``: nothing is seeked or buffered whole). Entry names are the snapshot
+paths without the leading '/', as tar writes absolute paths. The tar keeps modes, owners (ids
+and names), nanosecond mtimes, symlinks, hardlinks, FIFOs, device nodes and extended attributes
+(SCHILY.xattr, names as GNU tar writes them: raw bytes, '%' and '=' escaped as %25 and %3D);
+names that are not valid UTF-8 are written as their raw bytes (PAX hdrcharset=BINARY). A file
+with holes (the blob of zeros, ``cairn.ops.restore.zeros``) is written as a sparse member in the
+PAX format 1.0 GNU tar reads: only its data, after a map of where it goes, so ``tar -xf`` makes
+it sparse again. Sockets cannot be archived and are skipped, as tar does. Tree entries that
+break the format's rules (names with '/' or NUL, '.', '..', a name seen before in the directory,
+invalid fields) never reach the tar: they are reported, as restore reports them, and the dump
+ends with an error.
 
-The trees are walked by the restore's planner, and a file's blobs read as a restore reads them
+The trees are walked by the restore's planner, and the files' blobs read as a restore reads them
 (``cairn.ops.restore.schedule``: blobs stored back to back in one request, duplicates from a
-small cache), a few reads ahead on a small thread pool, so a dump from a remote store streams at
-the store's speed; every blob is authenticated before a byte of it is written.
+small cache), ahead of the writer and across files (``cairn.ops.restore.stream``: the small
+files stored together in a pack come with one request), several reads in flight, so a dump from
+a remote store streams at the store's speed rather than wait a round trip per file; every blob
+is authenticated before a byte of it is written.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ import itertools
 import os
 import tarfile
 from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -36,14 +39,16 @@ from cairn.model.node import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK
 from cairn.model.snapshot import Snapshot
 from cairn.ops.progress import Progress
 from cairn.ops.restore.plan import Planner
-from cairn.ops.restore.schedule import ZERO, Fetch, Scheduler
+from cairn.ops.restore.schedule import Scheduler
 from cairn.ops.restore.source import BlobSource
+from cairn.ops.restore.stream import BlobStream
 from cairn.ops.restore.zeros import ZeroBlob
+from cairn.ops.tarstream import TarStream
 from cairn.ops.treewalk import TreeProblem
 from cairn.repo.repository import Repository
 
-READS_AHEAD = 4  # reads in flight while a blob is written
-BYTES_AHEAD = 16 << 20  # and at most about this many bytes of blobs
+BYTES_AHEAD = 16 << 20  # blobs read ahead of the one being written, at most about this many
+ENTRIES_AHEAD = 4096  # and the entries of the tar looked at ahead of the one being written
 _TAR_TYPES = {
     FILE: tarfile.REGTYPE,
     DIR: tarfile.DIRTYPE,
@@ -72,6 +77,7 @@ class Dumper:
     def __init__(
         self, repo: Repository, progress: Progress, workers: int = 4, tree_threads: int = 0
     ) -> None:
+        """``workers``: blob reads in flight; ``tree_threads``: trees read ahead of the walk."""
         self.repo = repo
         self.progress = progress
         self.summary = DumpSummary()
@@ -80,6 +86,7 @@ class Dumper:
         self._zero = ZeroBlob(repo.config.chunker, repo.blob_id)
         self._schedule = Scheduler(repo.index.get, self._source, zero=self._zero)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cairn-dump")
+        self._reads = workers  # reads in flight (each a round trip on an object store)
 
     def run(self, snap: Snapshot, path: str, out: BinaryIO) -> DumpSummary:
         """Writes the file or directory at ``path`` ('/db.sql' or 'db.sql') to ``out``."""
@@ -109,13 +116,28 @@ class Dumper:
 
     # ------------------------------------------------------------------ one file
     def _write_file(self, node: Node, out: BinaryIO) -> None:
-        for data in self._content(node):
-            out.write(data)
+        stream = self._stream(lambda: False)
+        try:
+            stream.add(node.content)
+            for data in self._content(stream, node):
+                out.write(data)
+        finally:
+            stream.close()
         out.flush()
 
-    def _content(self, node: Node, holes: bool = False) -> Iterator[bytes]:
-        """The file's bytes blob by blob; checks the total against the recorded size first.
-        ``holes``: without the blobs of zeros (a sparse member's data)."""
+    def _stream(self, more: Callable[[], bool]) -> BlobStream:
+        def raw_length(blob_id: bytes) -> int:
+            entry = self.repo.index.get(blob_id)
+            return entry.raw_length if entry is not None else 0
+
+        return BlobStream(
+            self._schedule, self._source, self._pool, more, self._reads, BYTES_AHEAD, raw_length
+        )
+
+    def _content(self, stream: BlobStream, node: Node, holes: bool = False) -> Iterator[bytes]:
+        """The file's bytes blob by blob, from ``stream`` (to which the file was added); checks
+        the total against the recorded size first. ``holes``: without the blobs of zeros (a
+        sparse member's data)."""
         total = 0
         for blob_id in node.content:
             entry = self.repo.index.get(blob_id)
@@ -127,62 +149,50 @@ class Dumper:
                 f"file {os.fsdecode(node.name)}",
                 f"content is {total} bytes, the snapshot says {node.size}",
             )
-        fetches = self._schedule.fetches(node.content)
-        if holes:
-            fetches = [f for f in fetches if f.how != ZERO]
-        pending: deque[tuple[Future[list[bytes]], int]] = deque()
-        left = iter(fetches)
-        ahead = 0
-
-        def load_ahead() -> None:
-            nonlocal ahead
-            while len(pending) < READS_AHEAD and (not pending or ahead < BYTES_AHEAD):
-                fetch = next(left, None)
-                if fetch is None:
-                    return
-                size = sum(x.raw_length for _, x in fetch.blobs if x is not None)
-                pending.append((self._pool.submit(self._load, fetch), size))
-                ahead += size
-
-        try:
-            load_ahead()
-            while pending:
-                future, size = pending.popleft()
-                ahead -= size
-                blobs = future.result()
-                load_ahead()
-                for data in blobs:
-                    self.summary.bytes += len(data)
-                    self.progress.bytes_done(len(data))
-                    yield data
-        finally:
-            for future, _ in pending:
-                future.cancel()
-            self._source.abandon(fetches)
-
-    def _load(self, fetch: Fetch) -> list[bytes]:
-        """The blobs of one fetch, as bytes of their own (they go to another thread)."""
-        try:
-            return [bytes(data) for data in self._source.fetched([fetch])]
-        finally:
-            self._source.abandon([fetch])
+        for data in stream.take(len(node.content), holes):
+            self.summary.bytes += len(data)
+            self.progress.bytes_done(len(data))
+            yield data
 
     # ------------------------------------------------------------------ a directory as tar
     def _write_tar(self, top: Node, at: bytes, out: BinaryIO) -> None:
         links: HardlinkIndex[str] = HardlinkIndex()
-        with tarfile.open(
-            fileobj=out,
-            mode="w|",
-            format=tarfile.PAX_FORMAT,
-            encoding="utf-8",
-            errors="surrogateescape",
-            copybufsize=1 << 20,
-        ) as tar:
-            if at:
-                self._add(tar, at, top, links)
-            if top.subtree is not None:
-                for entry in self._planner.below(top.subtree, at, at.count(b"/") + 1):
-                    self._add(tar, entry.path, entry.node, links)
+        tar = TarStream(out)
+        entries = self._entries(top, at)
+        walked: deque[tuple[bytes, Node]] = deque()
+        ahead: HardlinkIndex[bool] = HardlinkIndex()  # ``links`` as the writer will see it
+
+        def more() -> bool:
+            """Looks at the next entry, adding its blobs to the stream if the writer will
+            take them; False at the end, or when far enough ahead."""
+            if len(walked) >= ENTRIES_AHEAD:
+                return False
+            entry = next(entries, None)
+            if entry is None:
+                return False
+            walked.append(entry)
+            node = entry[1]
+            if node.type == FILE and ahead.first(node, True) is None:
+                stream.add(node.content)
+            return True
+
+        stream = self._stream(more)
+        try:
+            while walked or more():
+                path, node = walked.popleft()
+                self._add(tar, stream, path, node, links)
+        finally:
+            stream.close()
+        tar.close()
+
+    def _entries(self, top: Node, at: bytes) -> Iterator[tuple[bytes, Node]]:
+        """The tar's entries, in order: the directory itself (unless the snapshot's root), and
+        everything below it."""
+        if at:
+            yield at, top
+        if top.subtree is not None:
+            for entry in self._planner.below(top.subtree, at, at.count(b"/") + 1):
+                yield entry.path, entry.node
 
     def _data_regions(self, node: Node) -> list[tuple[int, int]] | None:
         """Where a file with holes has data, (offset, length) each: its blobs but the blob of
@@ -212,8 +222,14 @@ class Dumper:
         self.progress.warning(problem.path or b"/", problem.describe())
 
     def _add(
-        self, tar: tarfile.TarFile, path: bytes, node: Node, links: HardlinkIndex[str]
+        self,
+        tar: TarStream,
+        stream: BlobStream,
+        path: bytes,
+        node: Node,
+        links: HardlinkIndex[str],
     ) -> None:
+        """Writes one entry; a file's blobs are the next ones ``stream`` has."""
         if node.type == SOCKET:
             self.summary.skipped += 1
             self.progress.warning(path, "a socket cannot be put in a tar archive, skipped")
@@ -222,20 +238,20 @@ class Dumper:
         first = links.first(node, info.name)
         if first is not None:
             info.type, info.linkname, info.size = tarfile.LNKTYPE, first, 0
-            tar.addfile(info)
+            tar.add(info)
             self.summary.files += 1
             return
         if node.type == FILE:
             regions = self._data_regions(node)
+            content = self._content(stream, node, holes=regions is not None)
             if regions is None:
-                tar.addfile(info, _Reader(self._content(node)))
+                tar.add(info, content)
             else:
                 sparse_map = make_sparse(info, regions)
-                blocks = itertools.chain([sparse_map], self._content(node, holes=True))
-                tar.addfile(info, _Reader(blocks))
+                tar.add(info, itertools.chain([sparse_map], content))
             self.summary.files += 1
         else:
-            tar.addfile(info)
+            tar.add(info)
             if node.type == DIR:
                 self.summary.dirs += 1
             else:
@@ -307,27 +323,3 @@ class _Keyword(str):
 
     def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
         return str.encode(self, encoding, "surrogateescape")
-
-
-class _Reader:
-    """A file object over blocks whose ``read(n)`` returns exactly n bytes until the end, as
-    tarfile expects."""
-
-    def __init__(self, blocks: Iterator[bytes]) -> None:
-        self._blocks = blocks
-        self._buf = memoryview(b"")
-
-    def read(self, n: int = -1) -> bytes:
-        parts = []
-        while n != 0:
-            if not self._buf:
-                block = next(self._blocks, None)
-                if block is None:
-                    break
-                self._buf = memoryview(block)
-            take = self._buf if n < 0 else self._buf[:n]
-            parts.append(take)
-            self._buf = self._buf[len(take) :]
-            if n > 0:
-                n -= len(take)
-        return b"".join(parts)

@@ -1,0 +1,54 @@
+"""A POSIX (PAX) tar stream written straight to its output, member by member.
+
+tarfile writes the headers (``TarInfo.tobuf``); this writes them, and each member's data as it
+comes, the way tarfile's stream mode (``"w|"``) would: the data padded to a 512-byte block, two
+zero blocks at the end and zeros up to a whole 10 KiB record. tarfile's own stream mode is not
+used because it keeps every member's ``TarInfo`` until the archive is closed (memory that grows
+with the number of entries: a dump of millions of files), and writes through a buffer it copies
+again after every record, so a member's 1 MiB of data cost about 50 MiB of copies into fresh
+memory. Here the data is copied once, into the output.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Iterable
+from typing import BinaryIO
+
+_ZEROS = bytes(tarfile.RECORDSIZE)
+
+
+class TarStream:
+    def __init__(
+        self, out: BinaryIO, encoding: str = "utf-8", errors: str = "surrogateescape"
+    ) -> None:
+        """``encoding``, ``errors``: how the headers' names are encoded (as tarfile's)."""
+        self._out = out
+        self._encoding = encoding
+        self._errors = errors
+        self._offset = 0
+
+    def add(self, info: tarfile.TarInfo, data: Iterable[bytes | memoryview] = ()) -> None:
+        """One member: its header, then ``data``, which must be ``info.size`` bytes in all
+        (none for a member without data: a directory, a link)."""
+        self._write(info.tobuf(tarfile.PAX_FORMAT, self._encoding, self._errors))
+        written = 0
+        for block in data:
+            written += len(block)
+            if written > info.size:
+                raise OSError(f"{info.name}: more data than its size of {info.size} bytes")
+            self._write(block)
+        if written != info.size:
+            raise OSError(f"{info.name}: unexpected end of data ({written} of {info.size} bytes)")
+        self._write(_ZEROS[: -written % tarfile.BLOCKSIZE])
+
+    def close(self) -> None:
+        """The end of the archive: two zero blocks, then zeros to a whole record."""
+        self._write(_ZEROS[: 2 * tarfile.BLOCKSIZE])
+        self._write(_ZEROS[: -self._offset % tarfile.RECORDSIZE])
+        self._out.flush()
+
+    def _write(self, data: bytes | memoryview) -> None:
+        if data:
+            self._out.write(data)
+            self._offset += len(data)
