@@ -59,8 +59,10 @@ def read_xattrs(path: bytes) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def node_from_stat(name: bytes, path: bytes, st: os.stat_result) -> Node:
-    """Metadata of one entry (no content). Raises OSError if xattrs or the link can't be read."""
+def node_from_stat(name: bytes, path: bytes, st: os.stat_result, dir_fd: int | None = None) -> Node:
+    """Metadata of one entry (no content). Raises OSError if xattrs or the link can't be read.
+    With ``dir_fd``, the entry is ``name`` in that open directory (``path`` only names it):
+    read at any depth, beyond PATH_MAX."""
     kind = _TYPES.get(stat.S_IFMT(st.st_mode))
     if kind is None:
         raise OSError(errno.EINVAL, "unsupported file type", path)
@@ -82,8 +84,10 @@ def node_from_stat(name: bytes, path: bytes, st: os.stat_result) -> Node:
     if kind == FILE:
         node.size = st.st_size
     elif kind == SYMLINK:
-        node.target = os.readlink(path)
+        node.target = os.readlink(path) if dir_fd is None else os.readlink(name, dir_fd=dir_fd)
     elif kind in (CHARDEV, BLOCKDEV):
         node.rdev = st.st_rdev
-    node.xattrs = read_xattrs(path)
+    # the xattr calls take no directory descriptor: the entry through the directory's /proc
+    # link (the name itself is not followed)
+    node.xattrs = read_xattrs(path if dir_fd is None else b"/proc/self/fd/%d/%s" % (dir_fd, name))
     return node
