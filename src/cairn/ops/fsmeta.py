@@ -20,6 +20,7 @@ _TYPES = {
     stat.S_IFBLK: BLOCKDEV,
     stat.S_IFSOCK: SOCKET,
 }
+PATH_MAX = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 4096
 _NO_XATTRS = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA, errno.EPERM, errno.EACCES}
 
 
@@ -87,7 +88,10 @@ def node_from_stat(name: bytes, path: bytes, st: os.stat_result, dir_fd: int | N
         node.target = os.readlink(path) if dir_fd is None else os.readlink(name, dir_fd=dir_fd)
     elif kind in (CHARDEV, BLOCKDEV):
         node.rdev = st.st_rdev
-    # the xattr calls take no directory descriptor: the entry through the directory's /proc
-    # link (the name itself is not followed)
-    node.xattrs = read_xattrs(path if dir_fd is None else b"/proc/self/fd/%d/%s" % (dir_fd, name))
+    # the xattr calls take no directory descriptor: by the path where it fits (a procfs
+    # lookup costs more), else the entry through the directory's /proc link (the name itself
+    # is not followed)
+    if dir_fd is not None and len(path) >= PATH_MAX:
+        path = b"/proc/self/fd/%d/%s" % (dir_fd, name)
+    node.xattrs = read_xattrs(path)
     return node

@@ -92,10 +92,13 @@ class Output:
         sys.stderr.write(f"warning: {safe_text(text)}\n")
 
     def error(self, text: str, exit_code: int | None = None) -> None:
-        """One line on stderr; in JSON mode one object, ``{"error": ..., "exit_code": ...}``."""
+        """One line on stderr; in JSON mode one object, ``{"error": ..., "exit_code": ...}``
+        (the exit code the command ends with, when the error decides it)."""
         sys.stdout.flush()
         if self.json_mode:
-            doc = {"error": text, "exit_code": exit_code}
+            doc: dict[str, Any] = {"error": text}
+            if exit_code is not None:
+                doc["exit_code"] = exit_code
             sys.stderr.write(json.dumps(doc, ensure_ascii=True) + "\n")
         else:
             sys.stderr.write(f"cairn: error: {safe_text(text)}\n")
