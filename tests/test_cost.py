@@ -99,9 +99,11 @@ def test_backup_charges_split_data_packs_from_metadata():
     assert charges.total == pytest.approx(requests + 0.09)
 
 
-def test_a_dry_run_estimates_the_requests_the_backup_then_makes(tmp_path, run_cli):
+def test_a_dry_run_estimates_the_requests_the_backup_then_makes(tmp_path, run_cli, monkeypatch):
     """Against what a real backup of the same data records: enough packs for two index
-    checkpoints (64 packs each), data and tree blobs, the lock and the snapshot."""
+    checkpoints (64 packs each), data and tree blobs, the lock and the snapshot (a local
+    directory priced as if it were on S3)."""
+    monkeypatch.setenv("CAIRN_PROVIDER", "aws")
     repo = tmp_path / "repo"
     src = tmp_path / "src"
     src.mkdir()
@@ -300,7 +302,7 @@ def test_cost_on_a_local_repository_matches_what_restore_reads(tmp_path, repo_pa
     assert run_cli("backup", "--repo", repo_path, src).code == 0
     (src / "b.bin").write_bytes(os.urandom(2 * MIB))
     assert run_cli("backup", "--repo", repo_path, src).code == 0
-    res = run_cli("cost", "--repo", repo_path, "--json")
+    res = run_cli("cost", "--repo", repo_path, "--json", "--provider", "aws")
     assert res.code == 0, res.err
     doc = res.json()
     stored = sum(p.stat().st_size for p in repo_path.rglob("*") if p.is_file())
@@ -350,7 +352,8 @@ def test_cost_table_and_advice(tmp_path, repo_path, run_cli):
     assert "full restore of the latest snapshot" in text and "Mbit/s" in text
     assert "unused parts of packs:" in text and "a prune with --max-unused 65%" in text
     assert "the model's best --max-unused here:" in text
-    doc = run_cli("cost", "--repo", repo_path, "--json", "--max-unused", "10%").json()
+    doc = run_cli("cost", "--repo", repo_path, "--json", "--max-unused", "10%", "--provider", "aws")
+    doc = doc.json()
     assert doc["prune"]["max_unused"] == 0.1 and doc["prune"]["unused_bytes"] > 3 * MIB
     assert doc["prune"]["saves_month"] > 0 and doc["prune"]["charges"]["total"] > 0
     assert 0 < doc["advice"]["best_max_unused"] < 1
@@ -359,10 +362,10 @@ def test_cost_table_and_advice(tmp_path, repo_path, run_cli):
 def test_prices_file_and_provider_errors(tmp_path, repo_path, run_cli):
     f = tmp_path / "p.toml"
     f.write_text("[aws.classes.STANDARD]\nstorage_gb_month = 1.0\n")
-    doc = run_cli("cost", "--repo", repo_path, "--prices", f, "--json").json()
+    doc = run_cli("cost", "--repo", repo_path, "--prices", f, "--json", "--provider", "aws").json()
     assert doc["storage"]["month"] == pytest.approx(doc["storage"]["bytes"] / GIB)
     f.write_text("[aws]\nfree = 1\n")
-    res = run_cli("cost", "--repo", repo_path, "--prices", f)
+    res = run_cli("cost", "--repo", repo_path, "--prices", f, "--provider", "aws")
     assert res.code == 1 and "p.toml: aws.free: unknown key" in res.err
     res = run_cli("cost", "--repo", repo_path, "--provider", "nope")
     assert res.code == 2 and "unknown provider 'nope'" in res.err
@@ -521,10 +524,37 @@ def test_cost_while_a_prune_runs_estimates_everything_else(tmp_path, repo_path, 
     storage, _ = wrap_backend(backend_for(str(repo_path), StoreOptions()), StoreOptions())
     repo = Repository.open(storage, PASSWORD.encode())
     with HeldLock(Locks(repo), new_lock("prune")):
-        res = run_cli("cost", "--repo", repo_path, "--json")
-        text = run_cli("cost", "--repo", repo_path).out
+        res = run_cli("cost", "--repo", repo_path, "--json", "--provider", "aws")
+        text = run_cli("cost", "--repo", repo_path, "--provider", "aws").out
     assert res.code == 0, res.err
     doc = res.json()
     assert "another prune" in doc["prune"]["error"] and doc["advice"] is None
     assert doc["restore"]["requests"]["get"] > 0 and doc["storage"]["objects"] > 0
     assert "prune: cannot estimate (another prune" in text
+
+
+def test_a_local_repository_is_not_priced(tmp_path, repo_path, run_cli):
+    """No provider bills a local directory: cost gives its size, a dry run what it would
+    store; --provider prices it as if it were there."""
+    src = make_tree(tmp_path / "src")
+    assert run_cli("backup", "--repo", repo_path, src).code == 0
+    res = run_cli("cost", "--repo", repo_path, "--json")
+    assert res.code == 0, res.err
+    stored = sum(p.stat().st_size for p in repo_path.rglob("*") if p.is_file())
+    doc = res.json()
+    assert doc["local"] is True and doc["storage"]["bytes"] == stored
+    assert "restore" not in doc and "prune" not in doc and "backups" not in doc
+    text = run_cli("cost", "--repo", repo_path).out
+    assert "a local directory: no provider bills its requests or its storage" in text
+    assert not re.search(r"\$\d", text) and "GET" not in text and "PUT" not in text
+    assert "local" not in run_cli("cost", "--repo", repo_path, "--provider", "aws", "--json").json()
+
+    (src / "new.bin").write_bytes(os.urandom(MIB))
+    res = run_cli("backup", "--repo", repo_path, src, "--dry-run", "--json")
+    assert res.code == 0, res.err
+    est = res.json()["estimate"]
+    assert est["local"] is True and "requests" not in est and "cost" not in est
+    assert est["stored"] >= MIB
+    text = run_cli("backup", "--repo", repo_path, src, "--dry-run").out
+    assert re.search(r"a real backup: stores 1.0\d MiB more; a local directory: no provider", text)
+    assert not re.search(r"\$\d", text)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 from tests.verify import restored_diff
@@ -13,39 +12,31 @@ from tests.verify import restored_diff
 MiB = 1 << 20
 
 
-# ------------------------------------------------------------------ an audit hook for file opens
-# Audit hooks cannot be removed, so one hook is installed for the whole process; it records only
-# while ``_AUDIT["root"]`` is set, and only opens of paths below that root.
-_AUDIT: dict[str, object] = {"root": None, "opened": []}
-
-
-def _audit_hook(event: str, args: tuple[object, ...]) -> None:
-    if event != "open":
-        return
-    root = _AUDIT["root"]
-    if root is None:
-        return
-    path = args[0]
-    if not isinstance(path, str | bytes | os.PathLike):
-        return  # an open by file descriptor
-    raw = os.fsencode(path)
-    if raw == root or raw.startswith(root + b"/"):  # type: ignore[operator]
-        flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
-        _AUDIT["opened"].append((raw, flags))  # type: ignore[attr-defined]
-
-
-sys.addaudithook(_audit_hook)
+# ------------------------------------------------------------------ recording file opens
+# The backup opens files relative to their directory's descriptor (any depth works), so an
+# open's path alone does not say which file it is: the recorder resolves the descriptor.
+_real_open = os.open
 
 
 def run_recording_opens(root: Path, fn, *args):  # type: ignore[no-untyped-def]
     """Calls ``fn(*args)``; returns its result and the non-directory paths opened below root."""
-    _AUDIT["opened"] = []
-    _AUDIT["root"] = os.fsencode(root)
+    top = os.fsencode(root)
+    opened: list[bytes] = []
+
+    def recording_open(path, flags, mode=0o777, *, dir_fd=None):  # type: ignore[no-untyped-def]
+        fd = _real_open(path, flags, mode, dir_fd=dir_fd)
+        raw = os.fsencode(path)
+        if dir_fd is not None and not raw.startswith(b"/"):
+            raw = os.fsencode(os.readlink(f"/proc/self/fd/{dir_fd}")) + b"/" + raw
+        if (raw == top or raw.startswith(top + b"/")) and not flags & os.O_DIRECTORY:
+            opened.append(raw)
+        return fd
+
+    os.open = recording_open
     try:
         result = fn(*args)
     finally:
-        _AUDIT["root"] = None
-    opened = [p for p, flags in _AUDIT["opened"] if not flags & os.O_DIRECTORY]  # type: ignore[attr-defined]
+        os.open = _real_open
     return result, opened
 
 

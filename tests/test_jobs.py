@@ -276,10 +276,10 @@ def test_exit_codes_and_partial_jobs(
     (src / "locked.txt").write_text("cannot be read\n")
     real_open = file_saver.open_for_reading
 
-    def refusing_open(path: bytes, extra_flags: int = 0) -> int:  # root reads anything
-        if path.endswith(b"/locked.txt"):
+    def refusing_open(path: bytes, extra_flags: int = 0, dir_fd: int | None = None) -> int:
+        if path.endswith(b"locked.txt"):  # root reads anything
             raise PermissionError(13, "Permission denied", path)
-        return real_open(path, extra_flags)
+        return real_open(path, extra_flags, dir_fd)
 
     monkeypatch.setattr(file_saver, "open_for_reading", refusing_open)
     cfg = config(

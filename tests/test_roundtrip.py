@@ -546,7 +546,7 @@ def test_the_walk_waits_for_few_entries_and_finishes_directories_out_of_order(
     )
 
     def slow_save_files(self, items):  # type: ignore[no-untyped-def]
-        if any(path.endswith(b"/slow") for path, _ in items):
+        if any(path.endswith(b"/slow") for path, *_ in items):
             released.wait(10)
         return save_files(self, items)
 

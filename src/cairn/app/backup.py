@@ -16,7 +16,7 @@ from cairn.app.budget import write_budget
 from cairn.app.context import Session
 from cairn.app.cost import backup_estimate
 from cairn.app.events import Events
-from cairn.core.errors import UsageError
+from cairn.core.errors import Interrupted, UsageError
 from cairn.core.units import count, parse_size
 from cairn.model.snapshot import Snapshot
 from cairn.ops.backup.archiver import BackupOptions
@@ -152,10 +152,13 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
         time=snap_time,
     )
     cache = session.files_cache(read_only=request.dry_run) if not streams else None
+    journal = session.journal()
     try:
         result = run_backup(
-            session.repo, run, events, cache, session.journal(), session.meter, session.started
+            session.repo, run, events, cache, journal, session.meter, session.started
         )
+    except KeyboardInterrupt:
+        raise Interrupted(_interrupted(request.dry_run, journal is not None)) from None
     finally:
         if cache is not None:
             cache.close()
@@ -188,6 +191,22 @@ def _reporter(request: BackupRequest) -> Callable[[bytes, str], None] | None:
             tell(path, status)
 
     return read_only
+
+
+def _interrupted(dry_run: bool, journaled: bool) -> str:
+    """What an interrupted backup kept (the packs it stored are in the pack journal of this
+    machine's cache, docs/format.md §11.3, which the next backup indexes and reuses)."""
+    if dry_run:
+        return "interrupted: nothing was written (a dry run)"
+    if journaled:
+        return (
+            "interrupted: no snapshot was saved; the packs uploaded so far are kept, and the "
+            "next backup from this machine reuses them instead of uploading them again"
+        )
+    return (
+        "interrupted: no snapshot was saved; the next backup may upload the data of this one "
+        "again (no cache directory, so no pack journal of the packs uploaded so far)"
+    )
 
 
 def _streams(request: BackupRequest) -> list[StreamItem]:

@@ -115,11 +115,14 @@ def stack_hooks(hooks: StackHooks) -> Iterator[StackHooks]:
         _HOOKS.reset(token)
 
 
-def wrap_backend(backend: Storage, options: StoreOptions) -> tuple[Storage, MeteredStorage]:
+def wrap_backend(
+    backend: Storage, options: StoreOptions, notice: Callable[[str], None] | None = None
+) -> tuple[Storage, MeteredStorage]:
     """The one place the wrapper stack is built: retry(throttle(meter(backend))).
 
-    Every attempt is metered (each is a request the store bills) and throttled. The hooks
-    installed with ``stack_hooks`` (none outside tests) wrap the backend first."""
+    Every attempt is metered (each is a request the store bills) and throttled; each retry
+    is told to ``notice``. The hooks installed with ``stack_hooks`` (none outside tests) wrap
+    the backend first."""
     hooks = _HOOKS.get() or StackHooks()
     for wrap in hooks.wrappers:
         backend = wrap(backend)
@@ -132,6 +135,8 @@ def wrap_backend(backend: Storage, options: StoreOptions) -> tuple[Storage, Mete
             download=options.limit_download * 1024 if options.limit_download else None,
         )
     policy = replace(hooks.retry or RetryPolicy(), attempts=options.retries)
+    if notice is not None:
+        policy = replace(policy, notice=notice)
     return RetryingStorage(inner, policy), meter
 
 
@@ -205,7 +210,7 @@ def open_session(spec: RepoSpec) -> Session:
     requests that do not wait for one another go out at once, now and in the steps to come
     (``BackendDefaults.request_threads``)."""
     url = spec.resolved_url()
-    storage, meter = wrap_backend(backend_for(url, spec.store), spec.store)
+    storage, meter = wrap_backend(backend_for(url, spec.store), spec.store, spec.notice)
     password = spec.password.get()
     try:
         repo = Repository.open(
@@ -237,7 +242,7 @@ def create_repository(
         _make_directory(backend.root, "repository")
     elif hasattr(backend, "create_bucket"):
         backend.create_bucket()
-    storage, _ = wrap_backend(backend, spec.store)
+    storage, _ = wrap_backend(backend, spec.store, spec.notice)
     return Repository.create(storage, password, pack_size=pack_size, kdf=kdf)
 
 

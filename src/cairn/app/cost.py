@@ -45,13 +45,29 @@ def pricing(url: str, key: str | None = None, prices: str | None = None) -> tupl
     return choose(load_prices(prices), key, url)
 
 
+LOCAL_NOTE = (
+    "a local directory: no provider bills its requests or its storage (cost --provider, or "
+    "$CAIRN_PROVIDER, prices it as if it were at that provider)"
+)
+
+
+def priced(url: str, key: str | None = None) -> bool:
+    """Whether a repository has a provider to price it at: one on an object store, or any
+    repository a provider is named for (``key`` or $CAIRN_PROVIDER). A local directory is
+    not priced by default: its requests cost nothing, its storage is the disk's."""
+    return bool(key or os.environ.get("CAIRN_PROVIDER")) or store_kind(url) == OBJECT_STORE
+
+
 def _prices_line(provider: Provider, why: str) -> str:
     return f"prices: {provider.name}, list prices of {provider.taken} ({why})"
 
 
 def backup_estimate(session: Session, summary: Summary) -> dict[str, Any]:
     """What the backup a dry run rehearsed would cost: its reads, as counted, and the writes
-    its packer counted (data packs in the session's storage class)."""
+    its packer counted (data packs in the session's storage class). A local directory: what
+    it would store, nothing priced."""
+    if not priced(session.url):
+        return {"local": True, "stored": summary.bytes_stored, "prices": LOCAL_NOTE}
     provider, why = pricing(session.url)
     data = provider.cls(session.spec.store.s3.storage_class)
     counts = backup_requests(summary, dry_run=True)
@@ -105,8 +121,17 @@ def restore_reading(
     return defaults.pack_order, gap
 
 
-def report(session: Session, request: CostRequest) -> tuple[dict[str, Any], Provider, str]:
-    """The cost report (a JSON-ready document), the provider it priced with, and why."""
+def report(session: Session, request: CostRequest) -> tuple[dict[str, Any], Provider | None, str]:
+    """The cost report (a JSON-ready document), the provider it priced with, and why. A local
+    directory with no provider named: its size, nothing priced (no provider, None)."""
+    if not priced(session.url, request.provider):
+        objects = list(session.repo.storage.list(""))
+        doc = {
+            "repository": session.url,
+            "local": True,
+            "storage": {"objects": len(objects), "bytes": sum(size for _, size in objects)},
+        }
+        return doc, None, LOCAL_NOTE
     chosen, why = pricing(session.url, request.provider, request.prices_file)
     pack_order, gap = restore_reading(session.url, request.provider, request.prices_file)
     options = CostOptions(

@@ -6,13 +6,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cairn.app.context import Session
-from cairn.core.errors import IntegrityError, UsageError
+from cairn.core.errors import IntegrityError, NotFoundError, UsageError
 from cairn.crypto.keys import read_key_file
 from cairn.model.node import Node, TreeFormatError, decode_listing
 from cairn.ops.snapshots import SnapshotFilter, load_snapshots, resolve
 from cairn.ops.stats import repository_stats, snapshot_stats
 from cairn.repo import layout
-from cairn.repo.index import decode_index
+from cairn.repo.index import BlobIndex, decode_index
 
 KINDS = ("config", "snapshot", "tree", "blob", "index", "key")
 
@@ -63,7 +63,8 @@ def cat(session: Session, kind: str, object_id: str | None) -> Catted:
         name = layout.INDEX + layout.by_prefix(names, ref, "index")
         return Catted(doc={"packs": [_pack_json(r) for r in decode_index(repo.load_object(name))]})
     repo.load_index()
-    blob_id = _blob_id(ref)
+    blob_type = layout.DATA_BLOB if kind == "blob" else layout.TREE_BLOB
+    blob_id = _blob_id(repo.index, ref, blob_type, kind)
     if kind == "blob":
         return Catted(data=repo.load_blob(blob_id))
     return _tree(repo.load_blob(blob_id, layout.TREE_BLOB), blob_id)
@@ -105,11 +106,29 @@ def _text(name: bytes) -> str:
     return name.decode("utf-8", "surrogateescape")
 
 
-def _blob_id(text: str) -> bytes:
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raw = b""
-    if len(raw) != 32:
-        raise UsageError(f"{text!r} is not a blob id (64 hex digits)")
-    return raw
+SHOWN_CANDIDATES = 10
+
+
+def _blob_id(index: BlobIndex, text: str, blob_type: int, what: str) -> bytes:
+    """The blob of ``blob_type`` (``what``: "blob" or "tree") whose id is ``text`` or starts
+    with it; an ambiguous prefix is refused with the ids it matches."""
+    ref = text.lower()
+    if not ref or len(ref) > 64 or any(c not in "0123456789abcdef" for c in ref):
+        raise UsageError(f"{text!r} is not a {what} id (up to 64 hex digits: an id or a prefix)")
+    if len(ref) == 64:
+        return bytes.fromhex(ref)
+
+    def of_type(blob_id: bytes) -> bool:
+        entry = index.get(blob_id)
+        return entry is not None and entry.pack.blob_type == blob_type
+
+    matches = sorted(h for b in index.blob_ids() if (h := b.hex()).startswith(ref) and of_type(b))
+    if not matches:
+        raise NotFoundError(f"no {what} with id {ref}")
+    if len(matches) > 1:
+        shown = ", ".join(m[: len(ref) + 8] for m in matches[:SHOWN_CANDIDATES])
+        more = len(matches) - SHOWN_CANDIDATES
+        if more > 0:
+            shown += f" and {more} more"
+        raise UsageError(f"{what} id prefix {ref} is ambiguous: {shown}")
+    return bytes.fromhex(matches[0])

@@ -32,7 +32,7 @@ from cairn.app.budget import restore_budget
 from cairn.app.context import Session
 from cairn.app.cost import pricing, restore_reading
 from cairn.app.events import Events, NullEvents
-from cairn.core.errors import ObjectArchived, StorageError, UsageError
+from cairn.core.errors import Interrupted, ObjectArchived, StorageError, UsageError
 from cairn.core.units import format_duration
 from cairn.model.node import DIR, Node
 from cairn.model.snapshot import Snapshot
@@ -145,7 +145,20 @@ class NullRestoreEvents(NullEvents):
         self.thaws.append(thaw)
 
 
+INTERRUPTED = (
+    "interrupted: the restore is incomplete (the files written so far stay, directories may "
+    "lack their metadata); run it again to finish: it writes every file again"
+)
+
+
 def restore(session: Session, request: RestoreRequest, events: RestoreEvents) -> RestoreResult:
+    try:
+        return _restore(session, request, events)
+    except KeyboardInterrupt:
+        raise Interrupted(INTERRUPTED) from None
+
+
+def _restore(session: Session, request: RestoreRequest, events: RestoreEvents) -> RestoreResult:
     repo = session.repo
     snap = resolve(repo, request.snapshot, request.filter)
     repo.load_index()  # after the snapshot: a newer one may use newer index objects

@@ -9,13 +9,23 @@ from dataclasses import dataclass, field
 
 from cairn.app.context import Session
 from cairn.app.events import Events
+from cairn.core.errors import UsageError
 from cairn.model.node import DIR, Node
 from cairn.model.snapshot import Snapshot
-from cairn.ops.retention import GroupKey, group_key
+from cairn.ops.retention import GroupKey, PolicyError, group_key, parse_group_by
 from cairn.ops.snapshots import SnapshotFilter, find_node, load_snapshots, resolve, split_path
 from cairn.ops.treewalk import TreeProblem, walk_ahead
 
-__all__ = ["Listing", "Node", "Snapshot", "SnapshotFilter", "list_entries", "list_snapshots"]
+__all__ = [
+    "GroupKey",
+    "Listing",
+    "Node",
+    "Snapshot",
+    "SnapshotFilter",
+    "group_snapshots",
+    "list_entries",
+    "list_snapshots",
+]
 
 
 def snapshot_filter(
@@ -42,6 +52,21 @@ def list_snapshots(
             seen[key] += 1
             keep.add(snap.id)
     return [s for s in snaps if s.id in keep]
+
+
+def group_snapshots(
+    snaps: Sequence[Snapshot], group_by: str
+) -> list[tuple[GroupKey, list[Snapshot]]]:
+    """``snaps`` in groups by ``group_by`` (fields among host, paths, tags, comma-separated;
+    '' for one group), each group in the order of its oldest snapshot, oldest first within."""
+    try:
+        fields = parse_group_by(group_by)
+    except PolicyError as e:
+        raise UsageError(str(e)) from None
+    groups: dict[GroupKey, list[Snapshot]] = {}
+    for snap in snaps:
+        groups.setdefault(group_key(snap, fields), []).append(snap)
+    return list(groups.items())
 
 
 @dataclass

@@ -215,7 +215,10 @@ def command(
         out.json(doc)
     else:
         _print_summary(out, snap, dry_run, result.changed_while_read)
-        if result.estimate is not None:
+        if result.estimate is not None and result.estimate.get("local"):
+            stored = format_bytes(result.estimate["stored"])
+            out.line(f"a real backup: stores {stored} more; {result.estimate['prices']}")
+        elif result.estimate is not None:
             out.line(f"a real backup: {backup_line(result.estimate)}")
             out.line(
                 f"  ({result.estimate['prices']}; data packs in {result.estimate['data_class']})"

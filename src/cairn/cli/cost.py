@@ -99,6 +99,10 @@ def command(
     doc, chosen, why = report(open_session(spec), request)
     if out.json_mode:
         out.json(doc)
+    elif chosen is None:
+        s = doc["storage"]
+        out.line(f"repository {doc['repository']}: {why}")
+        out.line(f"size: {format_bytes(s['bytes'])} in {count(s['objects'], 'object')}")
     else:
         show(out, doc, chosen, why)
     return 0

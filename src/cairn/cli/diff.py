@@ -91,7 +91,9 @@ def command(
         out.line(f"Added:   {format_bytes(added)}")
         out.line(f"Removed: {format_bytes(removed)}")
     if result.problems:
-        out.error(f"{result.problems} problems in the snapshots' trees: see `cairn check`")
+        out.error(
+            f"{result.problems} problems in the snapshots' trees: see `cairn check`", EXIT_FAILED
+        )
         return EXIT_FAILED
     return 0
 

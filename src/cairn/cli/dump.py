@@ -58,7 +58,8 @@ def command(
     failed = EXIT_FAILED if summary.errors else EXIT_OK
     if summary.errors:
         out.error(
-            f"{count(summary.errors, 'entry', 'entries')} of the snapshot's trees were left out: see warnings"
+            f"{count(summary.errors, 'entry', 'entries')} of the snapshot's trees were left out: see warnings",
+            EXIT_FAILED,
         )
     if target is None:
         return failed

@@ -93,6 +93,8 @@ def command(
         searched = count(len(finding.snapshots), "snapshot")
         out.line(f"{count(hits, 'match', 'matches')} in {searched}")
     if finding.problems:
-        out.error(f"{finding.problems} problems in the snapshots' trees: see `cairn check`")
+        out.error(
+            f"{finding.problems} problems in the snapshots' trees: see `cairn check`", EXIT_FAILED
+        )
         return EXIT_FAILED
     return 0

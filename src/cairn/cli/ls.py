@@ -45,6 +45,8 @@ def command(
     finally:
         progress.close()
     if listing.problems:
-        out.error(f"{listing.problems} problems in the snapshot's trees: see `cairn check`")
+        out.error(
+            f"{listing.problems} problems in the snapshot's trees: see `cairn check`", EXIT_FAILED
+        )
         return EXIT_FAILED
     return 0

@@ -33,7 +33,7 @@ from cairn.cli import (
     version,
 )
 from cairn.cli.helpformat import CairnGroup
-from cairn.core.errors import EXIT_FAILED, CairnError
+from cairn.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, CairnError, Interrupted
 from cairn.core.memory import tune_malloc
 from cairn.ui.output import Output, route_warnings
 
@@ -74,25 +74,44 @@ for module in (
 
 def main(argv: list[str] | None = None) -> int:
     route_warnings()
+    args = sys.argv[1:] if argv is None else argv
+    out = Output(json_mode=_wants_json(args))
     try:
-        rv = cli.main(args=argv, prog_name="cairn", standalone_mode=False)
+        rv = cli.main(args=args, prog_name="cairn", standalone_mode=False)
     except CairnError as e:
-        Output().error(str(e))
+        out.error(str(e), e.exit_code)
         return e.exit_code
-    except click.exceptions.Abort:
-        Output().error("interrupted")
-        return 130
+    except click.exceptions.Abort as e:  # click's name for a KeyboardInterrupt
+        cause = e.__cause__
+        if isinstance(cause, Interrupted):
+            out.error(str(cause), cause.exit_code)
+            return cause.exit_code
+        out.error("interrupted", EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
     except click.exceptions.Exit as e:
         return int(e.exit_code)
     except click.ClickException as e:
-        e.show()
+        if out.json_mode:
+            out.error(e.format_message(), e.exit_code)
+        else:
+            e.show()
+        return e.exit_code
+    except Interrupted as e:
+        out.error(str(e), e.exit_code)
         return e.exit_code
     except KeyboardInterrupt:
-        Output().error("interrupted")
-        return 130
+        out.error("interrupted", EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_FAILED
     return rv if isinstance(rv, int) else 0
+
+
+def _wants_json(args: list[str]) -> bool:
+    """Whether the command line asks for JSON (--json before any ``--``): errors are then one
+    JSON object on stderr too, whatever stage they come from."""
+    options = args[: args.index("--")] if "--" in args else args
+    return "--json" in options
 
 
 def entry() -> None:

@@ -141,7 +141,7 @@ def command(
         if verify:
             out.line(f"verified {count(summary.verified, 'file')}")
     if summary.errors:
-        out.error(f"restore finished with {count(summary.errors, 'error')}")
+        out.error(f"restore finished with {count(summary.errors, 'error')}", EXIT_FAILED)
         return EXIT_FAILED
     return EXIT_OK
 

@@ -9,6 +9,9 @@ CairnError (exit 1)
 ├── IntegrityError        an object failed authentication or its checksum (names the object)
 └── StorageError          the store could not be reached or refused an operation
     └── ObjectArchived    an object in an archive class (GLACIER) that must be restored first
+
+Interrupted (a KeyboardInterrupt, exit 130): Ctrl-C, told with what was kept and how to go on;
+a KeyboardInterrupt, so nothing that carries on past a CairnError carries on past it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_PENDING = 75  # EX_TEMPFAIL: archived data is being restored, run the command again later
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 
 
 class CairnError(Exception):
@@ -80,3 +84,12 @@ class ObjectArchived(StorageError):
     def __init__(self, name: str) -> None:
         super().__init__(f"{name}: archived (GLACIER or DEEP_ARCHIVE); it must be restored first")
         self.name = name
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a command that says what the interruption left and how to go on."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __str__(self) -> str:
+        return " ".join(str(a) for a in self.args)

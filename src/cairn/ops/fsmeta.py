@@ -20,6 +20,7 @@ _TYPES = {
     stat.S_IFBLK: BLOCKDEV,
     stat.S_IFSOCK: SOCKET,
 }
+PATH_MAX = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 4096
 _NO_XATTRS = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA, errno.EPERM, errno.EACCES}
 
 
@@ -59,8 +60,10 @@ def read_xattrs(path: bytes) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def node_from_stat(name: bytes, path: bytes, st: os.stat_result) -> Node:
-    """Metadata of one entry (no content). Raises OSError if xattrs or the link can't be read."""
+def node_from_stat(name: bytes, path: bytes, st: os.stat_result, dir_fd: int | None = None) -> Node:
+    """Metadata of one entry (no content). Raises OSError if xattrs or the link can't be read.
+    With ``dir_fd``, the entry is ``name`` in that open directory (``path`` only names it):
+    read at any depth, beyond PATH_MAX."""
     kind = _TYPES.get(stat.S_IFMT(st.st_mode))
     if kind is None:
         raise OSError(errno.EINVAL, "unsupported file type", path)
@@ -82,8 +85,13 @@ def node_from_stat(name: bytes, path: bytes, st: os.stat_result) -> Node:
     if kind == FILE:
         node.size = st.st_size
     elif kind == SYMLINK:
-        node.target = os.readlink(path)
+        node.target = os.readlink(path) if dir_fd is None else os.readlink(name, dir_fd=dir_fd)
     elif kind in (CHARDEV, BLOCKDEV):
         node.rdev = st.st_rdev
+    # the xattr calls take no directory descriptor: by the path where it fits (a procfs
+    # lookup costs more), else the entry through the directory's /proc link (the name itself
+    # is not followed)
+    if dir_fd is not None and len(path) >= PATH_MAX:
+        path = b"/proc/self/fd/%d/%s" % (dir_fd, name)
     node.xattrs = read_xattrs(path)
     return node

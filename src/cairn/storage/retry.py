@@ -10,6 +10,9 @@ layer runs through a policy, in one of its two loops:
 - ``call(fn)`` repeats one call;
 - ``iterate(items, key)`` restarts a listing that failed part-way, and yields no item twice.
 
+Each retry is told to the policy's ``notice`` (a front end shows it: one line on stderr), so
+a store that keeps failing is never waited on in silence.
+
 ``RetryingStorage`` applies a policy to every operation of a store, and ``RetryingArchive`` to
 every call of the store's archive capability, so both retry alike. Every operation is
 idempotent on a write-once store, so repeating a write that may have landed is safe.
@@ -42,6 +45,8 @@ class RetryPolicy:
     jitter: bool = True  # a uniform wait up to the delay (full jitter); False: the delay itself
     transient: tuple[type[Exception], ...] = (TransientStorageError,)
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
+    # told of each retry: one line, what failed, the wait, the attempt that failed of all
+    notice: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -82,7 +87,10 @@ class RetryPolicy:
         """After a failed attempt: give up (the last one), or wait before the next one."""
         if attempt >= self.attempts:
             raise type(error)(f"{error} (gave up after {attempt} attempts)") from None
-        self.sleep(self.delay(attempt))
+        wait = self.delay(attempt)
+        if self.notice is not None:
+            self.notice(f"{error}; retrying in {wait:.1f} s ({attempt}/{self.attempts})")
+        self.sleep(wait)
 
 
 DEFAULT_POLICY = RetryPolicy()

@@ -13,7 +13,9 @@
   classes, and restore requests for archived (GLACIER, DEEP_ARCHIVE) objects, whose reads
   raise ObjectArchived. ``list`` and ``list_with_class`` share one paginated listing.
 - Errors become one-line StorageErrors; throttling, 5xx and connection failures are
-  TransientStorageError, which the retry wrapper retries.
+  TransientStorageError, which the retry wrapper retries. A refused connection is transient
+  only from an endpoint that has answered in this process: from one that never did (most
+  likely a mistyped endpoint) it fails at once.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ _AUTH_CODES = frozenset(
 class S3Storage:
     def __init__(self, location: S3Location, options: S3Options | None = None, client=None) -> None:  # type: ignore[no-untyped-def]
         self.location = location
+        self._endpoint = location.endpoint or "Amazon S3"  # as errors name it
         self.options = options or S3Options()
         # public so that callers may register botocore event handlers (tests simulate faults
         # and archived objects at the transport that way)
@@ -116,7 +119,7 @@ class S3Storage:
             if length == 0:
                 return b""
             args["Range"] = f"bytes={offset}-{end}"
-        with _errors(name):
+        with _errors(name, self._endpoint):
             resp = self.client.get_object(**args)
             return resp["Body"].read()  # type: ignore[no-any-return]
 
@@ -133,7 +136,7 @@ class S3Storage:
                 extra["SSEKMSKeyId"] = self.options.sse_kms_key_id
         key = self._key(name)
         size = content_size(data)
-        with _errors(name):
+        with _errors(name, self._endpoint):
             if size >= self.options.multipart_threshold:
                 self.client.upload_fileobj(
                     content_reader(data),
@@ -168,7 +171,7 @@ class S3Storage:
         self.client.put_object(**args)
 
     def stat(self, name: str) -> int:
-        with _errors(name):
+        with _errors(name, self._endpoint):
             resp = self.client.head_object(Bucket=self.location.bucket, Key=self._key(name))
             return int(resp["ContentLength"])
 
@@ -181,13 +184,13 @@ class S3Storage:
         ``prefix``, page after page."""
         paginator = self.client.get_paginator("list_objects_v2")
         strip = len(self.location.prefix)
-        with _errors(prefix or "/"):
+        with _errors(prefix or "/", self._endpoint):
             for page in paginator.paginate(Bucket=self.location.bucket, Prefix=self._key(prefix)):
                 for obj in page.get("Contents", []):
                     yield obj["Key"][strip:], obj
 
     def delete(self, name: str) -> None:
-        with _errors(name):
+        with _errors(name, self._endpoint):
             self.client.delete_object(Bucket=self.location.bucket, Key=self._key(name))
 
     # ------------------------------------------------------------------ storage classes
@@ -208,7 +211,7 @@ class S3Storage:
     def request_restore(self, name: str, days: int, tier: str) -> None:
         """Asks for a readable copy of an archived object for ``days`` days (RestoreObject)."""
         request = {"Days": days, "GlacierJobParameters": {"Tier": tier}}
-        with _errors(name):
+        with _errors(name, self._endpoint):
             try:
                 self.client.restore_object(
                     Bucket=self.location.bucket, Key=self._key(name), RestoreRequest=request
@@ -223,7 +226,7 @@ class S3Storage:
 
     def restore_status(self, name: str) -> str:
         """READABLE, ARCHIVED, RESTORING or RESTORED, from HEAD (StorageClass, x-amz-restore)."""
-        with _errors(name):
+        with _errors(name, self._endpoint):
             head = self.client.head_object(Bucket=self.location.bucket, Key=self._key(name))
         if head.get("StorageClass") not in ARCHIVE_CLASSES:
             return READABLE
@@ -234,7 +237,7 @@ class S3Storage:
 
     def create_bucket(self) -> None:
         """Creates the bucket if it does not exist (used by init)."""
-        with _errors(self.location.bucket):
+        with _errors(self.location.bucket, self._endpoint):
             try:
                 self.client.head_bucket(Bucket=self.location.bucket)
                 return
@@ -268,16 +271,36 @@ def _code(e: botocore.exceptions.ClientError) -> str:
     return code
 
 
+# the endpoints that answered a request in this process: a refused connection to one of them
+# is a server restarting (retried), to any other most likely a mistyped endpoint (not retried)
+_ANSWERED: set[str] = set()
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether a connection error is, underneath, a refused connection."""
+    seen: BaseException | None = exc.kwargs.get("error") if hasattr(exc, "kwargs") else exc
+    for _ in range(8):  # the chain urllib3 builds is short; never loop on a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class _errors:
     """Maps boto errors raised inside the block to cairn's one-line storage errors."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, endpoint: str) -> None:
         self.name = name
+        self.endpoint = endpoint
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, exc_type, exc, tb) -> bool:  # type: ignore[no-untyped-def]
+        if exc is None or isinstance(exc, StorageError | botocore.exceptions.ClientError):
+            _ANSWERED.add(self.endpoint)
         if exc is None or isinstance(exc, StorageError):
             return False
         if isinstance(exc, botocore.exceptions.ClientError):
@@ -318,6 +341,11 @@ class _errors:
             | botocore.exceptions.IncompleteReadError
             | ConnectionError,
         ):
+            if _refused(exc) and self.endpoint not in _ANSWERED:
+                raise StorageError(
+                    f"cannot reach {self.endpoint}: connection refused, and nothing has "
+                    "answered there (is the endpoint right?)"
+                ) from None
             raise TransientStorageError(f"{self.name}: cannot reach the store: {exc}") from None
         if isinstance(exc, botocore.exceptions.BotoCoreError):
             raise StorageError(f"{self.name}: {exc}") from None

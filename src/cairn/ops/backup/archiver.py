@@ -28,7 +28,13 @@ from typing import Protocol
 from cairn.model.hardlinks import HardlinkIndex, link_key
 from cairn.model.node import DIR, FILE, Node, encode_tree
 from cairn.model.snapshot import Summary
-from cairn.ops.backup.file_saver import FileResult, FileSaver, open_dir_for_reading
+from cairn.ops.backup.file_saver import (
+    DirHandle,
+    FileItem,
+    FileResult,
+    FileSaver,
+    OpenDirs,
+)
 from cairn.ops.excludes import PathMatcher, TagRule
 from cairn.ops.fsmeta import node_from_stat
 from cairn.ops.progress import Progress
@@ -95,7 +101,7 @@ class _Batch:
     """Files read together by one worker; its future yields one result (or OSError) each."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[bytes, os.stat_result]] = []
+        self.items: list[FileItem] = []
         self.size = 0
         self.future: Future[list[FileResult | OSError]] | None = None
 
@@ -154,6 +160,7 @@ class _Frame:
     dir: _Dir
     prefix: bytes  # its path, ending in '/'
     entries: Iterator[os.DirEntry[str]]
+    handle: DirHandle | None  # open while walked: its entries are read relative to it
 
 
 class Archiver:
@@ -185,6 +192,7 @@ class Archiver:
         )
         self._hardlinks: HardlinkIndex[Node | _FileJob] = HardlinkIndex()
         self._batch = _Batch()
+        self._dirs = OpenDirs()
 
     # ------------------------------------------------------------------ entry point
     def run(self, paths: list[bytes]) -> bytes:
@@ -207,6 +215,7 @@ class Archiver:
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._large_pool.shutdown(wait=True, cancel_futures=True)
+            self._dirs.close_all()  # those of files never read (an abandoned backup)
 
     def _build_virtual(self, prefix: bytes, spec: dict[bytes, dict], top: _Dir) -> None:  # type: ignore[type-arg]
         """Intermediate directories of the given paths, with their real metadata; each given
@@ -252,58 +261,69 @@ class Archiver:
     def _walk_tree(self, path: bytes, node: Node, root_dev: int) -> _Dir:
         """Walks the directory ``path`` and everything below it; each subdirectory is handed
         to ``_finish_later`` once walked (so the queue is in post-order). Iterative: a tree
-        of any depth costs no stack."""
-        top = self._read_dir(path, node)
+        of any depth costs no stack. Every entry is read relative to its directory's open
+        descriptor (the walked directories' descriptors stay open), never by its full path:
+        paths longer than PATH_MAX are backed up like any other."""
+        top = self._read_dir(path, node, None, path)
         stack = [top]
         while stack:
             frame = stack[-1]
             entry = next(frame.entries, None)
             if entry is None:
                 stack.pop()
+                if frame.handle is not None:
+                    frame.handle.release()
                 if stack:
                     self._finish_later(frame.dir, stack[-1].dir)
                 continue
+            assert frame.handle is not None  # a directory that could not be read has no entries
             name = os.fsencode(entry.name)
             child = frame.prefix + name
             if self._excluded(child):
                 continue
+            dir_fd = frame.handle.fd
             try:
-                st = os.lstat(child)
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
                 if self._too_large(st):
                     continue
-                child_node = node_from_stat(name, child, st)
+                child_node = node_from_stat(name, child, st, dir_fd)
             except OSError as e:
                 self._warn(child, e)
                 continue
             if child_node.type != DIR:
-                self._add_entry(frame.dir, child, child_node, st, frame.dir.cached.get(name))
+                cached = frame.dir.cached.get(name)
+                where = (frame.handle, name)
+                self._add_entry(frame.dir, child, child_node, st, cached, where)
             elif self.options.one_file_system and st.st_dev != root_dev:
                 # the mount point itself, but nothing below it
                 self._finish_later(_Dir(child_node), frame.dir)
             else:
-                stack.append(self._read_dir(child, child_node))
+                stack.append(self._read_dir(child, child_node, frame.handle, name))
         return top.dir
 
-    def _read_dir(self, path: bytes, node: Node) -> _Frame:
-        """A directory's entries, sorted, and what the files cache knows of it."""
+    def _read_dir(self, path: bytes, node: Node, parent: DirHandle | None, name: bytes) -> _Frame:
+        """A directory (``name`` in ``parent``, or the path ``name``), held open; its entries,
+        sorted, and what the files cache knows of it."""
         d = _Dir(node)
         prefix = path.rstrip(b"/") + b"/"
         try:
-            fd = open_dir_for_reading(path)
-            try:
-                with os.scandir(fd) as it:
-                    entries = sorted(it, key=lambda e: e.name)
-            finally:
-                os.close(fd)
+            handle = self._dirs.open(name, parent)
         except OSError as e:
             self._warn(path, e)
-            return _Frame(d, prefix, iter(()))
+            return _Frame(d, prefix, iter(()), None)
+        try:
+            with os.scandir(handle.fd) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            handle.release()
+            self._warn(path, e)
+            return _Frame(d, prefix, iter(()), None)
         if self.options.tag_rules:
             entries = self._tagged(prefix, entries)
         if self.cache is not None:
             d.cache_key = prefix[:-1]
             d.cached = self.cache.lookup_dir(d.cache_key)
-        return _Frame(d, prefix, iter(entries))
+        return _Frame(d, prefix, iter(entries), handle)
 
     def _excluded(self, path: bytes) -> bool:
         o = self.options
@@ -328,16 +348,24 @@ class Archiver:
         node: Node,
         st: os.stat_result,
         cached: CachedFile | None = None,
+        where: tuple[DirHandle, bytes] | None = None,
     ) -> None:
-        """A file or other non-directory entry of ``parent``."""
+        """A file or other non-directory entry of ``parent`` (``where``: its directory and
+        name there; None: it is opened by its path)."""
         if node.type == FILE:
-            parent.children.append(self._file(parent, path, node, st, cached))
+            parent.children.append(self._file(parent, path, node, st, cached, where))
         else:
             parent.children.append(node)
             self.progress.item_done(path, 0)
 
     def _file(
-        self, parent: _Dir, path: bytes, node: Node, st: os.stat_result, cached: CachedFile | None
+        self,
+        parent: _Dir,
+        path: bytes,
+        node: Node,
+        st: os.stat_result,
+        cached: CachedFile | None,
+        where: tuple[DirHandle, bytes] | None,
     ) -> Node | _FileJob:
         self.summary.bytes_total += st.st_size
         group = link_key(st.st_dev, st.st_ino, st.st_nlink)
@@ -374,7 +402,8 @@ class Archiver:
         if looks_unchanged and o.force:
             status = "unchanged"
         job = _FileJob(path, node, status, batch, len(batch.items))
-        batch.items.append((path, st))
+        # the directory stays open until the file is opened by a reading thread
+        batch.items.append((path, st, None if where is None else (where[0].hold(), where[1])))
         batch.size += st.st_size
         if large or len(batch.items) >= BATCH_FILES or batch.size >= BATCH_BYTES:
             self._submit()

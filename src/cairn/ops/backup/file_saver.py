@@ -33,23 +33,79 @@ class FileResult:
     ctime: int = 0
 
 
-def open_dir_for_reading(path: bytes) -> int:
-    return open_for_reading(path, os.O_DIRECTORY)
+def open_dir_for_reading(path: bytes, dir_fd: int | None = None) -> int:
+    return open_for_reading(path, os.O_DIRECTORY, dir_fd)
 
 
-def open_for_reading(path: bytes, extra_flags: int = 0) -> int:
-    """Opens without following symlinks and, where allowed, without touching the atime."""
+def open_for_reading(path: bytes, extra_flags: int = 0, dir_fd: int | None = None) -> int:
+    """Opens without following symlinks and, where allowed, without touching the atime;
+    ``path`` is relative to the directory ``dir_fd`` when one is given (a name: no length
+    limit on where it is)."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | extra_flags
     try:
-        return os.open(path, flags | _NOATIME)
+        return os.open(path, flags | _NOATIME, dir_fd=dir_fd)
     except PermissionError:
         if not _NOATIME:
             raise
-        return os.open(path, flags)  # O_NOATIME needs ownership or CAP_FOWNER
+        return os.open(path, flags, dir_fd=dir_fd)  # O_NOATIME needs ownership or CAP_FOWNER
     except OSError as e:
         if e.errno == errno.EINVAL and _NOATIME:
-            return os.open(path, flags)
+            return os.open(path, flags, dir_fd=dir_fd)
         raise
+
+
+class DirHandle:
+    """An open directory shared by the walk and the files of it waiting to be read: closed
+    when the last of them lets it go. Entries are opened relative to it, so a path of any
+    length (beyond PATH_MAX) can be read."""
+
+    __slots__ = ("_open", "_refs", "fd")
+
+    def __init__(self, fd: int, open_dirs: OpenDirs) -> None:
+        self.fd = fd
+        self._refs = 1
+        self._open = open_dirs
+
+    def hold(self) -> DirHandle:
+        with self._open.lock:
+            self._refs += 1
+        return self
+
+    def release(self) -> None:
+        with self._open.lock:
+            self._refs -= 1
+            if self._refs:
+                return
+            self._open.handles.discard(self)
+        os.close(self.fd)
+
+
+class OpenDirs:
+    """The directories a walk holds open: those left open when it is abandoned (files that
+    were never read) are closed by ``close_all``."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.handles: set[DirHandle] = set()
+
+    def open(self, name: bytes, parent: DirHandle | None = None) -> DirHandle:
+        """The directory ``name`` (in ``parent``, or a path), never through a symlink."""
+        fd = open_dir_for_reading(name, None if parent is None else parent.fd)
+        handle = DirHandle(fd, self)
+        with self.lock:
+            self.handles.add(handle)
+        return handle
+
+    def close_all(self) -> None:
+        with self.lock:
+            handles, self.handles = self.handles, set()
+        for h in handles:
+            os.close(h.fd)
+
+
+# a file to read: its path (for messages), what the walk saw, and the directory it is in with
+# its name there (None: opened by its path, a path given on the command line)
+FileItem = tuple[bytes, os.stat_result, "tuple[DirHandle, bytes] | None"]
 
 
 class FileSaver:
@@ -84,20 +140,32 @@ class FileSaver:
                 self._progress_bytes(len(chunk))
         return result
 
-    def save_files(self, items: list[tuple[bytes, os.stat_result]]) -> list[FileResult | OSError]:
+    def save_files(self, items: list[FileItem]) -> list[FileResult | OSError]:
         """Several files in a row; an unreadable one yields its OSError, the others go on."""
         out: list[FileResult | OSError] = []
-        for path, st in items:
+        for path, st, where in items:
             try:
-                out.append(self.save_file(path, st))
+                out.append(self.save_file(path, st, where))
             except OSError as e:
                 out.append(e)
         return out
 
-    def save_file(self, path: bytes, before: os.stat_result) -> FileResult:
+    def save_file(
+        self,
+        path: bytes,
+        before: os.stat_result,
+        where: tuple[DirHandle, bytes] | None = None,
+    ) -> FileResult:
         """Raises OSError if the file cannot be opened or read. The file is read straight from
-        its descriptor, once it is known to be the regular file the walk saw."""
-        fd = open_for_reading(path)
+        its descriptor, once it is known to be the regular file the walk saw. The directory
+        ``where`` names is let go once the file is open (or cannot be)."""
+        if where is None:
+            fd = open_for_reading(path)
+        else:
+            try:
+                fd = open_for_reading(where[1], 0, where[0].fd)
+            finally:
+                where[0].release()
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_ino != before.st_ino:
