@@ -42,6 +42,7 @@ class BackupRequest:
     command: Sequence[str] = ()
     stream_name: str | None = None  # its file name in the snapshot (default: stdin)
     streams: Sequence[StreamItem] = ()  # already made (jobs' database dumps and the like)
+    scan: bool = True  # count the paths on a thread of their own, for progress's total
 
 
 @dataclass
@@ -101,6 +102,7 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
             excludes=PathMatcher(patterns),
             one_file_system=request.one_file_system,
             workers=request.read_concurrency,
+            scan=request.scan,
         ),
     )
     cache = session.files_cache(read_only=request.dry_run) if not streams else None

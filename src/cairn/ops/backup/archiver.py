@@ -41,6 +41,7 @@ class BackupOptions:
     one_file_system: bool = False
     workers: int = 2  # reading threads: one for large files, the others for small ones
     max_in_flight: int = 64
+    scan: bool = True  # count what is to be read first, on a thread (ops/backup/scanner.py)
 
 
 SMALL_FILE = 1 << 20  # files below this are read in batches, to spread per-job overhead
@@ -273,7 +274,6 @@ class Archiver:
             parent.children.append(self._file(parent, path, node, st, cached))
         else:
             parent.children.append(node)
-            self.progress.item_done(path, 0)
 
     def _file(
         self, parent: _Dir, path: bytes, node: Node, st: os.stat_result, cached: CachedFile | None
@@ -283,6 +283,7 @@ class Archiver:
         unchanged = cached is not None and cached.matches(st)
         first = self._hardlinks.get(group) if group is not None else None
         if first is not None:
+            self.progress.bytes_done(st.st_size)  # counted as the total counts it (a file once)
             if isinstance(first, _FileJob):
                 return _FileJob(path, node, "hardlink", first.batch, first.index)
             node.content, node.size = first.content, first.size

@@ -15,6 +15,7 @@ from cairn.core.errors import CairnError, UsageError
 from cairn.core.overlap import Overlap
 from cairn.model.snapshot import Snapshot
 from cairn.ops.backup.archiver import Archiver, BackupOptions
+from cairn.ops.backup.scanner import Scanner
 from cairn.ops.backup.streams import StreamArchiver
 from cairn.ops.progress import Progress
 from cairn.ops.snapshots import SnapshotFilter, read_snapshots, readable
@@ -94,6 +95,28 @@ def run_backup(
     check_paths_exist(paths)
     stream_paths = [s.path for s in request.streams]
     snap = new_snapshot(request, sorted([*(os.fsdecode(p) for p in paths), *stream_paths]))
+    options = request.options
+    scanner = Scanner(paths, options.excludes, options.one_file_system)
+    if paths and options.scan:
+        scanner.start(progress)  # the total, counted while the backup runs
+    try:
+        return _run(repo, request, progress, files_cache, journal, meter, before, paths, snap, t0)
+    finally:
+        scanner.stop()
+
+
+def _run(
+    repo: Repository,
+    request: BackupRequest,
+    progress: Progress,
+    files_cache: FilesCache | None,
+    journal: PackJournal | None,
+    meter: MeteredStorage | None,
+    before: Usage | None,
+    paths: list[bytes],
+    snap: Snapshot,
+    t0: float,
+) -> BackupResult:
     with Overlap(repo.request_threads) as overlap:
         # the snapshots, for the parent, are read while the lock is written and the index read:
         # they decide nothing about what is re-used (format.md §12.2)
