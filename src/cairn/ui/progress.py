@@ -104,7 +104,10 @@ class Counts:
 
 
 def _of(done: str, total: int | None, more: str, noun: str, fmt: Any = str) -> str:
-    text = done if total is None else f"{done} of {fmt(total)}{more}"
+    """'3 of 12 files', '3 of 12+ files', '1 file', '1.20 MiB of 4.00 MiB'."""
+    if total is None:
+        return f"{done} {noun[:-1] if done == '1' else noun}" if noun else done
+    text = f"{done} of {fmt(total)}{more}"
     return f"{text} {noun}" if noun else text
 
 
@@ -116,7 +119,7 @@ class _Live:
 
     def __rich__(self) -> Any:
         text = importlib.import_module("rich.text").Text
-        return text(self.progress.line(bar=True))
+        return text(self.progress.line(bar=True), no_wrap=True, overflow="ellipsis")
 
 
 class TerminalProgress:

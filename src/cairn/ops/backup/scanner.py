@@ -80,23 +80,30 @@ class Scanner:
     def _list(self, fd: int, prefix: bytes, root_dev: int, stack: list[bytes]) -> None:
         """Counts the files of the directory open as ``fd``; its subdirectories go on
         ``stack``. The entries are looked at while ``fd`` is open (their status is read
-        relative to it)."""
+        relative to it). Kept lean: it runs once per entry, beside the backup's own walk."""
         try:
             with os.scandir(fd) as it:
                 entries = list(it)
         except OSError:
             return
+        excludes = self.excludes if self.excludes else None
         for entry in entries:
-            child = prefix + os.fsencode(entry.name)
-            if self.excludes.matches(child):
-                continue
             try:
-                if entry.is_dir(follow_symlinks=False):
+                if entry.is_file(follow_symlinks=False):
+                    if excludes is not None and excludes.matches(prefix + os.fsencode(entry.name)):
+                        continue
+                    st = entry.stat(follow_symlinks=False)
+                    self.bytes += st.st_size
+                    if st.st_nlink > 1 and self._linked(st):
+                        continue
+                    self.files += 1
+                elif entry.is_dir(follow_symlinks=False):
+                    child = prefix + os.fsencode(entry.name)
+                    if excludes is not None and excludes.matches(child):
+                        continue
                     if self._elsewhere(entry, root_dev):
                         continue  # the mount point is backed up, not what is below
                     stack.append(child)
-                elif entry.is_file(follow_symlinks=False):
-                    self._add(entry.stat(follow_symlinks=False))
             except OSError:
                 continue
 
@@ -104,16 +111,22 @@ class Scanner:
         """A directory on another file system, with --one-file-system."""
         return self.one_file_system and entry.stat(follow_symlinks=False).st_dev != root_dev
 
-    def _add(self, st: os.stat_result) -> None:
-        if not stat.S_ISREG(st.st_mode):
-            return
-        self.bytes += st.st_size
+    def _linked(self, st: os.stat_result) -> bool:
+        """A later path of a file with several: its bytes count, not the file again."""
         group = link_key(st.st_dev, st.st_ino, st.st_nlink)
-        if group is not None:
-            if group in self._links:
-                return
-            self._links.add(group)
-        self.files += 1
+        if group is None:
+            return False
+        if group in self._links:
+            return True
+        self._links.add(group)
+        return False
+
+    def _add(self, st: os.stat_result) -> None:
+        """A path given to back up (not a directory)."""
+        if stat.S_ISREG(st.st_mode):
+            self.bytes += st.st_size
+            if not self._linked(st):
+                self.files += 1
 
 
 def _outermost(paths: list[bytes]) -> list[bytes]:
