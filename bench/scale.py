@@ -4,6 +4,7 @@ against restic), and a 10 GiB file (flat memory).
     python -m bench.scale index [--blobs 10000000]
     python -m bench.scale files [--files 1000000]
     python -m bench.scale bigfile [--size 10G]
+    python -m bench.scale scan [--files 200000] [--runs 3]   # backups with and without the scanner
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import os
 import random
 import resource
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
 
 from bench import tools
+from bench.measure import run
 from bench.stream_memory import generate
 from cairn.core.memory import tune_malloc
 from cairn.core.units import parse_size
@@ -109,6 +112,36 @@ def files_scale(work: Path, count: int) -> dict[str, object]:
     return out
 
 
+def scan_scale(work: Path, count: int, runs: int) -> dict[str, object]:
+    """The backup's scanner (it counts the tree on a thread of its own, for progress): a tree
+    of small files backed up first and unchanged, with it and with --no-scan, in turn; the
+    median of ``runs`` of each. Progress goes to a pipe, so the backups draw nothing."""
+    tree = work / "many"
+    if not (work / f"many-{count}.done").exists():
+        shutil.rmtree(tree, ignore_errors=True)
+        make_files(tree, count)
+        (work / f"many-{count}.done").touch()
+    times: dict[str, dict[str, list[float]]] = {}
+    for r in range(runs):
+        modes = [("scan", ()), ("no-scan", ("--no-scan",))]
+        for mode, extra in modes if r % 2 == 0 else modes[::-1]:
+            tool = tools.Cairn(work)
+            tool.reset()
+            tool.init()
+            for phase in ("first", "unchanged"):
+                m = run(tool.cmd("backup", str(tree), "--json", *extra), tool.env())
+                t = times.setdefault(f"{mode} {phase}", {"wall_s": [], "cpu_s": []})
+                t["wall_s"].append(m.wall)
+                t["cpu_s"].append(m.cpu)
+                print(mode, phase, f"{m.wall:.2f} s wall, {m.cpu:.2f} s CPU", flush=True)
+            tool.reset()
+    return {
+        "files": count,
+        "runs": runs,
+        **{k: {f: statistics.median(v) for f, v in t.items()} for k, t in times.items()},
+    }
+
+
 def bigfile_scale(work: Path, size: int) -> dict[str, object]:
     path = work / "big.bin"
     with open(path, "wb") as f:
@@ -127,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("what", choices=["index", "files", "bigfile"])
+    ap.add_argument("what", choices=["index", "files", "bigfile", "scan"])
+    ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--blobs", type=int, default=10_000_000)
     ap.add_argument("--files", type=int, default=1_000_000)
     ap.add_argument("--size", default="10G")
@@ -139,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         report = index_scale(args.blobs)
     elif args.what == "files":
         report = files_scale(work, args.files)
+    elif args.what == "scan":
+        report = scan_scale(work, args.files, args.runs)
     else:
         report = bigfile_scale(work, parse_size(args.size))
     print(json.dumps(report, indent=2))

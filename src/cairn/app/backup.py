@@ -60,6 +60,7 @@ class BackupRequest:
     command: Sequence[str] = ()
     stream_name: str | None = None  # its file name in the snapshot (default: stdin)
     streams: Sequence[StreamItem] = ()  # already made (jobs' database dumps and the like)
+    scan: bool = True  # count the paths on a thread of their own, for progress's total
 
 
 @dataclass
@@ -147,6 +148,7 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
             ignore_inode=request.ignore_inode,
             ignore_ctime=request.ignore_ctime,
             on_file=_reporter(request),
+            scan=request.scan,
         ),
         parent=request.parent,
         time=snap_time,

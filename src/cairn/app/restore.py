@@ -50,6 +50,7 @@ from cairn.ops.restore import (
     restore_entries,
     zero_blob,
 )
+from cairn.ops.restore.count import EntryCounter, summary_totals
 from cairn.ops.snapshots import SnapshotFilter, resolve
 from cairn.ops.thaw import (
     POLL_SECONDS,
@@ -225,7 +226,27 @@ class _Run:
         node, path = planner.top(self.snap, self.request.path)
         entries = planner.entries(node, path)
         check = _readable(archive) if archive is not None else None
-        return self._execute(entries, tally, archive is not None, check, _root(node, path))
+        counter = self._totals(node, path)
+        try:
+            return self._execute(entries, tally, archive is not None, check, _root(node, path))
+        finally:
+            if counter is not None:
+                counter.stop()
+
+    def _totals(self, node: Node, path: bytes) -> EntryCounter | None:
+        """Starts the restore's phase with its total: the snapshot's summary when it is
+        restored whole, else counted by a walk of its trees on a thread (returned)."""
+        o = self.options
+        whole = self.request.path in ("", "/") and not o.include.patterns and not o.exclude.patterns
+        totals = summary_totals(self.snap) if whole else None
+        if totals is not None:
+            self.events.start("restore", *totals)
+            return None
+        self.events.start("restore")
+        quiet = Tally(NullEvents())  # the restore itself reports what cannot be read
+        counter = EntryCounter(self._planner(quiet).entries(node, path))
+        counter.start(self.events)
+        return counter
 
     def thawed(self, archive: ArchiveStore, options: ThawOptions, url: str) -> RestoreResult:
         """The restore planned in full, the archived packs it reads restored first."""
@@ -247,6 +268,7 @@ class _Run:
             self.events.status(f"waiting for the restored copies (checking every {every})")
             wait_for_thaw(archive, thaw.report, options)
             self.events.status("the restored copies are readable: restoring")
+        self.events.start("restore", *EntryCounter(entries).count())
         return self.result(self._execute(entries, tally, False, None, _root(node, path)), thaw)
 
     def _execute(

@@ -120,6 +120,11 @@ SHOWN_CHANGED = 10  # files changed while read that the summary names
 @click.option("--host", default=None, help="Host name to record (default: this machine).")
 @click.option("-n", "--dry-run", is_flag=True, help="Do everything but write to the repository.")
 @click.option("--read-concurrency", default=2, show_default=True, help="Files read at once.")
+@click.option(
+    "--no-scan",
+    is_flag=True,
+    help="Do not count the files while backing up (progress then has no total, percentage or ETA).",
+)
 def command(
     spec: RepoSpec,
     out: Output,
@@ -148,6 +153,7 @@ def command(
     from_stdin: bool,
     stdin_from_command: bool,
     stdin_filename: str | None,
+    no_scan: bool,
 ) -> int:
     """Back up PATHS into a new snapshot.
 
@@ -192,6 +198,7 @@ def command(
         stdin=sys.stdin.buffer if from_stdin else None,
         command=paths if stdin_from_command else (),
         stream_name=stdin_filename,
+        scan=not no_scan,
     )
     session = open_session(spec)
     progress = TerminalProgress(out, "backup")

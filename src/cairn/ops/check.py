@@ -226,6 +226,7 @@ class Checker:
             _, blob_type, blobs = self.repo.read_pack_header(name, stored[name], record.info.salt)
             return blob_type, blobs
 
+        self.progress.start("pack headers", len(indexed), None, "packs")
         with Overlap(self.threads, "cairn-headers") as overlap:
             for (name, record), read in overlap.map(header, sorted(indexed.items())):
                 self._check_header(name, record, read)
@@ -268,6 +269,9 @@ class Checker:
         def read(item: tuple[PackRecord, str]) -> bytes:
             return self.repo.storage.read(item[1])
 
+        size = sum(view.stored[name] for _, name in readable)
+        self.progress.start("read data", len(readable), size, "packs")
+
         with Overlap(self.data_threads, "cairn-packs") as overlap:
             for (record, name), data in overlap.map(read, readable, ahead=self.data_threads):
                 try:
@@ -280,6 +284,7 @@ class Checker:
         self.report.packs_read += 1
         self.report.bytes_read += len(data)
         self.progress.bytes_done(len(data))
+        self.progress.item_done(name.encode(), len(data))
         if len(data) != size or blake3.blake3(data).digest() != record.info.id:
             self.report.error(name, "content does not match its name (damaged or truncated)")
         for b in record.blobs:

@@ -38,6 +38,7 @@ from cairn.model.hardlinks import HardlinkIndex
 from cairn.model.node import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
 from cairn.model.snapshot import Snapshot
 from cairn.ops.progress import Progress
+from cairn.ops.restore.count import EntryCounter
 from cairn.ops.restore.plan import Planner
 from cairn.ops.restore.schedule import Scheduler
 from cairn.ops.restore.source import BlobSource
@@ -82,6 +83,7 @@ class Dumper:
         self.progress = progress
         self.summary = DumpSummary()
         self._planner = Planner(repo, on_problem=self._problem, tree_threads=tree_threads)
+        self._tree_threads = tree_threads
         self._source = BlobSource(repo.reader)
         self._zero = ZeroBlob(repo.config.chunker, repo.blob_id)
         self._schedule = Scheduler(repo.index.get, self._source, zero=self._zero)
@@ -103,16 +105,33 @@ class Dumper:
 
     def write(self, node: Node, at: bytes, out: BinaryIO) -> DumpSummary:
         """Writes ``find``'s file as its bytes, or directory as a tar stream, to ``out``."""
+        counter = None
         try:
             if node.type == FILE:
+                self.progress.start("dump", 1, node.size)
                 self._write_file(node, out)
                 self.summary.files = 1
+                self.progress.item_done(at, node.size)
             else:
                 self.summary.kind = "tar"
+                self.progress.start("dump")
+                counter = self._count(node, at)
                 self._write_tar(node, at, out)
         finally:
+            if counter is not None:
+                counter.stop()
             self._pool.shutdown(wait=True, cancel_futures=True)
         return self.summary
+
+    def _count(self, top: Node, at: bytes) -> EntryCounter | None:
+        """Counts the files and bytes of the tar on a thread, by a walk of its own (problems
+        are reported by the tar's walk)."""
+        if top.subtree is None:
+            return None
+        planner = Planner(self.repo, on_problem=lambda p: None, tree_threads=self._tree_threads)
+        counter = EntryCounter(planner.below(top.subtree, at, at.count(b"/") + 1))
+        counter.start(self.progress)
+        return counter
 
     # ------------------------------------------------------------------ one file
     def _write_file(self, node: Node, out: BinaryIO) -> None:
@@ -240,6 +259,7 @@ class Dumper:
             info.type, info.linkname, info.size = tarfile.LNKTYPE, first, 0
             tar.add(info)
             self.summary.files += 1
+            self.progress.bytes_done(node.size)  # as the total counts it: the file once
             return
         if node.type == FILE:
             regions = self._data_regions(node)
@@ -249,14 +269,15 @@ class Dumper:
             else:
                 sparse_map = make_sparse(info, regions)
                 tar.add(info, itertools.chain([sparse_map], content))
+                self.progress.bytes_done(node.size - sum(n for _, n in regions))  # holes
             self.summary.files += 1
+            self.progress.item_done(path, node.size)
         else:
             tar.add(info)
             if node.type == DIR:
                 self.summary.dirs += 1
             else:
                 self.summary.others += 1
-        self.progress.item_done(path, node.size)
 
 
 def pax_time(ns: int) -> str:

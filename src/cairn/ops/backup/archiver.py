@@ -53,6 +53,7 @@ class BackupOptions:
     one_file_system: bool = False
     workers: int = 2  # reading threads: one for large files, the others for small ones
     max_in_flight: int = 64
+    scan: bool = True  # count what is to be read first, on a thread (ops/backup/scanner.py)
     # change detection: read every file (``force``), or compare fewer of a file's attributes
     force: bool = False
     ignore_inode: bool = False  # nor the ctime
@@ -356,7 +357,6 @@ class Archiver:
             parent.children.append(self._file(parent, path, node, st, cached, where))
         else:
             parent.children.append(node)
-            self.progress.item_done(path, 0)
 
     def _file(
         self,
@@ -374,6 +374,7 @@ class Archiver:
         unchanged = looks_unchanged and not o.force
         first = self._hardlinks.get(group) if group is not None else None
         if first is not None:
+            self.progress.bytes_done(st.st_size)  # counted as the total counts it (a file once)
             if isinstance(first, _FileJob):
                 return _FileJob(path, node, "hardlink", first.batch, first.index)
             node.content, node.size = first.content, first.size

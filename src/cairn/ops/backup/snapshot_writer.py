@@ -17,6 +17,7 @@ from cairn.core.overlap import Overlap
 from cairn.model.snapshot import Snapshot
 from cairn.ops.backup.archiver import Archiver, BackupOptions
 from cairn.ops.backup.parent import ParentFiles
+from cairn.ops.backup.scanner import Scanner
 from cairn.ops.backup.streams import StreamArchiver
 from cairn.ops.progress import Progress
 from cairn.ops.snapshots import SnapshotFilter, read_snapshots, readable, resolve_id
@@ -105,6 +106,33 @@ def run_backup(
         raise UsageError("--force reads every file: it takes no --parent")
     # the parent asked for is found before the lock is taken: an unknown id changes nothing
     chosen = resolve_id(repo, request.parent) if request.parent is not None else None
+    options = request.options
+    scanner = Scanner(paths, options.excludes, options.one_file_system)
+    if paths and options.scan:
+        scanner.start(progress)  # the total, counted while the backup runs
+    try:
+        return _run(
+            repo, request, progress, files_cache, journal, meter, before, paths, snap, t0, chosen
+        )
+    finally:
+        scanner.stop()
+
+
+def _run(
+    repo: Repository,
+    request: BackupRequest,
+    progress: Progress,
+    files_cache: FilesCache | None,
+    journal: PackJournal | None,
+    meter: MeteredStorage | None,
+    before: Usage | None,
+    paths: list[bytes],
+    snap: Snapshot,
+    t0: float,
+    chosen: str | None,
+) -> BackupResult:
+    """The backup, once its paths are checked and ``chosen`` (--parent) is found."""
+    force = request.options.force
     with Overlap(repo.request_threads) as overlap:
         # the snapshots, for the parent, are read while the lock is written and the index read:
         # they decide nothing about what is re-used (format.md §12.2)

@@ -244,6 +244,8 @@ def _repack(
         return repo.storage.read(layout.pack_name(item[0].info.id.hex()))
 
     reads = options.repack_reads
+    total = sum(plan.sizes[rec.info.id] for rec, _ in plan.repack)
+    progress.start("repack", len(plan.repack), total, "packs")
     with (
         repo.writer(uploads=REPACK_UPLOADS, remember_packs=True, spool=options.spool) as writer,
         Overlap(reads if reads > 1 else 0, "cairn-repack") as overlap,
@@ -274,6 +276,7 @@ def _repack(
                     ) from None
                 writer.copy_blob(record.info.blob_type, b.id, payload, b.raw_length)
             progress.item_done(name.encode(), len(data))
+            progress.bytes_done(len(data))
         writer.flush()
     _recount(planned)
     return list(writer.written_packs), list(writer.written_indexes)

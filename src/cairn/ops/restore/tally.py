@@ -45,6 +45,9 @@ class Tally:
             self.summary.bytes_written += written
         self.progress.item_done(path, size)
 
-    def linked(self) -> None:
+    def linked(self, size: int) -> None:
+        """A later path of a hardlink: its bytes count as done (a snapshot's total counts
+        them), not the file again."""
         with self._lock:
             self.summary.files += 1
+        self.progress.bytes_done(size)

@@ -27,15 +27,23 @@ def verify(
     chunks = Chunker(chunker)
     firsts = {link.first for link in links}
     good: set[tuple[bytes, ...]] = set()  # the first paths of links that were verified
+    entries = list(entries)
+    progress = tally.progress
+    progress.start("verify", len(entries), sum(e.node.size for e in entries))
     for entry in entries:
         path = b"/".join(entry.parts)
         try:
             fd = target.open_file(target.dir_fd(entry.parts[:-1]), entry.parts[-1])
             with os.fdopen(fd, "rb") as f:
-                ids = [blob_id(c) for c in chunks.chunks(f)]
+                ids = []
+                for c in chunks.chunks(f):
+                    ids.append(blob_id(c))
+                    progress.bytes_done(len(c))
         except OSError as e:
             tally.error(path, f"cannot verify: {e.strerror}")
             continue
+        finally:
+            progress.item_done(path, entry.node.size)
         if ids != entry.node.content:
             tally.error(path, "restored content differs from the snapshot")
         else:

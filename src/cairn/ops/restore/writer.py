@@ -69,7 +69,6 @@ class FileWriter:
         for problem in apply_by_name(pfd, name, node):
             self.tally.error(path, problem)
         self.tally.summary.others += 1
-        self.tally.progress.item_done(path, 0)
 
     def create(self, entry: Entry, reopenable: bool = False) -> int:
         """A new file for ``entry``, open for writing, with its final mode where the umask lets
@@ -183,4 +182,4 @@ class FileWriter:
                 os.close(dst)
         finally:
             os.close(src)
-        self.tally.linked()
+        self.tally.linked(entry.node.size)
