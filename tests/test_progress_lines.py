@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cairn.ops.backup.archiver import BackupOptions
 from cairn.ops.backup.scanner import Scanner
 from cairn.ops.excludes import PathMatcher
 
@@ -75,12 +76,14 @@ def excludes() -> list[str]:
 
 
 def test_scanner_counts_what_the_backup_reads(run_cli, repo_path: Path, src: Path) -> None:  # type: ignore[no-untyped-def]
-    files, nbytes = Scanner([os.fsencode(src)], PathMatcher(EXCLUDES), True).count()
+    files, nbytes = Scanner(
+        [os.fsencode(src)], BackupOptions(PathMatcher(EXCLUDES), one_file_system=True)
+    ).count()
     summary = backup_json(run_cli, repo_path, src, *excludes(), "-x")["summary"]
     assert (files, nbytes) == (summary_files(summary), summary["bytes_total"])
     assert files == 26  # 24 + big + empty; the hardlink once, the excluded ones not at all
     # without the excludes it counts more, as the backup reads more
-    more = Scanner([os.fsencode(src)], PathMatcher([]), False).count()
+    more = Scanner([os.fsencode(src)], BackupOptions()).count()
     summary = backup_json(run_cli, repo_path, src)["summary"]
     assert more == (summary_files(summary), summary["bytes_total"]) == (28, nbytes + 120_000)
 

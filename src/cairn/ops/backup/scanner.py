@@ -16,16 +16,21 @@ import stat
 import threading
 
 from cairn.model.hardlinks import link_key
+from cairn.ops.backup.archiver import BackupOptions
 from cairn.ops.backup.file_saver import open_dir_for_reading
-from cairn.ops.excludes import PathMatcher
 from cairn.ops.progress import Progress
 
 
 class Scanner:
-    def __init__(self, paths: list[bytes], excludes: PathMatcher, one_file_system: bool) -> None:
+    def __init__(self, paths: list[bytes], options: BackupOptions) -> None:
+        """Counts ``paths`` as the backup with ``options`` reads them: its excludes (case or
+        not), --exclude-larger-than and --one-file-system (not --exclude-if-present's tags:
+        their directories are counted whole)."""
         self.paths = _outermost(paths)
-        self.excludes = excludes
-        self.one_file_system = one_file_system
+        self.excludes = options.excludes
+        self.iexcludes = options.iexcludes
+        self.larger_than = options.exclude_larger_than
+        self.one_file_system = options.one_file_system
         self.files = 0
         self.bytes = 0
         self._links: set[tuple[int, int]] = set()
@@ -86,20 +91,25 @@ class Scanner:
                 entries = list(it)
         except OSError:
             return
-        excludes = self.excludes if self.excludes else None
+        matchers = [m for m in (self.excludes, self.iexcludes) if m]
+        larger_than = self.larger_than
         for entry in entries:
             try:
                 if entry.is_file(follow_symlinks=False):
-                    if excludes is not None and excludes.matches(prefix + os.fsencode(entry.name)):
+                    if matchers and any(
+                        m.matches(prefix + os.fsencode(entry.name)) for m in matchers
+                    ):
                         continue
                     st = entry.stat(follow_symlinks=False)
+                    if larger_than is not None and st.st_size > larger_than:
+                        continue
                     self.bytes += st.st_size
                     if st.st_nlink > 1 and self._linked(st):
                         continue
                     self.files += 1
                 elif entry.is_dir(follow_symlinks=False):
                     child = prefix + os.fsencode(entry.name)
-                    if excludes is not None and excludes.matches(child):
+                    if matchers and any(m.matches(child) for m in matchers):
                         continue
                     if self._elsewhere(entry, root_dev):
                         continue  # the mount point is backed up, not what is below

@@ -107,7 +107,7 @@ def run_backup(
     # the parent asked for is found before the lock is taken: an unknown id changes nothing
     chosen = resolve_id(repo, request.parent) if request.parent is not None else None
     options = request.options
-    scanner = Scanner(paths, options.excludes, options.one_file_system)
+    scanner = Scanner(paths, options)
     if paths and options.scan:
         scanner.start(progress)  # the total, counted while the backup runs
     try:
