@@ -393,7 +393,9 @@ def test_refreshed_prices_apply_to_every_cost(tmp_path, repo_path, run_cli, monk
     assert res.code == 1 and "aws.classes.STANDARD.checked: a date" in res.err
 
 
-def test_prune_dry_run_shows_its_cost(tmp_path, repo_path, run_cli):
+def test_prune_dry_run_shows_its_cost(tmp_path, repo_path, run_cli, monkeypatch):
+    """Priced at a provider named for a local directory ($CAIRN_PROVIDER); not priced without
+    one (nothing bills a local directory)."""
     src = make_tree(tmp_path / "src")
     assert run_cli("backup", "--repo", repo_path, src).code == 0
     (src / "a.bin").unlink()
@@ -401,6 +403,11 @@ def test_prune_dry_run_shows_its_cost(tmp_path, repo_path, run_cli):
     (src / "hard.bin").unlink()
     assert run_cli("backup", "--repo", repo_path, src).code == 0
     assert run_cli("forget", "--repo", repo_path, "--keep-last", "1").code == 0
+    res = run_cli("prune", "--repo", repo_path, "--dry-run")
+    assert res.code == 0, res.err
+    assert "would free" in res.out and "cost:" not in res.out and "$" not in res.out
+    assert "cost" not in run_cli("prune", "--repo", repo_path, "--dry-run", "--json").json()
+    monkeypatch.setenv("CAIRN_PROVIDER", "aws")
     res = run_cli("prune", "--repo", repo_path, "--dry-run")
     assert res.code == 0, res.err
     assert re.search(

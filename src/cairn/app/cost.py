@@ -84,9 +84,14 @@ def backup_estimate(session: Session, summary: Summary) -> dict[str, Any]:
     }
 
 
-def prune_estimate(session: Session, plan: PrunePlan, report: PruneReport) -> dict[str, Any]:
+def prune_estimate(
+    session: Session, plan: PrunePlan, report: PruneReport
+) -> dict[str, Any] | None:
     """What the prune a dry run planned would cost and save (repacked data in the session's
-    storage class, or the class most data packs are in)."""
+    storage class, or the class most data packs are in); None for a local directory with no
+    provider named (nothing to price)."""
+    if not priced(session.url):
+        return None
     provider, why = pricing(session.url)
     repo = session.repo
     objects = inventory(repo, provider)
