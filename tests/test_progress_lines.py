@@ -108,6 +108,27 @@ def test_restore_and_verify_lines(
     assert res.err.index(verified[0].string) > res.err.index(restored[-1].string)
 
 
+def test_a_restore_in_pack_order_counts_the_holes(
+    run_cli, repo_path: Path, tmp_path: Path, lines_every_step
+) -> None:  # type: ignore[no-untyped-def]
+    """Read in pack order, the blob of zeros is never read: the holes of a sparse file are
+    counted when it is complete, so the bytes end at 100% as well."""
+    src = tmp_path / "sparse"
+    src.mkdir()
+    with open(src / "disk.img", "wb") as f:
+        f.write(os.urandom(200_000))
+        f.truncate(48 << 20)  # ends in a hole: blobs of zeros
+    (src / "small").write_bytes(os.urandom(5000))
+    ok(run_cli("backup", "--repo", repo_path, src))
+    target = tmp_path / "r"
+    res = ok(
+        run_cli("restore", "--repo", repo_path, "latest", "-t", target, "--read-order", "pack")
+    )
+    lines = progress(res.err, "restore")
+    assert_grows_to_100(lines, 2)
+    assert re.search(r"48\.\d+ MiB of 48\.\d+ MiB \(100%\)", lines[-1].string), lines[-1].string
+
+
 def test_restore_of_a_part_counts_its_trees(
     run_cli, repo_path: Path, src: Path, tmp_path: Path, lines_every_step
 ) -> None:  # type: ignore[no-untyped-def]

@@ -84,9 +84,7 @@ def backup_estimate(session: Session, summary: Summary) -> dict[str, Any]:
     }
 
 
-def prune_estimate(
-    session: Session, plan: PrunePlan, report: PruneReport
-) -> dict[str, Any] | None:
+def prune_estimate(session: Session, plan: PrunePlan, report: PruneReport) -> dict[str, Any] | None:
     """What the prune a dry run planned would cost and save (repacked data in the session's
     storage class, or the class most data packs are in); None for a local directory with no
     provider named (nothing to price)."""

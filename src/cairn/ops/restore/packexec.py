@@ -45,7 +45,7 @@ SMALL_READ = 512 << 10
 class _Open:
     """A file's state while its blobs arrive."""
 
-    __slots__ = ("end", "error", "fd", "left", "lock", "written")
+    __slots__ = ("end", "error", "fd", "left", "lock", "shown", "written")
 
     def __init__(self, left: int, error: BaseException | None) -> None:
         self.lock = threading.Lock()
@@ -54,6 +54,7 @@ class _Open:
         self.error = error
         self.written = 0
         self.end = 0
+        self.shown = 0  # bytes told to progress (the holes are told when the file completes)
 
 
 class PackExecutor(Executor):
@@ -201,6 +202,7 @@ class PackExecutor(Executor):
                     st.error = error
             elif st.error is None and data is not None:
                 n = len(data)
+                st.shown += n
                 try:
                     k, end = write_data(self._fd(f, st), data, offset)
                     st.written += k
@@ -275,7 +277,11 @@ class PackExecutor(Executor):
             if fd < 0:
                 self._unlink(f)
                 return error
-            return self.writer.complete(f.entry, fd, st.written, st.end, error, reopenable=True)
+            outcome = self.writer.complete(f.entry, fd, st.written, st.end, error, reopenable=True)
+        holes = f.entry.node.size - st.shown  # the blob of zeros is not read: nothing told
+        if outcome is None and holes > 0:
+            self.tally.progress.bytes_done(holes)
+        return outcome
 
     def _unlink(self, f: FileJob) -> None:
         try:
