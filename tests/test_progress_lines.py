@@ -95,6 +95,19 @@ def test_backup_lines_end_at_100(run_cli, repo_path: Path, src: Path, lines_ever
     assert "ETA" in lines[-1].string
 
 
+def test_a_backup_with_a_parent_takes_its_totals_as_an_estimate(
+    run_cli, repo_path: Path, src: Path, lines_every_step
+) -> None:  # type: ignore[no-untyped-def]
+    """The daily backup does not count its paths again: its parent's totals stand in, marked
+    as an estimate, from the first line."""
+    ok(run_cli("backup", "--repo", repo_path, src, *excludes()))
+    (src / "b" / "new").write_bytes(os.urandom(3000))
+    res = ok(run_cli("backup", "--repo", repo_path, src, *excludes()))
+    lines = [line for line in res.err.splitlines() if line.startswith("[")]
+    assert lines and all(" of ~26 files" in line for line in lines), lines
+    assert "+" not in "".join(lines)
+
+
 def test_restore_and_verify_lines(
     run_cli, repo_path: Path, src: Path, tmp_path: Path, lines_every_step
 ) -> None:  # type: ignore[no-untyped-def]

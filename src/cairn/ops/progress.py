@@ -28,8 +28,9 @@ class Progress(Protocol):
         """A phase begins, its counts from zero: ``files`` and ``nbytes`` to do, if known;
         ``unit``: what its items are (files, packs)."""
 
-    def total(self, files: int, nbytes: int, complete: bool) -> None:
-        """What the running phase has to do, as counted so far; ``complete`` when final."""
+    def total(self, files: int, nbytes: int, complete: bool, estimated: bool = False) -> None:
+        """What the running phase has to do, as counted so far; ``complete`` when final;
+        ``estimated``: taken from elsewhere (the parent snapshot), not counted."""
 
 
 class NullProgress:
@@ -50,5 +51,5 @@ class NullProgress:
     ) -> None:
         pass
 
-    def total(self, files: int, nbytes: int, complete: bool) -> None:
+    def total(self, files: int, nbytes: int, complete: bool, estimated: bool = False) -> None:
         pass

@@ -63,6 +63,7 @@ class Counts:
         self.files_total = files
         self.bytes_total = nbytes
         self.complete = files is not None or nbytes is not None
+        self.estimated = False  # the totals are an estimate (the parent snapshot's): "~"
         self.started = now
 
     def fraction(self) -> float | None:
@@ -78,9 +79,10 @@ class Counts:
     def line(self, now: float, bar: bool = False) -> str:
         elapsed = max(0.0, now - self.started)
         more = "" if self.complete else "+"
+        about = "~" if self.estimated else ""
         parts = [
-            _of(str(self.files), self.files_total, more, self.unit),
-            _of(format_bytes(self.bytes), self.bytes_total, more, "", format_bytes),
+            _of(str(self.files), self.files_total, more, self.unit, about=about),
+            _of(format_bytes(self.bytes), self.bytes_total, more, "", format_bytes, about),
         ]
         fraction = self.fraction()
         if fraction is not None:
@@ -103,11 +105,12 @@ class Counts:
         return elapsed * (1 - fraction) / fraction
 
 
-def _of(done: str, total: int | None, more: str, noun: str, fmt: Any = str) -> str:
-    """'3 of 12 files', '3 of 12+ files', '1 file', '1.20 MiB of 4.00 MiB'."""
+def _of(done: str, total: int | None, more: str, noun: str, fmt: Any = str, about: str = "") -> str:
+    """'3 of 12 files', '3 of 12+ files', '3 of ~12 files' (an estimate), '1 file',
+    '1.20 MiB of 4.00 MiB'."""
     if total is None:
         return f"{done} {noun[:-1] if done == '1' else noun}" if noun else done
-    text = f"{done} of {fmt(total)}{more}"
+    text = f"{done} of {about}{fmt(total)}{more}"
     return f"{text} {noun}" if noun else text
 
 
@@ -166,10 +169,11 @@ class TerminalProgress:
             self._last = self._counts.started
             self._printed = False
 
-    def total(self, files: int, nbytes: int, complete: bool) -> None:
+    def total(self, files: int, nbytes: int, complete: bool, estimated: bool = False) -> None:
         with self._lock:
             c = self._counts
             c.files_total, c.bytes_total, c.complete = files, nbytes, complete
+            c.estimated = estimated
 
     def warning(self, path: bytes, message: str) -> None:
         with self._lock:

@@ -106,16 +106,41 @@ def run_backup(
         raise UsageError("--force reads every file: it takes no --parent")
     # the parent asked for is found before the lock is taken: an unknown id changes nothing
     chosen = resolve_id(repo, request.parent) if request.parent is not None else None
-    options = request.options
-    scanner = Scanner(paths, options)
-    if paths and options.scan:
-        scanner.start(progress)  # the total, counted while the backup runs
+    scanner = Scanner(paths, request.options)
     try:
         return _run(
-            repo, request, progress, files_cache, journal, meter, before, paths, snap, t0, chosen
+            repo,
+            request,
+            progress,
+            files_cache,
+            journal,
+            meter,
+            before,
+            paths,
+            snap,
+            t0,
+            chosen,
+            scanner,
         )
     finally:
         scanner.stop()
+
+
+def _announce_total(
+    progress: Progress, paths: list[bytes], scan: bool, previous: Snapshot | None, scanner: Scanner
+) -> None:
+    """The backup's total for progress: the parent's (what it held: an estimate that costs
+    nothing, and the daily backup's case), or, without one, the paths counted on a thread
+    while the backup runs (a second look at every file: on a tree of small files that the
+    files cache makes quick, it would cost more than the backup)."""
+    if not paths or not scan:
+        return
+    if previous is not None:
+        s = previous.summary
+        files = s.files_new + s.files_changed + s.files_unchanged
+        progress.total(files, s.bytes_total, complete=True, estimated=True)
+    else:
+        scanner.start(progress)
 
 
 def _run(
@@ -130,6 +155,7 @@ def _run(
     snap: Snapshot,
     t0: float,
     chosen: str | None,
+    scanner: Scanner,
 ) -> BackupResult:
     """The backup, once its paths are checked and ``chosen`` (--parent) is found."""
     force = request.options.force
@@ -150,6 +176,8 @@ def _run(
                 snap.parent = next(
                     (s.id for s in reversed(parents) if sorted(s.paths) == snap.paths), None
                 )
+            previous = next((p for p in parents if p.id == snap.parent), None)
+            _announce_total(progress, paths, request.options.scan, previous, scanner)
             with repo.writer(
                 uploads=request.uploads,
                 dry_run=request.dry_run,
