@@ -4,7 +4,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PYTEST_ARGS ?=
+# a fresh directory for the tests' temporary files, inside the checkout: leftovers of runs in a
+# shared /tmp are never cleaned (nor tripped over) by this run
+PYTEST_ARGS ?= --basetemp=build/pytest
 
 .PHONY: demo test lint venv venv-test clean bench system-deps python-venv man
 
@@ -67,6 +69,7 @@ system-deps:
 	fi
 
 test: system-deps lint
+	mkdir -p build
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # the manual pages, one per command, rendered from the commands themselves (MANDIR=... to
