@@ -368,7 +368,24 @@ def test_durations(text: str, expected: Duration) -> None:
     assert str(expected) == text
 
 
-@pytest.mark.parametrize("text", ["", "5", "1w", "1d2y", "0d", "-1d", "1.5d", "d"])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [  # restic takes the units in any order
+        ("1y1d1m", Duration(years=1, months=1, days=1)),
+        ("5d7m", Duration(months=7, days=5)),
+        ("4h3d9m", Duration(months=9, days=3, hours=4)),
+        ("1d2y", Duration(years=2, days=1)),
+        (" 3h ", Duration(hours=3)),
+    ],
+)
+def test_durations_in_any_order(text: str, expected: Duration) -> None:
+    assert Duration.parse(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "5", "1w", "0d", "-1d", "1.5d", "d", "\u0661d", "1\u07c0d", "1d2d", "1d 2h", "1dx"],
+)
 def test_bad_durations(text: str) -> None:
     with pytest.raises(PolicyError):
         Duration.parse(text)
@@ -383,6 +400,9 @@ def test_bad_policies() -> None:
         Policy(tags=(("",),))
     with pytest.raises(PolicyError):
         parse_group_by("host,user")
+    assert parse_group_by("host,path,tag") == ("host", "paths", "tags")
+    assert parse_group_by("tags,hosts,paths") == ("host", "paths", "tags")
+    assert parse_group_by("path") == ("paths",)
     with pytest.raises(PolicyError):
         apply_policy([snap("x", datetime(2026, 1, 1))], Policy(last=1), now=NOW)  # naive time
     assert Policy(

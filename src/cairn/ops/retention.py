@@ -37,7 +37,9 @@ from typing import Generic, Protocol, TypeVar
 
 UNLIMITED = -1
 GROUP_FIELDS = ("host", "paths", "tags")
-_DURATION_RE = re.compile(r"(?:(\d+)y)?(?:(\d+)m)?(?:(\d+)d)?(?:(\d+)h)?")
+_DURATION_PART = re.compile(r"([0-9]+)([ymdh])", re.ASCII)
+_GROUP_SPELLINGS = {"host": "host", "hosts": "host", "path": "paths", "paths": "paths"}
+_GROUP_SPELLINGS |= {"tag": "tags", "tags": "tags"}
 
 
 class PolicyError(ValueError):
@@ -71,10 +73,21 @@ class Duration:
 
     @classmethod
     def parse(cls, text: str) -> Duration:
-        m = _DURATION_RE.fullmatch(text.strip())
-        if not text.strip() or m is None:
+        """Units in any order (``1y1d1m``), ASCII digits only, each unit at most once."""
+        body = text.strip()
+        fields: dict[str, int] = {}
+        pos = 0
+        while pos < len(body):
+            m = _DURATION_PART.match(body, pos)
+            if m is None:
+                raise PolicyError(f"invalid duration {text!r} (use e.g. 30d, 2y5m7d3h: y m d h)")
+            if m.group(2) in fields:
+                raise PolicyError(f"the duration {text!r} gives the unit {m.group(2)} twice")
+            fields[m.group(2)] = int(m.group(1))
+            pos = m.end()
+        if not fields:
             raise PolicyError(f"invalid duration {text!r} (use e.g. 30d, 2y5m7d3h: y m d h)")
-        d = cls(*(int(g) if g else 0 for g in m.groups()))
+        d = cls(*(fields.get(unit, 0) for unit in "ymdh"))
         if d.is_zero():
             raise PolicyError(f"the duration {text!r} is zero")
         return d
@@ -186,12 +199,15 @@ class GroupResult(Generic[S]):
 
 
 def parse_group_by(text: str) -> tuple[str, ...]:
-    """``host,paths`` -> ('host', 'paths'); the empty string puts all snapshots in one group."""
+    """``host,paths`` -> ('host', 'paths'); the empty string puts all snapshots in one group.
+
+    restic's spellings are taken too: ``host,path,tag`` and ``hosts,paths,tags``."""
     fields = tuple(f.strip() for f in text.split(",") if f.strip())
-    bad = [f for f in fields if f not in GROUP_FIELDS]
+    bad = [f for f in fields if f not in _GROUP_SPELLINGS]
     if bad:
         raise PolicyError(f"cannot group by {', '.join(bad)} (use host, paths, tags)")
-    return tuple(f for f in GROUP_FIELDS if f in fields)
+    named = {_GROUP_SPELLINGS[f] for f in fields}
+    return tuple(f for f in GROUP_FIELDS if f in named)
 
 
 def group_key(snap: SnapshotLike, group_by: Iterable[str]) -> GroupKey:
