@@ -23,7 +23,8 @@ from cairn.ops.backup.archiver import BackupOptions
 from cairn.ops.backup.filelist import read_file_list
 from cairn.ops.backup.snapshot_writer import BackupRequest as Run
 from cairn.ops.backup.snapshot_writer import run_backup
-from cairn.ops.excludes import CACHEDIR_RULE, PathMatcher, TagRule, read_pattern_file
+from cairn.ops.excludes import CACHEDIR_RULE, TagRule, read_pattern_file
+from cairn.ops.filter_patterns import ExcludePatterns
 from cairn.ops.sources.stream import CommandSource, PipeSource, StreamItem, stream_path
 
 __all__ = ["BackupRequest", "BackupResult", "Snapshot", "backup"]
@@ -138,8 +139,8 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
         uploads=budget.uploads,
         spool=budget.spool,
         options=BackupOptions(
-            excludes=PathMatcher(patterns),
-            iexcludes=PathMatcher(ipatterns, ignore_case=True),
+            excludes=ExcludePatterns(patterns),
+            iexcludes=ExcludePatterns(ipatterns, ignore_case=True),
             tag_rules=rules,
             exclude_larger_than=limit,
             one_file_system=request.one_file_system,

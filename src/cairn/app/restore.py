@@ -38,6 +38,7 @@ from cairn.model.node import DIR, Node
 from cairn.model.snapshot import Snapshot
 from cairn.ops.cost.prices import Provider
 from cairn.ops.excludes import PathMatcher
+from cairn.ops.filter_patterns import ExcludePatterns
 from cairn.ops.restore import (
     Entry,
     Planner,
@@ -175,7 +176,7 @@ def _restore(session: Session, request: RestoreRequest, events: RestoreEvents) -
     events.status(budget.describe())
     options = RestoreOptions(
         include=PathMatcher(request.include),
-        exclude=PathMatcher(request.exclude),
+        exclude=ExcludePatterns(request.exclude),
         verify=request.verify,
         workers=budget.threads,
         small_file_workers=defaults.small_file_threads,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from cairn.model.node import DIR, Node
 from cairn.model.snapshot import Snapshot
 from cairn.ops.excludes import PathMatcher
+from cairn.ops.filter_patterns import ExcludePatterns
 from cairn.ops.snapshots import find_node, split_path
 from cairn.ops.treefetch import TreeAhead
 from cairn.ops.treewalk import OnProblem, fail, read_listing, walk
@@ -32,7 +33,7 @@ class Entry:
 @dataclass(frozen=True)
 class Selection:
     include: PathMatcher = field(default_factory=lambda: PathMatcher([]))
-    exclude: PathMatcher = field(default_factory=lambda: PathMatcher([]))
+    exclude: ExcludePatterns = field(default_factory=lambda: ExcludePatterns([]))
 
     def of(self, path: bytes, ancestor_included: bool) -> bool | None:
         """True: selected; False: left out with everything below; None: only what is below
