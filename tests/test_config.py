@@ -172,6 +172,11 @@ def test_default_path_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
             ":9: jobs.a.retention.keep-within: invalid duration",
         ),
         (
+            BASE
+            + '[jobs.a]\nrepository = "main"\npaths = ["/x"]\n[jobs.a.retention]\nkeep-within-daily = "1w"\n',
+            ":9: jobs.a.retention.keep-within-daily: invalid duration",
+        ),
+        (
             BASE + '[jobs.a]\nrepository = "main"\npaths = ["/x"]\nhealthcheck = "hc-ping.com/x"\n',
             ":8: jobs.a.healthcheck: must be an http:// or https:// URL",
         ),
@@ -320,3 +325,14 @@ def test_schedule_next_runs_are_local_and_strictly_after() -> None:
 def test_nonstandard_cron_is_refused(bad: str) -> None:
     with pytest.raises(ScheduleError):
         Schedule.parse(bad)
+
+
+def test_keep_within_periods_in_a_retention() -> None:
+    text = BASE + '[jobs.a]\nrepository = "main"\npaths = ["/x"]\n[jobs.a.retention]\n'
+    text += 'keep-within-daily = "7d"\nkeep-within-monthly = "1y"\n'
+    retention = parse(text).jobs["a"].retention
+    assert retention is not None
+    assert retention.policy.within_periods == (
+        ("daily", Duration(days=7)),
+        ("monthly", Duration(years=1)),
+    )

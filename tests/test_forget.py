@@ -256,6 +256,22 @@ def test_keep_within_and_keep_last_through_the_cli(tmp_path, run_cli):
     }
 
 
+def test_keep_within_daily_through_the_cli(tmp_path, run_cli):
+    url = str(tmp_path / "repo")
+    ids = add_history(make_repo(url), HISTORY)
+    doc = forget_json(run_cli, url, "--keep-within-daily", "2d", "-n")
+    # alpha's newest is a4 (11-20 21:00): a4, a3 and a2 are within 2d, a3 shares a4's day.
+    # beta's newest is b2 (11-21 10:00): b1 (11-20) is within 2d, on a day of its own.
+    keep = {names_of(ids, [k["id"]]).pop(): k["reasons"] for g in doc["groups"] for k in g["keep"]}
+    assert keep == {
+        "a4": ["daily 2026-11-20 within 2d"],
+        "a2": ["daily 2026-11-19 within 2d"],
+        "b2": ["daily 2026-11-21 within 2d"],
+        "b1": ["daily 2026-11-20 within 2d"],
+    }
+    assert doc["policy"] == "keep daily within 2d of the newest"
+
+
 # ------------------------------------------------------------------ groups and filters
 @pytest.mark.parametrize(
     ("args", "removed"),
@@ -266,6 +282,8 @@ def test_keep_within_and_keep_last_through_the_cli(tmp_path, run_cli):
         (("--group-by", "paths"), {"p1", "p3", "p4"}),
         (("--group-by", "tags"), {"p1", "p2", "p4"}),
         (("--group-by", "host,tags"), {"p2", "p4"}),
+        (("--group-by", "hosts,tag"), {"p2", "p4"}),
+        (("--group-by", "path"), {"p1", "p3", "p4"}),
         (("--group-by", ""), {"p1", "p2", "p3", "p4"}),
         (("--host", "alpha"), {"p1"}),
         (("--host", "beta"), {"p4"}),
@@ -332,6 +350,8 @@ def test_a_bad_id_removes_nothing(tmp_path, run_cli):
         (("--keep-daily", "many"), "is not a count"),
         (("--keep-within", "1w"), "invalid duration"),
         (("--keep-within", "0d"), "is zero"),
+        (("--keep-within-daily", "0d"), "is zero"),
+        (("--keep-within-weekly", "2w"), "invalid duration"),
         (("--keep-last", "1", "--group-by", "user"), "cannot group by user"),
         (("--keep-tag", ""), "non-empty tags"),
     ],

@@ -34,6 +34,8 @@ class ForgetRequest:
     ids: Sequence[str] = ()  # snapshots to remove by id (or latest): no policy then
     counts: Mapping[str, int] = field(default_factory=dict)  # last, hourly, ..., yearly
     within: str | None = None  # keep everything this much newer than the group's newest
+    # {"daily": "7d"}: the newest of each day within 7d of the group's newest
+    within_periods: Mapping[str, str] = field(default_factory=dict)
     keep_tags: Sequence[str] = ()  # "a,b": keep snapshots with both; entries are alternatives
     group_by: str | None = None  # default host,paths
     filter: SnapshotFilter = field(default_factory=SnapshotFilter)
@@ -48,6 +50,9 @@ class ForgetRequest:
             return Policy(
                 **self.counts,
                 within=Duration.parse(self.within) if self.within is not None else None,
+                within_periods=tuple(
+                    (rule, Duration.parse(text)) for rule, text in self.within_periods.items()
+                ),
                 tags=tuple(tuple(t.strip() for t in tag.split(",")) for tag in self.keep_tags),
             )
         except PolicyError as e:

@@ -53,6 +53,15 @@ def keep_option(name: str, short: str, what: str) -> Any:
     )
 
 
+def within_option(name: str, what: str) -> Any:
+    return click.option(
+        f"--keep-within-{name}",
+        f"within_{name}",
+        metavar="DURATION",
+        help=f"Keep the newest snapshot of each {what} within DURATION of the group's newest.",
+    )
+
+
 @click.command("forget", cls=CairnCommand)
 @repo_options
 @filter_options
@@ -70,6 +79,11 @@ def keep_option(name: str, short: str, what: str) -> Any:
     metavar="DURATION",
     help="Keep every snapshot newer than DURATION (e.g. 2y5m7d3h) before the group's newest.",
 )
+@within_option("hourly", "hour")
+@within_option("daily", "day")
+@within_option("weekly", "ISO week")
+@within_option("monthly", "month")
+@within_option("yearly", "year")
 @click.option(
     "--keep-tag",
     "keep_tags",
@@ -97,7 +111,7 @@ def command(
     dry_run: bool,
     prune: bool,
     ids: tuple[str, ...],
-    **counts: int,
+    **counts: Any,
 ) -> int:
     """Remove snapshots: the ones named by ID, or those a retention policy does not keep.
 
@@ -110,10 +124,14 @@ def command(
       cairn forget -r /srv/backup 1a2b3c4d
       cairn forget -r /srv/backup --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --prune
     """
+    periods = {
+        k.removeprefix("within_"): counts.pop(k) for k in list(counts) if k.startswith("within_")
+    }
     request = ForgetRequest(
         ids=ids,
         counts=counts,
         within=within,
+        within_periods={rule: text for rule, text in periods.items() if text is not None},
         keep_tags=keep_tags,
         group_by=group_by,
         filter=flt,

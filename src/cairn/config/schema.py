@@ -8,7 +8,8 @@
                           | [jobs.NAME.source] kind = postgres | mysql | sqlite | svn | command,
                           tags, host, schedule, healthcheck
     [jobs.NAME.retention] keep-last, keep-hourly, keep-daily, keep-weekly, keep-monthly,
-                          keep-yearly (a count or "unlimited"), keep-within, keep-tag, prune
+                          keep-yearly (a count or "unlimited"), keep-within,
+                          keep-within-hourly/daily/weekly/monthly/yearly, keep-tag, prune
     [jobs.NAME.hooks]     before, after (shell commands)
 
 Relative file names (password files, exclude files, option files) are relative to the
@@ -28,7 +29,7 @@ from cairn.core.errors import UsageError
 from cairn.core.memory import MIN_MEMORY_LIMIT
 from cairn.core.units import parse_size
 from cairn.core.urls import LOCAL_DIRECTORY, http_url_problem, store_kind
-from cairn.ops.retention import UNLIMITED, Duration, PolicyError
+from cairn.ops.retention import PERIOD_RULES, UNLIMITED, Duration, PolicyError
 from cairn.ops.retention import Policy as RetentionPolicy
 from cairn.ops.sources.command import CommandStreamSource
 from cairn.ops.sources.mysql import MysqlSource
@@ -119,7 +120,8 @@ JOB_KEYS = (
 )  # fmt: skip
 RETENTION_KEYS = (
     "keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly", "keep-yearly",
-    "keep-within", "keep-tag", "prune",
+    "keep-within", "keep-within-hourly", "keep-within-daily", "keep-within-weekly",
+    "keep-within-monthly", "keep-within-yearly", "keep-tag", "prune",
 )  # fmt: skip
 SOURCE_KEYS = {
     "postgres": ("databases", "dumpall", "host", "port", "user", "passfile", "bin-dir", "options"),
@@ -293,12 +295,21 @@ def _retention(t: Table) -> Retention:
                 raise t.error(key, f'must be a count or "unlimited", not {counts[rule]}')
     within_text = t.str("keep-within")
     keep_tags = t.str_list("keep-tag")
+    periods = []
+    for rule in PERIOD_RULES:
+        text = t.str(f"keep-within-{rule}")
+        if text:
+            try:
+                periods.append((rule, Duration.parse(text)))
+            except PolicyError as e:
+                raise t.error(f"keep-within-{rule}", str(e)) from None
     try:
         within = Duration.parse(within_text) if within_text else None
         policy = RetentionPolicy(
             **counts,
             within=within,
             tags=tuple(tuple(x for x in tag.split(",") if x) for tag in keep_tags),
+            within_periods=tuple(periods),
         )
     except PolicyError as e:
         raise t.error("keep-within" if within_text else None, str(e)) from None

@@ -17,6 +17,9 @@ The rules are restic's (``restic forget``), so a policy means the same in both t
   (calendar arithmetic on the local date, as restic: 2024-03-31 minus 1m is 2024-03-02), not
   before "now", so a repository whose backups stopped is not emptied by time passing.
   Snapshots dated after ``now`` (a host with a wrong clock) are ignored when finding the newest.
+- ``within_periods`` (``("daily", 7d)``: restic's ``--keep-within-daily 7d``): among the
+  snapshots ``keep_within`` of that duration would keep, the newest of each period (and the
+  oldest of them, if its period already has one, as the counting rules do).
 - ``keep_tags``: every snapshot that has all the tags of at least one of the lists.
 - Counts may be ``UNLIMITED``. Rules add up: a snapshot is kept if any rule keeps it, and every
   rule that keeps it is listed as a reason.
@@ -36,6 +39,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Generic, Protocol, TypeVar
 
 UNLIMITED = -1
+PERIOD_RULES = ("hourly", "daily", "weekly", "monthly", "yearly")
 GROUP_FIELDS = ("host", "paths", "tags")
 _DURATION_PART = re.compile(r"([0-9]+)([ymdh])", re.ASCII)
 _GROUP_SPELLINGS = {"host": "host", "hosts": "host", "path": "paths", "paths": "paths"}
@@ -125,6 +129,8 @@ class Policy:
     yearly: int = 0
     within: Duration | None = None
     tags: tuple[tuple[str, ...], ...] = ()  # keep a snapshot with all tags of any one entry
+    # ("daily", 7d): the newest snapshot of each day within 7d of the group's newest
+    within_periods: tuple[tuple[str, Duration], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
@@ -135,9 +141,14 @@ class Policy:
             raise PolicyError("keep-tag needs non-empty tags")
         if self.within is not None and self.within.is_zero():
             raise PolicyError("keep-within needs a non-zero duration")
+        for rule, duration in self.within_periods:
+            if rule not in PERIOD_RULES:
+                raise PolicyError(f"no keep-within-{rule} (use {', '.join(PERIOD_RULES)})")
+            if duration.is_zero():
+                raise PolicyError(f"keep-within-{rule} needs a non-zero duration")
 
     def is_empty(self) -> bool:
-        return not (self.counts() or self.within or self.tags)
+        return not (self.counts() or self.within or self.tags or self.within_periods)
 
     def counts(self) -> list[tuple[str, int]]:
         """The counting rules that are set, in the order they are applied."""
@@ -151,6 +162,7 @@ class Policy:
         ]
         if self.within:
             parts.append(f"all within {self.within} of the newest")
+        parts += [f"{rule} within {d} of the newest" for rule, d in self.within_periods]
         parts += [f"all tagged {','.join(t)}" for t in self.tags]
         return "keep " + ", ".join(parts) if parts else "keep nothing"
 
@@ -255,10 +267,14 @@ _PERIODS = {
 
 def _judge(snaps: list[S], policy: Policy, now: datetime, tz: tzinfo | None) -> list[Decision[S]]:
     ordered = sorted(snaps, key=lambda s: (s.time, s.id), reverse=True)
-    cutoff = None
-    if policy.within is not None:
-        past = [s.time for s in ordered if s.time <= now]
-        cutoff = policy.within.before(past[0], tz) if past else None
+    past = [s.time for s in ordered if s.time <= now]
+
+    def cut(d: Duration) -> datetime | None:
+        return d.before(past[0], tz) if past else None
+
+    cutoff = cut(policy.within) if policy.within is not None else None
+    periodic = [(rule, d, cut(d)) for rule, d in policy.within_periods]
+    within_last: dict[str, str | None] = {rule: None for rule, _ in policy.within_periods}
     left = dict(policy.counts())
     last_period: dict[str, str | None] = dict.fromkeys(left)
     decisions = []
@@ -283,5 +299,14 @@ def _judge(snaps: list[S], policy: Policy, now: datetime, tz: tzinfo | None) -> 
             last_period[rule] = period
             if left[rule] > 0:
                 left[rule] -= 1
+        for rule, d, since in periodic:
+            if since is not None and snap.time <= since:
+                continue
+            period = _PERIODS[rule](local)
+            if period == within_last[rule] and not oldest:
+                continue
+            oldest_of = "oldest " if period == within_last[rule] else ""
+            reasons.append(f"{oldest_of}{rule} {period} within {d}")
+            within_last[rule] = period
         decisions.append(Decision(snap, reasons))
     return decisions
