@@ -1,6 +1,6 @@
 """How fast exclude lines are matched: 100,000 paths against a 20-line list, restic's way
-(``ExcludePatterns``: ``!`` lines, matches below what is matched) and with the plain matcher
-that ``find`` and ``restore --include`` use (``PathMatcher``).
+(``PatternList``: ``!`` lines, matches below what is matched) and with the plain matcher
+that ``find`` uses (``PathMatcher``).
 
     python -m bench.excludes [--paths 100000] [--rounds 5]
 """
@@ -12,7 +12,7 @@ import random
 import time
 
 from cairn.ops.excludes import PathMatcher
-from cairn.ops.filter_patterns import ExcludePatterns
+from cairn.ops.filter_patterns import PatternList
 
 LINES = [
     "*.o", "*.pyc", "*.tmp", "*~", "node_modules", ".cache", "__pycache__", "/home/*/Downloads",
@@ -50,8 +50,8 @@ def main() -> None:
     ps = paths(a.paths)
     for name, m in [
         ("PathMatcher, 20 lines", PathMatcher(LINES)),
-        ("ExcludePatterns, 20 lines", ExcludePatterns(LINES)),
-        ("ExcludePatterns, 20 lines, one '!'", ExcludePatterns(NEGATED)),
+        ("PatternList, 20 lines", PatternList(LINES)),
+        ("PatternList, 20 lines, one '!'", PatternList(NEGATED)),
     ]:
         t, hits = best(m.matches, ps, a.rounds)
         print(

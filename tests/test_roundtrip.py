@@ -370,6 +370,16 @@ ALL = {
             ["--include", "{src}/keep/inner", "--include", "b.*"],
             {"b.log", "keep", "keep/inner", "keep/inner/e.txt"},
         ),
+        # as in restic: a '!' line takes back what an earlier include line matched
+        (
+            ["--include", "{src}/keep", "--include", "!{src}/keep/inner"],
+            {"keep", "keep/c.txt", "keep/d.log"},
+        ),
+        (
+            ["--include", "{src}/sub/*", "--include", "!*.txt"],
+            {"sub", "sub/keep", "sub/deep", "sub/deep/y.log"},
+        ),
+        (["--exclude", "*", "--exclude", "!*.log"], {"b.log"}),
     ],
 )
 def test_restore_include_exclude(

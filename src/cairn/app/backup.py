@@ -24,7 +24,7 @@ from cairn.ops.backup.filelist import read_file_list
 from cairn.ops.backup.snapshot_writer import BackupRequest as Run
 from cairn.ops.backup.snapshot_writer import run_backup
 from cairn.ops.excludes import CACHEDIR_RULE, TagRule, read_pattern_file
-from cairn.ops.filter_patterns import ExcludePatterns
+from cairn.ops.filter_patterns import PatternList
 from cairn.ops.sources.stream import CommandSource, PipeSource, StreamItem, stream_path
 
 __all__ = ["BackupRequest", "BackupResult", "Snapshot", "backup"]
@@ -139,8 +139,8 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
         uploads=budget.uploads,
         spool=budget.spool,
         options=BackupOptions(
-            excludes=ExcludePatterns(patterns),
-            iexcludes=ExcludePatterns(ipatterns, ignore_case=True),
+            excludes=PatternList(patterns),
+            iexcludes=PatternList(ipatterns, ignore_case=True),
             tag_rules=rules,
             exclude_larger_than=limit,
             one_file_system=request.one_file_system,

@@ -37,8 +37,7 @@ from cairn.core.units import format_duration
 from cairn.model.node import DIR, Node
 from cairn.model.snapshot import Snapshot
 from cairn.ops.cost.prices import Provider
-from cairn.ops.excludes import PathMatcher
-from cairn.ops.filter_patterns import ExcludePatterns
+from cairn.ops.filter_patterns import PatternList
 from cairn.ops.restore import (
     Entry,
     Planner,
@@ -175,8 +174,8 @@ def _restore(session: Session, request: RestoreRequest, events: RestoreEvents) -
     )
     events.status(budget.describe())
     options = RestoreOptions(
-        include=PathMatcher(request.include),
-        exclude=ExcludePatterns(request.exclude),
+        include=PatternList(request.include),
+        exclude=PatternList(request.exclude),
         verify=request.verify,
         workers=budget.threads,
         small_file_workers=defaults.small_file_threads,

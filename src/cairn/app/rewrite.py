@@ -12,7 +12,7 @@ from cairn.app.records import record_run
 from cairn.app.tag import select_snapshots
 from cairn.core.errors import UsageError
 from cairn.ops.excludes import read_pattern_file
-from cairn.ops.filter_patterns import ExcludePatterns
+from cairn.ops.filter_patterns import PatternList
 from cairn.ops.rewrite import Rewritten, rewrite
 from cairn.ops.snapshots import SnapshotFilter
 
@@ -28,11 +28,11 @@ class RewriteRequest:
     forget: bool = False  # delete the snapshots rewritten
     dry_run: bool = False
 
-    def matcher(self) -> ExcludePatterns:
+    def matcher(self) -> PatternList:
         patterns = list(self.excludes)
         for f in self.exclude_files:
             patterns += read_pattern_file(f)
-        matcher = ExcludePatterns(patterns)
+        matcher = PatternList(patterns)
         if not matcher:
             raise UsageError("nothing to do: give --exclude or --exclude-file")
         return matcher

@@ -92,16 +92,19 @@ def _component(part: str, pattern: str) -> str:
     return "".join(out)
 
 
-def _regex(body: str, pattern: str) -> str:
-    """The regex of a pattern (without ``!``): it matches a path or one of its parents."""
+def _parts(body: str, pattern: str) -> tuple[bool, list[str]]:
+    """Whether a pattern (without ``!``) is anchored, and its components, cleaned."""
     cleaned = clean(body)
     if cleaned == "." or cleaned == ".." or cleaned.startswith("../"):
         raise BadPattern(f"the pattern {pattern!r} can never match (it is {cleaned!r} cleaned)")
-    anchored = cleaned.startswith("/")
-    parts = [p for p in cleaned.split("/") if p]
+    return cleaned.startswith("/"), [p for p in cleaned.split("/") if p]
+
+
+def _regex(anchored: bool, parts: list[str], pattern: str) -> str:
+    """The regex of a pattern: it matches a path or one of its parents."""
     if not anchored:
         while parts and parts[0] == "**":  # any number of components before: anywhere
-            parts.pop(0)
+            parts = parts[1:]
         if not parts:
             return ""
     regex = [r"\A" if anchored else ""]
@@ -115,6 +118,19 @@ def _regex(body: str, pattern: str) -> str:
     return "".join(regex)
 
 
+def _child_regex(anchored: bool, parts: list[str], pattern: str) -> str:
+    """The regex of the directories the pattern may match something below (restic's
+    ``childMatch``): any for a pattern not anchored; else those whose path and the pattern
+    agree as far as both go, up to the first ``**``."""
+    if not anchored:
+        return ""
+    fixed = parts[: parts.index("**")] if "**" in parts else parts
+    regex = r"(?=/|\Z)"
+    for i, part in enumerate(reversed(fixed)):
+        regex = "/" + _component(part, pattern) + (regex if i == 0 else rf"(?:\Z|{regex})")
+    return r"\A" + regex if fixed else ""
+
+
 @dataclass(frozen=True)
 class _Run:
     """Consecutive lines of one kind: ``negated`` lines cancel a match."""
@@ -123,40 +139,62 @@ class _Run:
     regex: re.Pattern[str]
 
 
-class ExcludePatterns:
-    """A list of exclude lines, restic's way; :meth:`matches` tells whether a path is out."""
+def _runs(lines: list[tuple[bool, str]], flags: int) -> list[_Run]:
+    """Consecutive lines of one kind as one regex each, the last first."""
+    runs: list[_Run] = []
+    start = 0
+    for i in range(1, len(lines) + 1):
+        if i == len(lines) or lines[i][0] != lines[start][0]:
+            group = "|".join(f"(?:{r})" for _, r in lines[start:i])
+            try:
+                runs.append(_Run(lines[start][0], re.compile(group, flags)))
+            except re.error as e:
+                raise BadPattern(f"invalid pattern: {e}") from None
+            start = i
+    return runs[::-1]
+
+
+class PatternList:
+    """A list of pattern lines, restic's way: :meth:`matches` tells whether a path is matched
+    (excluded, for an exclude list; restored, for an include list), :meth:`may_hold` whether
+    something below a directory may be."""
 
     def __init__(self, patterns: Iterable[str | bytes], ignore_case: bool = False) -> None:
         self.patterns = [p if isinstance(p, str) else os.fsdecode(p) for p in patterns]
         flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
         lines: list[tuple[bool, str]] = []
+        children: list[tuple[bool, str]] = []
         for p in self.patterns:
             if not p:
                 continue  # restic skips empty lines
             negated = p.startswith("!")
-            lines.append((negated, _regex(p[1:] if negated else p, p)))
-        # negations before any exclusion cancel nothing
+            anchored, parts = _parts(p[1:] if negated else p, p)
+            regex = _regex(anchored, parts, p)
+            lines.append((negated, regex))
+            # a '!' line that matches the directory itself rules out all below it
+            children.append((negated, regex if negated else _child_regex(anchored, parts, p)))
+        # negations before any other line cancel nothing
         while lines and lines[0][0]:
             lines.pop(0)
-        runs: list[_Run] = []
-        start = 0
-        for i in range(1, len(lines) + 1):
-            if i == len(lines) or lines[i][0] != lines[start][0]:
-                group = "|".join(f"(?:{r})" for _, r in lines[start:i])
-                try:
-                    runs.append(_Run(lines[start][0], re.compile(group, flags)))
-                except re.error as e:
-                    raise BadPattern(f"invalid pattern: {e}") from None
-                start = i
-        self._runs = runs[::-1]  # the last line that matches decides
+            children.pop(0)
+        self._runs = _runs(lines, flags)  # the last line that matches decides
+        self._child_runs = _runs(children, flags)
 
     def __bool__(self) -> bool:
         return bool(self._runs)
 
     def matches(self, path: bytes | str) -> bool:
-        """``path`` is absolute ('/a/b/c'); true if the lines exclude it."""
+        """``path`` is absolute ('/a/b/c'); true if the lines match it."""
         text = path if isinstance(path, str) else os.fsdecode(path)
         for run in self._runs:
+            if run.regex.search(text) is not None:
+                return not run.negated
+        return False
+
+    def may_hold(self, path: bytes | str) -> bool:
+        """Whether the lines may match something below the directory ``path``."""
+        text = path if isinstance(path, str) else os.fsdecode(path)
+        for run in self._child_runs:
             if run.regex.search(text) is not None:
                 return not run.negated
         return False

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cairn.model.snapshot import Snapshot, Summary
-from cairn.ops.filter_patterns import ExcludePatterns
+from cairn.ops.filter_patterns import PatternList
 from cairn.ops.treerewrite import rewrite_tree
 from cairn.ops.writelock import writing
 from cairn.repo import layout
@@ -36,7 +36,7 @@ class Rewritten:
 def rewrite(
     repo: Repository,
     select: Callable[[], list[Snapshot]],
-    exclude: ExcludePatterns,
+    exclude: PatternList,
     forget: bool = False,
     dry_run: bool = False,
 ) -> list[Rewritten]:

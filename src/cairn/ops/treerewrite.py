@@ -12,7 +12,7 @@ from cairn.core.errors import IntegrityError
 from cairn.model.node import DIR, FILE, Node
 from cairn.model.snapshot import Summary
 from cairn.ops.backup.archiver import save_tree
-from cairn.ops.filter_patterns import ExcludePatterns
+from cairn.ops.filter_patterns import PatternList
 from cairn.ops.treewalk import TreeProblem, read_listing
 from cairn.repo.writer import Writer
 
@@ -36,7 +36,7 @@ def rewrite_tree(
     tree_id: bytes,
     removed: list[str],
     summary: Summary,
-    exclude: ExcludePatterns | None = None,
+    exclude: PatternList | None = None,
 ) -> bytes:
     """The id of the tree without damaged entries (the same id when nothing is damaged).
     Entries a tree leaves out (invalid, or a name repeated) are removed too, and a tree out of

@@ -36,7 +36,7 @@ from cairn.ops.backup.file_saver import (
     OpenDirs,
 )
 from cairn.ops.excludes import TagRule
-from cairn.ops.filter_patterns import ExcludePatterns
+from cairn.ops.filter_patterns import PatternList
 from cairn.ops.fsmeta import node_from_stat
 from cairn.ops.progress import Progress
 from cairn.repo.filescache import CachedFile, FilesCache
@@ -46,10 +46,8 @@ from cairn.repo.writer import Writer
 
 @dataclass
 class BackupOptions:
-    excludes: ExcludePatterns = field(default_factory=lambda: ExcludePatterns([]))
-    iexcludes: ExcludePatterns = field(
-        default_factory=lambda: ExcludePatterns([], ignore_case=True)
-    )
+    excludes: PatternList = field(default_factory=lambda: PatternList([]))
+    iexcludes: PatternList = field(default_factory=lambda: PatternList([], ignore_case=True))
     # directories holding one of these tags keep only the tag file
     tag_rules: list[TagRule] = field(default_factory=list)
     exclude_larger_than: int | None = None  # files above this size are skipped

@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 
 from cairn.core.errors import CairnError, IntegrityError, ObjectArchived
 from cairn.model.node import DIR
-from cairn.ops.excludes import PathMatcher
-from cairn.ops.filter_patterns import ExcludePatterns
+from cairn.ops.filter_patterns import PatternList
 from cairn.ops.restore.packorder import LOCAL_GAP
 from cairn.ops.restore.plan import Entry
 from cairn.ops.restore.schedule import Batch, Fetch, LargeFile, Link, Part, Read, schedule
@@ -45,8 +44,8 @@ from cairn.repo.repository import Repository
 
 @dataclass
 class RestoreOptions:
-    include: PathMatcher = field(default_factory=lambda: PathMatcher([]))
-    exclude: ExcludePatterns = field(default_factory=lambda: ExcludePatterns([]))
+    include: PatternList = field(default_factory=lambda: PatternList([]))
+    exclude: PatternList = field(default_factory=lambda: PatternList([]))
     verify: bool = False
     # threads writing large files' parts (and small files, unless they have threads of their own)
     workers: int = 2

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 
 from cairn.model.node import DIR, Node
 from cairn.model.snapshot import Snapshot
-from cairn.ops.excludes import PathMatcher
-from cairn.ops.filter_patterns import ExcludePatterns
+from cairn.ops.filter_patterns import PatternList
 from cairn.ops.snapshots import find_node, split_path
 from cairn.ops.treefetch import TreeAhead
 from cairn.ops.treewalk import OnProblem, fail, read_listing, walk
@@ -32,30 +31,35 @@ class Entry:
 
 @dataclass(frozen=True)
 class Selection:
-    include: PathMatcher = field(default_factory=lambda: PathMatcher([]))
-    exclude: ExcludePatterns = field(default_factory=lambda: ExcludePatterns([]))
+    include: PatternList = field(default_factory=lambda: PatternList([]))
+    exclude: PatternList = field(default_factory=lambda: PatternList([]))
 
-    def of(self, path: bytes, ancestor_included: bool) -> bool | None:
+    def of(self, path: bytes) -> bool | None:
         """True: selected; False: left out with everything below; None: only what is below
-        may be."""
+        may be. As restic: an include line matches all below what it matches, and a directory
+        no include line may match something below is not read."""
         if self.exclude.matches(path):
             return False
-        if ancestor_included or not self.include or self.include.matches(path):
+        if not self.include or self.include.matches(path):
             return True
-        return None
+        return None if self.include.may_hold(path) else False
+
+    def read(self, directory: bytes) -> bool:
+        """Whether the listing of ``directory`` may hold something selected."""
+        if self.exclude.matches(directory):
+            return False
+        inc = self.include
+        return not inc or inc.matches(directory) or inc.may_hold(directory)
 
 
 class _Dir:
-    """A directory the walk is in: where its entries go, whether they are included."""
+    """A directory the walk is in: where its entries go."""
 
-    __slots__ = ("held", "included", "parts", "path")
+    __slots__ = ("held", "parts", "path")
 
-    def __init__(
-        self, path: bytes, parts: tuple[bytes, ...], included: bool, held: Entry | None
-    ) -> None:
+    def __init__(self, path: bytes, parts: tuple[bytes, ...], held: Entry | None) -> None:
         self.path = path
         self.parts = parts
-        self.included = included
         self.held = held  # the directory's own entry, until something below it is selected
 
 
@@ -88,7 +92,7 @@ class Planner:
     def entries(self, node: Node, path: bytes) -> Iterator[Entry]:
         """``plan`` from the node ``top`` found at ``path``."""
         if node.type != DIR:
-            if self.selection.of(path, False) is True:
+            if self.selection.of(path) is True:
                 return iter([Entry(path, (node.name,), node)])
             return iter(())
         if node.subtree is None:
@@ -98,10 +102,10 @@ class Planner:
     def below(self, tree_id: bytes, path: bytes, depth: int) -> Iterator[Entry]:
         """The selected entries below the tree of the directory at ``path`` (b"" for the
         root), whose entries are at ``depth`` (1: the root's)."""
-        exclude = self.selection.exclude
+        selection = self.selection
         ahead = None
         if self.tree_threads:
-            ahead = TreeAhead(self.repo, self.tree_threads, skip=exclude.matches)
+            ahead = TreeAhead(self.repo, self.tree_threads, skip=lambda at: not selection.read(at))
         try:
             yield from self._below(tree_id, path, depth, ahead)
         finally:
@@ -111,34 +115,32 @@ class Planner:
     def _below(
         self, tree_id: bytes, path: bytes, depth: int, ahead: TreeAhead | None
     ) -> Iterator[Entry]:
-        exclude = self.selection.exclude
-
         def listing(tid: bytes, at: bytes, d: int) -> list[Node] | None:
-            if d > depth and exclude.matches(at):
-                return None  # an excluded directory: nothing below it is read
+            if d > depth and not self.selection.read(at):
+                return None  # excluded, or nothing below it included: it is not read
             return read_listing(self.repo, tid, at, d, self.on_problem, ahead)
 
         selected = self.selection.of
-        stack = [_Dir(path, (), False, None)]
+        stack = [_Dir(path, (), None)]
         walked = walk(self.repo, tree_id, path, self.on_problem, depth, listing, ahead)
         for child, node in walked:
             parent = child[: -len(node.name) - 1]
             while stack[-1].path != parent:
                 stack.pop()
             d = stack[-1]
-            sel = selected(child, d.included)
+            sel = selected(child)
             if sel is False:
                 continue
             entry = Entry(child, (*d.parts, node.name), node)
             if sel is None:
                 if node.type == DIR:  # given if something below it is
-                    stack.append(_Dir(child, entry.parts, False, entry))
+                    stack.append(_Dir(child, entry.parts, entry))
                 continue
             if d.held is not None:
                 yield from _release(stack)
             yield entry
             if node.type == DIR:
-                stack.append(_Dir(child, entry.parts, True, None))
+                stack.append(_Dir(child, entry.parts, None))
 
 
 def _release(stack: list[_Dir]) -> Iterator[Entry]:
