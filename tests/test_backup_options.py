@@ -366,3 +366,19 @@ def test_parent_with_ignore_inode_finds_a_copied_tree_unchanged(repo, src, tmp_p
     assert summary(snap) == (0, 0, 3)
     snap = backup(run_cli, repo, "--no-cache", "--parent", first["id"], src)
     assert summary(snap) == (0, 3, 0)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("../secrets", "can never match"),
+        ("!../secrets", "can never match"),
+        ("cache/[", "invalid pattern"),
+        ("name\\", "invalid pattern"),
+    ],
+)
+def test_an_exclude_that_can_never_match_is_refused(repo, src, run_cli, pattern, message):
+    res = run_cli("backup", "--repo", repo, "--exclude", "*.o", "--exclude", pattern, src)
+    refused(res, repo, 0, message)
+    res = run_cli("rewrite", "--repo", repo, "--exclude", pattern, "--forget")
+    refused(res, repo, 0, message)
