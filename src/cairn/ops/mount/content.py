@@ -1,0 +1,73 @@
+"""A file of a snapshot read at any offset: which of its blobs hold the range, read through
+the shared ``BlobCache``. A blob of zeros (the holes of a sparse file are cut into such blobs,
+a run's last piece shorter) is never fetched: its bytes are made here, and it does not count
+towards the blocks the file is said to use."""
+
+from __future__ import annotations
+
+import bisect
+import functools
+from collections.abc import Callable
+
+from cairn.core.errors import NotFoundError
+from cairn.model.node import Node
+from cairn.ops.mount.blobcache import BlobCache
+from cairn.ops.restore.zeros import zeros
+
+RawLength = Callable[[bytes], int | None]
+
+
+class Zeros:
+    """Whether a blob is a run of zeros: its id is that of as many zeros (the ids of the few
+    lengths a repository's runs come in kept)."""
+
+    def __init__(self, blob_id: Callable[[bytes | memoryview], bytes]) -> None:
+        self._id = functools.lru_cache(maxsize=256)(lambda n: blob_id(zeros(n)))
+
+    def matches(self, blob_id: bytes, raw_length: int) -> bool:
+        return bool(raw_length) and self._id(raw_length) == blob_id
+
+
+class FileContent:
+    def __init__(self, node: Node, raw_length: RawLength, cache: BlobCache, zero: Zeros):
+        self.node = node
+        self._cache = cache
+        self._zero = zero
+        self._starts: list[int] = []
+        self._lengths: list[int] = []
+        at = 0
+        for blob_id in node.content:
+            length = raw_length(blob_id)
+            if length is None:
+                raise NotFoundError(f"blob {blob_id.hex()} is not in the index")
+            self._starts.append(at)
+            self._lengths.append(length)
+            at += length
+        self.size = at
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes from ``offset`` (fewer at the end of the file)."""
+        end = min(offset + size, self.size)
+        if offset >= end:
+            return b""
+        out = []
+        i = bisect.bisect_right(self._starts, offset) - 1
+        while offset < end:
+            start, length = self._starts[i], self._lengths[i]
+            lo, hi = offset - start, min(end - start, length)
+            blob_id = self.node.content[i]
+            if self._zero.matches(blob_id, length):
+                out.append(bytes(hi - lo))
+            else:
+                out.append(self._cache.get(blob_id)[lo:hi])
+            offset = start + hi
+            i += 1
+        return b"".join(out)
+
+    def stored_bytes(self) -> int:
+        """Bytes of the file that are not holes (what ``st_blocks`` counts)."""
+        return sum(
+            length
+            for blob_id, length in zip(self.node.content, self._lengths, strict=True)
+            if not self._zero.matches(blob_id, length)
+        )
