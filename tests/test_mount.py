@@ -211,3 +211,34 @@ def test_a_mount_point_that_cannot_be_used_fails_in_one_line(
     bad = cairn_proc("mount", "--repo", repo_path, "--cache-size", "lots", tmp_path)
     assert bad.code == 2 and "--cache-size" in bad.err
     assert shutil.which("fusermount3") is not None or sys.platform != "linux"
+
+
+def test_a_prune_while_mounted_never_fails_an_open_file(
+    tmp_path: Path, repo_path: Path, run_cli: Callable[..., Any]
+) -> None:
+    src = tmp_path / "prunesrc"
+    src.mkdir()
+    rng = random.Random(11)
+    for i in range(40):  # small files stored together: packs of kept and of forgotten files
+        (src / f"f{i:02}").write_bytes(rng.randbytes(60_000))
+    first = _backup(run_cli, repo_path, src)
+    for i in range(0, 40, 2):
+        (src / f"f{i:02}").unlink()
+    _backup(run_cli, repo_path, src)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    m = Mounted(repo_path, mnt)
+    try:
+        seen = _in_snapshot(m, src)
+        opened = [(p, open(seen / p.name, "rb")) for p in sorted(src.iterdir())]  # noqa: SIM115
+        assert run_cli("forget", "--repo", repo_path, first).code == 0
+        res = run_cli("prune", "--repo", repo_path, "--max-unused", "0%", "--json")
+        assert res.code == 0, res.err
+        assert res.json()["packs_repacked"] > 0, res.out
+        for p, f in opened:  # first read after the prune moved the blobs
+            with f:
+                assert f.read() == p.read_bytes()
+        assert (seen / "f01").read_bytes() == (src / "f01").read_bytes()
+    finally:
+        code, err = m.stop()
+    assert code == 0, err

@@ -18,7 +18,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from cairn.core.errors import CairnError, NotFoundError
+from cairn.core.errors import CairnError, NotFoundError, ObjectMissing
 from cairn.model.node import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
 from cairn.model.snapshot import Snapshot
 from cairn.ops.mount.blobcache import BlobCache
@@ -72,7 +72,7 @@ class SnapshotFS:
         again and the blob read from its new place."""
         try:
             return self.repo.load_blob(blob_id, DATA_BLOB)
-        except NotFoundError:
+        except (NotFoundError, ObjectMissing):
             self._reload_index()
             return self.repo.load_blob(blob_id, DATA_BLOB)
 
@@ -95,7 +95,7 @@ class SnapshotFS:
                 return found
         try:
             nodes = load_tree(self.repo, tree_id, on_problem=_ignore)
-        except NotFoundError:  # a snapshot newer than the index: read the index again
+        except (NotFoundError, ObjectMissing):  # a newer snapshot, or a pack a prune replaced
             self._reload_index()
             try:
                 nodes = load_tree(self.repo, tree_id, on_problem=_ignore)
