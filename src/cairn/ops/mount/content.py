@@ -1,13 +1,18 @@
 """A file of a snapshot read at any offset: which of its blobs hold the range, read through
 the shared ``BlobCache``. A blob of zeros (the holes of a sparse file are cut into such blobs,
 a run's last piece shorter) is never fetched: its bytes are made here, and it does not count
-towards the blocks the file is said to use."""
+towards the blocks the file is said to use.
+
+Sequential reads are read ahead: when a read starts where the last one ended, the blobs of the
+next ``ahead`` bytes are fetched into the cache on the shared read-ahead threads, so a program
+copying a file waits for the store once rather than once per blob."""
 
 from __future__ import annotations
 
 import bisect
 import functools
 from collections.abc import Callable
+from concurrent.futures import Executor
 
 from cairn.core.errors import NotFoundError
 from cairn.model.node import Node
@@ -29,10 +34,21 @@ class Zeros:
 
 
 class FileContent:
-    def __init__(self, node: Node, raw_length: RawLength, cache: BlobCache, zero: Zeros):
+    def __init__(
+        self,
+        node: Node,
+        raw_length: RawLength,
+        cache: BlobCache,
+        zero: Zeros,
+        ahead: tuple[Executor, int] | None = None,
+    ):
+        """``ahead``: the read-ahead threads and the bytes read ahead of a sequential read."""
         self.node = node
         self._cache = cache
         self._zero = zero
+        self._ahead = ahead
+        self._last_end = 0  # where the last read ended
+        self._requested = 0  # blobs before this one are fetched, or being fetched
         self._starts: list[int] = []
         self._lengths: list[int] = []
         at = 0
@@ -52,6 +68,9 @@ class FileContent:
             return b""
         out = []
         i = bisect.bisect_right(self._starts, offset) - 1
+        sequential, self._last_end = offset == self._last_end, end
+        if sequential and self._ahead is not None:
+            self._read_ahead(i, end)
         while offset < end:
             start, length = self._starts[i], self._lengths[i]
             lo, hi = offset - start, min(end - start, length)
@@ -63,6 +82,25 @@ class FileContent:
             offset = start + hi
             i += 1
         return b"".join(out)
+
+    def _read_ahead(self, first: int, end: int) -> None:
+        """Starts fetching the blobs from the one at ``first`` up to ``ahead`` bytes past
+        ``end`` (those not already started)."""
+        assert self._ahead is not None
+        pool, budget = self._ahead
+        i = max(first + 1, self._requested)
+        while i < len(self._starts) and self._starts[i] < end + budget:
+            blob_id = self.node.content[i]
+            if not self._zero.matches(blob_id, self._lengths[i]):
+                pool.submit(self._prefetch, blob_id)
+            i += 1
+        self._requested = max(self._requested, i)
+
+    def _prefetch(self, blob_id: bytes) -> None:
+        try:
+            self._cache.get(blob_id)
+        except Exception:  # the read that needs the blob fetches it again, and reports
+            pass
 
     def stored_bytes(self) -> int:
         """Bytes of the file that are not holes (what ``st_blocks`` counts)."""

@@ -16,6 +16,7 @@ import itertools
 import stat
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from cairn.core.errors import CairnError, NotFoundError, ObjectMissing
@@ -38,6 +39,7 @@ _TYPE_BITS = {
     SOCKET: stat.S_IFSOCK,
 }
 TREES_KEPT = 4096  # directory listings kept decoded
+AHEAD_THREADS = 4  # blobs fetched ahead of sequential reads at once
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,13 @@ class SnapshotFS:
         self._open: dict[int, FileContent] = {}
         self._handles = itertools.count(1)
         self._index_lock = threading.Lock()
+        # read ahead at most a quarter of the cache, so that what is read ahead stays in it
+        self._ahead = ThreadPoolExecutor(AHEAD_THREADS, thread_name_prefix="cairn-readahead")
+        self._ahead_bytes = min(16 << 20, cache_size // 4)
+
+    def close(self) -> None:
+        """Stops the read-ahead (after the file system is unmounted)."""
+        self._ahead.shutdown(wait=True, cancel_futures=True)
 
     # ------------------------------------------------------------------ blobs
     def fetch(self, blob_id: bytes) -> bytes:
@@ -195,9 +204,15 @@ class SnapshotFS:
             "st_ctime": node.ctime,
         }
 
-    def _content(self, node: Node) -> FileContent:
+    def _content(self, node: Node, ahead: bool = False) -> FileContent:
         try:
-            return FileContent(node, self._raw_length, self.cache, self._zero)
+            return FileContent(
+                node,
+                self._raw_length,
+                self.cache,
+                self._zero,
+                (self._ahead, self._ahead_bytes) if ahead and self._ahead_bytes else None,
+            )
         except CairnError:
             raise OSError(errno.EIO, node.name.decode("utf-8", "surrogateescape")) from None
 
@@ -261,7 +276,7 @@ class SnapshotFS:
         if found.node is None or found.node.type != FILE:
             raise OSError(errno.EISDIR if found.virtual is not None else errno.EINVAL, path)
         handle = next(self._handles)
-        self._open[handle] = self._content(found.node)
+        self._open[handle] = self._content(found.node, ahead=True)
         return handle
 
     def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:

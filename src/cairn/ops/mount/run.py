@@ -78,3 +78,4 @@ def serve(fs: SnapshotFS, mountpoint: Path, name: str) -> None:
         raise CairnError(f"cannot mount at {mountpoint}: {e}") from None
     finally:
         signal.signal(signal.SIGINT, previous)
+        fs.close()
