@@ -19,25 +19,27 @@ from cairn.model.node import Node
 from cairn.ops.mount.blobcache import BlobCache
 from cairn.ops.restore.zeros import zeros
 
-RawLength = Callable[[bytes], int | None]
+# a blob's length and its stored (compressed, encrypted) length, None if the index lacks it
+Lengths = Callable[[bytes], tuple[int, int] | None]
+SQUEEZE = 16  # a run of zeros is stored in at most a 16th of its length (zstd: far less)
 
 
 class Zeros:
-    """Whether a blob is a run of zeros: its id is that of as many zeros (the ids of the few
-    lengths a repository's runs come in kept)."""
+    """Whether a blob is a run of zeros: one that compressed well (else it cannot be) whose id
+    is that of as many zeros (the ids of the lengths such runs come in kept)."""
 
     def __init__(self, blob_id: Callable[[bytes | memoryview], bytes]) -> None:
         self._id = functools.lru_cache(maxsize=256)(lambda n: blob_id(zeros(n)))
 
-    def matches(self, blob_id: bytes, raw_length: int) -> bool:
-        return bool(raw_length) and self._id(raw_length) == blob_id
+    def matches(self, blob_id: bytes, raw_length: int, stored: int) -> bool:
+        return stored * SQUEEZE <= raw_length and self._id(raw_length) == blob_id
 
 
 class FileContent:
     def __init__(
         self,
         node: Node,
-        raw_length: RawLength,
+        lengths: Lengths,
         cache: BlobCache,
         zero: Zeros,
         ahead: tuple[Executor, int] | None = None,
@@ -45,19 +47,21 @@ class FileContent:
         """``ahead``: the read-ahead threads and the bytes read ahead of a sequential read."""
         self.node = node
         self._cache = cache
-        self._zero = zero
         self._ahead = ahead
         self._last_end = 0  # where the last read ended
         self._requested = 0  # blobs before this one are fetched, or being fetched
         self._starts: list[int] = []
         self._lengths: list[int] = []
+        self._holes: list[bool] = []
         at = 0
         for blob_id in node.content:
-            length = raw_length(blob_id)
-            if length is None:
+            found = lengths(blob_id)
+            if found is None:
                 raise NotFoundError(f"blob {blob_id.hex()} is not in the index")
+            length, stored = found
             self._starts.append(at)
             self._lengths.append(length)
+            self._holes.append(zero.matches(blob_id, length, stored))
             at += length
         self.size = at
 
@@ -74,11 +78,10 @@ class FileContent:
         while offset < end:
             start, length = self._starts[i], self._lengths[i]
             lo, hi = offset - start, min(end - start, length)
-            blob_id = self.node.content[i]
-            if self._zero.matches(blob_id, length):
+            if self._holes[i]:
                 out.append(bytes(hi - lo))
             else:
-                out.append(self._cache.get(blob_id)[lo:hi])
+                out.append(self._cache.get(self.node.content[i])[lo:hi])
             offset = start + hi
             i += 1
         return b"".join(out)
@@ -90,9 +93,8 @@ class FileContent:
         pool, budget = self._ahead
         i = max(first + 1, self._requested)
         while i < len(self._starts) and self._starts[i] < end + budget:
-            blob_id = self.node.content[i]
-            if not self._zero.matches(blob_id, self._lengths[i]):
-                pool.submit(self._prefetch, blob_id)
+            if not self._holes[i]:
+                pool.submit(self._prefetch, self.node.content[i])
             i += 1
         self._requested = max(self._requested, i)
 
@@ -104,8 +106,4 @@ class FileContent:
 
     def stored_bytes(self) -> int:
         """Bytes of the file that are not holes (what ``st_blocks`` counts)."""
-        return sum(
-            length
-            for blob_id, length in zip(self.node.content, self._lengths, strict=True)
-            if not self._zero.matches(blob_id, length)
-        )
+        return sum(n for n, hole in zip(self._lengths, self._holes, strict=True) if not hole)

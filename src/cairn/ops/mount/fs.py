@@ -89,12 +89,12 @@ class SnapshotFS:
         with self._index_lock:
             self.repo.load_index()
 
-    def _raw_length(self, blob_id: bytes) -> int | None:
+    def _lengths(self, blob_id: bytes) -> tuple[int, int] | None:
         entry = self.repo.index.get(blob_id)
         if entry is None:
             self._reload_index()
             entry = self.repo.index.get(blob_id)
-        return None if entry is None else entry.raw_length
+        return None if entry is None else (entry.raw_length, entry.length)
 
     def _listing(self, tree_id: bytes) -> dict[bytes, Node]:
         with self._trees_lock:
@@ -208,7 +208,7 @@ class SnapshotFS:
         try:
             return FileContent(
                 node,
-                self._raw_length,
+                self._lengths,
                 self.cache,
                 self._zero,
                 (self._ahead, self._ahead_bytes) if ahead and self._ahead_bytes else None,

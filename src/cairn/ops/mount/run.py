@@ -25,6 +25,7 @@ from cairn.core.errors import CairnError, UsageError
 from cairn.ops.mount.fs import SnapshotFS
 
 DEVICE = "/dev/fuse"
+CACHE_SECONDS = 5  # how long the kernel keeps the attributes it was given
 ENDED_BY_SIGNAL = 8  # what libfuse 3's fuse_main returns when a signal ended its loop
 
 
@@ -71,6 +72,9 @@ def serve(fs: SnapshotFS, mountpoint: Path, name: str) -> None:
             fsname=name,
             subtype="cairn",
             default_permissions=True,
+            # a snapshot never changes; the namespace's listings are read again within seconds
+            entry_timeout=CACHE_SECONDS,
+            attr_timeout=CACHE_SECONDS,
         )
     except RuntimeError as e:
         if e.args == (ENDED_BY_SIGNAL,):
