@@ -18,7 +18,7 @@ from cairn.ops.mount.namespace import Namespace
 from cairn.ops.mount.run import check_mountpoint, serve
 from cairn.ops.snapshots import SnapshotFilter, load_snapshots
 
-DEFAULT_CACHE = 256 << 20
+DEFAULT_CACHE = 64 << 20
 
 
 @dataclass(frozen=True)
