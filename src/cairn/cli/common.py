@@ -61,6 +61,12 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
         help="Path-style S3 addressing (most S3-compatible stores).",
     )
     @repository_option(
+        "--s3-anonymous",
+        is_flag=True,
+        envvar="CAIRN_S3_ANONYMOUS",
+        help="Unsigned S3 requests, no credentials (a bucket that allows anonymous reads).",
+    )
+    @repository_option(
         "--s3-sse",
         envvar="CAIRN_S3_SSE",
         type=click.Choice(["AES256", "aws:kms"]),
@@ -118,6 +124,7 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
         no_cache: bool,
         storage_class: str | None,
         s3_path_style: bool,
+        s3_anonymous: bool,
         s3_sse: str | None,
         s3_sse_kms_key_id: str | None,
         connections: int | None,
@@ -132,6 +139,7 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
         s3 = S3Options(
             storage_class=storage_class.upper() if storage_class else None,
             path_style=s3_path_style,
+            anonymous=s3_anonymous,
             sse=s3_sse,
             sse_kms_key_id=s3_sse_kms_key_id,
             connections=connections or 4,

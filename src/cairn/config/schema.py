@@ -1,9 +1,9 @@
 """The configuration's objects, and how each is read from its TOML table.
 
     [repositories.NAME]   url, password-file | password-command | password-env, cache-dir,
-                          storage-class, s3-path-style, s3-sse, s3-sse-kms-key-id, s3-region,
-                          s3-profile, connections, limit-upload, limit-download, retries,
-                          memory-limit ("256M": a size)
+                          storage-class, s3-path-style, s3-anonymous, s3-sse, s3-sse-kms-key-id,
+                          s3-region, s3-profile, connections, limit-upload, limit-download,
+                          retries, memory-limit ("256M": a size)
     [jobs.NAME]           repository, paths + exclude, exclude-file, one-file-system
                           | [jobs.NAME.source] kind = postgres | mysql | sqlite | svn | command,
                           tags, host, schedule, healthcheck
@@ -54,6 +54,7 @@ class RepositoryConfig:
     cache_dir: str | None = None
     storage_class: str | None = None
     s3_path_style: bool = False
+    s3_anonymous: bool = False
     s3_sse: str | None = None
     s3_sse_kms_key_id: str | None = None
     s3_region: str | None = None
@@ -111,8 +112,8 @@ class Config:
 
 REPOSITORY_KEYS = (
     "url", "password-file", "password-command", "password-env", "password", "cache-dir",
-    "storage-class", "s3-path-style", "s3-sse", "s3-sse-kms-key-id", "s3-region", "s3-profile",
-    "connections", "limit-upload", "limit-download", "retries", "memory-limit",
+    "storage-class", "s3-path-style", "s3-anonymous", "s3-sse", "s3-sse-kms-key-id", "s3-region",
+    "s3-profile", "connections", "limit-upload", "limit-download", "retries", "memory-limit",
 )  # fmt: skip
 JOB_KEYS = (
     "repository", "paths", "exclude", "exclude-file", "one-file-system", "source", "tags",
@@ -213,6 +214,7 @@ def _repository(t: Table, name: str, base: Path) -> RepositoryConfig:
         cache_dir=_file(t, "cache-dir", base),
         storage_class=storage_class.upper() if storage_class else None,
         s3_path_style=t.bool("s3-path-style"),
+        s3_anonymous=t.bool("s3-anonymous"),
         s3_sse=sse,
         s3_sse_kms_key_id=t.str("s3-sse-kms-key-id"),
         s3_region=t.str("s3-region"),

@@ -1,7 +1,8 @@
 """Amazon S3 and S3-compatible stores, through boto3.
 
 - Credentials and region come from the standard AWS chain (environment, shared config and
-  credentials files, profiles, instance and container roles).
+  credentials files, profiles, instance and container roles); with ``anonymous`` none are
+  looked for and requests go unsigned (a bucket whose policy allows anonymous reads).
 - Every write carries a CRC32 checksum that the store verifies; writes are conditional
   (If-None-Match: *) where the store supports it, so an object is never overwritten.
 - Objects larger than ``multipart_threshold`` go up as multipart uploads (s3transfer).
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import botocore
 import botocore.exceptions
 import botocore.utils
 from boto3.s3.transfer import TransferConfig
@@ -92,6 +94,8 @@ class S3Storage:
             request_checksum_calculation="when_supported",
             response_checksum_validation="when_supported",
         )
+        if o.anonymous:  # no credentials looked for, none sent
+            config = config.merge(Config(signature_version=botocore.UNSIGNED))
         try:
             session = boto3.session.Session(profile_name=o.profile)
         except botocore.exceptions.ProfileNotFound as e:

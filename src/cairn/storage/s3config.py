@@ -58,6 +58,7 @@ class S3Location:
 class S3Options:
     storage_class: str | None = None  # for data packs only
     path_style: bool = False
+    anonymous: bool = False  # unsigned requests: a public bucket, read with no credentials
     sse: str | None = None  # "AES256" or "aws:kms"
     sse_kms_key_id: str | None = None
     region: str | None = None

@@ -1,0 +1,110 @@
+"""A file's bytes at any offset from its blobs (the mount's reads), the bounded blob cache, and
+read-ahead of sequential reads; without FUSE (tests/test_mount.py mounts for real)."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import blake3
+import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cairn.model.node import FILE, Node
+from cairn.ops.mount.blobcache import BlobCache
+from cairn.ops.mount.content import FileContent, Zeros
+
+
+def _id(data: bytes | memoryview) -> bytes:
+    return blake3.blake3(bytes(data)).digest()
+
+
+class Store:
+    """Blobs by id, counting the fetches."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[bytes, bytes] = {}
+        self.fetched: list[bytes] = []
+        self.lock = threading.Lock()
+
+    def add(self, data: bytes) -> bytes:
+        self.blobs[_id(data)] = data
+        return _id(data)
+
+    def lengths(self, blob_id: bytes) -> tuple[int, int]:
+        """Its length, and its length compressed as a backup stores it (plus the tag)."""
+        data = self.blobs[blob_id]
+        return len(data), min(len(data), len(zstandard.compress(data))) + 17
+
+    def fetch(self, blob_id: bytes) -> bytes:
+        with self.lock:
+            self.fetched.append(blob_id)
+        return self.blobs[blob_id]
+
+
+def _file(store: Store, pieces: list[bytes]) -> Node:
+    ids = [store.add(p) for p in pieces]
+    return Node(name=b"f", type=FILE, mode=0o644, size=sum(map(len, pieces)), content=ids)
+
+
+pieces = st.lists(
+    st.one_of(st.binary(min_size=1, max_size=900), st.integers(1000, 5000).map(bytes)),
+    max_size=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pieces, st.lists(st.tuples(st.integers(0, 40_000), st.integers(1, 10_000)), max_size=20))
+def test_reads_at_any_offset_are_the_file(
+    chunks: list[bytes], reads: list[tuple[int, int]]
+) -> None:
+    store = Store()
+    node = _file(store, chunks)
+    whole = b"".join(chunks)
+    cache = BlobCache(store.fetch, limit=5000)
+    content = FileContent(node, store.lengths, cache, Zeros(_id))
+    for offset, size in reads:
+        assert content.read(offset, size) == whole[offset : offset + size]
+        assert cache.held <= 5000
+    # runs of zeros are holes; a few zero bytes (which hardly compress) are data
+    zero_runs = sum(len(c) for c in chunks if not any(c) and len(c) >= 1000)
+    assert content.stored_bytes() == len(whole) - zero_runs
+    fetched_zeros = [
+        b for b in store.fetched if len(store.blobs[b]) >= 1000 and not any(store.blobs[b])
+    ]
+    assert fetched_zeros == []  # runs of zeros are never fetched
+
+
+def test_sequential_reads_fetch_the_next_blobs_ahead() -> None:
+    store = Store()
+    chunks = [bytes([i + 1]) * 1000 for i in range(20)]
+    node = _file(store, chunks)
+    cache = BlobCache(store.fetch, limit=1 << 20)
+    with ThreadPoolExecutor(2) as pool:
+        content = FileContent(node, store.lengths, cache, Zeros(_id), (pool, 5000))
+        assert content.read(0, 500) == chunks[0][:500]
+    # the first blob, and those of the next 5,000 bytes, were fetched; once each
+    assert sorted(store.fetched) == sorted(node.content[:6])
+    with ThreadPoolExecutor(2) as pool:
+        other = FileContent(node, store.lengths, cache, Zeros(_id), (pool, 5000))
+        store.fetched.clear()
+        assert other.read(15_000, 10) == chunks[15][:10]  # not sequential: no read-ahead
+    assert store.fetched == [node.content[15]]
+
+
+def test_the_cache_fetches_a_blob_once_for_concurrent_readers() -> None:
+    store = Store()
+    blob = store.add(b"x" * 100)
+    gate = threading.Event()
+
+    def slow(blob_id: bytes) -> bytes:
+        gate.wait()
+        return store.fetch(blob_id)
+
+    cache = BlobCache(slow, limit=1000)
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(cache.get, blob) for _ in range(8)]
+        gate.set()
+        assert all(f.result() == b"x" * 100 for f in futures)
+    assert store.fetched == [blob]
