@@ -3,7 +3,10 @@ damage a reader must refuse."""
 
 from __future__ import annotations
 
+import os
+
 import blake3
+import botocore.exceptions
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,6 +27,7 @@ from cairn.ops.mirror.manifest import (
     encode_delta,
     encode_head,
 )
+from tests.s3server import BUCKET
 
 _component = st.binary(min_size=1, max_size=40).filter(
     lambda b: b"/" not in b and b not in (b".", b"..")
@@ -210,3 +214,15 @@ def test_content_types() -> None:
     assert content_type(b"backup.tar.gz") == "application/gzip"
     assert content_type(b"no-extension") == "application/octet-stream"
     assert content_type(b"\xff.txt") == "text/plain"
+
+
+def test_the_store_refuses_a_second_create_of_a_head(s3_server) -> None:  # type: ignore[no-untyped-def]
+    """The rule two pushers rely on (docs/mirror.md §5): a create-only write of an existing
+    head fails, on the S3 server the tests use."""
+    client = s3_server.client()
+    key = f"mirror-heads-{os.urandom(4).hex()}/.cairn-mirror/heads/{1:020d}"
+    client.put_object(Bucket=BUCKET, Key=key, Body=b"first", IfNoneMatch="*")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        client.put_object(Bucket=BUCKET, Key=key, Body=b"second", IfNoneMatch="*")
+    assert e.value.response["Error"]["Code"] in ("PreconditionFailed", "412")
+    assert client.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"first"
