@@ -11,6 +11,7 @@ import blake3
 import msgpack
 import zstandard
 
+from cairn.core.errors import CairnError
 from cairn.model.node import TYPES
 from cairn.ops.mirror.keys import BadPath, check_path
 
@@ -21,7 +22,7 @@ _INTS = ("mode", "uid", "gid", "mtime", "size", "rdev", "link")
 _ZSTD_LEVEL = 3
 
 
-class ManifestError(ValueError):
+class ManifestError(CairnError):
     """A manifest piece or head that is damaged, forged or of an unknown version."""
 
 
