@@ -19,6 +19,7 @@ from cairn.ops.mirror.manifest import (
     PieceRef,
     _seal,
     apply,
+    check_tree,
     decode_base,
     decode_delta,
     decode_head,
@@ -226,3 +227,13 @@ def test_the_store_refuses_a_second_create_of_a_head(s3_server) -> None:  # type
         client.put_object(Bucket=BUCKET, Key=key, Body=b"second", IfNoneMatch="*")
     assert e.value.response["Error"]["Code"] in ("PreconditionFailed", "412")
     assert client.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"first"
+
+
+def test_a_manifest_must_be_a_tree() -> None:
+    d = Entry(b"d", "dir", 0o755, 0, 0, 0)
+    f = Entry(b"f", "file", 0o644, 0, 0, 0, hash=bytes(32))
+    check_tree({b"d": d, b"d/x": Entry(b"d/x", "fifo", 0, 0, 0, 0)})
+    with pytest.raises(ManifestError, match="no parent directory"):
+        check_tree({b"d/x": Entry(b"d/x", "fifo", 0, 0, 0, 0)})
+    with pytest.raises(ManifestError, match="which is a file"):
+        check_tree({b"f": f, b"f/x": Entry(b"f/x", "fifo", 0, 0, 0, 0)})

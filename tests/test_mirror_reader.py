@@ -97,6 +97,7 @@ def test_the_newest_head_and_its_manifest(store: CountingReads) -> None:
     assert read_marker(store).id == "0" * 32
     assert newest_head(store) is None
     base = {p: _entry(p) for p in (b"a", b"b/c", b"b/d")}
+    base[b"b"] = Entry(b"b", "dir", 0o755, 0, 0, 1)
     first = _commit(store, 1, base, [])
     store.write(LATEST, b"1")
     d1 = Delta(put=[_entry(b"b/c", 9), _entry(b"e")], remove=[b"a"])
@@ -105,7 +106,11 @@ def test_the_newest_head_and_its_manifest(store: CountingReads) -> None:
     store.reads.clear()
     assert newest_head(store) == second
     assert store.reads == [LATEST, head_path(1), head_path(2), head_path(3)]
-    assert load_manifest(store, second) == {b"b/c": _entry(b"b/c", 9), b"b/d": _entry(b"b/d")}
+    assert load_manifest(store, second) == {
+        b"b": base[b"b"],
+        b"b/c": _entry(b"b/c", 9),
+        b"b/d": _entry(b"b/d"),
+    }
     assert load_manifest(store, first) == base
     store.reads.clear()
     assert newest_head(store, known=second) == second  # nothing newer: one read
@@ -129,6 +134,9 @@ def test_damaged_manifests_are_refused(store: CountingReads) -> None:
     store.write(piece_path(head.base), b"not the piece")
     with pytest.raises(ManifestError, match="has 13 bytes"):
         load_manifest(store, head)
+    orphan = _commit(store, 3, {b"a": _entry(b"a"), b"x/y": _entry(b"x/y")}, [])
+    with pytest.raises(ManifestError, match="no parent directory"):
+        load_manifest(store, orphan)
     store.write(head_path(2), encode_head(head))  # generation 1's head under number 2
     with pytest.raises(ManifestError, match="holds generation 1"):
         newest_head(store)

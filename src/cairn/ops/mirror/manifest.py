@@ -199,6 +199,17 @@ def apply(entries: dict[bytes, Entry], delta: Delta) -> None:
         entries[e.path] = e
 
 
+def check_tree(entries: dict[bytes, Entry]) -> None:
+    """Refuses a manifest that is no tree: an entry whose parent is missing or not a
+    directory (a reader would otherwise have to make one up, or write below a file)."""
+    for path in entries:
+        parent, sep, _name = path.rpartition(b"/")
+        if sep and (up := entries.get(parent)) is None:
+            raise ManifestError(f"{path!r} has no parent directory in the manifest")
+        if sep and up is not None and up.type != "dir":
+            raise ManifestError(f"{path!r} lies below {parent!r}, which is a {up.type}")
+
+
 def diff(old: dict[bytes, Entry], new: dict[bytes, Entry]) -> Delta:
     """The delta that turns ``old`` into ``new``."""
     put = [e for p, e in new.items() if old.get(p) != e]

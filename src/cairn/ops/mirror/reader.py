@@ -16,6 +16,7 @@ from cairn.ops.mirror.manifest import (
     ManifestError,
     PieceRef,
     apply,
+    check_tree,
     decode_base,
     decode_delta,
     decode_head,
@@ -107,10 +108,12 @@ def _hint(store: Storage) -> int:
 
 
 def load_manifest(store: Storage, head: Head) -> dict[bytes, Entry]:
-    """The entries of ``head``'s generation by path: its base with its deltas applied."""
+    """The entries of ``head``'s generation by path: its base with its deltas applied,
+    checked to form a tree."""
     entries = decode_base(head.base.hash, _piece(store, head.base))
     for ref in head.deltas:
         apply(entries, decode_delta(ref.hash, _piece(store, ref)))
+    check_tree(entries)
     return entries
 
 
