@@ -1,0 +1,127 @@
+"""Reading a mirror with reads alone (docs/mirror.md §6): the marker, the newest head (from
+the ``latest`` hint, then probing the next numbers, no listing), and the manifest it names,
+every piece checked against its hash."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from cairn.core.errors import ObjectMissing, RepositoryError
+from cairn.ops.mirror.keys import AREA
+from cairn.ops.mirror.manifest import (
+    VERSION,
+    Entry,
+    Head,
+    ManifestError,
+    PieceRef,
+    apply,
+    check_tree,
+    decode_base,
+    decode_delta,
+    decode_head,
+    head_name,
+)
+from cairn.storage.base import Storage
+
+MARKER = f"{AREA}/mirror"
+LATEST = f"{AREA}/latest"
+HEADS = f"{AREA}/heads"
+PIECES = f"{AREA}/manifest"
+_ATTEMPTS = 3  # a head named by the hint may be removed by a writer that commits meanwhile
+
+
+class NotAMirror(RepositoryError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    id: str
+    created: str
+    encryption: object
+
+
+def head_path(generation: int) -> str:
+    return f"{HEADS}/{head_name(generation)}"
+
+
+def piece_path(ref: PieceRef | str) -> str:
+    return f"{PIECES}/{ref if isinstance(ref, str) else ref.hash}"
+
+
+def read_marker(store: Storage) -> Marker:
+    try:
+        data = store.read(MARKER)
+    except ObjectMissing:
+        raise NotAMirror(f"{store.describe()} is not a mirror (no {MARKER})") from None
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise NotAMirror(f"{store.describe()}: {MARKER} is not JSON") from None
+    if type(doc) is not dict or doc.get("format") != "cairn-mirror":
+        raise NotAMirror(f"{store.describe()}: {MARKER} is not a cairn mirror's marker")
+    if doc.get("version") != VERSION:
+        raise NotAMirror(f"{store.describe()}: unknown mirror version {doc.get('version')!r}")
+    if doc.get("encryption") is not None:
+        raise NotAMirror(f"{store.describe()}: unknown encryption {doc.get('encryption')!r}")
+    if type(doc.get("id")) is not str or type(doc.get("created")) is not str:
+        raise NotAMirror(f"{store.describe()}: {MARKER} lacks its id or date")
+    return Marker(doc["id"], doc["created"], doc["encryption"])
+
+
+def read_head(store: Storage, generation: int) -> Head | None:
+    """The head of ``generation``, checked; None if there is none."""
+    try:
+        data = store.read(head_path(generation))
+    except ObjectMissing:
+        return None
+    head = decode_head(data)
+    if head.generation != generation:
+        raise ManifestError(f"{head_path(generation)} holds generation {head.generation}")
+    return head
+
+
+def newest_head(store: Storage, known: Head | None = None) -> Head | None:
+    """The newest committed head, or None before the first commit. Given a head the caller
+    has already (``known``), learning that nothing is newer takes a single read."""
+    head = known
+    for _attempt in range(_ATTEMPTS):
+        if head is None and (hint := _hint(store)):
+            head = read_head(store, hint)
+            if head is None:
+                continue  # removed by a writer that committed meanwhile: ask the hint again
+        while (following := read_head(store, (head.generation if head else 0) + 1)) is not None:
+            head = following
+        return head
+    raise ManifestError(f"the heads named by {LATEST} keep disappearing")
+
+
+def _hint(store: Storage) -> int:
+    try:
+        text = store.read(LATEST).decode("ascii", "replace").strip()
+    except ObjectMissing:
+        return 0
+    if not text.isdigit():
+        raise ManifestError(f"{LATEST} is not a generation number: {text[:40]!r}")
+    return int(text)
+
+
+def load_manifest(store: Storage, head: Head) -> dict[bytes, Entry]:
+    """The entries of ``head``'s generation by path: its base with its deltas applied,
+    checked to form a tree."""
+    entries = decode_base(head.base.hash, _piece(store, head.base))
+    for ref in head.deltas:
+        apply(entries, decode_delta(ref.hash, _piece(store, ref)))
+    check_tree(entries)
+    return entries
+
+
+def _piece(store: Storage, ref: PieceRef) -> bytes:
+    try:
+        data = store.read(piece_path(ref))
+    except ObjectMissing:
+        raise ManifestError(f"manifest piece {ref.hash} is missing") from None
+    if len(data) != ref.size:
+        raise ManifestError(f"manifest piece {ref.hash} has {len(data)} bytes, not {ref.size}")
+    return data
