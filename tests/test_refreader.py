@@ -1,0 +1,94 @@
+"""The format spec matches the bytes: tests/refreader.py, a reader written from docs/format.md
+alone, opens what cairn writes today and the checked-in version 1 fixture, verifies every blob
+and restores the same tree as the source and as ``cairn restore``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.make_repo_v1 import MANIFEST, REPO, decode, summarize
+from tests.refreader import SNAPSHOT_KEYS, FormatError, Reader
+from tests.treecmp import describe, diff
+from tests.treegen import IS_ROOT, build, kitchen_sink
+
+MiB = 1 << 20
+
+
+def _restore_both(repo: Path, password: str, path: str, out: Path, run_cli) -> Reader:  # type: ignore[no-untyped-def]
+    reader = Reader(repo, password.encode())
+    reader.load_index()
+    assert reader.verify_packs() == len(reader.index) > 0
+    _, snap_id, latest = reader.snapshots()[-1]
+    reader.restore(latest["tree"], os.fsencode(path), out / "ref")
+    res = run_cli("restore", "--repo", repo, f"{snap_id}:{path}", "--target", out / "cairn")
+    assert res.code == 0, res.err
+    return reader
+
+
+def test_the_reference_reader_restores_what_cairn_writes(
+    tmp_path: Path, run_cli, monkeypatch
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    build(src, kitchen_sink(devices=IS_ROOT))
+    (src / "sparse").write_bytes(b"")
+    with open(src / "sparse", "r+b") as f:
+        f.seek(100 * MiB)
+        f.write(b"end")
+    (src / "random").write_bytes(os.urandom(9 * MiB))  # several chunks and packs
+    os.link(src / "random", src / "random-link")
+    before = describe(src)
+    repo = tmp_path / "repo"
+    monkeypatch.setenv("CAIRN_PASSWORD", "reference")
+    assert run_cli("init", "--repo", repo, "--pack-size", "1M").code == 0
+    assert run_cli("backup", "--repo", repo, src).code == 0
+    out = tmp_path / "out"
+    reader = _restore_both(repo, "reference", str(src), out, run_cli)
+    assert diff(before, describe(out / "ref")) == []
+    assert diff(describe(out / "cairn"), describe(out / "ref")) == []
+    assert reader.config["chunker"]["max_size"] == 4 * MiB  # §5.4
+    source_blocks = os.stat(src / "sparse").st_blocks
+    assert os.stat(out / "ref" / "sparse").st_blocks <= source_blocks + 64
+
+
+def test_the_reference_reader_restores_the_version_1_fixture(
+    tmp_path: Path, run_cli, monkeypatch
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("restoring owners and a device node needs root")
+    manifest = json.loads(MANIFEST.read_text())
+    repo = tmp_path / "repo-v1"
+    shutil.copytree(REPO, repo)
+    monkeypatch.setenv("CAIRN_PASSWORD", manifest["password"])
+    out = tmp_path / "out"
+    _restore_both(repo, manifest["password"], manifest["source"], out, run_cli)
+    got = {path: summarize(entry) for path, entry in describe(out / "ref").items()}
+    want = {decode(path): decode(entry) for path, entry in manifest["entries"]}
+    assert got == want
+    assert diff(describe(out / "cairn"), describe(out / "ref")) == []
+
+
+def test_the_reference_reader_refuses_a_snapshot_key_the_spec_does_not_list(
+    tmp_path: Path, run_cli, monkeypatch
+) -> None:
+    """What makes a change to the bytes fail: an unknown snapshot key is rejected (§1.2)."""
+    repo = tmp_path / "repo"
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"x")
+    monkeypatch.setenv("CAIRN_PASSWORD", "reference")
+    assert run_cli("init", "--repo", repo).code == 0
+    assert run_cli("backup", "--repo", repo, src).code == 0
+    reader = Reader(repo, b"reference")
+    assert len(reader.snapshots()) == 1
+    saved = SNAPSHOT_KEYS.pop("original")
+    try:
+        with pytest.raises(FormatError, match="original"):
+            reader.snapshots()
+    finally:
+        SNAPSHOT_KEYS["original"] = saved
