@@ -13,6 +13,7 @@ import pytest
 
 from tests.fixtures.make_repo_v1 import MANIFEST, REPO, decode, summarize
 from tests.refreader import SNAPSHOT_KEYS, FormatError, Reader
+from tests.s3server import BUCKET
 from tests.treecmp import describe, diff
 from tests.treegen import IS_ROOT, build, kitchen_sink
 
@@ -92,3 +93,28 @@ def test_the_reference_reader_refuses_a_snapshot_key_the_spec_does_not_list(
             reader.snapshots()
     finally:
         SNAPSHOT_KEYS["original"] = saved
+
+
+def test_the_reference_reader_restores_what_cairn_writes_to_s3(
+    tmp_path: Path, run_cli, s3_env, s3_url, monkeypatch
+) -> None:
+    """The same bytes on an object store: downloaded to a directory, object name = path (§2.1)."""
+    monkeypatch.setenv("CAIRN_PASSWORD", "reference")
+    src = tmp_path / "src"
+    src.mkdir()
+    build(src, kitchen_sink(devices=IS_ROOT))
+    before = describe(src)
+    assert run_cli("init", "--repo", s3_url).code == 0
+    assert run_cli("backup", "--repo", s3_url, src).code == 0
+    prefix = s3_url.split("/", 4)[4].strip("/") + "/"
+    repo = tmp_path / "download"
+    client = s3_env.client()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            dest = repo / obj["Key"][len(prefix) :]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(BUCKET, obj["Key"], str(dest))
+    out = tmp_path / "out"
+    _restore_both(repo, "reference", str(src), out, run_cli)
+    assert diff(before, describe(out / "ref")) == []
+    assert diff(describe(out / "cairn"), describe(out / "ref")) == []
