@@ -118,3 +118,31 @@ def test_the_reference_reader_restores_what_cairn_writes_to_s3(
     _restore_both(repo, "reference", str(src), out, run_cli)
     assert diff(before, describe(out / "ref")) == []
     assert diff(describe(out / "cairn"), describe(out / "ref")) == []
+
+
+def test_the_worked_example_shows_what_init_and_backup_write_today(
+    tmp_path: Path, run_cli, monkeypatch
+) -> None:
+    """docs/format.md §10.4 was made by scripts/format_example.py: its config and snapshot keys
+    must be those of a repository made now (run the script again when this fails)."""
+    spec = (Path(__file__).resolve().parent.parent / "docs" / "format.md").read_text()
+    example = spec.split("### 10.4 Worked example")[1].split("\n## 11.")[0]
+    monkeypatch.setenv("CAIRN_PASSWORD", "reference")
+    src = tmp_path / "src"
+    src.mkdir()
+    repo = tmp_path / "repo"
+    assert run_cli("init", "--repo", repo).code == 0
+    assert run_cli("backup", "--repo", repo, src).code == 0
+    reader = Reader(repo, b"reference")
+    shown = json.loads(example.split("The payload, decoded:\n\n```\n")[1].split("```")[0])
+    now = reader.config
+    assert {k: v for k, v in shown["chunker"].items() if k != "seed"} == {
+        k: v for k, v in now["chunker"].items() if k != "seed"
+    }
+    assert (shown["pack_size"], shown["compression_level"]) == (
+        now["pack_size"],
+        now["compression_level"],
+    )
+    snapshot = example.split("decoded whole:\n\n```\n")[1].split("\n```")[0]
+    keys = [line.split('"')[1] for line in snapshot.splitlines() if line.startswith('  "')]
+    assert keys == list(reader.snapshots()[0][2])
