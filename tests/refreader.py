@@ -3,14 +3,18 @@ cairn: it opens a repository in a local directory with a password, lists the sna
 the index, verifies every blob and restores a snapshot. The tests run it against what cairn
 writes, so a change to the bytes that the document does not describe fails them.
 
-Section numbers in the comments are those of docs/format.md.
+Section numbers in the comments are those of docs/format.md. The reader is strict where the
+document lets a reader choose: any object that breaks a rule is an error (it does not skip a
+damaged snapshot, as cairn does), so that nothing the document does not describe goes unseen.
 """
 
 from __future__ import annotations
 
 import base64
+import grp
 import json
 import os
+import pwd
 import re
 import stat
 from dataclasses import dataclass
@@ -313,11 +317,26 @@ class Reader:
             os.close(fd)
 
 
+def _owner(n: dict) -> tuple[int, int]:  # type: ignore[type-arg]  # §7.2 Owners
+    """The numbers of ``user`` and ``group`` on this system if they exist there, else the stored
+    numbers."""
+    uid, gid = n.get("uid", 0), n.get("gid", 0)
+    try:
+        uid = pwd.getpwnam(n["user"]).pw_uid if "user" in n else uid
+    except KeyError:
+        pass
+    try:
+        gid = grp.getgrnam(n["group"]).gr_gid if "group" in n else gid
+    except KeyError:
+        pass
+    return uid, gid
+
+
 def _metadata(p: bytes, n: dict) -> None:  # type: ignore[type-arg]  # §10.1 step 8
     """Owner, mode, xattrs, times: in that order (chown clears setuid), never through a link."""
     link = n["type"] == "symlink"
-    if os.geteuid() == 0:
-        os.chown(p, n.get("uid", 0), n.get("gid", 0), follow_symlinks=False)
+    if os.geteuid() == 0:  # as another user, owners are left as they are (§10.1)
+        os.chown(p, *_owner(n), follow_symlinks=False)
     if not link:
         os.chmod(p, n.get("mode", 0))
     for key, value in n.get("xattrs", []):

@@ -7,15 +7,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
+from tests.conftest import PASSWORD
 from tests.fixtures.make_repo_v1 import MANIFEST, REPO, decode, summarize
 from tests.refreader import SNAPSHOT_KEYS, FormatError, Reader
 from tests.s3server import BUCKET
 from tests.treecmp import describe, diff
-from tests.treegen import IS_ROOT, build, kitchen_sink
+from tests.treegen import IS_ROOT, Dir, build, kitchen_sink, trees
 
 MiB = 1 << 20
 
@@ -146,3 +149,25 @@ def test_the_worked_example_shows_what_init_and_backup_write_today(
     snapshot = example.split("decoded whole:\n\n```\n")[1].split("\n```")[0]
     keys = [line.split('"')[1] for line in snapshot.splitlines() if line.startswith('  "')]
     assert keys == list(reader.snapshots()[0][2])
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(tree=trees(devices=IS_ROOT))
+def test_the_reference_reader_restores_any_tree(tree: Dir, repo_path: Path, run_cli) -> None:
+    base = Path(tempfile.mkdtemp(prefix="cairn-refreader-"))
+    try:
+        src = base / "src"
+        src.mkdir()
+        build(src, tree)
+        before = describe(src)
+        assert run_cli("backup", "--repo", repo_path, src).code == 0
+        reader = Reader(repo_path, PASSWORD.encode())
+        reader.load_index()
+        reader.restore(reader.snapshots()[-1][2]["tree"], os.fsencode(src), base / "out")
+        assert diff(before, describe(base / "out")) == []
+    finally:
+        shutil.rmtree(base)
