@@ -133,6 +133,32 @@ def test_sparse_file_is_restored_sparse(tmp_path: Path, repo_path: Path, run_cli
 
 
 @pytest.mark.parametrize("order", ["file", "pack"])
+def test_a_sparse_file_takes_what_it_took_on_the_source(
+    tmp_path: Path, repo_path: Path, run_cli, order: str
+) -> None:
+    """100 MiB holding a few bytes in three places: the restore leaves holes at file-system block
+    granularity, so it allocates about the source's few blocks, not a chunk (4 MiB) or a 32 KiB
+    block around each."""
+    src = tmp_path / "src"
+    src.mkdir()
+    sparse = src / "few.img"
+    with open(sparse, "wb") as f:
+        for at in (0, 37 * MiB + 5000, 100 * MiB - 3):
+            f.seek(at)
+            f.write(b"abc")
+    source = os.stat(sparse).st_blocks * 512
+    assert source <= 3 * 4096  # the source really is sparse
+
+    backup(run_cli, repo_path, src)
+    out = tmp_path / "out"
+    restore(run_cli, repo_path, f"latest:{src}", out, "--read-order", order)
+
+    got = out / "few.img"
+    assert os.stat(got).st_blocks * 512 <= source + 4096, os.stat(got).st_blocks * 512
+    assert subprocess.run(["cmp", sparse, got], check=False).returncode == 0
+
+
+@pytest.mark.parametrize("order", ["file", "pack"])
 def test_holes_cost_a_restore_nothing(tmp_path: Path, repo_path: Path, run_cli, order: str) -> None:
     """A 2 GiB file with four written blocks: the blob of zeros is never read nor written, and
     the zeros around each block in its chunk stay holes too, so the restore writes the blocks

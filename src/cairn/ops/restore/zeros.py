@@ -20,7 +20,8 @@ from cairn.model.chunker import Chunker
 from cairn.repo.config import ChunkerParams
 from cairn.repo.limits import MAX_DATA_BLOB
 
-HOLE_BLOCK = 32 << 10  # blocks of zeros this size (aligned in the file) are left as holes
+HOLE_BLOCK = 4 << 10  # blocks of zeros this size (aligned in the file: the block of the common
+# Linux file systems) are left as holes, so a sparse file takes what it took on the source
 
 _ZEROS = bytes(MAX_DATA_BLOB)  # untouched pages: it costs no memory
 
@@ -43,27 +44,42 @@ def is_zero(data: bytes | memoryview) -> bool:
 
 def write_data(fd: int, data: bytes | memoryview, offset: int) -> tuple[int, int]:
     """Writes ``data`` at ``offset`` in a file created empty, its blocks of zeros (``HOLE_BLOCK``,
-    aligned in the file) left as holes: (bytes written, end of the last bytes written, or 0)."""
+    aligned in the file) left as holes: (bytes written, end of the last bytes written, or 0).
+
+    Only a block that begins with a zero byte can be all zeros, and the first bytes of all the
+    blocks are gathered in one strided copy: random data (one block in 256 begins with a zero)
+    costs a few comparisons per chunk, not a Python step per block."""
     if isinstance(data, memoryview) and data.obj is _ZEROS:
         return 0, 0  # from ``zeros``: a blob known to be zeros
     view = memoryview(data)
     n = len(view)
+    head = min(n, -offset % HOLE_BLOCK)  # bytes before the first block boundary in the file
+    holes: list[tuple[int, int]] = []  # (start, stop) of the blocks of zeros, ascending
+    if head and _is_zero_block(view, 0, head):
+        holes.append((0, head))
+    firsts = view[head::HOLE_BLOCK].tobytes() if head < n else b""
+    i = firsts.find(0)
+    while i >= 0:
+        at = head + i * HOLE_BLOCK
+        stop = min(n, at + HOLE_BLOCK)
+        if _is_zero_block(view, at, stop):
+            holes.append((at, stop))
+        i = firsts.find(0, i + 1)
     written = end = 0
-    run = -1  # start of the data not yet written
-    at = 0
-    while at < n:
-        stop = min(n, at + HOLE_BLOCK - (offset + at) % HOLE_BLOCK)
-        if view[at] or view[stop - 1] or not _ZEROS.startswith(view[at:stop]):
-            if run < 0:
-                run = at
-        elif run >= 0:
+    run = 0  # start of the data not yet written
+    for at, stop in holes:
+        if at > run:
             written += _pwrite(fd, view[run:at], offset + run)
-            end, run = offset + at, -1
-        at = stop
-    if run >= 0:
+            end = offset + at
+        run = stop
+    if run < n:
         written += _pwrite(fd, view[run:], offset + run)
         end = offset + n
     return written, end
+
+
+def _is_zero_block(view: memoryview, at: int, stop: int) -> bool:
+    return not view[at] and not view[stop - 1] and _ZEROS.startswith(view[at:stop])
 
 
 def _pwrite(fd: int, view: memoryview, pos: int) -> int:
