@@ -124,9 +124,11 @@ def test_a_backup_on_s3_sends_its_independent_requests_at_once(s3_url, src, run_
 def test_a_backup_on_a_local_directory_makes_one_request_at_a_time(tmp_path, src, run_cli):
     url = str(tmp_path / "repo")
     assert run_cli("init", "--repo", url).code == 0
-    for _ in range(2):
+    for i in range(2):  # a file changed between them: two index objects to read
+        (src / "f0").write_bytes(os.urandom(10_000 + i))
         assert run_cli("backup", "--repo", url, src).code == 0
     t = timed_backup(run_cli, url, src)
+    assert len([s for s in t.spans if s.op == "read" and s.name.startswith(layout.INDEX)]) == 2
     assert t.most_at_once() == 1
     # in the order they always had: keys, config, lock, index, snapshots
     order = [

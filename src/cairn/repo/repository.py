@@ -261,11 +261,12 @@ class Repository:
             self.excluded_packs = exclusion()
             return
 
-    def read_index_objects(self, workers: int = 4) -> Iterator[tuple[str, list[PackRecord]]]:
-        """Every index object: (name, its pack records). At most ``2 * workers`` objects are read
+    def read_index_objects(self) -> Iterator[tuple[str, list[PackRecord]]]:
+        """Every index object: (name, its pack records), read on the store's ``request_threads``
+        (one at a time on a local directory). At most twice as many objects as threads are read
         ahead of the consumer, so memory does not grow with the number of index objects."""
         names = [n for n, _ in self.storage.list(layout.INDEX)]
-        with Overlap(workers, "cairn-index") as overlap:
+        with Overlap(self.request_threads, "cairn-index") as overlap:
             for name, records in overlap.map(self.read_index_object, names):
                 yield name, records.result()
 
