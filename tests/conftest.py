@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,3 +149,20 @@ def s3_url(s3_env, request: pytest.FixtureRequest) -> str:  # type: ignore[no-un
     """A fresh, empty repository location in the test bucket."""
     prefix = f"{request.node.name[:60]}-{os.urandom(4).hex()}".replace("[", "-").replace("]", "")
     return s3_env.url(prefix)
+
+
+NOBODY = 65534  # the unprivileged user tests run cairn as, where root would read everything
+
+
+@pytest.fixture
+def unprivileged_base(tmp_path: Path) -> Iterator[Path]:
+    """A directory the unprivileged user can use (pytest's own tmp dirs are root-only)."""
+    if os.geteuid() != 0:
+        yield tmp_path
+        return
+    base = Path(tempfile.mkdtemp(prefix="cairn-test-nobody-", dir="/tmp"))
+    try:
+        os.chown(base, NOBODY, NOBODY)
+        yield base
+    finally:
+        shutil.rmtree(base)

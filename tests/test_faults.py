@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,7 +42,7 @@ from cairn.storage.base import Buffer, Storage, StorageWrapper
 from cairn.storage.faulty import FaultyStorage
 from cairn.storage.local import LocalStorage
 from cairn.storage.metered import MeteredStorage
-from tests.conftest import interruptible
+from tests.conftest import NOBODY, interruptible
 from tests.craft import (
     PASSWORD,
     Crafter,
@@ -265,7 +264,6 @@ def test_damage_is_detected_and_named(case, tmp_path, run_cli):
 
 
 # =============================================================================== 3. unreadable
-NOBODY = 65534
 
 
 @dataclass
@@ -289,20 +287,6 @@ def _as_unprivileged(args: list[str | os.PathLike[str]], env: dict[str, str]) ->
         cmd, capture_output=True, env={**os.environ, **env}, check=False, cwd="/", **kwargs
     )
     return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode())
-
-
-@pytest.fixture
-def unprivileged_base(tmp_path: Path) -> Iterator[Path]:
-    """A directory the unprivileged user can use (pytest's own tmp dirs are root-only)."""
-    if os.geteuid() != 0:
-        yield tmp_path
-        return
-    base = Path(tempfile.mkdtemp(prefix="cairn-test-nobody-", dir="/tmp"))
-    try:
-        os.chown(base, NOBODY, NOBODY)
-        yield base
-    finally:
-        shutil.rmtree(base)
 
 
 def _chown_tree(root: Path, uid: int, gid: int) -> None:

@@ -4,12 +4,16 @@ links grouped, unreadable entries named, contents hashed, a changed file never h
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import blake3
 import pytest
 
-from cairn.ops.mirror.scan import FileChanged, Scanned, Unreadable, hash_file, scan
+from cairn.ops.mirror.scan import FileChanged, Scanned, hash_file, scan
+from tests.conftest import NOBODY
+from tests.test_faults import _chown_tree
 
 
 def _tree(root: Path) -> None:
@@ -58,18 +62,38 @@ def _has_xattrs(root: Path) -> bool:
         return False
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every directory")
-def test_an_unreadable_directory_is_named_and_the_rest_scanned(tmp_path: Path) -> None:
-    _tree(tmp_path)
-    os.chmod(tmp_path / "d" / "e", 0)
+_LIST_UNREADABLE = """
+import sys
+from cairn.ops.mirror.scan import Scanned, Unreadable, scan
+for item in scan(sys.argv[1].encode()):
+    if isinstance(item, Unreadable):
+        print("unreadable", item.path.decode(), item.error, sep="\t")
+    elif isinstance(item, Scanned):
+        print("scanned", item.entry.path.decode(errors="replace"), sep="\t")
+"""
+
+
+def test_an_unreadable_directory_is_named_and_the_rest_scanned(unprivileged_base: Path) -> None:
+    """Scanned as 'nobody' when the tests run as root (root reads every directory)."""
+    root = unprivileged_base / "src"
+    root.mkdir()
+    _tree(root)
+    locked = root / "d" / "e"
+    if os.geteuid() == 0:
+        _chown_tree(root, NOBODY, NOBODY)
+        os.chown(locked, 0, 0)  # so 'nobody' cannot give itself the permission back
+    os.chmod(locked, 0)
     try:
-        items = list(scan(bytes(tmp_path)))
+        cmd = [sys.executable, "-c", _LIST_UNREADABLE, os.fspath(root)]
+        if os.geteuid() == 0:
+            cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *cmd]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd="/", check=False)
     finally:
-        os.chmod(tmp_path / "d" / "e", 0o755)
-    assert [i for i in items if isinstance(i, Unreadable)] == [
-        Unreadable(b"d/e", "Permission denied")
-    ]
-    assert b"d/link" in {i.entry.path for i in items if isinstance(i, Scanned)}
+        os.chmod(locked, 0o755)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("\t") for line in proc.stdout.splitlines()]
+    assert [r[1:] for r in rows if r[0] == "unreadable"] == [["d/e", "Permission denied"]]
+    assert ["scanned", "d/link"] in rows
 
 
 def test_hash_and_a_file_that_changed(tmp_path: Path) -> None:
