@@ -5,7 +5,8 @@ One job runs as:
 1. take the job's lock (a second run of the same job fails at once);
 2. ping the healthcheck URL/start;
 3. run the ``before`` hooks in order (one failing fails the job, and nothing is backed up);
-4. back up the paths or the source's streams, tagged ``job:NAME`` plus the job's tags;
+4. back up the paths or the source's streams, tagged ``job:NAME`` plus the job's tags (a
+   mirror job, ``mirror = URL``, pushes its one directory to the mirror instead);
 5. with a retention policy, forget the job's snapshots of this host that the policy does not
    keep (all of the job's snapshots form one group), then prune if any were removed;
 6. run the ``after`` hooks, always, with CAIRN_JOB_STATUS (ok, partial or failed) and
@@ -31,6 +32,7 @@ from cairn.app.events import Events
 from cairn.app.forget import ForgetRequest, forget
 from cairn.app.healthcheck import ping
 from cairn.app.joblock import JobLock
+from cairn.app.mirror import MirrorSpec, PushRequest, push_mirror
 from cairn.app.repositories import repo_spec
 from cairn.app.snapshots import snapshot_filter
 from cairn.config.schema import JobConfig
@@ -51,6 +53,7 @@ class JobResult:
     forgotten: int = 0  # snapshots removed by the retention policy
     kept: int = 0
     prune: dict[str, Any] | None = None
+    mirror: dict[str, Any] | None = None  # what a mirror job's push did
     warnings: list[str] = field(default_factory=list)
     duration: float = 0.0
 
@@ -63,6 +66,7 @@ class JobResult:
             "forgotten": self.forgotten,
             "kept": self.kept,
             "prune": self.prune,
+            "mirror": self.mirror,
             "warnings": self.warnings,
             "duration": round(self.duration, 3),
         }
@@ -75,6 +79,13 @@ class JobResult:
             lines.append(
                 f"snapshot {self.snapshot.id[:8]}: {format_bytes(s.bytes_read)} read, "
                 f"{format_bytes(s.bytes_added)} added"
+            )
+        if self.mirror is not None:
+            m = self.mirror
+            lines.append(
+                f"mirror generation {m['generation']}: {m['files']} files, uploaded "
+                f"{m['uploaded']} ({format_bytes(m['uploaded_bytes'])}), copied {m['copied']}, "
+                f"removed {m['removed'] + m['trashed']}"
             )
         if self.forgotten or self.kept:
             lines.append(f"retention: kept {self.kept}, removed {self.forgotten}")
@@ -128,6 +139,9 @@ class JobRunner:
 
     # ------------------------------------------------------------------ steps
     def _backup_and_rotate(self) -> None:
+        if self.job.mirror is not None:
+            self._mirror()
+            return
         session = open_session(repo_spec(self.job.repository))
         session.repo.on_notice = self._notice
         self._backup(session)
@@ -153,6 +167,30 @@ class JobRunner:
         if result.partial:
             self.result.status = PARTIAL
             self.result.error = "; ".join(result.problems())
+
+    def _mirror(self) -> None:
+        job, how = self.job, self.job.mirror
+        assert how is not None
+        spec = repo_spec(job.repository)
+        mirror = MirrorSpec(spec.resolved_url(), store=spec.store, cache_dir=spec.cache_dir)
+        request = PushRequest(
+            source=job.paths[0],
+            delete=how.delete,
+            keep_deleted_days=how.keep_deleted,
+            checksum=how.checksum,
+            host=job.host,
+        )
+        r = push_mirror(mirror, request).result
+        self.result.mirror = {
+            k: getattr(r, k)
+            for k in ("generation", "files", "bytes", "uploaded", "uploaded_bytes", "copied")
+        } | {"removed": r.removed, "trashed": r.trashed}
+        if r.unreadable:
+            self.result.status = PARTIAL
+            shown = [
+                f"{u.path.decode(errors='backslashreplace')}: {u.error}" for u in r.unreadable[:10]
+            ]
+            self.result.error = "; ".join(shown)
 
     def _rotate(self, session: Session) -> None:
         assert self.job.retention is not None and self.result.snapshot is not None

@@ -48,69 +48,7 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
     )
     @repository_option("--cache-dir", metavar="DIR", help="Local cache directory.")
     @repository_option("--no-cache", is_flag=True, help="Use no local cache.")
-    @repository_option(
-        "--storage-class",
-        envvar="CAIRN_STORAGE_CLASS",
-        metavar="CLASS",
-        help="S3 storage class for data packs (STANDARD_IA, GLACIER_IR, ...).",
-    )
-    @repository_option(
-        "--s3-path-style",
-        is_flag=True,
-        envvar="CAIRN_S3_PATH_STYLE",
-        help="Path-style S3 addressing (most S3-compatible stores).",
-    )
-    @repository_option(
-        "--s3-anonymous",
-        is_flag=True,
-        envvar="CAIRN_S3_ANONYMOUS",
-        help="Unsigned S3 requests, no credentials (a bucket that allows anonymous reads).",
-    )
-    @repository_option(
-        "--s3-sse",
-        envvar="CAIRN_S3_SSE",
-        type=click.Choice(["AES256", "aws:kms"]),
-        help="Ask the store to encrypt objects at rest too.",
-    )
-    @repository_option("--s3-sse-kms-key-id", envvar="CAIRN_S3_SSE_KMS_KEY_ID", metavar="ID")
-    @repository_option(
-        "--connections",
-        envvar="CAIRN_CONNECTIONS",
-        type=click.IntRange(1, 64),
-        help=f"Uploads in flight ({help_text('uploads')}).",
-    )
-    @repository_option(
-        "--limit-upload",
-        envvar="CAIRN_LIMIT_UPLOAD",
-        type=click.IntRange(1),
-        metavar="KiB/s",
-        help="Cap upload bandwidth.",
-    )
-    @repository_option(
-        "--limit-download",
-        envvar="CAIRN_LIMIT_DOWNLOAD",
-        type=click.IntRange(1),
-        metavar="KiB/s",
-        help="Cap download bandwidth.",
-    )
-    @repository_option(
-        "--retries",
-        envvar="CAIRN_RETRIES",
-        type=click.IntRange(1, 100),
-        default=8,
-        show_default=True,
-        help="Attempts per store request (backoff with jitter).",
-    )
-    @repository_option(
-        "--memory-limit",
-        envvar="CAIRN_MEMORY_LIMIT",
-        metavar="SIZE",
-        callback=lambda _ctx, _param, v: None if v is None else _size(v, "--memory-limit"),
-        help=(
-            "Memory for buffers, uploads in flight and caches (default 256M); packs that do "
-            "not fit are built in temporary files ($TMPDIR)."
-        ),
-    )
+    @_store_option_flags
     @output_option("--json", "json_mode", is_flag=True, help="Machine-readable JSON output.")
     @output_option("-q", "--quiet", is_flag=True, help="Only errors and requested data.")
     @functools.wraps(f)
@@ -136,13 +74,17 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
         quiet: bool,
         **kwargs: Any,
     ) -> Any:
-        s3 = S3Options(
-            storage_class=storage_class.upper() if storage_class else None,
-            path_style=s3_path_style,
-            anonymous=s3_anonymous,
-            sse=s3_sse,
-            sse_kms_key_id=s3_sse_kms_key_id,
-            connections=connections or 4,
+        store = store_from_flags(
+            storage_class,
+            s3_path_style,
+            s3_anonymous,
+            s3_sse,
+            s3_sse_kms_key_id,
+            connections,
+            limit_upload,
+            limit_download,
+            retries,
+            memory_limit,
         )
         output = Output(json_mode=json_mode, quiet=quiet)
         spec = RepoSpec(
@@ -151,18 +93,156 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
             cache_dir=cache_dir,
             use_cache=not no_cache,
             key_hint=key_hint,
-            store=StoreOptions(
-                s3=s3,
-                limit_upload=limit_upload,
-                limit_download=limit_download,
-                connections=connections,
-                retries=retries,
-                memory_limit=memory_limit,
-            ),
+            store=store,
             notice=output.warning,
         )
         spec = _named(spec, config_path)
         return f(spec=spec, out=output, **kwargs)
+
+    return wrapper
+
+
+def _store_option_flags(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of the store's connection (storage class, S3 addressing, bandwidth,
+    retries, memory), shared by repositories and mirrors."""
+    for option in reversed(_STORE_FLAGS):
+        f = option(f)
+    return f
+
+
+_STORE_FLAGS = [
+    repository_option(
+        "--storage-class",
+        envvar="CAIRN_STORAGE_CLASS",
+        metavar="CLASS",
+        help="S3 storage class for data packs (STANDARD_IA, GLACIER_IR, ...).",
+    ),
+    repository_option(
+        "--s3-path-style",
+        is_flag=True,
+        envvar="CAIRN_S3_PATH_STYLE",
+        help="Path-style S3 addressing (most S3-compatible stores).",
+    ),
+    repository_option(
+        "--s3-anonymous",
+        is_flag=True,
+        envvar="CAIRN_S3_ANONYMOUS",
+        help="Unsigned S3 requests, no credentials (a bucket that allows anonymous reads).",
+    ),
+    repository_option(
+        "--s3-sse",
+        envvar="CAIRN_S3_SSE",
+        type=click.Choice(["AES256", "aws:kms"]),
+        help="Ask the store to encrypt objects at rest too.",
+    ),
+    repository_option("--s3-sse-kms-key-id", envvar="CAIRN_S3_SSE_KMS_KEY_ID", metavar="ID"),
+    repository_option(
+        "--connections",
+        envvar="CAIRN_CONNECTIONS",
+        type=click.IntRange(1, 64),
+        help=f"Uploads in flight ({help_text('uploads')}).",
+    ),
+    repository_option(
+        "--limit-upload",
+        envvar="CAIRN_LIMIT_UPLOAD",
+        type=click.IntRange(1),
+        metavar="KiB/s",
+        help="Cap upload bandwidth.",
+    ),
+    repository_option(
+        "--limit-download",
+        envvar="CAIRN_LIMIT_DOWNLOAD",
+        type=click.IntRange(1),
+        metavar="KiB/s",
+        help="Cap download bandwidth.",
+    ),
+    repository_option(
+        "--retries",
+        envvar="CAIRN_RETRIES",
+        type=click.IntRange(1, 100),
+        default=8,
+        show_default=True,
+        help="Attempts per store request (backoff with jitter).",
+    ),
+    repository_option(
+        "--memory-limit",
+        envvar="CAIRN_MEMORY_LIMIT",
+        metavar="SIZE",
+        callback=lambda _ctx, _param, v: None if v is None else _size(v, "--memory-limit"),
+        help=(
+            "Memory for buffers, uploads in flight and caches (default 256M); packs that do "
+            "not fit are built in temporary files ($TMPDIR)."
+        ),
+    ),
+]
+
+
+def store_from_flags(
+    storage_class: str | None,
+    s3_path_style: bool,
+    s3_anonymous: bool,
+    s3_sse: str | None,
+    s3_sse_kms_key_id: str | None,
+    connections: int | None,
+    limit_upload: int | None,
+    limit_download: int | None,
+    retries: int,
+    memory_limit: int | None,
+) -> StoreOptions:
+    s3 = S3Options(
+        storage_class=storage_class.upper() if storage_class else None,
+        path_style=s3_path_style,
+        anonymous=s3_anonymous,
+        sse=s3_sse,
+        sse_kms_key_id=s3_sse_kms_key_id,
+        connections=connections or 4,
+    )
+    return StoreOptions(
+        s3=s3,
+        limit_upload=limit_upload,
+        limit_download=limit_download,
+        connections=connections,
+        retries=retries,
+        memory_limit=memory_limit,
+    )
+
+
+STORE_FLAGS = (
+    "storage_class",
+    "s3_path_style",
+    "s3_anonymous",
+    "s3_sse",
+    "s3_sse_kms_key_id",
+    "connections",
+    "limit_upload",
+    "limit_download",
+    "retries",
+    "memory_limit",
+)
+
+
+def store_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The store's options, cache and output options (for commands that name their store
+    by an argument, not --repo), turned into ``store`` (StoreOptions), ``cache_dir``,
+    ``use_cache`` and ``out``."""
+
+    @repository_option("--cache-dir", metavar="DIR", help="Local cache directory.")
+    @repository_option("--no-cache", is_flag=True, help="Use no local cache.")
+    @_store_option_flags
+    @output_option("--json", "json_mode", is_flag=True, help="Machine-readable JSON output.")
+    @output_option("-q", "--quiet", is_flag=True, help="Only errors and requested data.")
+    @functools.wraps(f)
+    def wrapper(
+        cache_dir: str | None, no_cache: bool, json_mode: bool, quiet: bool, **kwargs: Any
+    ) -> Any:
+        flags = {k: kwargs.pop(k) for k in STORE_FLAGS}
+        return f(
+            store=store_from_flags(**flags),
+            cache_dir=cache_dir,
+            use_cache=not no_cache,
+            out=Output(json_mode=json_mode, quiet=quiet),
+            **kwargs,
+        )
 
     return wrapper
 

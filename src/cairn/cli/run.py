@@ -99,6 +99,12 @@ def describe(r: JobResult) -> str:
             f"{s.files_unchanged} unchanged files; {format_bytes(s.bytes_read)} read, "
             f"{format_bytes(s.bytes_added)} added)"
         )
+    if (m := r.mirror) is not None:
+        parts.append(
+            f"mirror generation {m['generation']} ({m['files']} files; uploaded {m['uploaded']}, "
+            f"{format_bytes(m['uploaded_bytes'])}; copied {m['copied']}; removed "
+            f"{m['removed'] + m['trashed']})"
+        )
     if r.kept or r.forgotten:
         parts.append(f"kept {r.kept}, forgot {count(r.forgotten, 'snapshot')}")
     if r.prune is not None:

@@ -67,6 +67,15 @@ class RepositoryConfig:
 
 
 @dataclass(frozen=True)
+class MirrorJob:
+    """What a job that mirrors its one directory (``mirror = URL`` or ``"@NAME"``) does."""
+
+    delete: bool = False
+    keep_deleted: int | None = None  # days
+    checksum: bool = False
+
+
+@dataclass(frozen=True)
 class Retention:
     policy: RetentionPolicy
     prune: bool = True  # prune after forget
@@ -93,6 +102,7 @@ class JobConfig:
     retention: Retention | None = None
     hooks: Hooks = field(default_factory=Hooks)
     healthcheck: str | None = None
+    mirror: MirrorJob | None = None  # a mirror job: ``repository`` is where the mirror lives
 
     @property
     def tag(self) -> str:
@@ -117,8 +127,10 @@ REPOSITORY_KEYS = (
 )  # fmt: skip
 JOB_KEYS = (
     "repository", "paths", "exclude", "exclude-file", "one-file-system", "source", "tags",
-    "host", "schedule", "healthcheck", "retention", "hooks",
+    "host", "schedule", "healthcheck", "retention", "hooks", "mirror", "delete", "keep-deleted",
+    "checksum",
 )  # fmt: skip
+MIRROR_ONLY = ("delete", "keep-deleted", "checksum")
 RETENTION_KEYS = (
     "keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly", "keep-yearly",
     "keep-within", "keep-within-hourly", "keep-within-daily", "keep-within-weekly",
@@ -231,10 +243,21 @@ def _repository(t: Table, name: str, base: Path) -> RepositoryConfig:
 
 def _job(t: Table, name: str, repos: dict[str, RepositoryConfig], base: Path) -> JobConfig:
     t.allow(*JOB_KEYS)
-    repo_name = t.str("repository", required=True)
-    if repo_name not in repos:
+    mirror_url = t.str("mirror")
+    repo_name = t.str("repository", required=mirror_url is None)
+    if mirror_url is not None and repo_name is not None:
+        raise t.error("mirror", "a job backs up to a repository or mirrors, not both")
+    if mirror_url is None:
+        for key in MIRROR_ONLY:
+            if t.has(key):
+                raise t.error(key, "applies to mirror jobs only (mirror = URL)")
+    if mirror_url is not None:
+        repository = _mirror_location(t, mirror_url, repos)
+    elif repo_name not in repos:
         known = ", ".join(repos) or "none is defined"
         raise t.error("repository", f"no repository {repo_name!r} ([repositories.NAME]: {known})")
+    else:
+        repository = repos[repo_name]
     paths = t.str_list("paths")
     source_table = t.table("source")
     if bool(paths) == (source_table is not None):
@@ -263,9 +286,19 @@ def _job(t: Table, name: str, repos: dict[str, RepositoryConfig], base: Path) ->
         raise t.error("healthcheck", f"the URL {problem}")
     retention = t.table("retention")
     hooks = t.table("hooks")
+    mirror = None
+    if mirror_url is not None:
+        if len(paths) != 1 or excludes or exclude_files or one_fs or tags or retention:
+            raise t.error(
+                None,
+                "a mirror job mirrors one directory: paths = [DIR], and no exclude, "
+                "one-file-system, tags or retention",
+            )
+        keep = t.int("keep-deleted", 0)
+        mirror = MirrorJob(t.bool("delete"), keep, t.bool("checksum"))
     job = JobConfig(
         name=name,
-        repository=repos[repo_name],
+        repository=repository,
         paths=tuple(os.path.normpath(os.path.expanduser(p)) for p in paths),
         excludes=excludes,
         exclude_files=exclude_files,
@@ -277,9 +310,23 @@ def _job(t: Table, name: str, repos: dict[str, RepositoryConfig], base: Path) ->
         retention=_retention(retention) if retention is not None else None,
         hooks=_hooks(hooks) if hooks is not None else Hooks(),
         healthcheck=healthcheck,
+        mirror=mirror,
     )
     t.done()
     return job
+
+
+def _mirror_location(t: Table, url: str, repos: dict[str, RepositoryConfig]) -> RepositoryConfig:
+    """Where a mirror job's mirror lives: ``@NAME`` takes the url and store options of
+    ``[repositories.NAME]`` (its password keys unused), anything else is the URL itself."""
+    if url.startswith("@"):
+        if url[1:] not in repos:
+            known = ", ".join(repos) or "none is defined"
+            raise t.error("mirror", f"no repository {url[1:]!r} ([repositories.NAME]: {known})")
+        return repos[url[1:]]
+    if store_kind(url) == LOCAL_DIRECTORY and not os.path.isabs(os.path.expanduser(url)):
+        raise t.error("mirror", "a local mirror path must be absolute")
+    return RepositoryConfig(name=url, url=os.path.expanduser(url))
 
 
 def _retention(t: Table) -> Retention:

@@ -6,13 +6,17 @@ and nothing in it is trusted beyond what the scan can confirm."""
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from cairn.ops.mirror.scan import Scanned
+from cairn.storage.objects import Part, UploadJournal
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime INTEGER NOT NULL,
@@ -22,16 +26,22 @@ CREATE TABLE IF NOT EXISTS uploads (
     path BLOB PRIMARY KEY, hash BLOB NOT NULL, etag TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS multipart (
+    name TEXT PRIMARY KEY, hash BLOB NOT NULL, upload_id TEXT NOT NULL, parts TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trash (generation INTEGER PRIMARY KEY, time REAL NOT NULL);
 """
 
 
 class MirrorState:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None)
+        # multipart uploads record their parts from the upload threads
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._lock = threading.RLock()
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
-            for table in ("files", "uploads", "meta"):
+            for table in ("files", "uploads", "meta", "trash", "multipart"):
                 self._db.execute(f"DROP TABLE IF EXISTS {table}")
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._db.executescript(_SCHEMA)
@@ -47,10 +57,10 @@ class MirrorState:
 
     def known_hash(self, item: Scanned) -> bytes | None:
         """The hash of a file the scan found as it was when last hashed, else None."""
-        row = self._db.execute(
+        row = self._one(
             "SELECT size, mtime, ctime, inode, dev, hash FROM files WHERE path = ?",
             (item.entry.path,),
-        ).fetchone()
+        )
         seen = (item.entry.size, item.entry.mtime, item.ctime, item.inode, item.dev)
         if row is None or tuple(row[:5]) != seen:
             return None
@@ -59,7 +69,7 @@ class MirrorState:
     def update(self, hashed: Iterable[Scanned], removed: Iterable[bytes]) -> None:
         """Records files as hashed (their entries carry the hash) and forgets others."""
         with self._transaction():
-            self._db.executemany(
+            self._executemany(
                 "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     (
@@ -75,38 +85,120 @@ class MirrorState:
                     if i.entry.hash is not None
                 ),
             )
-            self._db.executemany("DELETE FROM files WHERE path = ?", ((p,) for p in removed))
+            self._executemany("DELETE FROM files WHERE path = ?", ((p,) for p in removed))
 
     def paths(self) -> Iterator[bytes]:
-        for (path,) in self._db.execute("SELECT path FROM files"):
+        for (path,) in self._execute("SELECT path FROM files"):
             yield bytes(path)
 
     def head(self) -> bytes | None:
         """The encoded head of the generation last pushed from this source."""
-        row = self._db.execute("SELECT v FROM meta WHERE k = 'head'").fetchone()
+        row = self._one("SELECT v FROM meta WHERE k = 'head'")
         return None if row is None else bytes(row[0])
 
     def committed(self, head: bytes) -> None:
         """A generation is committed: its head is the one to start from, and the uploads
         recorded before it are in its manifest."""
         with self._transaction():
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (head,))
-            self._db.execute("DELETE FROM uploads")
+            self._execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (head,))
+            self._execute("DELETE FROM uploads")
 
     def uploaded(self, path: bytes, hash: bytes, etag: str) -> None:
         """An object written that no committed manifest names yet."""
-        self._db.execute("INSERT OR REPLACE INTO uploads VALUES (?, ?, ?)", (path, hash, etag))
+        self._execute("INSERT OR REPLACE INTO uploads VALUES (?, ?, ?)", (path, hash, etag))
 
     def uploads(self) -> dict[bytes, tuple[bytes, str]]:
-        rows = self._db.execute("SELECT path, hash, etag FROM uploads")
+        rows = self._execute("SELECT path, hash, etag FROM uploads")
         return {bytes(p): (bytes(h), e) for p, h, e in rows}
+
+    def hint(self) -> int:
+        """The generation this source last wrote to the `latest` hint (0: none)."""
+        row = self._one("SELECT v FROM meta WHERE k = 'hint'")
+        return int(row[0]) if row else 0
+
+    def hinted(self, generation: int) -> None:
+        self._execute("INSERT OR REPLACE INTO meta VALUES ('hint', ?)", (generation,))
+
+    def collected_below(self) -> int:
+        """The generation below which heads and pieces were last collected (0: never)."""
+        row = self._one("SELECT v FROM meta WHERE k = 'collected'")
+        return int(row[0]) if row else 0
+
+    def collect_from(self, generation: int) -> None:
+        self._execute("INSERT OR REPLACE INTO meta VALUES ('collected', ?)", (generation,))
+
+    def trashed(self, generation: int, when: float) -> None:
+        """Objects went to the trash of ``generation`` at ``when`` (seconds since the epoch)."""
+        self._execute("INSERT OR IGNORE INTO trash VALUES (?, ?)", (generation, when))
+
+    def trash(self) -> list[tuple[int, float]]:
+        return [(g, t) for g, t in self._execute("SELECT generation, time FROM trash")]
+
+    def purged(self, generation: int) -> None:
+        self._execute("DELETE FROM trash WHERE generation = ?", (generation,))
+
+    def _execute(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        with self._lock:
+            self._db.executemany(sql, rows)
+
+    def _one(self, sql: str, args: Sequence[object] = ()) -> tuple[Any, ...] | None:
+        rows = self._execute(sql, args)
+        return rows[0] if rows else None
+
+    def journal(self, content: bytes) -> UploadJournal:
+        """Where the multipart uploads of the content hashing to ``content`` are recorded."""
+        return _Journal(self, content)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+
+class _Journal:
+    """A multipart upload of one content: an upload recorded for the name with other
+    content is not offered for resuming (and is replaced when this one starts)."""
+
+    def __init__(self, state: MirrorState, content: bytes) -> None:
+        self._state, self._content = state, content
+
+    def lookup(self, name: str) -> tuple[str, Sequence[Part]] | None:
+        row = self._state._one(
+            "SELECT hash, upload_id, parts FROM multipart WHERE name = ?", (name,)
+        )
+        if row is None or bytes(row[0]) != self._content:
+            return None
+        parts = [Part(n, etag, size, checksum) for n, etag, size, checksum in json.loads(row[2])]
+        return row[1], parts
+
+    def started(self, name: str, upload_id: str) -> None:
+        self._state._execute(
+            "INSERT OR REPLACE INTO multipart VALUES (?, ?, ?, '[]')",
+            (name, self._content, upload_id),
+        )
+
+    def part_done(self, name: str, upload_id: str, part: Part) -> None:
+        with self._state._transaction():
+            row = self._state._one(
+                "SELECT parts FROM multipart WHERE name = ? AND upload_id = ?", (name, upload_id)
+            )
+            if row is None:
+                return
+            parts = [p for p in json.loads(row[0]) if p[0] != part.number]
+            parts.append([part.number, part.etag, part.size, part.checksum])
+            self._state._execute(
+                "UPDATE multipart SET parts = ? WHERE name = ?", (json.dumps(parts), name)
+            )
+
+    def finished(self, name: str) -> None:
+        self._state._execute("DELETE FROM multipart WHERE name = ?", (name,))

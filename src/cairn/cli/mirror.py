@@ -1,0 +1,246 @@
+"""cairn mirror: keep a directory in a bucket file for file (docs/mirror.md)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import click
+
+from cairn.app import mirror as app
+from cairn.app.context import StoreOptions
+from cairn.cli.common import store_options
+from cairn.cli.helpformat import CairnCommand, CairnGroup
+from cairn.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
+from cairn.core.units import format_bytes
+from cairn.ui.escape import printable
+from cairn.ui.output import Output
+from cairn.ui.usage import store_line
+
+SHOWN = 20  # problems named in a summary
+
+
+@click.group("mirror", cls=CairnGroup)
+def command() -> None:
+    """Keep a directory in a bucket file for file, with a manifest of its metadata."""
+
+
+def _spec(url: str, store: StoreOptions, cache_dir: str | None, use_cache: bool) -> app.MirrorSpec:
+    return app.MirrorSpec(url=url, store=store, cache_dir=cache_dir, use_cache=use_cache)
+
+
+@command.command("init", cls=CairnCommand)
+@store_options
+@click.argument("dest")
+def init_command(
+    store: StoreOptions, cache_dir: str | None, use_cache: bool, out: Output, dest: str
+) -> int:
+    """Make DEST (s3://BUCKET/PREFIX, s3:https://HOST/BUCKET/PREFIX or a directory) a mirror."""
+    marker, usage = app.init(_spec(dest, store, cache_dir, use_cache))
+    if out.json_mode:
+        out.json({"id": marker.id, "created": marker.created, "store": usage})
+    else:
+        out.line(f"created mirror {marker.id[:8]} at {dest}")
+    return EXIT_OK
+
+
+def _push_options(f: Any) -> Any:
+    for option in reversed(
+        [
+            click.option(
+                "--delete", is_flag=True, help="Delete the objects of files no longer in SRC."
+            ),
+            click.option(
+                "--keep-deleted",
+                "keep_deleted",
+                type=click.IntRange(0),
+                metavar="DAYS",
+                help="Move the objects of deleted files to the trash; purge them after DAYS.",
+            ),
+            click.option(
+                "--checksum", is_flag=True, help="Hash every file, even ones seen unchanged."
+            ),
+            click.option(
+                "--workers",
+                type=click.IntRange(1, 64),
+                default=4,
+                show_default=True,
+                help="Files hashed at once.",
+            ),
+            click.option("--host", default=None, help="Host name the manifest records."),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+@command.command("push", cls=CairnCommand)
+@store_options
+@click.argument("source", metavar="SRC")
+@click.argument("dest")
+@_push_options
+@click.option("-n", "--dry-run", is_flag=True, help="Say what would be done; change nothing.")
+@click.option("-v", "--verbose", count=True, help="Name the files uploaded, copied, removed.")
+def push_command(
+    store: StoreOptions,
+    cache_dir: str | None,
+    use_cache: bool,
+    out: Output,
+    source: str,
+    dest: str,
+    delete: bool,
+    keep_deleted: int | None,
+    checksum: bool,
+    workers: int,
+    host: str | None,
+    dry_run: bool,
+    verbose: int,
+) -> int:
+    """Make the mirror DEST hold what the directory SRC holds."""
+    request = app.PushRequest(
+        source=source,
+        workers=workers,
+        checksum=checksum,
+        delete=delete,
+        keep_deleted_days=keep_deleted,
+        dry_run=dry_run,
+        host=host,
+    )
+    outcome = app.push_mirror(_spec(dest, store, cache_dir, use_cache), request)
+    return _report_push(out, outcome, verbose, dry_run)
+
+
+@command.command("status", cls=CairnCommand)
+@store_options
+@click.argument("source", metavar="SRC")
+@click.argument("dest")
+@_push_options
+@click.option("-v", "--verbose", count=True, help="Name the files a push would send.")
+def status_command(
+    store: StoreOptions,
+    cache_dir: str | None,
+    use_cache: bool,
+    out: Output,
+    source: str,
+    dest: str,
+    delete: bool,
+    keep_deleted: int | None,
+    checksum: bool,
+    workers: int,
+    host: str | None,
+    verbose: int,
+) -> int:
+    """What a push of SRC to DEST would do: files, bytes, requests and their cost."""
+    request = app.PushRequest(
+        source=source,
+        workers=workers,
+        checksum=checksum,
+        delete=delete,
+        keep_deleted_days=keep_deleted,
+        host=host,
+    )
+    outcome = app.status(_spec(dest, store, cache_dir, use_cache), request)
+    return _report_push(out, outcome, verbose, dry_run=True)
+
+
+def _push_json(r: app.PushResult) -> dict[str, Any]:
+    doc = {k: v for k, v in asdict(r).items() if k not in ("plan", "unreadable")}
+    doc["unreadable"] = [{"path": printable(u.path), "error": u.error} for u in r.unreadable]
+    return doc
+
+
+def _report_push(out: Output, outcome: app.PushOutcome, verbose: int, dry_run: bool) -> int:
+    r, plan = outcome.result, outcome.result.plan
+    assert plan is not None
+    code = EXIT_PARTIAL if r.unreadable else EXIT_OK
+    if out.json_mode:
+        doc = _push_json(r)
+        doc["store"] = outcome.usage
+        doc["dry_run"] = dry_run
+        if dry_run:
+            doc.update(
+                would_upload=[printable(e.path) for e in plan.upload],
+                would_copy=[printable(e.path) for e, _ in (*plan.copy, *plan.copy_after)],
+                would_remove=[printable(e.path) for e in plan.remove],
+            )
+        if outcome.estimate is not None:
+            doc["estimate"] = outcome.estimate
+        out.json(doc)
+        return code
+    if verbose:
+        for e in plan.upload:
+            out.line(f"upload  {printable(e.path)}")
+        for e, src in (*plan.copy, *plan.copy_after):
+            out.line(f"copy    {printable(e.path)} (from {printable(src)})")
+        for e in plan.remove:
+            out.line(f"remove  {printable(e.path)}")
+    for u in r.unreadable[:SHOWN]:
+        out.warning(f"{printable(u.path)}: {u.error}")
+    if dry_run:
+        copies = len(plan.copy) + len(plan.copy_after)
+        out.line(
+            f"would upload {len(plan.upload)} files ({format_bytes(plan.bytes_up)}), copy "
+            f"{copies} on the store, rewrite the metadata of {r.metadata_only}, and "
+            f"{'remove' if r.kept == 0 else 'keep'} {len(plan.remove)} objects of deleted files"
+        )
+        est = outcome.estimate or {}
+        req = est.get("requests", {})
+        line = f"requests: {req.get('put', 0)} PUT/COPY, {req.get('delete', 0)} DELETE"
+        if "cost" in est:
+            line += f"; about ${est['cost']:.4f} now, ${est['month']:.2f}/month to store"
+            line += f" ({est['prices']})"
+        out.line(line)
+    else:
+        state = f"generation {r.generation}" if r.committed else "nothing changed"
+        out.line(
+            f"{state}: {r.files} files ({format_bytes(r.bytes)}); uploaded {r.uploaded} "
+            f"({format_bytes(r.uploaded_bytes)}), copied {r.copied}, metadata only "
+            f"{r.metadata_only}, removed {r.removed + r.trashed}"
+            + (f", {r.kept} objects of deleted files kept" if r.kept else "")
+        )
+    if r.unreadable:
+        out.warning(f"{len(r.unreadable)} files could not be pushed as they are (exit {code})")
+    out.line(store_line(outcome.usage))
+    return code
+
+
+@command.command("verify", cls=CairnCommand)
+@store_options
+@click.argument("dest")
+@click.option("--read-data", is_flag=True, help="Download every object and check its hash.")
+def verify_command(
+    store: StoreOptions,
+    cache_dir: str | None,
+    use_cache: bool,
+    out: Output,
+    dest: str,
+    read_data: bool,
+) -> int:
+    """Check that every object of the mirror DEST is as its manifest says."""
+    outcome = app.verify_mirror(_spec(dest, store, cache_dir, use_cache), read_data)
+    r = outcome.result
+    code = EXIT_FAILED if r.problems else EXIT_OK
+    if out.json_mode:
+        out.json(
+            {
+                "generation": r.generation,
+                "files": r.files,
+                "bytes": r.bytes,
+                "bytes_read": r.bytes_read,
+                "problems": [{"path": printable(p), "problem": m} for p, m in r.problems],
+                "store": outcome.usage,
+            }
+        )
+        return code
+    for path, problem in r.problems:
+        out.warning(f"{printable(path)}: {problem}")
+    if r.generation is None:
+        out.line("the mirror is empty: nothing pushed yet")
+    else:
+        what = "checked and read" if read_data else "checked"
+        out.line(
+            f"generation {r.generation}: {r.files} objects ({format_bytes(r.bytes)}) {what}, "
+            f"{len(r.problems)} problems"
+        )
+    out.line(store_line(outcome.usage))
+    return code

@@ -1,0 +1,94 @@
+"""One file's object, written so that the manifest's hash always describes what the store
+holds (docs/mirror.md §5): the file is read as the scan saw it (same size, times, inode) and
+has not changed by the time its object is written, or it is hashed again and written again.
+A file that keeps changing is given up and reported; its entry then stays out of the
+manifest rather than describe bytes the object does not hold."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import blake3
+
+from cairn.ops.mirror.keys import content_type, object_key
+from cairn.ops.mirror.scan import FileChanged, Scanned, hash_file
+from cairn.storage.base import Content, SpooledContent
+from cairn.storage.objects import ObjectStore, UploadJournal
+
+IN_MEMORY = 8 << 20  # files up to this size are read once, hashed and sent from memory
+ATTEMPTS = 3  # reads of a file that changes while it goes up, before it is given up
+
+
+@dataclass(frozen=True, slots=True)
+class Uploaded:
+    etag: str
+    hash: bytes  # what the object holds; differs from the scan's when the file changed since
+
+
+def upload(
+    objects: ObjectStore,
+    root: bytes,
+    item: Scanned,
+    *,
+    prefix_len: int,
+    cold: bool,
+    journal: Callable[[bytes], UploadJournal] | None = None,
+) -> Uploaded:
+    """Writes ``item``'s file to its key. Raises FileChanged when it kept changing, OSError
+    when it cannot be read. ``journal`` gives, for a content hash, where a multipart upload
+    of that content is recorded (a resumed upload of other content must not reuse parts)."""
+    entry = item.entry
+    full = os.path.join(root, entry.path)
+    key = object_key(entry.path, prefix_len)
+    ctype = content_type(entry.path)
+    expected = entry.hash
+    for _attempt in range(ATTEMPTS):
+        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                raise FileChanged(f"{os.fsdecode(full)} is no longer a regular file")
+            if _seen(before) != (entry.size, entry.mtime, item.ctime, item.inode):
+                # changed since it was hashed: hash it again as it is now
+                entry.size, entry.mtime = before.st_size, before.st_mtime_ns
+                item.ctime, item.inode = before.st_ctime_ns, before.st_ino
+                expected = None
+            data: Content
+            if before.st_size <= IN_MEMORY:
+                data = _read_all(fd, before.st_size)
+                digest = blake3.blake3(data).digest()
+            else:
+                if expected is None:
+                    expected = hash_file(full, before.st_size, before.st_mtime_ns)
+                digest = expected
+                data = SpooledContent(fd, before.st_size)
+            if _stable(fd, before):
+                parts = journal(digest) if journal is not None else None
+                etag = objects.put(key, data, content_type=ctype, cold=cold, journal=parts)
+                if _stable(fd, before):
+                    entry.hash = digest
+                    return Uploaded(etag, digest)
+        except FileChanged:
+            pass
+        finally:
+            os.close(fd)
+        expected = None
+    raise FileChanged(f"{os.fsdecode(full)} kept changing while it was uploaded")
+
+
+def _seen(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _stable(fd: int, before: os.stat_result) -> bool:
+    return _seen(os.fstat(fd)) == _seen(before)
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    data = os.pread(fd, size, 0)
+    if len(data) != size or os.pread(fd, 1, size):
+        raise FileChanged("the file's size changed while it was read")
+    return data

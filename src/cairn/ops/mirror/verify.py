@@ -1,0 +1,82 @@
+"""`cairn mirror verify`: the objects of the newest generation against its manifest. Every
+file's object is asked for (one HEAD each): missing, of another size, or with an ETag other
+than the one the manifest recorded (changed behind the manifest's back) is a problem. With
+``read_data`` every object is downloaded and its BLAKE3 compared with the entry's."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import blake3
+
+from cairn.core.errors import CairnError, ObjectMissing
+from cairn.model.node import FILE
+from cairn.ops.mirror.keys import object_key
+from cairn.ops.mirror.manifest import Entry
+from cairn.ops.mirror.reader import load_manifest, newest_head
+from cairn.storage.base import Storage
+from cairn.storage.objects import ObjectStore
+
+_READ = 4 << 20
+
+
+@dataclass(slots=True)
+class VerifyResult:
+    generation: int | None = None
+    files: int = 0
+    bytes: int = 0
+    bytes_read: int = 0
+    problems: list[tuple[bytes, str]] = field(default_factory=list)  # (path, what is wrong)
+
+
+def verify(
+    store: Storage,
+    objects: ObjectStore,
+    *,
+    prefix_len: int = 0,
+    read_data: bool = False,
+    workers: int = 8,
+) -> VerifyResult:
+    out = VerifyResult()
+    head = newest_head(store)
+    if head is None:
+        return out
+    out.generation = head.generation
+    files = [e for e in load_manifest(store, head).values() if e.type == FILE]
+    out.files, out.bytes = len(files), sum(e.size for e in files)
+
+    def check(entry: Entry) -> tuple[Entry, str | None, int]:
+        key = object_key(entry.path, prefix_len)
+        try:
+            found = objects.head(key)
+            if found is None:
+                return entry, "its object is missing", 0
+            if found.size != entry.size:
+                return entry, f"its object has {found.size} bytes, not {entry.size}", 0
+            if entry.etag and found.etag != entry.etag:
+                return entry, "its object was changed since it was pushed (ETag differs)", 0
+            if not read_data:
+                return entry, None, 0
+            hasher = blake3.blake3()
+            offset = 0
+            while offset < entry.size:
+                chunk = store.read(key, offset, min(_READ, entry.size - offset))
+                if not chunk:
+                    break
+                hasher.update(chunk)
+                offset += len(chunk)
+            if offset != entry.size or hasher.digest() != entry.hash:
+                return entry, "its object's content does not match its hash", offset
+            return entry, None, offset
+        except ObjectMissing:
+            return entry, "its object is missing", 0
+        except CairnError as e:
+            return entry, str(e), 0
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for entry, problem, nread in pool.map(check, files):
+            out.bytes_read += nread
+            if problem is not None:
+                out.problems.append((entry.path, problem))
+    return out
