@@ -40,11 +40,15 @@ def new_salt() -> bytes:
     return secrets.token_bytes(SALT_LEN)
 
 
+def derive_key(master: bytes, salt: bytes | None, purpose: bytes) -> bytes:
+    """HKDF-SHA256 of ``master``, info ``cairn v1 <purpose>``: 32 bytes (no salt: HKDF's
+    default, 32 zero bytes)."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"cairn v1 " + purpose)
+    return hkdf.derive(master)
+
+
 def derive(master: bytes, salt: bytes, purpose: bytes) -> AESGCM:
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"cairn v1 " + purpose).derive(
-        master
-    )
-    return AESGCM(key)
+    return AESGCM(derive_key(master, salt, purpose))
 
 
 def counter_nonce(n: int) -> bytes:
@@ -79,19 +83,20 @@ def unseal_into(
         raise AuthenticationFailed() from None
 
 
-def seal_object(master: bytes, plaintext: bytes, kind: bytes) -> bytes:
-    """A standalone object: version byte, salt, AES-GCM(ciphertext || tag)."""
+def seal_object(master: bytes, plaintext: bytes, kind: bytes, purpose: bytes = b"object") -> bytes:
+    """A standalone object: version byte, salt, AES-GCM(ciphertext || tag). ``purpose`` names
+    the family of keys (HKDF info): a mirror's manifest uses its own."""
     salt = new_salt()
-    cipher = derive(master, salt, b"object")
+    cipher = derive(master, salt, purpose)
     header = bytes([ENVELOPE_VERSION]) + salt
     return header + seal(cipher, 0, plaintext, header + kind)
 
 
-def unseal_object(master: bytes, data: bytes, kind: bytes) -> bytes:
+def unseal_object(master: bytes, data: bytes, kind: bytes, purpose: bytes = b"object") -> bytes:
     if len(data) < 1 + SALT_LEN + TAG_LEN:
         raise EnvelopeError(f"object too short ({len(data)} bytes)")
     if data[0] != ENVELOPE_VERSION:
         raise EnvelopeError(f"unknown envelope version {data[0]}")
     header = data[: 1 + SALT_LEN]
-    cipher = derive(master, header[1:], b"object")
+    cipher = derive(master, header[1:], purpose)
     return unseal(cipher, 0, memoryview(data)[1 + SALT_LEN :], header + kind)

@@ -39,6 +39,7 @@ class Entry:
     size: int = 0
     hash: bytes | None = None
     etag: str | None = None
+    salt: bytes | None = None  # an encrypted mirror's file: its object's salt (§8.5)
     target: bytes | None = None
     rdev: int = 0
     link: int = 0
@@ -46,7 +47,7 @@ class Entry:
 
     def to_map(self) -> dict[str, object]:
         out: dict[str, object] = {k: getattr(self, k) for k in _REQUIRED}
-        for k in ("user", "group", "hash", "etag", "target"):
+        for k in ("user", "group", "hash", "etag", "salt", "target"):
             if (v := getattr(self, k)) is not None:
                 out[k] = v
         for k in ("size", "rdev", "link"):
@@ -87,6 +88,8 @@ class Entry:
                 raise ManifestError(f"{self.path!r}: bad {k}")
         if self.type == "file" and (type(self.hash) is not bytes or len(self.hash) != 32):
             raise ManifestError(f"{self.path!r}: a file without a 32-byte hash")
+        if self.salt is not None and (type(self.salt) is not bytes or len(self.salt) != 32):
+            raise ManifestError(f"{self.path!r}: a salt that is not 32 bytes")
         if self.type == "symlink" and type(self.target) is not bytes:
             raise ManifestError(f"{self.path!r}: a symbolic link without a target")
         for k in ("user", "group", "etag"):
