@@ -24,6 +24,9 @@ A store holds immutable named objects. Names are relative paths with '/' separat
   objects: cairn.storage.archive), or None for a store without storage classes. A capability
   is an object a store offers or not, rather than methods every store must have: a wrapper
   offers its inner store's capability, wrapped as it wraps the store (or None).
+- ``objects`` is the store's object capability (objects that are overwritten, created only
+  if absent, copied and uploaded in resumable parts, with their ETags: what a mirror needs;
+  cairn.storage.objects), or None for a store that cannot offer it.
 
 Every failure of the store itself is a ``StorageError`` with a one-line message.
 """
@@ -33,22 +36,27 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from cairn.storage.archive import ArchiveStore
+
+if TYPE_CHECKING:  # the object capability is built on this module's Content
+    from cairn.storage.objects import ObjectStore
 
 Buffer = bytes | bytearray | memoryview
 CHUNK = 1 << 20  # what ``content_chunks`` yields at a time from a file
 
 
 class SpooledContent:
-    """An object's content in a file rather than in memory: the first ``size`` bytes of the
-    open file ``fd`` (which the caller keeps open until the write returns). Every reader reads
-    with its own position (``pread``), so a retried write reads it again from the start."""
+    """An object's content in a file rather than in memory: the ``size`` bytes at ``offset``
+    (the first ``size`` bytes by default) of the open file ``fd``, which the caller keeps open
+    until the write returns. Every reader reads with its own position (``pread``), so a retried
+    write reads it again from the start."""
 
-    def __init__(self, fd: int, size: int) -> None:
+    def __init__(self, fd: int, size: int, offset: int = 0) -> None:
         self.fd = fd
         self.size = size
+        self.offset = offset
 
 
 Content = Buffer | SpooledContent
@@ -58,6 +66,14 @@ def content_size(data: Content) -> int:
     if isinstance(data, SpooledContent):
         return data.size
     return len(memoryview(data).cast("B"))
+
+
+def content_slice(data: Content, start: int, length: int) -> Content:
+    """The ``length`` bytes of the content at ``start`` (a part of a multipart upload), copying
+    nothing."""
+    if isinstance(data, SpooledContent):
+        return SpooledContent(data.fd, max(0, min(length, data.size - start)), data.offset + start)
+    return memoryview(data).cast("B")[start : start + length]
 
 
 def content_chunks(data: Content, size: int = CHUNK) -> Iterator[memoryview]:
@@ -70,7 +86,7 @@ def content_chunks(data: Content, size: int = CHUNK) -> Iterator[memoryview]:
     buf = memoryview(bytearray(min(size, data.size)))
     pos = 0
     while pos < data.size:
-        n = os.preadv(data.fd, [buf[: min(size, data.size - pos)]], pos)
+        n = os.preadv(data.fd, [buf[: min(size, data.size - pos)]], data.offset + pos)
         if not n:
             raise OSError(f"the spooled content ends at {pos} of {data.size} bytes")
         yield buf[:n]
@@ -112,7 +128,7 @@ class _ContentReader(io.RawIOBase):
             out[:n] = self._view[self._pos : self._pos + n]
         else:
             assert isinstance(self._data, SpooledContent)
-            n = os.preadv(self._data.fd, [memoryview(out)[:n]], self._pos)
+            n = os.preadv(self._data.fd, [memoryview(out)[:n]], self._data.offset + self._pos)
         self._pos += n
         return n
 
@@ -135,6 +151,9 @@ class Storage(Protocol):
 
     @property
     def archive(self) -> ArchiveStore | None: ...
+
+    @property
+    def objects(self) -> ObjectStore | None: ...
 
 
 class StorageWrapper:
@@ -170,6 +189,11 @@ class StorageWrapper:
     def archive(self) -> ArchiveStore | None:
         # as it is: the archive calls carry no bytes, so e.g. the bandwidth caps leave them be
         return self.inner.archive
+
+    @property
+    def objects(self) -> ObjectStore | None:
+        # as it is; the wrappers that count, cap, retry or fault its calls wrap it
+        return self.inner.objects
 
 
 def read_into_by_read(storage: Storage, name: str, offset: int, out: memoryview) -> int:

@@ -9,23 +9,27 @@
   ``times`` says otherwise): another command interleaved at an exact moment.
 - ``calls`` counts the calls of each operation and ``log`` records each one, faulted or not.
 
-``op`` is one of ``OPERATIONS``: the store's own, and its archive capability's (wrapped when
-the inner store has one). ``match`` is a name prefix ('' for every name; a listing is matched
-by the prefix it lists) or a predicate on the name. Rules apply in the order they were added;
-a call runs every matching callback, then fails with the first matching fault.
+``op`` is one of ``OPERATIONS``: the store's own, and its archive and object capabilities'
+(wrapped when the inner store has them; an upload in parts is its requests, each faulted on
+its own: ``upload_part`` fails a part). ``match`` is a name prefix ('' for every name; a
+listing is matched by the prefix it lists) or a predicate on the name. Rules apply in the
+order they were added; a call runs every matching callback, then fails with the first
+matching fault.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from cairn.core.errors import StorageError, TransientStorageError
 from cairn.storage.archive import ArchiveStore, ObjectInfo
 from cairn.storage.base import Content, Storage, StorageWrapper
+from cairn.storage.objectops import ObjectWrapper
+from cairn.storage.objects import DEFAULT_TYPE, ObjectHead, ObjectStore, Part, PendingUpload
 
 T = TypeVar("T")
 
@@ -40,9 +44,19 @@ OPERATIONS = frozenset(
         "list_with_class",
         "request_restore",
         "restore_status",
+        "put_object",
+        "create",
+        "head",
+        "copy",
+        "start_upload",
+        "upload_part",
+        "list_parts",
+        "complete_upload",
+        "abort",
+        "uploads",
     }
 )
-_LISTINGS = frozenset({"list", "list_with_class"})
+_LISTINGS = frozenset({"list", "list_with_class", "uploads"})
 
 Match = str | Callable[[str], bool]
 
@@ -168,6 +182,11 @@ class FaultyStorage(StorageWrapper):
         inner = self.inner.archive
         return None if inner is None else FaultyArchive(inner, self)
 
+    @property
+    def objects(self) -> ObjectStore | None:
+        inner = self.inner.objects
+        return None if inner is None else FaultyObjects(inner, self)
+
 
 class FaultyArchive:
     """An archive capability whose calls go through ``faults`` (counted, faulted) first."""
@@ -188,6 +207,56 @@ class FaultyArchive:
     def restore_status(self, name: str) -> str:
         self.faults.check("restore_status", name)
         return self.inner.restore_status(name)
+
+
+class FaultyObjects(ObjectWrapper):
+    """An object capability whose requests go through ``faults`` (counted, faulted) first; a
+    copy is matched by its destination."""
+
+    def __init__(self, inner: ObjectStore, faults: FaultyStorage) -> None:
+        super().__init__(inner)
+        self.faults = faults
+
+    def put_object(self, name: str, data: Content, *, content_type: str, cold: bool = False) -> str:
+        self.faults.check("put_object", name)
+        return self.inner.put_object(name, data, content_type=content_type, cold=cold)
+
+    def create(self, name: str, data: Content, *, content_type: str = DEFAULT_TYPE) -> bool:
+        self.faults.check("create", name)
+        return self.inner.create(name, data, content_type=content_type)
+
+    def head(self, name: str) -> ObjectHead | None:
+        self.faults.check("head", name)
+        return self.inner.head(name)
+
+    def copy(self, src: str, dst: str, *, content_type: str, cold: bool = False) -> str:
+        self.faults.check("copy", dst)
+        return self.inner.copy(src, dst, content_type=content_type, cold=cold)
+
+    def start_upload(self, name: str, *, content_type: str, cold: bool = False) -> str:
+        self.faults.check("start_upload", name)
+        return self.inner.start_upload(name, content_type=content_type, cold=cold)
+
+    def upload_part(self, name: str, upload_id: str, number: int, data: Content) -> Part:
+        self.faults.check("upload_part", name)
+        return self.inner.upload_part(name, upload_id, number, data)
+
+    def list_parts(self, name: str, upload_id: str) -> dict[int, Part] | None:
+        self.faults.check("list_parts", name)
+        return self.inner.list_parts(name, upload_id)
+
+    def complete_upload(self, name: str, upload_id: str, parts: Sequence[Part]) -> str:
+        self.faults.check("complete_upload", name)
+        return self.inner.complete_upload(name, upload_id, parts)
+
+    def abort(self, name: str, upload_id: str) -> None:
+        self.faults.check("abort", name)
+        self.inner.abort(name, upload_id)
+
+    def uploads(self, prefix: str) -> Iterator[PendingUpload]:
+        late = self.faults.check("uploads", prefix)
+        items = self.inner.uploads(prefix)
+        return items if late is None else _failing(items, *late)
 
 
 def _failing(items: Iterable[T], after: int, error: Exception) -> Iterator[T]:

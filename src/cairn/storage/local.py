@@ -2,7 +2,9 @@
 
 Writes are atomic and write-once: the object goes to a temporary file in the same directory,
 is fsynced, hard-linked into place only if no object of that name exists, and the directory is
-fsynced. A crash leaves at most a stray ``.tmp-*`` file, which ``list`` never reports.
+fsynced (cairn.storage.localfiles). A crash leaves at most a stray ``.tmp-*`` file, which
+``list`` never reports. The object capability (``objects``: overwrites, create-only writes,
+copies, for mirrors) is cairn.storage.localobjects.
 
 Nothing inside the repository is reached through a symbolic link: every object is opened one
 path component at a time from the repository directory, each with O_NOFOLLOW, and a listing
@@ -17,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 import threading
 from collections import OrderedDict
@@ -27,9 +28,11 @@ from pathlib import Path
 
 from cairn.core.errors import ObjectMissing, StorageError
 from cairn.storage.archive import ArchiveStore
-from cairn.storage.base import Content, content_chunks
+from cairn.storage.base import Content
+from cairn.storage.localfiles import TMP_PREFIX, create_once, write_error, write_temp
+from cairn.storage.localobjects import LocalObjects
+from cairn.storage.objects import ObjectStore
 
-TMP_PREFIX = ".tmp-"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -42,6 +45,10 @@ class LocalStorage:
 
     def describe(self) -> str:
         return f"local:{self.root}"
+
+    @property
+    def objects(self) -> ObjectStore:
+        return LocalObjects(self, self._handles.forget)
 
     def _parts(self, name: str) -> list[str]:
         parts = name.split("/")
@@ -147,29 +154,19 @@ class LocalStorage:
 
     def write(self, name: str, data: Content, *, metadata: bool = True) -> None:
         parts = self._parts(name)
-        tmp = f"{TMP_PREFIX}{secrets.token_hex(8)}"
         dfd = -1
         try:
             dfd = self._open_dir(parts[:-1], create=True)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(tmp, flags, 0o600, dir_fd=dfd)
+            tmp, _ = write_temp(dfd, data)
             try:
-                for view in content_chunks(data):
-                    while view:
-                        n = os.write(fd, view)
-                        view = view[n:]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            _link_once(dfd, tmp, parts[-1])
-            os.fsync(dfd)
-        except OSError as e:
-            if dfd >= 0:
+                create_once(dfd, tmp, parts[-1])  # if it exists: objects never change
+            except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp, dir_fd=dfd)
-            if e.errno == errno.ENOSPC:
-                raise StorageError(f"cannot write {name}: no space left on device") from None
-            raise StorageError(f"cannot write {name}: {e.strerror}") from None
+                raise
+            os.fsync(dfd)
+        except OSError as e:
+            raise write_error(name, e) from None
         finally:
             if dfd >= 0:
                 os.close(dfd)
@@ -243,25 +240,6 @@ class LocalStorage:
             raise StorageError(f"cannot delete {name}: {e.strerror}") from None
 
 
-def _link_once(dir_fd: int, tmp: str, name: str) -> None:
-    """Puts ``tmp`` in place as ``name`` (both in ``dir_fd``) unless ``name`` exists
-    (write-once, like S3's If-None-Match); falls back to rename on filesystems without
-    hardlinks."""
-    try:
-        os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-    except FileExistsError:
-        pass  # the object is already there and objects never change
-    except OSError as e:
-        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-            raise
-        try:
-            os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-            return
-    os.unlink(tmp, dir_fd=dir_fd)
-
-
 def _pread_exactly(fd: int, length: int, offset: int) -> bytes:
     data = os.pread(fd, length, offset)
     if len(data) == length or not data:
@@ -279,8 +257,10 @@ def _pread_exactly(fd: int, length: int, offset: int) -> bytes:
 
 class _Handles:
     """Read-only descriptors of recently read objects, shared by threads (pread needs no
-    seek). Objects never change, so a cached descriptor never reads stale data; a restore
-    that reads thousands of blobs from a few packs opens each pack once."""
+    seek). Repository objects never change, so a cached descriptor never reads stale data; a
+    restore that reads thousands of blobs from a few packs opens each pack once. The object
+    capability, which replaces objects, drops the descriptor of each object it replaces
+    (``forget``)."""
 
     def __init__(self, size: int = 32) -> None:
         self._size = size
@@ -320,10 +300,21 @@ class _Handles:
                 else:
                     entry[1] -= 1
 
+    def forget(self, name: str) -> None:
+        """The object ``name`` was replaced: its descriptor is not handed out again."""
+        with self._lock:
+            entry = self._fds.pop(name, None)
+            if entry is not None:
+                self._retire(*entry)
+
     def _evict(self) -> None:
         while len(self._fds) > self._size:
             _, (fd, users) = self._fds.popitem(last=False)
-            if users:
-                self._closing[fd] = users
-            else:
-                os.close(fd)
+            self._retire(fd, users)
+
+    def _retire(self, fd: int, users: int) -> None:
+        """Closes ``fd`` now, or when its last user is done (the lock held)."""
+        if users:
+            self._closing[fd] = users
+        else:
+            os.close(fd)

@@ -11,11 +11,14 @@ with archived objects as Amazon S3 has them, so that cold-restore logic runs wit
   request.
 
 Objects are write-once (a second write of a name keeps the first content, as the other stores
-do) and safe to use from several threads.
+do) and safe to use from several threads. The store's object capability (``objects``, for
+mirrors) is cairn.storage.memoryobjects: it overwrites, and with ``multipart`` given, uploads
+content in parts as S3 does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -33,6 +36,8 @@ from cairn.storage.archive import (
     ObjectInfo,
 )
 from cairn.storage.base import Content, content_chunks
+from cairn.storage.memoryobjects import MemoryObjects
+from cairn.storage.objects import DEFAULT_TYPE, Multipart, ObjectStore
 
 STANDARD = "STANDARD"
 
@@ -43,6 +48,8 @@ class _Object:
     storage_class: str
     modified: datetime
     restore: str | None = None  # None, RESTORING or RESTORED (archived objects only)
+    etag: str = ""
+    content_type: str = DEFAULT_TYPE
 
     def readable(self) -> bool:
         return self.storage_class not in ARCHIVE_CLASSES or self.restore == RESTORED
@@ -55,6 +62,7 @@ class MemoryStorage:
         classes: bool = False,
         data_class: str = STANDARD,
         now: Callable[[], datetime] = clock.now,
+        multipart: Multipart | None = None,
     ) -> None:
         self._objects: dict[str, _Object] = {}
         self._lock = threading.Lock()
@@ -62,6 +70,7 @@ class MemoryStorage:
         self.data_class = data_class  # the class of writes with metadata=False
         self._now = now
         self.restore_requests: list[tuple[str, int, str]] = []  # (name, days, tier), in order
+        self._object_store = MemoryObjects(self, multipart)
 
     def describe(self) -> str:
         return "memory:"
@@ -69,6 +78,10 @@ class MemoryStorage:
     @property
     def archive(self) -> ArchiveStore | None:
         return self if self._classes else None
+
+    @property
+    def objects(self) -> ObjectStore:
+        return self._object_store
 
     # ------------------------------------------------------------------ the contract
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
@@ -82,8 +95,7 @@ class MemoryStorage:
 
     def write(self, name: str, data: Content, *, metadata: bool = True) -> None:
         _check_name(name)
-        cls = STANDARD if metadata or not self._classes else self.data_class
-        obj = _Object(b"".join(bytes(c) for c in content_chunks(data)), cls, self._now())
+        obj = self.new_object(data, cold=not metadata)
         with self._lock:
             self._objects.setdefault(name, obj)
 
@@ -97,6 +109,14 @@ class MemoryStorage:
     def delete(self, name: str) -> None:
         with self._lock:
             self._objects.pop(name, None)
+
+    def new_object(self, data: Content, *, cold: bool, content_type: str = DEFAULT_TYPE) -> _Object:
+        """An object of ``data``, in the class a write with ``metadata=not cold`` gives it, its
+        ETag the MD5 of its bytes in quotes as S3 makes it for a single PUT."""
+        content = b"".join(bytes(c) for c in content_chunks(data))
+        etag = f'"{hashlib.md5(content, usedforsecurity=False).hexdigest()}"'
+        cls = self.data_class if cold and self._classes else STANDARD
+        return _Object(content, cls, self._now(), etag=etag, content_type=content_type)
 
     # ------------------------------------------------------------------ the archive capability
     def list_with_class(self, prefix: str) -> Iterator[ObjectInfo]:

@@ -3,18 +3,25 @@
 A read is a GET, a write a PUT, a stat a HEAD, a delete a DELETE, and a listing one LIST per
 page of ``LIST_PAGE`` names. The archive capability's calls count as the requests they are:
 a listing with storage classes as a listing, a restore status as a HEAD, and a restore request
-as a RestoreObject (``restore``).
+as a RestoreObject (``restore``). The object capability's too (cairn.storage.objects), by the
+class S3 bills each in: a PUT, a create-only PUT, a CopyObject, and each request of an upload
+in parts (its start, every part, its completion) as a PUT; a HEAD as a HEAD; ListParts and
+each page of ListMultipartUploads as a LIST; an abort as a DELETE (free, as a DELETE is). The
+bytes of a PUT and of every part count as bytes up: a resumed upload counts only the parts it
+sends.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import TypeVar
 
 from cairn.storage.archive import ArchiveStore, ObjectInfo
 from cairn.storage.base import Content, Storage, StorageWrapper, content_size
+from cairn.storage.objectops import ObjectWrapper
+from cairn.storage.objects import DEFAULT_TYPE, ObjectHead, ObjectStore, Part, PendingUpload
 
 T = TypeVar("T")
 
@@ -55,10 +62,11 @@ class MeteredStorage(StorageWrapper):
         with self._lock:
             return Usage(**asdict(self.usage))
 
-    def count(self, request: str) -> None:
-        """One more request of a kind (a field of ``Usage``)."""
+    def count(self, request: str, up: int = 0) -> None:
+        """One more request of a kind (a field of ``Usage``), that sent ``up`` bytes."""
         with self._lock:
             setattr(self.usage, request, getattr(self.usage, request) + 1)
+            self.usage.bytes_up += up
 
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         data = self.inner.read(name, offset, length)
@@ -100,6 +108,11 @@ class MeteredStorage(StorageWrapper):
         inner = self.inner.archive
         return None if inner is None else MeteredArchive(inner, self)
 
+    @property
+    def objects(self) -> ObjectStore | None:
+        inner = self.inner.objects
+        return None if inner is None else MeteredObjects(inner, self)
+
 
 def paged(meter: MeteredStorage, listing: Callable[[], Iterable[T]]) -> Iterator[T]:
     """The items of ``listing()``, counting one LIST request per page as they are taken."""
@@ -131,3 +144,66 @@ class MeteredArchive:
             return self.inner.restore_status(name)
         finally:
             self.meter.count("head")
+
+
+class MeteredObjects(ObjectWrapper):
+    """An object capability whose requests and bytes count in ``meter``'s usage: those that
+    send content once they succeeded (as ``write``), the others whatever their outcome."""
+
+    def __init__(self, inner: ObjectStore, meter: MeteredStorage) -> None:
+        super().__init__(inner)
+        self.meter = meter
+
+    def put_object(self, name: str, data: Content, *, content_type: str, cold: bool = False) -> str:
+        etag = self.inner.put_object(name, data, content_type=content_type, cold=cold)
+        self.meter.count("put", content_size(data))
+        return etag
+
+    def create(self, name: str, data: Content, *, content_type: str = DEFAULT_TYPE) -> bool:
+        created = self.inner.create(name, data, content_type=content_type)
+        self.meter.count("put", content_size(data))  # a refused create sent its body too
+        return created
+
+    def head(self, name: str) -> ObjectHead | None:
+        try:
+            return self.inner.head(name)
+        finally:
+            self.meter.count("head")
+
+    def copy(self, src: str, dst: str, *, content_type: str, cold: bool = False) -> str:
+        try:
+            return self.inner.copy(src, dst, content_type=content_type, cold=cold)
+        finally:
+            self.meter.count("put")
+
+    def start_upload(self, name: str, *, content_type: str, cold: bool = False) -> str:
+        try:
+            return self.inner.start_upload(name, content_type=content_type, cold=cold)
+        finally:
+            self.meter.count("put")
+
+    def upload_part(self, name: str, upload_id: str, number: int, data: Content) -> Part:
+        part = self.inner.upload_part(name, upload_id, number, data)
+        self.meter.count("put", content_size(data))
+        return part
+
+    def list_parts(self, name: str, upload_id: str) -> dict[int, Part] | None:
+        try:
+            return self.inner.list_parts(name, upload_id)
+        finally:
+            self.meter.count("list")
+
+    def complete_upload(self, name: str, upload_id: str, parts: Sequence[Part]) -> str:
+        try:
+            return self.inner.complete_upload(name, upload_id, parts)
+        finally:
+            self.meter.count("put")
+
+    def abort(self, name: str, upload_id: str) -> None:
+        try:
+            self.inner.abort(name, upload_id)
+        finally:
+            self.meter.count("delete")
+
+    def uploads(self, prefix: str) -> Iterator[PendingUpload]:
+        return paged(self.meter, lambda: self.inner.uploads(prefix))

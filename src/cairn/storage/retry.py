@@ -16,25 +16,47 @@ a store that keeps failing is never waited on in silence.
 ``RetryingStorage`` applies a policy to every operation of a store, and ``RetryingArchive`` to
 every call of the store's archive capability, so both retry alike. Every operation is
 idempotent on a write-once store, so repeating a write that may have landed is safe.
+
+``RetryingObjects`` retries every request of the object capability (cairn.storage.objects),
+each part of an upload on its own. Two of them are not idempotent, and an attempt whose
+response was lost may have landed:
+
+- a ``create`` retried after such an attempt finds the name taken, by itself as likely as by
+  another writer. It then looks: the object is its own if it has the size and, read back, the
+  very bytes it sent, and the create reports True. (Creates are small: heads and pieces. Only
+  another writer creating the same bytes at the same moment is taken for this one, and then
+  either answer is right.)
+- a ``complete_upload`` retried after such an attempt finds the upload gone, completed. It
+  then returns the ETag of the object if the object has the size of the parts.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 from typing import TypeVar
 
 from cairn.core.errors import TransientStorageError
 from cairn.storage.archive import ArchiveStore, ObjectInfo
-from cairn.storage.base import Content, Storage, StorageWrapper
+from cairn.storage.base import Content, Storage, StorageWrapper, content_chunks, content_size
+from cairn.storage.objectops import ObjectWrapper
+from cairn.storage.objects import (
+    DEFAULT_TYPE,
+    ObjectHead,
+    ObjectStore,
+    Part,
+    PendingUpload,
+    UploadMissing,
+)
 
 T = TypeVar("T")
 
 _NAME_OF_ENTRY = itemgetter(0)  # list() yields (name, size)
 _NAME_OF_INFO = attrgetter("name")
+_ID_OF_UPLOAD = attrgetter("upload_id")
 
 
 @dataclass(frozen=True)
@@ -124,6 +146,11 @@ class RetryingStorage(StorageWrapper):
         inner = self.inner.archive
         return None if inner is None else RetryingArchive(inner, self.policy)
 
+    @property
+    def objects(self) -> ObjectStore | None:
+        inner = self.inner.objects
+        return None if inner is None else RetryingObjects(inner, self.policy, self.inner.read)
+
 
 class RetryingArchive:
     """An archive capability whose calls are retried by ``policy``."""
@@ -140,3 +167,81 @@ class RetryingArchive:
 
     def restore_status(self, name: str) -> str:
         return self.policy.call(lambda: self.inner.restore_status(name))
+
+
+class RetryingObjects(ObjectWrapper):
+    """An object capability whose requests are retried by ``policy``; ``read`` reads an
+    object back (the store's own read) where a create's outcome is in doubt."""
+
+    def __init__(
+        self, inner: ObjectStore, policy: RetryPolicy, read: Callable[[str], bytes]
+    ) -> None:
+        super().__init__(inner)
+        self.policy = policy
+        self.read = read
+
+    def _doubtful(self, fn: Callable[[], T]) -> tuple[Callable[[], T], list[bool]]:
+        """``fn`` as an attempt, and a flag set once an attempt failed transiently (and may
+        have landed nonetheless)."""
+        failed: list[bool] = []
+
+        def attempt() -> T:
+            try:
+                return fn()
+            except self.policy.transient:
+                failed.append(True)
+                raise
+
+        return attempt, failed
+
+    def put_object(self, name: str, data: Content, *, content_type: str, cold: bool = False) -> str:
+        put = self.inner.put_object
+        return self.policy.call(lambda: put(name, data, content_type=content_type, cold=cold))
+
+    def create(self, name: str, data: Content, *, content_type: str = DEFAULT_TYPE) -> bool:
+        attempt, failed = self._doubtful(
+            lambda: self.inner.create(name, data, content_type=content_type)
+        )
+        created = self.policy.call(attempt)
+        if created or not failed:
+            return created
+        head = self.head(name)
+        if head is None or head.size != content_size(data):
+            return False
+        stored = self.policy.call(lambda: self.read(name))
+        return stored == b"".join(bytes(c) for c in content_chunks(data))
+
+    def head(self, name: str) -> ObjectHead | None:
+        return self.policy.call(lambda: self.inner.head(name))
+
+    def copy(self, src: str, dst: str, *, content_type: str, cold: bool = False) -> str:
+        copy = self.inner.copy
+        return self.policy.call(lambda: copy(src, dst, content_type=content_type, cold=cold))
+
+    def start_upload(self, name: str, *, content_type: str, cold: bool = False) -> str:
+        start = self.inner.start_upload
+        return self.policy.call(lambda: start(name, content_type=content_type, cold=cold))
+
+    def upload_part(self, name: str, upload_id: str, number: int, data: Content) -> Part:
+        return self.policy.call(lambda: self.inner.upload_part(name, upload_id, number, data))
+
+    def list_parts(self, name: str, upload_id: str) -> dict[int, Part] | None:
+        return self.policy.call(lambda: self.inner.list_parts(name, upload_id))
+
+    def complete_upload(self, name: str, upload_id: str, parts: Sequence[Part]) -> str:
+        attempt, failed = self._doubtful(lambda: self.inner.complete_upload(name, upload_id, parts))
+        try:
+            return self.policy.call(attempt)
+        except UploadMissing:
+            if not failed:
+                raise
+            head = self.head(name)
+            if head is None or head.size != sum(p.size for p in parts):
+                raise
+            return head.etag
+
+    def abort(self, name: str, upload_id: str) -> None:
+        self.policy.call(lambda: self.inner.abort(name, upload_id))
+
+    def uploads(self, prefix: str) -> Iterator[PendingUpload]:
+        return self.policy.iterate(lambda: self.inner.uploads(prefix), _ID_OF_UPLOAD)

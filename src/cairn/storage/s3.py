@@ -13,6 +13,8 @@
   its own archive capability (``archive``, cairn.storage.archive): listings with storage
   classes, and restore requests for archived (GLACIER, DEEP_ARCHIVE) objects, whose reads
   raise ObjectArchived. ``list`` and ``list_with_class`` share one paginated listing.
+- Its object capability (``objects``: overwrites, create-only writes, copies, resumable
+  multipart uploads, for mirrors) is cairn.storage.s3objects.
 - Errors become one-line StorageErrors; throttling, 5xx and connection failures are
   TransientStorageError, which the retry wrapper retries. A refused connection is transient
   only from an endpoint that has answered in this process: from one that never did (most
@@ -31,7 +33,7 @@ import botocore.utils
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from cairn.core.errors import ObjectArchived, ObjectMissing, StorageError, TransientStorageError
+from cairn.core.errors import StorageError
 from cairn.storage.archive import (
     ARCHIVE_CLASSES,
     ARCHIVED,
@@ -42,28 +44,13 @@ from cairn.storage.archive import (
     ObjectInfo,
 )
 from cairn.storage.base import Content, content_reader, content_size, read_into_by_read
+from cairn.storage.objects import ObjectStore
 from cairn.storage.s3config import S3Location, S3Options
+from cairn.storage.s3errors import error_code, mapped_errors
+from cairn.storage.s3objects import S3Objects
 
-_TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestTimeout",
-        "RequestTimeTooSkewed",
-        "InternalError",
-        "ServiceUnavailable",
-        "503",
-        "500",
-        "502",
-        "504",
-    }
-)
 # below this, a PUT sends its body at once (no ``Expect: 100-continue``)
 SMALL_PUT = 1 << 20
-_AUTH_CODES = frozenset(
-    {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "ExpiredToken"}
-)
 
 
 class S3Storage:
@@ -123,7 +110,7 @@ class S3Storage:
             if length == 0:
                 return b""
             args["Range"] = f"bytes={offset}-{end}"
-        with _errors(name, self._endpoint):
+        with mapped_errors(name, self._endpoint):
             resp = self.client.get_object(**args)
             return resp["Body"].read()  # type: ignore[no-any-return]
 
@@ -131,16 +118,10 @@ class S3Storage:
         return read_into_by_read(self, name, offset, out)
 
     def write(self, name: str, data: Content, *, metadata: bool = True) -> None:
-        extra: dict[str, str] = {}
-        if not metadata and self.options.storage_class:
-            extra["StorageClass"] = self.options.storage_class
-        if self.options.sse:
-            extra["ServerSideEncryption"] = self.options.sse
-            if self.options.sse_kms_key_id:
-                extra["SSEKMSKeyId"] = self.options.sse_kms_key_id
+        extra = self.options.put_args(cold=not metadata)
         key = self._key(name)
         size = content_size(data)
-        with _errors(name, self._endpoint):
+        with mapped_errors(name, self._endpoint):
             if size >= self.options.multipart_threshold:
                 self.client.upload_fileobj(
                     content_reader(data),
@@ -153,7 +134,7 @@ class S3Storage:
             try:
                 self._put(key, data, extra)
             except botocore.exceptions.ClientError as e:
-                code = _code(e)
+                code = error_code(e)
                 if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                     return  # already there: objects are write-once and content-addressed
                 if code in ("NotImplemented", "501") and self._conditional:
@@ -175,7 +156,7 @@ class S3Storage:
         self.client.put_object(**args)
 
     def stat(self, name: str) -> int:
-        with _errors(name, self._endpoint):
+        with mapped_errors(name, self._endpoint):
             resp = self.client.head_object(Bucket=self.location.bucket, Key=self._key(name))
             return int(resp["ContentLength"])
 
@@ -188,13 +169,13 @@ class S3Storage:
         ``prefix``, page after page."""
         paginator = self.client.get_paginator("list_objects_v2")
         strip = len(self.location.prefix)
-        with _errors(prefix or "/", self._endpoint):
+        with mapped_errors(prefix or "/", self._endpoint):
             for page in paginator.paginate(Bucket=self.location.bucket, Prefix=self._key(prefix)):
                 for obj in page.get("Contents", []):
                     yield obj["Key"][strip:], obj
 
     def delete(self, name: str) -> None:
-        with _errors(name, self._endpoint):
+        with mapped_errors(name, self._endpoint):
             self.client.delete_object(Bucket=self.location.bucket, Key=self._key(name))
 
     # ------------------------------------------------------------------ storage classes
@@ -215,13 +196,13 @@ class S3Storage:
     def request_restore(self, name: str, days: int, tier: str) -> None:
         """Asks for a readable copy of an archived object for ``days`` days (RestoreObject)."""
         request = {"Days": days, "GlacierJobParameters": {"Tier": tier}}
-        with _errors(name, self._endpoint):
+        with mapped_errors(name, self._endpoint):
             try:
                 self.client.restore_object(
                     Bucket=self.location.bucket, Key=self._key(name), RestoreRequest=request
                 )
             except botocore.exceptions.ClientError as e:
-                code = _code(e)
+                code = error_code(e)
                 if code == "RestoreAlreadyInProgress":
                     return
                 if code == "InvalidObjectState":
@@ -230,7 +211,7 @@ class S3Storage:
 
     def restore_status(self, name: str) -> str:
         """READABLE, ARCHIVED, RESTORING or RESTORED, from HEAD (StorageClass, x-amz-restore)."""
-        with _errors(name, self._endpoint):
+        with mapped_errors(name, self._endpoint):
             head = self.client.head_object(Bucket=self.location.bucket, Key=self._key(name))
         if head.get("StorageClass") not in ARCHIVE_CLASSES:
             return READABLE
@@ -239,14 +220,19 @@ class S3Storage:
             return ARCHIVED
         return RESTORING if 'ongoing-request="true"' in restore else RESTORED
 
+    # ------------------------------------------------------------------ mirrored objects
+    @property
+    def objects(self) -> ObjectStore:
+        return S3Objects(self.client, self.location, self.options, self._endpoint)
+
     def create_bucket(self) -> None:
         """Creates the bucket if it does not exist (used by init)."""
-        with _errors(self.location.bucket, self._endpoint):
+        with mapped_errors(self.location.bucket, self._endpoint):
             try:
                 self.client.head_bucket(Bucket=self.location.bucket)
                 return
             except botocore.exceptions.ClientError as e:
-                if _code(e) not in ("404", "NoSuchBucket", "NotFound"):
+                if error_code(e) not in ("404", "NoSuchBucket", "NotFound"):
                     raise
             args: dict[str, object] = {"Bucket": self.location.bucket}
             region = self.client.meta.region_name
@@ -265,92 +251,3 @@ def _send_small_bodies_at_once(model: Any, params: dict[str, Any], **kwargs: Any
     length = botocore.utils.determine_content_length(params.get("body"))
     if length is not None and length < SMALL_PUT:
         del headers["Expect"]
-
-
-def _code(e: botocore.exceptions.ClientError) -> str:
-    err = e.response.get("Error", {})
-    code = str(err.get("Code", ""))
-    if not code:
-        code = str(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-    return code
-
-
-# the endpoints that answered a request in this process: a refused connection to one of them
-# is a server restarting (retried), to any other most likely a mistyped endpoint (not retried)
-_ANSWERED: set[str] = set()
-
-
-def _refused(exc: BaseException) -> bool:
-    """Whether a connection error is, underneath, a refused connection."""
-    seen: BaseException | None = exc.kwargs.get("error") if hasattr(exc, "kwargs") else exc
-    for _ in range(8):  # the chain urllib3 builds is short; never loop on a cycle
-        if seen is None:
-            return False
-        if isinstance(seen, ConnectionRefusedError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-class _errors:
-    """Maps boto errors raised inside the block to cairn's one-line storage errors."""
-
-    def __init__(self, name: str, endpoint: str) -> None:
-        self.name = name
-        self.endpoint = endpoint
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type, exc, tb) -> bool:  # type: ignore[no-untyped-def]
-        if exc is None or isinstance(exc, StorageError | botocore.exceptions.ClientError):
-            _ANSWERED.add(self.endpoint)
-        if exc is None or isinstance(exc, StorageError):
-            return False
-        if isinstance(exc, botocore.exceptions.ClientError):
-            code = _code(exc)
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            message = exc.response.get("Error", {}).get("Message") or code
-            if code in ("NoSuchKey", "404", "NotFound") and code != "NoSuchBucket":
-                raise ObjectMissing(self.name) from None
-            if code == "NoSuchBucket":
-                raise StorageError(f"the bucket does not exist ({message})") from None
-            if code == "InvalidObjectState":  # a GET of an archived object (HTTP 403)
-                raise ObjectArchived(self.name) from None
-            if code in _AUTH_CODES or status == 403:
-                raise StorageError(
-                    f"access denied for {self.name}: check the credentials ({code})"
-                ) from None
-            if code in _TRANSIENT_CODES or status >= 500 or status == 429:
-                raise TransientStorageError(
-                    f"{self.name}: the store answered {code}: {message}"
-                ) from None
-            raise StorageError(f"{self.name}: {code}: {message}") from None
-        if isinstance(
-            exc,
-            botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError,
-        ):
-            raise StorageError(
-                "no usable AWS credentials (environment, profile or instance role)"
-            ) from None
-        if isinstance(exc, botocore.exceptions.ParamValidationError):
-            raise StorageError(f"{self.name}: {exc}") from None
-        if isinstance(
-            exc,
-            botocore.exceptions.EndpointConnectionError
-            | botocore.exceptions.ConnectionClosedError
-            | botocore.exceptions.ConnectTimeoutError
-            | botocore.exceptions.ReadTimeoutError
-            | botocore.exceptions.ResponseStreamingError
-            | botocore.exceptions.IncompleteReadError
-            | ConnectionError,
-        ):
-            if _refused(exc) and self.endpoint not in _ANSWERED:
-                raise StorageError(
-                    f"cannot reach {self.endpoint}: connection refused, and nothing has "
-                    "answered there (is the endpoint right?)"
-                ) from None
-            raise TransientStorageError(f"{self.name}: cannot reach the store: {exc}") from None
-        if isinstance(exc, botocore.exceptions.BotoCoreError):
-            raise StorageError(f"{self.name}: {exc}") from None
-        return False

@@ -77,3 +77,15 @@ class S3Options:
             )
         if self.sse not in (None, "AES256", "aws:kms"):
             raise UsageError(f"unknown server-side encryption {self.sse!r} (AES256 or aws:kms)")
+
+    def put_args(self, *, cold: bool) -> dict[str, str]:
+        """The storage class (``cold``: the configured colder one, if any) and server-side
+        encryption arguments of an upload."""
+        args: dict[str, str] = {}
+        if cold and self.storage_class:
+            args["StorageClass"] = self.storage_class
+        if self.sse:
+            args["ServerSideEncryption"] = self.sse
+            if self.sse_kms_key_id:
+                args["SSEKMSKeyId"] = self.sse_kms_key_id
+        return args

@@ -3,6 +3,8 @@
 An upload waits for its bytes' worth of tokens before it is passed on; a download takes its
 tokens after it arrives. Tokens accrue at the configured rate with at most ``burst`` seconds
 of credit, so over any period longer than a few objects the average rate stays at the cap.
+The object capability's uploads (a PUT, a create-only PUT, every part of an upload in parts)
+share the upload cap; its other requests carry no content and pass freely.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import time
 from collections.abc import Callable
 
 from cairn.storage.base import Content, Storage, StorageWrapper, content_size
+from cairn.storage.objectops import ObjectWrapper
+from cairn.storage.objects import DEFAULT_TYPE, ObjectStore, Part
 
 PIECE = 64 << 10
 
@@ -74,3 +78,30 @@ class ThrottledStorage(StorageWrapper):
         if self._down is not None:
             self._down.take(n)
         return n
+
+    @property
+    def objects(self) -> ObjectStore | None:
+        inner = self.inner.objects
+        if inner is None or self._up is None:
+            return inner
+        return ThrottledObjects(inner, self._up)
+
+
+class ThrottledObjects(ObjectWrapper):
+    """An object capability whose uploads wait for ``bucket``'s tokens."""
+
+    def __init__(self, inner: ObjectStore, bucket: TokenBucket) -> None:
+        super().__init__(inner)
+        self.bucket = bucket
+
+    def put_object(self, name: str, data: Content, *, content_type: str, cold: bool = False) -> str:
+        self.bucket.take(content_size(data))
+        return self.inner.put_object(name, data, content_type=content_type, cold=cold)
+
+    def create(self, name: str, data: Content, *, content_type: str = DEFAULT_TYPE) -> bool:
+        self.bucket.take(content_size(data))
+        return self.inner.create(name, data, content_type=content_type)
+
+    def upload_part(self, name: str, upload_id: str, number: int, data: Content) -> Part:
+        self.bucket.take(content_size(data))
+        return self.inner.upload_part(name, upload_id, number, data)
