@@ -61,7 +61,7 @@ def test_unreadable_files_exit_3_and_the_rest_is_pushed(unprivileged_base):  # t
     (src / "secret").write_text("x")
     os.chmod(src / "secret", 0)
     dest = unprivileged_base / "mirror"
-    env = {**os.environ, "HOME": str(unprivileged_base), "XDG_CACHE_HOME": str(dest) + "-cache"}
+    env = {**os.environ, "HOME": str(unprivileged_base), "CAIRN_CACHE_DIR": f"{dest}-cache"}
     as_user = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     if os.geteuid() != 0:
         as_user = []
@@ -124,5 +124,5 @@ def test_mirror_job_config_errors(tmp_path, run_cli, job, message):  # type: ign
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'[repositories.x]\nurl = "/r"\n\n[jobs.j]\n{job}\n')
     res = run_cli("run", "--config", cfg)
-    assert res.code == 2 and message in res.err, res.err
+    assert res.code == 1 and message in res.err, res.err
     assert len(res.err.strip().splitlines()) == 1

@@ -4,19 +4,21 @@ deletes and the trash, resumed and concurrent pushes, files that change while re
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from cairn.storage.objects import ObjectStore
 
 from cairn.app import mirror as app
 from cairn.app.context import StackHooks, StoreOptions, stack_hooks
 from cairn.core.errors import StorageError
 from cairn.ops.mirror.keys import object_key
 from cairn.ops.mirror.reader import NotAMirror, head_path, load_manifest, newest_head
-from cairn.storage.base import StorageWrapper
+from cairn.storage.base import Storage
+from cairn.storage.faulty import FaultyStorage
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -155,28 +157,17 @@ def test_not_a_mirror_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
     assert list(target.iterdir()) == []
 
 
-class _Racing(StorageWrapper):
-    """The store of a push during which another push commits, just before this one does."""
+def _racing(store: Storage, pending: list[Callable[[], object]]) -> Storage:
+    """The store of a push during which another push commits, just before this one does
+    (``pending`` is shared by every stack built: the other push runs once)."""
+    faulty = FaultyStorage(store)
 
-    def __init__(self, inner: object, pending: list[object]) -> None:
-        super().__init__(inner)  # type: ignore[arg-type]
-        self.pending = pending  # shared by every stack: the other push runs once
+    def other() -> None:
+        if pending:
+            pending.pop()()
 
-    @property
-    def objects(self) -> ObjectStore:
-        inner: ObjectStore = self.inner.objects  # type: ignore[attr-defined]
-        outer = self
-
-        class Objects:
-            def __getattr__(self, name: str) -> object:
-                return getattr(inner, name)
-
-            def create(self, name: str, data: object, **kw: object) -> bool:
-                if name.startswith(".cairn-mirror/heads/") and outer.pending:
-                    outer.pending.pop()()  # type: ignore[operator]
-                return inner.create(name, data, **kw)  # type: ignore[arg-type]
-
-        return Objects()  # type: ignore[return-value]
+    faulty.before("create", ".cairn-mirror/heads/", other, times=None)
+    return faulty
 
 
 def test_two_pushes_at_once_lose_no_update(dest: str, tmp_path: Path) -> None:
@@ -192,8 +183,8 @@ def test_two_pushes_at_once_lose_no_update(dest: str, tmp_path: Path) -> None:
     def other() -> None:
         _push(dest, two)
 
-    pending: list[object] = [other]
-    hooks = StackHooks(wrappers=(lambda s: _Racing(s, pending),))
+    pending: list[Callable[[], object]] = [other]
+    hooks = StackHooks(wrappers=(lambda s: _racing(s, pending),))
     with stack_hooks(hooks):
         out = _push(dest, one)
     assert out.result.conflicts == 1
@@ -204,30 +195,20 @@ def test_two_pushes_at_once_lose_no_update(dest: str, tmp_path: Path) -> None:
     assert check.problems == [] and check.generation == 3
 
 
-class _FailAfter(StorageWrapper):
-    """Puts fail after ``n`` of them (an interrupted push)."""
+def _fail_after(n: int) -> Callable[[Storage], Storage]:
+    """Uploads of files fail after ``n`` of them (an interrupted push)."""
+    counter = itertools.count()
 
-    def __init__(self, inner: object, n: int) -> None:
-        super().__init__(inner)  # type: ignore[arg-type]
-        self.left = n
+    def wrap(store: Storage) -> Storage:
+        faulty = FaultyStorage(store)
+        faulty.fail(
+            "put_object",
+            lambda name: not name.startswith(".cairn-mirror") and next(counter) >= n,
+            transient=False,
+        )
+        return faulty
 
-    @property
-    def objects(self) -> ObjectStore:
-        inner: ObjectStore = self.inner.objects  # type: ignore[attr-defined]
-        outer = self
-
-        class Objects:
-            def __getattr__(self, name: str) -> object:
-                return getattr(inner, name)
-
-            def put(self, name: str, data: object, **kw: object) -> str:
-                if not name.startswith(".cairn-mirror"):
-                    if outer.left <= 0:
-                        raise StorageError(f"{name}: connection reset (injected)")
-                    outer.left -= 1
-                return inner.put(name, data, **kw)  # type: ignore[arg-type]
-
-        return Objects()  # type: ignore[return-value]
+    return wrap
 
 
 def test_an_interrupted_push_resumes_without_sending_again(tmp_path: Path) -> None:
@@ -237,7 +218,7 @@ def test_an_interrupted_push_resumes_without_sending_again(tmp_path: Path) -> No
     src.mkdir()
     for i in range(10):
         (src / f"f{i}").write_bytes(os.urandom(1000) + bytes([i]))
-    hooks = StackHooks(wrappers=(lambda s: _FailAfter(s, 6),))
+    hooks = StackHooks(wrappers=(_fail_after(6),))
     with stack_hooks(hooks), pytest.raises(StorageError):
         app.push_mirror(
             replace(_spec(url), store=StoreOptions(retries=1, connections=1)),
@@ -255,7 +236,7 @@ def test_checkpoints_commit_during_a_long_push(tmp_path: Path) -> None:
     (src / "d").mkdir(parents=True)
     for i in range(6):
         (src / "d" / f"f{i}").write_bytes(os.urandom(50_000))
-    hooks = StackHooks(wrappers=(lambda s: _FailAfter(s, 4),))
+    hooks = StackHooks(wrappers=(_fail_after(4),))
     with stack_hooks(hooks), pytest.raises(StorageError):
         app.push_mirror(
             replace(_spec(url), store=StoreOptions(retries=1, connections=1)),

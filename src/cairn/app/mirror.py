@@ -20,7 +20,7 @@ from cairn.app.cachedirs import cache_base
 from cairn.app.context import StoreOptions, backend_for, wrap_backend
 from cairn.app.cost import priced, pricing
 from cairn.core import clock
-from cairn.core.errors import UsageError
+from cairn.core.errors import RepositoryError, UsageError
 from cairn.core.urls import OBJECT_STORE, store_kind
 from cairn.ops.cost.bill import request_cost, storage_month
 from cairn.ops.mirror.keys import object_key
@@ -107,7 +107,7 @@ def init(spec: MirrorSpec) -> tuple[Marker, dict[str, int]]:
     }
     data = json.dumps(doc, sort_keys=True).encode()
     if not opened.objects.create(MARKER, data):
-        raise UsageError(f"{opened.store.describe()} is a mirror already")
+        raise RepositoryError(f"{opened.store.describe()} is a mirror already")
     return marker, opened.meter.snapshot().as_dict()
 
 
@@ -147,6 +147,11 @@ def push_mirror(spec: MirrorSpec, request: PushRequest) -> PushOutcome:
         raise UsageError(f"{spec.url} lies inside the directory it would mirror")
     marker = read_marker(opened.store)
     path = state_path(spec, marker, root) if spec.use_cache else None
+    if path is not None:
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"cannot use cache directory {path.parent}: {e.strerror}") from None
     with MirrorState(path or Path(":memory:")) as state:
         pieces = CachedPieces(opened.store, path.with_suffix(".pieces") if path else None)
         opts = PushOptions(
