@@ -21,6 +21,7 @@ host, for the threads that read at once) with connect and read timeouts.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from urllib.parse import quote, urlsplit
 
@@ -34,6 +35,7 @@ from cairn.storage.base import Content, read_into_by_read
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _REDIRECTS = 5
+_SKIP = 1 << 20
 
 
 class HttpStorage:
@@ -67,6 +69,7 @@ class HttpStorage:
             headers={"User-Agent": "cairn", "Accept-Encoding": "identity"},
         )
         self._answered = False  # whether the host has answered in this store's lifetime
+        self._local = threading.local()  # a thread's parked stream (``_from_stream``)
 
     def describe(self) -> str:
         return self.base
@@ -84,22 +87,80 @@ class HttpStorage:
             self.stat(name)  # a missing object is still missing
             return b""
         url = self.url(name)
+        parked = self._unpark(name, offset)
+        if parked is not None:
+            return self._from_stream(url, name, parked, offset, 0, length)
         headers = {}
         if offset or length is not None:
             end = "" if length is None else str(offset + length - 1)
             headers["Range"] = f"bytes={offset}-{end}"
-        response = self._request("GET", url, name, headers)
+        response = self._request("GET", url, name, headers, preload=False)
         status = response.status
+        if status == 200:  # the whole object: a server that ignores ranges
+            return self._from_stream(url, name, response, offset, offset, length)
+        try:
+            data = self._body(url, response)
+        finally:
+            response.release_conn()
         if status == 416:  # the range starts at or past the end
             return b""
-        data = response.data
-        if status == 206:
-            got = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
-            if got is None or int(got.group(1)) != offset:
-                raise StorageError(f"{url}: the server answered another range than asked")
-            return data if length is None else data[:length]
-        # 200: the whole object (a server that ignores ranges)
-        return data[offset:] if length is None else data[offset : offset + length]
+        got = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
+        if got is None or int(got.group(1)) != offset:
+            raise StorageError(f"{url}: the server answered another range than asked")
+        return data if length is None else data[:length]
+
+    def _from_stream(
+        self,
+        url: str,
+        name: str,
+        response: urllib3.BaseHTTPResponse,
+        offset: int,
+        skip: int,
+        length: int | None,
+    ) -> bytes:
+        """``length`` bytes (None: all) of a whole object's body after ``skip`` bytes. What
+        is left is kept open for this thread's next read at the offset that follows: a file
+        read in order from a server that ignores ranges is downloaded once, not once per
+        read."""
+        try:
+            while skip:
+                skipped = len(response.read(min(skip, _SKIP)))
+                if not skipped:
+                    return b""
+                skip -= skipped
+            data = response.read() if length is None else response.read(length)
+        except urllib3.exceptions.HTTPError as e:
+            _discard(response)
+            raise self._failed(url, e) from None
+        if length is None or len(data) < length:
+            response.release_conn()
+        else:
+            self._park(name, offset + len(data), response)
+        return data
+
+    def _park(self, name: str, offset: int, response: urllib3.BaseHTTPResponse) -> None:
+        self._unpark("", -1)
+        self._local.parked = (name, offset, response)
+
+    def _unpark(self, name: str, offset: int) -> urllib3.BaseHTTPResponse | None:
+        """The stream parked for ``name`` at ``offset``, if this thread has it; a stream
+        parked at another place is dropped."""
+        parked = getattr(self._local, "parked", None)
+        if parked is None:
+            return None
+        self._local.parked = None
+        if parked[:2] == (name, offset):
+            response: urllib3.BaseHTTPResponse = parked[2]
+            return response
+        _discard(parked[2])
+        return None
+
+    def _body(self, url: str, response: urllib3.BaseHTTPResponse) -> bytes:
+        try:
+            return response.read()
+        except urllib3.exceptions.HTTPError as e:
+            _discard(response)
+            raise self._failed(url, e) from None
 
     def read_into(self, name: str, offset: int, out: memoryview) -> int:
         return read_into_by_read(self, name, offset, out)
@@ -107,21 +168,15 @@ class HttpStorage:
     def stat(self, name: str) -> int:
         url = self.url(name)
         response = self._request("HEAD", url, name, {}, missing_ok_methods=True)
-        if response.status in (405, 501):  # no HEAD here: the first byte tells the size
-            response = self._request("GET", url, name, {"Range": "bytes=0-0"})
+        if response.status in (405, 501):  # no HEAD here: a GET of the first byte
+            response = self._request("GET", url, name, {"Range": "bytes=0-0"}, preload=False)
+            _discard(response)  # one byte at most is left unread, or a whole object
+            if response.status == 416:
+                return 0  # an empty object has no first byte
             if response.status == 206:
                 got = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
-                if got is not None and got.group(3) != "*":
-                    return int(got.group(3))
-            elif response.status == 416:
-                return 0  # an empty object has no first byte
-            else:
-                return len(response.data)
-            raise StorageError(f"{url}: the server gives no size")
-        size = response.headers.get("Content-Length")
-        if size is None or not size.isdigit():
-            raise StorageError(f"{url}: the server gives no size")
-        return int(size)
+                return _size(url, got.group(3) if got is not None else None)
+        return _size(url, response.headers.get("Content-Length"))
 
     # ------------------------------------------------------------------ no writes, no listing
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:
@@ -142,12 +197,14 @@ class HttpStorage:
         headers: dict[str, str],
         *,
         missing_ok_methods: bool = False,
+        preload: bool = True,
     ) -> urllib3.BaseHTTPResponse:
-        """One request, its body read; raises the store's errors for anything but 200, 206,
-        416 (and 405/501 for ``missing_ok_methods``: a server without HEAD)."""
+        """One request, its body read unless not ``preload``; raises the store's errors for
+        anything but 200, 206, 416 (and 405/501 for ``missing_ok_methods``: a server without
+        HEAD)."""
         try:
             response = self._pool.request(
-                method, url, headers=headers, preload_content=True, decode_content=False
+                method, url, headers=headers, preload_content=preload, decode_content=False
             )
         except urllib3.exceptions.HTTPError as e:
             raise self._failed(url, e) from None
@@ -155,6 +212,8 @@ class HttpStorage:
         status = response.status
         if status in (200, 206, 416) or (missing_ok_methods and status in (405, 501)):
             return response
+        if not preload:
+            _discard(response)
         if status in (404, 410):
             raise ObjectMissing(name)
         reason = f"HTTP {status} {response.reason or ''}".rstrip()
@@ -178,3 +237,16 @@ class HttpStorage:
         if isinstance(cause, urllib3.exceptions.NewConnectionError) and not self._answered:
             return StorageError(f"{url}: cannot connect: {text}")
         return TransientStorageError(f"{url}: {text}")
+
+
+def _discard(response: urllib3.BaseHTTPResponse) -> None:
+    """Drops a response whose body is not read to its end: its connection is closed, not
+    reused with the rest of a body pending."""
+    response.close()
+    response.release_conn()
+
+
+def _size(url: str, text: str | None) -> int:
+    if text is None or not text.isdigit():
+        raise StorageError(f"{url}: the server gives no size")
+    return int(text)

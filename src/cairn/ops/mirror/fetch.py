@@ -76,7 +76,11 @@ class Fetcher:
         try:
             fd = self.target.open_file(pfd, name)
         except PermissionError:
-            return None  # unreadable to this user (mode 000): replaced
+            # one of this user's files it may not read (mode 000): kept if nothing but its
+            # content could differ, else replaced
+            if self.checksum or node.xattrs or stat.S_IMODE(st.st_mode) != node.mode:
+                return None
+            return []
         try:
             if self.checksum and hash_local(fd) != entry.hash:
                 return None

@@ -51,6 +51,10 @@ class NothingCommitted(RepositoryError):
     """A mirror that has no generation yet: there is nothing to pull."""
 
 
+class BadDestination(CairnError):
+    """A destination that cannot be made or opened as a directory."""
+
+
 @dataclass
 class PullResult:
     generation: int
@@ -93,7 +97,11 @@ def pull(
     entries = load_manifest(store, head)
     include = include or PatternList([])
     chosen = select(entries, include)
-    target = Target(dest)
+    try:
+        target = Target(dest)
+    except OSError as e:
+        shown = os.fsdecode(dest)
+        raise BadDestination(f"cannot pull into {shown}: {e.strerror or e}") from None
     try:
         run = _Pull(store, target, chosen, progress or NullProgress(), PullResult(head.generation))
         if delete:
