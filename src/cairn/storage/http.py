@@ -5,8 +5,12 @@ front of a mirror (docs/mirror.md §6), read without credentials.
   characters and ``/``), so a key with ``?``, ``#``, ``%``, ``+`` or spaces reaches the object of
   that very name.
 - ``read`` asks for its range with a ``Range`` header; a server that ignores it (200 and the
-  whole body) still gives the right bytes, sliced here. ``stat`` is a HEAD, or a GET of the
+  whole body) still gives the right bytes, skipped to and cut here, and the rest of that body
+  is kept open for the thread's next read where this one ended: an object read in order from
+  such a server is downloaded once, not once per read. ``stat`` is a HEAD, or a GET of the
   first byte where a server refuses HEAD.
+- Bodies are taken as sent (``Accept-Encoding: identity``, nothing decoded): what is read is
+  the object's bytes, which a mirror's reader checks against their hash.
 - There is no listing over plain HTTP: ``list`` fails, as do ``write`` and ``delete``.
 - Errors are one-line StorageErrors naming the URL; a 404 is ObjectMissing. Server errors,
   throttling (429) and lost connections are TransientStorageError, which the retry wrapper of
