@@ -266,8 +266,14 @@ def test_a_pull_by_a_user_without_privileges(unprivileged_base: Path) -> None:
     assert {(out / p).lstat().st_uid for p in ("a", "ro", "link")} == {
         NOBODY if IS_ROOT else os.geteuid()
     }
+    write(out / "gone" / "f", b"not in the mirror")
+    os.chmod(out / "gone", 0o500)  # the user's own, read-only: removed all the same
+    if IS_ROOT:
+        for p in (out / "gone", out / "gone" / "f"):
+            os.chown(p, NOBODY, NOBODY)
     again = pull_as_anyone()
     assert (again["downloaded"], again["kept"], again["errors"]) == (0, 5, devices)
+    assert again["removed"] == 2 and not (out / "gone").exists()
 
 
 # ---------------------------------------------------------------------------- refusals

@@ -172,48 +172,48 @@ def remove_tree(parent_fd: int, name: bytes) -> int:
         os.unlink(name, dir_fd=parent_fd)
         return 1
     removed = 0
-    # (the directory's descriptor, its parent's, its name); a parent stays open below its child
-    stack = [(_open_dir(parent_fd, name), parent_fd, name)]
+    # per directory being emptied: its descriptor, its parent's, its name, the names left in
+    # it; a parent stays open below its child
+    stack = [(*_open_listed(parent_fd, name), parent_fd, name)]
     try:
         while stack:
-            fd, up, dname = stack[-1]
-            child = _clear_files(fd)
-            removed += child[0]
-            if child[1] is not None:
-                stack.append((_open_dir(fd, child[1]), fd, child[1]))
-                continue
-            stack.pop()
-            os.close(fd)
-            os.rmdir(dname, dir_fd=up)
-            removed += 1
+            fd, left, up, dname = stack[-1]
+            while left:
+                child = left.pop()
+                if stat.S_ISDIR(os.stat(child, dir_fd=fd, follow_symlinks=False).st_mode):
+                    stack.append((*_open_listed(fd, child), fd, child))
+                    break
+                os.unlink(child, dir_fd=fd)
+                removed += 1
+            else:
+                stack.pop()
+                os.close(fd)
+                os.rmdir(dname, dir_fd=up)
+                removed += 1
     finally:
-        for fd, _up, _name in stack:
+        for fd, _left, _up, _name in stack:
             os.close(fd)
     return removed
 
 
-def _open_dir(parent_fd: int, name: bytes) -> int:
+def _open_listed(parent_fd: int, name: bytes) -> tuple[int, list[bytes]]:
+    """A directory to empty, open, and its names; made writable and searchable first if it
+    is one of this user's own that is not."""
     try:
-        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
     except PermissionError:
-        # one of this user's own directories without search or write permission
         pfd = os.open(name, _PATH_FLAGS, dir_fd=parent_fd)
         try:
             os.chmod(f"/proc/self/fd/{pfd}", 0o700)
         finally:
             os.close(pfd)
-        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-
-
-def _clear_files(fd: int) -> tuple[int, bytes | None]:
-    """Unlinks the non-directories of the directory ``fd``: their count, and a directory left
-    in it (None when it is empty)."""
-    removed = 0
-    with os.scandir(fd) as it:
-        names = [os.fsencode(e.name) for e in it]
-    for name in names:
-        if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
-            return removed, name
-        os.unlink(name, dir_fd=fd)
-        removed += 1
-    return removed, None
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o700 != 0o700:
+            os.fchmod(fd, mode | 0o700)
+        with os.scandir(fd) as it:
+            return fd, [os.fsencode(e.name) for e in it]
+    except BaseException:
+        os.close(fd)
+        raise
