@@ -29,6 +29,7 @@ class Server(ThreadingHTTPServer):
         self.ignore_range = False
         self.no_head = False
         self.fail_next = 0  # requests still to answer with 503
+        self.status: dict[bytes, int] = {}  # path -> the status it is answered with, no body
         self.requests: list[tuple[str, bytes, str | None]] = []  # (method, path, Range)
         self.lock = threading.Lock()
 
@@ -63,6 +64,9 @@ class _Handler(BaseHTTPRequestHandler):
             if server.fail_next:
                 server.fail_next -= 1
                 self._answer(503, b"busy\n")
+                return
+            if path in server.status:
+                self._answer(server.status[path], b"")
                 return
         parts = [p for p in path.split(b"/") if p]
         if any(p in (b".", b"..") for p in parts):

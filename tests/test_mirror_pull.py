@@ -513,10 +513,20 @@ def test_the_http_store_reads_ranges_of_any_key(mirror_dir: Path, server: Server
 
 def test_the_http_store_refuses_what_it_cannot_do(server: Server) -> None:
     store = HttpStorage(server.url)
-    with pytest.raises(ObjectMissing):
-        store.read("missing")
+    with pytest.raises(ObjectMissing, match=rf"^{server.url}/dir/missing: no such object"):
+        store.read("dir/missing")
     with pytest.raises(ObjectMissing):
         store.stat("missing")
+    server.status[b"/private"] = 403
+    with pytest.raises(StorageError, match=rf"^{server.url}/private: access denied") as e:
+        store.read("private")
+    assert not isinstance(e.value, TransientStorageError)
+    server.status[b"/teapot"] = 418
+    with pytest.raises(StorageError, match=rf"^{server.url}/teapot: HTTP 418"):
+        store.stat("teapot")
+    server.status[b"/broken"] = 500
+    with pytest.raises(TransientStorageError, match=rf"^{server.url}/broken: HTTP 500"):
+        store.read("broken", 5, 5)
     with pytest.raises(StorageError, match="read-only"):
         store.write("x", b"data")
     with pytest.raises(StorageError, match="read-only"):

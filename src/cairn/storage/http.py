@@ -219,7 +219,9 @@ class HttpStorage:
         if not preload:
             _discard(response)
         if status in (404, 410):
-            raise ObjectMissing(name)
+            missing = ObjectMissing(name)
+            missing.args = (f"{url}: no such object (HTTP {status})",)
+            raise missing
         reason = f"HTTP {status} {response.reason or ''}".rstrip()
         if status in _TRANSIENT_STATUS or status >= 500:
             raise TransientStorageError(f"{url}: {reason}")
