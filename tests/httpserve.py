@@ -50,12 +50,12 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.no_head:
             self._answer(405, b"")
             return
-        self._serve(head=True)
+        self._serve()
 
     def do_GET(self) -> None:
-        self._serve(head=False)
+        self._serve()
 
-    def _serve(self, head: bool) -> None:
+    def _serve(self) -> None:
         path = unquote_to_bytes(urlsplit(self.path).path)
         wanted = self.headers.get("Range")
         server = self.server
@@ -81,7 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         match = _RANGE.fullmatch(wanted or "")
         if match is None or server.ignore_range:
-            self._answer(200, data, head=head)
+            self._answer(200, data)
             return
         start = int(match.group(1))
         end = int(match.group(2)) if match.group(2) else len(data) - 1
@@ -90,18 +90,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         end = min(end, len(data) - 1)
         extra = {"Content-Range": f"bytes {start}-{end}/{len(data)}"}
-        self._answer(206, data[start : end + 1], head=head, extra=extra)
+        self._answer(206, data[start : end + 1], extra=extra)
 
-    def _answer(
-        self, status: int, body: bytes, head: bool = False, extra: dict[str, str] | None = None
-    ) -> None:
+    def _answer(self, status: int, body: bytes, extra: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Content-Type", "application/octet-stream")
         for k, v in (extra or {}).items():
             self.send_header(k, v)
         self.end_headers()
-        if not head:
+        if self.command != "HEAD":  # a HEAD's answer has the length of a body, but none
             self.wfile.write(body)
 
 

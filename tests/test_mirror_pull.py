@@ -334,6 +334,18 @@ def test_a_destination_that_is_a_file_is_refused(
         pull(reader(), os.fsencode(tmp_path / "out"))
 
 
+def test_a_mirror_is_never_pulled_into_a_mirror(
+    tmp_path: Path, maker: MirrorMaker, mirror_dir: Path, reader: Callable[[], Storage]
+) -> None:
+    src = tmp_path / "src"
+    small_tree(src)
+    maker.push(src)
+    before = describe(mirror_dir, atime=False)  # the pull reads the mirror, as it must
+    with pytest.raises(BadDestination, match="holds a mirror itself"):
+        pull(reader(), os.fsencode(mirror_dir), delete=True)
+    assert describe(mirror_dir, atime=False) == before
+
+
 def test_a_mirror_without_generation_has_nothing_to_pull(
     tmp_path: Path, maker: MirrorMaker, reader: Callable[[], Storage]
 ) -> None:

@@ -41,7 +41,7 @@ from cairn.ops.mirror.localfs import (
     temp_name,
 )
 from cairn.ops.mirror.manifest import Entry
-from cairn.ops.mirror.reader import load_manifest, newest_head, read_marker
+from cairn.ops.mirror.reader import MARKER, load_manifest, newest_head, read_marker
 from cairn.ops.progress import NullProgress, Progress
 from cairn.ops.safefs import Target
 from cairn.storage.base import Storage
@@ -103,6 +103,9 @@ def pull(
         shown = os.fsdecode(dest)
         raise BadDestination(f"cannot pull into {shown}: {e.strerror or e}") from None
     try:
+        if _holds_a_mirror(target):
+            shown = os.fsdecode(dest)
+            raise BadDestination(f"{shown} holds a mirror itself; pull into another directory")
         run = _Pull(store, target, chosen, progress or NullProgress(), PullResult(head.generation))
         if delete:
             run.remove_extra(entries, include)
@@ -110,6 +113,16 @@ def pull(
         return run.result
     finally:
         target.close()
+
+
+def _holds_a_mirror(target: Target) -> bool:
+    """Whether the destination is a mirror's own directory (a local-directory mirror), which a
+    pull would overwrite, or with ``delete`` remove."""
+    try:
+        st = os.stat(MARKER, dir_fd=target.fd, follow_symlinks=False)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode)
 
 
 def select(entries: dict[bytes, Entry], include: PatternList) -> dict[bytes, Entry]:
