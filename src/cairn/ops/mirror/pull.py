@@ -171,7 +171,7 @@ class _Pull:
                 fd = self.target.open_dir(rel.split(b"/") if rel else ())
             except OSError as e:
                 if e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
-                    self.error(rel, e)
+                    self.error(rel or b".", e)
                 continue  # not there (yet), or not a directory: nothing below it to remove
             try:
                 for name, is_dir in _listing(fd):
