@@ -16,7 +16,13 @@ from cairn.app import mirror as app
 from cairn.app.context import StackHooks, StoreOptions, stack_hooks
 from cairn.core.errors import StorageError
 from cairn.ops.mirror.keys import object_key
-from cairn.ops.mirror.reader import NotAMirror, head_path, load_manifest, newest_head
+from cairn.ops.mirror.reader import (
+    NotAMirror,
+    head_path,
+    load_manifest,
+    newest_head,
+    read_marker,
+)
 from cairn.storage.base import Storage
 from cairn.storage.faulty import FaultyStorage
 
@@ -47,7 +53,7 @@ def _manifest(url: str) -> dict[bytes, object]:
 
 def _object(url: str, path: bytes) -> bytes:
     opened = app.open_store(_spec(url))
-    return opened.store.read(object_key(path, opened.prefix_len))
+    return opened.store.read(object_key(path, read_marker(opened.store).prefix_bytes))
 
 
 def _requests(usage: dict[str, int]) -> int:

@@ -5,7 +5,6 @@ directory, and prices a planned push at the tables `cairn cost` uses."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import secrets
@@ -23,13 +22,15 @@ from cairn.core import clock
 from cairn.core.errors import RepositoryError, UsageError
 from cairn.core.urls import OBJECT_STORE, store_kind
 from cairn.ops.cost.bill import request_cost, storage_month
-from cairn.ops.mirror.keys import object_key
+from cairn.ops.filter_patterns import PatternList
 from cairn.ops.mirror.piececache import CachedPieces
+from cairn.ops.mirror.pull import PullResult, pull
 from cairn.ops.mirror.push import PushOptions, PushResult, push
 from cairn.ops.mirror.reader import MARKER, Marker, read_marker
 from cairn.ops.mirror.state import MirrorState
 from cairn.ops.mirror.verify import VerifyResult, verify
 from cairn.storage.base import Storage
+from cairn.storage.http import HttpStorage
 from cairn.storage.local import LocalStorage
 from cairn.storage.metered import MeteredStorage
 from cairn.storage.objects import ObjectStore
@@ -37,10 +38,14 @@ from cairn.storage.s3config import S3Location
 
 __all__ = [
     "MirrorSpec",
+    "PullOutcome",
+    "PullRequest",
+    "PullResult",
     "PushOutcome",
     "PushRequest",
     "PushResult",
     "init",
+    "pull_mirror",
     "push_mirror",
     "status",
     "verify_mirror",
@@ -62,7 +67,6 @@ class Opened:
     store: Storage
     objects: ObjectStore
     meter: MeteredStorage
-    prefix_len: int
     local_root: Path | None
 
 
@@ -73,17 +77,30 @@ def is_http(url: str) -> bool:
 def open_store(spec: MirrorSpec) -> Opened:
     """The store a mirror URL names, wrapped as a repository's store is."""
     if is_http(spec.url):
-        raise UsageError(f"{spec.url}: a plain HTTP mirror can only be pulled from")
+        raise UsageError(f"{spec.url}: a mirror over plain HTTP can only be pulled from")
     backend = backend_for(spec.url, spec.store)
     store, meter = wrap_backend(backend, spec.store)
-    objects = store.objects  # type: ignore[attr-defined]
+    objects = store.objects
     if objects is None:  # pragma: no cover - every backend has it
         raise UsageError(f"{spec.url}: this store cannot hold a mirror")
-    prefix_len = 0
-    if store_kind(spec.url) == OBJECT_STORE:
-        prefix_len = len(S3Location.parse(spec.url).prefix.encode())
     root = backend.root if isinstance(backend, LocalStorage) else None
-    return Opened(store, objects, meter, prefix_len, root)
+    return Opened(store, objects, meter, root)
+
+
+def open_source(spec: MirrorSpec) -> tuple[Storage, MeteredStorage]:
+    """The store a pull reads: any mirror URL, or a plain http(s):// base URL (GETs only)."""
+    if is_http(spec.url):
+        backend: Storage = HttpStorage(spec.url.rstrip("/"))
+    else:
+        backend = backend_for(spec.url, spec.store)
+    return wrap_backend(backend, spec.store)
+
+
+def prefix_bytes(url: str) -> int:
+    """The length of the bucket prefix of a mirror URL, without its trailing '/' (§2)."""
+    if store_kind(url) != OBJECT_STORE:
+        return 0
+    return len(S3Location.parse(url).prefix.rstrip("/").encode())
 
 
 def init(spec: MirrorSpec) -> tuple[Marker, dict[str, int]]:
@@ -104,6 +121,7 @@ def init(spec: MirrorSpec) -> tuple[Marker, dict[str, int]]:
         "id": marker.id,
         "created": marker.created,
         "encryption": None,
+        "prefix-bytes": prefix_bytes(spec.url),
     }
     data = json.dumps(doc, sort_keys=True).encode()
     if not opened.objects.create(MARKER, data):
@@ -163,7 +181,7 @@ def push_mirror(spec: MirrorSpec, request: PushRequest) -> PushOutcome:
             delete=request.delete,
             keep_deleted_days=request.keep_deleted_days,
             cold=bool(spec.store.s3.storage_class),
-            prefix_len=opened.prefix_len,
+            prefix_len=marker.prefix_bytes,
             checkpoint_bytes=request.checkpoint_bytes,
             checkpoint_seconds=request.checkpoint_seconds,
             dry_run=request.dry_run,
@@ -224,31 +242,46 @@ class VerifyOutcome:
 
 def verify_mirror(spec: MirrorSpec, read_data: bool, workers: int = 8) -> VerifyOutcome:
     opened = open_store(spec)
-    read_marker(opened.store)
+    marker = read_marker(opened.store)
     result = verify(
         opened.store,
         opened.objects,
-        prefix_len=opened.prefix_len,
+        prefix_len=marker.prefix_bytes,
         read_data=read_data,
         workers=workers,
     )
     return VerifyOutcome(result, opened.meter.snapshot().as_dict())
 
 
-def key_of(spec: MirrorSpec, path: bytes) -> str:
-    """The object key of a mirrored path (for messages and tests)."""
-    prefix_len = (
-        len(S3Location.parse(spec.url).prefix.encode())
-        if store_kind(spec.url) == OBJECT_STORE
-        else 0
+@dataclass
+class PullRequest:
+    dest: str
+    delete: bool = False
+    include: list[str] = field(default_factory=list)
+    checksum: bool = False
+    workers: int = 8
+
+
+@dataclass
+class PullOutcome:
+    result: PullResult
+    usage: dict[str, int]
+
+
+def pull_mirror(spec: MirrorSpec, request: PullRequest) -> PullOutcome:
+    """Makes the directory ``request.dest`` equal to the mirror's newest generation."""
+    include = PatternList(request.include)
+    store, meter = open_source(spec)
+    dest = os.fsencode(os.path.abspath(request.dest))
+    result = pull(
+        store,
+        dest,
+        delete=request.delete,
+        include=include,
+        checksum=request.checksum,
+        workers=request.workers,
     )
-    return object_key(path, prefix_len)
-
-
-def http_store(url: str) -> Storage:
-    """A read-only store over plain HTTP GETs (for pulls)."""
-    http = importlib.import_module("cairn.storage.http")
-    return http.HttpStore(url)  # type: ignore[no-any-return]
+    return PullOutcome(result, meter.snapshot().as_dict())
 
 
 def status(spec: MirrorSpec, request: PushRequest) -> PushOutcome:

@@ -176,6 +176,8 @@ def _report_push(out: Output, outcome: app.PushOutcome, verbose: int, dry_run: b
             out.line(f"remove  {printable(e.path)}")
     for u in r.unreadable[:SHOWN]:
         out.warning(f"{printable(u.path)}: {u.error}")
+    if len(r.unreadable) > SHOWN:
+        out.warning(f"... and {len(r.unreadable) - SHOWN} more")
     if dry_run:
         copies = len(plan.copy) + len(plan.copy_after)
         out.line(
@@ -200,6 +202,62 @@ def _report_push(out: Output, outcome: app.PushOutcome, verbose: int, dry_run: b
         )
     if r.unreadable:
         out.warning(f"{len(r.unreadable)} files could not be pushed as they are (exit {code})")
+    out.line(store_line(outcome.usage))
+    return code
+
+
+@command.command("pull", cls=CairnCommand)
+@store_options
+@click.argument("source", metavar="SRC")
+@click.argument("dest")
+@click.option("--delete", is_flag=True, help="Remove what DEST holds and the mirror does not.")
+@click.option(
+    "-i",
+    "--include",
+    "includes",
+    multiple=True,
+    metavar="PATTERN",
+    help="Pull only matching paths (and the directories above them).",
+)
+@click.option("--checksum", is_flag=True, help="Hash local files rather than trust size and time.")
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Downloads at once."
+)
+def pull_command(
+    store: StoreOptions,
+    cache_dir: str | None,
+    use_cache: bool,
+    out: Output,
+    source: str,
+    dest: str,
+    delete: bool,
+    includes: tuple[str, ...],
+    checksum: bool,
+    workers: int,
+) -> int:
+    """Make the directory DEST equal to the mirror SRC (any mirror URL, or a plain
+    http:// or https:// URL of a public bucket, a bucket website or a CDN in front of it)."""
+    request = app.PullRequest(
+        dest=dest, delete=delete, include=list(includes), checksum=checksum, workers=workers
+    )
+    outcome = app.pull_mirror(_spec(source, store, cache_dir, use_cache), request)
+    r = outcome.result
+    code = EXIT_PARTIAL if r.errors else EXIT_OK
+    if out.json_mode:
+        doc = r.as_dict()
+        doc["errors"] = [{"path": printable(p), "error": m} for p, m in r.errors]
+        doc["store"] = outcome.usage
+        out.json(doc)
+        return code
+    for path, problem in r.errors[:SHOWN]:
+        out.warning(f"{printable(path)}: {problem}")
+    if len(r.errors) > SHOWN:
+        out.warning(f"... and {len(r.errors) - SHOWN} more")
+    out.line(
+        f"generation {r.generation}: downloaded {r.downloaded} files ({format_bytes(r.bytes)}), "
+        f"kept {r.kept}, linked {r.linked}, removed {r.removed}"
+        + (f"; {len(r.errors)} errors (exit {code})" if r.errors else "")
+    )
     out.line(store_line(outcome.usage))
     return code
 

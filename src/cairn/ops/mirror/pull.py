@@ -81,16 +81,18 @@ def pull(
     include: PatternList | None = None,
     checksum: bool = False,
     workers: int = 4,
-    prefix_len: int = 0,
+    prefix_len: int | None = None,
     progress: Progress | None = None,
 ) -> PullResult:
     """Makes ``dest`` (created if missing) equal to the newest generation of the mirror in
     ``store``, or its part ``include`` selects. ``prefix_len``: the length in bytes of the
-    bucket prefix the mirror lives under (object keys depend on it, docs/mirror.md §3).
+    bucket prefix object keys were made for (docs/mirror.md §3); None: the marker's.
     ``checksum``: a local file of the right size and time is read and hashed, not trusted.
     Raises for a store that is no mirror or whose manifest fails its checks; a problem with
     one entry is in the result's ``errors``."""
-    read_marker(store)
+    marker = read_marker(store)
+    if prefix_len is None:
+        prefix_len = marker.prefix_bytes
     head = newest_head(store)
     if head is None:
         raise NothingCommitted(f"{store.describe()}: the mirror has no generation yet")

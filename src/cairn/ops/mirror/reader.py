@@ -40,6 +40,7 @@ class Marker:
     id: str
     created: str
     encryption: object
+    prefix_bytes: int = 0  # the bucket prefix's length the keys of §3 were made for
 
 
 def head_path(generation: int) -> str:
@@ -67,7 +68,10 @@ def read_marker(store: Storage) -> Marker:
         raise NotAMirror(f"{store.describe()}: unknown encryption {doc.get('encryption')!r}")
     if type(doc.get("id")) is not str or type(doc.get("created")) is not str:
         raise NotAMirror(f"{store.describe()}: {MARKER} lacks its id or date")
-    return Marker(doc["id"], doc["created"], doc["encryption"])
+    prefix = doc.get("prefix-bytes", 0)
+    if type(prefix) is not int or not 0 <= prefix < 1024:
+        raise NotAMirror(f"{store.describe()}: {MARKER} has a bad prefix-bytes")
+    return Marker(doc["id"], doc["created"], doc["encryption"], prefix)
 
 
 def read_head(store: Storage, generation: int) -> Head | None:
