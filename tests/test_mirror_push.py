@@ -331,3 +331,33 @@ def test_the_latest_hint_lags_a_little_and_readers_find_the_newest(
     hint = int(opened.store.read(".cairn-mirror/latest"))
     assert 7 - 4 < hint <= 7
     opened.store.stat(head_path(7))
+
+
+def test_an_interrupted_large_file_resumes_from_its_last_part(tmp_path: Path, s3_url: str) -> None:
+    app.init(app.MirrorSpec(s3_url))
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(70 << 20))  # 5 parts of 16 MiB
+    parts = itertools.count()
+    calls: list[FaultyStorage] = []
+
+    def wrap(store: Storage) -> Storage:
+        faulty = FaultyStorage(store)
+        faulty.fail("upload_part", lambda _name: next(parts) >= 2, transient=False)
+        calls.append(faulty)
+        return faulty
+
+    with stack_hooks(StackHooks(wrappers=(wrap,))), pytest.raises(StorageError):
+        _push(s3_url, src)
+    assert sum(f.calls["upload_part"] for f in calls) == 3  # two sent, the third refused
+    counting: list[FaultyStorage] = []
+
+    def count(store: Storage) -> Storage:
+        counting.append(FaultyStorage(store))
+        return counting[-1]
+
+    with stack_hooks(StackHooks(wrappers=(count,))):
+        out = _push(s3_url, src)
+    assert counting[0].calls["upload_part"] == 3 and counting[0].calls["start_upload"] == 0
+    assert out.result.uploaded == 1
+    assert _object(s3_url, b"big.bin") == (src / "big.bin").read_bytes()
