@@ -227,6 +227,23 @@ def test_a_store_that_ignores_conditional_writes_is_refused(s3_url):
     assert store.objects.head("heads/1") is None
 
 
+def test_a_copy_over_5_gib_is_a_clear_error(s3_url):
+    """(As AWS answers one: the test server copies objects of any size.)"""
+    store = s3_backend(s3_url)
+    store.objects.put("huge", b"pretend", content_type="text/plain")
+
+    def too_large(request, **kwargs):  # type: ignore[no-untyped-def]
+        body = (
+            b"<Error><Code>InvalidRequest</Code><Message>The specified copy source is larger "
+            b"than the maximum allowable size for a copy source: 5368709120</Message></Error>"
+        )
+        return AWSResponse(request.url, 400, {"Content-Type": "application/xml"}, RawBody(body))
+
+    store.client.meta.events.register("before-send.s3.CopyObject", too_large)
+    with pytest.raises(StorageError, match=r"^huge: over 5 GiB.*copies in parts are not"):
+        store.objects.copy("huge", "trash/huge", content_type="text/plain")
+
+
 # ------------------------------------------------------------------ uploads in parts
 class Journal:
     """The uploads under way, as a push keeps them; ``stop_after`` parts, it interrupts."""

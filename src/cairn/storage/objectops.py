@@ -18,6 +18,7 @@ throw away the parts already sent); ``abort_stale`` drops what is never resumed.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from cairn.storage.base import Content, content_size, content_slice
@@ -109,7 +110,8 @@ def _resumable(
     for part in recorded:
         there = listed.get(part.number)
         if there is not None and there.etag == part.etag and there.size == part.size:
-            done[part.number] = part
+            # the checksum as the journal kept it: not every store lists it (SeaweedFS does not)
+            done[part.number] = replace(part, checksum=part.checksum or there.checksum)
     return upload_id, done
 
 

@@ -112,7 +112,8 @@ class Multipart:
 class UploadJournal(Protocol):
     """Where the caller keeps the multipart uploads under way, so that a later ``put`` of the
     same content resumes one. The caller must forget (``finished``) an upload whose content
-    changed: a resumed upload trusts the parts the journal lists."""
+    changed: a resumed upload trusts the parts the journal lists. It keeps each ``Part`` whole:
+    the completion needs the checksums, which not every store lists again."""
 
     def lookup(self, name: str) -> tuple[str, Sequence[Part]] | None: ...
 

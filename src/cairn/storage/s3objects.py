@@ -13,8 +13,9 @@
 - Uploads in parts: CreateMultipartUpload, UploadPart (each with its CRC32), ListParts,
   CompleteMultipartUpload, AbortMultipartUpload, ListMultipartUploads. Content of at least
   ``multipart_threshold`` bytes goes up in parts of ``multipart_chunksize`` (S3Options).
-- ETags are given as HTTP gives them, in double quotes, whatever the request: SeaweedFS
-  answers a CopyObject with an ETag without them, and a HEAD of the copy with them.
+- ETags (of objects and of parts) are given as HTTP gives them, in double quotes, whatever the
+  request: SeaweedFS answers a CopyObject with an ETag without them, and a HEAD of the copy
+  with them.
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ class S3Objects(ObjectOps):
                 if error_code(e) == "NoSuchUpload":
                     raise UploadMissing(name, upload_id) from None
                 raise
-        return Part(number, str(resp["ETag"]), content_size(data), resp.get("ChecksumCRC32"))
+        return Part(number, quoted(resp["ETag"]), content_size(data), resp.get("ChecksumCRC32"))
 
     def list_parts(self, name: str, upload_id: str) -> dict[int, Part] | None:
         paginator = self.client.get_paginator("list_parts")
@@ -155,7 +156,8 @@ class S3Objects(ObjectOps):
                 for page in paginator.paginate(**self._args(name, UploadId=upload_id)):
                     for p in page.get("Parts", []):
                         n = int(p["PartNumber"])
-                        parts[n] = Part(n, str(p["ETag"]), int(p["Size"]), p.get("ChecksumCRC32"))
+                        etag = quoted(p["ETag"])
+                        parts[n] = Part(n, etag, int(p["Size"]), p.get("ChecksumCRC32"))
             except botocore.exceptions.ClientError as e:
                 if error_code(e) in ("NoSuchUpload", "404", "NoSuchKey"):
                     return None
