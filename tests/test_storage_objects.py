@@ -480,3 +480,21 @@ def test_s3_objects_keep_their_bucket_and_prefix(s3_url, s3_env):
     client = s3_env.client()
     key = store.location.prefix + "x/y"
     assert client.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"z"
+
+
+def test_a_local_mirror_object_is_made_as_the_umask_allows(tmp_path):  # type: ignore[no-untyped-def]
+    (tmp_path / "store").mkdir()
+    store = LocalStorage(tmp_path / "store")
+    objects = store.objects
+    assert objects is not None
+    old = os.umask(0o022)
+    try:
+        objects.put("d/put", b"x", content_type="text/plain")
+        objects.copy("d/put", "d/copied", content_type="text/plain")
+        assert objects.create("d/created", b"y")
+        store.write("data/ab/private", b"z")  # a repository's object stays private
+    finally:
+        os.umask(old)
+    for name in ("put", "copied", "created"):
+        assert (tmp_path / "store" / "d" / name).stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "store" / "data" / "ab" / "private").stat().st_mode & 0o777 == 0o600

@@ -18,11 +18,12 @@ TMP_PREFIX = ".tmp-"
 _TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def write_temp(dir_fd: int, data: Content) -> tuple[str, os.stat_result]:
+def write_temp(dir_fd: int, data: Content, mode: int = 0o600) -> tuple[str, os.stat_result]:
     """A new fsynced temporary file in ``dir_fd`` holding ``data``: its name and status (which
-    the file keeps when it is linked or renamed into place)."""
+    the file keeps when it is linked or renamed into place). ``mode``: as os.open's (the
+    umask applies): a repository's objects are private, a mirror's are the user's files."""
     tmp = f"{TMP_PREFIX}{secrets.token_hex(8)}"
-    fd = os.open(tmp, _TMP_FLAGS, 0o600, dir_fd=dir_fd)
+    fd = os.open(tmp, _TMP_FLAGS, mode, dir_fd=dir_fd)
     try:
         for view in content_chunks(data):
             while view:
@@ -38,11 +39,11 @@ def write_temp(dir_fd: int, data: Content) -> tuple[str, os.stat_result]:
         os.close(fd)
 
 
-def copy_temp(dir_fd: int, src_fd: int) -> tuple[str, os.stat_result]:
+def copy_temp(dir_fd: int, src_fd: int, mode: int = 0o600) -> tuple[str, os.stat_result]:
     """As ``write_temp``, with the content of the open file ``src_fd`` (copied in the kernel
     where the filesystem can: ``copy_file_range``)."""
     tmp = f"{TMP_PREFIX}{secrets.token_hex(8)}"
-    fd = os.open(tmp, _TMP_FLAGS, 0o600, dir_fd=dir_fd)
+    fd = os.open(tmp, _TMP_FLAGS, mode, dir_fd=dir_fd)
     try:
         size = os.fstat(src_fd).st_size
         done = 0

@@ -9,6 +9,7 @@
   of its file, which ``head`` reads back identically: every rewrite is a new file (a new inode
   while the old one is still in place), so the ETag changes. It does not say what the content
   is: two objects with the same bytes have different ETags.
+- Objects are made as the umask allows (``OBJECT_MODE``), not private as a repository's.
 - Content is never uploaded in parts (``multipart`` is None): a file is written whole.
 """
 
@@ -29,6 +30,10 @@ from cairn.storage.objects import DEFAULT_TYPE, ObjectHead, Part, PendingUpload
 if TYPE_CHECKING:  # the store constructs its capability, and hands itself in
     from cairn.storage.local import LocalStorage
 
+# A mirror's objects are the user's files, which a web server in front of the directory may
+# serve: made with the umask's permissions, where a repository's objects are private (0600).
+OBJECT_MODE = 0o666
+
 
 def local_etag(st: os.stat_result) -> str:
     return f"{st.st_ino}-{st.st_mtime_ns}-{st.st_size}"
@@ -47,7 +52,7 @@ class LocalObjects(ObjectOps):
         try:
             dfd = self.store._open_dir(parts[:-1], create=True)
             try:
-                tmp, st = write_temp(dfd, data)
+                tmp, st = write_temp(dfd, data, OBJECT_MODE)
                 replace(dfd, tmp, parts[-1])
                 self.replaced(name)
                 os.fsync(dfd)
@@ -62,7 +67,7 @@ class LocalObjects(ObjectOps):
         try:
             dfd = self.store._open_dir(parts[:-1], create=True)
             try:
-                tmp, _ = write_temp(dfd, data)
+                tmp, _ = write_temp(dfd, data, OBJECT_MODE)
                 try:
                     created = create_once(dfd, tmp, parts[-1])
                 except BaseException:
@@ -103,7 +108,7 @@ class LocalObjects(ObjectOps):
         try:
             dfd = self.store._open_dir(parts[:-1], create=True)
             try:
-                tmp, st = copy_temp(dfd, src_fd)
+                tmp, st = copy_temp(dfd, src_fd, OBJECT_MODE)
                 replace(dfd, tmp, parts[-1])
                 self.replaced(dst)
                 os.fsync(dfd)
