@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -361,3 +362,59 @@ def test_an_interrupted_large_file_resumes_from_its_last_part(tmp_path: Path, s3
     assert counting[0].calls["upload_part"] == 3 and counting[0].calls["start_upload"] == 0
     assert out.result.uploaded == 1
     assert _object(s3_url, b"big.bin") == (src / "big.bin").read_bytes()
+
+
+def _forget_state(tmp_path: Path) -> None:
+    """The local state lost (a new machine, a wiped cache)."""
+    from cairn.app.cachedirs import cache_base
+
+    shutil.rmtree(cache_base() / "mirror")
+
+
+def test_reconcile_adopts_what_an_interrupted_push_sent_before_its_state_was_lost(
+    dest: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):
+        (src / f"f{i}").write_bytes(os.urandom(3000) + bytes([i]))
+    (src / "big.bin").write_bytes(os.urandom(70 << 20) if "s3:" in dest else os.urandom(1 << 20))
+    failing = FaultyStorage  # the commit fails: every object is sent, none is committed
+
+    def wrap(store: Storage) -> Storage:
+        faulty = failing(store)
+        faulty.fail("create", ".cairn-mirror/heads/", transient=False)
+        return faulty
+
+    with stack_hooks(StackHooks(wrappers=(wrap,))), pytest.raises(StorageError):
+        _push(dest, src)
+    _forget_state(tmp_path)
+    (src / "f0").write_bytes(b"changed since")  # same key, other content: sent again
+    out = _push(dest, src, reconcile=True)
+    rec = out.result.reconciled
+    assert rec is not None and sorted(rec.adopted) == [
+        b"big.bin",
+        *(b"f%d" % i for i in range(1, 6)),
+    ]
+    assert out.result.uploaded == 1 and out.usage.get("bytes_up", 0) < 100_000
+    assert app.verify_mirror(_spec(dest), read_data=True).result.problems == []
+
+
+def test_reconcile_sends_again_what_was_changed_or_deleted_behind_the_manifest(
+    dest: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    _tree(src)
+    _push(dest, src)
+    opened = app.open_store(_spec(dest))
+    assert opened.objects is not None
+    opened.objects.put("docs/a.txt", b"tampered", content_type="text/plain")
+    opened.store.delete("docs/b.html")
+    plain = _push(dest, src)  # trusting the manifest, a push sees nothing to do
+    assert plain.result.uploaded == 0
+    out = _push(dest, src, reconcile=True)
+    rec = out.result.reconciled
+    assert rec is not None and rec.changed == [b"docs/a.txt"] and rec.missing == [b"docs/b.html"]
+    assert out.result.uploaded == 2  # (S3: the same bytes, the same ETag: nothing to commit)
+    assert _object(dest, b"docs/a.txt") == b"alpha\n"
+    assert app.verify_mirror(_spec(dest), read_data=True).result.problems == []

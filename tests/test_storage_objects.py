@@ -498,3 +498,13 @@ def test_a_local_mirror_object_is_made_as_the_umask_allows(tmp_path):  # type: i
     for name in ("put", "copied", "created"):
         assert (tmp_path / "store" / "d" / name).stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "store" / "data" / "ab" / "private").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_listing_gives_each_object_its_size_and_etag(store):  # type: ignore[no-untyped-def]
+    objects = store.objects
+    etags = {n: objects.put(n, n.encode() * 3, content_type="text/plain") for n in ("l/a", "l/b/c")}
+    objects.put("other", b"x", content_type="text/plain")
+    listed = dict(objects.listing("l/"))
+    assert set(listed) == set(etags)
+    for name, found in listed.items():
+        assert found.size == 3 * len(name) and found.etag == etags[name] == objects.head(name).etag

@@ -147,6 +147,7 @@ class PushRequest:
     host: str | None = None
     checkpoint_bytes: int = 4 << 30
     checkpoint_seconds: float = 300.0
+    reconcile: bool = False
 
 
 @dataclass
@@ -185,6 +186,7 @@ def push_mirror(spec: MirrorSpec, request: PushRequest) -> PushOutcome:
             checkpoint_bytes=request.checkpoint_bytes,
             checkpoint_seconds=request.checkpoint_seconds,
             dry_run=request.dry_run,
+            reconcile=request.reconcile,
         )
         result = push(opened.store, opened.objects, root, state, pieces, opts)
     usage = opened.meter.snapshot().as_dict()

@@ -68,6 +68,12 @@ def _push_options(f: Any) -> Any:
                 help="Files hashed at once.",
             ),
             click.option("--host", default=None, help="Host name the manifest records."),
+            click.option(
+                "--reconcile",
+                is_flag=True,
+                help="List the bucket: adopt objects an interrupted push sent, and send again "
+                "those changed or deleted behind the manifest's back.",
+            ),
         ]
     ):
         f = option(f)
@@ -93,6 +99,7 @@ def push_command(
     checksum: bool,
     workers: int,
     host: str | None,
+    reconcile: bool,
     dry_run: bool,
     verbose: int,
 ) -> int:
@@ -105,6 +112,7 @@ def push_command(
         keep_deleted_days=keep_deleted,
         dry_run=dry_run,
         host=host,
+        reconcile=reconcile,
     )
     outcome = app.push_mirror(_spec(dest, store, cache_dir, use_cache), request)
     return _report_push(out, outcome, verbose, dry_run)
@@ -128,6 +136,7 @@ def status_command(
     checksum: bool,
     workers: int,
     host: str | None,
+    reconcile: bool,
     verbose: int,
 ) -> int:
     """What a push of SRC to DEST would do: files, bytes, requests and their cost."""
@@ -138,14 +147,22 @@ def status_command(
         delete=delete,
         keep_deleted_days=keep_deleted,
         host=host,
+        reconcile=reconcile,
     )
     outcome = app.status(_spec(dest, store, cache_dir, use_cache), request)
     return _report_push(out, outcome, verbose, dry_run=True)
 
 
 def _push_json(r: app.PushResult) -> dict[str, Any]:
-    doc = {k: v for k, v in asdict(r).items() if k not in ("plan", "unreadable")}
+    doc = {k: v for k, v in asdict(r).items() if k not in ("plan", "unreadable", "reconciled")}
     doc["unreadable"] = [{"path": printable(u.path), "error": u.error} for u in r.unreadable]
+    if (rec := r.reconciled) is not None:
+        doc["reconciled"] = {
+            "listed": rec.listed,
+            "changed": [printable(p) for p in rec.changed],
+            "missing": [printable(p) for p in rec.missing],
+            "adopted": [printable(p) for p in rec.adopted],
+        }
     return doc
 
 
@@ -174,6 +191,15 @@ def _report_push(out: Output, outcome: app.PushOutcome, verbose: int, dry_run: b
             out.line(f"copy    {printable(e.path)} (from {printable(src)})")
         for e in plan.remove:
             out.line(f"remove  {printable(e.path)}")
+    if (rec := r.reconciled) is not None:
+        for p in rec.changed[:SHOWN]:
+            out.warning(f"{printable(p)}: its object was changed behind the manifest's back")
+        for p in rec.missing[:SHOWN]:
+            out.warning(f"{printable(p)}: its object was deleted behind the manifest's back")
+        out.line(
+            f"reconciled: {rec.listed} objects listed, {len(rec.changed) + len(rec.missing)} "
+            f"to send again, {len(rec.adopted)} adopted"
+        )
     for u in r.unreadable[:SHOWN]:
         out.warning(f"{printable(u.path)}: {u.error}")
     if len(r.unreadable) > SHOWN:

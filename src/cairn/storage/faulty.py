@@ -54,9 +54,10 @@ OPERATIONS = frozenset(
         "complete_upload",
         "abort",
         "uploads",
+        "listing",
     }
 )
-_LISTINGS = frozenset({"list", "list_with_class", "uploads"})
+_LISTINGS = frozenset({"list", "list_with_class", "uploads", "listing"})
 
 Match = str | Callable[[str], bool]
 
@@ -256,6 +257,11 @@ class FaultyObjects(ObjectWrapper):
     def uploads(self, prefix: str) -> Iterator[PendingUpload]:
         late = self.faults.check("uploads", prefix)
         items = self.inner.uploads(prefix)
+        return items if late is None else _failing(items, *late)
+
+    def listing(self, prefix: str) -> Iterator[tuple[str, ObjectHead]]:
+        late = self.faults.check("listing", prefix)
+        items = self.inner.listing(prefix)
         return items if late is None else _failing(items, *late)
 
 

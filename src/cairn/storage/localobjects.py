@@ -138,3 +138,9 @@ class LocalObjects(ObjectOps):
 
     def uploads(self, prefix: str) -> Iterator[PendingUpload]:
         return iter(())
+
+    def listing(self, prefix: str) -> Iterator[tuple[str, ObjectHead]]:
+        for name, _size in self.store.list(prefix):
+            found = self.head(name)
+            if found is not None:  # removed since it was listed: not there
+                yield name, found

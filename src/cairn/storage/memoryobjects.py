@@ -126,6 +126,15 @@ class MemoryObjects(ObjectOps):
             ]
         return iter(sorted(found, key=lambda u: (u.name, u.upload_id)))
 
+    def listing(self, prefix: str) -> Iterator[tuple[str, ObjectHead]]:
+        with self.store._lock:
+            found = [
+                (name, ObjectHead(len(obj.data), obj.etag))
+                for name, obj in self.store._objects.items()
+                if name.startswith(prefix)
+            ]
+        return iter(found)
+
     def _upload(self, name: str, upload_id: str) -> _Upload:
         """The upload (the store's lock held), or UploadMissing."""
         upload = self._uploads.get(upload_id)

@@ -207,3 +207,6 @@ class MeteredObjects(ObjectWrapper):
 
     def uploads(self, prefix: str) -> Iterator[PendingUpload]:
         return paged(self.meter, lambda: self.inner.uploads(prefix))
+
+    def listing(self, prefix: str) -> Iterator[tuple[str, ObjectHead]]:
+        return paged(self.meter, lambda: self.inner.listing(prefix))

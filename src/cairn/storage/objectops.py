@@ -156,3 +156,6 @@ class ObjectWrapper(ObjectOps):
 
     def uploads(self, prefix: str) -> Iterator[PendingUpload]:
         return self.inner.uploads(prefix)
+
+    def listing(self, prefix: str) -> Iterator[tuple[str, ObjectHead]]:
+        return self.inner.listing(prefix)

@@ -165,6 +165,11 @@ class ObjectStore(Protocol):
 
     def uploads(self, prefix: str) -> Iterator[PendingUpload]: ...
 
+    def listing(self, prefix: str) -> Iterator[tuple[str, ObjectHead]]:
+        """Every object under ``prefix`` with its size and ETag (S3: ListObjectsV2, which
+        gives both; no content type), in no particular order."""
+        ...
+
     def abort_stale(
         self, prefix: str, *, keep: Collection[str] = (), before: datetime | None = None
     ) -> int: ...

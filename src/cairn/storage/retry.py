@@ -245,3 +245,6 @@ class RetryingObjects(ObjectWrapper):
 
     def uploads(self, prefix: str) -> Iterator[PendingUpload]:
         return self.policy.iterate(lambda: self.inner.uploads(prefix), _ID_OF_UPLOAD)
+
+    def listing(self, prefix: str) -> Iterator[tuple[str, ObjectHead]]:
+        return self.policy.iterate(lambda: self.inner.listing(prefix), _NAME_OF_ENTRY)

@@ -198,6 +198,15 @@ class S3Objects(ObjectOps):
                 for u in page.get("Uploads", []):
                     yield PendingUpload(u["Key"][strip:], str(u["UploadId"]), u.get("Initiated"))
 
+    def listing(self, prefix: str) -> Iterator[tuple[str, ObjectHead]]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        strip = len(self.location.prefix)
+        with mapped_errors(prefix or "/", self._endpoint):
+            pages = paginator.paginate(Bucket=self.location.bucket, Prefix=self._key(prefix))
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    yield obj["Key"][strip:], ObjectHead(int(obj["Size"]), quoted(obj["ETag"]))
+
 
 def quoted(etag: object) -> str:
     """An object's ETag in the double quotes HTTP puts around it."""

@@ -38,6 +38,7 @@ from cairn.ops.mirror.reader import (
     piece_path,
     read_head,
 )
+from cairn.ops.mirror.reconcile import Reconciled, reconcile
 from cairn.ops.mirror.scan import FileChanged, Scanned, Unreadable
 from cairn.ops.mirror.source import Source, keep_unreadable, read_source
 from cairn.ops.mirror.state import MirrorState
@@ -67,6 +68,7 @@ class PushOptions:
     checkpoint_bytes: int = 4 << 30
     checkpoint_seconds: float = 300.0
     dry_run: bool = False
+    reconcile: bool = False
 
 
 @dataclass(slots=True)
@@ -91,6 +93,7 @@ class PushResult:
     conflicts: int = 0  # commits another push made first, rebased upon
     unreadable: list[Unreadable] = field(default_factory=list)
     plan: Plan | None = None
+    reconciled: Reconciled | None = None
 
 
 class _Run:
@@ -394,6 +397,8 @@ def push(
     r.plan = the_plan
     for path, etag in the_plan.unchanged.items():
         new[path].etag = etag
+    if opts.reconcile:
+        r.reconciled = reconcile(store, objects, root, run.committed, new, the_plan, run.key)
     r.metadata_only = sum(
         1
         for p, e in new.items()
