@@ -103,6 +103,9 @@ def test_a_push_puts_every_file_as_its_object_and_an_unchanged_push_makes_two_re
 def test_one_changed_file_costs_at_most_five_requests(dest: str, tmp_path: Path) -> None:
     src = tmp_path / "src"
     _tree(src)
+    (src / "many").mkdir()
+    for i in range(100):  # a manifest whose one-entry delta is small beside its base
+        (src / "many" / f"file-{i:03d}.txt").write_text(f"{i}\n")
     _push(dest, src)
     (src / "docs" / "a.txt").write_text("alpha, changed\n")
     out = _push(dest, src)
@@ -324,14 +327,20 @@ def test_the_latest_hint_lags_a_little_and_readers_find_the_newest(
 ) -> None:
     src = tmp_path / "src"
     _tree(src)
-    for i in range(7):
+    (src / "many").mkdir()
+    for i in range(200):  # deltas stay small beside the base: few compactions
+        (src / "many" / f"file-{i:03d}.txt").write_text(f"{i}\n")
+    opened = app.open_store(_spec(dest))
+    lagging = 0
+    for i in range(1, 21):
         (src / "counter").write_text(str(i))
         _push(dest, src)
-    opened = app.open_store(_spec(dest))
-    assert newest_head(opened.store).generation == 7  # type: ignore[union-attr]
-    hint = int(opened.store.read(".cairn-mirror/latest"))
-    assert 7 - 4 < hint <= 7
-    opened.store.stat(head_path(7))
+        hint = int(opened.store.read(".cairn-mirror/latest"))
+        assert i - 16 < hint <= i
+        lagging += hint < i
+        assert newest_head(opened.store).generation == i  # type: ignore[union-attr]
+    assert lagging >= 10  # not rewritten by every push
+    opened.store.stat(head_path(20))
 
 
 def test_an_interrupted_large_file_resumes_from_its_last_part(tmp_path: Path, s3_url: str) -> None:

@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 import msgpack
 
 from cairn.core import clock
-from cairn.core.errors import CairnError, ObjectMissing
+from cairn.core.errors import CairnError, ObjectMissing, StorageError
 from cairn.core.overlap import Overlap
 from cairn.repo import layout
 
@@ -155,17 +155,27 @@ class Locks:
 
     def remove(self, info: LockInfo) -> None:
         if info.name:
-            self._repo.storage.delete(info.name)
+            self._delete(info.name)
 
     def remove_stale(self, found: list[LockInfo] | None = None) -> int:
         """Removes the stale locks among ``found`` (as ``read_all`` gave them; read now if
         None); returns how many."""
         n = 0
         for lock in self.read_all() if found is None else found:
-            if lock.is_stale():
-                self._repo.storage.delete(lock.name)
+            if lock.is_stale() and self._delete(lock.name):
                 n += 1
         return n
+
+    def _delete(self, name: str) -> bool:
+        """Deletes a lock object. A store that refuses (keys without delete permission, an
+        append-only or locked bucket) leaves it behind: a notice, not a failure, since a lock
+        left behind is ignored by everyone once stale (its process ended, or 30 minutes)."""
+        try:
+            self._repo.storage.delete(name)
+        except StorageError as e:
+            self._repo.notice(name, f"cannot remove the lock ({e}); it is ignored once stale")
+            return False
+        return True
 
 
 def new_lock(kind: str, condemned: list[bytes] | None = None) -> LockInfo:

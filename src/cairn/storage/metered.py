@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import TypeVar
 
+from cairn.core.errors import ObjectMissing
 from cairn.storage.archive import ArchiveStore, ObjectInfo
 from cairn.storage.base import Content, Storage, StorageWrapper, content_size
 from cairn.storage.objectops import ObjectWrapper
@@ -69,18 +70,31 @@ class MeteredStorage(StorageWrapper):
             self.usage.bytes_up += up
 
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
-        data = self.inner.read(name, offset, length)
+        try:
+            data = self.inner.read(name, offset, length)
+        except ObjectMissing:
+            self._missed()
+            raise
         with self._lock:
             self.usage.get += 1
             self.usage.bytes_down += len(data)
         return data
 
     def read_into(self, name: str, offset: int, out: memoryview) -> int:
-        n = self.inner.read_into(name, offset, out)
+        try:
+            n = self.inner.read_into(name, offset, out)
+        except ObjectMissing:
+            self._missed()
+            raise
         with self._lock:
             self.usage.get += 1
             self.usage.bytes_down += n
         return n
+
+    def _missed(self) -> None:
+        """A GET answered 404 is a request the store bills all the same."""
+        with self._lock:
+            self.usage.get += 1
 
     def write(self, name: str, data: Content, *, metadata: bool = True) -> None:
         self.inner.write(name, data, metadata=metadata)

@@ -48,10 +48,10 @@ from cairn.storage.objects import ObjectStore
 
 TRASH = f"{AREA}/trash"
 COMMIT_ATTEMPTS = 8  # commits lost to other pushes before this one gives up
-# The `latest` hint is rewritten when it lags this many generations (and at every compaction,
-# before older heads are deleted): a reader walks the heads from the hint onward, so a hint a
-# few generations old costs a pull a few GETs and saves a push a PUT.
-HINT_LAG = 4
+# The `latest` hint is rewritten at every compaction (before older heads are deleted) and when
+# it lags this many generations: a reader walks the heads from the hint onward, so a hint a few
+# generations old costs a pull a few GETs, and saves the push of one changed file a PUT.
+HINT_LAG = 16
 
 
 @dataclass(frozen=True, slots=True)
