@@ -21,8 +21,10 @@ from cairn.core.errors import StorageError
 from cairn.crypto.segments import encrypted_size
 from cairn.ops.mirror import upload as upload_module
 from cairn.ops.mirror.crypt import CONTENT_TYPE, SCHEME
-from cairn.ops.mirror.reader import MARKER
+from cairn.ops.mirror.reader import MARKER, open_mirror
 from cairn.storage import s3objects
+from cairn.storage.base import Storage
+from cairn.storage.faulty import FaultyStorage
 from cairn.storage.objects import Multipart
 from tests.conftest import PASSWORD
 from tests.httpserve import serve
@@ -307,3 +309,46 @@ def test_compacted_encrypted_manifests_collect_old_heads_and_stay_sealed(tmp_pat
     for head in heads:
         assert b"generation" not in head.read_bytes()
     _pulls_back(url, src, tmp_path / "out")
+
+
+@pytest.mark.parametrize("size", [100, 200_000])  # encrypted in memory; into a temporary file
+def test_a_file_changing_while_it_goes_up_is_sent_again_or_reported(
+    tmp_path: Path, size: int
+) -> None:
+    url, src = str(tmp_path / "mirror"), tmp_path / "src"
+    app.init(_spec(url), encrypt=True)
+    src.mkdir()
+    (src / "once").write_bytes(b"o" * size)
+    (src / "always").write_bytes(b"a" * size)
+
+    def grow(name: str) -> Callable[[], None]:
+        def append() -> None:
+            with open(src / name, "ab") as f:
+                f.write(b"+")
+
+        return append
+
+    keys = {name: _object_of(url, name.encode()) for name in ("once", "always")}
+
+    def wrap(store: Storage) -> Storage:
+        faulty = FaultyStorage(store)
+        for name, times in (("once", 1), ("always", None)):
+            faulty.before("put_object", keys[name], grow(name), times=times)
+        return faulty
+
+    with stack_hooks(StackHooks(wrappers=(wrap,))):
+        out = _push(url, src)
+    assert [u.path for u in out.result.unreadable] == [b"always"]
+    assert "kept changing" in out.result.unreadable[0].error
+    pulled = tmp_path / "out"
+    app.pull_mirror(_spec(url), app.PullRequest(dest=str(pulled)))
+    assert (pulled / "once").read_bytes() == b"o" * size + b"+"
+    assert not (pulled / "always").exists()
+    assert app.verify_mirror(_spec(url), read_data=True).result.problems == []
+
+
+def _object_of(url: str, path: bytes) -> str:
+    """The key of ``path``'s object in the encrypted mirror at ``url``."""
+    opened = app.open_store(_spec(url))
+    _marker, codec = open_mirror(opened.store, app.MirrorSpec(url).password.get)
+    return codec.key(path)
