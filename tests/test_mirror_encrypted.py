@@ -17,10 +17,13 @@ import pytest
 
 from cairn.app import mirror as app
 from cairn.app.context import StackHooks, StoreOptions, stack_hooks
-from cairn.core.errors import StorageError
+from cairn.core.errors import IntegrityError, StorageError
+from cairn.crypto.kdf import KdfParams
 from cairn.crypto.segments import encrypted_size
 from cairn.ops.mirror import upload as upload_module
-from cairn.ops.mirror.crypt import CONTENT_TYPE, SCHEME
+from cairn.ops.mirror.codec import Codec, EncryptedCodec
+from cairn.ops.mirror.crypt import CONTENT_TYPE, SCHEME, MirrorCipher
+from cairn.ops.mirror.manifest import Entry
 from cairn.ops.mirror.reader import MARKER, open_mirror
 from cairn.storage import s3objects
 from cairn.storage.base import Storage
@@ -352,3 +355,21 @@ def _object_of(url: str, path: bytes) -> str:
     opened = app.open_store(_spec(url))
     _marker, codec = open_mirror(opened.store, app.MirrorSpec(url).password.get)
     return codec.key(path)
+
+
+def test_the_encrypted_codec_refuses_an_entry_without_its_salt_or_with_another() -> None:
+    cipher, _value = MirrorCipher.create(
+        b"pw", KdfParams(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+    )
+    codec = EncryptedCodec(cipher)
+    obj, salt = cipher.encrypt_all(b"content")
+    entry = Entry(b"f", "file", 0o644, 0, 0, 0, size=7, hash=bytes(32), salt=salt)
+    assert b"".join(codec.plain([obj], entry, "object x")) == b"content"
+    assert codec.stored_size(7) == len(obj) and codec.content_type(b"a.jpg") == CONTENT_TYPE
+    with pytest.raises(IntegrityError, match="no salt"):
+        codec.plain([obj], replace(entry, salt=None), "object x")
+    with pytest.raises(IntegrityError, match="object x"):
+        b"".join(codec.plain([obj], replace(entry, salt=bytes(32)), "object x"))
+    plain = Codec(0)  # a plain mirror's: the object is the file
+    assert b"".join(plain.plain([b"con", b"tent"], entry, "x")) == b"content"
+    assert plain.seal_head(b"{}") == b"{}" and plain.stored_size(7) == 7
