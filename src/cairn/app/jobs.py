@@ -172,7 +172,9 @@ class JobRunner:
         job, how = self.job, self.job.mirror
         assert how is not None
         spec = repo_spec(job.repository)
-        mirror = MirrorSpec(spec.resolved_url(), store=spec.store, cache_dir=spec.cache_dir)
+        mirror = MirrorSpec(
+            spec.resolved_url(), store=spec.store, cache_dir=spec.cache_dir, password=spec.password
+        )
         request = PushRequest(
             source=job.paths[0],
             delete=how.delete,

@@ -21,6 +21,31 @@ from cairn.core.errors import UsageError
 from cairn.core.units import parse_size
 from cairn.ui.output import Output
 
+_PASSWORD_FLAGS = [
+    repository_option("--password-file", metavar="FILE", help="Read the password from FILE."),
+    repository_option("--password-command", metavar="CMD", help="Run CMD and use its output."),
+]
+
+
+def _password_flags(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--password-file and --password-command (then $CAIRN_PASSWORD, $CAIRN_PASSWORD_FILE, a
+    prompt: app.passwords), shared by repositories and encrypted mirrors."""
+    for option in reversed(_PASSWORD_FLAGS):
+        f = option(f)
+    return f
+
+
+def password_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The password sources, turned into ``password`` (a PasswordSource, read only when the
+    command needs it)."""
+
+    @_password_flags
+    @functools.wraps(f)
+    def wrapper(password_file: str | None, password_command: str | None, **kwargs: Any) -> Any:
+        return f(password=PasswordSource(file=password_file, command=password_command), **kwargs)
+
+    return wrapper
+
 
 def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--repo, password sources, cache and output options, turned into ``spec`` and ``out``."""
@@ -39,8 +64,7 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
         metavar="FILE",
         help="Configuration file naming repositories (default ~/.config/cairn/config.toml).",
     )
-    @repository_option("--password-file", metavar="FILE", help="Read the password from FILE.")
-    @repository_option("--password-command", metavar="CMD", help="Run CMD and use its output.")
+    @_password_flags
     @repository_option(
         "--key-hint",
         metavar="ID",

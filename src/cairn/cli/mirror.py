@@ -9,7 +9,8 @@ import click
 
 from cairn.app import mirror as app
 from cairn.app.context import StoreOptions
-from cairn.cli.common import store_options
+from cairn.app.passwords import PasswordSource
+from cairn.cli.common import password_options, store_options
 from cairn.cli.helpformat import CairnCommand, CairnGroup
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
 from cairn.core.units import format_bytes
@@ -25,22 +26,48 @@ def command() -> None:
     """Keep a directory in a bucket file for file, with a manifest of its metadata."""
 
 
-def _spec(url: str, store: StoreOptions, cache_dir: str | None, use_cache: bool) -> app.MirrorSpec:
-    return app.MirrorSpec(url=url, store=store, cache_dir=cache_dir, use_cache=use_cache)
+def _spec(
+    url: str, store: StoreOptions, cache_dir: str | None, use_cache: bool, password: PasswordSource
+) -> app.MirrorSpec:
+    return app.MirrorSpec(
+        url=url, store=store, cache_dir=cache_dir, use_cache=use_cache, password=password
+    )
 
 
 @command.command("init", cls=CairnCommand)
 @store_options
+@password_options
 @click.argument("dest")
+@click.option(
+    "--encrypt",
+    is_flag=True,
+    help="Encrypt contents, names and the manifest under a new password.",
+)
 def init_command(
-    store: StoreOptions, cache_dir: str | None, use_cache: bool, out: Output, dest: str
+    store: StoreOptions,
+    cache_dir: str | None,
+    use_cache: bool,
+    out: Output,
+    password: PasswordSource,
+    dest: str,
+    encrypt: bool,
 ) -> int:
     """Make DEST (s3://BUCKET/PREFIX, s3:https://HOST/BUCKET/PREFIX or a directory) a mirror."""
-    marker, usage = app.init(_spec(dest, store, cache_dir, use_cache))
+    marker, usage = app.init(_spec(dest, store, cache_dir, use_cache, password), encrypt=encrypt)
     if out.json_mode:
-        out.json({"id": marker.id, "created": marker.created, "store": usage})
+        out.json(
+            {
+                "id": marker.id,
+                "created": marker.created,
+                "encrypted": encrypt,
+                "store": usage,
+            }
+        )
     else:
-        out.line(f"created mirror {marker.id[:8]} at {dest}")
+        what = "encrypted mirror" if encrypt else "mirror"
+        out.line(f"created {what} {marker.id[:8]} at {dest}")
+        if encrypt:
+            out.line("keep the password safe: without it the mirror cannot be read")
     return EXIT_OK
 
 
@@ -82,6 +109,7 @@ def _push_options(f: Any) -> Any:
 
 @command.command("push", cls=CairnCommand)
 @store_options
+@password_options
 @click.argument("source", metavar="SRC")
 @click.argument("dest")
 @_push_options
@@ -92,6 +120,7 @@ def push_command(
     cache_dir: str | None,
     use_cache: bool,
     out: Output,
+    password: PasswordSource,
     source: str,
     dest: str,
     delete: bool,
@@ -114,12 +143,13 @@ def push_command(
         host=host,
         reconcile=reconcile,
     )
-    outcome = app.push_mirror(_spec(dest, store, cache_dir, use_cache), request)
+    outcome = app.push_mirror(_spec(dest, store, cache_dir, use_cache, password), request)
     return _report_push(out, outcome, verbose, dry_run)
 
 
 @command.command("status", cls=CairnCommand)
 @store_options
+@password_options
 @click.argument("source", metavar="SRC")
 @click.argument("dest")
 @_push_options
@@ -129,6 +159,7 @@ def status_command(
     cache_dir: str | None,
     use_cache: bool,
     out: Output,
+    password: PasswordSource,
     source: str,
     dest: str,
     delete: bool,
@@ -149,7 +180,7 @@ def status_command(
         host=host,
         reconcile=reconcile,
     )
-    outcome = app.status(_spec(dest, store, cache_dir, use_cache), request)
+    outcome = app.status(_spec(dest, store, cache_dir, use_cache, password), request)
     return _report_push(out, outcome, verbose, dry_run=True)
 
 
@@ -234,6 +265,7 @@ def _report_push(out: Output, outcome: app.PushOutcome, verbose: int, dry_run: b
 
 @command.command("pull", cls=CairnCommand)
 @store_options
+@password_options
 @click.argument("source", metavar="SRC")
 @click.argument("dest")
 @click.option("--delete", is_flag=True, help="Remove what DEST holds and the mirror does not.")
@@ -254,6 +286,7 @@ def pull_command(
     cache_dir: str | None,
     use_cache: bool,
     out: Output,
+    password: PasswordSource,
     source: str,
     dest: str,
     delete: bool,
@@ -266,7 +299,7 @@ def pull_command(
     request = app.PullRequest(
         dest=dest, delete=delete, include=list(includes), checksum=checksum, workers=workers
     )
-    outcome = app.pull_mirror(_spec(source, store, cache_dir, use_cache), request)
+    outcome = app.pull_mirror(_spec(source, store, cache_dir, use_cache, password), request)
     r = outcome.result
     code = EXIT_PARTIAL if r.errors else EXIT_OK
     if out.json_mode:
@@ -290,6 +323,7 @@ def pull_command(
 
 @command.command("verify", cls=CairnCommand)
 @store_options
+@password_options
 @click.argument("dest")
 @click.option("--read-data", is_flag=True, help="Download every object and check its hash.")
 def verify_command(
@@ -297,11 +331,12 @@ def verify_command(
     cache_dir: str | None,
     use_cache: bool,
     out: Output,
+    password: PasswordSource,
     dest: str,
     read_data: bool,
 ) -> int:
     """Check that every object of the mirror DEST is as its manifest says."""
-    outcome = app.verify_mirror(_spec(dest, store, cache_dir, use_cache), read_data)
+    outcome = app.verify_mirror(_spec(dest, store, cache_dir, use_cache, password), read_data)
     r = outcome.result
     code = EXIT_FAILED if r.problems else EXIT_OK
     if out.json_mode:

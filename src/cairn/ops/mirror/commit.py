@@ -5,6 +5,7 @@ manifest becomes a new base. Pure: the caller writes the pieces, then creates th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cairn.model.node import FILE
@@ -32,8 +33,12 @@ def next_generation(
     *,
     created: str,
     host: str,
+    seal: Callable[[Piece], Piece] | None = None,
 ) -> NextGeneration | None:
-    """None when ``new`` equals ``old``: nothing to commit."""
+    """None when ``new`` equals ``old``: nothing to commit. ``seal`` turns a piece into the
+    bytes stored and the name they go by (an encrypted mirror's, §8.5); the head references
+    the stored pieces, whose sizes also decide the compaction."""
+    store = seal or (lambda piece: piece)
     delta = diff(old, new)
     if committed is not None and not delta:
         return None
@@ -41,7 +46,7 @@ def next_generation(
     generation = committed.generation + 1 if committed else 1
     parent = committed.generation if committed else None
     if committed is not None:
-        piece = encode_delta(delta)
+        piece = store(encode_delta(delta))
         ref = PieceRef(piece.hash, len(piece.data))
         head = Head(
             generation,
@@ -55,7 +60,7 @@ def next_generation(
         )
         if not head.needs_compaction():
             return NextGeneration(head, [piece])
-    base = encode_base(new.values())
+    base = store(encode_base(new.values()))
     head = Head(
         generation, parent, created, host, PieceRef(base.hash, len(base.data)), (), len(new), total
     )

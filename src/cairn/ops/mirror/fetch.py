@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import blake3
@@ -16,6 +16,7 @@ import blake3
 from cairn.core.errors import IntegrityError, ObjectMissing
 from cairn.model.node import Node
 from cairn.ops.fsapply import apply_to_fd
+from cairn.ops.mirror.codec import PLAIN, Codec
 from cairn.ops.mirror.localfs import as_node, hash_local, replace, sync_meta_fd, temp_name
 from cairn.ops.mirror.manifest import Entry
 from cairn.ops.restore.zeros import write_data
@@ -40,8 +41,10 @@ class Fetcher:
         *,
         checksum: bool,
         on_bytes: Callable[[int], None] | None = None,
+        codec: Codec = PLAIN,
     ) -> None:
         self.store = store
+        self.codec = codec
         self.target = target
         self.checksum = checksum
         self.on_bytes = on_bytes
@@ -106,11 +109,35 @@ class Fetcher:
         return Fetched(entry.size, False, problems)
 
     def _copy(self, fd: int, entry: Entry, key: str) -> None:
-        """The object's bytes into the new file ``fd``, zeros left as holes; raises unless they
-        are the entry's."""
+        """The file's bytes (its object's, decrypted in an encrypted mirror) into the new file
+        ``fd``, zeros left as holes; raises unless they are the entry's."""
         hasher = blake3.blake3()
         offset = end = 0
         size = entry.size
+        name = f"object {key}"
+        for data in self.codec.plain(self._object(key, self.codec.stored_size(size)), entry, name):
+            if offset + len(data) > size:
+                raise IntegrityError(name, f"holds more than the {size} bytes of its file")
+            hasher.update(data)
+            written, last = write_data(fd, data, offset)
+            if written:
+                end = last
+            offset += len(data)
+            if self.on_bytes is not None:
+                self.on_bytes(len(data))
+        if offset != size:
+            raise IntegrityError(name, f"holds {offset} of the {size} bytes of its file")
+        if hasher.digest() != entry.hash:
+            raise IntegrityError(
+                f"object {key}",
+                "does not match the manifest's hash; the local file is left as it was",
+            )
+        if end < size:
+            os.ftruncate(fd, size)  # the file ends in a hole
+
+    def _object(self, key: str, size: int) -> Iterator[bytes]:
+        """The ``size`` bytes of the object ``key``, read in order."""
+        offset = 0
         while offset < size:
             n = min(READ, size - offset)
             try:
@@ -121,17 +148,5 @@ class Fetcher:
                 raise IntegrityError(
                     f"object {key}", f"ends at {offset + len(data)} of {size} bytes"
                 )
-            hasher.update(data)
-            written, last = write_data(fd, data, offset)
-            if written:
-                end = last
             offset += n
-            if self.on_bytes is not None:
-                self.on_bytes(n)
-        if hasher.digest() != entry.hash:
-            raise IntegrityError(
-                f"object {key}",
-                "does not match the manifest's hash; the local file is left as it was",
-            )
-        if end < size:
-            os.ftruncate(fd, size)  # the file ends in a hole
+            yield data

@@ -124,9 +124,17 @@ def _seal(doc: dict[str, object]) -> Piece:
     return Piece(blake3.blake3(data).hexdigest(), data)
 
 
-def _open(name: str, data: bytes, kind: str) -> dict[str, object]:
+def check_piece(name: str, data: bytes) -> bytes:
+    """``data``, if it is the piece named ``name`` (its BLAKE3)."""
     if blake3.blake3(data).hexdigest() != name:
         raise ManifestError(f"manifest piece {name} fails its hash")
+    return data
+
+
+def _open(name: str, data: bytes, kind: str) -> dict[str, object]:
+    """The map of the zstandard frame ``data`` of the piece ``name``, whose stored bytes have
+    passed their hash check (they are the frame itself, or in an encrypted mirror the frame
+    sealed)."""
     try:
         raw = zstandard.ZstdDecompressor().decompress(data)
         doc = msgpack.unpackb(raw, raw=False)
@@ -148,7 +156,12 @@ def encode_base(entries: Iterable[Entry]) -> Piece:
 
 
 def decode_base(name: str, data: bytes) -> dict[bytes, Entry]:
-    doc = _open(name, data, "base")
+    return base_from_frame(name, check_piece(name, data))
+
+
+def base_from_frame(name: str, frame: bytes) -> dict[bytes, Entry]:
+    """The entries of the base ``name`` from its frame, the stored bytes already checked."""
+    doc = _open(name, frame, "base")
     entries = _entries(doc.get("entries"), name)
     out: dict[bytes, Entry] = {}
     previous: bytes | None = None
@@ -183,7 +196,12 @@ def encode_delta(delta: Delta) -> Piece:
 
 
 def decode_delta(name: str, data: bytes) -> Delta:
-    doc = _open(name, data, "delta")
+    return delta_from_frame(name, check_piece(name, data))
+
+
+def delta_from_frame(name: str, frame: bytes) -> Delta:
+    """The delta ``name`` from its frame, the stored bytes already checked."""
+    doc = _open(name, frame, "delta")
     put = _entries(doc.get("put"), name)
     remove = doc.get("remove")
     if type(remove) is not list or any(type(p) is not bytes for p in remove):

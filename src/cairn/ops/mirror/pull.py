@@ -22,15 +22,15 @@ import errno
 import os
 import stat
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from cairn.core.errors import CairnError, RepositoryError
 from cairn.model.node import DIR, FILE, SOCKET, is_safe_name
 from cairn.ops.filter_patterns import PatternList
+from cairn.ops.mirror.codec import Codec, open_codec
 from cairn.ops.mirror.fetch import Fetched, Fetcher
-from cairn.ops.mirror.keys import object_key
 from cairn.ops.mirror.localfs import (
     as_node,
     make_special,
@@ -83,20 +83,23 @@ def pull(
     workers: int = 4,
     prefix_len: int | None = None,
     progress: Progress | None = None,
+    password: Callable[[], bytes] | None = None,
 ) -> PullResult:
     """Makes ``dest`` (created if missing) equal to the newest generation of the mirror in
     ``store``, or its part ``include`` selects. ``prefix_len``: the length in bytes of the
     bucket prefix object keys were made for (docs/mirror.md §3); None: the marker's.
     ``checksum``: a local file of the right size and time is read and hashed, not trusted.
+    ``password``: called for an encrypted mirror's (docs/mirror.md §8), never for a plain one.
     Raises for a store that is no mirror or whose manifest fails its checks; a problem with
     one entry is in the result's ``errors``."""
     marker = read_marker(store)
     if prefix_len is None:
         prefix_len = marker.prefix_bytes
-    head = newest_head(store)
+    codec = open_codec(marker.encryption, prefix_len, password)
+    head = newest_head(store, codec=codec)
     if head is None:
         raise NothingCommitted(f"{store.describe()}: the mirror has no generation yet")
-    entries = load_manifest(store, head)
+    entries = load_manifest(store, head, codec)
     include = include or PatternList([])
     chosen = select(entries, include)
     try:
@@ -111,7 +114,7 @@ def pull(
         run = _Pull(store, target, chosen, progress or NullProgress(), PullResult(head.generation))
         if delete:
             run.remove_extra(entries, include)
-        run.make_entries(checksum, max(1, workers), prefix_len)
+        run.make_entries(checksum, max(1, workers), codec)
         return run.result
     finally:
         target.close()
@@ -198,7 +201,7 @@ class _Pull:
             self.error(path, e)
 
     # ------------------------------------------------------------------ make
-    def make_entries(self, checksum: bool, workers: int, prefix_len: int) -> None:
+    def make_entries(self, checksum: bool, workers: int, codec: Codec) -> None:
         dirs: list[Entry] = []
         files: list[tuple[Entry, bool]] = []
         groups: dict[int, list[Entry]] = {}
@@ -220,8 +223,10 @@ class _Pull:
                 self._make_special(entry)
         nbytes = sum(e.size for e, _ in files)
         self.progress.start("pull", len(files), nbytes)
-        fetcher = Fetcher(self.store, self.target, checksum=checksum, on_bytes=self._bytes)
-        failed = self._files(fetcher, files, workers, prefix_len)
+        fetcher = Fetcher(
+            self.store, self.target, checksum=checksum, on_bytes=self._bytes, codec=codec
+        )
+        failed = self._files(fetcher, files, workers, codec)
         for group in groups.values():
             self._link(group, failed)
         for entry in reversed(dirs):
@@ -260,7 +265,7 @@ class _Pull:
         fetcher: Fetcher,
         files: list[tuple[Entry, bool]],
         workers: int,
-        prefix_len: int,
+        codec: Codec,
     ) -> set[bytes]:
         """Every file kept or downloaded, on ``workers`` threads, at most a few per thread in
         flight; the paths of the files that failed."""
@@ -287,7 +292,7 @@ class _Pull:
         with ThreadPoolExecutor(workers, thread_name_prefix="cairn-pull") as pool:
             for entry, shared in files:
                 try:
-                    key = object_key(entry.path, prefix_len)
+                    key = codec.key(entry.path)
                 except ValueError as e:
                     failed.add(entry.path)
                     self.error(entry.path, str(e))

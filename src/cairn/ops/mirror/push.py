@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from cairn.core.errors import ObjectMissing
 from cairn.model.node import FILE
+from cairn.ops.mirror.codec import Codec
 from cairn.ops.mirror.commit import next_generation
-from cairn.ops.mirror.keys import content_type, object_key
 from cairn.ops.mirror.manifest import (
     Entry,
     Head,
@@ -69,6 +69,7 @@ class PushOptions:
     checkpoint_seconds: float = 300.0
     dry_run: bool = False
     reconcile: bool = False
+    codec: Codec | None = None  # an encrypted mirror's; None: a plain one's for prefix_len
 
 
 @dataclass(slots=True)
@@ -110,6 +111,7 @@ class _Run:
     ) -> None:
         self.store, self.objects, self.root = store, objects, root
         self.state, self.pieces, self.opts = state, pieces, opts
+        self.codec = opts.codec or Codec(opts.prefix_len)
         self.result = PushResult()
         self.head: Head | None = None
         self.committed: dict[bytes, Entry] = {}
@@ -120,8 +122,8 @@ class _Run:
     def read(self) -> tuple[Source, dict[bytes, Entry]]:
         cached = self.state.head()
         known = decode_head(cached) if cached else None
-        self.head = newest_head(self.store, known)
-        self.committed = load_manifest(self.pieces, self.head) if self.head else {}
+        self.head = newest_head(self.store, known, self.codec)
+        self.committed = load_manifest(self.pieces, self.head, self.codec) if self.head else {}
         source = read_source(
             self.root, self.state, workers=self.opts.workers, checksum=self.opts.checksum
         )
@@ -132,10 +134,11 @@ class _Run:
     # ------------------------------------------------------------------ writing objects
 
     def key(self, path: bytes) -> str:
-        return object_key(path, self.opts.prefix_len)
+        return self.codec.key(path)
 
     def run(self, the_plan: Plan, new: dict[bytes, Entry]) -> None:
         resumed = self.state.uploads()
+        salts = self.state.upload_salts()
         r = self.result
         done: dict[bytes, Entry] = {}
         since_bytes, since = 0, time.monotonic()
@@ -144,7 +147,7 @@ class _Run:
             nonlocal since_bytes, since
             entry.etag = etag
             assert entry.hash is not None
-            self.state.uploaded(entry.path, entry.hash, etag)
+            self.state.uploaded(entry.path, entry.hash, etag, entry.salt)
             done[entry.path] = entry
             since_bytes += n
             if since_bytes >= self.opts.checkpoint_bytes or (
@@ -155,13 +158,19 @@ class _Run:
 
         def resumable(entry: Entry) -> str | None:
             known = resumed.get(entry.path)
-            return known[1] if known and known[0] == entry.hash else None
+            if not known or known[0] != entry.hash:
+                return None
+            if self.codec.cipher is not None:  # the salt of the object written
+                if (salt := salts.get(entry.path)) is None:
+                    return None
+                entry.salt = salt
+            return known[1]
 
         def copy(job: tuple[Entry, bytes]) -> tuple[Entry, str]:
             entry, src = job
             if (etag := resumable(entry)) is not None:
                 return entry, etag
-            ctype = content_type(entry.path)
+            ctype = self.codec.content_type(entry.path)
             return entry, self.objects.copy(self.key(src), self.key(entry.path), content_type=ctype)
 
         def send(entry: Entry) -> tuple[Entry, str | BaseException]:
@@ -172,15 +181,18 @@ class _Run:
                     self.objects,
                     self.root,
                     self.scanned[entry.path],
-                    prefix_len=self.opts.prefix_len,
+                    codec=self.codec,
                     cold=self.opts.cold,
                     journal=self.state.journal,
                 )
             except (FileChanged, OSError) as e:
                 return entry, e
+            entry.salt = up.salt
             return entry, up.etag
 
         failed: set[bytes] = set()
+        for entry, src in the_plan.copy:  # a copy is its source's object, salt and all
+            entry.salt = self.committed[src].salt
         with ThreadPoolExecutor(max_workers=max(1, self.opts.connections)) as pool:
             for entry, etag in pool.map(copy, the_plan.copy):
                 r.copied += 1
@@ -197,6 +209,8 @@ class _Run:
                     r.uploaded_bytes += entry.size
                 finished(entry, outcome, entry.size)
             later = [(e, s) for e, s in the_plan.copy_after if s not in failed]
+            for entry, src in later:
+                entry.salt = new[src].salt
             for entry, src in the_plan.copy_after:
                 if src in failed:  # its content never went up: it goes up itself
                     entry_, outcome = send(entry)
@@ -252,13 +266,15 @@ class _Run:
                 new,
                 created=self.opts.created(),
                 host=self.opts.host,
+                seal=self.codec.seal_piece,
             )
             if nxt is None:
                 return
             for piece in nxt.pieces:
                 self.store.write(piece_path(piece.hash), piece.data)
             encoded = encode_head(nxt.head)
-            if self.objects.create(head_path(nxt.head.generation), encoded):
+            stored = self.codec.seal_head(encoded)
+            if self.objects.create(head_path(nxt.head.generation), stored):
                 previous = self.head
                 self.head, self.committed = nxt.head, new
                 for piece in nxt.pieces:
@@ -282,10 +298,10 @@ class _Run:
         push overwrote since is written again."""
         self.result.conflicts += 1
         mine = diff(self.committed, new)
-        theirs_head = newest_head(self.store, self.head)
+        theirs_head = newest_head(self.store, self.head, self.codec)
         if theirs_head is None:  # pragma: no cover - a head cannot vanish
             raise ManifestError("the generation another push committed has disappeared")
-        theirs = load_manifest(self.pieces, theirs_head)
+        theirs = load_manifest(self.pieces, theirs_head, self.codec)
         rebased = dict(theirs)
         apply(rebased, mine)
         for entry in mine.put:
@@ -297,14 +313,8 @@ class _Run:
                 if scanned is None:
                     rebased.pop(entry.path, None)
                     continue
-                up = upload(
-                    self.objects,
-                    self.root,
-                    scanned,
-                    prefix_len=self.opts.prefix_len,
-                    cold=self.opts.cold,
-                )
-                entry.etag = up.etag
+                up = upload(self.objects, self.root, scanned, codec=self.codec, cold=self.opts.cold)
+                entry.etag, entry.salt = up.etag, up.salt
         for path in list(rebased):  # a directory the other push removed, below which
             parent = path  # this push added a file, comes back
             while b"/" in parent:
@@ -325,7 +335,7 @@ class _Run:
         start = max(1, self.state.collected_below() or previous.generation - 64)
         for generation in range(start, previous.generation):
             try:
-                old = read_head(self.store, generation)
+                old = read_head(self.store, generation, self.codec)
             except ManifestError:
                 old = None
             if old is not None:
@@ -352,7 +362,7 @@ class _Run:
                     self.objects.copy(
                         key,
                         f"{TRASH}/{generation:020d}/{key}",
-                        content_type=content_type(entry.path),
+                        content_type=self.codec.content_type(entry.path),
                     )
                 except ObjectMissing:  # already gone: nothing to keep
                     continue
@@ -395,8 +405,8 @@ def push(
     r.files_read, r.bytes_read = source.files_read, source.bytes_read
     the_plan = plan(run.committed, new)
     r.plan = the_plan
-    for path, etag in the_plan.unchanged.items():
-        new[path].etag = etag
+    for path, etag in the_plan.unchanged.items():  # the same object: its ETag and salt
+        new[path].etag, new[path].salt = etag, run.committed[path].salt
     if opts.reconcile:
         r.reconciled = reconcile(store, objects, root, run.committed, new, the_plan, run.key)
     r.metadata_only = sum(

@@ -5,9 +5,12 @@ every piece checked against its hash."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cairn.core.errors import ObjectMissing, RepositoryError
+from cairn.ops.mirror.codec import PLAIN, Codec, open_codec
+from cairn.ops.mirror.crypt import EncryptionUnknown, read_encryption
 from cairn.ops.mirror.keys import AREA
 from cairn.ops.mirror.manifest import (
     VERSION,
@@ -16,10 +19,10 @@ from cairn.ops.mirror.manifest import (
     ManifestError,
     PieceRef,
     apply,
+    base_from_frame,
     check_tree,
-    decode_base,
-    decode_delta,
     decode_head,
+    delta_from_frame,
     head_name,
 )
 from cairn.storage.base import Storage
@@ -64,8 +67,14 @@ def read_marker(store: Storage) -> Marker:
         raise NotAMirror(f"{store.describe()}: {MARKER} is not a cairn mirror's marker")
     if doc.get("version") != VERSION:
         raise NotAMirror(f"{store.describe()}: unknown mirror version {doc.get('version')!r}")
-    if doc.get("encryption") is not None:
-        raise NotAMirror(f"{store.describe()}: unknown encryption {doc.get('encryption')!r}")
+    encryption = doc.get("encryption")
+    if encryption is not None and type(encryption) is not dict:
+        raise NotAMirror(f"{store.describe()}: unknown encryption {encryption!r}")
+    if encryption is not None:
+        try:
+            read_encryption(encryption)  # refused before any password is asked for
+        except EncryptionUnknown as e:
+            raise NotAMirror(f"{store.describe()}: {e}") from None
     if type(doc.get("id")) is not str or type(doc.get("created")) is not str:
         raise NotAMirror(f"{store.describe()}: {MARKER} lacks its id or date")
     prefix = doc.get("prefix-bytes", 0)
@@ -74,28 +83,38 @@ def read_marker(store: Storage) -> Marker:
     return Marker(doc["id"], doc["created"], doc["encryption"], prefix)
 
 
-def read_head(store: Storage, generation: int) -> Head | None:
+def open_mirror(
+    store: Storage, password: Callable[[], bytes] | None = None
+) -> tuple[Marker, Codec]:
+    """The marker of the mirror on ``store`` and its codec: an encrypted mirror's opened with
+    ``password()`` (which a plain mirror never calls)."""
+    marker = read_marker(store)
+    return marker, open_codec(marker.encryption, marker.prefix_bytes, password)
+
+
+def read_head(store: Storage, generation: int, codec: Codec = PLAIN) -> Head | None:
     """The head of ``generation``, checked; None if there is none."""
+    name = head_path(generation)
     try:
-        data = store.read(head_path(generation))
+        data = store.read(name)
     except ObjectMissing:
         return None
-    head = decode_head(data)
+    head = decode_head(codec.open_head(data, name))
     if head.generation != generation:
         raise ManifestError(f"{head_path(generation)} holds generation {head.generation}")
     return head
 
 
-def newest_head(store: Storage, known: Head | None = None) -> Head | None:
+def newest_head(store: Storage, known: Head | None = None, codec: Codec = PLAIN) -> Head | None:
     """The newest committed head, or None before the first commit. Given a head the caller
     has already (``known``), learning that nothing is newer takes a single read."""
     head = known
     for _attempt in range(_ATTEMPTS):
         if head is None and (hint := _hint(store)):
-            head = read_head(store, hint)
+            head = read_head(store, hint, codec)
             if head is None:
                 continue  # removed by a writer that committed meanwhile: ask the hint again
-        while (following := read_head(store, (head.generation if head else 0) + 1)) is not None:
+        while following := read_head(store, (head.generation if head else 0) + 1, codec):
             head = following
         return head
     raise ManifestError(f"the heads named by {LATEST} keep disappearing")
@@ -111,12 +130,13 @@ def _hint(store: Storage) -> int:
     return int(text)
 
 
-def load_manifest(store: Storage, head: Head) -> dict[bytes, Entry]:
+def load_manifest(store: Storage, head: Head, codec: Codec = PLAIN) -> dict[bytes, Entry]:
     """The entries of ``head``'s generation by path: its base with its deltas applied,
     checked to form a tree."""
-    entries = decode_base(head.base.hash, _piece(store, head.base))
+    base = head.base.hash
+    entries = base_from_frame(base, codec.open_piece(base, _piece(store, head.base)))
     for ref in head.deltas:
-        apply(entries, decode_delta(ref.hash, _piece(store, ref)))
+        apply(entries, delta_from_frame(ref.hash, codec.open_piece(ref.hash, _piece(store, ref))))
     check_tree(entries)
     return entries
 

@@ -16,14 +16,14 @@ from typing import Any
 from cairn.ops.mirror.scan import Scanned
 from cairn.storage.objects import Part, UploadJournal
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime INTEGER NOT NULL,
     ctime INTEGER NOT NULL, inode INTEGER NOT NULL, dev INTEGER NOT NULL, hash BLOB NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS uploads (
-    path BLOB PRIMARY KEY, hash BLOB NOT NULL, etag TEXT NOT NULL
+    path BLOB PRIMARY KEY, hash BLOB NOT NULL, etag TEXT NOT NULL, salt BLOB
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS multipart (
@@ -103,13 +103,21 @@ class MirrorState:
             self._execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (head,))
             self._execute("DELETE FROM uploads")
 
-    def uploaded(self, path: bytes, hash: bytes, etag: str) -> None:
-        """An object written that no committed manifest names yet."""
-        self._execute("INSERT OR REPLACE INTO uploads VALUES (?, ?, ?)", (path, hash, etag))
+    def uploaded(self, path: bytes, hash: bytes, etag: str, salt: bytes | None = None) -> None:
+        """An object written that no committed manifest names yet (``salt``: its header's, in
+        an encrypted mirror)."""
+        self._execute(
+            "INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?)", (path, hash, etag, salt)
+        )
 
     def uploads(self) -> dict[bytes, tuple[bytes, str]]:
         rows = self._execute("SELECT path, hash, etag FROM uploads")
         return {bytes(p): (bytes(h), e) for p, h, e in rows}
+
+    def upload_salts(self) -> dict[bytes, bytes]:
+        """The salts of the uploads recorded with one."""
+        rows = self._execute("SELECT path, salt FROM uploads WHERE salt IS NOT NULL")
+        return {bytes(p): bytes(s) for p, s in rows}
 
     def hint(self) -> int:
         """The generation this source last wrote to the `latest` hint (0: none)."""

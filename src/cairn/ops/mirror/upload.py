@@ -2,23 +2,33 @@
 holds (docs/mirror.md §5): the file is read as the scan saw it (same size, times, inode) and
 has not changed by the time its object is written, or it is hashed again and written again.
 A file that keeps changing is given up and reported; its entry then stays out of the
-manifest rather than describe bytes the object does not hold."""
+manifest rather than describe bytes the object does not hold.
+
+In an encrypted mirror (docs/mirror.md §8.4) the file is read once, hashed and encrypted in
+the same pass: in memory up to ``IN_MEMORY`` bytes, else into an anonymous temporary file
+(``$TMPDIR``) that is then sent, in parts when it is large. Its object has a fresh salt at
+every write, so an upload in parts is not resumed by a later push: parts of an upload under
+another salt would not make one object."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import blake3
 
-from cairn.ops.mirror.keys import content_type, object_key
+from cairn.ops.mirror.codec import Codec
+from cairn.ops.mirror.crypt import CONTENT_TYPE, MirrorCipher
 from cairn.ops.mirror.scan import FileChanged, Scanned, hash_file
 from cairn.storage.base import Content, SpooledContent
 from cairn.storage.objects import ObjectStore, UploadJournal
 
 IN_MEMORY = 8 << 20  # files up to this size are read once, hashed and sent from memory
+_READ = 1 << 20  # bytes read at a time from a file encrypted into a temporary file
 ATTEMPTS = 3  # reads of a file that changes while it goes up, before it is given up
 
 
@@ -26,6 +36,7 @@ ATTEMPTS = 3  # reads of a file that changes while it goes up, before it is give
 class Uploaded:
     etag: str
     hash: bytes  # what the object holds; differs from the scan's when the file changed since
+    salt: bytes | None = None  # the salt of an encrypted object's header
 
 
 def upload(
@@ -33,7 +44,7 @@ def upload(
     root: bytes,
     item: Scanned,
     *,
-    prefix_len: int,
+    codec: Codec,
     cold: bool,
     journal: Callable[[bytes], UploadJournal] | None = None,
 ) -> Uploaded:
@@ -42,12 +53,16 @@ def upload(
     of that content is recorded (a resumed upload of other content must not reuse parts)."""
     entry = item.entry
     full = os.path.join(root, entry.path)
-    key = object_key(entry.path, prefix_len)
-    ctype = content_type(entry.path)
+    key = codec.key(entry.path)
+    ctype = codec.content_type(entry.path)
     expected = entry.hash
     for _attempt in range(ATTEMPTS):
         fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
+            if codec.cipher is not None:
+                if (up := _encrypted(objects, codec.cipher, fd, full, item, key, cold)) is not None:
+                    return up
+                continue
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
                 raise FileChanged(f"{os.fsdecode(full)} is no longer a regular file")
@@ -77,6 +92,61 @@ def upload(
             os.close(fd)
         expected = None
     raise FileChanged(f"{os.fsdecode(full)} kept changing while it was uploaded")
+
+
+def _encrypted(
+    objects: ObjectStore,
+    cipher: MirrorCipher,
+    fd: int,
+    full: bytes,
+    item: Scanned,
+    key: str,
+    cold: bool,
+) -> Uploaded | None:
+    """The file ``fd`` encrypted and written to ``key``, hashed in the pass that encrypts
+    it; None (the caller tries again) if it changed meanwhile."""
+    entry = item.entry
+    before = os.fstat(fd)
+    if not stat.S_ISREG(before.st_mode):
+        raise FileChanged(f"{os.fsdecode(full)} is no longer a regular file")
+    with contextlib.ExitStack() as stack:
+        hasher = blake3.blake3()
+        data: Content
+        if before.st_size <= IN_MEMORY:
+            plain = _read_all(fd, before.st_size)
+            hasher.update(plain)
+            data, salt = cipher.encrypt_all(plain)
+        else:
+            spool = stack.enter_context(tempfile.TemporaryFile())
+            stream = cipher.encrypt_stream(_chunks(fd, before.st_size, hasher))
+            for chunk in stream:
+                spool.write(chunk)
+            spool.flush()
+            data, salt = SpooledContent(spool.fileno(), spool.tell()), stream.salt
+        if not _stable(fd, before):
+            return None
+        etag = objects.put(key, data, content_type=CONTENT_TYPE, cold=cold)
+        if not _stable(fd, before):
+            return None
+    entry.size, entry.mtime = before.st_size, before.st_mtime_ns
+    item.ctime, item.inode = before.st_ctime_ns, before.st_ino
+    entry.hash, entry.salt = hasher.digest(), salt
+    return Uploaded(etag, entry.hash, salt)
+
+
+def _chunks(fd: int, size: int, hasher: blake3.blake3) -> Iterator[bytes]:
+    """The ``size`` bytes of the file ``fd``, hashed as they are read; FileChanged if it has
+    another size now."""
+    offset = 0
+    while offset < size:
+        data = os.pread(fd, min(_READ, size - offset), offset)
+        if not data:
+            raise FileChanged("the file's size changed while it was read")
+        hasher.update(data)
+        offset += len(data)
+        yield data
+    if os.pread(fd, 1, size):
+        raise FileChanged("the file's size changed while it was read")
 
 
 def _seen(st: os.stat_result) -> tuple[int, int, int, int]:

@@ -5,6 +5,7 @@ than the one the manifest recorded (changed behind the manifest's back) is a pro
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -12,7 +13,7 @@ import blake3
 
 from cairn.core.errors import CairnError, ObjectMissing
 from cairn.model.node import FILE
-from cairn.ops.mirror.keys import object_key
+from cairn.ops.mirror.codec import Codec
 from cairn.ops.mirror.manifest import Entry
 from cairn.ops.mirror.reader import load_manifest, newest_head
 from cairn.storage.base import Storage
@@ -37,38 +38,39 @@ def verify(
     prefix_len: int = 0,
     read_data: bool = False,
     workers: int = 8,
+    codec: Codec | None = None,
 ) -> VerifyResult:
+    """``codec``: an encrypted mirror's; None: a plain one's for ``prefix_len``."""
+    codec = codec or Codec(prefix_len)
     out = VerifyResult()
-    head = newest_head(store)
+    head = newest_head(store, codec=codec)
     if head is None:
         return out
     out.generation = head.generation
-    files = [e for e in load_manifest(store, head).values() if e.type == FILE]
+    files = [e for e in load_manifest(store, head, codec).values() if e.type == FILE]
     out.files, out.bytes = len(files), sum(e.size for e in files)
 
     def check(entry: Entry) -> tuple[Entry, str | None, int]:
-        key = object_key(entry.path, prefix_len)
+        key = codec.key(entry.path)
+        stored = codec.stored_size(entry.size)
         try:
             found = objects.head(key)
             if found is None:
                 return entry, "its object is missing", 0
-            if found.size != entry.size:
-                return entry, f"its object has {found.size} bytes, not {entry.size}", 0
+            if found.size != stored:
+                return entry, f"its object has {found.size} bytes, not {stored}", 0
             if entry.etag and found.etag != entry.etag:
                 return entry, "its object was changed since it was pushed (ETag differs)", 0
             if not read_data:
                 return entry, None, 0
             hasher = blake3.blake3()
-            offset = 0
-            while offset < entry.size:
-                chunk = store.read(key, offset, min(_READ, entry.size - offset))
-                if not chunk:
-                    break
+            size = 0
+            for chunk in codec.plain(_chunks(store, key, stored), entry, f"object {key}"):
                 hasher.update(chunk)
-                offset += len(chunk)
-            if offset != entry.size or hasher.digest() != entry.hash:
-                return entry, "its object's content does not match its hash", offset
-            return entry, None, offset
+                size += len(chunk)
+            if size != entry.size or hasher.digest() != entry.hash:
+                return entry, "its object's content does not match its hash", stored
+            return entry, None, stored
         except ObjectMissing:
             return entry, "its object is missing", 0
         except CairnError as e:
@@ -80,3 +82,14 @@ def verify(
             if problem is not None:
                 out.problems.append((entry.path, problem))
     return out
+
+
+def _chunks(store: Storage, key: str, size: int) -> Iterator[bytes]:
+    """The object ``key`` in order, up to ``size`` bytes (fewer if it is shorter)."""
+    offset = 0
+    while offset < size:
+        chunk = store.read(key, offset, min(_READ, size - offset))
+        if not chunk:
+            return
+        offset += len(chunk)
+        yield chunk
