@@ -488,6 +488,7 @@ def test_json_summary_shape(tmp_path: Path, repo: Path, src: Path, run_cli) -> N
         "forgotten",
         "kept",
         "prune",
+        "mirror",
         "warnings",
         "duration",
     }

@@ -427,3 +427,32 @@ def test_reconcile_sends_again_what_was_changed_or_deleted_behind_the_manifest(
     assert out.result.uploaded == 2  # (S3: the same bytes, the same ETag: nothing to commit)
     assert _object(dest, b"docs/a.txt") == b"alpha\n"
     assert app.verify_mirror(_spec(dest), read_data=True).result.problems == []
+
+
+def test_a_compacting_push_aborts_uploads_in_parts_no_push_will_resume(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cairn.ops.mirror.piececache import CachedPieces
+    from cairn.ops.mirror.push import PushOptions, push
+    from cairn.ops.mirror.state import MirrorState
+    from cairn.storage.memory import MemoryStorage
+    from cairn.storage.objects import Multipart
+
+    old = datetime.now(UTC) - timedelta(days=3)
+    store = MemoryStorage(multipart=Multipart(5 << 20, 5 << 20), now=lambda: old)
+    objects = store.objects
+    assert objects is not None
+    objects.create(".cairn-mirror/mirror", b'{"format": "cairn-mirror", "version": 1}')
+    stale = objects.start_upload("left/behind", content_type="text/plain")
+    src = tmp_path / "src"
+    _tree(src)
+    opts = PushOptions(host="h", created=lambda: "2026-12-06T00:00:00+00:00")
+    with MirrorState(tmp_path / "state.sqlite") as state:
+        state.journal(b"h" * 32).started("kept/resumable", "resumable-id")
+        mine = objects.start_upload("kept/resumable", content_type="text/plain")
+        state.journal(b"h" * 32).started("kept/resumable", mine)
+        push(store, objects, os.fsencode(src), state, CachedPieces(store, None), opts)
+        (src / "docs" / "a.txt").write_text("changed")  # a tiny manifest: every push compacts
+        push(store, objects, os.fsencode(src), state, CachedPieces(store, None), opts)
+    left = {u.upload_id for u in objects.uploads("")}
+    assert stale not in left and mine in left

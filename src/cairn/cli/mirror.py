@@ -52,7 +52,13 @@ def init_command(
     dest: str,
     encrypt: bool,
 ) -> int:
-    """Make DEST (s3://BUCKET/PREFIX, s3:https://HOST/BUCKET/PREFIX or a directory) a mirror."""
+    """Make DEST (s3://BUCKET/PREFIX, s3:https://HOST/BUCKET/PREFIX or a directory) a mirror.
+
+    \b
+    Examples:
+      cairn mirror init s3://my-bucket/photos
+      cairn mirror init --encrypt --password-file ~/.mirror-pass s3://my-bucket/private
+    """
     marker, usage = app.init(_spec(dest, store, cache_dir, use_cache, password), encrypt=encrypt)
     if out.json_mode:
         out.json(
@@ -132,7 +138,14 @@ def push_command(
     dry_run: bool,
     verbose: int,
 ) -> int:
-    """Make the mirror DEST hold what the directory SRC holds."""
+    """Make the mirror DEST hold what the directory SRC holds.
+
+    \b
+    Examples:
+      cairn mirror push ~/Photos s3://my-bucket/photos
+      cairn mirror push --delete --limit-upload 2048 ~/Photos s3://my-bucket/photos
+      cairn mirror push --keep-deleted 30 --reconcile /srv/www /mnt/usb/www-mirror
+    """
     request = app.PushRequest(
         source=source,
         workers=workers,
@@ -170,7 +183,13 @@ def status_command(
     reconcile: bool,
     verbose: int,
 ) -> int:
-    """What a push of SRC to DEST would do: files, bytes, requests and their cost."""
+    """What a push of SRC to DEST would do: files, bytes, requests and their cost.
+
+    \b
+    Examples:
+      cairn mirror status ~/Photos s3://my-bucket/photos
+      cairn mirror status -v --delete --json ~/Photos s3://my-bucket/photos
+    """
     request = app.PushRequest(
         source=source,
         workers=workers,
@@ -295,7 +314,13 @@ def pull_command(
     workers: int,
 ) -> int:
     """Make the directory DEST equal to the mirror SRC (any mirror URL, or a plain
-    http:// or https:// URL of a public bucket, a bucket website or a CDN in front of it)."""
+    http:// or https:// URL of a public bucket, a bucket website or a CDN in front of it).
+
+    \b
+    Examples:
+      cairn mirror pull https://my-bucket.s3.amazonaws.com/photos ~/Photos
+      cairn mirror pull --delete --include '/2024' s3://my-bucket/photos ~/Photos
+    """
     request = app.PullRequest(
         dest=dest, delete=delete, include=list(includes), checksum=checksum, workers=workers
     )
@@ -335,7 +360,13 @@ def verify_command(
     dest: str,
     read_data: bool,
 ) -> int:
-    """Check that every object of the mirror DEST is as its manifest says."""
+    """Check that every object of the mirror DEST is as its manifest says.
+
+    \b
+    Examples:
+      cairn mirror verify s3://my-bucket/photos
+      cairn mirror verify --read-data /mnt/usb/www-mirror
+    """
     outcome = app.verify_mirror(_spec(dest, store, cache_dir, use_cache, password), read_data)
     r = outcome.result
     code = EXIT_FAILED if r.problems else EXIT_OK

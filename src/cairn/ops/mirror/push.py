@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from cairn.core.errors import ObjectMissing
 from cairn.model.node import FILE
@@ -344,6 +345,11 @@ class _Run:
                         self.store.delete(piece_path(ref))
                 self.store.delete(head_path(generation))
         self.state.collect_from(previous.generation)
+        # uploads in parts that no push will resume (not in this source's state, and a day
+        # old: another source's push may be resuming a younger one)
+        if self.objects.multipart is not None:
+            day_ago = datetime.now(UTC) - timedelta(days=1)
+            self.objects.abort_stale("", keep=self.state.upload_ids(), before=day_ago)
 
     # ------------------------------------------------------------------ deleted files
 

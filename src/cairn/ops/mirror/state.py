@@ -114,6 +114,10 @@ class MirrorState:
         rows = self._execute("SELECT path, hash, etag FROM uploads")
         return {bytes(p): (bytes(h), e) for p, h, e in rows}
 
+    def upload_ids(self) -> set[str]:
+        """The multipart uploads this state may still resume."""
+        return {row[0] for row in self._execute("SELECT upload_id FROM multipart")}
+
     def upload_salts(self) -> dict[bytes, bytes]:
         """The salts of the uploads recorded with one."""
         rows = self._execute("SELECT path, salt FROM uploads WHERE salt IS NOT NULL")
