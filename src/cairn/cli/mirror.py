@@ -394,3 +394,14 @@ def verify_command(
         )
     out.line(store_line(outcome.usage))
     return code
+
+
+def _mirror_connections_help() -> None:
+    """--connections means objects written at once here, with the mirror's own defaults."""
+    for sub in command.commands.values():
+        for param in sub.params:
+            if param.name == "connections" and isinstance(param, click.Option):
+                param.help = "Objects written at once (default 8 on S3, 4 for a local directory)."
+
+
+_mirror_connections_help()
