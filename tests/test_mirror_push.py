@@ -281,22 +281,6 @@ def test_a_file_that_changes_before_it_goes_up_is_sent_as_it_is_then(
     assert app.verify_mirror(_spec(url), read_data=True).result.problems == []
 
 
-def test_unreadable_files_are_named_and_the_rest_is_pushed(
-    tmp_path: Path, unprivileged_base: Path
-) -> None:
-    url = str(tmp_path / "mirror")
-    app.init(app.MirrorSpec(url))
-    src = tmp_path / "src"
-    _tree(src)
-    (src / "secret").write_text("x")
-    os.chmod(src / "secret", 0)
-    if os.geteuid() == 0:
-        pytest.skip("root reads every file; covered by the CLI test run as nobody")
-    out = _push(url, src)
-    assert [u.path for u in out.result.unreadable] == [b"secret"]
-    assert b"photo.jpg" in _manifest(url) and b"secret" not in _manifest(url)
-
-
 def test_odd_names_get_keys_of_their_own(dest: str, tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
