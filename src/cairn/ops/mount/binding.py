@@ -17,6 +17,7 @@ import ctypes
 import importlib
 import os
 import struct
+import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -48,6 +49,22 @@ def load() -> ModuleType:
         return importlib.import_module("mfusepy")
     except (ImportError, OSError) as e:
         raise CairnError(f"cannot load libfuse (install Debian's fuse3): {e}") from None
+
+
+_kept: set[int] = set()  # the threads whose Python thread state outlives a call
+
+
+def _keep_thread_state() -> None:
+    """Makes the Python thread state of this libfuse thread outlive the call. ctypes gives a
+    call from a thread Python did not start a thread state of its own, dropped when the call
+    returns, and with it everything the thread kept in ``threading.local``: the blob reader's
+    buffer (a fresh 4 MiB mapping for every blob read) and zstd's decompression context. One
+    more hold on the state, never released, keeps it for the thread's life (libfuse keeps its
+    threads until the file system is unmounted: as many idle as there can be threads)."""
+    thread = threading.get_native_id()
+    if thread not in _kept:
+        _kept.add(thread)
+        ctypes.pythonapi.PyGILState_Ensure()
 
 
 def stat_packer(c_stat: type[ctypes.Structure]) -> Callable[[Any, dict[str, int]], None]:
@@ -95,6 +112,10 @@ def fuse_class(fuse: ModuleType) -> type:
     pack = stat_packer(fuse.c_stat)
 
     class ListingFUSE(fuse.FUSE):  # type: ignore[name-defined,misc]
+        def _wrapper(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+            _keep_thread_state()
+            return super()._wrapper(func, *args, **kwargs)
+
         def readdir_fuse_3(
             self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any, flags: int
         ) -> int:
