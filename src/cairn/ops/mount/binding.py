@@ -126,7 +126,10 @@ def fuse_class(fuse: ModuleType) -> type:
                 offset,
             )
             for at, (name, attrs, complete) in enumerate(entries, offset + 1):
-                pack(st, attrs)
+                if complete:
+                    pack(st, attrs)
+                else:  # libfuse reads only these two of the others
+                    st.st_ino, st.st_mode = attrs["st_ino"], attrs["st_mode"]
                 if filler(buf, name, st, at, FILL_DIR_PLUS if complete else 0) != 0:
                     break  # the kernel's buffer is full
             return 0
