@@ -29,7 +29,7 @@ from cairn.core.errors import CairnError, NotFoundError, ObjectMissing
 from cairn.model.node import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
 from cairn.model.snapshot import Snapshot
 from cairn.ops.mount.blobcache import BlobCache
-from cairn.ops.mount.content import FileContent, Zeros
+from cairn.ops.mount.content import FileContent, Zeros, stored_bytes
 from cairn.ops.mount.namespace import Dir, Link, Namespace
 from cairn.ops.treewalk import TreeProblem, load_tree
 from cairn.repo.layout import DATA_BLOB
@@ -250,15 +250,10 @@ class SnapshotFS:
         }
 
     def _stored_bytes(self, node: Node) -> int:
-        """Bytes of the file that are not holes (what ``st_blocks`` counts)."""
-        total = 0
-        for blob_id in node.content:
-            found = self._lengths(blob_id)
-            if found is None:
-                raise OSError(errno.EIO, node.name.decode("utf-8", "surrogateescape"))
-            if not self._zero.matches(blob_id, *found):
-                total += found[0]
-        return total
+        try:
+            return stored_bytes(node, self._lengths, self._zero)
+        except CairnError:
+            raise OSError(errno.EIO, node.name.decode("utf-8", "surrogateescape")) from None
 
     def _content(self, node: Node, ahead: bool = False) -> FileContent:
         try:
