@@ -8,7 +8,8 @@ libfuse 3.14 drops the attributes of a listing given all at once, without positi
 
 The attributes are written into the ``struct stat`` with one ``struct.pack_into`` whose layout
 is read from mfusepy's own ``c_stat`` (a ctypes field set at a time costs several times more,
-and a listing fills one per entry).
+and a listing fills one per entry). And every call keeps the Python thread state of the libfuse
+thread it runs on (``_keep_thread_state``).
 """
 
 from __future__ import annotations
