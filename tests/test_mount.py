@@ -192,6 +192,7 @@ def test_unmounts_cleanly(
     else:
         code, err = m.stop(getattr(signal, how))
     assert code == 0, err
+    assert err == ""  # nothing said on stderr by a mount that went well (libfuse's warnings)
     assert not os.path.ismount(mnt)
     assert os.listdir(mnt) == []
 
@@ -208,6 +209,11 @@ def test_a_mount_point_that_cannot_be_used_fails_in_one_line(
     res = cairn_proc("mount", "--repo", repo_path, full)
     assert res.code == 2
     assert res.err.strip() == f"cairn: error: mount point {full} is not empty"
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    res = cairn_proc("mount", "--repo", repo_path, plain)
+    assert res.code == 2
+    assert res.err.strip() == f"cairn: error: mount point {plain} is not a directory"
     bad = cairn_proc("mount", "--repo", repo_path, "--cache-size", "lots", tmp_path)
     assert bad.code == 2 and "--cache-size" in bad.err
     assert shutil.which("fusermount3") is not None or sys.platform != "linux"

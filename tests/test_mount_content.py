@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from cairn.model.node import FILE, Node
 from cairn.ops.mount.blobcache import BlobCache
-from cairn.ops.mount.content import FileContent, Zeros
+from cairn.ops.mount.content import FileContent, Zeros, stored_bytes
 
 
 def _id(data: bytes | memoryview) -> bytes:
@@ -70,6 +70,7 @@ def test_reads_at_any_offset_are_the_file(
     # runs of zeros are holes; a few zero bytes (which hardly compress) are data
     zero_runs = sum(len(c) for c in chunks if not any(c) and len(c) >= 1000)
     assert content.stored_bytes() == len(whole) - zero_runs
+    assert stored_bytes(node, store.lengths, Zeros(_id)) == len(whole) - zero_runs
     fetched_zeros = [
         b for b in store.fetched if len(store.blobs[b]) >= 1000 and not any(store.blobs[b])
     ]

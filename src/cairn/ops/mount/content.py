@@ -35,6 +35,19 @@ class Zeros:
         return stored * SQUEEZE <= raw_length and self._id(raw_length) == blob_id
 
 
+def stored_bytes(node: Node, lengths: Lengths, zero: Zeros) -> int:
+    """Bytes of the file that are not holes (what ``st_blocks`` counts), without the map of its
+    blobs that reads need (a listing asks it of every file)."""
+    total = 0
+    for blob_id in node.content:
+        found = lengths(blob_id)
+        if found is None:
+            raise NotFoundError(f"blob {blob_id.hex()} is not in the index")
+        if not zero.matches(blob_id, *found):
+            total += found[0]
+    return total
+
+
 class FileContent:
     def __init__(
         self,

@@ -6,6 +6,11 @@ of a hardlink group, of the snapshot's id and the group's recorded (device, inod
 group is one inode with its recorded link count. Everything is read-only: an attempt to change
 anything is refused by the kernel (the mount is made ``ro``). A blob whose pack has gone (a
 prune moved it meanwhile) is looked for again after the index is read again.
+
+Each call from the kernel is a call into Python (tens of microseconds), so the file system
+answers with as few as it can: listings carry their entries' attributes (``entries``), which
+spares the kernel's lookups, there is no ``open``, ``release``, ``opendir`` or ``releasedir``
+(libfuse answers those itself), and a path is resolved from its directory's kept node.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import itertools
 import stat
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -23,7 +29,7 @@ from cairn.core.errors import CairnError, NotFoundError, ObjectMissing
 from cairn.model.node import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
 from cairn.model.snapshot import Snapshot
 from cairn.ops.mount.blobcache import BlobCache
-from cairn.ops.mount.content import FileContent, Zeros
+from cairn.ops.mount.content import FileContent, Zeros, stored_bytes
 from cairn.ops.mount.namespace import Dir, Link, Namespace
 from cairn.ops.treewalk import TreeProblem, load_tree
 from cairn.repo.layout import DATA_BLOB
@@ -39,6 +45,8 @@ _TYPE_BITS = {
     SOCKET: stat.S_IFSOCK,
 }
 TREES_KEPT = 4096  # directory listings kept decoded
+STAT_WALK_LISTINGS = 64  # listings given with their files' attributes after a file's lookup
+CONTENTS_KEPT = 256  # files read lately, whose blobs' places are kept
 AHEAD_THREADS = 4  # blobs fetched ahead of sequential reads at once
 
 
@@ -63,9 +71,12 @@ class SnapshotFS:
         self.started = started  # ns: the time of the namespace's directories
         self._zero = Zeros(repo.blob_id)
         self._trees: OrderedDict[bytes, dict[bytes, Node]] = OrderedDict()
-        self._trees_lock = threading.Lock()
-        self._open: dict[int, FileContent] = {}
-        self._handles = itertools.count(1)
+        self._trees_lock = threading.Lock()  # of the listings and of the directories
+        self._dirs: OrderedDict[tuple[str, bytes], Node] = OrderedDict()
+        self._roots: dict[str, Node] = {}  # by snapshot id
+        self._contents: OrderedDict[str, FileContent] = OrderedDict()  # by path
+        self._contents_lock = threading.Lock()
+        self._stat_walk = 0  # listings still to give with their files' attributes
         self._index_lock = threading.Lock()
         # read ahead at most a quarter of the cache, so that what is read ahead stays in it
         self._ahead = ThreadPoolExecutor(AHEAD_THREADS, thread_name_prefix="cairn-readahead")
@@ -139,16 +150,44 @@ class SnapshotFS:
             if i < len(parts):
                 raise OSError(errno.ENOTDIR, path)
             return Found(raw, link=here)
-        node = Node(name=b"", type=DIR, mode=0o755, subtree=here.tree, mtime=_ns(here))
-        node.atime = node.ctime = node.mtime
-        for part in parts[i:]:
-            if node.type != DIR or node.subtree is None:
-                raise OSError(errno.ENOTDIR, path)
-            found = self._listing(node.subtree).get(part)
-            if found is None:
-                raise OSError(errno.ENOENT, path)
-            node = found
-        return Found(raw, snap=here, node=node)
+        return Found(raw, snap=here, node=self._inside(here, parts[i:], path))
+
+    def _inside(self, snap: Snapshot, parts: list[bytes], path: str) -> Node:
+        """The entry at ``parts`` in the snapshot's tree. The directories that hold the
+        entries looked up are kept, so a path is one listing's lookup, not one per part."""
+        if not parts:
+            return self._root(snap)
+        key = (snap.id, b"/".join(parts[:-1]))
+        with self._trees_lock:
+            parent = self._dirs.get(key)
+            if parent is not None:
+                self._dirs.move_to_end(key)
+        if parent is None:
+            parent = self._root(snap)
+            for part in parts[:-1]:
+                parent = self._child(parent, part, path)
+            with self._trees_lock:
+                self._dirs[key] = parent
+                while len(self._dirs) > TREES_KEPT:
+                    self._dirs.popitem(last=False)
+        return self._child(parent, parts[-1], path)
+
+    def _root(self, snap: Snapshot) -> Node:
+        """The snapshot's top directory, with the snapshot's time."""
+        node = self._roots.get(snap.id)
+        if node is None:
+            node = Node(name=b"", type=DIR, mode=0o755, subtree=snap.tree, mtime=_ns(snap))
+            node.atime = node.ctime = node.mtime
+            self._roots[snap.id] = node
+        return node
+
+    def _child(self, node: Node, name: bytes, path: str) -> Node:
+        if node.type != DIR or node.subtree is None:
+            raise OSError(errno.ENOTDIR, path)
+        found = self._listing(node.subtree).get(name)
+        if found is None:
+            raise OSError(errno.ENOENT, path)
+        return found
 
     # ------------------------------------------------------------------ metadata
     def _ino(self, *parts: bytes) -> int:
@@ -158,21 +197,27 @@ class SnapshotFS:
     def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
         found = self.find(path)
         if found.node is None or found.snap is None:
-            if found.link is not None:
-                mode, size = stat.S_IFLNK | 0o777, len(found.link.target)
-            else:
-                mode, size = stat.S_IFDIR | 0o555, 0
-            t = self.started
-            return {
-                "st_mode": mode,
-                "st_ino": self._ino(b"namespace", found.path),
-                "st_nlink": 1 if found.link else 2,
-                "st_size": size,
-                "st_atime": t,
-                "st_mtime": t,
-                "st_ctime": t,
-            }
+            return self._virtual_attrs(found.path, found.link or found.virtual or {})
+        if found.node.type != DIR:  # a program looks at the files it lists
+            self._stat_walk = STAT_WALK_LISTINGS
         return self._node_attrs(found.snap, found.path, found.node)
+
+    def _virtual_attrs(self, path: bytes, entry: Dir | Link) -> dict[str, int]:
+        """A directory of the namespace, or a ``latest`` link."""
+        if isinstance(entry, Link):
+            mode, size, links = stat.S_IFLNK | 0o777, len(entry.target), 1
+        else:
+            mode, size, links = stat.S_IFDIR | 0o555, 0, 2
+        t = self.started
+        return {
+            "st_mode": mode,
+            "st_ino": self._ino(b"namespace", path),
+            "st_nlink": links,
+            "st_size": size,
+            "st_atime": t,
+            "st_mtime": t,
+            "st_ctime": t,
+        }
 
     def _node_ino(self, snap: Snapshot, path: bytes, node: Node) -> int:
         if node.type == FILE and node.links > 1 and node.inode:
@@ -186,7 +231,7 @@ class SnapshotFS:
         if node.type == SYMLINK:
             size = len(node.target or b"")
         elif node.type == FILE:
-            blocks = (self._content(node).stored_bytes() + 511) // 512
+            blocks = (self._stored_bytes(node) + 511) // 512
         elif node.type == DIR:
             size = 0
         return {
@@ -204,6 +249,12 @@ class SnapshotFS:
             "st_ctime": node.ctime,
         }
 
+    def _stored_bytes(self, node: Node) -> int:
+        try:
+            return stored_bytes(node, self._lengths, self._zero)
+        except CairnError:
+            raise OSError(errno.EIO, node.name.decode("utf-8", "surrogateescape")) from None
+
     def _content(self, node: Node, ahead: bool = False) -> FileContent:
         try:
             return FileContent(
@@ -216,36 +267,50 @@ class SnapshotFS:
         except CairnError:
             raise OSError(errno.EIO, node.name.decode("utf-8", "surrogateescape")) from None
 
-    def opendir(self, path: str) -> int:
-        return 0
-
-    def releasedir(self, path: str | None, fh: int) -> int:
-        return 0
-
     def readdir(self, path: str, fh: int | None = None) -> list[tuple[str, dict[str, int], int]]:
         """The entries with their inode numbers and types (with ``use_ino``, an entry without
-        an inode number would be skipped by readers of the directory)."""
+        an inode number would be skipped by readers of the directory): what mfusepy's own
+        listing takes (the mount's, ``binding.fuse_class``, takes ``entries``)."""
+        return [(_text(name), attrs, 0) for name, attrs, _ in self.entries(path, False, 0)]
+
+    def entries(
+        self, path: str, plus: bool, start: int
+    ) -> Iterator[tuple[bytes, dict[str, int], bool]]:
+        """The directory's entries from the ``start``-th on (``.`` and ``..`` first), each with
+        its attributes and whether they are complete: when ``plus``, those of the directories
+        always (a walk of the tree looks each up), those of the other entries while the files
+        of listings are being looked up (a ``tar``, an ``ls -l``, not a ``find``): the kernel
+        makes an inode of every entry given complete, which costs a walk that never looks at
+        the files more than it saves."""
         found = self.find(path)
-        here = self.getattr(path)
-        parent = self.getattr(path.rsplit("/", 1)[0] or "/")
-        out = [
-            (".", {"st_ino": here["st_ino"], "st_mode": here["st_mode"]}, 0),
-            ("..", {"st_ino": parent["st_ino"], "st_mode": parent["st_mode"]}, 0),
-        ]
-        if found.virtual is not None:
-            for name, entry in found.virtual.items():
-                mode = stat.S_IFLNK | 0o777 if isinstance(entry, Link) else stat.S_IFDIR | 0o555
-                ino = self._ino(b"namespace", found.path + b"/" + name)
-                out.append((_text(name), {"st_ino": ino, "st_mode": mode}, 0))
-        elif found.snap is not None and found.node is not None and found.node.type == DIR:
-            listing = self._listing(found.node.subtree) if found.node.subtree else {}
-            for name, node in listing.items():
-                ino = self._node_ino(found.snap, found.path + b"/" + name, node)
-                mode = _TYPE_BITS[node.type] | node.mode
-                out.append((_text(name), {"st_ino": ino, "st_mode": mode}, 0))
-        else:
+        if found.virtual is None and (found.node is None or found.node.type != DIR):
             raise OSError(errno.ENOTDIR, path)
-        return out
+        files = plus and self._stat_walk > 0
+        if plus and start == 0:
+            self._stat_walk = max(self._stat_walk - 1, 0)
+        if start < 2:
+            here = self.getattr(path)
+            parent = self.getattr(path.rsplit("/", 1)[0] or "/")
+            for name, attrs in ((b".", here), (b"..", parent))[start:]:
+                yield name, _brief(attrs), False
+        skip = max(start - 2, 0)
+        base = found.path.rstrip(b"/") + b"/"  # the entries' paths as getattr is given them
+        if found.virtual is not None:
+            for name, entry in itertools.islice(found.virtual.items(), skip, None):
+                if isinstance(entry, Snapshot):
+                    attrs = self._node_attrs(entry, base + name, self._root(entry))
+                else:
+                    attrs = self._virtual_attrs(base + name, entry)
+                yield name, attrs, plus
+            return
+        assert found.snap is not None and found.node is not None
+        listing = self._listing(found.node.subtree) if found.node.subtree else {}
+        for name, node in itertools.islice(listing.items(), skip, None):
+            if (node.type == DIR and plus) or files:
+                yield name, self._node_attrs(found.snap, base + name, node), True
+                continue
+            ino = self._node_ino(found.snap, base + name, node)
+            yield name, {"st_ino": ino, "st_mode": _TYPE_BITS[node.type] | node.mode}, False
 
     def readlink(self, path: str) -> str:
         found = self.find(path)
@@ -271,30 +336,42 @@ class SnapshotFS:
         return value
 
     # ------------------------------------------------------------------ reads
-    def open(self, path: str, flags: int) -> int:
-        found = self.find(path)
-        if found.node is None or found.node.type != FILE:
-            raise OSError(errno.EISDIR if found.virtual is not None else errno.EINVAL, path)
-        handle = next(self._handles)
-        self._open[handle] = self._content(found.node, ahead=True)
-        return handle
-
-    def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
-        content = self._open.get(fh)
-        if content is None:
-            raise OSError(errno.EBADF, path or "")
+    def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+        """The file is found by its path: there is no ``open`` (nor ``release``), which libfuse
+        then answers itself, sparing two calls into Python for every file opened."""
+        content = self._content_at(path)
         try:
             return content.read(offset, size)
         except CairnError as e:
-            self.repo.notice(path or "", f"cannot be read: {e}")
-            raise OSError(errno.EIO, path or "") from None
+            self.repo.notice(path, f"cannot be read: {e}")
+            raise OSError(errno.EIO, path) from None
 
-    def release(self, path: str | None, fh: int) -> int:
-        self._open.pop(fh, None)
-        return 0
+    def _content_at(self, path: str) -> FileContent:
+        """The content of the file at ``path``, kept for the reads that follow: the last
+        ``CONTENTS_KEPT`` files read, so a file read by pieces is found once."""
+        with self._contents_lock:
+            content = self._contents.get(path)
+            if content is not None:
+                self._contents.move_to_end(path)
+                return content
+        found = self.find(path)
+        if found.node is None or found.node.type != FILE:
+            directory = found.virtual is not None or (found.node and found.node.type == DIR)
+            raise OSError(errno.EISDIR if directory else errno.EINVAL, path)
+        content = self._content(found.node, ahead=True)
+        with self._contents_lock:
+            self._contents[path] = content
+            while len(self._contents) > CONTENTS_KEPT:
+                self._contents.popitem(last=False)
+        return content
 
     def statfs(self, path: str) -> dict[str, int]:
         return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}
+
+
+def _brief(attrs: dict[str, int]) -> dict[str, int]:
+    """What a listing without attributes gives of an entry."""
+    return {"st_ino": attrs["st_ino"], "st_mode": attrs["st_mode"]}
 
 
 def _text(name: bytes) -> str:

@@ -15,17 +15,17 @@ so Python's own SIGINT handler is set aside for the time of the mount.
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 from pathlib import Path
-from types import ModuleType
 
 from cairn.core.errors import CairnError, UsageError
+from cairn.ops.mount import binding
 from cairn.ops.mount.fs import SnapshotFS
 
 DEVICE = "/dev/fuse"
 CACHE_SECONDS = 5  # how long the kernel keeps the attributes it was given
+IDLE_THREADS = 10  # libfuse's threads kept waiting for requests (libfuse's own default)
 ENDED_BY_SIGNAL = 8  # what libfuse 3's fuse_main returns when a signal ended its loop
 
 
@@ -50,20 +50,12 @@ def _fusermount() -> bool:
     return any(os.access(os.path.join(d, "fusermount3"), os.X_OK) for d in os.defpath.split(":"))
 
 
-def _binding() -> ModuleType:
-    os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # libfuse 3 over 2 when both are there
-    try:
-        return importlib.import_module("mfusepy")
-    except (ImportError, OSError) as e:
-        raise CairnError(f"cannot load libfuse (install Debian's fuse3): {e}") from None
-
-
 def serve(fs: SnapshotFS, mountpoint: Path, name: str) -> None:
     """Mounts ``fs`` read-only at ``mountpoint`` and serves it until it is unmounted."""
-    fuse = _binding()
+    fuse = binding.load()
     previous = signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
-        fuse.FUSE(
+        binding.fuse_class(fuse)(
             fs,
             str(mountpoint),
             foreground=True,
@@ -75,6 +67,9 @@ def serve(fs: SnapshotFS, mountpoint: Path, name: str) -> None:
             # a snapshot never changes; the namespace's listings are read again within seconds
             entry_timeout=CACHE_SECONDS,
             attr_timeout=CACHE_SECONDS,
+            # unset, libfuse 3.14 mistakes its own default for an invalid value and says so on
+            # stderr ("Ignoring invalid max threads value 4294967295")
+            max_idle_threads=IDLE_THREADS,
         )
     except RuntimeError as e:
         if e.args == (ENDED_BY_SIGNAL,):
