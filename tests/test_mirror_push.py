@@ -440,3 +440,15 @@ def test_a_compacting_push_aborts_uploads_in_parts_no_push_will_resume(tmp_path:
         push(store, objects, os.fsencode(src), state, CachedPieces(store, None), opts)
     left = {u.upload_id for u in objects.uploads("")}
     assert stale not in left and mine in left
+
+
+def test_status_counts_the_requests_a_push_then_makes(tmp_path: Path, s3_url: str) -> None:
+    app.init(app.MirrorSpec(s3_url))
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(70 << 20))  # 5 parts of 16 MiB
+    (src / "small.txt").write_text("s")
+    planned = app.status(_spec(s3_url), app.PushRequest(source=str(src)))
+    assert planned.estimate is not None
+    done = _push(s3_url, src)
+    assert planned.estimate["requests"]["put"] == done.usage["put"] == (5 + 2) + 1 + 3

@@ -35,7 +35,7 @@ from cairn.storage.base import Storage
 from cairn.storage.http import HttpStorage
 from cairn.storage.local import LocalStorage
 from cairn.storage.metered import MeteredStorage
-from cairn.storage.objects import ObjectStore
+from cairn.storage.objects import Multipart, ObjectStore
 from cairn.storage.s3config import S3Location
 
 __all__ = [
@@ -52,8 +52,6 @@ __all__ = [
     "status",
     "verify_mirror",
 ]
-
-MULTIPART_PART = 64 << 20  # the size of a part above which a file goes up in parts
 
 
 @dataclass(frozen=True)
@@ -210,13 +208,17 @@ def _inside(root: bytes, store_root: Path) -> bool:
     return store == real or store.startswith(real.rstrip(b"/") + b"/")
 
 
-def planned_requests(result: PushResult, delete: bool, trash: bool) -> dict[str, int]:
-    """The requests the push a dry run planned would make (its reading already made)."""
+def planned_requests(
+    result: PushResult, delete: bool, trash: bool, parts: Multipart | None
+) -> dict[str, int]:
+    """The requests the push a dry run planned would make (its reading already made);
+    ``parts``: how the store uploads large files (None: whole)."""
     p = result.plan
     if p is None:
         return {}
     parts = sum(
-        max(1, -(-e.size // MULTIPART_PART)) + 2 if e.size > MULTIPART_PART else 1 for e in p.upload
+        len(parts.ranges(e.size)) + 2 if parts and e.size >= parts.threshold else 1
+        for e in p.upload
     )
     copies = len(p.copy) + len(p.copy_after)
     changed = bool(p.upload or p.copy or p.copy_after or p.remove or result.metadata_only)
@@ -233,7 +235,12 @@ def planned_requests(result: PushResult, delete: bool, trash: bool) -> dict[str,
 
 def _estimate(spec: MirrorSpec, request: PushRequest, result: PushResult) -> dict[str, Any]:
     assert result.plan is not None
-    counts = planned_requests(result, request.delete, request.keep_deleted_days is not None)
+    parts = None
+    if store_kind(spec.url) == OBJECT_STORE:
+        s3 = spec.store.s3
+        parts = Multipart(s3.multipart_threshold, s3.multipart_chunksize)
+    trash = request.keep_deleted_days is not None
+    counts = planned_requests(result, request.delete, trash, parts)
     out: dict[str, Any] = {"requests": counts, "bytes_up": result.plan.bytes_up}
     if not priced(spec.url):
         return {**out, "local": True}
