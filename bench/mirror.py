@@ -31,6 +31,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,7 +67,9 @@ class Phase:
         self.samples.setdefault(tool, []).append(s)
 
 
-class MirrorTool:
+class MirrorTool(ABC):
+    """A tool that pushes a directory to a prefix of the bucket and pulls it back."""
+
     name = ""
 
     def __init__(self, work: Path, endpoint: str, env: dict[str, str]) -> None:
@@ -74,11 +77,11 @@ class MirrorTool:
         self.endpoint = endpoint
         self.base_env = env
 
-    def push(self, src: Path, prefix: str) -> Measurement:
-        raise NotImplementedError
+    @abstractmethod
+    def push(self, src: Path, prefix: str) -> Measurement: ...
 
-    def pull(self, prefix: str, target: Path) -> Measurement:
-        raise NotImplementedError
+    @abstractmethod
+    def pull(self, prefix: str, target: Path) -> Measurement: ...
 
 
 class CairnMirror(MirrorTool):

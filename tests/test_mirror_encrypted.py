@@ -17,7 +17,7 @@ import pytest
 
 from cairn.app import mirror as app
 from cairn.app.context import StackHooks, StoreOptions, stack_hooks
-from cairn.core.errors import IntegrityError, StorageError
+from cairn.core.errors import IntegrityError
 from cairn.crypto.kdf import KdfParams
 from cairn.crypto.segments import encrypted_size
 from cairn.ops.mirror import upload as upload_module
@@ -31,7 +31,7 @@ from cairn.storage.faulty import FaultyStorage
 from cairn.storage.objects import Multipart
 from tests.conftest import PASSWORD
 from tests.httpserve import serve
-from tests.test_mirror_push import _fail_after, _racing
+from tests.test_mirror_push import _racing, interrupted_then_resumed
 from tests.treecmp import describe, diff
 from tests.treegen import IS_ROOT, build, kitchen_sink
 
@@ -258,17 +258,7 @@ def _pulls_back(url: str, src: Path, out: Path) -> None:
 def test_an_interrupted_encrypted_push_resumes_with_the_salts_it_wrote(tmp_path: Path) -> None:
     url, src = str(tmp_path / "mirror"), tmp_path / "src"
     app.init(_spec(url), encrypt=True)
-    src.mkdir()
-    for i in range(10):
-        (src / f"f{i}").write_bytes(os.urandom(1000) + bytes([i]))
-    hooks = StackHooks(wrappers=(_fail_after(6),))
-    with stack_hooks(hooks), pytest.raises(StorageError):
-        app.push_mirror(
-            replace(_spec(url), store=StoreOptions(retries=1, connections=1)),
-            app.PushRequest(source=str(src)),
-        )
-    out = _push(url, src)
-    assert out.result.resumed == 6 and out.result.uploaded == 4
+    interrupted_then_resumed(url, src)
     _pulls_back(url, src, tmp_path / "out")
 
 

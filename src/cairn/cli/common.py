@@ -84,32 +84,11 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
         key_hint: str | None,
         cache_dir: str | None,
         no_cache: bool,
-        storage_class: str | None,
-        s3_path_style: bool,
-        s3_anonymous: bool,
-        s3_sse: str | None,
-        s3_sse_kms_key_id: str | None,
-        connections: int | None,
-        limit_upload: int | None,
-        limit_download: int | None,
-        retries: int,
-        memory_limit: int | None,
         json_mode: bool,
         quiet: bool,
         **kwargs: Any,
     ) -> Any:
-        store = store_from_flags(
-            storage_class,
-            s3_path_style,
-            s3_anonymous,
-            s3_sse,
-            s3_sse_kms_key_id,
-            connections,
-            limit_upload,
-            limit_download,
-            retries,
-            memory_limit,
-        )
+        store = store_from_flags(**{k: kwargs.pop(k) for k in STORE_FLAGS})
         output = Output(json_mode=json_mode, quiet=quiet)
         spec = RepoSpec(
             url=repo,

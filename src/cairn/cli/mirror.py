@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict
 from typing import Any
 
@@ -78,6 +79,31 @@ def init_command(
 
 
 def _push_options(f: Any) -> Any:
+    """SRC and the options of a push (push and status), turned into ``request``."""
+
+    @functools.wraps(f)
+    def wrapper(
+        source: str,
+        delete: bool,
+        keep_deleted: int | None,
+        checksum: bool,
+        workers: int,
+        host: str | None,
+        reconcile: bool,
+        **kwargs: Any,
+    ) -> Any:
+        request = app.PushRequest(
+            source=source,
+            workers=workers,
+            checksum=checksum,
+            delete=delete,
+            keep_deleted_days=keep_deleted,
+            host=host,
+            reconcile=reconcile,
+        )
+        return f(request=request, **kwargs)
+
+    decorated: Any = wrapper
     for option in reversed(
         [
             click.option(
@@ -109,16 +135,15 @@ def _push_options(f: Any) -> Any:
             ),
         ]
     ):
-        f = option(f)
-    return f
+        decorated = option(decorated)
+    return click.argument("source", metavar="SRC")(decorated)
 
 
 @command.command("push", cls=CairnCommand)
 @store_options
 @password_options
-@click.argument("source", metavar="SRC")
-@click.argument("dest")
 @_push_options
+@click.argument("dest")
 @click.option("-n", "--dry-run", is_flag=True, help="Say what would be done; change nothing.")
 @click.option("-v", "--verbose", count=True, help="Name the files uploaded, copied, removed.")
 def push_command(
@@ -127,14 +152,8 @@ def push_command(
     use_cache: bool,
     out: Output,
     password: PasswordSource,
-    source: str,
+    request: app.PushRequest,
     dest: str,
-    delete: bool,
-    keep_deleted: int | None,
-    checksum: bool,
-    workers: int,
-    host: str | None,
-    reconcile: bool,
     dry_run: bool,
     verbose: int,
 ) -> int:
@@ -146,16 +165,7 @@ def push_command(
       cairn mirror push --delete --limit-upload 2048 ~/Photos s3://my-bucket/photos
       cairn mirror push --keep-deleted 30 --reconcile /srv/www /mnt/usb/www-mirror
     """
-    request = app.PushRequest(
-        source=source,
-        workers=workers,
-        checksum=checksum,
-        delete=delete,
-        keep_deleted_days=keep_deleted,
-        dry_run=dry_run,
-        host=host,
-        reconcile=reconcile,
-    )
+    request.dry_run = dry_run
     outcome = app.push_mirror(_spec(dest, store, cache_dir, use_cache, password), request)
     return _report_push(out, outcome, verbose, dry_run)
 
@@ -163,9 +173,8 @@ def push_command(
 @command.command("status", cls=CairnCommand)
 @store_options
 @password_options
-@click.argument("source", metavar="SRC")
-@click.argument("dest")
 @_push_options
+@click.argument("dest")
 @click.option("-v", "--verbose", count=True, help="Name the files a push would send.")
 def status_command(
     store: StoreOptions,
@@ -173,14 +182,8 @@ def status_command(
     use_cache: bool,
     out: Output,
     password: PasswordSource,
-    source: str,
+    request: app.PushRequest,
     dest: str,
-    delete: bool,
-    keep_deleted: int | None,
-    checksum: bool,
-    workers: int,
-    host: str | None,
-    reconcile: bool,
     verbose: int,
 ) -> int:
     """What a push of SRC to DEST would do: files, bytes, requests and their cost.
@@ -190,15 +193,6 @@ def status_command(
       cairn mirror status ~/Photos s3://my-bucket/photos
       cairn mirror status -v --delete --json ~/Photos s3://my-bucket/photos
     """
-    request = app.PushRequest(
-        source=source,
-        workers=workers,
-        checksum=checksum,
-        delete=delete,
-        keep_deleted_days=keep_deleted,
-        host=host,
-        reconcile=reconcile,
-    )
     outcome = app.status(_spec(dest, store, cache_dir, use_cache, password), request)
     return _report_push(out, outcome, verbose, dry_run=True)
 

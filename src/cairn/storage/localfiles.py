@@ -10,6 +10,7 @@ import contextlib
 import errno
 import os
 import secrets
+from collections.abc import Callable
 
 from cairn.core.errors import StorageError
 from cairn.storage.base import Content, content_chunks
@@ -22,29 +23,21 @@ def write_temp(dir_fd: int, data: Content, mode: int = 0o600) -> tuple[str, os.s
     """A new fsynced temporary file in ``dir_fd`` holding ``data``: its name and status (which
     the file keeps when it is linked or renamed into place). ``mode``: as os.open's (the
     umask applies): a repository's objects are private, a mirror's are the user's files."""
-    tmp = f"{TMP_PREFIX}{secrets.token_hex(8)}"
-    fd = os.open(tmp, _TMP_FLAGS, mode, dir_fd=dir_fd)
-    try:
+
+    def fill(fd: int) -> None:
         for view in content_chunks(data):
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
-        os.fsync(fd)
-        return tmp, os.fstat(fd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=dir_fd)
-        raise
-    finally:
-        os.close(fd)
+
+    return _temp(dir_fd, mode, fill)
 
 
 def copy_temp(dir_fd: int, src_fd: int, mode: int = 0o600) -> tuple[str, os.stat_result]:
     """As ``write_temp``, with the content of the open file ``src_fd`` (copied in the kernel
     where the filesystem can: ``copy_file_range``)."""
-    tmp = f"{TMP_PREFIX}{secrets.token_hex(8)}"
-    fd = os.open(tmp, _TMP_FLAGS, mode, dir_fd=dir_fd)
-    try:
+
+    def fill(fd: int) -> None:
         size = os.fstat(src_fd).st_size
         done = 0
         while done < size:
@@ -57,6 +50,17 @@ def copy_temp(dir_fd: int, src_fd: int, mode: int = 0o600) -> tuple[str, os.stat
             if not n:
                 break  # the source shrank meanwhile
             done += n
+
+    return _temp(dir_fd, mode, fill)
+
+
+def _temp(dir_fd: int, mode: int, fill: Callable[[int], None]) -> tuple[str, os.stat_result]:
+    """A new temporary file in ``dir_fd``, filled by ``fill(fd)`` and fsynced; removed again
+    if that fails."""
+    tmp = f"{TMP_PREFIX}{secrets.token_hex(8)}"
+    fd = os.open(tmp, _TMP_FLAGS, mode, dir_fd=dir_fd)
+    try:
+        fill(fd)
         os.fsync(fd)
         return tmp, os.fstat(fd)
     except BaseException:

@@ -48,11 +48,16 @@ class LocalObjects(ObjectOps):
         self.replaced = replaced
 
     def put_object(self, name: str, data: Content, *, content_type: str, cold: bool = False) -> str:
+        return self._replace(name, lambda dfd: write_temp(dfd, data, OBJECT_MODE))
+
+    def _replace(self, name: str, make: Callable[[int], tuple[str, os.stat_result]]) -> str:
+        """Puts the temporary file ``make(dir_fd)`` writes in place as ``name``, over what is
+        there; its ETag."""
         parts = self.store._parts(name)
         try:
             dfd = self.store._open_dir(parts[:-1], create=True)
             try:
-                tmp, st = write_temp(dfd, data, OBJECT_MODE)
+                tmp, st = make(dfd)
                 replace(dfd, tmp, parts[-1])
                 self.replaced(name)
                 os.fsync(dfd)
@@ -98,7 +103,6 @@ class LocalObjects(ObjectOps):
         return ObjectHead(st.st_size, local_etag(st))
 
     def copy(self, src: str, dst: str, *, content_type: str, cold: bool = False) -> str:
-        parts = self.store._parts(dst)
         try:
             src_fd = self.store._open_object(src)
         except FileNotFoundError:
@@ -106,19 +110,9 @@ class LocalObjects(ObjectOps):
         except OSError as e:
             raise StorageError(f"cannot read {src}: {e.strerror}") from None
         try:
-            dfd = self.store._open_dir(parts[:-1], create=True)
-            try:
-                tmp, st = copy_temp(dfd, src_fd, OBJECT_MODE)
-                replace(dfd, tmp, parts[-1])
-                self.replaced(dst)
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError as e:
-            raise write_error(dst, e) from None
+            return self._replace(dst, lambda dfd: copy_temp(dfd, src_fd, OBJECT_MODE))
         finally:
             os.close(src_fd)
-        return local_etag(st)
 
     # ------------------------------------------------------------------ no uploads in parts
     def start_upload(self, name: str, *, content_type: str, cold: bool = False) -> str:
