@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
+import importlib
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from cairn.app import mirror as app
 from cairn.app.context import StoreOptions
 from cairn.app.passwords import PasswordSource
 from cairn.cli.common import password_options, store_options
@@ -18,6 +18,19 @@ from cairn.core.units import format_bytes
 from cairn.ui.escape import printable
 from cairn.ui.output import Output
 from cairn.ui.usage import store_line
+
+if TYPE_CHECKING:
+    from cairn.app import mirror as app
+else:
+
+    class _Lazy:
+        """The mirror's use cases (HTTP, pull, encryption and their libraries) load when a
+        mirror command runs, so that every other command starts as fast as before."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(importlib.import_module("cairn.app.mirror"), name)
+
+    app = _Lazy()
 
 SHOWN = 20  # problems named in a summary
 
