@@ -232,8 +232,13 @@ def open_session(spec: RepoSpec) -> Session:
 
 
 def create_repository(
-    spec: RepoSpec, pack_size: int = DEFAULT_PACK_SIZE, kdf: KdfParams | None = None
+    spec: RepoSpec,
+    pack_size: int = DEFAULT_PACK_SIZE,
+    kdf: KdfParams | None = None,
+    like: Repository | None = None,
 ) -> Repository:
+    """A new repository at ``spec``; ``like``: an open repository whose chunker parameters
+    and id key it shares (``init --copy-chunker-params``)."""
     backend = backend_for(spec.resolved_url(), spec.store)
     password = spec.password.get(confirm=True)  # before anything is created
     if not password:
@@ -243,7 +248,7 @@ def create_repository(
     elif hasattr(backend, "create_bucket"):
         backend.create_bucket()
     storage, _ = wrap_backend(backend, spec.store, spec.notice)
-    return Repository.create(storage, password, pack_size=pack_size, kdf=kdf)
+    return Repository.create(storage, password, pack_size=pack_size, kdf=kdf, like=like)
 
 
 def _make_directory(path: Path, what: str, mode: int = 0o777) -> None:

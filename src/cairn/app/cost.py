@@ -12,7 +12,7 @@ from cairn.app.defaults import defaults_for
 from cairn.core import clock
 from cairn.core.urls import OBJECT_STORE, store_kind
 from cairn.model.snapshot import Summary
-from cairn.ops.cost.bill import GIB, bytes_per_get
+from cairn.ops.cost.bill import GIB, bytes_per_get, egress, request_cost
 from cairn.ops.cost.estimate import backup_charges, backup_requests, data_packs, prune_cost
 from cairn.ops.cost.month import Month, month_report
 from cairn.ops.cost.prices import Provider, choose, load_prices
@@ -96,6 +96,48 @@ def prune_estimate(session: Session, plan: PrunePlan, report: PruneReport) -> di
     data = provider.cls(session.spec.store.s3.storage_class or data_class(repo, objects, provider))
     cost = prune_cost(plan, report, objects, provider, data, clock.now())
     return {**cost.as_dict(), "provider": provider.key, "prices": _prices_line(provider, why)}
+
+
+def copy_estimate(
+    source: Session,
+    dest: Session,
+    source_requests: dict[str, int],
+    dest_requests: dict[str, int],
+    stored: int,
+) -> dict[str, Any] | None:
+    """What a copy cost: the source's requests and downloads at its provider, the
+    destination's requests at its own, and what the data it added costs there a month
+    (``stored`` bytes, in the destination's storage class). None when neither store is priced
+    (two local directories)."""
+    sides: dict[str, Any] = {}
+    total = 0.0
+    if priced(source.url):
+        provider, why = pricing(source.url)
+        cls = provider.standard
+        cost = request_cost(source_requests, cls) + egress(
+            source_requests.get("bytes_down", 0), provider
+        )
+        sides["source"] = {
+            "cost": cost,
+            "provider": provider.key,
+            "prices": _prices_line(provider, why),
+        }
+        total += cost
+    if priced(dest.url):
+        provider, why = pricing(dest.url)
+        data = provider.cls(dest.spec.store.s3.storage_class)
+        cost = request_cost(dest_requests, data)
+        sides["destination"] = {
+            "cost": cost,
+            "adds_month": stored / GIB * data.storage_gb_month,
+            "provider": provider.key,
+            "data_class": data.name,
+            "prices": _prices_line(provider, why),
+        }
+        total += cost
+    if not sides:
+        return None
+    return {**sides, "cost": total}
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ One job runs as:
 2. ping the healthcheck URL/start;
 3. run the ``before`` hooks in order (one failing fails the job, and nothing is backed up);
 4. back up the paths or the source's streams, tagged ``job:NAME`` plus the job's tags (a
-   mirror job, ``mirror = URL``, pushes its one directory to the mirror instead);
+   mirror job, ``mirror = URL``, pushes its one directory to the mirror instead; a copy job,
+   ``copy-from = NAME``, copies the snapshots of that repository it has no copy of yet);
 5. with a retention policy, forget the job's snapshots of this host that the policy does not
    keep (all of the job's snapshots form one group), then prune if any were removed;
 6. run the ``after`` hooks, always, with CAIRN_JOB_STATUS (ok, partial or failed) and
@@ -23,11 +24,12 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cairn.app.backup import BackupRequest, backup
 from cairn.app.context import Session, open_session
+from cairn.app.copy import CopyRequest, copy
 from cairn.app.events import Events
 from cairn.app.forget import ForgetRequest, forget
 from cairn.app.healthcheck import ping
@@ -35,7 +37,7 @@ from cairn.app.joblock import JobLock
 from cairn.app.mirror import MirrorSpec, PushRequest, push_mirror
 from cairn.app.repositories import repo_spec
 from cairn.app.snapshots import snapshot_filter
-from cairn.config.schema import JobConfig
+from cairn.config.schema import JobConfig, RepositoryConfig
 from cairn.core import clock
 from cairn.core.errors import CairnError
 from cairn.core.units import format_bytes
@@ -54,6 +56,7 @@ class JobResult:
     kept: int = 0
     prune: dict[str, Any] | None = None
     mirror: dict[str, Any] | None = None  # what a mirror job's push did
+    copy: dict[str, Any] | None = None  # what a copy job copied
     warnings: list[str] = field(default_factory=list)
     duration: float = 0.0
 
@@ -67,6 +70,7 @@ class JobResult:
             "kept": self.kept,
             "prune": self.prune,
             "mirror": self.mirror,
+            "copy": self.copy,
             "warnings": self.warnings,
             "duration": round(self.duration, 3),
         }
@@ -86,6 +90,12 @@ class JobResult:
                 f"mirror generation {m['generation']}: {m['files']} files, uploaded "
                 f"{m['uploaded']} ({format_bytes(m['uploaded_bytes'])}), copied {m['copied']}, "
                 f"removed {m['removed'] + m['trashed']}"
+            )
+        if self.copy is not None:
+            c = self.copy
+            lines.append(
+                f"copied {c['copied']} of {c['chosen']} snapshots from {c['source']}: "
+                f"{format_bytes(c['bytes_stored'])} sent"
             )
         if self.forgotten or self.kept:
             lines.append(f"retention: kept {self.kept}, removed {self.forgotten}")
@@ -142,6 +152,9 @@ class JobRunner:
         if self.job.mirror is not None:
             self._mirror()
             return
+        if self.job.copy_from is not None:
+            self._copy(self.job.copy_from)
+            return
         session = open_session(repo_spec(self.job.repository))
         session.repo.on_notice = self._notice
         self._backup(session)
@@ -193,6 +206,30 @@ class JobRunner:
                 f"{u.path.decode(errors='backslashreplace')}: {u.error}" for u in r.unreadable[:10]
             ]
             self.result.error = "; ".join(shown)
+
+    def _copy(self, source: RepositoryConfig) -> None:
+        job = self.job
+        session = open_session(repo_spec(job.repository))
+        session.repo.on_notice = self._notice
+        tags = [",".join(job.tags)] if job.tags else []
+        request = CopyRequest(
+            replace(repo_spec(source), notice=self.warn),
+            filter=snapshot_filter(hosts=[job.host] if job.host else [], tags=tags),
+        )
+        r = copy(session, request, self.progress)
+        self.result.copy = {
+            "source": source.name,
+            "chosen": len(r.snapshots),
+            "copied": len(r.copied),
+            "snapshots": [c.copy.id for c in r.copied if c.copy is not None],
+            "bytes_stored": r.totals.bytes_stored,
+            "requests": r.requests,
+            "source_requests": r.source_requests,
+        }
+        problems = [f"{c.source.id[:8]}: {p}" for c in r.copied for p in c.problems]
+        if problems:
+            self.result.status = PARTIAL
+            self.result.error = "; ".join(problems[:10])
 
     def _rotate(self, session: Session) -> None:
         assert self.job.retention is not None and self.result.snapshot is not None

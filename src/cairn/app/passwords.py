@@ -21,6 +21,11 @@ from cairn.core.errors import UsageError
 class PasswordSource:
     file: str | None = None
     command: str | None = None
+    # what it is called where it is asked for: a copy's source has its own variables
+    # (CAIRN_FROM_PASSWORD, CAIRN_FROM_PASSWORD_FILE), flags and prompt
+    env: str = "CAIRN_PASSWORD"  # and env + "_FILE"
+    flags: str = "--password-file, --password-command"
+    prompt: str = "repository password"
 
     def get(self, confirm: bool = False) -> bytes:
         """The password; ``confirm``: a new one (asked twice at a prompt, never empty)."""
@@ -28,20 +33,17 @@ class PasswordSource:
             return _from_file(self.file)
         if self.command:
             return _from_command(self.command)
-        env = os.environ.get("CAIRN_PASSWORD")
+        env = os.environ.get(self.env)
         if env is not None:
             if not env and confirm:
-                raise UsageError(f"CAIRN_PASSWORD is empty: {EMPTY}")
+                raise UsageError(f"{self.env} is empty: {EMPTY}")
             return env.encode()
-        env_file = os.environ.get("CAIRN_PASSWORD_FILE")
+        env_file = os.environ.get(self.env + "_FILE")
         if env_file:
             return _from_file(env_file)
         if sys.stdin.isatty():
-            return _prompt(confirm)
-        raise UsageError(
-            "no password: use --password-file, --password-command, CAIRN_PASSWORD "
-            "or run on a terminal"
-        )
+            return _prompt(confirm, self.prompt)
+        raise UsageError(f"no password: use {self.flags}, {self.env} or run on a terminal")
 
 
 EMPTY = "an empty password is not allowed"
@@ -80,8 +82,8 @@ def _from_command(command: str) -> bytes:
     return first
 
 
-def _prompt(confirm: bool) -> bytes:
-    pw = getpass.getpass("repository password: ")
+def _prompt(confirm: bool, what: str = "repository password") -> bytes:
+    pw = getpass.getpass(f"{what}: ")
     if not pw:
         raise UsageError(EMPTY)
     if confirm and getpass.getpass("repeat password: ") != pw:

@@ -6,6 +6,7 @@ import functools
 import importlib
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -13,6 +14,7 @@ from click.core import ParameterSource
 
 from cairn.app import repositories
 from cairn.app.context import RepoSpec, S3Options, StoreOptions
+from cairn.app.copy import source_spec
 from cairn.app.defaults import help_text
 from cairn.app.passwords import PasswordSource
 from cairn.app.snapshots import SnapshotFilter
@@ -279,6 +281,54 @@ def _size(text: str, option: str) -> int:
         return parse_size(text)
     except UsageError as e:
         raise click.BadParameter(str(e), param_hint=option) from None
+
+
+@dataclass(frozen=True)
+class SourceFlags:
+    """What --from-repo and its password flags gave (a copy's source)."""
+
+    url: str | None = None
+    password_file: str | None = None
+    password_command: str | None = None
+    key_hint: str | None = None
+
+    def spec(self, like: RepoSpec) -> RepoSpec:
+        """The source, opened with the store options of ``like`` (the destination)."""
+        return source_spec(self.url, self.password_file, self.password_command, self.key_hint, like)
+
+
+def from_repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--from-repo, --from-password-file, --from-password-command, --from-key-hint, turned
+    into ``source`` (SourceFlags)."""
+
+    @repository_option(
+        "--from-repo",
+        metavar="URL",
+        help="Repository to copy from (or $CAIRN_FROM_REPOSITORY; @NAME: of the config file).",
+    )
+    @repository_option(
+        "--from-password-file",
+        metavar="FILE",
+        help="Read the source's password from FILE (or $CAIRN_FROM_PASSWORD_FILE).",
+    )
+    @repository_option(
+        "--from-password-command",
+        metavar="CMD",
+        help="Run CMD for the source's password (or $CAIRN_FROM_PASSWORD).",
+    )
+    @repository_option("--from-key-hint", metavar="ID", help="Try this key of the source first.")
+    @functools.wraps(f)
+    def wrapper(
+        from_repo: str | None,
+        from_password_file: str | None,
+        from_password_command: str | None,
+        from_key_hint: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        flags = SourceFlags(from_repo, from_password_file, from_password_command, from_key_hint)
+        return f(source=flags, **kwargs)
+
+    return wrapper
 
 
 def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:

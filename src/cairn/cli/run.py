@@ -105,6 +105,11 @@ def describe(r: JobResult) -> str:
             f"{format_bytes(m['uploaded_bytes'])}; copied {m['copied']}; removed "
             f"{m['removed'] + m['trashed']})"
         )
+    if (c := r.copy) is not None:
+        parts.append(
+            f"copied {count(c['copied'], 'snapshot')} of {c['chosen']} from {c['source']} "
+            f"({format_bytes(c['bytes_stored'])} sent)"
+        )
     if r.kept or r.forgotten:
         parts.append(f"kept {r.kept}, forgot {count(r.forgotten, 'snapshot')}")
     if r.prune is not None:

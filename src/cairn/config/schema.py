@@ -103,6 +103,9 @@ class JobConfig:
     hooks: Hooks = field(default_factory=Hooks)
     healthcheck: str | None = None
     mirror: MirrorJob | None = None  # a mirror job: ``repository`` is where the mirror lives
+    # a copy job: the repository whose snapshots (of ``host`` and with all of ``tags``, if
+    # given) it copies into ``repository``
+    copy_from: RepositoryConfig | None = None
 
     @property
     def tag(self) -> str:
@@ -128,7 +131,7 @@ REPOSITORY_KEYS = (
 JOB_KEYS = (
     "repository", "paths", "exclude", "exclude-file", "one-file-system", "source", "tags",
     "host", "schedule", "healthcheck", "retention", "hooks", "mirror", "delete", "keep-deleted",
-    "checksum",
+    "checksum", "copy-from",
 )  # fmt: skip
 MIRROR_ONLY = ("delete", "keep-deleted", "checksum")
 RETENTION_KEYS = (
@@ -243,6 +246,8 @@ def _repository(t: Table, name: str, base: Path) -> RepositoryConfig:
 
 def _job(t: Table, name: str, repos: dict[str, RepositoryConfig], base: Path) -> JobConfig:
     t.allow(*JOB_KEYS)
+    if t.has("copy-from"):
+        return _copy_job(t, name, repos)
     mirror_url = t.str("mirror")
     repo_name = t.str("repository", required=mirror_url is None)
     if mirror_url is not None and repo_name is not None:
@@ -274,16 +279,8 @@ def _job(t: Table, name: str, repos: dict[str, RepositoryConfig], base: Path) ->
     for i, tag in enumerate(tags):
         if "," in tag:
             raise t.doc.error((*t.path, "tags", i), "a tag cannot contain ','")
-    schedule_text = t.str("schedule")
-    try:
-        schedule = Schedule.parse(schedule_text) if schedule_text else None
-    except ScheduleError as e:
-        raise t.error("schedule", str(e)) from None
-    healthcheck = t.str("healthcheck")
-    if healthcheck is not None and not re.match(r"https?://[^/\s]+", healthcheck):
-        raise t.error("healthcheck", "must be an http:// or https:// URL")
-    if healthcheck is not None and (problem := http_url_problem(healthcheck)):
-        raise t.error("healthcheck", f"the URL {problem}")
+    schedule = _schedule(t)
+    healthcheck = _healthcheck(t)
     retention = t.table("retention")
     hooks = t.table("hooks")
     mirror = None
@@ -314,6 +311,63 @@ def _job(t: Table, name: str, repos: dict[str, RepositoryConfig], base: Path) ->
     )
     t.done()
     return job
+
+
+def _copy_job(t: Table, name: str, repos: dict[str, RepositoryConfig]) -> JobConfig:
+    """A job that copies the snapshots of ``copy-from`` into ``repository`` (cairn copy):
+    ``host`` and ``tags`` choose which; it backs up nothing and forgets nothing."""
+    source, dest = (_named_repository(t, key, repos) for key in ("copy-from", "repository"))
+    if source.url == dest.url:
+        raise t.error("copy-from", "a copy job copies into another repository")
+    for key in ("mirror", "paths", "source", "exclude", "exclude-file", "one-file-system",
+                "retention", *MIRROR_ONLY):  # fmt: skip
+        if t.has(key):
+            raise t.error(
+                key,
+                "does not apply to a copy job (copy-from = NAME): it copies snapshots, "
+                "and keeps them as the destination's own forget and prune decide",
+            )
+    tags = t.str_list("tags")
+    schedule = _schedule(t)
+    healthcheck = _healthcheck(t)
+    hooks = t.table("hooks")
+    job = JobConfig(
+        name=name,
+        repository=dest,
+        tags=tags,
+        host=t.str("host"),
+        schedule=schedule,
+        hooks=_hooks(hooks) if hooks is not None else Hooks(),
+        healthcheck=healthcheck,
+        copy_from=source,
+    )
+    t.done()
+    return job
+
+
+def _named_repository(t: Table, key: str, repos: dict[str, RepositoryConfig]) -> RepositoryConfig:
+    name = t.str(key, required=True)
+    if name not in repos:
+        known = ", ".join(repos) or "none is defined"
+        raise t.error(key, f"no repository {name!r} ([repositories.NAME]: {known})")
+    return repos[name]
+
+
+def _schedule(t: Table) -> Schedule | None:
+    text = t.str("schedule")
+    try:
+        return Schedule.parse(text) if text else None
+    except ScheduleError as e:
+        raise t.error("schedule", str(e)) from None
+
+
+def _healthcheck(t: Table) -> str | None:
+    healthcheck = t.str("healthcheck")
+    if healthcheck is not None and not re.match(r"https?://[^/\s]+", healthcheck):
+        raise t.error("healthcheck", "must be an http:// or https:// URL")
+    if healthcheck is not None and (problem := http_url_problem(healthcheck)):
+        raise t.error("healthcheck", f"the URL {problem}")
+    return healthcheck
 
 
 def _mirror_location(t: Table, url: str, repos: dict[str, RepositoryConfig]) -> RepositoryConfig:

@@ -7,6 +7,7 @@ a stored index object before the snapshot object is written.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import socket
 from collections.abc import Callable, Iterator
@@ -98,7 +99,11 @@ class Repository:
         pack_size: int = DEFAULT_PACK_SIZE,
         compression_level: int = 3,
         kdf: KdfParams | None = None,
+        like: Repository | None = None,
     ) -> Repository:
+        """A new repository; ``like``: one whose chunker parameters and id key it shares, so
+        that the same data is cut into the same blobs with the same ids in both (a copy
+        between them moves only what the other lacks; docs/format.md §5.4)."""
         try:
             storage.stat(layout.CONFIG)
         except ObjectMissing:
@@ -109,6 +114,9 @@ class Repository:
             raise RepositoryError(f"{storage.describe()} already holds repository keys")
         key = MasterKey.generate()
         config = RepoConfig.new(pack_size=pack_size, compression_level=compression_level)
+        if like is not None:
+            key = MasterKey(key.encryption, like.key.id_key)
+            config = dataclasses.replace(config, chunker=like.config.chunker)
         if not 64 << 10 <= pack_size <= 1 << 30:
             raise RepositoryError("the pack size must be between 64 KiB and 1 GiB")
         repo = cls(storage, key, config)
