@@ -90,6 +90,8 @@ def test_local_to_s3_with_another_password(
     ]
     assert doc["snapshots"][1]["bytes_read"] < doc["snapshots"][0]["bytes_read"]
     assert doc["source_requests"]["get"] >= 1 and doc["requests"]["put"] >= 3
+    assert "source" not in doc["cost"]  # a local directory: nothing billed
+    assert doc["cost"]["destination"]["cost"] > 0 and doc["cost"]["destination"]["adds_month"] > 0
     copies = snapshots(run_cli, s3_url)
     assert [c["original"] for c in copies] == [s["id"] for s in src_snaps[:2]]
     assert copies[1]["parent"] == copies[0]["id"]  # the copy of its parent
@@ -108,6 +110,12 @@ def test_local_to_s3_with_another_password(
     copies = snapshots(run_cli, s3_url)
     assert diff(first, restored(run_cli, s3_url, copies[0]["id"], tmp_path / "r0", data)) == []
     assert diff(second, restored(run_cli, s3_url, copies[1]["id"], tmp_path / "r1", data)) == []
+
+    # copies do not come back: each is a copy of a snapshot the source has
+    monkeypatch.setenv("CAIRN_PASSWORD", os.environ["CAIRN_FROM_PASSWORD"])
+    monkeypatch.setenv("CAIRN_FROM_PASSWORD", OTHER)
+    back = ok(run_cli("copy", "-r", src_repo, "--from-repo", s3_url, "--json")).json()
+    assert back["copied"] == 0 and len(back["snapshots"]) == 3
 
 
 def test_s3_to_s3_with_shared_chunker_reads_only_what_is_new(

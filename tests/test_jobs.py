@@ -489,6 +489,7 @@ def test_json_summary_shape(tmp_path: Path, repo: Path, src: Path, run_cli) -> N
         "kept",
         "prune",
         "mirror",
+        "copy",
         "warnings",
         "duration",
     }

@@ -26,7 +26,7 @@ from cairn.app.repositories import find_repository, has_password, named_referenc
 from cairn.app.tag import select_snapshots
 from cairn.core.errors import Interrupted, UsageError
 from cairn.model.snapshot import Snapshot
-from cairn.ops.copy import CopiedSnapshot, Copier, CopyTotals, IdMap, copied_from
+from cairn.ops.copy import CopiedSnapshot, Copier, CopyTotals, IdMap, copied_from, present
 from cairn.ops.snapshots import SnapshotFilter, load_snapshots
 from cairn.ops.writelock import writing
 from cairn.repo.repository import Repository
@@ -120,7 +120,7 @@ def copy(session: Session, request: CopyRequest, events: Events | None = None) -
     chosen = select_snapshots(source.repo, request.ids, request.filter)
     dst = session.repo
     have = copied_from(load_snapshots(dst))
-    results = [CopiedSnapshot(s, present=have.get(s.id)) for s in chosen]
+    results = [CopiedSnapshot(s, present=present(have, s)) for s in chosen]
     totals = CopyTotals()
     todo = [r for r in results if r.present is None]
     if todo:

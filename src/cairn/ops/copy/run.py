@@ -73,11 +73,20 @@ class CopiedSnapshot:
 
 
 def copied_from(snapshots: list[Snapshot]) -> dict[str, str]:
-    """Source snapshot id -> the destination's snapshot copied from it: each destination
-    snapshot's ``original``, and its own id (a snapshot that went the other way)."""
+    """Source snapshot id -> the destination's snapshot copied from it (each destination
+    snapshot's ``original``), and each destination snapshot's own id -> itself."""
     out = {s.original: s.id for s in snapshots if s.original}
     out.update({s.id: s.id for s in snapshots})
     return out
+
+
+def present(have: dict[str, str], snap: Snapshot) -> str | None:
+    """The destination's snapshot that ``snap`` is, or is a copy of, by ``copied_from``'s map:
+    a copy of ``snap``, or the snapshot ``snap`` was itself copied from (a copy going back)."""
+    found = have.get(snap.id)
+    if found is None and snap.original and have.get(snap.original) == snap.original:
+        return snap.original
+    return found
 
 
 class Copier:
