@@ -24,6 +24,7 @@ from tests.treecmp import describe, diff
 
 MIB = 1 << 20
 OTHER = "another-password"
+DIRS = 40
 
 
 def make_tree(root: Path, seed: int = 0) -> Path:
@@ -39,6 +40,9 @@ def make_tree(root: Path, seed: int = 0) -> Path:
     os.utime(root / "again" / "x.txt", ns=(1, 1))
     os.symlink("docs/note1.txt", root / "link")
     os.chmod(root / "docs" / "note3.txt", 0o600)
+    for i in range(DIRS):
+        (root / "many" / f"d{i}").mkdir(parents=True)
+        (root / "many" / f"d{i}" / "f").write_text(f"{i}\n")
     return root
 
 
@@ -140,6 +144,8 @@ def test_s3_to_s3_with_shared_chunker_reads_only_what_is_new(
     assert second["copied"] == 1
     # the same ids: what the destination has is not even read
     assert second["bytes_read"] < 64 << 10 and second["data_blobs"] == 1
+    # every tree is walked, a tree pack at a time: far fewer reads than directories
+    assert second["source_requests"]["get"] < DIRS // 2, second["source_requests"]
     assert second["blobs_present"] >= 4
 
     # and the destination's own backup of the same files deduplicates against the copies

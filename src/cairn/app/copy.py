@@ -29,6 +29,7 @@ from cairn.model.snapshot import Snapshot
 from cairn.ops.copy import CopiedSnapshot, Copier, CopyTotals, IdMap, copied_from, present
 from cairn.ops.snapshots import SnapshotFilter, load_snapshots
 from cairn.ops.writelock import writing
+from cairn.repo.index import PackRecord
 from cairn.repo.repository import Repository
 
 __all__ = [
@@ -161,8 +162,9 @@ def _copy_all(
             writing(dst, "backup"),
             dst.writer(uploads=budget.uploads, journal=journal, spool=budget.spool) as writer,
         ):
-            source.repo.load_index()
-            copier = Copier(source.repo, writer, idmap, threads, events)
+            tree_packs: dict[bytes, PackRecord] = {}
+            source.repo.load_index(tree_records=tree_packs)
+            copier = Copier(source.repo, writer, idmap, threads, tree_packs, events)
             for item in todo:
                 snap = item.source
                 events.status(f"copying snapshot {snap.id[:8]} of {snap.time:%Y-%m-%d %H:%M:%S}")

@@ -238,10 +238,13 @@ class Repository:
     def load_index(
         self,
         exclude_packs: frozenset[bytes] | set[bytes] | Callable[[], set[bytes]] = frozenset(),
+        tree_records: dict[bytes, PackRecord] | None = None,
     ) -> None:
         """(Re)loads the whole index; blobs only in ``exclude_packs`` are treated as absent.
         ``exclude_packs`` may be a call that gives them (a step under way beside this one: the
         locks being read): it is made once the first index object is in, or at the end.
+        ``tree_records`` is filled with the record of every tree pack loaded (pack id -> record),
+        for a walk that reads trees a pack at a time (cairn.repo.packcache).
 
         A prune replaces index objects (the new ones written before the old ones go): when one
         listed here is gone by the time it is read, the listing is taken again."""
@@ -255,18 +258,24 @@ class Repository:
 
         for attempt in range(3):
             index = BlobIndex()
+            trees: dict[bytes, PackRecord] = {}
             try:
                 for _name, records in self.read_index_objects():
                     skip = exclusion()
                     for r in records:
                         if r.info.id not in skip:
                             index.add_pack(r)
+                            if tree_records is not None and r.info.blob_type == layout.TREE_BLOB:
+                                trees.setdefault(r.info.id, r)
             except ObjectMissing:
                 if attempt == 2:
                     raise
                 continue
             self.index = index
             self.excluded_packs = exclusion()
+            if tree_records is not None:
+                tree_records.clear()
+                tree_records.update(trees)
             return
 
     def read_index_objects(self) -> Iterator[tuple[str, list[PackRecord]]]:

@@ -37,9 +37,11 @@ from cairn.ops.copy.trees import TreeRead, TreeSpool, walk_trees
 from cairn.ops.progress import NullProgress, Progress
 from cairn.ops.treewalk import TreeProblem
 from cairn.repo import layout
-from cairn.repo.index import IndexEntry
+from cairn.repo.index import IndexEntry, PackRecord
 from cairn.repo.layout import DATA_BLOB, TREE_BLOB
 from cairn.repo.pack import open_blob
+from cairn.repo.packcache import BUDGET as TREE_BUDGET
+from cairn.repo.packcache import PackCache
 from cairn.repo.repository import Repository
 from cairn.repo.writer import Writer
 
@@ -99,8 +101,11 @@ class Copier:
         writer: Writer,
         idmap: IdMap,
         threads: int,
+        tree_packs: dict[bytes, PackRecord],
         progress: Progress | None = None,
     ) -> None:
+        """``tree_packs``: the source's tree pack records (``load_index(tree_records=...)``),
+        so that trees are read a pack at a time; ``threads``: data reads at once."""
         self.src = src
         self.dst = writer.repo
         self.writer = writer
@@ -109,6 +114,9 @@ class Copier:
         self.progress: Progress = progress or NullProgress()
         self.same_ids = src.key.id_key == self.dst.key.id_key
         self._trees: dict[bytes, bytes] = {}  # source tree -> destination tree, done this run
+        # a tree pack is read whole if it fits (they are small: tens of MiB per TiB of data)
+        budget = max(TREE_BUDGET, src.config.pack_size + (8 << 20))
+        self._tree_source = PackCache(src.reader, TREE_BLOB, tree_packs, budget=budget)
 
     def copy(
         self, snap: Snapshot, parent: str | None, save: Callable[[Snapshot], str]
@@ -128,7 +136,7 @@ class Copier:
         wanted: set[bytes] = set()
         with TreeSpool() as spool:
             for tree in walk_trees(
-                self.src, snap.tree, self._trees.__contains__, on_problem, self.threads
+                self._tree_source, snap.tree, self._trees.__contains__, on_problem
             ):
                 if self.same_ids:
                     self._copy_tree_as_is(tree, totals)

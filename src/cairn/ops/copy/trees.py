@@ -2,9 +2,10 @@
 
 The walk reads every tree below the root that this copy has not seen yet (a tree seen for an
 earlier snapshot of the same run was copied whole then: its subtrees are not read again),
-parents before children, with the subdirectories' trees read ahead on the source's request
-threads. Each tree comes with its decrypted bytes and its valid entries; entries a reader
-leaves out (docs/format.md §7.2) are handed to ``on_problem``.
+parents before children, a tree pack at a time (a night's copy from an object store walks
+every tree of the snapshot: read one by one, a GET each). Each tree comes with its decrypted
+bytes and its valid entries; entries a reader leaves out (docs/format.md §7.2) are handed to
+``on_problem``.
 
 ``TreeSpool`` keeps trees for a later pass in a temporary file, not in memory: a copy that
 gives data new ids writes each tree only once every blob below it has its new id.
@@ -19,10 +20,7 @@ from dataclasses import dataclass
 
 from cairn.core.errors import IntegrityError
 from cairn.model.node import DIR, MAX_DEPTH, Node, TreeFormatError, decode_listing
-from cairn.ops.treefetch import TreeAhead
-from cairn.ops.treewalk import OnProblem, TreeProblem
-from cairn.repo.layout import TREE_BLOB
-from cairn.repo.repository import Repository
+from cairn.ops.treewalk import OnProblem, TreeProblem, TreeSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,60 +32,38 @@ class TreeRead:
 
 
 def walk_trees(
-    repo: Repository,
+    source: TreeSource,
     root: bytes,
     seen: Callable[[bytes], bool],
     on_problem: OnProblem,
-    threads: int,
 ) -> Iterator[TreeRead]:
     """Every tree below ``root`` (itself included) for which ``seen`` is false, each once,
-    parents before children. A tree that cannot be read is an error: a copy is whole or is
-    not made."""
+    parents before children, read from ``source`` (a pack at a time: ``PackCache``). A tree
+    that cannot be read is an error: a copy is whole or is not made."""
     if seen(root):
         return
     done: set[bytes] = set()
-    with TreeAhead(repo, threads) if threads else _NoAhead(repo) as ahead:
-        stack: list[tuple[bytes, bytes, int]] = [(root, b"", 1)]
-        while stack:
-            tree_id, path, depth = stack.pop()
-            if tree_id in done:
-                continue
-            done.add(tree_id)
-            if depth > MAX_DEPTH:
-                raise IntegrityError(f"tree {tree_id.hex()}", f"nested deeper than {MAX_DEPTH}")
-            data = ahead.load(tree_id)
-            try:
-                listing = decode_listing(data)
-            except TreeFormatError as e:
-                raise IntegrityError(f"tree {tree_id.hex()}", str(e)) from None
-            for bad in listing.bad:
-                message = f"entry left out: {bad.reason}"
-                on_problem(TreeProblem(tree_id, path + b"/" + bad.shown(), message, True))
-            ahead.ahead(path, listing.nodes)
-            yield TreeRead(tree_id, path, data, listing.nodes)
-            for node in reversed(listing.nodes):
-                sub = node.subtree
-                if node.type == DIR and sub is not None and sub not in done and not seen(sub):
-                    stack.append((sub, path + b"/" + node.name, depth + 1))
-
-
-class _NoAhead:
-    """``TreeAhead``'s interface, reading each tree when asked (no threads)."""
-
-    def __init__(self, repo: Repository) -> None:
-        self.repo = repo
-
-    def __enter__(self) -> _NoAhead:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def ahead(self, path: bytes, nodes: list[Node]) -> None:
-        pass
-
-    def load(self, tree_id: bytes) -> bytes:
-        return self.repo.load_blob(tree_id, TREE_BLOB)
+    stack: list[tuple[bytes, bytes, int]] = [(root, b"", 1)]
+    while stack:
+        tree_id, path, depth = stack.pop()
+        if tree_id in done:
+            continue
+        done.add(tree_id)
+        if depth > MAX_DEPTH:
+            raise IntegrityError(f"tree {tree_id.hex()}", f"nested deeper than {MAX_DEPTH}")
+        data = source.load(tree_id)
+        try:
+            listing = decode_listing(data)
+        except TreeFormatError as e:
+            raise IntegrityError(f"tree {tree_id.hex()}", str(e)) from None
+        for bad in listing.bad:
+            message = f"entry left out: {bad.reason}"
+            on_problem(TreeProblem(tree_id, path + b"/" + bad.shown(), message, True))
+        yield TreeRead(tree_id, path, data, listing.nodes)
+        for node in reversed(listing.nodes):
+            sub = node.subtree
+            if node.type == DIR and sub is not None and sub not in done and not seen(sub):
+                stack.append((sub, path + b"/" + node.name, depth + 1))
 
 
 class TreeSpool:
