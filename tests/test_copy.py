@@ -101,6 +101,9 @@ def test_local_to_s3_with_another_password(
     assert copies[1]["parent"] == copies[0]["id"]  # the copy of its parent
     assert [c["tags"] for c in copies] == [[], ["daily"]]
     assert [c["host"] for c in copies] == ["laptop", "laptop"]
+    # the backups' requests were the source store's: the copy's are in its operation record
+    assert src_snaps[0]["summary"]["requests"] and copies[0]["summary"]["requests"] == {}
+    assert copies[0]["summary"]["files_new"] == src_snaps[0]["summary"]["files_new"]
 
     everything = ok(run_cli("copy", "-r", s3_url, "--from-repo", src_repo, "--json")).json()
     assert everything["copied"] == 1

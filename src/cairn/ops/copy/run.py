@@ -153,8 +153,16 @@ class Copier:
                 for tree in spool.children_first():
                     self._write_tree(tree, totals)
         self.writer.flush()
+        # the backup's requests were made of the source's store: here the copy's own are in
+        # its operation record, and a month's bill would count them twice (docs/cost.md)
+        summary = dataclasses.replace(snap.summary, requests={})
         new = dataclasses.replace(
-            snap, tree=self._trees[snap.tree], parent=parent, original=snap.id, id=""
+            snap,
+            tree=self._trees[snap.tree],
+            parent=parent,
+            original=snap.id,
+            summary=summary,
+            id="",
         )
         new.id = save(new)
         done.copy = new
