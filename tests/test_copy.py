@@ -258,7 +258,18 @@ def test_a_copy_job_keeps_a_second_repository_in_step(
         s["id"] for s in snapshots(run_cli, main) if "job:home" in s["tags"]
     ]
 
-    cfg.write_text(cfg.read_text() + 'paths = ["/srv"]\n')
+    third = tmp_path / "third"
+    ok(run_cli("init", "-r", third))
+    cfg.write_text(cfg.read_text() + f'[repositories.third]\nurl = "{third}"\n')
+    args = ("copy", "--config", cfg, "-r", "@third", "--from-repo", "@offsite", "--json")
+    named = ok(run_cli(*args)).json()
+    assert named["copied"] == len(snapshots(run_cli, offsite)) == 2
+    assert named["source"] == str(offsite)
+
+    jobs = cfg.read_text().replace(
+        'tags = ["job:home"]\n', 'tags = ["job:home"]\npaths = ["/srv"]\n'
+    )
+    cfg.write_text(jobs)
     bad = run_cli("run", "--config", cfg)
     assert bad.code != 0 and "paths" in bad.err and "copy job" in bad.err
 

@@ -293,8 +293,13 @@ class SourceFlags:
     key_hint: str | None = None
 
     def spec(self, like: RepoSpec) -> RepoSpec:
-        """The source, opened with the store options of ``like`` (the destination)."""
-        return source_spec(self.url, self.password_file, self.password_command, self.key_hint, like)
+        """The source, opened with the store options of ``like`` (the destination); ``@NAME``
+        names a repository of the configuration file the command was given (--config)."""
+        ctx = click.get_current_context(silent=True)
+        config_path = ctx.params.get("config_path") if ctx is not None else None
+        return source_spec(
+            self.url, self.password_file, self.password_command, self.key_hint, like, config_path
+        )
 
 
 def from_repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
