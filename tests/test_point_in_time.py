@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 
 from cairn.core.errors import EXIT_USAGE
+from cairn.repo.locks import Locks, new_lock
 from tests.treecmp import describe, diff
-from tests.verify import restored_diff
+from tests.verify import open_url, restored_diff
 
 Run = Callable[..., Any]
 TICK = 1.1  # just over the store's resolution of LastModified
@@ -154,7 +155,9 @@ def test_attack_drill(bucket: str, s3_env, tmp_path: Path, run_cli: Run) -> None
     assert again.json()["counts"] == {"restored": 0, "hidden": 0}
 
 
-def test_as_of_reads_the_repository_of_then(bucket: str, s3_env, tmp_path: Path, run_cli: Run) -> None:  # type: ignore[no-untyped-def]
+def test_as_of_reads_the_repository_of_then(
+    bucket: str, s3_env, tmp_path: Path, run_cli: Run
+) -> None:  # type: ignore[no-untyped-def]
     """Between two backups, --as-of sees the first only; every reading command takes it."""
     url = s3_env.url("r", bucket=bucket)
     src = tmp_path / "src"
@@ -217,11 +220,9 @@ def test_undelete_refuses_a_suspended_bucket(bucket: str, s3_env, run_cli: Run) 
     assert _all_versions(client, bucket) == before
 
 
-def test_undelete_refuses_while_a_backup_holds_its_lock(bucket: str, s3_env, tmp_path: Path, run_cli: Run) -> None:  # type: ignore[no-untyped-def]
-    from tests.verify import open_url
-
-    from cairn.repo.locks import Locks, new_lock
-
+def test_undelete_refuses_while_a_backup_holds_its_lock(
+    bucket: str, s3_env, tmp_path: Path, run_cli: Run
+) -> None:  # type: ignore[no-untyped-def]
     url = s3_env.url("busy", bucket=bucket)
     assert run_cli("init", "--repo", url).code == 0
     when = _now_after_tick()
