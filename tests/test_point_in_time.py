@@ -22,6 +22,10 @@ import pytest
 
 from cairn.core.errors import EXIT_USAGE
 from cairn.repo.locks import Locks, new_lock
+from cairn.storage.s3 import S3Storage
+from cairn.storage.s3config import S3Location
+from cairn.storage.s3versions import ORDER_KEY, entries_in_order
+from cairn.storage.versions import AsOfStorage
 from tests.treecmp import describe, diff
 from tests.verify import open_url, restored_diff
 
@@ -206,6 +210,8 @@ def test_as_of_needs_versions(tmp_path: Path, s3_url: str, run_cli: Run) -> None
     assert "has no versioning enabled" in res.err
     bad = run_cli("snapshots", "--repo", s3_url, "--as-of", "last tuesday")
     assert bad.code == EXIT_USAGE and "invalid time" in bad.err
+    later = run_cli("snapshots", "--repo", s3_url, "--as-of", "2999-01-01T00:00:00Z")
+    assert later.code == EXIT_USAGE and "is in the future" in later.err
 
 
 def test_undelete_refuses_a_suspended_bucket(bucket: str, s3_env, run_cli: Run) -> None:  # type: ignore[no-untyped-def]
@@ -238,3 +244,42 @@ def test_undelete_refuses_while_a_backup_holds_its_lock(
     added = _all_versions(client, bucket) - before
     assert all(k.startswith("busy/locks/") for k, _, _ in added)  # its own lock, removed
     assert "busy/stray" in _current_keys(client, bucket)
+
+
+def test_versions_come_in_the_store_order_within_one_second(bucket: str, s3_env) -> None:  # type: ignore[no-untyped-def]
+    """Versions and delete markers of one second: the store's order, not the timestamps,
+    says which is on top (boto3 parses them into two lists; cairn merges them back)."""
+    client = s3_env.client()
+    made = []
+    for _ in range(2):
+        made.append(client.put_object(Bucket=bucket, Key="p/k", Body=b"v")["VersionId"])
+        made.append(client.delete_object(Bucket=bucket, Key="p/k")["VersionId"])
+    client.put_object(Bucket=bucket, Key="p/other", Body=b"o")
+    store = S3Storage(S3Location.parse(f"s3:{s3_env.endpoint}/{bucket}/p"))
+    assert store.versions.status() == "enabled"
+    listed = [v for v in store.versions.versions("") if v.name == "k"]
+    assert [v.version_id for v in listed] == made[::-1]
+    assert [v.deleted for v in listed] == [True, False, True, False]
+    seconds = {v.modified for v in listed}
+    if len(seconds) == 1:  # all in one second: only the order can tell
+        view = AsOfStorage(store, store.versions, seconds.pop())
+        assert dict(view.list("")) == {"other": 1}
+
+
+def test_the_order_without_the_raw_response_falls_back_to_the_times() -> None:
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    later = datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC)
+    page = {
+        "Versions": [
+            {"Key": "a", "VersionId": "2", "LastModified": t},
+            {"Key": "b", "VersionId": "4", "LastModified": t},
+        ],
+        "DeleteMarkers": [{"Key": "a", "VersionId": "3", "LastModified": later}],
+    }
+    assert [(e["VersionId"], d) for e, d in entries_in_order(page)] == [
+        ("3", True),
+        ("2", False),
+        ("4", False),
+    ]
+    page[ORDER_KEY] = "VDV"  # as the store listed them
+    assert [e["VersionId"] for e, _ in entries_in_order(page)] == ["2", "3", "4"]

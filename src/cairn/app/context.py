@@ -15,6 +15,7 @@ from pathlib import Path
 from cairn.app.cachedirs import cache_base
 from cairn.app.defaults import BackendDefaults, defaults_for
 from cairn.app.passwords import EMPTY, PasswordSource
+from cairn.core import clock
 from cairn.core.errors import RepositoryError, UsageError, WrongPassword
 from cairn.core.urls import OBJECT_STORE, store_kind
 from cairn.crypto.kdf import KdfParams
@@ -152,7 +153,12 @@ def wrap_backend(
 
 
 def as_of_view(storage: Storage, when: datetime) -> AsOfStorage:
-    """``storage`` as it was at ``when``; a one-line error where it keeps no versions."""
+    """``storage`` as it was at ``when``; a one-line error where it keeps no versions, or for
+    a time to come (what the store holds then is not known yet: a view of it would change)."""
+    if when > clock.now():
+        raise UsageError(
+            f"--as-of {when.astimezone().isoformat(timespec='seconds')} is in the future"
+        )
     versions = storage.versions
     if versions is None:
         raise UsageError(

@@ -58,7 +58,7 @@ class S3Versions:
         with mapped_errors(prefix or "/", self._endpoint):
             pages = paginator.paginate(Bucket=self.location.bucket, Prefix=self._key(prefix))
             for page in pages:
-                for entry, deleted in _in_order(page):
+                for entry, deleted in entries_in_order(page):
                     yield ObjectVersion(
                         name=entry["Key"][strip:],
                         version_id=str(entry["VersionId"]),
@@ -128,7 +128,7 @@ def _note_order(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
     parsed[ORDER_KEY] = "".join(order)
 
 
-def _in_order(page: dict[str, Any]) -> Iterator[tuple[dict[str, Any], bool]]:
+def entries_in_order(page: dict[str, Any]) -> Iterator[tuple[dict[str, Any], bool]]:
     """The page's versions and delete markers (each with whether it is a marker), in the
     order the store listed them. Without a noted order (or one that does not match the
     lists), each key's entries newest first by time, a version before a marker of the same
