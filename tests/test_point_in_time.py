@@ -26,6 +26,7 @@ from cairn.storage.s3 import S3Storage
 from cairn.storage.s3config import S3Location
 from cairn.storage.s3versions import ORDER_KEY, entries_in_order
 from cairn.storage.versions import AsOfStorage
+from tests.test_mount import Mounted
 from tests.treecmp import describe, diff
 from tests.verify import open_url, restored_diff
 
@@ -126,6 +127,9 @@ def test_attack_drill(bucket: str, s3_env, tmp_path: Path, run_cli: Run) -> None
         )
         assert res.code == 0, res.err
         assert diff(tree, describe(out, atime=False)) == []
+    changes = run_cli("diff", "--repo", url, "--as-of", _iso(when), ids[0], ids[1])
+    assert changes.code == 0, changes.err
+    assert "only-1.dat" in changes.out and "only-2.dat" in changes.out
     checked = run_cli("check", "--repo", url, "--as-of", _iso(when), "--read-data")
     assert checked.code == 0, checked.out + checked.err
     assert _all_versions(client, bucket) == attacked
@@ -283,3 +287,30 @@ def test_the_order_without_the_raw_response_falls_back_to_the_times() -> None:
     ]
     page[ORDER_KEY] = "VDV"  # as the store listed them
     assert [e["VersionId"] for e, _ in entries_in_order(page)] == ["2", "3", "4"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no /dev/fuse: cannot mount FUSE")
+def test_mount_as_of_shows_the_snapshots_of_then(
+    bucket: str, s3_env, tmp_path: Path, run_cli: Run
+) -> None:  # type: ignore[no-untyped-def]
+    url = s3_env.url("m", bucket=bucket)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"then\n")
+    assert run_cli("init", "--repo", url).code == 0
+    assert run_cli("backup", "--repo", url, src).code == 0
+    when = _now_after_tick()
+    client = s3_env.client()
+    for key in _current_keys(client, bucket):
+        client.delete_object(Bucket=bucket, Key=key)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    m = Mounted(url, mnt, "--as-of", _iso(when))  # type: ignore[arg-type]
+    try:
+        (name,) = [n for n in os.listdir(mnt / "snapshots") if n != "latest"]
+        seen = mnt / "snapshots" / name / os.fspath(src).lstrip("/") / "f"
+        assert seen.read_bytes() == b"then\n"
+    finally:
+        code, err = m.stop()
+    assert code == 0, err
+    assert _current_keys(client, bucket) == []  # the mount wrote nothing: not a lock

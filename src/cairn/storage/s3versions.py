@@ -29,7 +29,6 @@ from cairn.storage.s3errors import error_code, mapped_errors
 from cairn.storage.versions import ENABLED, OFF, SUSPENDED, ObjectVersion
 
 ORDER_KEY = "CairnEntryOrder"  # added to each parsed page: "V" and "D", in the XML's order
-_MISSING_VERSION = frozenset({"NoSuchVersion", "InvalidArgument"})
 
 
 class S3Versions:
@@ -83,7 +82,7 @@ class S3Versions:
             try:
                 resp = self.client.get_object(**args)
             except botocore.exceptions.ClientError as e:
-                if error_code(e) in _MISSING_VERSION:
+                if _no_such_version(e):
                     raise ObjectMissing(f"{name} (version {version_id})") from None
                 raise
             return resp["Body"].read()  # type: ignore[no-any-return]
@@ -102,7 +101,7 @@ class S3Versions:
                     Bucket=self.location.bucket, Key=key, CopySource=source, **extra
                 )
             except botocore.exceptions.ClientError as e:
-                if error_code(e) in _MISSING_VERSION:
+                if _no_such_version(e):
                     raise ObjectMissing(f"{name} (version {version_id})") from None
                 raise
         return str(resp.get("VersionId") or "")
@@ -111,6 +110,13 @@ class S3Versions:
         with mapped_errors(name, self._endpoint):
             resp = self.client.delete_object(Bucket=self.location.bucket, Key=self._key(name))
         return str(resp.get("VersionId") or "")
+
+
+def _no_such_version(e: botocore.exceptions.ClientError) -> bool:
+    """NoSuchVersion, or Amazon S3's answer to a version id of the wrong form."""
+    message = str(e.response.get("Error", {}).get("Message", "")).lower()
+    code = error_code(e)
+    return code == "NoSuchVersion" or (code == "InvalidArgument" and "version" in message)
 
 
 def _note_order(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:

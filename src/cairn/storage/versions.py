@@ -213,6 +213,8 @@ class AsOfStorage:
         return None
 
     def _fill(self, prefix: str) -> dict[str, ObjectVersion]:
+        # under the lock while it lists: threads that need the same listing wait for it
+        # rather than make it again (one listing per unit, whatever the threads)
         with self._lock:
             listed = self._listed.get(prefix)
             if listed is None:
