@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from cairn.core.errors import EXIT_USAGE
+from cairn.core.errors import EXIT_USAGE, ObjectMissing
 from cairn.repo.locks import Locks, new_lock
 from cairn.storage.s3 import S3Storage
 from cairn.storage.s3config import S3Location
@@ -264,6 +264,11 @@ def test_versions_come_in_the_store_order_within_one_second(bucket: str, s3_env)
     listed = [v for v in store.versions.versions("") if v.name == "k"]
     assert [v.version_id for v in listed] == made[::-1]
     assert [v.deleted for v in listed] == [True, False, True, False]
+    assert store.versions.read_version("k", made[2], 0, 1) == b"v"
+    with pytest.raises(ObjectMissing):
+        store.versions.read_version("k", made[1])  # a delete marker holds nothing
+    with pytest.raises(ObjectMissing):
+        store.versions.read_version("k", "0" * 32)
     seconds = {v.modified for v in listed}
     if len(seconds) == 1:  # all in one second: only the order can tell
         view = AsOfStorage(store, store.versions, seconds.pop())

@@ -113,10 +113,13 @@ class S3Versions:
 
 
 def _no_such_version(e: botocore.exceptions.ClientError) -> bool:
-    """NoSuchVersion, or Amazon S3's answer to a version id of the wrong form."""
+    """NoSuchVersion; Amazon S3's answer to a version id of the wrong form; or its answer to
+    a GET of a delete marker's version id (405: a marker holds nothing to read)."""
     message = str(e.response.get("Error", {}).get("Message", "")).lower()
     code = error_code(e)
-    return code == "NoSuchVersion" or (code == "InvalidArgument" and "version" in message)
+    if code in ("NoSuchVersion", "MethodNotAllowed", "405"):
+        return True
+    return code == "InvalidArgument" and "version" in message
 
 
 def _note_order(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
