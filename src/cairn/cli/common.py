@@ -111,16 +111,23 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def as_of_option(f: Callable[..., Any]) -> Callable[..., Any]:
     """--as-of TIME for the commands that only read (below ``repo_options``): the repository
     as it was at TIME, read from the object versions of its bucket, put in ``spec``."""
+    return _as_of(f, repository_option, "Read the repository as it was at TIME")
 
-    @repository_option(
+
+def as_of_required(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--as-of TIME as a required option of the command itself (repair undelete)."""
+    return _as_of(f, functools.partial(click.option, required=True), "The time to go back to")
+
+
+def _as_of(f: Callable[..., Any], option: Callable[..., Any], what: str) -> Callable[..., Any]:
+    @option(
         "--as-of",
         "as_of",
         metavar="TIME",
         callback=lambda _ctx, _param, v: None if v is None else _time(v, "--as-of"),
         help=(
-            "Read the repository as it was at TIME, from the object versions of a versioned "
-            "S3 bucket: 2026-11-22, '2026-11-22 14:30' (local time), ISO 8601 with an offset, "
-            "or an age (12h, 3d)."
+            f"{what}, from the object versions of a versioned S3 bucket: 2026-11-22, "
+            "'2026-11-22 14:30' (local time), ISO 8601 with an offset, or an age (12h, 3d)."
         ),
     )
     @functools.wraps(f)

@@ -8,7 +8,7 @@ from cairn.app.check import rebuild_index, repair
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.snapshots import SnapshotFilter
 from cairn.app.undelete import undelete as undelete_repository
-from cairn.cli.common import as_of_option, filter_options, repo_options
+from cairn.cli.common import as_of_required, filter_options, repo_options
 from cairn.cli.helpformat import CairnGroup
 from cairn.core.units import count
 from cairn.ui.output import Output
@@ -97,7 +97,7 @@ def snapshots(
 
 @command.command("undelete")
 @repo_options
-@as_of_option
+@as_of_required
 @click.option("-n", "--dry-run", is_flag=True, help="Only show what would be restored and hidden.")
 def undelete(spec: RepoSpec, out: Output, dry_run: bool) -> int:
     """Make the repository what it was at --as-of TIME again (a versioned S3 bucket).
