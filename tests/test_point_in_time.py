@@ -208,6 +208,8 @@ def test_as_of_needs_versions(tmp_path: Path, s3_url: str, run_cli: Run) -> None
     assert res.code == EXIT_USAGE
     assert "--as-of needs a store that keeps object versions" in res.err
     assert len(res.err.strip().splitlines()) == 1
+    undo = run_cli("repair", "undelete", "--repo", local, "--as-of", "1d")
+    assert undo.code == EXIT_USAGE and "keeps none" in undo.err
     assert run_cli("init", "--repo", s3_url).code == 0  # the shared bucket: no versioning
     res = run_cli("snapshots", "--repo", s3_url, "--as-of", "1d")
     assert res.code == EXIT_USAGE
