@@ -9,17 +9,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 from cairn.app.cachedirs import cache_base
 from cairn.app.defaults import BackendDefaults, defaults_for
 from cairn.app.passwords import EMPTY, PasswordSource
+from cairn.core import clock
 from cairn.core.errors import RepositoryError, UsageError, WrongPassword
 from cairn.core.urls import OBJECT_STORE, store_kind
 from cairn.crypto.kdf import KdfParams
 from cairn.repo.config import DEFAULT_PACK_SIZE, is_repo_id
 from cairn.repo.filescache import FilesCache
 from cairn.repo.journal import PackJournal
+from cairn.repo.layout import CONFIG
 from cairn.repo.repository import Repository
 from cairn.storage.base import Storage
 from cairn.storage.local import LocalStorage
@@ -27,6 +30,7 @@ from cairn.storage.metered import MeteredStorage, Usage
 from cairn.storage.retry import RetryingStorage, RetryPolicy
 from cairn.storage.s3config import S3Location, S3Options
 from cairn.storage.throttle import ThrottledStorage
+from cairn.storage.versions import OFF, AsOfStorage
 
 __all__ = ["RepoSpec", "S3Options", "Session", "StoreOptions", "open_session"]
 
@@ -44,6 +48,9 @@ class StoreOptions:
     retries: int = 8
     connections: int | None = None  # uploads in flight; None: by backend
     memory_limit: int | None = None  # bytes for buffers (cairn.app.budget); None: the default
+    # read the store as it was at this time (time-zone aware), from its object versions:
+    # read-only (cairn.storage.versions, docs/point-in-time.md); None: as it is now
+    as_of: datetime | None = None
 
     def uploads_for(self, url: str) -> int:
         """Packs in flight (each held in memory): --connections, or the backend's default."""
@@ -118,7 +125,9 @@ def stack_hooks(hooks: StackHooks) -> Iterator[StackHooks]:
 def wrap_backend(
     backend: Storage, options: StoreOptions, notice: Callable[[str], None] | None = None
 ) -> tuple[Storage, MeteredStorage]:
-    """The one place the wrapper stack is built: retry(throttle(meter(backend))).
+    """The one place the wrapper stack is built: retry(throttle(meter(backend))), and with
+    ``options.as_of`` the read-only view of the store at that time on top (as_of(retry(...)):
+    its listings and reads of versions are retried, throttled and metered as any request).
 
     Every attempt is metered (each is a request the store bills) and throttled; each retry
     is told to ``notice``. The hooks installed with ``stack_hooks`` (none outside tests) wrap
@@ -137,7 +146,31 @@ def wrap_backend(
     policy = replace(hooks.retry or RetryPolicy(), attempts=options.retries)
     if notice is not None:
         policy = replace(policy, notice=notice)
-    return RetryingStorage(inner, policy), meter
+    storage: Storage = RetryingStorage(inner, policy)
+    if options.as_of is not None:
+        storage = as_of_view(storage, options.as_of)
+    return storage, meter
+
+
+def as_of_view(storage: Storage, when: datetime) -> AsOfStorage:
+    """``storage`` as it was at ``when``; a one-line error where it keeps no versions, or for
+    a time to come (what the store holds then is not known yet: a view of it would change)."""
+    if when > clock.now():
+        raise UsageError(
+            f"--as-of {when.astimezone().isoformat(timespec='seconds')} is in the future"
+        )
+    versions = storage.versions
+    if versions is None:
+        raise UsageError(
+            f"--as-of needs a store that keeps object versions (an S3 bucket with "
+            f"versioning); {storage.describe()} keeps none"
+        )
+    if versions.status() == OFF:
+        raise UsageError(
+            f"--as-of: the bucket of {storage.describe()} has no versioning enabled "
+            "(GetBucketVersioning): it keeps no old versions to read"
+        )
+    return AsOfStorage(storage, versions, when)
 
 
 class Session:
@@ -225,10 +258,29 @@ def open_session(spec: RepoSpec) -> Session:
         raise WrongPassword(
             f"{e}: the password is empty (is CAIRN_PASSWORD set but empty?)"
         ) from None
+    except RepositoryError:
+        if isinstance(storage, AsOfStorage):
+            _not_yet(storage, url)
+        raise
     if spec.notice is not None:
         show = spec.notice
         repo.on_notice = lambda obj, message: show(f"{obj}: {message}")
     return Session(spec, repo, meter)
+
+
+def _not_yet(view: AsOfStorage, url: str) -> None:
+    """Raises the error for a repository that did not exist yet at the view's time (if its
+    config object was written later); returns otherwise."""
+    if view.version_of(CONFIG) is not None:
+        return
+    when = view.time.isoformat(timespec="seconds")
+    first = view.first_written(CONFIG)
+    if first is None:
+        return  # never was a repository: the error as without --as-of
+    raise RepositoryError(
+        f"{url} held no repository as of {when}: it was created at "
+        f"{first.astimezone().isoformat(timespec='seconds')}"
+    )
 
 
 def create_repository(

@@ -6,7 +6,8 @@ import functools
 import importlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 import click
@@ -19,8 +20,9 @@ from cairn.app.defaults import help_text
 from cairn.app.passwords import PasswordSource
 from cairn.app.snapshots import SnapshotFilter
 from cairn.cli.helpformat import output_option, repository_option
+from cairn.core import clock
 from cairn.core.errors import UsageError
-from cairn.core.units import parse_size
+from cairn.core.units import parse_size, parse_time
 from cairn.ui.output import Output
 
 _PASSWORD_FLAGS = [
@@ -105,6 +107,44 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
         return f(spec=spec, out=output, **kwargs)
 
     return wrapper
+
+
+def as_of_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--as-of TIME for the commands that only read (below ``repo_options``): the repository
+    as it was at TIME, read from the object versions of its bucket, put in ``spec``."""
+    return _as_of(f, repository_option, "Read the repository as it was at TIME")
+
+
+def as_of_required(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--as-of TIME as a required option of the command itself (repair undelete)."""
+    return _as_of(f, functools.partial(click.option, required=True), "The time to go back to")
+
+
+def _as_of(f: Callable[..., Any], option: Callable[..., Any], what: str) -> Callable[..., Any]:
+    @option(
+        "--as-of",
+        "as_of",
+        metavar="TIME",
+        callback=lambda _ctx, _param, v: None if v is None else _time(v, "--as-of"),
+        help=(
+            f"{what}, from the object versions of a versioned S3 bucket: 2026-11-22, "
+            "'2026-11-22 14:30' (local time), ISO 8601 with an offset, or an age (12h, 3d)."
+        ),
+    )
+    @functools.wraps(f)
+    def wrapper(spec: RepoSpec, as_of: datetime | None, **kwargs: Any) -> Any:
+        if as_of is not None:
+            spec = replace(spec, store=replace(spec.store, as_of=as_of))
+        return f(spec=spec, **kwargs)
+
+    return wrapper
+
+
+def _time(text: str, option: str) -> datetime:
+    try:
+        return parse_time(text, clock.now())
+    except UsageError as e:
+        raise click.BadParameter(str(e), param_hint=option) from None
 
 
 def _store_option_flags(f: Callable[..., Any]) -> Callable[..., Any]:

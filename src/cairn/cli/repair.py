@@ -1,4 +1,4 @@
-"""cairn repair index|snapshots."""
+"""cairn repair index|snapshots|undelete."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import click
 from cairn.app.check import rebuild_index, repair
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.snapshots import SnapshotFilter
-from cairn.cli.common import filter_options, repo_options
+from cairn.app.undelete import undelete as undelete_repository
+from cairn.cli.common import as_of_required, filter_options, repo_options
 from cairn.cli.helpformat import CairnGroup
 from cairn.core.units import count
 from cairn.ui.output import Output
@@ -91,4 +92,49 @@ def snapshots(
             f"snapshot {r.original[:8]} {new}: {count(len(r.removed), 'entry', 'entries')} removed"
         )
     out.line(f"{len(results)} of {count(done.considered, 'snapshot')} needed repair")
+    return 0
+
+
+@command.command("undelete")
+@repo_options
+@as_of_required
+@click.option("-n", "--dry-run", is_flag=True, help="Only show what would be restored and hidden.")
+def undelete(spec: RepoSpec, out: Output, dry_run: bool) -> int:
+    """Make the repository what it was at --as-of TIME again (a versioned S3 bucket).
+
+    Every object deleted or overwritten since TIME gets its version of TIME back on top, and
+    every object added since gets a delete marker. Only versions are added: none is ever
+    deleted, so this can be undone in the same way.
+
+    \b
+    Examples:
+      cairn repair undelete -r s3://bucket/repo --as-of '2026-11-22 14:00' --dry-run
+      cairn repair undelete -r s3://bucket/repo --as-of 2026-11-22T14:00:00+01:00
+    """
+    progress = TerminalProgress(out, "repair undelete")
+    try:
+        report = undelete_repository(spec, progress, dry_run=dry_run)
+    finally:
+        progress.close()
+    when = report.time.astimezone().isoformat(timespec="seconds")
+    if out.json_mode:
+        out.json(
+            {
+                "as_of": report.time.isoformat(),
+                "dry_run": dry_run,
+                "restored": report.restored,
+                "hidden": report.hidden,
+                "counts": {"restored": len(report.restored), "hidden": len(report.hidden)},
+            }
+        )
+        return 0
+    restore, hide = ("would restore", "would hide") if dry_run else ("restored", "hidden")
+    for name in report.restored:
+        out.line(f"{restore} {name}")
+    for name in report.hidden:
+        out.line(f"{hide} {name}")
+    out.line(
+        f"{restore} {count(len(report.restored), 'object')}, {hide} "
+        f"{count(len(report.hidden), 'object')}: the repository as of {when}"
+    )
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 
 from cairn.core.errors import UsageError
 
@@ -62,3 +63,22 @@ def parse_age(text: str) -> int:
     if not m:
         raise UsageError(f"invalid age {text!r} (use e.g. 30d, 12h, 2w)")
     return int(m.group(1)) * _AGE[m.group(2).lower()]
+
+
+_AGO_RE = re.compile(r"\s*[0-9]+\s*[hdw]\s*", re.IGNORECASE)
+
+
+def parse_time(text: str, now: datetime) -> datetime:
+    """A point in time, time-zone aware: ISO 8601 ('2026-11-22', '2026-11-22 14:30',
+    '2026-11-22T14:30:05.25', with an offset or 'Z' or without one: local time), the forms
+    of `find --newest`, or an age that long before ``now`` ('12h', '3d', '2w')."""
+    if _AGO_RE.fullmatch(text):
+        return now - timedelta(seconds=parse_age(text))
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f"invalid time {text!r} (use e.g. 2026-11-22, '2026-11-22 14:30', "
+            "2026-11-22T14:30:00+01:00, or an age: 12h, 3d)"
+        ) from None
+    return when if when.tzinfo is not None else when.astimezone()

@@ -27,6 +27,9 @@ A store holds immutable named objects. Names are relative paths with '/' separat
 - ``objects`` is the store's object capability (objects that are overwritten, created only
   if absent, copied and uploaded in resumable parts, with their ETags: what a mirror needs;
   cairn.storage.objects), or None for a store that cannot offer it.
+- ``versions`` is the store's versions capability (the versions and delete markers of a
+  bucket with versioning, read by version id, copied back on top: cairn.storage.versions),
+  or None for a store that keeps no versions.
 
 Every failure of the store itself is a ``StorageError`` with a one-line message.
 """
@@ -42,6 +45,7 @@ from cairn.storage.archive import ArchiveStore
 
 if TYPE_CHECKING:  # the object capability is built on this module's Content
     from cairn.storage.objects import ObjectStore
+    from cairn.storage.versions import VersionStore
 
 Buffer = bytes | bytearray | memoryview
 CHUNK = 1 << 20  # what ``content_chunks`` yields at a time from a file
@@ -155,6 +159,9 @@ class Storage(Protocol):
     @property
     def objects(self) -> ObjectStore | None: ...
 
+    @property
+    def versions(self) -> VersionStore | None: ...
+
 
 class StorageWrapper:
     """Base for wrappers: forwards everything to ``inner``; subclasses override what they need."""
@@ -194,6 +201,11 @@ class StorageWrapper:
     def objects(self) -> ObjectStore | None:
         # as it is; the wrappers that count, cap, retry or fault its calls wrap it
         return self.inner.objects
+
+    @property
+    def versions(self) -> VersionStore | None:
+        # as it is; the meter and the retry wrapper wrap it
+        return self.inner.versions
 
 
 def read_into_by_read(storage: Storage, name: str, offset: int, out: memoryview) -> int:

@@ -9,12 +9,12 @@
   ``times`` says otherwise): another command interleaved at an exact moment.
 - ``calls`` counts the calls of each operation and ``log`` records each one, faulted or not.
 
-``op`` is one of ``OPERATIONS``: the store's own, and its archive and object capabilities'
-(wrapped when the inner store has them; an upload in parts is its requests, each faulted on
-its own: ``upload_part`` fails a part). ``match`` is a name prefix ('' for every name; a
-listing is matched by the prefix it lists) or a predicate on the name. Rules apply in the
-order they were added; a call runs every matching callback, then fails with the first
-matching fault.
+``op`` is one of ``OPERATIONS``: the store's own, and its archive, object and versions
+capabilities' (wrapped when the inner store has them; an upload in parts is its requests,
+each faulted on its own: ``upload_part`` fails a part). ``match`` is a name prefix ('' for
+every name; a listing is matched by the prefix it lists) or a predicate on the name. Rules
+apply in the order they were added; a call runs every matching callback, then fails with
+the first matching fault.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from cairn.storage.archive import ArchiveStore, ObjectInfo
 from cairn.storage.base import Content, Storage, StorageWrapper
 from cairn.storage.objectops import ObjectWrapper
 from cairn.storage.objects import DEFAULT_TYPE, ObjectHead, ObjectStore, Part, PendingUpload
+from cairn.storage.versions import ObjectVersion, VersionStore
 
 T = TypeVar("T")
 
@@ -55,9 +56,14 @@ OPERATIONS = frozenset(
         "abort",
         "uploads",
         "listing",
+        "status",
+        "versions",
+        "read_version",
+        "restore_version",
+        "hide",
     }
 )
-_LISTINGS = frozenset({"list", "list_with_class", "uploads", "listing"})
+_LISTINGS = frozenset({"list", "list_with_class", "uploads", "listing", "versions"})
 
 Match = str | Callable[[str], bool]
 
@@ -188,6 +194,11 @@ class FaultyStorage(StorageWrapper):
         inner = self.inner.objects
         return None if inner is None else FaultyObjects(inner, self)
 
+    @property
+    def versions(self) -> VersionStore | None:
+        inner = self.inner.versions
+        return None if inner is None else FaultyVersions(inner, self)
+
 
 class FaultyArchive:
     """An archive capability whose calls go through ``faults`` (counted, faulted) first."""
@@ -208,6 +219,40 @@ class FaultyArchive:
     def restore_status(self, name: str) -> str:
         self.faults.check("restore_status", name)
         return self.inner.restore_status(name)
+
+
+class FaultyVersions:
+    """A versions capability whose calls go through ``faults`` (counted, faulted) first; the
+    bucket's status is matched by the name ''."""
+
+    def __init__(self, inner: VersionStore, faults: FaultyStorage) -> None:
+        self.inner = inner
+        self.faults = faults
+
+    def status(self) -> str:
+        self.faults.check("status", "")
+        return self.inner.status()
+
+    def versions(self, prefix: str) -> Iterator[ObjectVersion]:
+        late = self.faults.check("versions", prefix)
+        items = self.inner.versions(prefix)
+        return items if late is None else _failing(items, *late)
+
+    def read_version(
+        self, name: str, version_id: str, offset: int = 0, length: int | None = None
+    ) -> bytes:
+        self.faults.check("read_version", name, offset, length)
+        return self.inner.read_version(name, version_id, offset, length)
+
+    def restore_version(
+        self, name: str, version_id: str, *, storage_class: str | None = None
+    ) -> str:
+        self.faults.check("restore_version", name)
+        return self.inner.restore_version(name, version_id, storage_class=storage_class)
+
+    def hide(self, name: str) -> str:
+        self.faults.check("hide", name)
+        return self.inner.hide(name)
 
 
 class FaultyObjects(ObjectWrapper):

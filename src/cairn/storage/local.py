@@ -32,12 +32,14 @@ from cairn.storage.base import Content
 from cairn.storage.localfiles import TMP_PREFIX, create_once, write_error, write_temp
 from cairn.storage.localobjects import LocalObjects
 from cairn.storage.objects import ObjectStore
+from cairn.storage.versions import VersionStore
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class LocalStorage:
     archive: ArchiveStore | None = None  # a directory has no storage classes
+    versions: VersionStore | None = None  # no object versions
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)

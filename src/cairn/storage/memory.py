@@ -38,6 +38,7 @@ from cairn.storage.archive import (
 from cairn.storage.base import Content, content_chunks
 from cairn.storage.memoryobjects import MemoryObjects
 from cairn.storage.objects import DEFAULT_TYPE, Multipart, ObjectStore
+from cairn.storage.versions import VersionStore
 
 STANDARD = "STANDARD"
 
@@ -56,6 +57,8 @@ class _Object:
 
 
 class MemoryStorage:
+    versions: VersionStore | None = None  # no object versions (memoryversions.py has them)
+
     def __init__(
         self,
         *,

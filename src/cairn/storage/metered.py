@@ -8,7 +8,9 @@ class S3 bills each in: a PUT, a create-only PUT, a CopyObject, and each request
 in parts (its start, every part, its completion) as a PUT; a HEAD as a HEAD; ListParts and
 each page of ListMultipartUploads as a LIST; an abort as a DELETE (free, as a DELETE is). The
 bytes of a PUT and of every part count as bytes up: a resumed upload counts only the parts it
-sends.
+sends. The versions capability's (cairn.storage.versions): each page of ListObjectVersions as a
+LIST, a read of a version as a GET (its bytes down), the bucket's versioning status as a GET, a
+copy of a version on top as a PUT (CopyObject), and a delete marker as a DELETE.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from cairn.storage.archive import ArchiveStore, ObjectInfo
 from cairn.storage.base import Content, Storage, StorageWrapper, content_size
 from cairn.storage.objectops import ObjectWrapper
 from cairn.storage.objects import DEFAULT_TYPE, ObjectHead, ObjectStore, Part, PendingUpload
+from cairn.storage.versions import ObjectVersion, VersionStore
 
 T = TypeVar("T")
 
@@ -91,6 +94,12 @@ class MeteredStorage(StorageWrapper):
             self.usage.bytes_down += n
         return n
 
+    def received(self, n: int) -> None:
+        """One more GET, that brought ``n`` bytes."""
+        with self._lock:
+            self.usage.get += 1
+            self.usage.bytes_down += n
+
     def _missed(self) -> None:
         """A GET answered 404 is a request the store bills all the same."""
         with self._lock:
@@ -126,6 +135,11 @@ class MeteredStorage(StorageWrapper):
     def objects(self) -> ObjectStore | None:
         inner = self.inner.objects
         return None if inner is None else MeteredObjects(inner, self)
+
+    @property
+    def versions(self) -> VersionStore | None:
+        inner = self.inner.versions
+        return None if inner is None else MeteredVersions(inner, self)
 
 
 def paged(meter: MeteredStorage, listing: Callable[[], Iterable[T]]) -> Iterator[T]:
@@ -224,3 +238,45 @@ class MeteredObjects(ObjectWrapper):
 
     def listing(self, prefix: str) -> Iterator[tuple[str, ObjectHead]]:
         return paged(self.meter, lambda: self.inner.listing(prefix))
+
+
+class MeteredVersions:
+    """A versions capability whose requests and bytes count in ``meter``'s usage."""
+
+    def __init__(self, inner: VersionStore, meter: MeteredStorage) -> None:
+        self.inner = inner
+        self.meter = meter
+
+    def status(self) -> str:
+        try:
+            return self.inner.status()
+        finally:
+            self.meter.count("get")
+
+    def versions(self, prefix: str) -> Iterator[ObjectVersion]:
+        return paged(self.meter, lambda: self.inner.versions(prefix))
+
+    def read_version(
+        self, name: str, version_id: str, offset: int = 0, length: int | None = None
+    ) -> bytes:
+        try:
+            data = self.inner.read_version(name, version_id, offset, length)
+        except ObjectMissing:
+            self.meter.received(0)  # a GET answered 404 is billed all the same
+            raise
+        self.meter.received(len(data))
+        return data
+
+    def restore_version(
+        self, name: str, version_id: str, *, storage_class: str | None = None
+    ) -> str:
+        try:
+            return self.inner.restore_version(name, version_id, storage_class=storage_class)
+        finally:
+            self.meter.count("put")
+
+    def hide(self, name: str) -> str:
+        try:
+            return self.inner.hide(name)
+        finally:
+            self.meter.count("delete")

@@ -17,6 +17,10 @@ a store that keeps failing is never waited on in silence.
 every call of the store's archive capability, so both retry alike. Every operation is
 idempotent on a write-once store, so repeating a write that may have landed is safe.
 
+``RetryingVersions`` retries every request of the versions capability (cairn.storage.versions).
+A copy of a version or a delete marker retried after an attempt that landed adds a second
+copy or marker on top: one more version, never one less.
+
 ``RetryingObjects`` retries every request of the object capability (cairn.storage.objects),
 each part of an upload on its own. Two of them are not idempotent, and an attempt whose
 response was lost may have landed:
@@ -51,12 +55,14 @@ from cairn.storage.objects import (
     PendingUpload,
     UploadMissing,
 )
+from cairn.storage.versions import ObjectVersion, VersionStore
 
 T = TypeVar("T")
 
 _NAME_OF_ENTRY = itemgetter(0)  # list() yields (name, size)
 _NAME_OF_INFO = attrgetter("name")
 _ID_OF_UPLOAD = attrgetter("upload_id")
+_ID_OF_VERSION = attrgetter("name", "version_id")
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,11 @@ class RetryingStorage(StorageWrapper):
         inner = self.inner.objects
         return None if inner is None else RetryingObjects(inner, self.policy, self.inner.read)
 
+    @property
+    def versions(self) -> VersionStore | None:
+        inner = self.inner.versions
+        return None if inner is None else RetryingVersions(inner, self.policy)
+
 
 class RetryingArchive:
     """An archive capability whose calls are retried by ``policy``."""
@@ -167,6 +178,34 @@ class RetryingArchive:
 
     def restore_status(self, name: str) -> str:
         return self.policy.call(lambda: self.inner.restore_status(name))
+
+
+class RetryingVersions:
+    """A versions capability whose requests are retried by ``policy``."""
+
+    def __init__(self, inner: VersionStore, policy: RetryPolicy) -> None:
+        self.inner = inner
+        self.policy = policy
+
+    def status(self) -> str:
+        return self.policy.call(self.inner.status)
+
+    def versions(self, prefix: str) -> Iterator[ObjectVersion]:
+        return self.policy.iterate(lambda: self.inner.versions(prefix), _ID_OF_VERSION)
+
+    def read_version(
+        self, name: str, version_id: str, offset: int = 0, length: int | None = None
+    ) -> bytes:
+        return self.policy.call(lambda: self.inner.read_version(name, version_id, offset, length))
+
+    def restore_version(
+        self, name: str, version_id: str, *, storage_class: str | None = None
+    ) -> str:
+        restore = self.inner.restore_version
+        return self.policy.call(lambda: restore(name, version_id, storage_class=storage_class))
+
+    def hide(self, name: str) -> str:
+        return self.policy.call(lambda: self.inner.hide(name))
 
 
 class RetryingObjects(ObjectWrapper):

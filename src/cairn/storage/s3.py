@@ -14,7 +14,9 @@
   classes, and restore requests for archived (GLACIER, DEEP_ARCHIVE) objects, whose reads
   raise ObjectArchived. ``list`` and ``list_with_class`` share one paginated listing.
 - Its object capability (``objects``: overwrites, create-only writes, copies, resumable
-  multipart uploads, for mirrors) is cairn.storage.s3objects.
+  multipart uploads, for mirrors) is cairn.storage.s3objects; its versions capability
+  (``versions``: ListObjectVersions, reads and copies of a version, for point-in-time reads)
+  is cairn.storage.s3versions. Whether the bucket keeps versions is its ``status()``.
 - Errors become one-line StorageErrors; throttling, 5xx and connection failures are
   TransientStorageError, which the retry wrapper retries. A refused connection is transient
   only from an endpoint that has answered in this process: from one that never did (most
@@ -48,6 +50,8 @@ from cairn.storage.objects import ObjectStore
 from cairn.storage.s3config import S3Location, S3Options
 from cairn.storage.s3errors import error_code, mapped_errors
 from cairn.storage.s3objects import S3Objects
+from cairn.storage.s3versions import S3Versions
+from cairn.storage.versions import VersionStore
 
 # below this, a PUT sends its body at once (no ``Expect: 100-continue``)
 SMALL_PUT = 1 << 20
@@ -224,6 +228,11 @@ class S3Storage:
     @property
     def objects(self) -> ObjectStore:
         return S3Objects(self.client, self.location, self.options, self._endpoint)
+
+    # ------------------------------------------------------------------ object versions
+    @property
+    def versions(self) -> VersionStore:
+        return S3Versions(self.client, self.location, self.options, self._endpoint)
 
     def create_bucket(self) -> None:
         """Creates the bucket if it does not exist (used by init)."""

@@ -4,18 +4,20 @@ An upload waits for its bytes' worth of tokens before it is passed on; a downloa
 tokens after it arrives. Tokens accrue at the configured rate with at most ``burst`` seconds
 of credit, so over any period longer than a few objects the average rate stays at the cap.
 The object capability's uploads (a PUT, a create-only PUT, every part of an upload in parts)
-share the upload cap; its other requests carry no content and pass freely.
+share the upload cap; its other requests carry no content and pass freely. The versions
+capability's reads of a version share the download cap.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from cairn.storage.base import Content, Storage, StorageWrapper, content_size
 from cairn.storage.objectops import ObjectWrapper
 from cairn.storage.objects import DEFAULT_TYPE, ObjectStore, Part
+from cairn.storage.versions import ObjectVersion, VersionStore
 
 PIECE = 64 << 10
 
@@ -85,6 +87,42 @@ class ThrottledStorage(StorageWrapper):
         if inner is None or self._up is None:
             return inner
         return ThrottledObjects(inner, self._up)
+
+    @property
+    def versions(self) -> VersionStore | None:
+        inner = self.inner.versions
+        if inner is None or self._down is None:
+            return inner
+        return ThrottledVersions(inner, self._down)
+
+
+class ThrottledVersions:
+    """A versions capability whose reads of a version take ``bucket``'s tokens."""
+
+    def __init__(self, inner: VersionStore, bucket: TokenBucket) -> None:
+        self.inner = inner
+        self.bucket = bucket
+
+    def status(self) -> str:
+        return self.inner.status()
+
+    def versions(self, prefix: str) -> Iterator[ObjectVersion]:
+        return self.inner.versions(prefix)
+
+    def read_version(
+        self, name: str, version_id: str, offset: int = 0, length: int | None = None
+    ) -> bytes:
+        data = self.inner.read_version(name, version_id, offset, length)
+        self.bucket.take(len(data))
+        return data
+
+    def restore_version(
+        self, name: str, version_id: str, *, storage_class: str | None = None
+    ) -> str:
+        return self.inner.restore_version(name, version_id, storage_class=storage_class)
+
+    def hide(self, name: str) -> str:
+        return self.inner.hide(name)
 
 
 class ThrottledObjects(ObjectWrapper):
