@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ __all__ = ["FORMATS", "Browser", "Directory", "Node", "Snapshot", "ZipSummary", 
 FORMATS = ("raw", "tar", "tar.gz", "zip")  # a file's bytes; a directory as tar, gzipped, zip
 GZIP_LEVEL = 1  # a download's gzip: as fast as it goes, the data is often compressed already
 SEARCH_LIMIT = 1000  # matches shown of a search by name
+TREES_KEPT = 64  # directories' entries kept decoded, the most recently listed
 
 
 def safe_path(path: str) -> str:
@@ -66,6 +68,8 @@ class Browser:
         self._snapshots: dict[str, Snapshot] = {}
         self._damaged: dict[str, str] = {}
         self._indexed: frozenset[str] | None = None  # the snapshots the index was loaded after
+        # directories listed lately (tree id -> entries, problems): a tree never changes
+        self._trees: OrderedDict[bytes, tuple[list[Node], int]] = OrderedDict()
 
     @property
     def url(self) -> str:
@@ -128,10 +132,19 @@ class Browser:
             listing.entries = [node]
             return listing
 
-        def problem(_: TreeProblem) -> None:
-            listing.problems += 1
-
-        listing.entries = load_tree(repo, node.subtree, b"/" + path.encode(), problem)
+        with self._lock:
+            cached = self._trees.get(node.subtree)
+            if cached is not None:
+                self._trees.move_to_end(node.subtree)
+        if cached is None:
+            problems: list[TreeProblem] = []
+            entries = load_tree(repo, node.subtree, b"/" + path.encode(), problems.append)
+            cached = (entries, len(problems))
+            with self._lock:
+                self._trees[node.subtree] = cached
+                while len(self._trees) > TREES_KEPT:
+                    self._trees.popitem(last=False)
+        listing.entries, listing.problems = cached
         return listing
 
     def search(

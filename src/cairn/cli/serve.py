@@ -15,7 +15,7 @@ import platformdirs
 from cairn.app.context import RepoSpec
 from cairn.app.passwords import PasswordSource
 from cairn.app.repositories import EnvPassword, repo_spec
-from cairn.cli.helpformat import CairnCommand
+from cairn.cli.helpformat import CairnCommand, repository_option
 from cairn.core.errors import UsageError
 from cairn.ui.output import Output
 
@@ -60,15 +60,15 @@ def is_loopback(host: str) -> bool:
     metavar="FILE",
     help="Configuration file (or $CAIRN_CONFIG; default ~/.config/cairn/config.toml).",
 )
-@click.option(
+@repository_option(
     "-r",
     "--repo",
     "repo",
     metavar="URL",
     help="Serve this repository too (or alone, without a configuration file).",
 )
-@click.option("--password-file", metavar="FILE", help="--repo's password: read it from FILE.")
-@click.option("--password-command", metavar="CMD", help="--repo's password: run CMD.")
+@repository_option("--password-file", metavar="FILE", help="--repo's password: read it from FILE.")
+@repository_option("--password-command", metavar="CMD", help="--repo's password: run CMD.")
 @click.option(
     "--listen",
     default=f"127.0.0.1:{DEFAULT_PORT}",

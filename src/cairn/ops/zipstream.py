@@ -4,8 +4,10 @@ A download of a directory as .zip reuses the dump's tar stream (its read-ahead, 
 order) rather than walk the snapshot a second way: the tar is read member by member
 (tarfile's stream mode, nothing seeked) and each regular file, directory and symbolic link is
 written as a zip entry, its sizes and checksum after its data (zipfile does so on its own when
-the output cannot seek). Entries are deflated (zip readers everywhere know it) at a fast
-level, and always written with zip64 fields so files over 4 GiB need no size known in advance.
+the output cannot seek). Entries are stored, not deflated: deflate runs at about 40 MiB/s a
+core, a tenth of the dump's speed, and gains little on what backups mostly hold (data that is
+compressed already); they are always written with zip64 fields, so files over 4 GiB need no
+size known in advance.
 A zip has no place for owners, FIFOs or device nodes: those are left out, and counted.
 """
 
@@ -36,17 +38,17 @@ def _date_time(mtime: float) -> tuple[int, int, int, int, int, int]:
     return (max(t.tm_year, 1980), t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
 
 
-def tar_to_zip(source: BinaryIO, out: BinaryIO, level: int = 1) -> ZipSummary:
+def tar_to_zip(source: BinaryIO, out: BinaryIO) -> ZipSummary:
     """Reads the tar stream ``source`` to its end, writing its members to ``out`` as a zip."""
     summary = ZipSummary()
     with (
         tarfile.open(fileobj=source, mode="r|", encoding="utf-8", errors="surrogateescape") as tar,
-        zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as z,
+        zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as z,
     ):
         for member in tar:
             name = member.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             info = zipfile.ZipInfo(name, _date_time(member.mtime))
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = zipfile.ZIP_STORED
             if member.isdir():
                 info.filename = name.rstrip("/") + "/"
                 info.external_attr = (stat.S_IFDIR | member.mode) << 16 | 0x10

@@ -23,6 +23,7 @@ from cairn.app.snapshots import snapshot_filter
 from cairn.config.schema import JobConfig
 from cairn.core import clock
 from cairn.core.errors import CairnError, NotFoundError, UsageError
+from cairn.ui.costreport import report_lines
 from cairn.web import auth
 from cairn.web.history import Run
 from cairn.web.streams import StreamBridge
@@ -174,9 +175,15 @@ def routes(server: Server) -> list[Route]:
     async def cost(request: Request) -> Response:
         name = request.path_params["repo"]
         b = server.repos.browser(name)
-        doc, _provider, why = await run_in_threadpool(cost_report, b.session, CostRequest())
+        provider = request.query_params.get("provider") or None
+        doc, chosen, why = await run_in_threadpool(
+            cost_report, b.session, CostRequest(provider=provider)
+        )
+        lines = report_lines(doc, chosen, why) if chosen is not None else []
         return server.render(
-            request, "cost.html", {"repo": name, "doc": doc, "why": why, "months": _months(doc)}
+            request,
+            "cost.html",
+            {"repo": name, "doc": doc, "why": why, "provider": provider, "lines": lines},
         )
 
     return [
@@ -253,13 +260,3 @@ def _timeline(snaps: list[browse.Snapshot]) -> str:
     top = max(sizes) or 1
     step = 100 / (len(sizes) - 1)
     return " ".join(f"{i * step:.2f},{30 - 28 * v / top:.2f}" for i, v in enumerate(sizes))
-
-
-def _months(doc: dict[str, Any]) -> list[tuple[str, float]]:
-    """(label, dollars) of each month the report projects, for the chart."""
-    months = doc.get("storage_by_month") or doc.get("months") or []
-    out = []
-    for m in months:
-        if isinstance(m, dict) and "month" in m:
-            out.append((str(m["month"]), float(m.get("cost", m.get("storage", 0)) or 0)))
-    return out
