@@ -8,8 +8,13 @@ import gzip
 import io
 import json
 import os
+import signal
+import socket
 import stat
+import subprocess
 import tarfile
+import urllib.error
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +28,7 @@ from cairn.config.load import load_config
 from cairn.core.errors import ConfigError, UsageError
 from cairn.web.settings import login_token
 from tests import treecmp
+from tests.conftest import CAIRN
 from tests.servefix import SECRET, Served, csrf_of, serve_setup
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -200,6 +206,15 @@ def test_overview_shows_the_jobs_last_run_and_next_run(client: TestClient) -> No
     assert "Snapshots</dt><dd>2</dd>" in page
 
 
+def test_overview_prices_the_storage_where_a_provider_is_named(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_in(client)
+    assert "a month" not in client.get("/").text  # a local directory: not priced
+    monkeypatch.setenv("CAIRN_PROVIDER", "aws")
+    assert "a month</a>" in client.get("/").text
+
+
 def test_snapshots_filter_by_host_tag_and_path(client: TestClient, served: Served) -> None:
     log_in(client)
     rows = lambda q: client.get(f"/r/main/snapshots?{q}").text.count('class="snap"')  # noqa: E731
@@ -374,6 +389,44 @@ def test_listen_addresses(run_cli) -> None:  # type: ignore[no-untyped-def]
     assert r.code != 0 and "--cert and --key, or --insecure-http" in r.err
     r = run_cli("serve", "--listen", "127.0.0.1:x")
     assert r.code != 0 and "not a number" in r.err
+
+
+def test_cairn_serve_prints_a_login_link_that_logs_in(served: Served, tmp_path: Path) -> None:
+    """The command as a user starts it: a token made in the configuration directory, the
+    link printed, the link logging in, a SIGTERM stopping it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+        "XDG_STATE_HOME": str(tmp_path / "st"),
+    }
+    proc = subprocess.Popen(
+        [*CAIRN, "serve", "-c", str(served.config), "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith(f"cairn serve: http://127.0.0.1:{port}/login?token="), line
+        token = (tmp_path / "xdg" / "cairn" / "serve-token").read_text().strip()
+        assert line.strip().endswith(token)
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        with opener.open(line.split(" ", 2)[2].strip(), timeout=30) as page:
+            assert page.url.endswith("/") and 'id="job-docs"' in page.read().decode()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/r/main/prune", data=b"", timeout=30)
+        assert refused.value.code == 401
+    finally:
+        proc.terminate()
+        # uvicorn shuts down, then dies of the signal it caught, as a program without it would
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+    assert (tmp_path / "st" / "cairn" / "serve.sqlite").exists()
 
 
 def test_restore_roots_must_be_absolute(tmp_path: Path) -> None:

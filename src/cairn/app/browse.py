@@ -27,7 +27,6 @@ from cairn.model.snapshot import Snapshot
 from cairn.ops.dump import Dumper, DumpSummary
 from cairn.ops.excludes import PathMatcher
 from cairn.ops.snapshots import SnapshotFilter, find_node, read_snapshots, split_path
-from cairn.ops.stats import repository_stats
 from cairn.ops.treewalk import TreeProblem, load_tree, walk_ahead
 from cairn.ops.zipstream import ZipSummary, tar_to_zip
 
@@ -204,16 +203,6 @@ class Browser:
                 with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as z:
                     return dumper.write(node, at, z)  # type: ignore[arg-type]
             return dumper.write(node, at, out)
-
-    def repository_size(self) -> dict[str, float | int]:
-        """The repository's totals (`cairn stats`), from the index as loaded."""
-        snaps = self.snapshots()
-        if snaps:
-            self._index_for(snaps[-1])
-        elif self._indexed is None:
-            self.session.repo.load_index()
-            self._indexed = frozenset()
-        return repository_stats(self.session.repo, len(snaps))
 
 
 def _zipped(dumper: Dumper, node: Node, at: bytes, out: BinaryIO) -> ZipSummary:

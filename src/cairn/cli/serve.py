@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import os
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -166,6 +167,7 @@ def command(
     shown = f"[{host}]" if ":" in host else host
     link = f"{scheme}://{shown}:{port}/login"
     out.line(f"cairn serve: {link}" + ("" if chosen else f"?token={secret}"))
+    sys.stdout.flush()  # the link, now: a service manager's log is a pipe
     lazy("uvicorn").run(
         app, host=host, port=port, ssl_certfile=cert, ssl_keyfile=key_file, log_level="warning"
     )

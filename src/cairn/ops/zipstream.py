@@ -42,7 +42,13 @@ def tar_to_zip(source: BinaryIO, out: BinaryIO) -> ZipSummary:
     """Reads the tar stream ``source`` to its end, writing its members to ``out`` as a zip."""
     summary = ZipSummary()
     with (
-        tarfile.open(fileobj=source, mode="r|", encoding="utf-8", errors="surrogateescape") as tar,
+        tarfile.open(
+            fileobj=source,
+            mode="r|",
+            bufsize=COPY_BLOCK,
+            encoding="utf-8",
+            errors="surrogateescape",
+        ) as tar,
         zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as z,
     ):
         for member in tar:

@@ -9,6 +9,7 @@ from datetime import datetime
 import jinja2
 
 from cairn.core.units import format_bytes, format_duration
+from cairn.ui.money import money
 
 
 def when(value: datetime | float | int | None) -> str:
@@ -53,4 +54,5 @@ def install(env: jinja2.Environment) -> None:
         name=name,
         fsname=fsname,
         short=lambda i: i[:8],
+        money=money,
     )

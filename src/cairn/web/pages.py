@@ -17,6 +17,7 @@ from starlette.routing import Route
 from cairn.app import browse
 from cairn.app.cost import CostRequest
 from cairn.app.cost import report as cost_report
+from cairn.app.cost import storage as cost_storage
 from cairn.app.diff import diff
 from cairn.app.events import NullEvents
 from cairn.app.snapshots import snapshot_filter
@@ -52,6 +53,7 @@ class RepoView:
     snapshots: int = 0
     latest: browse.Snapshot | None = None
     size: int | None = None
+    month: float | None = None  # storage per month, where the repository is priced
     last_check: Run | None = None
     jobs: list[JobView] | None = None
 
@@ -221,7 +223,8 @@ def _overview(server: Server) -> list[RepoView]:
             b = server.repos.browser(name)
             snaps = b.snapshots()
             view.snapshots, view.latest = len(snaps), (snaps[-1] if snaps else None)
-            view.size = int(b.repository_size()["stored_size"])
+            stored = cost_storage(b.session)
+            view.size, view.month = stored.bytes, stored.month
         except CairnError as e:
             view.error = str(e)
             snaps = []
