@@ -8,8 +8,8 @@ import gzip
 import io
 import json
 import os
+import re
 import signal
-import socket
 import stat
 import subprocess
 import tarfile
@@ -394,17 +394,13 @@ def test_listen_addresses(run_cli) -> None:  # type: ignore[no-untyped-def]
 def test_cairn_serve_prints_a_login_link_that_logs_in(served: Served, tmp_path: Path) -> None:
     """The command as a user starts it: a token made in the configuration directory, the
     link printed, the link logging in, a SIGTERM stopping it."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
     env = {
         **os.environ,
         "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
         "XDG_STATE_HOME": str(tmp_path / "st"),
     }
     proc = subprocess.Popen(
-        [*CAIRN, "serve", "-c", str(served.config), "--listen", f"127.0.0.1:{port}"],
+        [*CAIRN, "serve", "-c", str(served.config), "--listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -413,7 +409,9 @@ def test_cairn_serve_prints_a_login_link_that_logs_in(served: Served, tmp_path: 
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert line.startswith(f"cairn serve: http://127.0.0.1:{port}/login?token="), line
+        m = re.fullmatch(r"cairn serve: http://127\.0\.0\.1:(\d+)/login\?token=\S+\n", line)
+        assert m, line
+        port = int(m.group(1))
         token = (tmp_path / "xdg" / "cairn" / "serve-token").read_text().strip()
         assert line.strip().endswith(token)
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())

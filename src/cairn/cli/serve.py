@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import os
+import socket
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -163,15 +164,30 @@ def command(
     app = lazy("cairn.web.app").create_app(settings)
     for name, problem in app.state.server.repos.open_all().items():
         out.warning(f"repository {name}: {problem}")
+    sock = _bind(host, port)  # before the link is printed: a click on it is never refused
+    port = sock.getsockname()[1]
     scheme = "https" if cert else "http"
     shown = f"[{host}]" if ":" in host else host
     link = f"{scheme}://{shown}:{port}/login"
     out.line(f"cairn serve: {link}" + ("" if chosen else f"?token={secret}"))
     sys.stdout.flush()  # the link, now: a service manager's log is a pipe
-    lazy("uvicorn").run(
-        app, host=host, port=port, ssl_certfile=cert, ssl_keyfile=key_file, log_level="warning"
-    )
+    uvicorn = lazy("uvicorn")
+    config = uvicorn.Config(app, ssl_certfile=cert, ssl_keyfile=key_file, log_level="warning")
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    sock.listen(128)
+    return sock
 
 
 def _repositories(
