@@ -3,7 +3,7 @@ of every one of them but the login and the static assets, and errors turned into
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ class Server:
     operations: Operations
     sessions: auth.Sessions
     templates: Jinja2Templates
+    storage_cache: dict[str, Any] = field(default_factory=dict)  # pages._storage
 
     def render(
         self, request: Request, name: str, context: dict[str, Any], status: int = 200

@@ -23,6 +23,7 @@ from cairn.web.history import History
 
 RUNNING, OK, PARTIAL, FAILED, CANCELLED = "running", "ok", "partial", "failed", "cancelled"
 LOG_LINES = 2000  # kept of one operation's log (the first ones, then a note)
+KEPT = 100  # finished operations kept in memory (older ones: in the history only)
 
 
 class Busy(CairnError):
@@ -162,6 +163,9 @@ class Operations:
             run = self.history.begin(repository, kind, title, job, clock.now().timestamp())
             op = Operation(run, repository, kind, title, job)
             self._ops[op.id] = op
+            finished = [i for i, o in self._ops.items() if o.outcome != RUNNING]
+            for old in finished[:-KEPT]:
+                del self._ops[old]
             self._busy[repository] = op.id
         events = WebEvents(op, self._lock)
         thread = threading.Thread(

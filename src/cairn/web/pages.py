@@ -223,7 +223,7 @@ def _overview(server: Server) -> list[RepoView]:
             b = server.repos.browser(name)
             snaps = b.snapshots()
             view.snapshots, view.latest = len(snaps), (snaps[-1] if snaps else None)
-            stored = cost_storage(b.session)
+            stored = _storage(server, name, b, snaps)
             view.size, view.month = stored.bytes, stored.month
         except CairnError as e:
             view.error = str(e)
@@ -239,6 +239,19 @@ def _overview(server: Server) -> list[RepoView]:
             )
         views.append(view)
     return views
+
+
+def _storage(server: Server, name: str, b: browse.Browser, snaps: list[browse.Snapshot]) -> Any:
+    """The repository's size and storage cost: listed again only when its snapshots or the
+    operations run from here changed (a listing of a bucket is requests, billed, and time)."""
+    last = server.history.recent(1)
+    key = (frozenset(s.id for s in snaps), last[0].finished if last else None)
+    cached = server.storage_cache.get(name)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    stored = cost_storage(b.session)
+    server.storage_cache[name] = (key, stored)
+    return stored
 
 
 def _crumbs(path: str) -> list[tuple[str, str]]:
