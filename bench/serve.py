@@ -116,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, url in (
             ("snapshots page, 1,000 snapshots", "/r/main/snapshots"),
             ("directory of 10,000 entries", f"/r/main/s/latest/browse?path={str(wide)[1:]}"),
+            (
+                "its last page",
+                f"/r/main/s/latest/browse?path={str(wide)[1:]}&page=10",
+            ),
         ):
             first, warm = page_times(client, url)
             if "snapshots" in url:

@@ -23,6 +23,7 @@ import pytest
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
+from cairn.cli.main import main as cli_main
 from cairn.cli.serve import is_loopback, parse_listen
 from cairn.config.load import load_config
 from cairn.core.errors import ConfigError, UsageError
@@ -232,6 +233,23 @@ def test_browse_lists_a_directory_with_modes_and_sizes(client: TestClient, serve
     assert "notes.md" in page and "blob.bin" in page
     assert "-rw-r-----" in page  # notes.md's mode
     assert "292.97 KiB" in page  # blob.bin
+
+
+def test_a_large_directory_is_shown_a_page_at_a_time(client: TestClient, served: Served) -> None:
+    wide = served.src / "wide"
+    wide.mkdir()
+    for i in range(1500):
+        (wide / f"e{i:04d}").touch()
+    assert cli_main(["run", "-c", str(served.config), "-q", "docs"]) == 0
+    log_in(client)
+    url = f"/r/main/s/latest/browse?path={rel(wide)}"
+    first = client.get(url).text
+    assert first.count('class="file"') == 1000 and "e0999" in first and "e1000" not in first
+    assert "entries 1–1000 of 1500" in first
+    last = client.get(url + "&page=2").text
+    assert last.count('class="file"') == 500 and "e1499" in last and "e0999" not in last
+    assert client.get(url + "&page=99").text.count('class="file"') == 500
+    assert client.get(url + "&page=x").status_code == 400
 
 
 def test_search_finds_by_name(client: TestClient) -> None:

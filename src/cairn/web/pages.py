@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from cairn.web.app import Server
 
 DIFF_LIMIT = 2000  # changes listed on the diff page
+PAGE = 1000  # entries of a directory on one page (a browser slows down past a few thousand rows)
 SNAPSHOT_TYPES = {"raw": "application/octet-stream", "tar": "application/x-tar",
                   "tar.gz": "application/gzip", "zip": "application/zip"}  # fmt: skip
 
@@ -97,6 +98,11 @@ def routes(server: Server) -> list[Route]:
         b = server.repos.browser(name)
         listing = await run_in_threadpool(b.directory, ref, path)
         entries = sorted(listing.entries, key=lambda n: (n.type != "dir", n.name))
+        pages = max(1, -(-len(entries) // PAGE))
+        try:
+            page = min(max(1, int(request.query_params.get("page", "1"))), pages)
+        except ValueError:
+            raise UsageError("page: not a number") from None
         return server.render(
             request,
             "browse.html",
@@ -104,7 +110,11 @@ def routes(server: Server) -> list[Route]:
                 "repo": name,
                 "snap": listing.snapshot,
                 "listing": listing,
-                "entries": entries,
+                "entries": entries[(page - 1) * PAGE : page * PAGE],
+                "count": len(entries),
+                "page": page,
+                "pages": pages,
+                "first": (page - 1) * PAGE + 1,
                 "crumbs": _crumbs(listing.path),
                 "roots": server.settings.restore_roots,
                 "join": lambda n: _join(listing.path, n),
