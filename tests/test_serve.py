@@ -252,6 +252,23 @@ def test_a_large_directory_is_shown_a_page_at_a_time(client: TestClient, served:
     assert client.get(url + "&page=x").status_code == 400
 
 
+def test_a_backup_made_while_serving_is_browsable(client: TestClient, served: Served) -> None:
+    """The index the server loaded before the backup lacks the new snapshot's trees: it is
+    loaded again for it."""
+    log_in(client)
+    docs = served.src / "docs"
+    assert "later.txt" not in client.get(f"/r/main/s/latest/browse?path={rel(docs)}").text
+    (docs / "later.txt").write_text("written while the server ran\n")
+    (docs / "newdir").mkdir()
+    (docs / "newdir" / "inner.txt").write_text("in a new tree\n")
+    assert cli_main(["run", "-c", str(served.config), "-q", "docs"]) == 0
+    assert "later.txt" in client.get(f"/r/main/s/latest/browse?path={rel(docs)}").text
+    page = client.get(f"/r/main/s/latest/browse?path={rel(docs / 'newdir')}").text
+    assert "inner.txt" in page
+    r = client.get(f"/r/main/s/latest/download?path={rel(docs / 'newdir' / 'inner.txt')}")
+    assert r.content == b"in a new tree\n"
+
+
 def test_search_finds_by_name(client: TestClient) -> None:
     log_in(client)
     page = client.get("/r/main/s/latest/search?q=notes.md").text

@@ -4,8 +4,9 @@ Opening a repository costs a key derivation, and loading its index reading every
 a server cannot pay either per page. A ``Browser`` opens once, keeps the snapshots it has read
 (snapshot objects never change: only new ones appear, old ones vanish), and loads the index
 again only when a snapshot it is asked about is newer than the index it has (a backup since:
-its trees would be missing from the index loaded before it). It is shared by the server's
-threads; what it replaces (the index, the snapshot cache) it replaces whole.
+its trees would be missing from the index loaded before it). It keeps the entries of the
+directories it listed last, by tree id (a tree never changes either). It is shared by the
+server's threads; what it replaces (the index, the caches' entries) it replaces whole.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import gzip
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -26,7 +27,7 @@ from cairn.model.node import DIR, FILE, Node
 from cairn.model.snapshot import Snapshot
 from cairn.ops.dump import Dumper, DumpSummary
 from cairn.ops.excludes import PathMatcher
-from cairn.ops.snapshots import SnapshotFilter, find_node, read_snapshots, split_path
+from cairn.ops.snapshots import SnapshotFilter, find_node, read_snapshots
 from cairn.ops.treewalk import TreeProblem, load_tree, walk_ahead
 from cairn.ops.zipstream import ZipSummary, tar_to_zip
 
@@ -227,13 +228,3 @@ def _zipped(dumper: Dumper, node: Node, at: bytes, out: BinaryIO) -> ZipSummary:
     if failure and not isinstance(failure[0], BrokenPipeError):
         raise failure[0]
     return summary
-
-
-def entries_below(listing: Directory) -> Iterator[tuple[str, Node]]:
-    """The listing's entries with their paths relative to the snapshot's root."""
-    base = listing.path + "/" if listing.path else ""
-    for node in listing.entries:
-        yield base + os.fsdecode(node.name), node
-
-
-__all__ += ["entries_below", "split_path"]
