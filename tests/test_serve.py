@@ -403,6 +403,36 @@ def test_restore_writes_below_the_root_and_history_survives_a_restart(
         assert c.get(f"/ops/{op}").headers["location"] == f"/history/{op}"
 
 
+def test_restore_only_the_entries_picked(served: Served) -> None:
+    docs = served.src / "docs"
+    (docs / "odd [*?] name.txt").write_text("wildcards are literal here\n")
+    (docs / "odd x name.txt").write_text("not picked, though the pattern would match it\n")
+    assert cli_main(["run", "-c", str(served.config), "-q", "docs"]) == 0
+    target = served.restore_root / "picked"
+    with TestClient(served.app(), follow_redirects=False) as c:
+        csrf = log_in(c)
+        page = c.get(f"/r/main/s/latest/browse?path={rel(docs)}").text
+        assert 'name="pick" value="report.txt"' in page
+        fields: dict[str, object] = {"csrf": csrf, "path": rel(docs), "target": str(target)}
+        fields["pick"] = ["report.txt", "deep", "odd [*?] name.txt"]
+        r = c.post("/r/main/s/latest/restore", data=fields)
+        assert r.status_code == 303
+        state = follow(c, int(r.headers["location"].rsplit("/", 1)[1]))
+        assert state["outcome"] == "ok", state
+        for bad in ("../x", "a/b", ".", ""):
+            fields["pick"] = ["report.txt", bad]
+            assert c.post("/r/main/s/latest/restore", data=fields).status_code == 400, bad
+    assert sorted(p.name for p in target.iterdir()) == ["deep", "odd [*?] name.txt", "report.txt"]
+    assert (
+        treecmp.diff(
+            treecmp.describe(docs / "deep", atime=False),
+            treecmp.describe(target / "deep", atime=False),
+        )
+        == []
+    )
+    assert (target / "report.txt").read_bytes() == (docs / "report.txt").read_bytes()
+
+
 # ---------------------------------------------------------------------- settings
 def test_the_login_token_is_made_once_and_private(tmp_path: Path) -> None:
     token = login_token(tmp_path / "cfg")

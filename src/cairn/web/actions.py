@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from starlette.datastructures import ImmutableMultiDict
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -21,8 +22,9 @@ from cairn.web.operations import RUNNING, Operation
 if TYPE_CHECKING:
     from cairn.web.app import Server
 
+Form = ImmutableMultiDict[str, str]
 POLL = 0.2  # seconds between looks at a running operation's state, for its event stream
-Action = Callable[[Request, dict[str, str]], Awaitable[Response]]
+Action = Callable[[Request, Form], Awaitable[Response]]
 
 
 def routes(server: Server) -> list[Route]:
@@ -41,13 +43,13 @@ def routes(server: Server) -> list[Route]:
     def started(op: Operation) -> Response:
         return RedirectResponse(f"/ops/{op.id}", status_code=303)
 
-    async def logout(request: Request, fields: dict[str, str]) -> Response:
+    async def logout(request: Request, fields: Form) -> Response:
         server.sessions.drop(request)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(auth.COOKIE, path="/")
         return response
 
-    async def run_job(request: Request, fields: dict[str, str]) -> Response:
+    async def run_job(request: Request, fields: Form) -> Response:
         job = server.repos.job(request.path_params["job"])
         op = server.operations.start(
             job.repository.name, "job", f"job {job.name}", lambda ev: work.run_job(job, ev),
@@ -55,7 +57,7 @@ def routes(server: Server) -> list[Route]:
         )  # fmt: skip
         return started(op)
 
-    async def retention(request: Request, fields: dict[str, str]) -> Response:
+    async def retention(request: Request, fields: Form) -> Response:
         job = server.repos.job(request.path_params["job"])
         b = server.repos.browser(job.repository.name)
         op = server.operations.start(
@@ -64,7 +66,7 @@ def routes(server: Server) -> list[Route]:
         )  # fmt: skip
         return started(op)
 
-    async def prune(request: Request, fields: dict[str, str]) -> Response:
+    async def prune(request: Request, fields: Form) -> Response:
         name = request.path_params["repo"]
         b = server.repos.browser(name)
         op = server.operations.start(
@@ -72,7 +74,7 @@ def routes(server: Server) -> list[Route]:
         )
         return started(op)
 
-    async def check(request: Request, fields: dict[str, str]) -> Response:
+    async def check(request: Request, fields: Form) -> Response:
         name = request.path_params["repo"]
         b = server.repos.browser(name)
         op = server.operations.start(
@@ -80,19 +82,24 @@ def routes(server: Server) -> list[Route]:
         )
         return started(op)
 
-    async def restore(request: Request, fields: dict[str, str]) -> Response:
+    async def restore(request: Request, fields: Form) -> Response:
         name, ref = request.path_params["repo"], request.path_params["snap"]
         path = safe_path(fields.get("path", ""))
+        picked = tuple(work.entry_name(n) for n in fields.getlist("pick"))
         target = work.allowed_target(fields.get("target", ""), server.settings.restore_roots)
         b = server.repos.browser(name)
         snap = b.snapshot(ref)
-        title = f"restore {snap.id[:8]}:/{path} to {target}"
+        what = f"{len(picked)} of /{path}" if picked else f"/{path}"
+        title = f"restore {snap.id[:8]}:{what} to {target}"
         op = server.operations.start(
-            name, "restore", title, lambda ev: work.run_restore(b, snap.id, path, target, ev)
+            name,
+            "restore",
+            title,
+            lambda ev: work.run_restore(b, snap.id, path, target, ev, picked),
         )
         return started(op)
 
-    async def cancel(request: Request, fields: dict[str, str]) -> Response:
+    async def cancel(request: Request, fields: Form) -> Response:
         op_id = request.path_params["op"]
         if server.operations.get(op_id) is None:
             raise NotFoundError("no such operation")

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
+from starlette.datastructures import ImmutableMultiDict
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
@@ -71,16 +72,16 @@ def refuse(request: Request) -> Response:
     return PlainTextResponse("not logged in\n", status_code=401)
 
 
-async def form(request: Request) -> dict[str, str]:
+async def form(request: Request) -> ImmutableMultiDict[str, str]:
     """The fields of a form posted as application/x-www-form-urlencoded (the only kind the
     pages post: no file uploads)."""
     body = await request.body()
     if len(body) > 1 << 20:
-        return {}
-    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        return ImmutableMultiDict()
+    return ImmutableMultiDict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
-def csrf_ok(session: WebSession, request: Request, fields: dict[str, str]) -> bool:
+def csrf_ok(session: WebSession, request: Request, fields: ImmutableMultiDict[str, str]) -> bool:
     given = request.headers.get("x-csrf-token") or fields.get("csrf", "")
     return hmac.compare_digest(given.encode(), session.csrf.encode())
 

@@ -83,15 +83,36 @@ def run_check(browser: Browser, events: WebEvents) -> Outcome:
 
 
 def run_restore(
-    browser: Browser, snapshot: str, path: str, target: str, events: WebEvents
+    browser: Browser,
+    snapshot: str,
+    path: str,
+    target: str,
+    events: WebEvents,
+    picked: tuple[str, ...] = (),
 ) -> Outcome:
-    request = RestoreRequest(snapshot=snapshot, target=target, path="/" + path)
+    """The directory ``path`` of the snapshot (or only the entries ``picked`` in it) into
+    ``target``."""
+    base = "/" + path if path else ""
+    include = tuple(f"{base}/{_literal(name)}" for name in picked)
+    request = RestoreRequest(snapshot=snapshot, target=target, path="/" + path, include=include)
     result = restore(browser.session.reopened(), request, events)
     if result.summary is None:
         return Outcome(operations.PARTIAL, "archived data must be restored first: run it later")
     s = result.summary
     summary = f"restored {count(s.files, 'file')} to {target}"
     return Outcome(operations.PARTIAL if s.errors else operations.OK, summary)
+
+
+def entry_name(name: str) -> str:
+    """A name picked in a directory's listing: one component, nothing else."""
+    if not name or "/" in name or "\0" in name or name in (".", ".."):
+        raise UsageError(f"{name!r} is not the name of an entry")
+    return name
+
+
+def _literal(name: str) -> str:
+    """``name`` as an include line that matches it and nothing else (its wildcards escaped)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in name)
 
 
 def allowed_target(target: str, roots: tuple[str, ...]) -> str:
