@@ -11,7 +11,7 @@ import jinja2
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -113,12 +113,5 @@ def create_app(settings: Settings) -> Starlette:
         },
     )
     app.state.server = server
-    return _gated(app, server.sessions)
-
-
-def _gated(app: Starlette, sessions: auth.Sessions) -> Starlette:
-    app.add_middleware(SessionGate, sessions=sessions)
+    app.add_middleware(SessionGate, sessions=server.sessions)
     return app
-
-
-__all__ = ["Route", "Server", "create_app"]

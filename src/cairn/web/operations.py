@@ -10,7 +10,6 @@ written to the history when it begins and when it ends.
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 from collections.abc import Callable
@@ -144,8 +143,6 @@ class Operations:
         self._lock = threading.Lock()
         self._ops: dict[int, Operation] = {}
         self._busy: dict[str, int] = {}  # repository -> its running operation
-        self._ids = itertools.count(1)
-        self._changed = threading.Condition(self._lock)
 
     def start(
         self,
@@ -193,7 +190,6 @@ class Operations:
             op.outcome, op.summary = outcome, summary
             op.version += 1
             del self._busy[op.repository]
-            self._changed.notify_all()
 
     def get(self, op_id: int) -> Operation | None:
         with self._lock:
@@ -216,10 +212,3 @@ class Operations:
             op.cancel.set()
             op.version += 1
             return True
-
-    def wait(self, op_id: int, timeout: float | None = None) -> Operation:
-        """The operation once it has finished (for tests and the command line)."""
-        with self._changed:
-            op = self._ops[op_id]
-            self._changed.wait_for(lambda: op.outcome != RUNNING, timeout)
-            return op
