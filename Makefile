@@ -13,12 +13,13 @@ PYTEST_ARGS ?= --basetemp=build/pytest
 # Programs the tests run for real: database servers and dump tools for the stream sources,
 # Subversion, GNU tar (dump), systemd-analyze (schedules), runuser (servers as their own
 # users), man (the manual pages of `cairn generate --man`, rendered), fusermount3 and libfuse 3
-# (cairn mount). Installed (as root, non-interactively) only when one is missing, so repeated
-# runs never touch apt.
+# (cairn mount), chromium (cairn serve's pages, driven by Playwright: browser downloads are not
+# used). Installed (as root, non-interactively) only when one is missing, so repeated runs
+# never touch apt.
 SYSTEM_TOOLS := psql pg_dump svnadmin svnmucc svn sqlite3 mariadbd mariadb mariadb-dump \
-	mariadb-install-db systemd-analyze tar runuser man fusermount3
+	mariadb-install-db systemd-analyze tar runuser man fusermount3 chromium
 SYSTEM_PACKAGES := postgresql subversion sqlite3 mariadb-server mariadb-client systemd tar \
-	util-linux man-db fuse3
+	util-linux man-db fuse3 chromium
 
 # A stock Debian lacks the venv module's ensurepip (package python3-venv): installed (as root)
 # only when the import fails, so repeated runs never touch apt. The target is pip, not python:

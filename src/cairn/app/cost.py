@@ -16,7 +16,7 @@ from cairn.ops.cost.bill import GIB, bytes_per_get, egress, request_cost
 from cairn.ops.cost.estimate import backup_charges, backup_requests, data_packs, prune_cost
 from cairn.ops.cost.month import Month, month_report
 from cairn.ops.cost.prices import Provider, choose, load_prices
-from cairn.ops.cost.report import CostOptions, cost_report, data_class, inventory
+from cairn.ops.cost.report import CostOptions, cost_report, data_class, inventory, storage_section
 from cairn.ops.oprecords import load_records
 from cairn.ops.prune import PrunePlan, PruneReport
 from cairn.ops.snapshots import load_snapshots
@@ -226,3 +226,21 @@ def month(
     doc["provider"]["chosen_by"] = why
     doc["data_class"] = data.name
     return doc, chosen, why
+
+
+@dataclass(frozen=True)
+class Storage:
+    objects: int
+    bytes: int
+    month: float | None  # what storing them costs a month; None: not priced (a local directory)
+
+
+def storage(session: Session, provider: str | None = None) -> Storage:
+    """The repository's objects and, where it is priced, what storing them costs a month: one
+    listing of the store (with the storage classes where it has them), nothing read."""
+    if not priced(session.url, provider):
+        objects = list(session.repo.storage.list(""))
+        return Storage(len(objects), sum(size for _, size in objects), None)
+    chosen, _ = pricing(session.url, provider)
+    section = storage_section(inventory(session.repo, chosen), chosen, clock.now())
+    return Storage(section["objects"], section["bytes"], section["month"])

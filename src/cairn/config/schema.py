@@ -11,6 +11,7 @@
                           keep-yearly (a count or "unlimited"), keep-within,
                           keep-within-hourly/daily/weekly/monthly/yearly, keep-tag, prune
     [jobs.NAME.hooks]     before, after (shell commands)
+    [serve]               restore-roots (directories `cairn serve` may restore into)
 
 Relative file names (password files, exclude files, option files) are relative to the
 configuration file's directory; the paths a job backs up must be absolute (``~`` expands).
@@ -117,10 +118,18 @@ class JobConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """What the web interface (`cairn serve`) may do beyond reading."""
+
+    restore_roots: tuple[str, ...] = ()  # absolute directories restores may write below
+
+
+@dataclass(frozen=True)
 class Config:
     file: str
     repositories: dict[str, RepositoryConfig]
     jobs: dict[str, JobConfig]
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
 
 REPOSITORY_KEYS = (
@@ -156,7 +165,7 @@ SOURCE_KINDS = tuple(SOURCE_KEYS)
 
 def read_config(doc: Document) -> Config:
     root = doc.root()
-    root.allow("repositories", "jobs")
+    root.allow("repositories", "jobs", "serve")
     base = Path(doc.file).resolve().parent
     repos = {}
     for name, t in root.tables("repositories"):
@@ -166,8 +175,21 @@ def read_config(doc: Document) -> Config:
     for name, t in root.tables("jobs"):
         _check_name(t, name, "job")
         jobs[name] = _job(t, name, repos, base)
+    serve = root.table("serve")
     root.done()
-    return Config(doc.file, repos, jobs)
+    return Config(doc.file, repos, jobs, _serve(serve) if serve else ServeConfig())
+
+
+def _serve(t: Table) -> ServeConfig:
+    t.allow("restore-roots")
+    roots = []
+    for root in t.str_list("restore-roots"):
+        path = Path(os.path.expanduser(root))
+        if not path.is_absolute():
+            raise t.error("restore-roots", f"{root!r} is not an absolute path")
+        roots.append(os.path.normpath(path))
+    t.done()
+    return ServeConfig(restore_roots=tuple(roots))
 
 
 def _check_name(t: Table, name: str, what: str) -> None:
