@@ -16,6 +16,7 @@ from cairn.app.budget import write_budget
 from cairn.app.context import Session
 from cairn.app.cost import backup_estimate
 from cairn.app.events import Events
+from cairn.core import clock
 from cairn.core.errors import Interrupted, UsageError
 from cairn.core.units import count, parse_size
 from cairn.model.snapshot import Snapshot
@@ -25,7 +26,9 @@ from cairn.ops.backup.snapshot_writer import BackupRequest as Run
 from cairn.ops.backup.snapshot_writer import run_backup
 from cairn.ops.excludes import CACHEDIR_RULE, TagRule, read_pattern_file
 from cairn.ops.filter_patterns import PatternList
+from cairn.ops.objectlock import LockUpkeep, keep_locked
 from cairn.ops.sources.stream import CommandSource, PipeSource, StreamItem, stream_path
+from cairn.repo.lockrule import lock_rule
 
 __all__ = ["BackupRequest", "BackupResult", "Snapshot", "backup"]
 
@@ -71,6 +74,7 @@ class BackupResult:
     estimate: dict[str, Any] | None = None  # a dry run's cost (app/cost.py)
     # files that changed while they were read: stored as read, possibly torn
     changed_while_read: list[bytes] = field(default_factory=list)
+    locks: LockUpkeep | None = None  # on a repository with an object lock: what was extended
 
     @property
     def partial(self) -> bool:
@@ -153,6 +157,7 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
         ),
         parent=request.parent,
         time=snap_time,
+        before_save=lock_upkeep(session),
     )
     cache = session.files_cache(read_only=request.dry_run) if not streams else None
     journal = session.journal()
@@ -166,7 +171,8 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
         if cache is not None:
             cache.close()
     estimate = backup_estimate(session, result.snapshot.summary) if request.dry_run else None
-    return BackupResult(result.snapshot, result.saved, estimate, result.changed_while_read)
+    upkeep = result.before_save if isinstance(result.before_save, LockUpkeep) else None
+    return BackupResult(result.snapshot, result.saved, estimate, result.changed_while_read, upkeep)
 
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -228,3 +234,14 @@ def _streams(request: BackupRequest) -> list[StreamItem]:
     if name is not None:
         raise UsageError("--stdin-filename needs --stdin or --stdin-from-command")
     return []
+
+
+def lock_upkeep(session: Session) -> Callable[[], LockUpkeep] | None:
+    """On a repository with an object lock: extends, before the snapshot is saved, the locks
+    of what it needs that would end before its own (ops/objectlock.py)."""
+    rule = lock_rule(session.repo.config)
+    if rule is None:
+        return None
+    active = rule
+    cache = session.retention_cache()
+    return lambda: keep_locked(session.repo, active, cache, clock.now())

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import getpass
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 
 import blake3
 
@@ -98,7 +99,9 @@ class Repository:
         pack_size: int = DEFAULT_PACK_SIZE,
         compression_level: int = 3,
         kdf: KdfParams | None = None,
+        extra: Mapping[str, object] | None = None,
     ) -> Repository:
+        """``extra``: the config's further fields (an object lock, cairn.repo.lockrule)."""
         try:
             storage.stat(layout.CONFIG)
         except ObjectMissing:
@@ -109,6 +112,8 @@ class Repository:
             raise RepositoryError(f"{storage.describe()} already holds repository keys")
         key = MasterKey.generate()
         config = RepoConfig.new(pack_size=pack_size, compression_level=compression_level)
+        if extra:
+            config = replace(config, extra=dict(extra))
         if not 64 << 10 <= pack_size <= 1 << 30:
             raise RepositoryError("the pack size must be between 64 KiB and 1 GiB")
         repo = cls(storage, key, config)

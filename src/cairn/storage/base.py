@@ -27,6 +27,8 @@ A store holds immutable named objects. Names are relative paths with '/' separat
 - ``objects`` is the store's object capability (objects that are overwritten, created only
   if absent, copied and uploaded in resumable parts, with their ETags: what a mirror needs;
   cairn.storage.objects), or None for a store that cannot offer it.
+- ``object_lock`` is the store's object lock capability (retention periods that forbid
+  deleting an object version, S3 Object Lock: cairn.storage.objectlock), or None.
 
 Every failure of the store itself is a ``StorageError`` with a one-line message.
 """
@@ -39,6 +41,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from cairn.storage.archive import ArchiveStore
+from cairn.storage.objectlock import ObjectLockStore
 
 if TYPE_CHECKING:  # the object capability is built on this module's Content
     from cairn.storage.objects import ObjectStore
@@ -155,6 +158,9 @@ class Storage(Protocol):
     @property
     def objects(self) -> ObjectStore | None: ...
 
+    @property
+    def object_lock(self) -> ObjectLockStore | None: ...
+
 
 class StorageWrapper:
     """Base for wrappers: forwards everything to ``inner``; subclasses override what they need."""
@@ -194,6 +200,11 @@ class StorageWrapper:
     def objects(self) -> ObjectStore | None:
         # as it is; the wrappers that count, cap, retry or fault its calls wrap it
         return self.inner.objects
+
+    @property
+    def object_lock(self) -> ObjectLockStore | None:
+        # as it is; the wrappers that count or retry its calls wrap it
+        return self.inner.object_lock
 
 
 def read_into_by_read(storage: Storage, name: str, offset: int, out: memoryview) -> int:

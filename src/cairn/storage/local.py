@@ -31,6 +31,7 @@ from cairn.storage.archive import ArchiveStore
 from cairn.storage.base import Content
 from cairn.storage.localfiles import TMP_PREFIX, create_once, write_error, write_temp
 from cairn.storage.localobjects import LocalObjects
+from cairn.storage.objectlock import ObjectLockStore
 from cairn.storage.objects import ObjectStore
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -38,6 +39,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 class LocalStorage:
     archive: ArchiveStore | None = None  # a directory has no storage classes
+    object_lock: ObjectLockStore | None = None  # no retention periods
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)

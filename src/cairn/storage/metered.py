@@ -8,7 +8,8 @@ class S3 bills each in: a PUT, a create-only PUT, a CopyObject, and each request
 in parts (its start, every part, its completion) as a PUT; a HEAD as a HEAD; ListParts and
 each page of ListMultipartUploads as a LIST; an abort as a DELETE (free, as a DELETE is). The
 bytes of a PUT and of every part count as bytes up: a resumed upload counts only the parts it
-sends.
+sends. The object lock capability's: a retention read or the bucket's lock configuration as
+a GET, a retention extended (PutObjectRetention) as a PUT, as S3 bills them.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
+from datetime import datetime
 from typing import TypeVar
 
 from cairn.core.errors import ObjectMissing
 from cairn.storage.archive import ArchiveStore, ObjectInfo
 from cairn.storage.base import Content, Storage, StorageWrapper, content_size
+from cairn.storage.objectlock import LockWrapper, ObjectLockStore, Retention
 from cairn.storage.objectops import ObjectWrapper
 from cairn.storage.objects import DEFAULT_TYPE, ObjectHead, ObjectStore, Part, PendingUpload
 
@@ -127,6 +130,11 @@ class MeteredStorage(StorageWrapper):
         inner = self.inner.objects
         return None if inner is None else MeteredObjects(inner, self)
 
+    @property
+    def object_lock(self) -> ObjectLockStore | None:
+        inner = self.inner.object_lock
+        return None if inner is None else MeteredLock(inner, self)
+
 
 def paged(meter: MeteredStorage, listing: Callable[[], Iterable[T]]) -> Iterator[T]:
     """The items of ``listing()``, counting one LIST request per page as they are taken."""
@@ -158,6 +166,32 @@ class MeteredArchive:
             return self.inner.restore_status(name)
         finally:
             self.meter.count("head")
+
+
+class MeteredLock(LockWrapper):
+    """An object lock capability whose requests count in ``meter``'s usage."""
+
+    def __init__(self, inner: ObjectLockStore, meter: MeteredStorage) -> None:
+        super().__init__(inner)
+        self.meter = meter
+
+    def bucket_locked(self) -> bool:
+        try:
+            return self.inner.bucket_locked()
+        finally:
+            self.meter.count("get")
+
+    def retention(self, name: str) -> Retention | None:
+        try:
+            return self.inner.retention(name)
+        finally:
+            self.meter.count("get")
+
+    def extend(self, name: str, until: datetime) -> None:
+        try:
+            self.inner.extend(name, until)
+        finally:
+            self.meter.count("put")
 
 
 class MeteredObjects(ObjectWrapper):

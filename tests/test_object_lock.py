@@ -1,0 +1,258 @@
+"""S3 Object Lock on a real SeaweedFS: `init --object-lock`, every object locked when written,
+locks extended only when a backup needs it, forget and prune on locked data, and `check`
+catching data locked too briefly. Time moves through cairn.core.clock (the server's own clock
+only has to see the dates in the future, which they are)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import botocore.exceptions
+import pytest
+
+from cairn.app.context import StackHooks, stack_hooks
+from cairn.core import clock
+from cairn.storage.base import Storage, StorageWrapper
+from cairn.storage.objectlock import LockWrapper, ObjectLockStore
+
+
+@pytest.fixture
+def bucket(s3_env, request: pytest.FixtureRequest) -> str:  # type: ignore[no-untyped-def]
+    """A fresh bucket name (created by the test or by init)."""
+    return f"lock-{os.urandom(6).hex()}"
+
+
+@pytest.fixture
+def fake_now(monkeypatch: pytest.MonkeyPatch) -> Callable[[timedelta], None]:
+    """Sets cairn's clock to the real time plus an offset (only ever forward)."""
+    start = datetime.now(UTC)
+
+    def move(offset: timedelta) -> None:
+        monkeypatch.setattr(clock, "now", lambda: start + offset)
+
+    return move
+
+
+class _CountingLock(LockWrapper):
+    def __init__(self, inner: ObjectLockStore, calls: list[str]) -> None:
+        super().__init__(inner)
+        self.calls = calls
+
+    def extend(self, name: str, until: datetime) -> None:
+        self.calls.append(name)
+        self.inner.extend(name, until)
+
+
+class _CountingStore(StorageWrapper):
+    def __init__(self, inner: Storage, calls: list[str]) -> None:
+        super().__init__(inner)
+        self.calls = calls
+
+    @property
+    def object_lock(self) -> ObjectLockStore | None:
+        inner = self.inner.object_lock
+        return None if inner is None else _CountingLock(inner, self.calls)
+
+
+def _counting(calls: list[str]) -> Iterator[None]:
+    return stack_hooks(StackHooks(wrappers=(lambda s: _CountingStore(s, calls),)))  # type: ignore[return-value]
+
+
+def _url(server, bucket: str) -> str:  # type: ignore[no-untyped-def]
+    return server.url("repo", bucket=bucket)
+
+
+def _keys(client, bucket: str) -> list[str]:  # type: ignore[no-untyped-def]
+    return [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def _until(client, bucket: str, key: str) -> datetime:  # type: ignore[no-untyped-def]
+    return client.get_object_retention(Bucket=bucket, Key=key)["Retention"]["RetainUntilDate"]
+
+
+def _tree(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "f").write_bytes(os.urandom(3000))
+    (src / "g").write_text("unchanged")
+    return src
+
+
+def test_init_refuses_a_local_repository_and_a_bucket_without_object_lock(
+    tmp_path: Path, run_cli, s3_env, bucket: str
+) -> None:  # type: ignore[no-untyped-def]
+    local = tmp_path / "repo"
+    res = run_cli("init", "--repo", local, "--object-lock", "7")
+    assert res.code != 0 and "needs an S3 repository" in res.err
+    assert not local.exists()
+    client = s3_env.client()
+    client.create_bucket(Bucket=bucket)
+    res = run_cli("init", "--repo", _url(s3_env, bucket), "--object-lock", "7")
+    assert res.code != 0
+    assert "the bucket has no Object Lock" in res.err and len(res.err.strip().splitlines()) == 1
+    assert _keys(client, bucket) == []  # nothing created
+    res = run_cli("init", "--repo", _url(s3_env, bucket), "--lock-mode", "compliance")
+    assert res.code != 0 and "applies only with --object-lock" in res.err
+
+
+def test_every_object_written_is_locked_for_at_least_the_days(
+    tmp_path: Path, run_cli, s3_env, bucket: str
+) -> None:  # type: ignore[no-untyped-def]
+    url = _url(s3_env, bucket)
+    res = run_cli("init", "--repo", url, "--object-lock", "3", "--json")
+    assert res.code == 0, res.err
+    assert res.json()["object_lock"] == {"days": 3, "mode": "governance"}
+    before = datetime.now(UTC)
+    assert run_cli("backup", "--repo", url, _tree(tmp_path)).code == 0
+    client = s3_env.client()
+    keys = _keys(client, bucket)
+    assert {k.split("/")[1] for k in keys} >= {"config", "keys", "index", "data", "snapshots"}
+    for key in keys:
+        got = client.get_object_retention(Bucket=bucket, Key=key)["Retention"]
+        assert got["Mode"] == "GOVERNANCE"
+        assert got["RetainUntilDate"] >= before + timedelta(days=3), key
+    # the bucket cairn created: default retention and the lifecycle rule for old versions
+    config = client.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+    assert config["Rule"]["DefaultRetention"] == {"Mode": "GOVERNANCE", "Days": 3}
+    rules = client.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert rules[0]["NoncurrentVersionExpiration"]["NoncurrentDays"] == 4  # 3 + a day's margin
+
+
+def test_a_locked_version_cannot_be_deleted_and_the_repository_still_checks(
+    tmp_path: Path, run_cli, s3_env, bucket: str
+) -> None:  # type: ignore[no-untyped-def]
+    url = _url(s3_env, bucket)
+    assert run_cli("init", "--repo", url, "--object-lock", "2").code == 0
+    assert run_cli("backup", "--repo", url, _tree(tmp_path)).code == 0
+    client = s3_env.client()
+    packs = [k for k in _keys(client, bucket) if k.startswith("repo/data/")]
+    for key in packs:  # what an attacker holding cairn's keys would do
+        version = client.head_object(Bucket=bucket, Key=key)["VersionId"]
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            client.delete_object(Bucket=bucket, Key=key, VersionId=version)
+        assert e.value.response["Error"]["Code"] == "AccessDenied"
+    check = run_cli("check", "--repo", url, "--read-data")
+    assert check.code == 0, check.out + check.err
+
+
+def test_locks_are_extended_when_and_only_when_a_backup_needs_it(
+    tmp_path: Path, run_cli, s3_env, bucket: str, fake_now
+) -> None:  # type: ignore[no-untyped-def]
+    """DAYS 8 (a margin of 2 days): a daily backup of an unchanged tree extends nothing until
+    the objects' locks end within 8 days, then each object once, and nothing the next days."""
+    url = _url(s3_env, bucket)
+    src = _tree(tmp_path)
+    fake_now(timedelta(0))
+    assert run_cli("init", "--repo", url, "--object-lock", "8").code == 0
+    assert run_cli("backup", "--repo", url, src).code == 0
+    client = s3_env.client()
+    per_day: list[int] = []
+    extended: dict[str, list[int]] = {}
+    for day in range(1, 8):
+        fake_now(timedelta(days=day, minutes=day))
+        calls: list[str] = []
+        with _counting(calls):
+            res = run_cli("backup", "--repo", url, src, "--json")
+        assert res.code == 0, res.err
+        lock = res.json()["object_lock"]
+        assert lock["extended"] == len(calls) == len(set(calls))  # one request per object
+        assert lock["asked"] == 0  # the cache knew every date
+        per_day.append(len(calls))
+        for name in calls:
+            extended.setdefault(name, []).append(day)
+        needed = datetime.now(UTC) + timedelta(days=day + 8)
+        for key in _keys(client, bucket):
+            if not key.startswith(("repo/locks/", "repo/snapshots/")):
+                assert _until(client, bucket, key) >= needed - timedelta(minutes=1), key
+    # written for 8 + 2 days: nothing on day 1, every object on day 2 (its lock would end
+    # before the new snapshot's), then nothing until the margin of 2 days is used up again
+    assert per_day[0] == 0 and per_day[1] > 0 and per_day[2] == 0 and per_day[3] > 0
+    for days in extended.values():
+        assert all(b - a >= 2 for a, b in itertools.pairwise(days))
+    # a week of daily backups: each object extended at most once per margin (2 days)
+    assert sum(per_day) <= per_day[1] * 3
+
+
+def test_a_missing_cache_costs_a_question_per_object_but_no_extension(
+    tmp_path: Path, run_cli, s3_env, bucket: str, fake_now
+) -> None:  # type: ignore[no-untyped-def]
+    url = _url(s3_env, bucket)
+    src = _tree(tmp_path)
+    fake_now(timedelta(0))
+    assert run_cli("init", "--repo", url, "--object-lock", "8").code == 0
+    assert run_cli("backup", "--repo", url, src).code == 0
+    shutil.rmtree(tmp_path / "cache")
+    fake_now(timedelta(days=1))
+    calls: list[str] = []
+    with _counting(calls):
+        res = run_cli("backup", "--repo", url, src, "--json")
+    assert res.code == 0, res.err
+    lock = res.json()["object_lock"]
+    # every object the first backup left is asked about (those this one wrote are known)
+    assert 5 <= lock["asked"] <= lock["objects"] and calls == []
+    # and when the locks are near their end, the dates asked decide: each object once
+    shutil.rmtree(tmp_path / "cache")
+    fake_now(timedelta(days=3))
+    with _counting(calls):
+        res = run_cli("backup", "--repo", url, src, "--json")
+    assert res.json()["object_lock"]["extended"] == len(calls) == len(set(calls)) > 0
+
+
+def test_forget_and_prune_on_a_locked_repository_succeed_and_say_when_space_is_freed(
+    tmp_path: Path, run_cli, s3_env, bucket: str
+) -> None:  # type: ignore[no-untyped-def]
+    url = _url(s3_env, bucket)
+    src = _tree(tmp_path)
+    assert run_cli("init", "--repo", url, "--object-lock", "2").code == 0
+    assert run_cli("backup", "--repo", url, src).code == 0
+    client = s3_env.client()
+    first_packs = {k for k in _keys(client, bucket) if k.startswith("repo/data/")}
+    (src / "d" / "f").write_bytes(os.urandom(3000))
+    assert run_cli("backup", "--repo", url, src).code == 0
+    res = run_cli("forget", "--repo", url, "--keep-last", "1", "--prune", "--json")
+    assert res.code == 0, res.err
+    doc = res.json()
+    freed = datetime.fromisoformat(doc["prune"]["freed_after"])
+    assert timedelta(days=2) < freed - datetime.now(UTC) <= timedelta(days=3, minutes=1)
+    assert datetime.fromisoformat(doc["kept_until"]) == freed
+    gone = first_packs - set(_keys(client, bucket))
+    assert gone  # the unused pack is deleted: a delete marker, its locked version stays
+    for key in gone:
+        versions = client.list_object_versions(Bucket=bucket, Prefix=key)
+        (version,) = [v for v in versions["Versions"] if v["Key"] == key]
+        with pytest.raises(botocore.exceptions.ClientError):
+            client.delete_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])
+    text = run_cli("prune", "--repo", url)
+    assert text.code == 0
+    check = run_cli("check", "--repo", url)
+    assert check.code == 0, check.out + check.err
+
+
+def test_check_names_an_object_locked_too_briefly(
+    tmp_path: Path, run_cli, s3_env, bucket: str
+) -> None:  # type: ignore[no-untyped-def]
+    """A pack whose current version has no retention (what a writer that ignores the
+    repository's lock would leave): check fails and names it."""
+    url = _url(s3_env, bucket)
+    assert run_cli("init", "--repo", url, "--object-lock", "2", "--no-lifecycle").code == 0
+    assert run_cli("backup", "--repo", url, _tree(tmp_path)).code == 0
+    client = s3_env.client()
+    with pytest.raises(botocore.exceptions.ClientError):  # --no-lifecycle: no rule set
+        client.get_bucket_lifecycle_configuration(Bucket=bucket)
+    # no default retention either, as on a bucket whose owner set none
+    client.put_object_lock_configuration(
+        Bucket=bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}
+    )
+    pack = next(k for k in _keys(client, bucket) if k.startswith("repo/data/"))
+    body = client.get_object(Bucket=bucket, Key=pack)["Body"].read()
+    client.put_object(Bucket=bucket, Key=pack, Body=body)  # same bytes, a new unlocked version
+    res = run_cli("check", "--repo", url, "--json")
+    assert res.code != 0
+    findings = res.json()["findings"]
+    assert [f["object"] for f in findings] == [pack.removeprefix("repo/")]
+    assert "has no retention" in findings[0]["message"]
