@@ -18,7 +18,9 @@ import pytest
 from cairn.app.context import StackHooks, stack_hooks
 from cairn.core import clock
 from cairn.storage.base import Storage, StorageWrapper
-from cairn.storage.objectlock import LockWrapper, ObjectLockStore
+from cairn.storage.objectlock import LockWrapper, ObjectLockStore, RetentionRule
+from cairn.storage.s3 import S3Storage
+from cairn.storage.s3config import S3Location, S3Options
 
 
 @pytest.fixture
@@ -152,17 +154,26 @@ def test_locks_are_extended_when_and_only_when_a_backup_needs_it(
     assert run_cli("backup", "--repo", url, src).code == 0
     client = s3_env.client()
     per_day: list[int] = []
+    puts: list[int] = []
     extended: dict[str, list[int]] = {}
     for day in range(1, 8):
         fake_now(timedelta(days=day, minutes=day))
         calls: list[str] = []
         with _counting(calls):
+            if day == 2:  # a dry run counts them, extends nothing, and prices them
+                rehearsal = run_cli("backup", "--repo", url, src, "--dry-run", "--json").json()
+                assert calls == [] and rehearsal["object_lock"]["dry_run"]
+                would = rehearsal["object_lock"]["extended"]
+                assert rehearsal["estimate"]["lock_extensions"] == would > 0
             res = run_cli("backup", "--repo", url, src, "--json")
         assert res.code == 0, res.err
         lock = res.json()["object_lock"]
         assert lock["extended"] == len(calls) == len(set(calls))  # one request per object
         assert lock["asked"] == 0  # the cache knew every date
+        if day == 2:
+            assert len(calls) == would
         per_day.append(len(calls))
+        puts.append(res.json()["summary"]["requests"]["put"])
         for name in calls:
             extended.setdefault(name, []).append(day)
         needed = datetime.now(UTC) + timedelta(days=day + 8)
@@ -176,6 +187,8 @@ def test_locks_are_extended_when_and_only_when_a_backup_needs_it(
         assert all(b - a >= 2 for a, b in itertools.pairwise(days))
     # a week of daily backups: each object extended at most once per margin (2 days)
     assert sum(per_day) <= per_day[1] * 3
+    # each extension is a PUT in the backup's request counts (the same tree: the same writes)
+    assert [p - n for p, n in zip(puts, per_day, strict=True)] == [puts[0]] * len(puts)
 
 
 def test_a_missing_cache_costs_a_question_per_object_but_no_extension(
@@ -256,3 +269,16 @@ def test_check_names_an_object_locked_too_briefly(
     findings = res.json()["findings"]
     assert [f["object"] for f in findings] == [pack.removeprefix("repo/")]
     assert "has no retention" in findings[0]["message"]
+
+
+def test_an_object_uploaded_in_parts_is_locked_too(s3_env, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    options = S3Options(path_style=True, multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
+    store = S3Storage(S3Location.parse(_url(s3_env, bucket)), options)
+    assert store.create_bucket(object_lock=True)
+    assert store.object_lock.bucket_locked()
+    store.object_lock.retain_writes(RetentionRule(2))
+    before = datetime.now(UTC)
+    store.write("data/big", os.urandom(6 << 20), metadata=False)
+    until = _until(s3_env.client(), bucket, "repo/data/big")
+    assert until >= before + timedelta(days=2)
+    assert store.object_lock.written()["data/big"] == until

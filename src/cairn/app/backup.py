@@ -157,7 +157,7 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
         ),
         parent=request.parent,
         time=snap_time,
-        before_save=lock_upkeep(session),
+        before_save=lock_upkeep(session, request.dry_run),
     )
     cache = session.files_cache(read_only=request.dry_run) if not streams else None
     journal = session.journal()
@@ -170,8 +170,11 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
     finally:
         if cache is not None:
             cache.close()
-    estimate = backup_estimate(session, result.snapshot.summary) if request.dry_run else None
     upkeep = result.before_save if isinstance(result.before_save, LockUpkeep) else None
+    estimate = None
+    if request.dry_run:
+        extensions = upkeep.extended if upkeep is not None else 0
+        estimate = backup_estimate(session, result.snapshot.summary, extensions)
     return BackupResult(result.snapshot, result.saved, estimate, result.changed_while_read, upkeep)
 
 
@@ -236,12 +239,13 @@ def _streams(request: BackupRequest) -> list[StreamItem]:
     return []
 
 
-def lock_upkeep(session: Session) -> Callable[[], LockUpkeep] | None:
+def lock_upkeep(session: Session, dry_run: bool) -> Callable[[], LockUpkeep] | None:
     """On a repository with an object lock: extends, before the snapshot is saved, the locks
-    of what it needs that would end before its own (ops/objectlock.py)."""
+    of what it needs that would end before its own (ops/objectlock.py); on a dry run, counts
+    them."""
     rule = lock_rule(session.repo.config)
     if rule is None:
         return None
     active = rule
     cache = session.retention_cache()
-    return lambda: keep_locked(session.repo, active, cache, clock.now())
+    return lambda: keep_locked(session.repo, active, cache, clock.now(), dry_run=dry_run)

@@ -52,6 +52,7 @@ class LockUpkeep:
     extended: int = 0
     needed: datetime | None = None  # every object is locked at least until this
     extended_to: datetime | None = None
+    dry_run: bool = False  # ``extended``: what it would extend
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -60,11 +61,17 @@ class LockUpkeep:
             "extended": self.extended,
             "locked_until": self.needed.isoformat() if self.needed else None,
             "extended_to": self.extended_to.isoformat() if self.extended_to else None,
+            "dry_run": self.dry_run,
         }
 
     def describe(self) -> str:
         """One line: what the upkeep made sure of."""
         until = f"{self.needed:%Y-%m-%d %H:%M} UTC" if self.needed else "?"
+        if self.dry_run:
+            return (
+                f"object lock: would extend {self.extended} of {self.objects} objects "
+                f"to keep them locked until {until}"
+            )
         line = f"object lock: {self.objects} objects locked until {until} at least"
         if self.extended and self.extended_to is not None:
             line += f"; {self.extended} extended to {self.extended_to:%Y-%m-%d %H:%M} UTC"
@@ -93,10 +100,12 @@ def keep_locked(
     cache: RetentionCache | None,
     now: datetime,
     names: Iterable[str] | None = None,
+    dry_run: bool = False,
 ) -> LockUpkeep:
     """Extends every object among ``names`` (default: ``needed_objects``) whose lock ends
     before ``now`` + DAYS to ``rule.keep_until(now)``: one request per such object, none for
-    the others (but one to ask the date of an object this host knows nothing of)."""
+    the others (but one to ask the date of an object this host knows nothing of). A
+    ``dry_run`` counts what it would extend, extends nothing and keeps the cache as it is."""
     lock = locking(repo)
     wanted = list(dict.fromkeys(needed_objects(repo) if names is None else names))
     known = cache.load() if cache is not None else {}
@@ -110,6 +119,9 @@ def keep_locked(
             known[name] = until
     target = rule.keep_until(now)
     short = [n for n in wanted if n not in known or known[n] < needed]
+    if dry_run:
+        upkeep.extended, upkeep.dry_run = len(short), True
+        return upkeep
     with Overlap(repo.request_threads) as overlap:
         for name, done in overlap.map(lambda n: lock.extend(n, target), short):
             try:

@@ -50,8 +50,9 @@ class BackupRequest:
     # files cache; by default the latest snapshot of the host with the same paths is recorded
     parent: str | None = None
     time: datetime | None = None  # the snapshot's time (default: now)
-    # run once the packs and index are stored, before the snapshot is saved (not on a dry
-    # run): what the snapshot needs must be locked as long as it says (ops/objectlock.py)
+    # run once the packs and index are stored, before the snapshot is saved (on a dry run
+    # too, which saves nothing): what the snapshot needs must be locked as long as it says
+    # (ops/objectlock.py)
     before_save: Callable[[], object] | None = None
 
 
@@ -205,14 +206,16 @@ def _run(
                 summary.packs_written = writer.packs_written
                 summary.tree_packs_written = writer.tree_packs_written
             upkeep = None
-            if request.before_save is not None and not request.dry_run:
+            if request.before_save is not None:
                 upkeep = request.before_save()
             snap.summary = summary
             snap.summary.duration = clock.monotonic() - t0
             if meter is not None and before is not None:
                 snap.summary.requests = meter.snapshot().minus(before).as_dict()
             if request.dry_run:
-                return BackupResult(snap, saved=False, changed_while_read=changed)
+                return BackupResult(
+                    snap, saved=False, changed_while_read=changed, before_save=upkeep
+                )
             snap.id = repo.save_snapshot(snap.encode())  # checks the lock is still fresh
     if files_cache is not None:
         files_cache.commit()
