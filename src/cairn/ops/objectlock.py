@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from cairn.core.errors import CairnError, ObjectMissing
+from cairn.core.errors import CairnError, ObjectMissing, StorageError
 from cairn.core.overlap import Overlap
 from cairn.repo import layout
 from cairn.repo.repository import Repository
@@ -123,18 +123,35 @@ def keep_locked(
         upkeep.extended, upkeep.dry_run = len(short), True
         return upkeep
     with Overlap(repo.request_threads) as overlap:
-        for name, done in overlap.map(lambda n: lock.extend(n, target), short):
-            try:
-                done.result()
-            except ObjectMissing:
-                continue  # removed by a prune meanwhile: nothing left to keep
-            known[name] = target
-            upkeep.extended += 1
+        for name, done in overlap.map(lambda n: _extend(lock, n, target, needed), short):
+            until = done.result()
+            if until is not None:
+                known[name] = until
+                upkeep.extended += until == target
     if upkeep.extended:
         upkeep.extended_to = target
     if cache is not None:
         cache.save({n: known[n] for n in wanted if n in known})
     return upkeep
+
+
+def _extend(
+    lock: ObjectLockStore, name: str, target: datetime, needed: datetime
+) -> datetime | None:
+    """Extends one object's lock to ``target``; its lock end then, or None if the object is
+    gone (a prune removed it meanwhile: nothing left to keep). A store refuses to shorten a
+    lock: when another host (its clock ahead) locked it later already, that lock is taken
+    (and its end, later than ``target``, returned)."""
+    try:
+        lock.extend(name, target)
+    except ObjectMissing:
+        return None
+    except StorageError:
+        current = lock.retention(name)
+        if current is None or current.until < needed:
+            raise
+        return current.until
+    return target
 
 
 def lock_ends(repo: Repository, names: Iterable[str]) -> dict[str, datetime | None]:
