@@ -21,10 +21,13 @@ from cairn.core import clock
 from cairn.core.errors import RepositoryError
 from cairn.repo.config import RepoConfig
 from cairn.repo.lockrule import lock_field, lock_rule
+from cairn.repo.repository import Repository
 from cairn.storage.base import Storage, StorageWrapper
+from cairn.storage.local import LocalStorage
 from cairn.storage.objectlock import LockWrapper, ObjectLockStore, RetentionRule
 from cairn.storage.s3 import S3Storage
 from cairn.storage.s3config import S3Location, S3Options
+from tests.conftest import PASSWORD
 
 
 @pytest.fixture
@@ -396,3 +399,18 @@ def test_the_object_lock_field_survives_the_config_round_trip() -> None:
     assert decoded.extra == {"object_lock": {"days": 30, "mode": "compliance"}}
     assert lock_rule(decoded) == RetentionRule(30, "COMPLIANCE")
     assert lock_rule(RepoConfig.new()) is None
+
+
+def test_a_copy_on_a_store_that_cannot_lock_opens_with_a_notice(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """A locked repository copied to a directory (a mirror pulled there): it backs up and
+    checks, unlocked, and says so."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    extra = lock_field(RetentionRule(30))
+    Repository.create(LocalStorage(repo), PASSWORD.encode(), pack_size=1 << 20, extra=extra)
+    backup = run_cli("backup", "--repo", repo, _tree(tmp_path))
+    assert backup.code == 0, backup.err
+    assert "has an object lock this store cannot keep" in backup.err
+    check = run_cli("check", "--repo", repo)
+    assert check.code == 0, check.out + check.err
+    assert "this store cannot keep it: not checked" in check.out + check.err

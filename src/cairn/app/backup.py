@@ -26,9 +26,8 @@ from cairn.ops.backup.snapshot_writer import BackupRequest as Run
 from cairn.ops.backup.snapshot_writer import run_backup
 from cairn.ops.excludes import CACHEDIR_RULE, TagRule, read_pattern_file
 from cairn.ops.filter_patterns import PatternList
-from cairn.ops.objectlock import LockUpkeep, keep_locked
+from cairn.ops.objectlock import LockUpkeep, active_lock, keep_locked
 from cairn.ops.sources.stream import CommandSource, PipeSource, StreamItem, stream_path
-from cairn.repo.lockrule import lock_rule
 
 __all__ = ["BackupRequest", "BackupResult", "Snapshot", "backup"]
 
@@ -243,7 +242,7 @@ def lock_upkeep(session: Session, dry_run: bool) -> Callable[[], LockUpkeep] | N
     """On a repository with an object lock: extends, before the snapshot is saved, the locks
     of what it needs that would end before its own (ops/objectlock.py); on a dry run, counts
     them."""
-    rule = lock_rule(session.repo.config)
+    rule = active_lock(session.repo)  # (a copy on a store that cannot lock: said on opening)
     if rule is None:
         return None
     active = rule

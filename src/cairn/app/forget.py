@@ -16,7 +16,7 @@ from cairn.core import clock
 from cairn.core.errors import CairnError, UsageError
 from cairn.model.snapshot import Snapshot
 from cairn.ops.forget import plan_by_ids, plan_by_policy, remove_snapshots
-from cairn.ops.objectlock import deleted_kept_until
+from cairn.ops.objectlock import active_lock, deleted_kept_until
 from cairn.ops.retention import (
     UNLIMITED,
     Duration,
@@ -26,7 +26,6 @@ from cairn.ops.retention import (
     parse_group_by,
 )
 from cairn.ops.snapshots import SnapshotFilter
-from cairn.repo.lockrule import lock_rule
 
 __all__ = ["UNLIMITED", "ForgetRequest", "ForgetResult", "GroupResult", "Policy", "forget"]
 DEFAULT_GROUP_BY = "host,paths"
@@ -106,7 +105,7 @@ def forget(session: Session, request: ForgetRequest, events: Events) -> ForgetRe
         result.would_remove = len(doomed)
         return result
     result.removed = remove_snapshots(repo, doomed)
-    rule = lock_rule(repo.config)
+    rule = active_lock(repo)
     if rule is not None and result.removed:
         result.kept_until = deleted_kept_until(rule, clock.now())
     if request.prune and result.removed:

@@ -174,6 +174,11 @@ class Checker:
     def _retention(self, view: _View) -> None:
         """Every snapshot's data locked until its lock end (trees read already are kept)."""
         assert self.lock is not None
+        if self.repo.storage.object_lock is None:  # a copy on a store that cannot lock
+            self.report.warning(
+                "object lock", "the repository has one, this store cannot keep it: not checked"
+            )
+            return
         snaps = [s for s in view.snapshots if s.id not in self.report.damaged]
         try:
             found = check_retention(

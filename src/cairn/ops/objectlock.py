@@ -24,6 +24,7 @@ from datetime import datetime
 from cairn.core.errors import CairnError, ObjectMissing, StorageError
 from cairn.core.overlap import Overlap
 from cairn.repo import layout
+from cairn.repo.lockrule import lock_rule
 from cairn.repo.repository import Repository
 from cairn.repo.retentioncache import RetentionCache
 from cairn.storage.objectlock import ObjectLockStore, RetentionRule
@@ -76,6 +77,13 @@ class LockUpkeep:
         if self.extended and self.extended_to is not None:
             line += f"; {self.extended} extended to {self.extended_to:%Y-%m-%d %H:%M} UTC"
         return line
+
+
+def active_lock(repo: Repository) -> RetentionRule | None:
+    """The repository's object lock (its config's), if its store can keep it: None for a
+    repository without one, and for a copy on a store that cannot lock (a directory)."""
+    rule = lock_rule(repo.config)
+    return rule if rule is not None and repo.storage.object_lock is not None else None
 
 
 def locking(repo: Repository) -> ObjectLockStore:
