@@ -9,7 +9,7 @@ import itertools
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,10 +30,36 @@ from cairn.storage.s3config import S3Location, S3Options
 from tests.conftest import PASSWORD
 
 
+@dataclass(frozen=True)
+class Place:
+    """Where a test's repository is: ``top`` + ``repo/`` in bucket ``name``."""
+
+    name: str
+    top: str = ""
+
+    def key(self, name: str) -> str:
+        return self.top + name
+
+
 @pytest.fixture
-def bucket(s3_env, request: pytest.FixtureRequest) -> str:  # type: ignore[no-untyped-def]
-    """A fresh bucket name (created by the test or by init)."""
-    return f"lock-{os.urandom(6).hex()}"
+def bucket(s3_env) -> Place:  # type: ignore[no-untyped-def]
+    """A bucket of its own, not created yet (the test or init creates it)."""
+    return Place(f"lock-{os.urandom(6).hex()}")
+
+
+@pytest.fixture(scope="module")
+def _shared_bucket(s3_server) -> str:  # type: ignore[no-untyped-def]
+    """One bucket with Object Lock for the tests that need no bucket of their own (a store
+    allocates volumes per bucket: a bucket per test would exhaust a small test server's)."""
+    name = f"lock-shared-{os.urandom(4).hex()}"
+    s3_server.client().create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    return name
+
+
+@pytest.fixture
+def locked(s3_env, _shared_bucket: Place) -> Place:  # type: ignore[no-untyped-def]
+    """A fresh place in the shared locked bucket."""
+    return Place(_shared_bucket, f"t-{os.urandom(6).hex()}/")
 
 
 @pytest.fixture
@@ -84,22 +110,25 @@ def _counting(calls: list[str], writes: list[str] | None = None) -> Iterator[Non
     return stack_hooks(StackHooks(wrappers=(wrap,)))  # type: ignore[return-value]
 
 
-def _stored(client, bucket: str) -> set[str]:  # type: ignore[no-untyped-def]
+def _stored(client, bucket: Place) -> set[str]:  # type: ignore[no-untyped-def]
     """The names of the objects every snapshot needs (no locks, snapshots, records)."""
     names = {k.removeprefix("repo/") for k in _keys(client, bucket)}
     return {n for n in names if n.split("/")[0] in ("config", "keys", "index", "data")}
 
 
-def _url(server, bucket: str) -> str:  # type: ignore[no-untyped-def]
-    return server.url("repo", bucket=bucket)
+def _url(server, bucket: Place) -> str:  # type: ignore[no-untyped-def]
+    return server.url(bucket.top + "repo", bucket=bucket.name)
 
 
-def _keys(client, bucket: str) -> list[str]:  # type: ignore[no-untyped-def]
-    return [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+def _keys(client, bucket: Place) -> list[str]:  # type: ignore[no-untyped-def]
+    """The names in the test's place, without its ``top``: ``repo/...``."""
+    listing = client.list_objects_v2(Bucket=bucket.name, Prefix=bucket.top)
+    return [o["Key"].removeprefix(bucket.top) for o in listing.get("Contents", [])]
 
 
-def _until(client, bucket: str, key: str) -> datetime:  # type: ignore[no-untyped-def]
-    return client.get_object_retention(Bucket=bucket, Key=key)["Retention"]["RetainUntilDate"]
+def _until(client, bucket: Place, key: str) -> datetime:  # type: ignore[no-untyped-def]
+    got = client.get_object_retention(Bucket=bucket.name, Key=bucket.key(key))
+    return got["Retention"]["RetainUntilDate"]
 
 
 def _tree(tmp_path: Path) -> Path:
@@ -111,14 +140,14 @@ def _tree(tmp_path: Path) -> Path:
 
 
 def test_init_refuses_a_local_repository_and_a_bucket_without_object_lock(
-    tmp_path: Path, run_cli, s3_env, bucket: str
+    tmp_path: Path, run_cli, s3_env, bucket: Place
 ) -> None:  # type: ignore[no-untyped-def]
     local = tmp_path / "repo"
     res = run_cli("init", "--repo", local, "--object-lock", "7")
     assert res.code != 0 and "needs an S3 repository" in res.err
     assert not local.exists()
     client = s3_env.client()
-    client.create_bucket(Bucket=bucket)
+    client.create_bucket(Bucket=bucket.name)
     res = run_cli("init", "--repo", _url(s3_env, bucket), "--object-lock", "7")
     assert res.code != 0
     assert "the bucket has no Object Lock" in res.err and len(res.err.strip().splitlines()) == 1
@@ -127,51 +156,55 @@ def test_init_refuses_a_local_repository_and_a_bucket_without_object_lock(
     assert res.code != 0 and "applies only with --object-lock" in res.err
 
 
+@pytest.mark.parametrize("mode", ["governance", "compliance"])
 def test_every_object_written_is_locked_for_at_least_the_days(
-    tmp_path: Path, run_cli, s3_env, bucket: str
+    tmp_path: Path, run_cli, s3_env, bucket: Place, mode: str
 ) -> None:  # type: ignore[no-untyped-def]
     url = _url(s3_env, bucket)
-    res = run_cli("init", "--repo", url, "--object-lock", "3", "--json")
+    args = ["--lock-mode", mode] if mode == "compliance" else []  # governance: the default
+    res = run_cli("init", "--repo", url, "--object-lock", "3", *args, "--json")
     assert res.code == 0, res.err
-    assert res.json()["object_lock"] == {"days": 3, "mode": "governance"}
+    assert res.json()["object_lock"] == {"days": 3, "mode": mode}
     before = datetime.now(UTC)
     assert run_cli("backup", "--repo", url, _tree(tmp_path)).code == 0
     client = s3_env.client()
     keys = _keys(client, bucket)
     assert {k.split("/")[1] for k in keys} >= {"config", "keys", "index", "data", "snapshots"}
     for key in keys:
-        got = client.get_object_retention(Bucket=bucket, Key=key)["Retention"]
-        assert got["Mode"] == "GOVERNANCE"
+        got = client.get_object_retention(Bucket=bucket.name, Key=key)["Retention"]
+        assert got["Mode"] == mode.upper()
         assert got["RetainUntilDate"] >= before + timedelta(days=3), key
     # the bucket cairn created: default retention and the lifecycle rule for old versions
-    config = client.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
-    assert config["Rule"]["DefaultRetention"] == {"Mode": "GOVERNANCE", "Days": 3}
-    rules = client.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    config = client.get_object_lock_configuration(Bucket=bucket.name)["ObjectLockConfiguration"]
+    assert config["Rule"]["DefaultRetention"] == {"Mode": mode.upper(), "Days": 3}
+    rules = client.get_bucket_lifecycle_configuration(Bucket=bucket.name)["Rules"]
     assert rules[0]["NoncurrentVersionExpiration"]["NoncurrentDays"] == 4  # 3 + a day's margin
 
 
 def test_a_locked_version_cannot_be_deleted_and_the_repository_still_checks(
-    tmp_path: Path, run_cli, s3_env, bucket: str
+    tmp_path: Path, run_cli, s3_env, locked: Place
 ) -> None:  # type: ignore[no-untyped-def]
+    bucket = locked
     url = _url(s3_env, bucket)
     assert run_cli("init", "--repo", url, "--object-lock", "2").code == 0
     assert run_cli("backup", "--repo", url, _tree(tmp_path)).code == 0
     client = s3_env.client()
     packs = [k for k in _keys(client, bucket) if k.startswith("repo/data/")]
     for key in packs:  # what an attacker holding cairn's keys would do
-        version = client.head_object(Bucket=bucket, Key=key)["VersionId"]
+        version = client.head_object(Bucket=bucket.name, Key=bucket.key(key))["VersionId"]
         with pytest.raises(botocore.exceptions.ClientError) as e:
-            client.delete_object(Bucket=bucket, Key=key, VersionId=version)
+            client.delete_object(Bucket=bucket.name, Key=bucket.key(key), VersionId=version)
         assert e.value.response["Error"]["Code"] == "AccessDenied"
     check = run_cli("check", "--repo", url, "--read-data")
     assert check.code == 0, check.out + check.err
 
 
 def test_locks_are_extended_when_and_only_when_a_backup_needs_it(
-    tmp_path: Path, run_cli, s3_env, bucket: str, fake_now
+    tmp_path: Path, run_cli, s3_env, locked: Place, fake_now
 ) -> None:  # type: ignore[no-untyped-def]
     """DAYS 8 (a margin of 2 days): a daily backup of an unchanged tree extends nothing until
     the objects' locks end within 8 days, then each object once, and nothing the next days."""
+    bucket = locked
     url = _url(s3_env, bucket)
     src = _tree(tmp_path)
     fake_now(timedelta(0))
@@ -219,8 +252,9 @@ def test_locks_are_extended_when_and_only_when_a_backup_needs_it(
 
 
 def test_a_missing_cache_costs_a_question_per_object_but_no_extension(
-    tmp_path: Path, run_cli, s3_env, bucket: str, fake_now
+    tmp_path: Path, run_cli, s3_env, locked: Place, fake_now
 ) -> None:  # type: ignore[no-untyped-def]
+    bucket = locked
     url = _url(s3_env, bucket)
     src = _tree(tmp_path)
     fake_now(timedelta(0))
@@ -244,8 +278,9 @@ def test_a_missing_cache_costs_a_question_per_object_but_no_extension(
 
 
 def test_forget_and_prune_on_a_locked_repository_succeed_and_say_when_space_is_freed(
-    tmp_path: Path, run_cli, s3_env, bucket: str
+    tmp_path: Path, run_cli, s3_env, locked: Place
 ) -> None:  # type: ignore[no-untyped-def]
+    bucket = locked
     url = _url(s3_env, bucket)
     src = _tree(tmp_path)
     assert run_cli("init", "--repo", url, "--object-lock", "2").code == 0
@@ -263,10 +298,12 @@ def test_forget_and_prune_on_a_locked_repository_succeed_and_say_when_space_is_f
     gone = first_packs - set(_keys(client, bucket))
     assert gone  # the unused pack is deleted: a delete marker, its locked version stays
     for key in gone:
-        versions = client.list_object_versions(Bucket=bucket, Prefix=key)
-        (version,) = [v for v in versions["Versions"] if v["Key"] == key]
+        versions = client.list_object_versions(Bucket=bucket.name, Prefix=bucket.key(key))
+        (version,) = [v for v in versions["Versions"] if v["Key"] == bucket.key(key)]
         with pytest.raises(botocore.exceptions.ClientError):
-            client.delete_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])
+            client.delete_object(
+                Bucket=bucket.name, Key=bucket.key(key), VersionId=version["VersionId"]
+            )
     text = run_cli("prune", "--repo", url)
     assert text.code == 0
     check = run_cli("check", "--repo", url)
@@ -274,23 +311,19 @@ def test_forget_and_prune_on_a_locked_repository_succeed_and_say_when_space_is_f
 
 
 def test_check_names_an_object_locked_too_briefly(
-    tmp_path: Path, run_cli, s3_env, bucket: str
+    tmp_path: Path, run_cli, s3_env, locked: Place
 ) -> None:  # type: ignore[no-untyped-def]
     """A pack whose current version has no retention (what a writer that ignores the
     repository's lock would leave): check fails and names it."""
-    url = _url(s3_env, bucket)
-    assert run_cli("init", "--repo", url, "--object-lock", "2", "--no-lifecycle").code == 0
+    bucket = locked
+    url = _url(s3_env, bucket)  # a bucket with Object Lock and no default retention
+    assert run_cli("init", "--repo", url, "--object-lock", "2").code == 0
     assert run_cli("backup", "--repo", url, _tree(tmp_path)).code == 0
     client = s3_env.client()
-    with pytest.raises(botocore.exceptions.ClientError):  # --no-lifecycle: no rule set
-        client.get_bucket_lifecycle_configuration(Bucket=bucket)
-    # no default retention either, as on a bucket whose owner set none
-    client.put_object_lock_configuration(
-        Bucket=bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}
-    )
     pack = next(k for k in _keys(client, bucket) if k.startswith("repo/data/"))
-    body = client.get_object(Bucket=bucket, Key=pack)["Body"].read()
-    client.put_object(Bucket=bucket, Key=pack, Body=body)  # same bytes, a new unlocked version
+    body = client.get_object(Bucket=bucket.name, Key=bucket.key(pack))["Body"].read()
+    # same bytes, a new unlocked version
+    client.put_object(Bucket=bucket.name, Key=bucket.key(pack), Body=body)
     res = run_cli("check", "--repo", url, "--json")
     assert res.code != 0
     assert res.json()["retention_checked"] >= 5  # config, key, index, packs, snapshot
@@ -299,7 +332,7 @@ def test_check_names_an_object_locked_too_briefly(
     assert "has no retention" in findings[0]["message"]
 
 
-def test_an_object_uploaded_in_parts_is_locked_too(s3_env, bucket: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_object_uploaded_in_parts_is_locked_too(s3_env, bucket: Place) -> None:  # type: ignore[no-untyped-def]
     options = S3Options(path_style=True, multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
     store = S3Storage(S3Location.parse(_url(s3_env, bucket)), options)
     assert store.create_bucket(object_lock=True)
@@ -313,12 +346,13 @@ def test_an_object_uploaded_in_parts_is_locked_too(s3_env, bucket: str) -> None:
 
 
 def test_a_month_of_daily_backups_of_an_unchanged_tree_extends_each_object_once_a_margin(
-    tmp_path: Path, run_cli, s3_env, bucket: str, fake_now
+    tmp_path: Path, run_cli, s3_env, locked: Place, fake_now
 ) -> None:  # type: ignore[no-untyped-def]
     """The figure of docs/performance.md: --object-lock 28 (a margin of 7 days), 28 daily
     backups of a tree that does not change. Each object is extended on days 7, 14, 21 and 28
     (one PutObjectRetention each), and on no other day: 4 requests per object in 28 days,
     one per object per margin."""
+    bucket = locked
     url = _url(s3_env, bucket)
     src = tmp_path / "src"
     src.mkdir()
@@ -349,10 +383,11 @@ def test_a_month_of_daily_backups_of_an_unchanged_tree_extends_each_object_once_
 
 
 def test_a_lock_another_host_made_later_is_not_shortened_and_not_an_error(
-    tmp_path: Path, run_cli, s3_env, bucket: str, fake_now
+    tmp_path: Path, run_cli, s3_env, locked: Place, fake_now
 ) -> None:  # type: ignore[no-untyped-def]
     """This host's cache says a pack's lock ends soon; another host (its clock ahead) locked it
     for longer already, and the store refuses to shorten a lock: the backup takes that date."""
+    bucket = locked
     url = _url(s3_env, bucket)
     src = _tree(tmp_path)
     fake_now(timedelta(0))
@@ -362,8 +397,8 @@ def test_a_lock_another_host_made_later_is_not_shortened_and_not_an_error(
     pack = next(n for n in _stored(client, bucket) if n.startswith("data/"))
     later = datetime.now(UTC) + timedelta(days=60)
     client.put_object_retention(
-        Bucket=bucket,
-        Key="repo/" + pack,
+        Bucket=bucket.name,
+        Key=bucket.key("repo/" + pack),
         Retention={"Mode": "GOVERNANCE", "RetainUntilDate": later},
     )
     fake_now(timedelta(days=3))
