@@ -16,6 +16,7 @@ from cairn.app.budget import write_budget
 from cairn.app.context import Session
 from cairn.app.cost import backup_estimate
 from cairn.app.events import Events
+from cairn.core import clock
 from cairn.core.errors import Interrupted, UsageError
 from cairn.core.units import count, parse_size
 from cairn.model.snapshot import Snapshot
@@ -25,6 +26,7 @@ from cairn.ops.backup.snapshot_writer import BackupRequest as Run
 from cairn.ops.backup.snapshot_writer import run_backup
 from cairn.ops.excludes import CACHEDIR_RULE, TagRule, read_pattern_file
 from cairn.ops.filter_patterns import PatternList
+from cairn.ops.objectlock import LockUpkeep, active_lock, keep_locked
 from cairn.ops.sources.stream import CommandSource, PipeSource, StreamItem, stream_path
 
 __all__ = ["BackupRequest", "BackupResult", "Snapshot", "backup"]
@@ -71,6 +73,7 @@ class BackupResult:
     estimate: dict[str, Any] | None = None  # a dry run's cost (app/cost.py)
     # files that changed while they were read: stored as read, possibly torn
     changed_while_read: list[bytes] = field(default_factory=list)
+    locks: LockUpkeep | None = None  # on a repository with an object lock: what was extended
 
     @property
     def partial(self) -> bool:
@@ -153,6 +156,7 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
         ),
         parent=request.parent,
         time=snap_time,
+        before_save=lock_upkeep(session, request.dry_run),
     )
     cache = session.files_cache(read_only=request.dry_run) if not streams else None
     journal = session.journal()
@@ -165,8 +169,12 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
     finally:
         if cache is not None:
             cache.close()
-    estimate = backup_estimate(session, result.snapshot.summary) if request.dry_run else None
-    return BackupResult(result.snapshot, result.saved, estimate, result.changed_while_read)
+    upkeep = result.before_save if isinstance(result.before_save, LockUpkeep) else None
+    estimate = None
+    if request.dry_run:
+        extensions = upkeep.extended if upkeep is not None else 0
+        estimate = backup_estimate(session, result.snapshot.summary, extensions)
+    return BackupResult(result.snapshot, result.saved, estimate, result.changed_while_read, upkeep)
 
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -228,3 +236,15 @@ def _streams(request: BackupRequest) -> list[StreamItem]:
     if name is not None:
         raise UsageError("--stdin-filename needs --stdin or --stdin-from-command")
     return []
+
+
+def lock_upkeep(session: Session, dry_run: bool) -> Callable[[], LockUpkeep] | None:
+    """On a repository with an object lock: extends, before the snapshot is saved, the locks
+    of what it needs that would end before its own (ops/objectlock.py); on a dry run, counts
+    them."""
+    rule = active_lock(session.repo)  # (a copy on a store that cannot lock: said on opening)
+    if rule is None:
+        return None
+    active = rule
+    cache = session.retention_cache()
+    return lambda: keep_locked(session.repo, active, cache, clock.now(), dry_run=dry_run)

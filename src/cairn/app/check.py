@@ -14,6 +14,7 @@ from cairn.core.errors import UsageError
 from cairn.ops.check import Checker, CheckReport, Subset
 from cairn.ops.repair import RepairedSnapshot, RepairIndexReport, repair_index, repair_snapshots
 from cairn.ops.snapshots import SnapshotFilter, read_snapshots, resolve, resolve_id
+from cairn.repo.lockrule import lock_rule
 
 __all__ = ["CheckReport", "RepairIndexReport", "RepairedSnapshot", "check", "rebuild_index"]
 
@@ -38,7 +39,8 @@ def check(
         )
         if data_threads > 1:
             events.status(f"reading {data_threads} packs at a time")
-    return Checker(session.repo, events, defaults.tree_threads, data_threads).run(selected)
+    lock = lock_rule(session.repo.config)
+    return Checker(session.repo, events, defaults.tree_threads, data_threads, lock).run(selected)
 
 
 def rebuild_index(session: Session, events: Events, read_data: bool = False) -> RepairIndexReport:

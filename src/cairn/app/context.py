@@ -19,20 +19,32 @@ from cairn.core import clock
 from cairn.core.errors import RepositoryError, UsageError, WrongPassword
 from cairn.core.urls import OBJECT_STORE, store_kind
 from cairn.crypto.kdf import KdfParams
+from cairn.ops.objectlock import noncurrent_days
 from cairn.repo.config import DEFAULT_PACK_SIZE, is_repo_id
 from cairn.repo.filescache import FilesCache
 from cairn.repo.journal import PackJournal
 from cairn.repo.layout import CONFIG
+from cairn.repo.lockrule import lock_field, lock_rule
 from cairn.repo.repository import Repository
+from cairn.repo.retentioncache import RetentionCache
 from cairn.storage.base import Storage
 from cairn.storage.local import LocalStorage
 from cairn.storage.metered import MeteredStorage, Usage
+from cairn.storage.objectlock import RetentionRule
 from cairn.storage.retry import RetryingStorage, RetryPolicy
 from cairn.storage.s3config import S3Location, S3Options
 from cairn.storage.throttle import ThrottledStorage
 from cairn.storage.versions import OFF, AsOfStorage
 
-__all__ = ["RepoSpec", "S3Options", "Session", "StoreOptions", "open_session"]
+__all__ = [
+    "ObjectLockRequest",
+    "RepoSpec",
+    "RetentionRule",
+    "S3Options",
+    "Session",
+    "StoreOptions",
+    "open_session",
+]
 
 CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -236,6 +248,11 @@ class Session:
         d = self.cache_dir
         return PackJournal(d / "pending-packs") if d else None
 
+    def retention_cache(self) -> RetentionCache | None:
+        """What this host knows of the retain-until dates (repository with an object lock)."""
+        d = self.cache_dir
+        return RetentionCache(d / "object-lock") if d else None
+
 
 def open_session(spec: RepoSpec) -> Session:
     """Opens the repository (its keys and config; not the index: a use case loads it as a
@@ -265,6 +282,7 @@ def open_session(spec: RepoSpec) -> Session:
     if spec.notice is not None:
         show = spec.notice
         repo.on_notice = lambda obj, message: show(f"{obj}: {message}")
+    _retain_writes(repo)
     return Session(spec, repo, meter)
 
 
@@ -283,24 +301,81 @@ def _not_yet(view: AsOfStorage, url: str) -> None:
     )
 
 
+def _retain_writes(repo: Repository) -> None:
+    """On a repository with an object lock, every object written from now on carries its
+    retention. A copy on a store that cannot lock (a mirror pulled to a directory) opens,
+    unlocked, with a notice."""
+    rule = lock_rule(repo.config)
+    if rule is None:
+        return
+    lock = repo.storage.object_lock
+    if lock is None:
+        repo.notice(
+            repo.storage.describe(), "the repository has an object lock this store cannot keep"
+        )
+        return
+    lock.retain_writes(rule)
+
+
+@dataclass(frozen=True)
+class ObjectLockRequest:
+    """``init --object-lock``: every object locked ``rule.days`` days from its writing; with
+    ``lifecycle``, a bucket cairn creates gets the rule that expires noncurrent versions
+    (docs/objectlock.md)."""
+
+    rule: RetentionRule
+    lifecycle: bool = True
+
+
 def create_repository(
     spec: RepoSpec,
     pack_size: int = DEFAULT_PACK_SIZE,
     kdf: KdfParams | None = None,
     like: Repository | None = None,
+    object_lock: ObjectLockRequest | None = None,
 ) -> Repository:
     """A new repository at ``spec``; ``like``: an open repository whose chunker parameters
-    and id key it shares (``init --copy-chunker-params``)."""
+    and id key it shares (``init --copy-chunker-params``); ``object_lock``: every object it
+    stores locked (``init --object-lock``)."""
     backend = backend_for(spec.resolved_url(), spec.store)
+    if object_lock is not None and backend.object_lock is None:
+        raise UsageError(
+            f"{backend.describe()} cannot lock objects: --object-lock needs an S3 repository"
+        )
     password = spec.password.get(confirm=True)  # before anything is created
     if not password:
         raise UsageError(EMPTY)
+    created = False
     if isinstance(backend, LocalStorage):
         _make_directory(backend.root, "repository")
     elif hasattr(backend, "create_bucket"):
-        backend.create_bucket()
+        created = backend.create_bucket(object_lock=object_lock is not None)
     storage, _ = wrap_backend(backend, spec.store, spec.notice)
-    return Repository.create(storage, password, pack_size=pack_size, kdf=kdf, like=like)
+    extra: dict[str, object] = {}
+    if object_lock is not None:
+        extra = _lock_bucket(storage, object_lock, created)
+    return Repository.create(
+        storage, password, pack_size=pack_size, kdf=kdf, like=like, extra=extra
+    )
+
+
+def _lock_bucket(storage: Storage, request: ObjectLockRequest, created: bool) -> dict[str, object]:
+    """Readies the store for a repository with an object lock: the bucket has Object Lock
+    (refused, with nothing created, if not), a bucket cairn created gets its default retention
+    and lifecycle rule, and every write from now on is locked. The config's fields."""
+    lock = storage.object_lock
+    assert lock is not None
+    bucket = storage.describe()
+    if not created and not lock.bucket_locked():
+        raise UsageError(
+            f"{bucket}: the bucket has no Object Lock; enable it on the bucket (with "
+            "versioning) or give a new bucket, which init creates with it"
+        )
+    rule = request.rule
+    if created:
+        lock.configure_bucket(rule, noncurrent_days(rule) if request.lifecycle else None)
+    lock.retain_writes(rule)
+    return lock_field(rule)
 
 
 def _make_directory(path: Path, what: str, mode: int = 0o777) -> None:

@@ -62,15 +62,17 @@ def _prices_line(provider: Provider, why: str) -> str:
     return f"prices: {provider.name}, list prices of {provider.taken} ({why})"
 
 
-def backup_estimate(session: Session, summary: Summary) -> dict[str, Any]:
+def backup_estimate(session: Session, summary: Summary, lock_extensions: int = 0) -> dict[str, Any]:
     """What the backup a dry run rehearsed would cost: its reads, as counted, and the writes
-    its packer counted (data packs in the session's storage class). A local directory: what
-    it would store, nothing priced."""
+    its packer counted (data packs in the session's storage class), with the object locks it
+    would extend (a PUT-class PutObjectRetention each). A local directory: what it would
+    store, nothing priced."""
     if not priced(session.url):
         return {"local": True, "stored": summary.bytes_stored, "prices": LOCAL_NOTE}
     provider, why = pricing(session.url)
     data = provider.cls(session.spec.store.s3.storage_class)
     counts = backup_requests(summary, dry_run=True)
+    counts["put"] += lock_extensions
     stored = sum(stored for _, stored, _ in session.repo.index.total_blobs_by_type().values())
     charges = backup_charges(counts, data_packs(summary), provider, data, stored)
     return {
@@ -81,6 +83,7 @@ def backup_estimate(session: Session, summary: Summary) -> dict[str, Any]:
         "provider": provider.key,
         "data_class": data.name,
         "prices": _prices_line(provider, why),
+        **({"lock_extensions": lock_extensions} if lock_extensions else {}),
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from cairn.app.context import Session
 from cairn.app.events import Events
@@ -15,6 +16,7 @@ from cairn.core import clock
 from cairn.core.errors import CairnError, UsageError
 from cairn.model.snapshot import Snapshot
 from cairn.ops.forget import plan_by_ids, plan_by_policy, remove_snapshots
+from cairn.ops.objectlock import active_lock, deleted_kept_until
 from cairn.ops.retention import (
     UNLIMITED,
     Duration,
@@ -68,6 +70,9 @@ class ForgetResult:
     prune: PruneResult | None = None
     prune_error: CairnError | None = None  # the snapshots are gone all the same
     requests: dict[str, int] | None = None  # the whole run's, its operation record's PUT included
+    # on a repository with an object lock: the removed snapshot objects stay, as locked
+    # versions, until then at the latest (recoverable until then: docs/objectlock.md)
+    kept_until: datetime | None = None
 
 
 def forget(session: Session, request: ForgetRequest, events: Events) -> ForgetResult:
@@ -100,6 +105,9 @@ def forget(session: Session, request: ForgetRequest, events: Events) -> ForgetRe
         result.would_remove = len(doomed)
         return result
     result.removed = remove_snapshots(repo, doomed)
+    rule = active_lock(repo)
+    if rule is not None and result.removed:
+        result.kept_until = deleted_kept_until(rule, clock.now())
     if request.prune and result.removed:
         try:
             result.prune = prune(session, PruneRequest(record=False), events)

@@ -11,6 +11,8 @@ from cairn.app.context import Session
 from cairn.app.cost import prune_estimate
 from cairn.app.events import Events
 from cairn.app.records import RECORD_BYTES, record_run
+from cairn.core import clock
+from cairn.ops.objectlock import active_lock, deleted_kept_until
 from cairn.ops.prune import (
     REPACK_READS,
     REPACK_UPLOADS,
@@ -67,6 +69,9 @@ def prune(session: Session, request: PruneRequest, events: Events) -> PruneResul
     events.status(f"{budget.describe()}, {reads} packs read at once to repack")
     options = replace(request.options(), spool=budget.spool, repack_reads=reads)
     report = run_prune(session.repo, options, events, waiting_status(events))
+    rule = active_lock(session.repo)
+    if rule is not None and (report.bytes_freed or report.index_objects_replaced):
+        report.freed_after = deleted_kept_until(rule, clock.now()).isoformat()
     # what it did, as a dry run's estimate says beforehand (and the record's own PUT)
     report.requests = record_run(session, "prune") if request.record else session.usage()
     return PruneResult(report)

@@ -219,9 +219,13 @@ def command(
         doc["changed_while_read"] = [
             p.decode("utf-8", "surrogateescape") for p in result.changed_while_read
         ]
+        if result.locks is not None:
+            doc["object_lock"] = result.locks.as_dict()
         out.json(doc)
     else:
         _print_summary(out, snap, dry_run, result.changed_while_read)
+        if result.locks is not None:
+            out.line(result.locks.describe())
         if result.estimate is not None and result.estimate.get("local"):
             stored = format_bytes(result.estimate["stored"])
             out.line(f"a real backup: stores {stored} more; {result.estimate['prices']}")

@@ -57,6 +57,9 @@ def command(spec: RepoSpec, out: Output, read_data: bool, read_data_subset: str 
         out.line(
             f"checked {count(report.snapshots, 'snapshot')} and {count(report.packs, 'pack')}{read}"
         )
+        if report.retention_checked:
+            what = count(report.retention_checked, "object")
+            out.line(f"object lock: the retention of {what} checked")
         out.line(store_line(session.usage()))
         if report.errors:
             out.line(f"{count(len(report.errors), 'error')}: see `cairn repair`")

@@ -169,6 +169,13 @@ def command(
             if dry_run and result.would_remove
             else "nothing was removed, so prune did not run"
         )
+    if result.kept_until is not None:
+        doc["kept_until"] = result.kept_until.isoformat()
+        if not out.json_mode:
+            out.line(
+                f"object lock: the removed snapshot objects stay, locked, until "
+                f"{result.kept_until:%Y-%m-%d %H:%M} UTC at the latest"
+            )
     doc["requests"] = result.requests if result.requests is not None else session.usage()
     if out.json_mode:
         out.json(doc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import click
@@ -81,6 +82,12 @@ def show_report(out: Output, r: PruneReport, cost: dict[str, Any] | None = None)
         f"{verb} free {format_bytes(r.bytes_freed)}; {format_bytes(r.unused_bytes_kept)} "
         "unused stays in packs below the repack threshold"
     )
+    if r.freed_after:
+        when = datetime.fromisoformat(r.freed_after)
+        out.line(
+            f"object lock: what was deleted stays, locked, until {when:%Y-%m-%d %H:%M} UTC at "
+            "the latest; the space is freed then (by the bucket's lifecycle rule)"
+        )
     if r.requests:
         out.line(store_line(r.requests, "requests (estimated)" if r.dry_run else "store"))
     if cost is not None:

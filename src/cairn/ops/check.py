@@ -5,7 +5,8 @@ exists, and its header (read from the pack's end) matches the index; packs no in
 reported as leftovers; every snapshot decrypts and every tree it reaches loads; every file's
 blobs are in the index. With ``read_data``, every selected pack is read whole: its id must be
 the hash of its bytes and every blob must decrypt to its id. Damage is reported as the
-snapshots and files it affects.
+snapshots and files it affects. On a repository with an object lock, every snapshot's data
+must be locked until the snapshot's lock end (cairn.ops.lockcheck): a shortfall is an error.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from dataclasses import dataclass, field
 
 import blake3
 
+from cairn.core import clock
 from cairn.core.errors import CairnError, IntegrityError, ObjectMissing
 from cairn.core.overlap import Overlap, Pending
 from cairn.crypto.keys import KeyFileError, read_key_file
 from cairn.model.node import FILE, Node
 from cairn.model.snapshot import Snapshot
+from cairn.ops.lockcheck import check_retention
 from cairn.ops.progress import Progress
 from cairn.ops.snapshots import DAMAGED_HINT, read_snapshots
 from cairn.ops.treewalk import TreeProblem, read_listing, walk
@@ -30,6 +33,7 @@ from cairn.repo.pack import BlobRef
 from cairn.repo.packcache import PackCache
 from cairn.repo.packlist import stored_packs
 from cairn.repo.repository import Repository
+from cairn.storage.objectlock import RetentionRule
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class CheckReport:
     blobs_read: int = 0
     bytes_read: int = 0
     damaged: dict[str, list[str]] = field(default_factory=dict)  # snapshot id -> file paths
+    retention_checked: int = 0  # objects whose object lock retention was checked
 
     @property
     def errors(self) -> list[Finding]:
@@ -98,6 +103,7 @@ class CheckReport:
             "errors": len(self.errors),
             "findings": [f.__dict__ for f in self.findings],
             "damaged": self.damaged,
+            "retention_checked": self.retention_checked,
         }
 
 
@@ -114,11 +120,18 @@ class _View:
 
 class Checker:
     def __init__(
-        self, repo: Repository, progress: Progress, threads: int = 0, data_threads: int = 0
+        self,
+        repo: Repository,
+        progress: Progress,
+        threads: int = 0,
+        data_threads: int = 0,
+        lock: RetentionRule | None = None,
     ) -> None:
         """``threads``: pack headers read at once (each a round trip on an object store);
-        ``data_threads``: whole packs read at once by --read-data (below 2: one at a time)."""
+        ``data_threads``: whole packs read at once by --read-data (below 2: one at a time);
+        ``lock``: the repository's object lock, whose retentions are checked."""
         self.repo = repo
+        self.lock = lock
         self.progress = progress
         self.threads = threads
         self.data_threads = data_threads
@@ -154,7 +167,29 @@ class Checker:
             self._snapshots(view.snapshots)
             if not self.report.errors or attempt == ATTEMPTS - 1 or self._still(view):
                 break
+        if self.lock is not None:
+            self._retention(view)
         return self.report
+
+    def _retention(self, view: _View) -> None:
+        """Every snapshot's data locked until its lock end (trees read already are kept)."""
+        assert self.lock is not None
+        if self.repo.storage.object_lock is None:  # a copy on a store that cannot lock
+            self.report.warning(
+                "object lock", "the repository has one, this store cannot keep it: not checked"
+            )
+            return
+        snaps = [s for s in view.snapshots if s.id not in self.report.damaged]
+        try:
+            found = check_retention(
+                self.repo, self.lock, snaps, clock.now(), self.trees, sorted(view.index_names)
+            )
+        except CairnError as e:
+            self.report.error("object lock", f"the retentions could not be checked: {e}")
+            return
+        self.report.retention_checked = found.objects
+        for short in found.shortfalls:
+            self.report.error(short.object, short.message())
 
     def _view(self) -> _View:
         listing = read_snapshots(self.repo)

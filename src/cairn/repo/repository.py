@@ -7,10 +7,10 @@ a stored index object before the snapshot object is written.
 
 from __future__ import annotations
 
-import dataclasses
 import getpass
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 
 import blake3
 
@@ -100,10 +100,12 @@ class Repository:
         compression_level: int = 3,
         kdf: KdfParams | None = None,
         like: Repository | None = None,
+        extra: Mapping[str, object] | None = None,
     ) -> Repository:
         """A new repository; ``like``: one whose chunker parameters and id key it shares, so
         that the same data is cut into the same blobs with the same ids in both (a copy
-        between them moves only what the other lacks; docs/format.md §5.4)."""
+        between them moves only what the other lacks; docs/format.md §5.4); ``extra``: the
+        config's further fields (an object lock, cairn.repo.lockrule)."""
         try:
             storage.stat(layout.CONFIG)
         except ObjectMissing:
@@ -116,7 +118,9 @@ class Repository:
         config = RepoConfig.new(pack_size=pack_size, compression_level=compression_level)
         if like is not None:
             key = MasterKey(key.encryption, like.key.id_key)
-            config = dataclasses.replace(config, chunker=like.config.chunker)
+            config = replace(config, chunker=like.config.chunker)
+        if extra:
+            config = replace(config, extra=dict(extra))
         if not 64 << 10 <= pack_size <= 1 << 30:
             raise RepositoryError("the pack size must be between 64 KiB and 1 GiB")
         repo = cls(storage, key, config)

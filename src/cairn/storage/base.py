@@ -30,6 +30,8 @@ A store holds immutable named objects. Names are relative paths with '/' separat
 - ``versions`` is the store's versions capability (the versions and delete markers of a
   bucket with versioning, read by version id, copied back on top: cairn.storage.versions),
   or None for a store that keeps no versions.
+- ``object_lock`` is the store's object lock capability (retention periods that forbid
+  deleting an object version, S3 Object Lock: cairn.storage.objectlock), or None.
 
 Every failure of the store itself is a ``StorageError`` with a one-line message.
 """
@@ -42,6 +44,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from cairn.storage.archive import ArchiveStore
+from cairn.storage.objectlock import ObjectLockStore
 
 if TYPE_CHECKING:  # the object capability is built on this module's Content
     from cairn.storage.objects import ObjectStore
@@ -162,6 +165,9 @@ class Storage(Protocol):
     @property
     def versions(self) -> VersionStore | None: ...
 
+    @property
+    def object_lock(self) -> ObjectLockStore | None: ...
+
 
 class StorageWrapper:
     """Base for wrappers: forwards everything to ``inner``; subclasses override what they need."""
@@ -206,6 +212,11 @@ class StorageWrapper:
     def versions(self) -> VersionStore | None:
         # as it is; the meter and the retry wrapper wrap it
         return self.inner.versions
+
+    @property
+    def object_lock(self) -> ObjectLockStore | None:
+        # as it is; the wrappers that count or retry its calls wrap it
+        return self.inner.object_lock
 
 
 def read_into_by_read(storage: Storage, name: str, offset: int, out: memoryview) -> int:

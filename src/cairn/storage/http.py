@@ -35,6 +35,7 @@ import urllib3.exceptions
 from cairn.core.errors import ObjectMissing, StorageError, TransientStorageError
 from cairn.storage.archive import ArchiveStore
 from cairn.storage.base import Content, read_into_by_read
+from cairn.storage.objectlock import ObjectLockStore
 from cairn.storage.versions import VersionStore
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -46,6 +47,7 @@ _SKIP = 1 << 20
 class HttpStorage:
     archive: ArchiveStore | None = None  # no storage classes seen over plain HTTP
     versions: VersionStore | None = None  # no object versions
+    object_lock: ObjectLockStore | None = None  # no retention periods
 
     def __init__(
         self,

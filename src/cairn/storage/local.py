@@ -31,6 +31,7 @@ from cairn.storage.archive import ArchiveStore
 from cairn.storage.base import Content
 from cairn.storage.localfiles import TMP_PREFIX, create_once, write_error, write_temp
 from cairn.storage.localobjects import LocalObjects
+from cairn.storage.objectlock import ObjectLockStore
 from cairn.storage.objects import ObjectStore
 from cairn.storage.versions import VersionStore
 
@@ -40,6 +41,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 class LocalStorage:
     archive: ArchiveStore | None = None  # a directory has no storage classes
     versions: VersionStore | None = None  # no object versions
+    object_lock: ObjectLockStore | None = None  # no retention periods
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)

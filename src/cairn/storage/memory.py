@@ -37,6 +37,7 @@ from cairn.storage.archive import (
 )
 from cairn.storage.base import Content, content_chunks
 from cairn.storage.memoryobjects import MemoryObjects
+from cairn.storage.objectlock import ObjectLockStore
 from cairn.storage.objects import DEFAULT_TYPE, Multipart, ObjectStore
 from cairn.storage.versions import VersionStore
 
@@ -85,6 +86,8 @@ class MemoryStorage:
     @property
     def objects(self) -> ObjectStore:
         return self._object_store
+
+    object_lock: ObjectLockStore | None = None  # retention is tested on a real S3 server
 
     # ------------------------------------------------------------------ the contract
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:

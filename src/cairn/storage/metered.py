@@ -10,7 +10,9 @@ each page of ListMultipartUploads as a LIST; an abort as a DELETE (free, as a DE
 bytes of a PUT and of every part count as bytes up: a resumed upload counts only the parts it
 sends. The versions capability's (cairn.storage.versions): each page of ListObjectVersions as a
 LIST, a read of a version as a GET (its bytes down), the bucket's versioning status as a GET, a
-copy of a version on top as a PUT (CopyObject), and a delete marker as a DELETE.
+copy of a version on top as a PUT (CopyObject), and a delete marker as a DELETE. The object
+lock capability's: a retention read or the bucket's lock configuration as
+a GET, a retention extended (PutObjectRetention) as a PUT, as S3 bills them.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
+from datetime import datetime
 from typing import TypeVar
 
 from cairn.core.errors import ObjectMissing
 from cairn.storage.archive import ArchiveStore, ObjectInfo
 from cairn.storage.base import Content, Storage, StorageWrapper, content_size
+from cairn.storage.objectlock import LockWrapper, ObjectLockStore, Retention
 from cairn.storage.objectops import ObjectWrapper
 from cairn.storage.objects import DEFAULT_TYPE, ObjectHead, ObjectStore, Part, PendingUpload
 from cairn.storage.versions import ObjectVersion, VersionStore
@@ -141,6 +145,11 @@ class MeteredStorage(StorageWrapper):
         inner = self.inner.versions
         return None if inner is None else MeteredVersions(inner, self)
 
+    @property
+    def object_lock(self) -> ObjectLockStore | None:
+        inner = self.inner.object_lock
+        return None if inner is None else MeteredLock(inner, self)
+
 
 def paged(meter: MeteredStorage, listing: Callable[[], Iterable[T]]) -> Iterator[T]:
     """The items of ``listing()``, counting one LIST request per page as they are taken."""
@@ -172,6 +181,32 @@ class MeteredArchive:
             return self.inner.restore_status(name)
         finally:
             self.meter.count("head")
+
+
+class MeteredLock(LockWrapper):
+    """An object lock capability whose requests count in ``meter``'s usage."""
+
+    def __init__(self, inner: ObjectLockStore, meter: MeteredStorage) -> None:
+        super().__init__(inner)
+        self.meter = meter
+
+    def bucket_locked(self) -> bool:
+        try:
+            return self.inner.bucket_locked()
+        finally:
+            self.meter.count("get")
+
+    def retention(self, name: str) -> Retention | None:
+        try:
+            return self.inner.retention(name)
+        finally:
+            self.meter.count("get")
+
+    def extend(self, name: str, until: datetime) -> None:
+        try:
+            self.inner.extend(name, until)
+        finally:
+            self.meter.count("put")
 
 
 class MeteredObjects(ObjectWrapper):

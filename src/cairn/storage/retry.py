@@ -40,12 +40,14 @@ import random
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from operator import attrgetter, itemgetter
 from typing import TypeVar
 
 from cairn.core.errors import TransientStorageError
 from cairn.storage.archive import ArchiveStore, ObjectInfo
 from cairn.storage.base import Content, Storage, StorageWrapper, content_chunks, content_size
+from cairn.storage.objectlock import LockWrapper, ObjectLockStore, Retention, RetentionRule
 from cairn.storage.objectops import ObjectWrapper
 from cairn.storage.objects import (
     DEFAULT_TYPE,
@@ -161,6 +163,32 @@ class RetryingStorage(StorageWrapper):
     def versions(self) -> VersionStore | None:
         inner = self.inner.versions
         return None if inner is None else RetryingVersions(inner, self.policy)
+
+    @property
+    def object_lock(self) -> ObjectLockStore | None:
+        inner = self.inner.object_lock
+        return None if inner is None else RetryingLock(inner, self.policy)
+
+
+class RetryingLock(LockWrapper):
+    """An object lock capability whose requests are retried by ``policy`` (each is
+    idempotent: extending twice to the same date is extending once)."""
+
+    def __init__(self, inner: ObjectLockStore, policy: RetryPolicy) -> None:
+        super().__init__(inner)
+        self.policy = policy
+
+    def bucket_locked(self) -> bool:
+        return self.policy.call(self.inner.bucket_locked)
+
+    def retention(self, name: str) -> Retention | None:
+        return self.policy.call(lambda: self.inner.retention(name))
+
+    def extend(self, name: str, until: datetime) -> None:
+        self.policy.call(lambda: self.inner.extend(name, until))
+
+    def configure_bucket(self, rule: RetentionRule, noncurrent_days: int | None) -> None:
+        self.policy.call(lambda: self.inner.configure_bucket(rule, noncurrent_days))
 
 
 class RetryingArchive:

@@ -17,6 +17,8 @@
   multipart uploads, for mirrors) is cairn.storage.s3objects; its versions capability
   (``versions``: ListObjectVersions, reads and copies of a version, for point-in-time reads)
   is cairn.storage.s3versions. Whether the bucket keeps versions is its ``status()``.
+- Its object lock capability (``object_lock``: retention periods, cairn.storage.objectlock)
+  is cairn.storage.s3objectlock; while it has a rule, every write carries a retention.
 - Errors become one-line StorageErrors; throttling, 5xx and connection failures are
   TransientStorageError, which the retry wrapper retries. A refused connection is transient
   only from an endpoint that has answered in this process: from one that never did (most
@@ -46,9 +48,11 @@ from cairn.storage.archive import (
     ObjectInfo,
 )
 from cairn.storage.base import Content, content_reader, content_size, read_into_by_read
+from cairn.storage.objectlock import ObjectLockStore
 from cairn.storage.objects import ObjectStore
 from cairn.storage.s3config import S3Location, S3Options
 from cairn.storage.s3errors import error_code, mapped_errors
+from cairn.storage.s3objectlock import S3ObjectLock
 from cairn.storage.s3objects import S3Objects
 from cairn.storage.s3versions import S3Versions
 from cairn.storage.versions import VersionStore
@@ -66,6 +70,7 @@ class S3Storage:
         # and archived objects at the transport that way)
         self.client = client or self._make_client()
         self._conditional = True
+        self._lock = S3ObjectLock(self.client, location, self._endpoint)
         self._transfer = TransferConfig(
             multipart_threshold=self.options.multipart_threshold,
             multipart_chunksize=self.options.multipart_chunksize,
@@ -122,32 +127,40 @@ class S3Storage:
         return read_into_by_read(self, name, offset, out)
 
     def write(self, name: str, data: Content, *, metadata: bool = True) -> None:
-        extra = self.options.put_args(cold=not metadata)
+        retention, until = self._lock.put_args()
+        extra = {**self.options.put_args(cold=not metadata), **retention}
         key = self._key(name)
         size = content_size(data)
         with mapped_errors(name, self._endpoint):
-            if size >= self.options.multipart_threshold:
-                self.client.upload_fileobj(
-                    content_reader(data),
-                    self.location.bucket,
-                    key,
-                    ExtraArgs={**extra, "ChecksumAlgorithm": "CRC32"},
-                    Config=self._transfer,
-                )
+            if not self._write(key, data, size, extra):
                 return
-            try:
-                self._put(key, data, extra)
-            except botocore.exceptions.ClientError as e:
-                code = error_code(e)
-                if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                    return  # already there: objects are write-once and content-addressed
-                if code in ("NotImplemented", "501") and self._conditional:
-                    self._conditional = False  # the store does not know If-None-Match
-                    self._put(key, data, extra)
-                    return
-                raise
+        self._lock.wrote(name, until)
 
-    def _put(self, key: str, data: Content, extra: dict[str, str]) -> None:
+    def _write(self, key: str, data: Content, size: int, extra: dict[str, object]) -> bool:
+        """Uploads the object; False if it was there already (and so keeps its own retention)."""
+        if size >= self.options.multipart_threshold:
+            self.client.upload_fileobj(
+                content_reader(data),
+                self.location.bucket,
+                key,
+                ExtraArgs={**extra, "ChecksumAlgorithm": "CRC32"},
+                Config=self._transfer,
+            )
+            return True
+        try:
+            self._put(key, data, extra)
+        except botocore.exceptions.ClientError as e:
+            code = error_code(e)
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False  # already there: objects are write-once and content-addressed
+            if code in ("NotImplemented", "501") and self._conditional:
+                self._conditional = False  # the store does not know If-None-Match
+                self._put(key, data, extra)
+                return True
+            raise
+        return True
+
+    def _put(self, key: str, data: Content, extra: dict[str, object]) -> None:
         args = {
             "Bucket": self.location.bucket,
             "Key": key,
@@ -234,12 +247,17 @@ class S3Storage:
     def versions(self) -> VersionStore:
         return S3Versions(self.client, self.location, self.options, self._endpoint)
 
-    def create_bucket(self) -> None:
-        """Creates the bucket if it does not exist (used by init)."""
+    @property
+    def object_lock(self) -> ObjectLockStore:
+        return self._lock
+
+    def create_bucket(self, *, object_lock: bool = False) -> bool:
+        """Creates the bucket if it does not exist (used by init), with ``object_lock``
+        enabled (and so versioning); returns whether it created it."""
         with mapped_errors(self.location.bucket, self._endpoint):
             try:
                 self.client.head_bucket(Bucket=self.location.bucket)
-                return
+                return False
             except botocore.exceptions.ClientError as e:
                 if error_code(e) not in ("404", "NoSuchBucket", "NotFound"):
                     raise
@@ -247,7 +265,10 @@ class S3Storage:
             region = self.client.meta.region_name
             if not self.location.endpoint and region and region != "us-east-1":
                 args["CreateBucketConfiguration"] = {"LocationConstraint": region}
+            if object_lock:
+                args["ObjectLockEnabledForBucket"] = True
             self.client.create_bucket(**args)
+            return True
 
 
 def _send_small_bodies_at_once(model: Any, params: dict[str, Any], **kwargs: Any) -> None:

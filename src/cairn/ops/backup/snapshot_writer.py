@@ -7,6 +7,7 @@ import errno
 import getpass
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -49,6 +50,10 @@ class BackupRequest:
     # files cache; by default the latest snapshot of the host with the same paths is recorded
     parent: str | None = None
     time: datetime | None = None  # the snapshot's time (default: now)
+    # run once the packs and index are stored, before the snapshot is saved (on a dry run
+    # too, which saves nothing): what the snapshot needs must be locked as long as it says
+    # (ops/objectlock.py)
+    before_save: Callable[[], object] | None = None
 
 
 @dataclass
@@ -56,6 +61,7 @@ class BackupResult:
     snapshot: Snapshot
     saved: bool  # False on --dry-run
     changed_while_read: list[bytes] = field(default_factory=list)  # files, stored as read
+    before_save: object = None  # what ``BackupRequest.before_save`` returned
 
 
 def absolute_paths(paths: list[str]) -> list[bytes]:
@@ -199,16 +205,21 @@ def _run(
                 writer.flush()
                 summary.packs_written = writer.packs_written
                 summary.tree_packs_written = writer.tree_packs_written
+            upkeep = None
+            if request.before_save is not None:
+                upkeep = request.before_save()
             snap.summary = summary
             snap.summary.duration = clock.monotonic() - t0
             if meter is not None and before is not None:
                 snap.summary.requests = meter.snapshot().minus(before).as_dict()
             if request.dry_run:
-                return BackupResult(snap, saved=False, changed_while_read=changed)
+                return BackupResult(
+                    snap, saved=False, changed_while_read=changed, before_save=upkeep
+                )
             snap.id = repo.save_snapshot(snap.encode())  # checks the lock is still fresh
     if files_cache is not None:
         files_cache.commit()
-    return BackupResult(snap, saved=True, changed_while_read=changed)
+    return BackupResult(snap, saved=True, changed_while_read=changed, before_save=upkeep)
 
 
 def new_snapshot(request: BackupRequest, paths: list[str]) -> Snapshot:

@@ -78,6 +78,9 @@ class PruneReport:
     packs_rescued: int = 0  # condemned, then found in use by a backup that ran meanwhile
     waited: float = 0.0  # seconds spent waiting for backups that started before the deletion
     dry_run: bool = False
+    # on a repository with an object lock (ISO time): what was deleted stays, as locked
+    # versions, until then at the latest; its space is freed then (docs/objectlock.md)
+    freed_after: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
