@@ -32,7 +32,7 @@ from cairn.ui.output import Output
 @click.option(
     "--copy-chunker-params",
     is_flag=True,
-    help="Share the chunker parameters and blob ids of --from-repo (for `cairn copy`).",
+    help="Share the chunker parameters and blob ids of the source repository (for `cairn copy`).",
 )
 @click.option(
     "--object-lock",
