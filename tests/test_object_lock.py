@@ -448,4 +448,4 @@ def test_a_copy_on_a_store_that_cannot_lock_opens_with_a_notice(tmp_path: Path, 
     assert "has an object lock this store cannot keep" in backup.err
     check = run_cli("check", "--repo", repo)
     assert check.code == 0, check.out + check.err
-    assert "this store cannot keep it: not checked" in check.out + check.err
+    assert "shows no retention: not checked" in check.out + check.err

@@ -1,8 +1,9 @@
 """Point-in-time reads and `repair undelete` on a real versioned bucket (SeaweedFS).
 
-The attack drill: backups into a bucket with versioning, then an attacker with the backup's
-own credentials deletes every object and writes garbage over config, a key, an index object
-and a pack, and adds a bogus snapshot. `--as-of` reads the repository of before the attack,
+The attack drill: backups into a bucket with versioning (or with Object Lock, made by
+`init --object-lock`), then an attacker with the backup's own credentials deletes every object
+and writes garbage over config, a key, an index object and a pack, and adds a bogus snapshot
+(and, under Object Lock, tries to delete every version by its id). `--as-of` reads the repository of before the attack,
 and `repair undelete` makes it the current one again, adding versions only.
 
 SeaweedFS stamps versions to the second, so the tests sleep just over a second on each side
@@ -83,11 +84,21 @@ def _iso(when: datetime) -> str:
     return when.isoformat()
 
 
-def test_attack_drill(bucket: str, s3_env, tmp_path: Path, run_cli: Run) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("object_lock", [False, True], ids=["versioned", "object-lock"])
+def test_attack_drill(s3_env, tmp_path: Path, run_cli: Run, object_lock: bool) -> None:  # type: ignore[no-untyped-def]
+    """With Object Lock (``init --object-lock`` creates the bucket with it), the attacker also
+    tries to delete every version by its id, and cannot."""
     client = s3_env.client()
+    bucket = f"drill-{os.urandom(6).hex()}"
     url = s3_env.url("repo", bucket=bucket)
     src = tmp_path / "src"
-    assert run_cli("init", "--repo", url, "--pack-size", "1M").code == 0
+    if object_lock:
+        res = run_cli("init", "--repo", url, "--pack-size", "1M", "--object-lock", "7")
+    else:
+        client.create_bucket(Bucket=bucket)
+        client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        res = run_cli("init", "--repo", url, "--pack-size", "1M")
+    assert res.code == 0, res.err
     _make_tree(src, 1)
     first_tree = describe(src, atime=False)
     assert run_cli("backup", "--repo", url, src).code == 0
@@ -113,6 +124,16 @@ def test_attack_drill(bucket: str, s3_env, tmp_path: Path, run_cli: Run) -> None
         client.put_object(Bucket=bucket, Key=f"repo/{name}", Body=os.urandom(300))
     bogus = "snapshots/" + "ab" * 32
     client.put_object(Bucket=bucket, Key=f"repo/{bogus}", Body=b"not a snapshot")
+    if object_lock:  # and the versions themselves: every one is locked
+        refused = 0
+        for name, version, marker in before_attack:
+            if marker:
+                continue
+            with pytest.raises(client.exceptions.ClientError):
+                client.delete_object(Bucket=bucket, Key=name, VersionId=version)
+            refused += 1
+        assert refused == sum(1 for _, _, marker in before_attack if not marker) > 0
+        assert before_attack <= _all_versions(client, bucket)
     assert run_cli("snapshots", "--repo", url).code != 0  # the repository is gone now
 
     # reading the past writes nothing: not a lock, not a record

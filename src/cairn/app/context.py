@@ -306,7 +306,7 @@ def _retain_writes(repo: Repository) -> None:
     retention. A copy on a store that cannot lock (a mirror pulled to a directory) opens,
     unlocked, with a notice."""
     rule = lock_rule(repo.config)
-    if rule is None:
+    if rule is None or isinstance(repo.storage, AsOfStorage):  # a past time is only read
         return
     lock = repo.storage.object_lock
     if lock is None:

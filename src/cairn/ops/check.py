@@ -174,9 +174,11 @@ class Checker:
     def _retention(self, view: _View) -> None:
         """Every snapshot's data locked until its lock end (trees read already are kept)."""
         assert self.lock is not None
-        if self.repo.storage.object_lock is None:  # a copy on a store that cannot lock
+        if self.repo.storage.object_lock is None:  # a copy that cannot lock, a past time
             self.report.warning(
-                "object lock", "the repository has one, this store cannot keep it: not checked"
+                "object lock",
+                "the repository has one; this store (a copy that cannot lock, or the "
+                "repository as of a past time) shows no retention: not checked",
             )
             return
         snaps = [s for s in view.snapshots if s.id not in self.report.damaged]

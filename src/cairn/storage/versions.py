@@ -40,6 +40,7 @@ from cairn.core.errors import ObjectMissing, StorageError
 if TYPE_CHECKING:  # the capability is part of the Storage protocol of that module
     from cairn.storage.archive import ArchiveStore
     from cairn.storage.base import Content, Storage
+    from cairn.storage.objectlock import ObjectLockStore
     from cairn.storage.objects import ObjectStore
 
 ENABLED = "enabled"
@@ -193,6 +194,10 @@ class AsOfStorage:
     @property
     def versions(self) -> VersionStore | None:
         return None
+
+    @property
+    def object_lock(self) -> ObjectLockStore | None:
+        return None  # retention is the current versions' and set by writes: none here
 
     # ------------------------------------------------------------------ inside
     def _version(self, name: str) -> ObjectVersion:
