@@ -13,10 +13,26 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
 _BUF = 1 << 18
+
+
+@dataclass
+class Request:
+    """One request as it went over the wire, when the proxy keeps them (``entries``): its
+    time, method, target (path and query), the storage class it asked for, body bytes each
+    way and the answer's status."""
+
+    time: float
+    method: str
+    target: str
+    storage_class: str | None = None
+    up: int = 0
+    down: int = 0
+    status: int = 0
 
 
 @dataclass
@@ -56,16 +72,22 @@ class _Framer:
     """Follows one direction of a connection message by message; ``feed`` is given every
     chunk as it passes and reports heads and body lengths to the proxy."""
 
-    def __init__(self, proxy: CountingProxy, methods: deque[str], response: bool) -> None:
+    def __init__(self, proxy: CountingProxy, methods: deque[Request], response: bool) -> None:
         self.proxy = proxy
         self.methods = methods
         self.response = response
         self.state = "head"
         self.buf = b""
         self.remaining = 0
+        self.current: Request | None = None
 
     def _body(self, n: int) -> None:
         self.proxy._add_body(n, self.response)
+        if self.current is not None:
+            if self.response:
+                self.current.down += n
+            else:
+                self.current.up += n
 
     def _head(self, head: bytes) -> None:
         first, fields = _headers(head)
@@ -75,7 +97,10 @@ class _Framer:
             status = int(first.split(" ", 2)[1])
             if 100 <= status < 200:
                 return  # an interim answer: the final one follows
-            method = self.methods.popleft() if self.methods else ""
+            self.current = self.methods.popleft() if self.methods else None
+            method = self.current.method if self.current else ""
+            if self.current is not None:
+                self.current.status = status
             self.proxy._add_response(status)
             if method == "HEAD" or status in (204, 304):
                 return
@@ -86,11 +111,14 @@ class _Framer:
             else:
                 self.state = "rest"  # delimited by the close
         else:
-            method = first.split(" ", 1)[0]
-            self.methods.append(method)
+            method, target = [*first.split(" "), "", ""][:2]
+            self.current = Request(
+                time.time(), method, target, fields.get("x-amz-storage-class") or None
+            )
+            self.methods.append(self.current)
             # a server-side copy (CopyObject, UploadPartCopy) is a PUT that names its source
             kind = "COPY" if "x-amz-copy-source" in fields else method
-            self.proxy._add_request(kind, first)
+            self.proxy._add_request(kind, first, self.current)
             if "chunked" in te:
                 self.state = "size"
             elif length:
@@ -154,6 +182,7 @@ class CountingProxy:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._stop = False
         self.log: list[str] | None = None  # request lines, when a list is put here
+        self.entries: list[Request] | None = None  # every request, when a list is put here
         threading.Thread(target=self._accept, daemon=True).start()
 
     def take(self) -> Counts:
@@ -166,11 +195,13 @@ class CountingProxy:
         self._stop = True
         self.sock.close()
 
-    def _add_request(self, kind: str, line: str) -> None:
+    def _add_request(self, kind: str, line: str, request: Request) -> None:
         with self.lock:
             self.counts.requests[kind] += 1
             if self.log is not None:
                 self.log.append(line)
+            if self.entries is not None:
+                self.entries.append(request)
 
     def _add_response(self, status: int) -> None:
         with self.lock:
@@ -203,7 +234,7 @@ class CountingProxy:
                 continue
             for s in (client, server):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            methods: deque[str] = deque()
+            methods: deque[Request] = deque()
             up = _Framer(self, methods, response=False)
             down = _Framer(self, methods, response=True)
             done = threading.Barrier(2, action=lambda c=client, s=server: (c.close(), s.close()))

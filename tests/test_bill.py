@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 from cairn.app.context import StackHooks, stack_hooks
 from cairn.model.snapshot import Summary
-from cairn.ops.cost.estimate import backup_charges, backup_requests, data_packs
+from cairn.ops.cost.bill import GIB
+from cairn.ops.cost.estimate import backup_charges, backup_requests, data_packs, prune_cost
 from cairn.ops.cost.prices import load_prices
+from cairn.ops.prune import PrunePlan, PruneReport
 from tests.faults import on_s3_client
 
 # S3 operations as the bill's request kinds
@@ -124,3 +127,40 @@ def test_forget_prune_and_check_report_every_request_they_send(tmp_path, s3_url,
             k: log.kinds[k] for k in KINDS.values()
         }, args
         assert reported["get"] > 0 and reported["list"] > 0, args
+
+
+def test_repacked_tree_packs_are_priced_at_the_metadata_class():
+    """A prune writes repacked trees to the metadata class, as a backup does: their PUTs and
+    their storage are not the data class's."""
+    aws = load_prices(None)["aws"]
+    ia, std = aws.cls("STANDARD_IA"), aws.standard
+    report = PruneReport(
+        packs_written=3,
+        tree_packs_written=1,
+        bytes_repack_written=3 << 20,
+        tree_bytes_repack_written=1 << 20,
+        requests={"put": 6},
+    )
+    cost = prune_cost(PrunePlan(), report, {}, aws, ia, datetime.now(UTC))
+    puts = 2 * ia.request_price("put") + 4 * std.request_price("put")
+    assert abs(cost.charges.requests - puts) < 1e-12
+    stored = (2 << 20) / GIB * ia.storage_gb_month + (1 << 20) / GIB * std.storage_gb_month
+    assert abs(cost.saves_month + stored) < 1e-12
+
+
+def test_the_restore_estimate_counts_the_restore_requests(tmp_path, s3_url, run_cli):
+    """Opening, index, snapshots, trees, the HEAD that asks whether the first pack is archived:
+    as the restore sends them. Its data reads are a lower bound: a restore that reads faster
+    than it walks the trees closes its windows earlier (cairn.ops.restore.packorder)."""
+    src = make_tree(tmp_path / "src")
+    assert run_cli("init", "--repo", s3_url, "--pack-size", "128K").code == 0
+    assert run_cli("backup", "--repo", s3_url, src, "--storage-class", "STANDARD_IA").code == 0
+    res = run_cli("cost", "--repo", s3_url, "--json")
+    assert res.code == 0, res.err
+    estimate = res.json()["restore"]["requests"]
+    log = RequestLog()
+    with stack_hooks(log.hooks()):
+        res = run_cli("restore", "--repo", s3_url, "latest", "--target", tmp_path / "out")
+    assert res.code == 0, res.err
+    assert (estimate["head"], estimate["list"]) == (log.kinds["head"], log.kinds["list"]) == (1, 3)
+    assert 0 < estimate["get"] <= log.kinds["get"]

@@ -326,7 +326,7 @@ def test_cost_on_a_local_repository_matches_what_restore_reads(tmp_path, repo_pa
     assert res.code == 0, res.err
     (used,) = (m.snapshot() for m in meters)
     r = doc["restore"]
-    assert r["requests"] == {"get": used.get, "list": used.list}
+    assert r["requests"] == {"get": used.get, "list": used.list, "head": used.head}
     assert (used.put, used.head, used.delete) == (0, 0, 0)
     assert r["bytes_down"] == used.bytes_down
     assert r["charges"]["egress"] == pytest.approx(used.bytes_down / GIB * 0.09)

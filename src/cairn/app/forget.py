@@ -10,7 +10,7 @@ from datetime import datetime
 
 from cairn.app.context import Session
 from cairn.app.events import Events
-from cairn.app.prune import PruneRequest, PruneResult, prune
+from cairn.app.prune import PruneRequest, PruneResult, billing, prune
 from cairn.app.records import record_run
 from cairn.core import clock
 from cairn.core.errors import CairnError, UsageError
@@ -114,5 +114,6 @@ def forget(session: Session, request: ForgetRequest, events: Events) -> ForgetRe
         except CairnError as e:
             result.prune_error = e
     command = "forget --prune" if result.prune else "forget"
-    result.requests = record_run(session, command, removed=doomed)
+    classes, deleted = billing(session, result.prune.report) if result.prune else ({}, [])
+    result.requests = record_run(session, command, removed=doomed, classes=classes, deleted=deleted)
     return result

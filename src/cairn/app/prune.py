@@ -12,6 +12,7 @@ from cairn.app.cost import prune_estimate
 from cairn.app.events import Events
 from cairn.app.records import RECORD_BYTES, record_run
 from cairn.core import clock
+from cairn.model.oprecord import DeletedObject
 from cairn.ops.objectlock import active_lock, deleted_kept_until
 from cairn.ops.prune import (
     REPACK_READS,
@@ -23,7 +24,7 @@ from cairn.ops.prune import (
     run_prune,
 )
 
-__all__ = ["PruneReport", "PruneRequest", "PruneResult", "prune"]
+__all__ = ["PruneReport", "PruneRequest", "PruneResult", "billing", "prune"]
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,32 @@ def prune(session: Session, request: PruneRequest, events: Events) -> PruneResul
     if rule is not None and (report.bytes_freed or report.index_objects_replaced):
         report.freed_after = deleted_kept_until(rule, clock.now()).isoformat()
     # what it did, as a dry run's estimate says beforehand (and the record's own PUT)
-    report.requests = record_run(session, "prune") if request.record else session.usage()
+    if request.record:
+        classes, deleted = billing(session, report)
+        report.requests = record_run(session, "prune", classes=classes, deleted=deleted)
+    else:
+        report.requests = session.usage()
     return PruneResult(report)
+
+
+def billing(
+    session: Session, report: PruneReport
+) -> tuple[dict[str, dict[str, int]], list[DeletedObject]]:
+    """What a prune's record keeps beyond its requests: the requests it made of packs in each
+    storage class (reads and deletions of the packs it removed; PUTs of its new data packs,
+    in the session's storage class), and the packs it deleted with their classes and dates.
+    Nothing on a store without classes."""
+    t = report.touched
+    if t is None or not (t.classes or t.deleted):
+        return {}, []
+    classes = {c: dict(v) for c, v in t.classes.items()}
+    data_class = session.spec.store.s3.storage_class
+    data_packs = report.packs_written - report.tree_packs_written
+    if data_class and data_packs:
+        line = classes.setdefault(data_class, {})
+        line["put"] = line.get("put", 0) + data_packs
+    deleted = [DeletedObject(o.storage_class, o.size, o.modified) for o in t.deleted if o.modified]
+    return classes, deleted
 
 
 def waiting_status(events: Events) -> PruneSteps:

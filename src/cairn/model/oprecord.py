@@ -26,6 +26,17 @@ class RemovedBackup:
     data_packs: int = 0  # of its PUTs, data packs (priced at the data class)
 
 
+@dataclass(frozen=True)
+class DeletedObject:
+    """An object the command deleted (a prune's packs): its storage class, size and date in
+    the store's listing, so that its month's bill has its storage until then and the fee for
+    deleting it before its class's minimum duration."""
+
+    storage_class: str
+    size: int
+    modified: datetime
+
+
 class RecordFormatError(ValueError):
     """An operation record that does not follow format.md §8.1."""
 
@@ -39,6 +50,10 @@ class OpRecord:
     requests: dict[str, int] = field(default_factory=dict)  # by kind, bytes up and down
     removed: list[RemovedBackup] = field(default_factory=list)  # forget's removed backups
     id: str = ""  # hex object id, set when loaded or saved
+    # of ``requests``, those made of objects in each storage class (a prune's pack reads and
+    # deletions, its new data packs), priced at that class; the rest at the default class
+    classes: dict[str, dict[str, int]] = field(default_factory=dict)
+    deleted: list[DeletedObject] = field(default_factory=list)
 
     def encode(self) -> bytes:
         d = {
@@ -58,6 +73,13 @@ class OpRecord:
                 }
                 for b in self.removed
             ]
+        if self.classes:
+            d["classes"] = {
+                c: {k: int(v) for k, v in counts.items() if k in COUNTERS}
+                for c, counts in self.classes.items()
+            }
+        if self.deleted:
+            d["deleted"] = [[o.storage_class, o.size, o.modified.isoformat()] for o in self.deleted]
         return msgpack.packb(d, use_bin_type=True)  # type: ignore[no-any-return]
 
     @classmethod
@@ -79,6 +101,12 @@ class OpRecord:
         removed = d.get("removed", [])
         if not isinstance(removed, list):
             raise RecordFormatError("removed is not an array")
+        classes = d.get("classes", {})
+        if not isinstance(classes, Mapping) or not all(isinstance(c, str) for c in classes):
+            raise RecordFormatError("classes is not a map of class names")
+        deleted = d.get("deleted", [])
+        if not isinstance(deleted, list):
+            raise RecordFormatError("deleted is not an array")
         return cls(
             _time(d["time"]),
             d["command"],
@@ -87,6 +115,8 @@ class OpRecord:
             _counters(d["requests"]),
             [_removed(b) for b in removed],
             hex_id,
+            {c: _counters(v) for c, v in classes.items()},
+            [_deleted(o) for o in deleted],
         )
 
 
@@ -107,6 +137,19 @@ def _removed(value: Any) -> RemovedBackup:
     if isinstance(packs, bool) or not isinstance(packs, int) or packs < 0:
         raise RecordFormatError("data_packs is not a counter")
     return RemovedBackup(_time(value["time"]), _counters(value["requests"]), packs)
+
+
+def _deleted(value: Any) -> DeletedObject:
+    if (
+        not isinstance(value, list)
+        or len(value) != 3
+        or not isinstance(value[0], str)
+        or isinstance(value[1], bool)
+        or not isinstance(value[1], int)
+        or value[1] < 0
+    ):
+        raise RecordFormatError("an entry of deleted is not [class, size, time]")
+    return DeletedObject(value[0], value[1], _time(value[2]))
 
 
 def _counters(value: Any) -> dict[str, int]:

@@ -38,6 +38,8 @@ class SnapshotListing:
 
     snapshots: list[Snapshot] = field(default_factory=list)
     damaged: dict[str, str] = field(default_factory=dict)
+    # the objects' bytes read, as listed (all snapshots only: with ``ids``, not known)
+    bytes_read: int = 0
 
 
 def read_snapshots(repo: Repository, ids: Iterable[str] | None = None) -> SnapshotListing:
@@ -48,14 +50,16 @@ def read_snapshots(repo: Repository, ids: Iterable[str] | None = None) -> Snapsh
     (``request_threads``)."""
     out = SnapshotListing()
     with Overlap(repo.request_threads) as overlap:
-        names = repo.snapshot_ids() if ids is None else ids
+        sizes = repo.snapshot_sizes() if ids is None else {}
+        names = list(sizes) if ids is None else ids
         for hex_id, data in overlap.map(repo.load_snapshot, names):
             try:
                 out.snapshots.append(decode_snapshot(hex_id, data.result()))
             except NotFoundError:
-                continue
+                continue  # vanished: nothing was downloaded
             except IntegrityError as e:
                 out.damaged[hex_id] = e.detail
+            out.bytes_read += sizes.get(hex_id, 0)
     out.snapshots.sort(key=lambda s: (s.time, s.id))
     return out
 

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 
 from cairn.repo import layout
+from cairn.storage.archive import ObjectInfo
 from cairn.storage.base import Storage
 
 Warn = Callable[[str, str], None]  # (object name, what is wrong with it)
@@ -30,4 +31,19 @@ def stored_packs(storage: Storage, warn: Warn | None = None) -> dict[str, int]:
             (warn or log_warning)(name, STRAY)
             continue
         packs[name] = size
+    return packs
+
+
+def stored_pack_infos(storage: Storage, warn: Warn | None = None) -> dict[str, ObjectInfo] | None:
+    """As ``stored_packs``, with each pack's storage class and date, from the same one listing
+    (the store's archive capability); None for a store without one (a local directory)."""
+    archive = storage.archive
+    if archive is None:
+        return None
+    packs: dict[str, ObjectInfo] = {}
+    for info in archive.list_with_class(layout.DATA):
+        if layout.pack_id_of(info.name) is None:
+            (warn or log_warning)(info.name, STRAY)
+            continue
+        packs[info.name] = info
     return packs

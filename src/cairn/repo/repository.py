@@ -282,11 +282,18 @@ class Repository:
                 tree_records.update(trees)
             return
 
-    def read_index_objects(self) -> Iterator[tuple[str, list[PackRecord]]]:
+    def read_index_objects(
+        self, sizes: dict[str, int] | None = None
+    ) -> Iterator[tuple[str, list[PackRecord]]]:
         """Every index object: (name, its pack records), read on the store's ``request_threads``
         (one at a time on a local directory). At most twice as many objects as threads are read
-        ahead of the consumer, so memory does not grow with the number of index objects."""
-        names = [n for n, _ in self.storage.list(layout.INDEX)]
+        ahead of the consumer, so memory does not grow with the number of index objects.
+        ``sizes``, if given, gets each object's size from the listing (what reading it
+        downloads: a prune's estimate counts it)."""
+        listed = list(self.storage.list(layout.INDEX))
+        if sizes is not None:
+            sizes.update(listed)
+        names = [n for n, _ in listed]
         with Overlap(self.request_threads, "cairn-index") as overlap:
             for name, records in overlap.map(self.read_index_object, names):
                 yield name, records.result()
@@ -381,7 +388,11 @@ class Repository:
 
     # ----------------------------------------------------------------- snapshots
     def snapshot_ids(self) -> list[str]:
-        return [layout.id_of(n) for n, _ in self.storage.list(layout.SNAPSHOTS)]
+        return list(self.snapshot_sizes())
+
+    def snapshot_sizes(self) -> dict[str, int]:
+        """Every snapshot's id and the size of its object (one listing)."""
+        return {layout.id_of(n): size for n, size in self.storage.list(layout.SNAPSHOTS)}
 
     def load_snapshot(self, hex_id: str) -> bytes:
         try:

@@ -142,8 +142,14 @@ def prune_cost(
                 cost.archived_repacks += 1
     q = report.requests
     new_packs = min(report.packs_written, q.get("put", 0))  # the rest: locks, index, record
-    charges.requests += new_packs * data.request_price("put")
-    cost.saves_month -= report.bytes_repack_written / bill.GIB * data.storage_price(None)
+    # repacked data goes to the data class, repacked trees to the metadata class, as a
+    # backup writes them
+    new_trees = min(report.tree_packs_written, new_packs)
+    charges.requests += (new_packs - new_trees) * data.request_price("put")
+    charges.requests += new_trees * meta.request_price("put")
+    trees = report.tree_bytes_repack_written
+    cost.saves_month -= (report.bytes_repack_written - trees) / bill.GIB * data.storage_price(None)
+    cost.saves_month -= trees / bill.GIB * meta.storage_price(None)
     other = {
         "put": q.get("put", 0) - new_packs,
         "get": q.get("get", 0) - len(repacked),  # planning (index, snapshots, tree packs), locks

@@ -76,6 +76,26 @@ def record_requests(record: OpRecord) -> dict[str, int]:
     return counts
 
 
+def run_charges(record: OpRecord, provider: Provider) -> Charges:
+    """A maintenance run's requests, each at the class of the object it touched (the record's
+    ``classes``; the rest at the default class), the retrieval of what it read back from an
+    infrequent-access class, and the fee for the objects it deleted before their class's
+    minimum duration. Egress is the month's (``month_report``)."""
+    rest = record_requests(record)
+    charges = Charges()
+    for name, counts in record.classes.items():
+        cls = provider.cls(name)
+        charges.requests += bill.request_cost(counts, cls)
+        charges.retrieval += bill.retrieval(counts.get("bytes_down", 0), cls)
+        for kind in REQUESTS:
+            rest[kind] = rest.get(kind, 0) - counts.get(kind, 0)
+    charges.requests += bill.request_cost(rest, provider.standard)
+    for o in record.deleted:
+        age = max(0.0, (record.time - o.modified).total_seconds() / 86400)
+        charges.early_deletion += bill.early_deletion(o.size, provider.cls(o.storage_class), age)
+    return charges
+
+
 def month_report(
     month: Month,
     snaps: list[Snapshot],
@@ -91,7 +111,14 @@ def month_report(
     for the model's maintenance when the month recorded none."""
     until = min(month.end, now)
     elapsed = max(0.0, (until - month.start).total_seconds() / 86400)
-    storage = _storage(month, until, objects, provider)
+    # the objects of the listing, and those the records say were deleted since the month began
+    held = [(info, until) for info in objects.values()]
+    held += [
+        (ObjectInfo("", o.size, o.storage_class, o.modified), min(until, r.time))
+        for r in records
+        for o in r.deleted
+    ]
+    storage = _storage(month, held, provider)
     backups = [s for s in snaps if month.contains(s.time)]
     # the backups of the month whose snapshots forget removed since: their records kept them
     removed = [b for r in records for b in r.removed if month.contains(b.time)]
@@ -102,9 +129,10 @@ def month_report(
     m_counts = _sum(record_requests(r) for r in runs)
     stored = storage["average_bytes"]
     b_charges = backup_charges(b_counts, b_packs, provider, data, stored)
-    # maintenance after the backups in the month's free egress allowance; its PUTs are priced
-    # at the default class (a record does not say which were repacked data packs)
-    m_charges = Charges(requests=bill.request_cost(m_counts, provider.standard))
+    # maintenance after the backups in the month's free egress allowance
+    m_charges = Charges()
+    for r in runs:
+        m_charges += run_charges(r, provider)
     both = bill.egress(b_counts["bytes_down"] + m_counts["bytes_down"], provider, stored)
     m_charges.egress = max(0.0, both - b_charges.egress)
     total = storage["cost"] + b_charges.total + m_charges.total
@@ -134,15 +162,17 @@ def month_report(
 
 
 def _storage(
-    month: Month, until: datetime, objects: Mapping[str, ObjectInfo], provider: Provider
+    month: Month, held: list[tuple[ObjectInfo, datetime]], provider: Provider
 ) -> dict[str, Any]:
-    """Every object of the listing for the part of the month it was there (from its date in
-    the listing; an object without one, all of it), at its class's price for its age then.
-    What was deleted since is not in the listing: a past month is undercounted by it."""
+    """Every object for the part of the month it was there (from its date in the listing,
+    until it was deleted or the month's end; an object without a date, from the month's
+    start), at its class's price for its age then. Objects deleted by commands that record
+    what they delete (prune) are counted from their records; others (locks, replaced index
+    objects: small) are not."""
     by_class: dict[str, dict[str, Any]] = {}
     avg_bytes = 0.0
     cost = 0.0
-    for info in objects.values():
+    for info, until in held:
         begin = max(month.start, info.modified) if info.modified else month.start
         share = max(0.0, (until - begin).total_seconds() / 86400) / month.days
         if share <= 0:

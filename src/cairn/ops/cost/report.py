@@ -194,10 +194,15 @@ def restore_section(
     packs: dict[str, int] = {}
     data_bytes = 0
     gap = options.restore_gap
+    heads = 0
     for read in reads(plan, repo.index.get, gap is not None, gap or 0, zero_blob(repo)):
         name = layout.pack_name(read.pack.id.hex())
         info = objects.get(name)
         cls = provider.cls(info.storage_class if info else None)
+        if not packs and repo.storage.archive is not None:
+            # before the first read, one HEAD asks whether its pack is archived (app/restore)
+            heads = 1
+            charges.requests += cls.request_price("head")
         line = by_class.setdefault(cls.name, {"class": cls.name, "gets": 0, "bytes": 0})
         line["gets"] += 1
         line["bytes"] += read.length
@@ -226,7 +231,11 @@ def restore_section(
     return {
         "snapshot": snap.id,
         "files_bytes": sum(e.node.size for e in plan if e.node.type == FILE),
-        "requests": {"get": gets + sum(line["gets"] for line in by_class.values()), "list": lists},
+        "requests": {
+            "get": gets + sum(line["gets"] for line in by_class.values()),
+            "list": lists,
+            "head": heads,
+        },
         "bytes_down": down,
         "by_class": sorted(by_class.values(), key=lambda line: -line["bytes"]),
         "charges": charges.as_dict(),

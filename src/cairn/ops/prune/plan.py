@@ -17,9 +17,10 @@ from cairn.repo.locks import LockBusy, LockInfo, Locks
 from cairn.repo.pack import BlobRef, packs_for
 from cairn.repo.packcache import PackCache
 from cairn.repo.packer import Spool
-from cairn.repo.packlist import stored_packs
+from cairn.repo.packlist import stored_pack_infos, stored_packs
 from cairn.repo.repository import Repository
 from cairn.repo.writer import INDEX_CHECKPOINT_PACKS
+from cairn.storage.archive import ObjectInfo
 from cairn.storage.metered import LIST_PAGE
 
 # packs read whole at once to be repacked (each a round trip on an object store), held until
@@ -56,6 +57,36 @@ class PrunePlan:
 
 
 @dataclass
+class Touched:
+    """What a prune did to packs in each storage class, and the packs it deleted with their
+    classes and dates: what its operation record keeps so that a month's bill prices its
+    reads, retrieval, early deletions and the storage of what it deleted (docs/format.md
+    §8.1). Only where the store gives classes (an object store)."""
+
+    classes: dict[str, dict[str, int]] = field(default_factory=dict)  # get, delete, bytes_down
+    deleted: list[ObjectInfo] = field(default_factory=list)
+
+
+def touched(plan: PrunePlan, infos: dict[str, ObjectInfo]) -> Touched:
+    """The packs a prune that ran ``plan`` read back and deleted, by class."""
+    out = Touched()
+    if not infos:
+        return out
+    repacked = {layout.pack_name(rec.info.id.hex()) for rec, _ in plan.repack}
+    for pack_id in plan.condemned():
+        info = infos.get(layout.pack_name(pack_id.hex()))
+        if info is None:
+            continue
+        line = out.classes.setdefault(info.storage_class, {"get": 0, "delete": 0, "bytes_down": 0})
+        line["delete"] += 1
+        if info.name in repacked:
+            line["get"] += 1
+            line["bytes_down"] += info.size
+        out.deleted.append(info)
+    return out
+
+
+@dataclass
 class PruneReport:
     snapshots: int = 0
     packs_total: int = 0
@@ -72,18 +103,24 @@ class PruneReport:
     unused_bytes_kept: int = 0  # unused parts of packs left in place (below the threshold)
     index_objects_replaced: int = 0
     packs_written: int = 0  # new packs of the repacked blobs (estimated on --dry-run)
+    # of them, tree packs: written in the metadata class, not the data packs' storage class
+    tree_packs_written: int = 0
+    tree_bytes_repack_written: int = 0
     # requests and bytes: estimated on --dry-run, else what the prune command made
     requests: dict[str, int] = field(default_factory=dict)
     postponed: str | None = None
     packs_rescued: int = 0  # condemned, then found in use by a backup that ran meanwhile
     waited: float = 0.0  # seconds spent waiting for backups that started before the deletion
+    touched: Touched | None = None  # what a prune did to packs, by class (its record's)
     dry_run: bool = False
     # on a repository with an object lock (ISO time): what was deleted stays, as locked
     # versions, until then at the latest; its space is freed then (docs/objectlock.md)
     freed_after: str | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        d = asdict(self)
+        del d["touched"]
+        return d
 
 
 def make_plan(
@@ -149,12 +186,20 @@ def _report_from(plan: PrunePlan, used: set[bytes], pack_size: int) -> PruneRepo
     all_blobs |= {b.id for rec, _ in plan.repack for b in rec.blobs}
     r.blobs_removed = len(all_blobs - used)
     # the repacking writer fills a pack of each blob type, in the plan's order
-    r.packs_written = sum(
-        packs_for(
+    by_type = {
+        t: packs_for(
             (b.length for rec, kept in plan.repack if rec.info.blob_type == t for b in kept),
             pack_size,
         )
         for t in layout.BLOB_TYPES
+    }
+    r.packs_written = sum(by_type.values())
+    r.tree_packs_written = by_type[layout.TREE_BLOB]
+    r.tree_bytes_repack_written = sum(
+        b.length
+        for rec, kept in plan.repack
+        if rec.info.blob_type == layout.TREE_BLOB
+        for b in kept
     )
     r.requests = _writes(plan, r)
     return r
@@ -236,6 +281,9 @@ class State:
     index_names: list[str]
     stored: dict[str, int]  # pack name -> size, for every pack in data/
     listed: int = 0  # names listed under data/ (strays included)
+    bytes_read: int = 0  # the snapshot and index objects downloaded to know all this
+    # pack name -> its class and date, where the store says (object stores)
+    infos: dict[str, ObjectInfo] = field(default_factory=dict)
 
 
 def read_state(repo: Repository) -> State:
@@ -247,23 +295,33 @@ def read_state(repo: Repository) -> State:
             f"{detail}; what it uses is unknown, so nothing was deleted: remove it with "
             f"`cairn forget {hex_id[:8]}` or `cairn repair snapshots`",
         )
+    sizes: dict[str, int] = {}
     for attempt in range(3):  # an index object replaced meanwhile: look again
         try:
-            records, names = read_index(repo)
+            records, names = read_index(repo, sizes)
             break
         except ObjectMissing:
             if attempt == 2:
                 raise
-    stored = stored_packs(repo.storage, repo.notice)  # strays under data/ are left out, noticed
-    return State(listing.snapshots, records, names, stored, len(stored))
+    # strays under data/ are left out, noticed; on an object store the same listing gives each
+    # pack's class and date, for the bill (``Touched``)
+    infos = stored_pack_infos(repo.storage, repo.notice)
+    if infos is None:
+        stored = stored_packs(repo.storage, repo.notice)
+    else:
+        stored = {n: i.size for n, i in infos.items()}
+    read = listing.bytes_read + sum(sizes.get(n, 0) for n in names)
+    return State(listing.snapshots, records, names, stored, len(stored), read, infos or {})
 
 
-def read_index(repo: Repository) -> tuple[dict[bytes, PackRecord], list[str]]:
+def read_index(
+    repo: Repository, sizes: dict[str, int] | None = None
+) -> tuple[dict[bytes, PackRecord], list[str]]:
     """Every index object's pack records, read once; the repository's in-memory index is made
-    from the same records."""
+    from the same records. ``sizes`` gets the size of each index object listed."""
     records: dict[bytes, PackRecord] = {}
     names = []
-    for name, recs in repo.read_index_objects():
+    for name, recs in repo.read_index_objects(sizes):
         names.append(name)
         for r in recs:
             records.setdefault(r.info.id, r)
@@ -309,7 +367,7 @@ def plan_now(repo: Repository, options: PruneOptions) -> Planned:
     q["list"] = q.get("list", 0) + sum(
         _pages(n) for n in (len(state.snapshots), len(state.index_names), state.listed)
     )
-    q["bytes_down"] += trees.bytes_read
+    q["bytes_down"] += trees.bytes_read + state.bytes_read
     if plan.delete or plan.repack or plan.orphans:  # the index objects read are replaced
         q["delete"] += len(state.index_names)
     report.snapshots = len(state.snapshots)

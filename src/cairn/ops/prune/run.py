@@ -39,6 +39,7 @@ from cairn.ops.prune.plan import (
     PruneReport,
     plan_now,
     refuse_if_busy,
+    touched,
 )
 from cairn.ops.snapshots import read_snapshots
 from cairn.ops.usage import used_blobs
@@ -119,6 +120,9 @@ class _Prune:
         _recount(planned)
         new_records, repack_index = _repack(self.repo, planned, self.progress, self.options)
         report.packs_written = len(new_records)
+        report.tree_packs_written = sum(
+            1 for r in new_records if r.info.blob_type == layout.TREE_BLOB
+        )
         self.step("repacked")
         ours = set(planned.state.index_names) | set(repack_index)
         final = set(self.repo.write_index(plan.keep + new_records))
@@ -129,6 +133,7 @@ class _Prune:
             self.held.check_fresh()  # backups must still see the condemned list
             self.repo.storage.delete(layout.pack_name(pack_id.hex()))
         self.step("deleted")
+        report.touched = touched(plan, planned.state.infos)
         return report
 
     def _wait_for_writers(self) -> None:
