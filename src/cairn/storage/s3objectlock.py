@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
+from typing import Any
 
 import botocore.exceptions
 
 from cairn.core import clock
 from cairn.core.errors import StorageError
 from cairn.storage.objectlock import Retention, RetentionRule
+from cairn.storage.s3capability import S3Capability
 from cairn.storage.s3config import S3Location
 from cairn.storage.s3errors import error_code, mapped_errors
 
@@ -23,17 +25,12 @@ LIFECYCLE_RULE_ID = "cairn-noncurrent-versions"
 _NO_LOCK = ("ObjectLockConfigurationNotFoundError", "NoSuchObjectLockConfiguration")
 
 
-class S3ObjectLock:
-    def __init__(self, client, location: S3Location, endpoint: str) -> None:  # type: ignore[no-untyped-def]
-        self.client = client
-        self.location = location
-        self._endpoint = endpoint
+class S3ObjectLock(S3Capability):
+    def __init__(self, client: Any, location: S3Location, endpoint: str) -> None:
+        super().__init__(client, location, endpoint)
         self._rule: RetentionRule | None = None
         self._mutex = threading.Lock()
         self._written: dict[str, datetime] = {}
-
-    def _key(self, name: str) -> str:
-        return self.location.prefix + name
 
     # ------------------------------------------------------------------ writes
     def retain_writes(self, rule: RetentionRule | None) -> None:

@@ -38,6 +38,7 @@ from cairn.storage.objects import (
     PendingUpload,
     UploadMissing,
 )
+from cairn.storage.s3capability import S3Capability
 from cairn.storage.s3config import S3Location, S3Options
 from cairn.storage.s3errors import error_code, mapped_errors
 
@@ -46,18 +47,13 @@ _TAKEN = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "
 _NOT_IMPLEMENTED = frozenset({"NotImplemented", "501"})
 
 
-class S3Objects(ObjectOps):
+class S3Objects(S3Capability, ObjectOps):
     def __init__(
         self, client: Any, location: S3Location, options: S3Options, endpoint: str
     ) -> None:
-        self.client = client
-        self.location = location
+        super().__init__(client, location, endpoint)
         self.options = options
-        self._endpoint = endpoint
         self.multipart = Multipart(options.multipart_threshold, options.multipart_chunksize)
-
-    def _key(self, name: str) -> str:
-        return self.location.prefix + name
 
     def _args(self, name: str, **more: Any) -> dict[str, Any]:
         return {"Bucket": self.location.bucket, "Key": self._key(name), **more}

@@ -24,6 +24,7 @@ from typing import Any
 import botocore.exceptions
 
 from cairn.core.errors import ObjectMissing
+from cairn.storage.s3capability import S3Capability
 from cairn.storage.s3config import S3Location, S3Options
 from cairn.storage.s3errors import error_code, mapped_errors
 from cairn.storage.versions import ENABLED, OFF, SUSPENDED, ObjectVersion
@@ -31,20 +32,15 @@ from cairn.storage.versions import ENABLED, OFF, SUSPENDED, ObjectVersion
 ORDER_KEY = "CairnEntryOrder"  # added to each parsed page: "V" and "D", in the XML's order
 
 
-class S3Versions:
+class S3Versions(S3Capability):
     def __init__(
         self, client: Any, location: S3Location, options: S3Options, endpoint: str
     ) -> None:
-        self.client = client
-        self.location = location
+        super().__init__(client, location, endpoint)
         self.options = options
-        self._endpoint = endpoint
         client.meta.events.register(
             "after-call.s3.ListObjectVersions", _note_order, unique_id="cairn-version-order"
         )
-
-    def _key(self, name: str) -> str:
-        return self.location.prefix + name
 
     def status(self) -> str:
         with mapped_errors(self.location.bucket, self._endpoint):
