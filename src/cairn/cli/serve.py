@@ -18,6 +18,7 @@ from cairn.app.context import RepoSpec
 from cairn.app.passwords import PasswordSource
 from cairn.app.repositories import EnvPassword, repo_spec
 from cairn.cli.helpformat import CairnCommand, repository_option
+from cairn.cli.run import config_option
 from cairn.core.errors import UsageError
 from cairn.ui.output import Output
 
@@ -54,14 +55,7 @@ def is_loopback(host: str) -> bool:
 
 
 @click.command("serve", cls=CairnCommand)
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    envvar="CAIRN_CONFIG",
-    metavar="FILE",
-    help="Configuration file (or $CAIRN_CONFIG; default ~/.config/cairn/config.toml).",
-)
+@config_option
 @repository_option(
     "-r",
     "--repo",
