@@ -22,6 +22,7 @@ import argparse
 import json
 import subprocess
 import sys
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 from bench import tools
@@ -36,18 +37,18 @@ MAKE_DATASET = ROOT.parent / "shared" / "bench" / "make_dataset.py"
 PHASES = ("first", "first-shared", "next-shared")
 
 
-class Copier:
+class Copier(ABC):
     """One tool's copy commands; the source is ``tool``'s local repository."""
 
     def __init__(self, tool: tools.Tool, env: dict[str, str]) -> None:
         self.tool = tool
         self.env = env
 
-    def init(self, url: str, shared: bool) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def init(self, url: str, shared: bool) -> None: ...
 
-    def copy(self, url: str) -> Measurement:
-        raise NotImplementedError
+    @abstractmethod
+    def copy(self, url: str) -> Measurement: ...
 
 
 class CairnCopier(Copier):
