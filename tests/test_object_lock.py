@@ -449,3 +449,40 @@ def test_a_copy_on_a_store_that_cannot_lock_opens_with_a_notice(tmp_path: Path, 
     check = run_cli("check", "--repo", repo)
     assert check.code == 0, check.out + check.err
     assert "shows no retention: not checked" in check.out + check.err
+
+
+def test_a_copy_into_a_locked_repository_extends_what_its_snapshot_reuses(
+    tmp_path: Path, run_cli, s3_env, locked: Place, fake_now, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """cairn copy keeps a copied snapshot's data locked as long as the copy, as a backup does:
+    a week later, the same data copied again extends the locks of the packs it reuses."""
+    url = _url(s3_env, locked)
+    src_repo = tmp_path / "src-repo"
+    src = _tree(tmp_path)
+    fake_now(timedelta(0))
+    assert run_cli("init", "--repo", src_repo).code == 0
+    assert run_cli("backup", "--repo", src_repo, src).code == 0
+    monkeypatch.setenv("CAIRN_FROM_PASSWORD", os.environ["CAIRN_PASSWORD"])
+    made = run_cli(
+        "init", "--repo", url, "--object-lock", "8", "--copy-chunker-params",
+        "--from-repo", src_repo,
+    )  # fmt: skip
+    assert made.code == 0, made.err
+    assert run_cli("copy", "--repo", url, "--from-repo", src_repo).code == 0
+    client = s3_env.client()
+    packs = [k for k in _keys(client, locked) if k.startswith("repo/data/")]
+    assert packs
+
+    fake_now(timedelta(days=7))
+    assert run_cli("backup", "--repo", src_repo, src).code == 0  # the same data again
+    calls: list[str] = []
+    with _counting(calls):
+        res = run_cli("copy", "--repo", url, "--from-repo", src_repo, "--json")
+    assert res.code == 0, res.err
+    assert res.json()["copied"] == 1 and res.json()["data_blobs"] == 0  # all of it reused
+    assert {f"repo/{c}" for c in calls} >= set(packs)
+    needed = datetime.now(UTC) + timedelta(days=7 + 8)
+    for key in packs:
+        assert _until(client, locked, key) >= needed - timedelta(minutes=5)
+    check = run_cli("check", "--repo", url, "--json")
+    assert check.code == 0, check.out + check.err

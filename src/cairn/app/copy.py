@@ -3,7 +3,8 @@ another store (a second copy at another provider: the 3-2-1 rule). ops/copy does
 
 The source is only read (it is not locked: a copy reads as a restore does). The destination
 is written as a backup writes it: under a lock of the prune protocol, through a writer whose
-pack journal lets an interrupted copy's successor adopt the packs it stored. Snapshots the
+pack journal lets an interrupted copy's successor adopt the packs it stored, and with the
+locks of an object lock extended before each snapshot is saved. Snapshots the
 destination has a copy of already are not copied again (``original``, docs/format.md §8).
 """
 
@@ -12,10 +13,11 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from cairn.app.backup import lock_upkeep
 from cairn.app.budget import write_budget
 from cairn.app.context import RepoSpec, Session, open_session
 from cairn.app.cost import copy_estimate
@@ -157,6 +159,7 @@ def _copy_all(
     idmap = IdMap(cache / f"copy-ids-{source.repo.config.id}.sqlite" if cache else None)
     journal = session.journal()
     threads = max(2, source.defaults.request_threads)
+    upkeep = lock_upkeep(session, dry_run=False)  # an object lock: the data kept locked
     try:
         with (
             writing(dst, "backup"),
@@ -169,7 +172,7 @@ def _copy_all(
                 snap = item.source
                 events.status(f"copying snapshot {snap.id[:8]} of {snap.time:%Y-%m-%d %H:%M:%S}")
                 parent = have.get(snap.parent) if snap.parent else None
-                done = copier.copy(snap, parent, functools.partial(_save, dst))
+                done = copier.copy(snap, parent, functools.partial(_save, dst, upkeep))
                 item.copy, item.totals, item.problems = done.copy, done.totals, done.problems
                 totals.add(done.totals)
                 have[snap.id] = done.copy.id
@@ -180,5 +183,9 @@ def _copy_all(
         idmap.close()
 
 
-def _save(dst: Repository, snap: Snapshot) -> str:
+def _save(dst: Repository, upkeep: Callable[[], object] | None, snap: Snapshot) -> str:
+    """Saves a copy; on a repository with an object lock, the locks of what it needs that
+    would end before its own are extended first, as a backup extends them."""
+    if upkeep is not None:
+        upkeep()
     return dst.save_snapshot(snap.encode())
