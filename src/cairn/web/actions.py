@@ -17,7 +17,7 @@ from starlette.routing import Route
 from cairn.app.browse import safe_path
 from cairn.core.errors import NotFoundError
 from cairn.web import auth, work
-from cairn.web.operations import RUNNING, Operation
+from cairn.web.operations import RUNNING, Operation, Outcome
 
 if TYPE_CHECKING:
     from cairn.web.app import Server
@@ -66,21 +66,18 @@ def routes(server: Server) -> list[Route]:
         )  # fmt: skip
         return started(op)
 
-    async def prune(request: Request, fields: Form) -> Response:
+    def on_repository(request: Request, kind: str, run: Callable[..., Outcome]) -> Response:
+        """Starts ``kind`` (``run(browser, events)``) on the repository of the URL."""
         name = request.path_params["repo"]
         b = server.repos.browser(name)
-        op = server.operations.start(
-            name, "prune", f"prune {name}", lambda ev: work.run_prune(b, ev)
-        )
+        op = server.operations.start(name, kind, f"{kind} {name}", lambda ev: run(b, ev))
         return started(op)
 
+    async def prune(request: Request, fields: Form) -> Response:
+        return on_repository(request, "prune", work.run_prune)
+
     async def check(request: Request, fields: Form) -> Response:
-        name = request.path_params["repo"]
-        b = server.repos.browser(name)
-        op = server.operations.start(
-            name, "check", f"check {name}", lambda ev: work.run_check(b, ev)
-        )
-        return started(op)
+        return on_repository(request, "check", work.run_check)
 
     async def restore(request: Request, fields: Form) -> Response:
         name, ref = request.path_params["repo"], request.path_params["snap"]
