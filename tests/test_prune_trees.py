@@ -45,7 +45,7 @@ class Recorder:
         self.meters: list[MeteredStorage] = []
 
     def wrap(self, backend: Storage) -> Storage:
-        self.meters.append(MeteredStorage(backend))
+        self.meters.append(MeteredStorage(backend, getattr(backend, "listed_bytes", None)))
         return Reads(self.meters[-1], self.seen)
 
     def reads_of(self, names: set[str]) -> int:
@@ -111,7 +111,7 @@ def test_a_prune_that_removes_nothing_reads_each_tree_pack_once(backed_up, run_c
     assert report["packs_deleted"] == report["packs_repacked"] == 0
     assert recorder.reads_of(names) <= len(names) + 1
     # the dry run's estimate is the prune's requests, opening and operation record included
-    made = recorder.meters[-1].usage
+    made = recorder.meters[-1].snapshot()
     q = dry.json()["requests"]
     assert (q["get"], q["list"], q["put"], q["delete"]) == (
         made.get,
@@ -135,7 +135,7 @@ def test_a_prune_that_removes_snapshots_reads_each_tree_pack_once(backed_up, run
     assert report["blobs_removed"] > 100 and report["packs_deleted"] + report["packs_repacked"]
     # each tree pack read once to plan, and once more if it is repacked
     assert recorder.reads_of(names) <= len(names) + report["packs_repacked"] + 1
-    made, q = recorder.meters[-1].usage, dry.json()["requests"]
+    made, q = recorder.meters[-1].snapshot(), dry.json()["requests"]
     assert (q["get"], q["list"]) == (made.get, made.list)
     check = run_cli("check", "--repo", url, "--read-data", "--json")
     assert check.code == 0, check.out

@@ -39,12 +39,14 @@ def check(
         )
         if data_threads > 1:
             events.status(f"reading {data_threads} packs at a time")
+    session.repo.detach_cache()  # what the store holds is checked, not this host's copies
     lock = lock_rule(session.repo.config)
     return Checker(session.repo, events, defaults.tree_threads, data_threads, lock).run(selected)
 
 
 def rebuild_index(session: Session, events: Events, read_data: bool = False) -> RepairIndexReport:
     """A new index from the packs' own headers (``read_data``: leaving out damaged blobs)."""
+    session.repo.detach_cache()
     report = repair_index(session.repo, events, read_data=read_data)
     record_run(session, "repair index")
     return report

@@ -145,9 +145,10 @@ def wrap_backend(
     is told to ``notice``. The hooks installed with ``stack_hooks`` (none outside tests) wrap
     the backend first."""
     hooks = _HOOKS.get() or StackHooks()
+    listed = getattr(backend, "listed_bytes", None)  # an S3 backend's listing answers
     for wrap in hooks.wrappers:
         backend = wrap(backend)
-    meter = MeteredStorage(backend)
+    meter = MeteredStorage(backend, listed)
     inner: Storage = meter
     if options.limit_upload or options.limit_download:
         inner = ThrottledStorage(
@@ -213,6 +214,7 @@ class Session:
         repo = Repository(old.storage, old.key, old.config)
         repo.key_id, repo.on_notice = old.key_id, old.on_notice
         repo.request_threads = old.request_threads
+        repo.object_cache = old.object_cache  # already under ``old.storage``, if any
         return Session(self.spec, repo, self.meter, self.meter.snapshot())
 
     @property
@@ -283,7 +285,25 @@ def open_session(spec: RepoSpec) -> Session:
         show = spec.notice
         repo.on_notice = lambda obj, message: show(f"{obj}: {message}")
     _retain_writes(repo)
-    return Session(spec, repo, meter)
+    session = Session(spec, repo, meter)
+    _keep_copies(session)
+    return session
+
+
+def _keep_copies(session: Session) -> None:
+    """On an object store, the index objects, snapshots and tree packs are kept in the cache
+    directory and read from there (cairn.repo.objectcache); not for a past time (``--as-of``
+    reads other versions), nor without a cache directory (``--no-cache``, or one that cannot be
+    made: then the store is read, as without)."""
+    if not session.defaults.object_cache or session.spec.store.as_of is not None:
+        return
+    try:
+        directory = session.cache_dir
+    except UsageError as e:
+        session.repo.notice("cache", f"{e}; reading everything from the store")
+        return
+    if directory is not None:
+        session.repo.attach_cache(directory / "objects")
 
 
 def _not_yet(view: AsOfStorage, url: str) -> None:

@@ -46,6 +46,10 @@ class BackendDefaults:
     # the index; the snapshots and the locks are read at once): each waits a round trip on an
     # object store; none for a local directory, where they are made one after another
     request_threads: int
+    # the index objects, snapshots and tree packs kept in the cache directory and read from
+    # there (cairn.repo.objectcache): on an object store each is a request, egress and a round
+    # trip, read again by every command; a local directory is already local
+    object_cache: bool
 
 
 DEFAULTS = {
@@ -60,6 +64,7 @@ DEFAULTS = {
         tree_threads=16,
         spool_packs=True,
         request_threads=8,
+        object_cache=True,
     ),
     LOCAL: BackendDefaults(
         LOCAL,
@@ -72,6 +77,7 @@ DEFAULTS = {
         tree_threads=0,
         spool_packs=False,
         request_threads=0,
+        object_cache=False,
     ),
 }
 

@@ -52,11 +52,14 @@ class PruneResult:
 
 def prune(session: Session, request: PruneRequest, events: Events) -> PruneResult:
     if request.dry_run:
-        opening = session.usage()  # the opening of the repository, as this session made it
         plan, report = plan_prune(session.repo, request.options())
-        # the prune's requests: that opening, the plan's, and its operation record
-        for k, v in opening.items():
-            report.requests[k] = report.requests.get(k, 0) + v
+        # the prune's requests: its reads as this dry run made them (the opening, the look at
+        # the locks, planning: listings' answers included), the rest as planned, and its
+        # operation record
+        made = session.usage()
+        for k in ("get", "head", "list", "bytes_down"):
+            q = report.requests.get(k, 0) - report.looked.get(k, 0)
+            report.requests[k] = q + made.get(k, 0)
         report.requests["put"] += 1
         report.requests["bytes_up"] += RECORD_BYTES
         return PruneResult(report, prune_estimate(session, plan, report))

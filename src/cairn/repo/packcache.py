@@ -9,6 +9,10 @@ there (as the index places them), in the ranges ``coalesce`` makes (through gaps
 opened only when asked for, by ``BlobReader.open``: authenticated, decrypted within the
 format's bounds and checked against its length and id, exactly as a read of it alone.
 
+Where the repository keeps copies of tree packs on this host (cairn.repo.objectcache), the
+pack is first copied here whole (``fetch``), once, and its blobs read from the copy: no
+request at all the next time.
+
 Memory: at most ``budget`` bytes of encrypted blobs held (32 MiB by default; tree packs are
 tens of MiB per TiB of data, docs/cost.md), plus the range being read. A blob is let go once
 taken, unless ``keep`` (a walk that reads trees again: check, snapshot after snapshot). A pack
@@ -21,7 +25,7 @@ truncated pack) leaves the blobs past its end short, and opening them says so, a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from cairn.core.errors import CairnError
 from cairn.repo import layout
@@ -47,18 +51,25 @@ class PackCache:
         *,
         keep: bool = False,
         budget: int = BUDGET,
+        fetch: Callable[[str, int | None], bool] | None = None,
+        sizes: Mapping[str, int] | None = None,
     ) -> None:
         self.reader = reader
         self.blob_type = blob_type
         self.records = records
         self.keep = keep
         self.budget = budget
-        self.requests = 0  # reads made: ranges, and blobs read alone
+        # a pack copied to this host first, whole, when it can be (``Repository.fetch_pack``):
+        # its blobs are then read from the copy; ``sizes``: pack name -> size, if known
+        self.fetch = fetch
+        self.sizes = sizes or {}
+        self.requests = 0  # reads made of the store: ranges, and blobs read alone
         self.bytes_read = 0
         # blob id -> (pack id, offset, its encrypted bytes)
         self._held: dict[bytes, tuple[bytes, int, bytes]] = {}
         self._size = 0  # bytes held
         self._seen: set[bytes] = set()  # packs read, or left to be read blob by blob
+        self._local: set[bytes] = set()  # packs read from a copy on this host
 
     def load(self, blob_id: bytes) -> bytes:
         """A blob's plaintext, as ``BlobReader.load`` gives it: the same checks, the same errors
@@ -76,7 +87,7 @@ class PackCache:
                 self._size -= len(held[2])
             if held[:2] == (pack.id, entry.offset):
                 sealed = held[2]
-        if sealed is None:
+        if sealed is None and pack.id not in self._local:
             self.requests += 1
             self.bytes_read += entry.length
         ref = BlobRef(blob_id, entry.offset, entry.length, entry.raw_length)
@@ -88,6 +99,13 @@ class PackCache:
         record = self.records.get(pack.id)
         if record is None:
             return
+        name = layout.pack_name(pack.id.hex())
+        if self.fetch is not None:
+            try:
+                if self.fetch(name, self.sizes.get(name)):
+                    self._local.add(pack.id)
+            except CairnError:
+                return  # the blobs' own reads say what is wrong
         lookup = self.reader.lookup
         listed: dict[bytes, BlobRef] = {}
         for b in record.blobs:
@@ -98,14 +116,15 @@ class PackCache:
         size = sum(b.length for b in blobs)
         if not blobs or self._size + size > self.budget:
             return
-        name = layout.pack_name(pack.id.hex())
+        local = pack.id in self._local
         for start, end, run in coalesce(blobs, _place, GAP, RANGE_BYTES):
-            self.requests += 1
             try:
                 data = self.reader.storage.read(name, start, end - start)
             except CairnError:
                 return  # the blobs' own reads say what is wrong
-            self.bytes_read += len(data)
+            if not local:
+                self.requests += 1
+                self.bytes_read += len(data)
             for b in run:
                 at = b.offset - start
                 piece = data[at : at + b.length]  # short past a truncated pack's end

@@ -11,6 +11,7 @@ import getpass
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
+from pathlib import Path
 
 import blake3
 
@@ -44,6 +45,7 @@ from cairn.repo.index import (
 from cairn.repo.journal import PackJournal
 from cairn.repo.keyring import read_key_files, unlock
 from cairn.repo.limits import max_object
+from cairn.repo.objectcache import ObjectCache
 from cairn.repo.pack import MAGIC as PACK_MAGIC
 from cairn.repo.pack import (
     PREFIX_LEN,
@@ -88,6 +90,28 @@ class Repository:
         # threads on which the requests of a step that do not depend on one another are sent
         # at once (cairn.core.overlap): several on an object store, none for a local directory
         self.request_threads = 0
+        # local copies of the index objects, snapshots and tree packs (attach_cache), or None
+        self.object_cache: ObjectCache | None = None
+
+    # ----------------------------------------------------------------- local copies
+    def attach_cache(self, directory: Path) -> ObjectCache:
+        """From now on the immutable objects this repository reads and writes are kept under
+        ``directory`` too, and read from there (cairn.repo.objectcache)."""
+        if self.object_cache is None:
+            self.object_cache = ObjectCache(self.storage, directory, self.notice)
+            self.storage = self.reader.storage = self.object_cache
+        return self.object_cache
+
+    def fetch_pack(self, name: str, size: int | None = None) -> bool:
+        """Copies the pack ``name`` (a tree pack, ``size`` bytes if known) to this host whole,
+        if the repository keeps copies (``attach_cache``): True if its reads are now local."""
+        return self.object_cache is not None and self.object_cache.fetch(name, size)
+
+    def detach_cache(self) -> None:
+        """Reads go to the store itself again (a check verifies what the store holds)."""
+        if self.object_cache is not None:
+            self.storage = self.reader.storage = self.object_cache.inner
+            self.object_cache = None
 
     # ----------------------------------------------------------------- create / open
     @classmethod
@@ -294,9 +318,18 @@ class Repository:
         if sizes is not None:
             sizes.update(listed)
         names = [n for n, _ in listed]
+        trees: set[str] = set()
         with Overlap(self.request_threads, "cairn-index") as overlap:
-            for name, records in overlap.map(self.read_index_object, names):
-                yield name, records.result()
+            for name, future in overlap.map(self.read_index_object, names):
+                records = future.result()
+                trees.update(
+                    layout.pack_name(r.info.id.hex())
+                    for r in records
+                    if r.info.blob_type == layout.TREE_BLOB
+                )
+                yield name, records
+        if self.object_cache is not None:  # every index object was read
+            self.object_cache.retain_packs(trees)
 
     def write_index(
         self, records: list[PackRecord], per_object: int = INDEX_OBJECT_BLOBS

@@ -1,7 +1,8 @@
 """Counts every call and byte that passes to the store, the way S3 bills them.
 
 A read is a GET, a write a PUT, a stat a HEAD, a delete a DELETE, and a listing one LIST per
-page of ``LIST_PAGE`` names. The archive capability's calls count as the requests they are:
+page of ``LIST_PAGE`` names (the bytes of its answers as bytes down, where the store says).
+The archive capability's calls count as the requests they are:
 a listing with storage classes as a listing, a restore status as a HEAD, and a restore request
 as a RestoreObject (``restore``). The object capability's too (cairn.storage.objects), by the
 class S3 bills each in: a PUT, a create-only PUT, a CopyObject, and each request of an upload
@@ -61,14 +62,22 @@ class Usage:
 
 
 class MeteredStorage(StorageWrapper):
-    def __init__(self, inner: Storage) -> None:
+    """``listed``: the bytes of the store's listing answers so far, where it can say
+    (``S3Storage.listed_bytes``); they count as bytes down from the meter's start."""
+
+    def __init__(self, inner: Storage, listed: Callable[[], int] | None = None) -> None:
         super().__init__(inner)
         self._lock = threading.Lock()
         self.usage = Usage()
+        self._listed = listed
+        self._listed_before = listed() if listed is not None else 0
 
     def snapshot(self) -> Usage:
         with self._lock:
-            return Usage(**asdict(self.usage))
+            usage = Usage(**asdict(self.usage))
+        if self._listed is not None:
+            usage.bytes_down += self._listed() - self._listed_before
+        return usage
 
     def count(self, request: str, up: int = 0) -> None:
         """One more request of a kind (a field of ``Usage``), that sent ``up`` bytes."""

@@ -27,6 +27,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,6 +60,8 @@ from cairn.storage.versions import VersionStore
 
 # below this, a PUT sends its body at once (no ``Expect: 100-continue``)
 SMALL_PUT = 1 << 20
+# the requests whose answers are listings (XML, as long as what they list)
+_LISTINGS = ("ListObjectsV2", "ListObjectVersions", "ListMultipartUploads", "ListParts")
 
 
 class S3Storage:
@@ -69,6 +72,11 @@ class S3Storage:
         # public so that callers may register botocore event handlers (tests simulate faults
         # and archived objects at the transport that way)
         self.client = client or self._make_client()
+        # the bodies of listings, which the store bills as egress as it does a GET's
+        self._listed = 0
+        self._listed_lock = threading.Lock()
+        for operation in _LISTINGS:
+            self.client.meta.events.register(f"after-call.s3.{operation}", self._count_listing)
         self._conditional = True
         self._lock = S3ObjectLock(self.client, location, self._endpoint)
         self._transfer = TransferConfig(
@@ -77,6 +85,16 @@ class S3Storage:
             max_concurrency=4,
             use_threads=True,
         )
+
+    def _count_listing(self, http_response, **_: object) -> None:  # type: ignore[no-untyped-def]
+        with self._listed_lock:
+            self._listed += len(http_response.content or b"")
+
+    def listed_bytes(self) -> int:
+        """The bytes of every listing's answers so far (ListObjectsV2 and the other List
+        requests): downloaded, as a GET's body is."""
+        with self._listed_lock:
+            return self._listed
 
     def _make_client(self):  # type: ignore[no-untyped-def]
         o = self.options

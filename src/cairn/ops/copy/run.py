@@ -116,7 +116,9 @@ class Copier:
         self._trees: dict[bytes, bytes] = {}  # source tree -> destination tree, done this run
         # a tree pack is read whole if it fits (they are small: tens of MiB per TiB of data)
         budget = max(TREE_BUDGET, src.config.pack_size + (8 << 20))
-        self._tree_source = PackCache(src.reader, TREE_BLOB, tree_packs, budget=budget)
+        self._tree_source = PackCache(
+            src.reader, TREE_BLOB, tree_packs, budget=budget, fetch=src.fetch_pack
+        )
 
     def copy(
         self, snap: Snapshot, parent: str | None, save: Callable[[Snapshot], str]

@@ -127,7 +127,10 @@ def prune_cost(
         cost.unused_month += bill.storage_month(size, cls, age_days(info, now))
     charges = Charges()
     condemned = [layout.pack_name(p.hex()) for p in plan.condemned()]
-    repacked = {layout.pack_name(r.info.id.hex()) for r, _ in plan.repack}
+    # the packs a repack reads from the store (not those read from copies on this host)
+    repacked = {
+        layout.pack_name(r.info.id.hex()) for r, _ in plan.repack if r.info.id not in plan.local
+    }
     for name in condemned:
         info, cls = priced(name)
         size = info.size if info else plan.orphans.get(name, 0)

@@ -24,7 +24,11 @@ LIST_PAGE = 1000  # names per LIST request
 
 
 def maintenance_requests(
-    snapshots: int, index_objects: int, tree_packs: int = 0, packs: int = 0
+    snapshots: int,
+    index_objects: int,
+    tree_packs: int = 0,
+    packs: int = 0,
+    copies: bool = True,
 ) -> dict[str, int]:
     """The requests of one day's `forget` (one snapshot removed) and `prune` (that deletes
     or repacks), but for the packs the prune reads, writes and deletes (``steady_state``
@@ -33,12 +37,15 @@ def maintenance_requests(
     (``index_objects`` written anew, one more read and deleted: the day's backup added it),
     the repacking writer's index object, the tree packs read, the listing of ``packs`` packs,
     the prune's lock (written, updated, read back, deleted), the listings of its second look,
-    and an operation record each (docs/cost.md §4)."""
+    and an operation record each (docs/cost.md §4). With ``copies`` (the host that backs up
+    also prunes, and keeps copies of the index objects, snapshots and tree packs, as cairn
+    does on an object store: docs/format.md §11.6) none of those is read from the store."""
     pages = 1 + max(0, packs - 1) // LIST_PAGE
-    forget = {"list": 2, "get": 2 + snapshots + 1, "put": 1, "delete": 1}
+    read = 0 if copies else 1
+    forget = {"list": 2, "get": 2 + read * (snapshots + 1), "put": 1, "delete": 1}
     prune = {
         "list": 7 + pages,
-        "get": 4 + snapshots + index_objects + tree_packs,
+        "get": 3 + read * (snapshots + index_objects + tree_packs + 1),
         "put": 4 + index_objects,
         "delete": 4 + index_objects,
     }
@@ -66,7 +73,9 @@ class Workload:
 class Policy:
     pack_mib: float = 40.0
     max_unused: float = 0.5  # per pack: repack when more than this share is unused
-    index_cached: bool = False  # False: every run downloads the whole index (cairn does)
+    # True: the index is kept on the host (cairn on an object store, docs/format.md §11.6;
+    # restic too); False: every run downloads the whole index
+    index_cached: bool = True
     runs_per_day: int = 2  # runs that read the index: a backup and a prune
     maintenance: bool = True  # count the daily forget's and prune's other requests
     snapshots: int = 7  # kept (as Workload.keep_daily): what forget and prune read every day

@@ -173,11 +173,17 @@ def restore_section(
     plan = list(Planner(repo, on_problem=_ignore).plan(snap, "/"))
     meta = provider.standard
     # opening: the keys listing, a key, the config; every index object; every snapshot
-    # (to find the latest); then one tree per directory; then the data blobs
+    # (to find the latest); then one tree per directory; then the data blobs. What this host
+    # keeps copies of (cairn.repo.objectcache) is read from them, not from the store.
+    cache = repo.object_cache
+
+    def remote(name: str) -> bool:
+        return cache is None or not cache.holds(name)
+
     indexes = [n for n in objects if n.startswith(layout.INDEX)]
     snapshots = [n for n in objects if n.startswith(layout.SNAPSHOTS)]
     keys = sorted(n for n in objects if n.startswith(layout.KEYS))
-    names = indexes + snapshots
+    names = [n for n in indexes + snapshots if remote(n)]
     gets = 2 + len(names)
     lists = 1 + _pages(len(indexes)) + _pages(len(snapshots))
     down = sum(objects[n].size for n in names) + (objects[keys[0]].size if keys else 0)
@@ -185,8 +191,10 @@ def restore_section(
     trees = [snap.tree] + [e.node.subtree for e in plan if e.node.type == DIR and e.node.subtree]
     for tree_id in trees:
         entry = repo.index.get(tree_id)
+        if entry is not None and not remote(layout.pack_name(entry.pack.id.hex())):
+            continue
         down += entry.length if entry is not None else 0
-    gets += len(trees)
+        gets += 1
     charges = bill.Charges(
         requests=gets * meta.request_price("get") + lists * meta.request_price("list")
     )

@@ -50,6 +50,9 @@ class PrunePlan:
     sizes: dict[bytes, int] = field(default_factory=dict)  # pack id -> size in the store
     unused: dict[bytes, int] = field(default_factory=dict)  # pack id -> bytes of no kept blob
     missing: set[bytes] = field(default_factory=set)
+    # packs to repack that this host keeps copies of (cairn.repo.objectcache): read from
+    # them, not from the store
+    local: set[bytes] = field(default_factory=set)
 
     def condemned(self) -> list[bytes]:
         ids = [r.info.id for r in self.delete] + [r.info.id for r, _ in self.repack]
@@ -72,7 +75,11 @@ def touched(plan: PrunePlan, infos: dict[str, ObjectInfo]) -> Touched:
     out = Touched()
     if not infos:
         return out
-    repacked = {layout.pack_name(rec.info.id.hex()) for rec, _ in plan.repack}
+    repacked = {
+        layout.pack_name(rec.info.id.hex())
+        for rec, _ in plan.repack
+        if rec.info.id not in plan.local
+    }
     for pack_id in plan.condemned():
         info = infos.get(layout.pack_name(pack_id.hex()))
         if info is None:
@@ -93,6 +100,7 @@ class PruneReport:
     packs_kept: int = 0
     packs_deleted: int = 0
     packs_repacked: int = 0
+    repacked_from_copies: int = 0  # of them, read from this host's copies (tree packs)
     orphan_packs: int = 0
     blobs_used: int = 0
     blobs_removed: int = 0
@@ -108,6 +116,9 @@ class PruneReport:
     tree_bytes_repack_written: int = 0
     # requests and bytes: estimated on --dry-run, else what the prune command made
     requests: dict[str, int] = field(default_factory=dict)
+    # of the estimate, the reads a dry run makes too (the first look at the locks, planning):
+    # a dry run that measures its own may put those in their place
+    looked: dict[str, int] = field(default_factory=dict)
     postponed: str | None = None
     packs_rescued: int = 0  # condemned, then found in use by a backup that ran meanwhile
     waited: float = 0.0  # seconds spent waiting for backups that started before the deletion
@@ -119,7 +130,7 @@ class PruneReport:
 
     def as_dict(self) -> dict[str, object]:
         d = asdict(self)
-        del d["touched"]
+        del d["touched"], d["looked"]
         return d
 
 
@@ -174,6 +185,7 @@ def _report_from(plan: PrunePlan, used: set[bytes], pack_size: int) -> PruneRepo
     r.packs_kept = len(plan.keep)
     r.packs_deleted = len(plan.delete)
     r.packs_repacked = len(plan.repack)
+    r.repacked_from_copies = len(plan.local)
     r.orphan_packs = len(plan.orphans)
     r.blobs_used = len(used)
     r.bytes_total = sum(plan.sizes.values()) + sum(plan.orphans.values())
@@ -228,12 +240,13 @@ def _writes(plan: PrunePlan, r: PruneReport) -> dict[str, int]:
         if batch >= INDEX_OBJECT_BLOBS:
             index, batch = index + 1, 0
     index += 1 if batch or (counts and not index) else 0
+    local = sum(plan.sizes[p] for p in plan.local)
     return {
-        "get": r.packs_repacked,
+        "get": r.packs_repacked - len(plan.local),
         "put": 2 + packs + repack_index + index,
         "delete": 2 + repack_index + r.packs_deleted + r.packs_repacked + r.orphan_packs,
         "list": 2,
-        "bytes_down": r.bytes_repack_read,
+        "bytes_down": r.bytes_repack_read - local,
         "bytes_up": r.bytes_repack_written,
     }
 
@@ -256,6 +269,9 @@ def plan_prune(repo: Repository, options: PruneOptions) -> tuple[PrunePlan, Prun
     q["list"] += _pages(len(found))
     q["get"] += len(found)
     q["delete"] += stale
+    looked = report.looked
+    looked["list"] = looked.get("list", 0) + _pages(len(found))
+    looked["get"] = looked.get("get", 0) + len(found)
     if report.packs_deleted or report.packs_repacked or report.orphan_packs:
         q["list"] += 1
         q["get"] += 1 + len(found) - stale
@@ -345,8 +361,17 @@ class Planned:
 
 
 def plan_now(repo: Repository, options: PruneOptions) -> Planned:
+    cache = repo.object_cache
+    before = cache.reads.copy() if cache is not None else None
     state = read_state(repo)
-    trees = PackCache(repo.reader, layout.TREE_BLOB, state.records)  # a tree pack at a time
+    # a tree pack at a time, copied to this host first where the repository keeps copies
+    trees = PackCache(
+        repo.reader,
+        layout.TREE_BLOB,
+        state.records,
+        fetch=repo.fetch_pack,
+        sizes=state.stored,
+    )
     try:
         used = used_blobs(repo, state.snapshots, trees=trees)
     except CairnError as e:
@@ -360,14 +385,29 @@ def plan_now(repo: Repository, options: PruneOptions) -> Planned:
             f"{len(plan.missing)} blobs that snapshots use are in no pack; "
             "nothing was deleted: run `cairn check` and `cairn repair`",
         )
+    if cache is not None:
+        plan.local = {
+            r.info.id for r, _ in plan.repack if cache.holds(layout.pack_name(r.info.id.hex()))
+        }
     report = _report_from(plan, used, repo.config.pack_size)
-    # planning's reads: every snapshot, every index object, the tree packs; the listings
-    q = report.requests
-    q["get"] = q.get("get", 0) + len(state.index_names) + len(state.snapshots) + trees.requests
-    q["list"] = q.get("list", 0) + sum(
+    # planning's reads: every snapshot, every index object, the tree packs (those of them
+    # this host has no copy of, where it keeps copies: what was read of the store); the
+    # listings
+    if cache is not None and before is not None:
+        read = cache.reads - before
+        reads = {k: read[k] for k in ("get", "head", "bytes_down")}
+    else:
+        reads = {
+            "get": len(state.index_names) + len(state.snapshots) + trees.requests,
+            "bytes_down": trees.bytes_read + state.bytes_read,
+        }
+    reads["list"] = sum(
         _pages(n) for n in (len(state.snapshots), len(state.index_names), state.listed)
     )
-    q["bytes_down"] += trees.bytes_read + state.bytes_read
+    q = report.requests
+    for k, v in reads.items():
+        q[k] = q.get(k, 0) + v
+    report.looked = dict(reads)
     if plan.delete or plan.repack or plan.orphans:  # the index objects read are replaced
         q["delete"] += len(state.index_names)
     report.snapshots = len(state.snapshots)

@@ -114,6 +114,7 @@ class _Prune:
             report.waited = clock.monotonic() - t0
             report.postponed = str(e)
             report.packs_deleted = report.packs_repacked = report.orphan_packs = 0
+            report.repacked_from_copies = 0
             report.bytes_freed = report.bytes_repack_read = report.bytes_repack_written = 0
             return report
         self.step("rescued", str(report.packs_rescued))
@@ -192,7 +193,12 @@ class _Prune:
         if listing.damaged:
             damaged = next(iter(listing.damaged))
             raise _Postpone(f"snapshot {damaged[:8]}, written meanwhile, is damaged")
-        trees = PackCache(repo.reader, layout.TREE_BLOB, {**written, **planned.state.records})
+        trees = PackCache(
+            repo.reader,
+            layout.TREE_BLOB,
+            {**written, **planned.state.records},
+            fetch=repo.fetch_pack,
+        )
         try:
             extra = used_blobs(repo, listing.snapshots, known=planned.used, trees=trees)
         except CairnError as e:
@@ -229,6 +235,8 @@ def _recount(planned: Planned) -> None:
     r.packs_kept = len(plan.keep)
     r.packs_deleted = len(plan.delete)
     r.packs_repacked = len(plan.repack)
+    plan.local &= {rec.info.id for rec, _ in plan.repack}
+    r.repacked_from_copies = len(plan.local)
     r.orphan_packs = len(plan.orphans)
     r.bytes_repack_read = sum(plan.sizes[rec.info.id] for rec, _ in plan.repack)
     r.bytes_repack_written = sum(b.length for _, kept in plan.repack for b in kept)
