@@ -9,7 +9,9 @@ all connections), first backup, unchanged backup and full restore, in one run.
 Each link is ``RTT_MS:MBIT`` (``0:0``: straight to the server, no proxy). cairn's restore is
 measured in both read orders (pack order is its default on S3; ``file`` is how it read before),
 restic's with its defaults. The link's use is the bytes the restore downloaded (the size of the
-repository's data, all of which a full restore reads) over its time, against the link's rate.
+repository's data, all of which a full restore reads) over its time, against the link's rate;
+for the first backup, the bytes it sent over the link (counted by the proxy, headers included)
+over its time.
 With ``--memory-limit``, cairn's first backup is run once more into a fresh repository with
 that limit; a second table gives every phase's peak RSS.
 ``--phases`` runs some of the phases only (the backups are always run, to have something to
@@ -85,9 +87,12 @@ def _one_link(
             tool.reset()
             tool.init()
             for phase in ("first", "unchanged"):
+                sent = link.bytes_up if link is not None else 0
                 m = tool.backup(dataset)
                 if phase in phases:
                     _keep(rows, tool.name, phase, m)
+                    if link is not None:  # what went over the link, every header included
+                        rows[tool.name][f"{phase}_sent"] = link.bytes_up - sent
             stored[tool.name] = _prefix_bytes(client, prefix + "/")
         if memory_limit:
             limited = tools.Cairn(
@@ -159,6 +164,8 @@ def latency_run(args: argparse.Namespace) -> dict[str, object]:
     finally:
         server.stop()
     table = _table(results) + "\n\n" + _memory_table(results, args.memory_limit)
+    if "first" in phases:
+        table += "\n\n" + _upload_table(results)
     if "dump" in phases:
         table += "\n\n" + _dump_table(results)
     return {"size": args.size, "runs": args.runs, "links": results, "table": table}
@@ -195,6 +202,29 @@ def _dump_table(results: dict[str, list[dict[str, object]]]) -> str:
             f"| {_link_use(runs, 'cairn', c, mbit)} / {_link_use(runs, 'restic', r, mbit)} "
             f"| {_s(_med(runs, 'cairn', 'dump_rss'), '.0f')} "
             f"/ {_s(_med(runs, 'restic', 'dump_rss'), '.0f')} |"
+        )
+    return "\n".join(lines)
+
+
+def _upload_table(results: dict[str, list[dict[str, object]]]) -> str:
+    """The first backup over each shaped link: the bytes it sent (everything that crossed the
+    link upstream: bodies, headers, requests) and the share of the link's rate it used."""
+    lines = [
+        "| link | first backup: sent cairn / restic (MiB) | cairn/restic sent "
+        "| link used, cairn / restic |",
+        "|---|---|---|---|",
+    ]
+    for key, runs in results.items():
+        rtt, mbit = (float(x) for x in key.split(":"))
+        if not mbit:
+            continue  # straight to the server: nothing counts the bytes
+        sent = {t: _med(runs, t, "first_sent") for t in ("cairn", "restic")}
+        took = {t: _med(runs, t, "first") for t in ("cairn", "restic")}
+        use = {t: f"{sent[t] * 8 / took[t] / (mbit * 1e6):.0%}" for t in sent}
+        lines.append(
+            f"| {rtt:g} ms, {mbit:g} Mbit/s | {_s(sent['cairn'] / 2**20)} / "
+            f"{_s(sent['restic'] / 2**20)} | **{_s(sent['cairn'] / sent['restic'], '.3f')}** "
+            f"| {use['cairn']} / {use['restic']} |"
         )
     return "\n".join(lines)
 

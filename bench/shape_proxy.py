@@ -175,6 +175,11 @@ class ShapedLink:
         return self._link.carried[1]
 
     @property
+    def bytes_up(self) -> int:
+        """Bytes delivered from the clients to the server so far (requests, bodies, headers)."""
+        return self._link.carried[0]
+
+    @property
     def connections(self) -> int:
         return self._link.connections
 
