@@ -164,3 +164,31 @@ def test_the_restore_estimate_counts_the_restore_requests(tmp_path, s3_url, run_
     assert res.code == 0, res.err
     assert (estimate["head"], estimate["list"]) == (log.kinds["head"], log.kinds["list"]) == (1, 3)
     assert 0 < estimate["get"] <= log.kinds["get"]
+
+
+def test_every_command_that_touches_the_store_says_what_it_sent(tmp_path, s3_url, run_cli):
+    """restore, dump, tag, rewrite, key and repair: their --json has the requests they made,
+    kind for kind as the client sent them (the opening included)."""
+    src = make_tree(tmp_path / "src")
+    assert run_cli("init", "--repo", s3_url, "--pack-size", "128K").code == 0
+    assert run_cli("backup", "--repo", s3_url, src).code == 0
+    pw = tmp_path / "pw"
+    pw.write_text("another password\n")
+    commands = [  # (the command's words, its arguments)
+        (["restore"], ["latest", "--target", tmp_path / "out"]),
+        (["dump"], ["latest", str(src / "d0" / "f0"), "--target", tmp_path / "f0"]),
+        (["tag"], ["--add", "kept", "latest"]),
+        (["rewrite"], ["latest", "--exclude", "f5"]),
+        (["key", "add"], ["--new-password-file", pw]),
+        (["repair", "index"], []),
+    ]
+    for words, args in commands:
+        log = RequestLog()
+        with stack_hooks(log.hooks()):
+            res = run_cli(*words, "--repo", s3_url, *args, "--json")
+        assert res.code == 0, (words, res.err)
+        said = res.json()["requests"]
+        assert {k: said[k] for k in KINDS.values()} == {k: log.kinds[k] for k in KINDS.values()}, (
+            words
+        )
+        assert said["get"] > 0 and said["list"] > 0, words

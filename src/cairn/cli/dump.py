@@ -65,7 +65,8 @@ def command(
     if target is None:
         return failed
     if out.json_mode:
-        out.json({"snapshot": result.snapshot, "path": path, "target": target, **summary.as_dict()})
+        doc = {"snapshot": result.snapshot, "path": path, "target": target, **summary.as_dict()}
+        out.json({**doc, "requests": session.usage()})
     elif summary.kind == "tar":
         out.line(
             f"wrote a tar of {count(summary.files, 'file')}, {count(summary.dirs, 'dir')}, "

@@ -86,7 +86,7 @@ def add_command(
     session = open_session(spec)
     key_id = keys_app.add(session, new_password(new_password_file), host, username)
     if out.json_mode:
-        out.json({"id": key_id})
+        out.json({"id": key_id, "requests": session.usage()})
     else:
         out.line(f"added key {key_id[:8]}")
     return 0
@@ -102,9 +102,10 @@ def remove_command(spec: RepoSpec, out: Output, key_id: str) -> int:
     Examples:
       cairn key remove -r /srv/backup 1a2b3c4d
     """
-    removed = keys_app.remove(open_session(spec), key_id)
+    session = open_session(spec)
+    removed = keys_app.remove(session, key_id)
     if out.json_mode:
-        out.json({"removed": removed})
+        out.json({"removed": removed, "requests": session.usage()})
     else:
         out.line(f"removed key {removed[:8]}")
     return 0
@@ -123,7 +124,7 @@ def passwd_command(spec: RepoSpec, out: Output, new_password_file: str | None) -
     session = open_session(spec)
     new, old = keys_app.change_password(session, new_password(new_password_file))
     if out.json_mode:
-        out.json({"id": new, "removed": old})
+        out.json({"id": new, "removed": old, "requests": session.usage()})
     else:
         out.line(f"password changed: added key {new[:8]}, removed key {old[:8]}")
     return 0
@@ -153,7 +154,7 @@ def export_command(
     session = open_session(spec)
     key_id = keys_app.export(session, new_password(new_password_file), path, host, username)
     if out.json_mode:
-        out.json({"file": path, "id": key_id})
+        out.json({"file": path, "id": key_id, "requests": session.usage()})
     else:
         out.line(f"wrote key {key_id[:8]} to {path}: keep it apart, with its password")
     return 0

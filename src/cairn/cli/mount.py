@@ -14,6 +14,7 @@ from cairn.cli.helpformat import CairnCommand
 from cairn.core.errors import EXIT_OK, UsageError
 from cairn.core.units import parse_size
 from cairn.ui.output import Output
+from cairn.ui.usage import store_line
 
 
 @click.command("mount", cls=CairnCommand)
@@ -49,11 +50,14 @@ def command(
         raise UsageError(f"--cache-size: {e}") from None
     session = open_session(spec)
     request = MountRequest(mountpoint, cache_size=size, filter=flt)
-    mount(
-        session,
-        request,
-        lambda: out.line(
-            f"mounting {session.url} at {mountpoint}: Ctrl-C or `fusermount -u` unmounts"
-        ),
-    )
+    try:
+        mount(
+            session,
+            request,
+            lambda: out.line(
+                f"mounting {session.url} at {mountpoint}: Ctrl-C or `fusermount -u` unmounts"
+            ),
+        )
+    finally:  # what the mount's reads cost, once it is gone
+        out.line(store_line(session.usage()))
     return EXIT_OK

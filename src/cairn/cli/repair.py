@@ -38,7 +38,7 @@ def index(spec: RepoSpec, out: Output, read_data: bool) -> int:
     finally:
         progress.close()
     if out.json_mode:
-        out.json(report.__dict__)
+        out.json({**report.__dict__, "requests": session.usage()})
     else:
         good = report.packs - len(report.packs_unreadable)
         out.line(f"indexed {count(report.blobs, 'blob')} in {count(good, 'pack')}")

@@ -122,7 +122,14 @@ def command(
     if summary is None:
         if out.json_mode:
             assert thaw is not None
-            out.json({"snapshot": result.snapshot, "target": target, "thaw": thaw.report.as_dict()})
+            out.json(
+                {
+                    "snapshot": result.snapshot,
+                    "target": target,
+                    "thaw": thaw.report.as_dict(),
+                    "requests": session.usage(),
+                }
+            )
         else:
             out.line(
                 "run the same command again once they are readable, or add --wait "
@@ -133,6 +140,7 @@ def command(
         doc = {"snapshot": result.snapshot, "target": target, **summary.as_dict()}
         if thaw is not None and thaw.report.packs:
             doc["thaw"] = thaw.report.as_dict()
+        doc["requests"] = session.usage()  # of the store, the opening included
         out.json(doc)
     else:
         out.line(

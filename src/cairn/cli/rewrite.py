@@ -57,7 +57,8 @@ def command(
         dry_run=dry_run,
     )
     request.matcher()  # a usage error before the password is asked for
-    result = rewrite_snapshots(open_session(spec), request)
+    session = open_session(spec)
+    result = rewrite_snapshots(session, request)
     if out.json_mode:
         out.json(
             {
@@ -72,6 +73,7 @@ def command(
                     for r in result.changed
                 ],
                 "unchanged": [r.old.id for r in result.snapshots if not r.removed],
+                "requests": session.usage(),
             }
         )
         return 0

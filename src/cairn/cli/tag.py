@@ -58,7 +58,8 @@ def command(
         dry_run=dry_run,
     )
     request.change()  # a usage error before the password is asked for
-    result = tag(open_session(spec), request)
+    session = open_session(spec)
+    result = tag(session, request)
     if out.json_mode:
         out.json(
             {
@@ -67,6 +68,7 @@ def command(
                     {"old": r.old.id, "new": r.new_id, "tags": r.tags} for r in result.changed
                 ],
                 "unchanged": [r.old.id for r in result.snapshots if not r.changed],
+                "requests": session.usage(),
             }
         )
         return 0
