@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import stat
 import subprocess
 import tarfile
@@ -17,6 +18,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ from starlette.testclient import TestClient
 from cairn.cli.main import main as cli_main
 from cairn.cli.serve import is_loopback, parse_listen
 from cairn.config.load import load_config
+from cairn.core import clock
 from cairn.core.errors import ConfigError, UsageError
 from cairn.web.settings import login_token
 from tests import treecmp
@@ -315,6 +318,34 @@ def test_cost_page(client: TestClient) -> None:
     assert r.status_code == 200 and 'id="cost"' in r.text
 
 
+def chart_bars(page: str) -> list[tuple[str, float]]:
+    """(month, bar height) of each bar of the cost page's chart of storage."""
+    chart = page.split('<svg id="storage-chart"')[1].split("</svg>")[0]
+    months = re.findall(r"<title>(\d{4}-\d\d): [^<]+</title>", chart)
+    heights = [float(h) for h in re.findall(r'<rect [^>]*height="([0-9.]+)"', chart)]
+    assert len(months) == len(heights)
+    return list(zip(months, heights, strict=True))
+
+
+def test_cost_page_charts_storage_by_month(
+    client: TestClient, served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_in(client)
+    now = clock.now()
+    bars = chart_bars(client.get("/r/main/cost").text)
+    assert [m for m, _ in bars] == [now.strftime("%Y-%m")] and bars[0][1] > 0
+    # a backup two months on: the months between keep what was stored, the last has more
+    later = now + timedelta(days=62)
+    monkeypatch.setattr(clock, "now", lambda: later)
+    (served.src / "docs" / "more.bin").write_bytes(os.urandom(300_000))
+    assert cli_main(["run", "-c", str(served.config), "-q", "docs"]) == 0
+    bars = chart_bars(client.get("/r/main/cost").text)
+    assert bars[0][0] == now.strftime("%Y-%m") and bars[-1][0] == later.strftime("%Y-%m")
+    assert 3 <= len(bars) <= 4
+    assert bars[-1][1] > bars[0][1] * 1.5
+    assert all(h == bars[0][1] for _, h in bars[:-1])
+
+
 # ---------------------------------------------------------------------- operations
 def gated_job(served: Served) -> Path:
     """A second job whose before hook waits for a file (the gate) to appear; a served app
@@ -401,6 +432,43 @@ def test_restore_writes_below_the_root_and_history_survives_a_restart(
         page = c.get("/history").text
         assert "restore" in page and "docs-back" in page
         assert c.get(f"/ops/{op}").headers["location"] == f"/history/{op}"
+
+
+def test_jobs_cairn_run_ran_are_in_the_history(
+    client: TestClient, served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CAIRN_STATE_DIR", str(served.settings.state_dir))
+    log_in(client)
+    assert client.get("/history").text.count('href="/history/') == 0
+    (served.src / "docs" / "new.txt").write_text("backed up by cairn run\n")
+    assert cli_main(["run", "-c", str(served.config), "-q", "docs"]) == 0
+    monkeypatch.setenv("INVOCATION_ID", "0123abcd")  # as systemd runs a timer's service
+    assert cli_main(["run", "-c", str(served.config), "-q", "docs"]) == 0
+    page = client.get("/history").text
+    ids = re.findall(r'href="/history/(\d+)"', page)
+    assert len(ids) == 2 and page.count("<td>job docs</td>") == 2
+    rows = page.split("<tbody>")[1].split("</tr>")
+    assert '"origin">a timer<' in rows[0] and '"origin">cairn run<' in rows[1]
+    entry = client.get(f"/history/{ids[1]}").text
+    assert 'id="run-outcome">ok<' in entry and "snapshot" in entry and "1 new" in entry
+    # the overview's last run of the job is the timer's
+    assert f'href="/history/{ids[0]}"' in client.get("/").text
+    history = served.settings.state_dir / "serve.sqlite"
+    assert stat.S_IMODE(history.stat().st_mode) == 0o600
+
+
+def test_a_run_whose_process_is_gone_is_interrupted(tmp_path: Path) -> None:
+    from cairn.app.history import COMMAND, History
+
+    history = History(tmp_path / "h.sqlite")
+    mine = history.begin("main", "job", "job docs", "docs", 1.0, COMMAND)
+    gone = history.begin("main", "job", "job docs", "docs", 2.0, COMMAND)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with sqlite3.connect(tmp_path / "h.sqlite") as db:
+        db.execute("UPDATE runs SET pid = ? WHERE id = ?", (dead.pid, gone))
+    outcomes = {r.id: r.outcome for r in history.recent()}
+    assert outcomes == {mine: "running", gone: "interrupted"}
 
 
 def test_restore_only_the_entries_picked(served: Served) -> None:

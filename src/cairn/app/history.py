@@ -1,14 +1,26 @@
-"""Every operation the server ran, with its outcome and log, kept across restarts in SQLite
-(``serve.sqlite`` under the state directory). Written by the operations' threads, read by the
-pages: each call opens its own connection (SQLite serialises the writers)."""
+"""The history of operations: every job, prune, check or restore started from `cairn serve`,
+and every job `cairn run` ran (by hand, or by a timer or cron), with its outcome and log, in
+SQLite (``serve.sqlite`` under the state directory, mode 0600): the web interface's history
+page shows them all. Each call opens its own connection (SQLite serialises the writers), so the
+server's threads and any number of `cairn run` processes can write at once.
+
+A run still marked running whose process has gone (killed, or the machine restarted) is shown
+as interrupted.
+"""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import platformdirs
+
+HISTORY_FILE = "serve.sqlite"
+WEB, COMMAND, TIMER = "web", "command", "timer"  # where a run was started from
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -25,6 +37,31 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_job ON runs (job, id);
 """
+# added since: where the run was started from (web, command, timer), and the process running it
+COLUMNS = {"origin": "TEXT NOT NULL DEFAULT 'web'", "pid": "INTEGER"}
+FIELDS = "id, repository, kind, title, job, started, finished, outcome, summary, log, origin, pid"
+
+
+def state_dir() -> Path:
+    """Where the history (and the web's sessions) are kept: $CAIRN_STATE_DIR, else the user's
+    state directory (``~/.local/state/cairn``)."""
+    return Path(os.environ.get("CAIRN_STATE_DIR") or platformdirs.user_state_dir("cairn"))
+
+
+def started_by() -> str:
+    """Where this process was started from: a systemd unit (a timer's service) or a
+    terminal or script."""
+    return TIMER if os.environ.get("INVOCATION_ID") else COMMAND
+
+
+def private_db(path: Path) -> sqlite3.Connection:
+    """A connection to the SQLite database ``path``, made readable by its owner only (its
+    directory 0700, the file 0600) before anything is written to it."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+    return sqlite3.connect(path, timeout=30)
 
 
 @dataclass(frozen=True)
@@ -39,36 +76,67 @@ class Run:
     outcome: str
     summary: str
     log: str
+    origin: str = WEB
+    pid: int | None = None
 
     @property
     def duration(self) -> float | None:
         return None if self.finished is None else self.finished - self.started
 
 
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
 class History:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, server: bool = False) -> None:
+        """``server``: opened by `cairn serve` as it starts: the operations of a server that
+        stopped while they ran did not finish."""
         self.path = path
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._db() as db:
             db.executescript(SCHEMA)
-            # a server stopped while an operation ran: that run did not finish
-            db.execute("UPDATE runs SET outcome = 'interrupted' WHERE outcome = 'running'")
+            have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            for name, kind in COLUMNS.items():
+                if name not in have:
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+            if server:
+                db.execute(
+                    "UPDATE runs SET outcome = 'interrupted' WHERE outcome = 'running'"
+                    " AND origin = ?",
+                    (WEB,),
+                )
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
+        db = private_db(self.path)
         try:
             with db:
                 yield db
         finally:
             db.close()
 
-    def begin(self, repository: str, kind: str, title: str, job: str | None, now: float) -> int:
+    def begin(
+        self,
+        repository: str,
+        kind: str,
+        title: str,
+        job: str | None,
+        now: float,
+        origin: str = WEB,
+    ) -> int:
         with self._db() as db:
             cur = db.execute(
-                "INSERT INTO runs (repository, kind, title, job, started, outcome)"
-                " VALUES (?, ?, ?, ?, ?, 'running')",
-                (repository, kind, title, job, now),
+                "INSERT INTO runs (repository, kind, title, job, started, outcome, origin, pid)"
+                " VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
+                (repository, kind, title, job, now, origin, os.getpid()),
             )
             assert cur.lastrowid is not None
             return cur.lastrowid
@@ -102,9 +170,11 @@ class History:
 
     def _select(self, where: str, args: tuple[object, ...]) -> list[Run]:
         with self._db() as db:
-            rows = db.execute(
-                "SELECT id, repository, kind, title, job, started, finished, outcome, summary, log"
-                f" FROM runs {where}",
-                args,
-            ).fetchall()
-        return [Run(*row) for row in rows]
+            rows = db.execute(f"SELECT {FIELDS} FROM runs {where}", args).fetchall()
+        runs = [Run(*row) for row in rows]
+        return [
+            Run(*row[:7], "interrupted", *row[8:])
+            if r.outcome == "running" and r.origin != WEB and not _alive(r.pid)
+            else r
+            for row, r in zip(rows, runs, strict=True)
+        ]
