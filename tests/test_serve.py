@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from cairn.cli.serve import is_loopback, parse_listen
 from cairn.config.load import load_config
 from cairn.core import clock
 from cairn.core.errors import ConfigError, UsageError
+from cairn.web.app import create_app
 from cairn.web.settings import login_token
 from tests import treecmp
 from tests.conftest import CAIRN
@@ -117,6 +119,67 @@ def test_logout_ends_the_session(client: TestClient) -> None:
     csrf = log_in(client)
     assert client.post("/logout", data={"csrf": csrf}).status_code == 303
     assert client.get("/").status_code == 303
+
+
+def session_cookie(c: TestClient) -> str:
+    return [k.value for k in c.cookies.jar if k.name == "cairn_session" and k.value][-1]  # type: ignore[misc]
+
+
+def use_cookie(c: TestClient, value: str) -> None:
+    c.cookies.clear()
+    c.cookies.set("cairn_session", value)
+
+
+def test_a_session_survives_a_restart_and_ends_at_logout_or_expiry(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with TestClient(served.app(), follow_redirects=False) as c:
+        csrf = log_in(c)
+        cookie = session_cookie(c)
+    with TestClient(served.app(), follow_redirects=False) as c:  # a new server, the same state
+        assert c.get("/").status_code == 303  # no cookie, no session
+        use_cookie(c, cookie)
+        assert c.get("/").status_code == 200
+        assert csrf_of(c.get("/").text) == csrf  # the same session, its CSRF token kept
+        use_cookie(c, cookie[:-2] + ("A" if cookie[-2] != "A" else "B") + "x")
+        assert c.get("/").status_code == 303  # forged
+        use_cookie(c, cookie)
+        assert c.post("/logout", data={"csrf": csrf}).status_code == 303
+    with TestClient(served.app(), follow_redirects=False) as c:  # logged out stays logged out
+        use_cookie(c, cookie)
+        assert c.get("/").status_code == 303
+        log_in(c)
+        cookie = session_cookie(c)
+    db = served.settings.state_dir / "sessions.sqlite"
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    assert cookie.encode() not in db.read_bytes()  # only its hash is kept
+    start = clock.now()
+    with TestClient(served.app(), follow_redirects=False) as c:
+        use_cookie(c, cookie)
+        monkeypatch.setattr(clock, "now", lambda: start + timedelta(hours=23))
+        assert c.get("/").status_code == 200  # used within a day: still there
+        monkeypatch.setattr(clock, "now", lambda: start + timedelta(hours=46))
+        assert c.get("/").status_code == 200
+        monkeypatch.setattr(clock, "now", lambda: start + timedelta(hours=71))
+        assert c.get("/").status_code == 303  # a day unused: expired
+        monkeypatch.setattr(clock, "now", lambda: start)
+        c.cookies.clear()
+        log_in(c)
+        for hours in range(20, 7 * 24, 20):  # used every day, it still ends a week on
+            monkeypatch.setattr(clock, "now", lambda h=hours: start + timedelta(hours=h))
+            assert c.get("/").status_code == 200, hours
+        monkeypatch.setattr(clock, "now", lambda: start + timedelta(days=7, minutes=1))
+        assert c.get("/").status_code == 303
+
+
+def test_a_new_login_secret_ends_the_sessions(served: Served) -> None:
+    with TestClient(served.app(), follow_redirects=False) as c:
+        log_in(c)
+        cookie = session_cookie(c)
+    settings = replace(served.settings, secret="another-secret")
+    with TestClient(create_app(settings), follow_redirects=False) as c:
+        use_cookie(c, cookie)
+        assert c.get("/").status_code == 303
 
 
 def test_every_post_needs_the_csrf_token(client: TestClient, served: Served) -> None:
@@ -339,6 +402,7 @@ def test_cost_page_charts_storage_by_month(
     monkeypatch.setattr(clock, "now", lambda: later)
     (served.src / "docs" / "more.bin").write_bytes(os.urandom(300_000))
     assert cli_main(["run", "-c", str(served.config), "-q", "docs"]) == 0
+    log_in(client)  # two months on: the session has expired
     bars = chart_bars(client.get("/r/main/cost").text)
     assert bars[0][0] == now.strftime("%Y-%m") and bars[-1][0] == later.strftime("%Y-%m")
     assert 3 <= len(bars) <= 4

@@ -89,7 +89,7 @@ def create_app(settings: Settings) -> Starlette:
         Repos(settings.repositories, settings.jobs),
         history,
         Operations(history),
-        auth.Sessions(settings.secret),
+        auth.Sessions(settings.secret, settings.state_dir / auth.SESSIONS_FILE),
         _templates(),
     )
 
