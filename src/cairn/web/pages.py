@@ -329,5 +329,6 @@ def storage_chart(months: list[tuple[str, int]]) -> Chart | None:
     bars = []
     for i, (month, n) in enumerate(months):
         h = (base - top_margin) * n / highest
-        bars.append(Bar(month, format_bytes(n), i * slot + slot * 0.15, base - h, slot * 0.7, h))
+        w = min(slot * 0.7, 56.0)
+        bars.append(Bar(month, format_bytes(n), i * slot + (slot - w) / 2, base - h, w, h))
     return Chart(bars, format_bytes(highest), width, height, base)
