@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import stat
@@ -364,6 +365,38 @@ def test_downloads_stream_the_files(client: TestClient, served: Served, tmp_path
     for f in ("report.txt", "added.txt", "deep/notes.md", "deep/blob.bin"):
         assert (got / f).read_bytes() == (docs / f).read_bytes(), f
         assert (got / f).stat().st_mode == (docs / f).stat().st_mode, f
+
+
+def test_archives_deflate_what_compresses_and_store_the_rest(
+    client: TestClient, served: Served, tmp_path: Path
+) -> None:
+    docs = served.src / "docs"
+    (docs / "big.txt").write_bytes(b"".join(b"line %d of a log\n" % i for i in range(300_000)))
+    (docs / "noise.bin").write_bytes(os.urandom(3 << 20))
+    assert cli_main(["run", "-c", str(served.config), "-q", "docs"]) == 0
+    log_in(client)
+    r = client.get(f"/r/main/s/latest/download?path={rel(docs)}&format=zip")
+    (tmp_path / "docs.zip").write_bytes(r.content)
+    with zipfile.ZipFile(tmp_path / "docs.zip") as z:
+        assert z.testzip() is None
+        methods = {i.filename.rsplit("/", 1)[1]: i.compress_type for i in z.infolist()}
+        assert methods["noise.bin"] == methods["blob.bin"] == zipfile.ZIP_STORED
+        assert methods["big.txt"] == methods["report.txt"] == zipfile.ZIP_DEFLATED
+        for f in ("big.txt", "noise.bin", "report.txt"):
+            assert z.read(f"{rel(docs)}/{f}") == (docs / f).read_bytes()
+    r = client.get(f"/r/main/s/latest/download?path={rel(docs)}&format=tar.gz")
+    (tmp_path / "docs.tar.gz").write_bytes(r.content)
+    noise, text = (docs / "noise.bin").stat().st_size, (docs / "big.txt").stat().st_size
+    # the noise stored (not grown by deflate's failed tries), the text deflated
+    assert noise < len(r.content) < noise + text // 4
+    with tarfile.open(tmp_path / "docs.tar.gz", mode="r:gz") as t:
+        f = t.extractfile(f"{rel(docs)}/noise.bin")
+        assert f is not None and f.read() == (docs / "noise.bin").read_bytes()
+    for tool, args in (("unzip", ["-t", "docs.zip"]), ("tar", ["tzf", "docs.tar.gz"])):
+        if shutil.which(tool):
+            done = subprocess.run([tool, *args], cwd=tmp_path, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+            assert "noise.bin" in done.stdout
 
 
 def test_diff_shows_what_the_second_backup_added(client: TestClient) -> None:
