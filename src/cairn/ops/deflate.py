@@ -3,13 +3,12 @@
 zlib compresses one stream on one core, at about 60 MiB/s on incompressible data at its fastest
 level: a tenth of what a dump streams. Here the data is cut into pieces of about ``PIECE``
 bytes, each compressed on a thread of a pool (zlib and its CRC-32 release the GIL), and taken
-back in order (``InOrder``). Each piece is compressed by itself: as one gzip member of its own
-(``gzip_member``; a gzip stream may be a sequence of members, which ``gzip -d``, ``tar xzf``
-and Python's gzip module read as one), or as a run of deflate blocks ended by a sync flush
-(``deflate_piece``), which concatenated, with ``END`` after the last, are one deflate stream
-(a zip entry's). A piece of data that does not compress (as cairn knows from its blobs, or a
-trial says) is stored: deflate's level 0, a copy, so a download of photos costs no compression.
-The CRC-32 of an entry made of pieces is combined from theirs (``crc32_combine``).
+back in order (``InOrder``). Each piece is compressed by itself, as deflate blocks ended by a
+sync flush (``deflate_piece``): concatenated, with ``END`` after the last, they are one deflate
+stream (a zip entry's, a gzip member's). A piece of data that does not compress (as cairn knows
+from its blobs, or a trial says) is stored: deflate's stored blocks, framed here, a copy; so a
+download of photos costs no compression. The CRC-32 of a stream made of pieces is combined
+from theirs (``crc32_combine``).
 """
 
 from __future__ import annotations
@@ -59,10 +58,10 @@ def level_of(data: Data, compressible: bool | None) -> int:
     return FAST if compressible else STORE
 
 
-def _stored_blocks(data: Data, final: bool) -> tuple[Data, int, int]:
-    """``data`` as deflate's stored blocks (what level 0 makes, without zlib's copies through
-    its window), the last one final if ``final``; its CRC-32 and length."""
-    out: list[bytes | memoryview] = []
+def _stored_blocks(data: Data) -> tuple[Data, int, int]:
+    """``data`` as deflate's stored blocks, not final (what level 0 makes, without zlib's
+    copies through its window); its CRC-32 and length."""
+    out: Data = []
     crc = n = 0
     for part in data:
         view = memoryview(part)
@@ -71,32 +70,24 @@ def _stored_blocks(data: Data, final: bool) -> tuple[Data, int, int]:
             out += (_STORED_HEAD.pack(0, len(block), len(block) ^ 0xFFFF), block)
         crc = zlib.crc32(part, crc)
         n += len(part)
-    if final:
-        out.append(b"\x01\x00\x00\xff\xff")  # an empty final stored block
-    return out, crc, n
-
-
-def _deflate(data: Data, compressible: bool | None, final: bool) -> tuple[Data, int, int]:
-    """``data`` as raw deflate blocks, ending on a byte boundary, the last one final if
-    ``final``; its CRC-32 and length."""
-    if level_of(data, compressible) == STORE:
-        return _stored_blocks(data, final)
-    c = zlib.compressobj(FAST, zlib.DEFLATED, -zlib.MAX_WBITS)
-    out: Data = []
-    crc = n = 0
-    for part in data:
-        out.append(c.compress(part))
-        crc = zlib.crc32(part, crc)
-        n += len(part)
-    out.append(c.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH))
     return out, crc, n
 
 
 def deflate_piece(data: Data, compressible: bool | None) -> tuple[bytes, int, int]:
-    """``data`` as raw deflate blocks ending on a byte boundary, not final (``END`` ends the
-    stream they begin); its CRC-32 and length."""
-    out, crc, n = _deflate(data, compressible, final=False)
-    return b"".join(out), crc, n
+    """``data`` as raw deflate blocks ending on a byte boundary (a sync flush), not final
+    (``END`` ends the stream they begin); its CRC-32 and length."""
+    if level_of(data, compressible) == STORE:
+        out, crc, n = _stored_blocks(data)
+        return b"".join(out), crc, n
+    c = zlib.compressobj(FAST, zlib.DEFLATED, -zlib.MAX_WBITS)
+    parts: list[bytes] = []
+    crc = n = 0
+    for part in data:
+        parts.append(c.compress(part))
+        crc = zlib.crc32(part, crc)
+        n += len(part)
+    parts.append(c.flush(zlib.Z_SYNC_FLUSH))
+    return b"".join(parts), crc, n
 
 
 def crc_piece(data: Data) -> tuple[Data, int, int]:
@@ -106,12 +97,6 @@ def crc_piece(data: Data) -> tuple[Data, int, int]:
         crc = zlib.crc32(part, crc)
         n += len(part)
     return data, crc, n
-
-
-def gzip_member(data: Data, compressible: bool | None) -> bytes:
-    """``data`` as one whole gzip member (RFC 1952): header, deflate stream, CRC and size."""
-    body, crc, n = _deflate(data, compressible, final=True)
-    return b"".join((GZIP_HEADER, *body, struct.pack("<II", crc, n & 0xFFFFFFFF)))
 
 
 # ---------------------------------------------------------------------- CRC-32 of pieces

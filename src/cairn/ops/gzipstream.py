@@ -1,20 +1,20 @@
-"""A stream gzipped on several cores: a sequence of gzip members (``cairn.ops.deflate``), each
-of about a megabyte, compressed at the fastest level, or stored where the data does not
-compress.
+"""A stream gzipped on several cores: one gzip member whose deflate stream is made of pieces of
+about a megabyte, each compressed by itself on a thread at the fastest level, or stored where
+the data does not compress, and ended by a sync flush (``cairn.ops.deflate``); the CRC-32 of
+the whole combined from the pieces'. What any gzip reader reads (``gzip -d``, ``tar xzf``,
+Python's ``gzip`` and ``tarfile``, its stream mode ``"r|gz"`` too).
 
 The writer above it says what the bytes it writes next are (``hint``): the tar stream of a
 dump says so file by file, from the blobs' stored form (a blob that zstd did not shrink is
 stored as is in the repository); bytes of no known kind are tried on their first 64 KiB.
-The output is a valid gzip stream (RFC 1952 allows members back to back) that ``gzip -d``,
-``tar xzf``, ``zcat`` and Python's ``gzip`` and ``tarfile.open(mode="r:gz")`` read whole;
-tarfile's stream mode ``"r|gz"`` reads only the first member.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import BinaryIO
 
-from cairn.ops.deflate import InOrder, Pieces, gzip_member
+from cairn.ops.deflate import END, GZIP_HEADER, InOrder, Pieces, crc32_combine, deflate_piece
 
 
 class GzipStream:
@@ -22,9 +22,11 @@ class GzipStream:
         self._out = out
         self._pieces = Pieces()
         self._kind: bool | None = None
-        self._work: InOrder[bytes] = InOrder(self._out.write)
+        self._work: InOrder[tuple[bytes, int, int]] = InOrder(self._put)
+        self._crc = 0
+        self._size = 0
         self._closed = False
-        self._members = 0
+        out.write(GZIP_HEADER)
 
     def hint(self, compressible: bool | None) -> None:
         """Whether the bytes written next compress (None: not known)."""
@@ -36,25 +38,31 @@ class GzipStream:
                 data = bytes(data)  # a view of a buffer its writer may reuse
             self._pieces.add(data, self._kind)
             if self._pieces.full:
-                self._members += 1
-                self._work.submit(gzip_member, *self._pieces.take())
+                self._work.submit(deflate_piece, *self._pieces.take())
         return len(data)
 
+    def _put(self, piece: tuple[bytes, int, int]) -> None:
+        """One compressed piece, in order (on the writer's thread)."""
+        out, crc, n = piece
+        self._crc = crc32_combine(self._crc, crc, n) if self._size else crc
+        self._size += n
+        self._out.write(out)
+
     def flush(self) -> None:
-        pass  # members are written whole: a flush would only make them smaller
+        pass  # pieces are compressed whole: a flush would only make them smaller
 
     def close(self) -> None:
-        """Writes what is left (at least one member, so an empty stream is valid gzip)."""
+        """Writes what is left, the end of the deflate stream and the gzip trailer."""
         if self._closed:
             return
         self._closed = True
         try:
-            if len(self._pieces) or not self._members:
-                data, kind = self._pieces.take() if len(self._pieces) else ([b""], True)
-                self._work.submit(gzip_member, data, kind)
+            if len(self._pieces):
+                self._work.submit(deflate_piece, *self._pieces.take())
             self._work.finish()
         finally:
             self._work.close()
+        self._out.write(END + struct.pack("<II", self._crc, self._size & 0xFFFFFFFF))
         self._out.flush()
 
     def abort(self) -> None:
