@@ -569,6 +569,21 @@ def test_a_run_whose_process_is_gone_is_interrupted(tmp_path: Path) -> None:
     assert outcomes == {mine: "running", gone: "interrupted"}
 
 
+def test_a_history_from_before_origins_is_upgraded(tmp_path: Path) -> None:
+    from cairn.app.history import SCHEMA, WEB, History
+
+    with sqlite3.connect(tmp_path / "h.sqlite") as db:  # as servers wrote it before
+        db.executescript(SCHEMA)
+        db.execute(
+            "INSERT INTO runs (repository, kind, title, started, outcome)"
+            " VALUES ('main', 'check', 'check main', 1, 'running')"
+        )
+    history = History(tmp_path / "h.sqlite", server=True)
+    (run,) = history.recent()
+    assert (run.origin, run.outcome) == (WEB, "interrupted")
+    assert History(tmp_path / "h.sqlite").recent() == [run]
+
+
 def test_restore_only_the_entries_picked(served: Served) -> None:
     docs = served.src / "docs"
     (docs / "odd [*?] name.txt").write_text("wildcards are literal here\n")

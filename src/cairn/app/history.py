@@ -49,8 +49,8 @@ def state_dir() -> Path:
 
 
 def started_by() -> str:
-    """Where this process was started from: a systemd unit (a timer's service) or a
-    terminal or script."""
+    """Where this process was started from: a systemd unit (a timer's service: systemd sets
+    INVOCATION_ID), or anything else (a terminal, a script, cron)."""
     return TIMER if os.environ.get("INVOCATION_ID") else COMMAND
 
 
@@ -106,7 +106,11 @@ class History:
             have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
             for name, kind in COLUMNS.items():
                 if name not in have:
-                    db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                    try:
+                        db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                    except sqlite3.OperationalError as e:  # another process added it meanwhile
+                        if "duplicate column" not in str(e):
+                            raise
             if server:
                 db.execute(
                     "UPDATE runs SET outcome = 'interrupted' WHERE outcome = 'running'"
