@@ -6,9 +6,10 @@ bytes, each compressed on a thread of a pool (zlib and its CRC-32 release the GI
 back in order (``InOrder``). Each piece is compressed by itself, as deflate blocks ended by a
 sync flush (``deflate_piece``): concatenated, with ``END`` after the last, they are one deflate
 stream (a zip entry's, a gzip member's). A piece of data that does not compress (as cairn knows
-from its blobs, or a trial says) is stored: deflate's stored blocks, framed here, a copy; so a
-download of photos costs no compression. The CRC-32 of a stream made of pieces is combined
-from theirs (``crc32_combine``).
+from its blobs, or a trial says) is stored: deflate's stored blocks, framed here, a copy (the
+callers do that on their own thread: for a copy and a CRC-32, a hand-off to the pool cost more
+than it saved); so a download of photos costs no compression. The CRC-32 of a stream made of
+pieces is combined from theirs (``crc32_combine``).
 """
 
 from __future__ import annotations

@@ -210,16 +210,16 @@ class ZipStream:
         return True
 
     def _piece(self, entry: _Entry, data: Data, kind: bool | None) -> None:
-        small = sum(len(part) for part in data) <= TRIAL
-        if entry.method == DEFLATED:
-            if small:
-                self._work.ready(_deflated(data, kind))
-            else:
-                self._work.submit(_deflated, data, kind)
-        elif small:
+        """Deflates a piece on the pool (a small one here); a stored piece's CRC-32 is taken
+        here: handing it to a thread cost more than it saved (a zip of incompressible data
+        streamed at about 0.7x of the speed of a tar with its CRCs on the pool, 0.85x
+        without)."""
+        if entry.method != DEFLATED:
             self._work.ready(_stored(data))
+        elif sum(len(part) for part in data) <= TRIAL:
+            self._work.ready(_deflated(data, kind))
         else:
-            self._work.submit(_stored, data)
+            self._work.submit(_deflated, data, kind)
 
     def _put(self, item: tuple[object, ...]) -> None:
         """Writes one result, in order (on the thread that adds the members)."""
