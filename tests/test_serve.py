@@ -578,7 +578,9 @@ def test_a_history_from_before_origins_is_upgraded(tmp_path: Path) -> None:
             "INSERT INTO runs (repository, kind, title, started, outcome)"
             " VALUES ('main', 'check', 'check main', 1, 'running')"
         )
+    os.chmod(tmp_path / "h.sqlite", 0o644)
     history = History(tmp_path / "h.sqlite", server=True)
+    assert stat.S_IMODE((tmp_path / "h.sqlite").stat().st_mode) == 0o600  # made private
     (run,) = history.recent()
     assert (run.origin, run.outcome) == (WEB, "interrupted")
     assert History(tmp_path / "h.sqlite").recent() == [run]

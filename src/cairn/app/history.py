@@ -58,9 +58,12 @@ def private_db(path: Path) -> sqlite3.Connection:
     """A connection to the SQLite database ``path``, made readable by its owner only (its
     directory 0700, the file 0600) before anything is written to it."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not path.exists():
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-    os.chmod(path, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:  # made by an older cairn, or by hand
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
     return sqlite3.connect(path, timeout=30)
 
 
