@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -641,38 +642,51 @@ def test_listen_addresses(run_cli) -> None:  # type: ignore[no-untyped-def]
 
 def test_cairn_serve_prints_a_login_link_that_logs_in(served: Served, tmp_path: Path) -> None:
     """The command as a user starts it: a token made in the configuration directory, the
-    link printed, the link logging in, a SIGTERM stopping it."""
+    link printed, the link logging in, a SIGTERM stopping it; started again, the same
+    session cookie is still logged in."""
     env = {
         **os.environ,
         "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
         "XDG_STATE_HOME": str(tmp_path / "st"),
     }
-    proc = subprocess.Popen(
-        [*CAIRN, "serve", "-c", str(served.config), "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        m = re.fullmatch(r"cairn serve: http://127\.0\.0\.1:(\d+)/login\?token=\S+\n", line)
-        assert m, line
-        port = int(m.group(1))
+
+    @contextmanager
+    def serving() -> Iterator[tuple[str, int]]:
+        proc = subprocess.Popen(
+            [*CAIRN, "serve", "-c", str(served.config), "--listen", "127.0.0.1:0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            m = re.fullmatch(r"cairn serve: http://127\.0\.0\.1:(\d+)/login\?token=\S+\n", line)
+            assert m, line
+            yield line, int(m.group(1))
+        finally:
+            proc.terminate()
+            # uvicorn shuts down, then dies of the signal it caught, as a program without it
+            assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    with serving() as (line, port):
         token = (tmp_path / "xdg" / "cairn" / "serve-token").read_text().strip()
         assert line.strip().endswith(token)
-        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
         with opener.open(line.split(" ", 2)[2].strip(), timeout=30) as page:
             assert page.url.endswith("/") and 'id="job-docs"' in page.read().decode()
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/r/main/prune", data=b"", timeout=30)
         assert refused.value.code == 401
-    finally:
-        proc.terminate()
-        # uvicorn shuts down, then dies of the signal it caught, as a program without it would
-        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
     assert (tmp_path / "st" / "cairn" / "serve.sqlite").exists()
+    sessions = tmp_path / "st" / "cairn" / "sessions.sqlite"
+    assert stat.S_IMODE(sessions.stat().st_mode) == 0o600
+    with serving() as (_, port):  # a new process: the cookie of the first is still a session
+        with opener.open(f"http://127.0.0.1:{port}/", timeout=30) as page:
+            assert page.url.endswith(f"{port}/") and 'id="job-docs"' in page.read().decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as page:
+            assert page.url.endswith("/login")  # without it: the login page
 
 
 def test_restore_roots_must_be_absolute(tmp_path: Path) -> None:
