@@ -389,7 +389,7 @@ def test_archives_deflate_what_compresses_and_store_the_rest(
     (tmp_path / "docs.tar.gz").write_bytes(r.content)
     noise, text = (docs / "noise.bin").stat().st_size, (docs / "big.txt").stat().st_size
     # the noise stored (not grown by deflate's failed tries), the text deflated
-    assert noise < len(r.content) < noise + text // 4
+    assert noise < len(r.content) < noise + text // 2
     with open(tmp_path / "docs.tar.gz", "rb") as raw, tarfile.open(fileobj=raw, mode="r|gz") as t:
         got = {m.name: t.extractfile(m).read() for m in t if m.isfile()}  # type: ignore[union-attr]
     for f in ("big.txt", "noise.bin", "report.txt"):

@@ -64,6 +64,7 @@ class Archive(Protocol):
     """Where the dump writes a directory's entries: a ``TarStream``, or a ``ZipStream``."""
 
     sparse: bool  # whether a file with holes may be a sparse member
+    compresses: bool  # whether it compresses what it writes (and wants to know what will)
 
     def add(
         self,
@@ -301,7 +302,7 @@ class Dumper:
         if node.type == FILE:
             regions = self._data_regions(node) if tar.sparse else None
             content = self._content(stream, node, holes=regions is not None)
-            compressible = self._compressible(node)
+            compressible = self._compressible(node) if tar.compresses else None
             if regions is None:
                 tar.add(info, content, compressible)
             else:

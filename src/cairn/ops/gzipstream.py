@@ -14,7 +14,16 @@ from __future__ import annotations
 import struct
 from typing import BinaryIO
 
-from cairn.ops.deflate import END, GZIP_HEADER, Data, InOrder, Pieces, crc32_combine, deflate_piece
+from cairn.ops.deflate import (
+    END,
+    GZIP_HEADER,
+    PIECE,
+    Data,
+    InOrder,
+    Pieces,
+    crc32_combine,
+    deflate_piece,
+)
 
 
 class GzipStream:
@@ -29,7 +38,11 @@ class GzipStream:
         out.write(GZIP_HEADER)
 
     def hint(self, compressible: bool | None) -> None:
-        """Whether the bytes written next compress (None: not known)."""
+        """Whether the bytes written next compress (None: not known). A change of kind ends
+        the piece being gathered if it is large enough to be one (the bytes of a piece are
+        all stored or all deflated: as most of them say)."""
+        if compressible is not self._kind and len(self._pieces) >= PIECE // 4:
+            self._piece(*self._pieces.take())
         self._kind = compressible
 
     def write(self, data: bytes | memoryview) -> int:

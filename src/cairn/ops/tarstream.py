@@ -28,6 +28,7 @@ class TarStream:
         self._errors = errors
         self._offset = 0
         self._hint = getattr(out, "hint", None)  # an output that compresses: GzipStream
+        self.compresses = self._hint is not None
 
     sparse = True  # a file with holes may be written as a sparse member
 

@@ -124,6 +124,7 @@ class ZipStream:
     the same tar headers."""
 
     sparse = False  # a zip has no sparse files: holes are written as their zeros
+    compresses = True
 
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
