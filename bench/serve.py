@@ -3,11 +3,12 @@
 - the snapshots page of a repository with 1,000 snapshots, and the page of a directory of
   10,000 entries: the server's time for each (TestClient, in process: no network, no
   browser), the first request (the snapshots read, the index loaded) and the median of the next;
-- a directory of --size of incompressible data downloaded as tar, zip and tar.gz from a real
-  server (uvicorn on 127.0.0.1, read by curl into /dev/null), against `cairn dump` of the same
-  directory into /dev/null; the median of --runs each.
+- a directory of --size of incompressible data, and one of --text-size of text, each downloaded
+  as tar, zip and tar.gz from a real server (uvicorn on 127.0.0.1, read by curl into
+  /dev/null), against `cairn dump` of the same directory into /dev/null, taken in turns; the
+  median of --runs each.
 
-    .venv/bin/python -m bench.serve [--size 512M] [--runs 3] [--workdir DIR]
+    .venv/bin/python -m bench.serve [--size 512M] [--text-size 256M] [--runs 3] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", default="512M")
+    p.add_argument("--text-size", default="256M")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--workdir", default=None)
     args = p.parse_args(argv)
@@ -127,41 +129,74 @@ def main(argv: list[str] | None = None) -> int:
                 assert shown == 1000, shown
             print(f"  {name}: first {first * 1000:.0f} ms, then {warm * 1000:.0f} ms (median)")
 
-    data = work / "data"
-    write_data(data, parse_size(args.size))
-    repo = create_repo(work / "dl-repo")
-    env = dict(os.environ)
     cairn = [sys.executable, "-m", "cairn"]
-    subprocess.run([*cairn, "backup", "-q", "--repo", str(repo), str(data)], check=True, env=env)
-    rel = str(data)[1:]
-    dump = [
-        timed([*cairn, "dump", "--repo", str(repo), "latest", str(data)], env)
-        for _ in range(args.runs)
-    ]
-    size = parse_size(args.size)
-    mib = size / 2**20
-    print(f"downloads of {args.size} (median of {args.runs}):")
-    print(
-        f"  cairn dump (tar) > /dev/null: {statistics.median(dump):.2f} s, {mib / statistics.median(dump):.0f} MiB/s"
+    env = dict(os.environ)
+    repo = create_repo(work / "dl-repo")
+    data, text = work / "data", work / "text"
+    write_data(data, parse_size(args.size))
+    write_text(text, parse_size(args.text_size))
+    subprocess.run(
+        [*cairn, "backup", "-q", "--repo", str(repo), str(data), str(text)], check=True, env=env
     )
     specs = {"main": RepoSpec(url=str(repo), password=PasswordSource())}
     settings = replace(served.settings, repositories=specs, jobs={})
-
     with running_server(create_app(settings)) as url:
-        for fmt in ("tar", "zip", "tar.gz"):
-            cmd = [
-                "curl", "-sf", "-o", "/dev/null", "-b", "jar", "-c", "jar",
-                f"{url}/login?token={SECRET}", "-o", "/dev/null",
-                f"{url}/r/main/s/latest/download?path={rel}&format={fmt}",
-            ]  # fmt: skip
-            times = []
-            for _ in range(args.runs):
-                os.chdir(work)
-                times.append(timed(cmd, env))
-            t = statistics.median(times)
-            print(
-                f"  download as {fmt}: {t:.2f} s, {mib / t:.0f} MiB/s ({statistics.median(dump) / t:.2f}x dump)"
-            )
+        os.chdir(work)
+        subprocess.run(["curl", "-sf", "-o", "/dev/null", "-c", "jar", f"{url}/login?token={SECRET}"],
+                       check=True)  # fmt: skip
+        for what, size, d in (
+            ("incompressible data", args.size, data),
+            ("text (compresses about 6:1)", args.text_size, text),
+        ):
+            downloads(what, size, d, repo, url, args.runs, cairn, env)
+    return 0
+
+
+def write_text(root: Path, size: int) -> None:
+    """``size`` bytes of log-like text in files of 1 to 16 MiB (zstd and deflate shrink it
+    about six times; no two lines alike, so it does not dedupe)."""
+    root.mkdir(parents=True)
+    left, i, line = size, 0, 0
+    words = (b"GET", b"POST", b"/api/v1/items", b"/static/app.js", b"200", b"304", b"404", b"ms")
+    while left > 0:
+        n = min(left, (1 + i % 16) << 20)
+        with open(root / f"log{i:04d}.txt", "wb") as f:
+            written = 0
+            while written < n:
+                parts = [b"2026-01-01T00:00:%02d.%06d" % (line % 60, line % 999_983)]
+                parts += [words[(line * 7 + k * 3) % len(words)] for k in range(6)]
+                parts.append(b"%d" % ((line * 2_654_435_761) % 100_000))
+                chunk = b" ".join(parts) + b"\n"
+                chunk = chunk[: n - written]
+                f.write(chunk)
+                written += len(chunk)
+                line += 1
+        left -= n
+        i += 1
+
+
+def downloads(  # type: ignore[no-untyped-def]
+    what: str, size: str, data: Path, repo: Path, url: str, runs: int, cairn, env
+) -> None:
+    """`cairn dump` of ``data`` and its downloads as tar, zip and tar.gz, taken in turns, each
+    round in another order (the machine's noise spread over all); the median of each."""
+    rel = str(data)[1:]
+    commands = {"dump": [*cairn, "dump", "--repo", str(repo), "latest", str(data)]}
+    for fmt in ("tar", "zip", "tar.gz"):
+        commands[fmt] = ["curl", "-sf", "-b", "jar", "-o", "/dev/null",
+                         f"{url}/r/main/s/latest/download?path={rel}&format={fmt}"]  # fmt: skip
+    times: dict[str, list[float]] = {k: [] for k in commands}
+    names = list(commands)
+    for r in range(runs):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            times[name].append(timed(commands[name], env))
+    mib = parse_size(size) / 2**20
+    dump = statistics.median(times["dump"])
+    print(f"{what}, {size} (median of {runs}):")
+    print(f"  cairn dump (tar) > /dev/null: {dump:.2f} s, {mib / dump:.0f} MiB/s")
+    for fmt in ("tar", "zip", "tar.gz"):
+        t = statistics.median(times[fmt])
+        print(f"  download as {fmt}: {t:.2f} s, {mib / t:.0f} MiB/s ({dump / t:.2f}x dump)")
     return 0
 
 

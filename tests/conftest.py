@@ -48,6 +48,10 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAIRN_PASSWORD", PASSWORD)
     monkeypatch.setenv("CAIRN_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("CAIRN_REPOSITORY", raising=False)
+    # job locks and the history of runs: the test's own, never the user's
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.delenv("CAIRN_STATE_DIR", raising=False)
+    monkeypatch.delenv("INVOCATION_ID", raising=False)
 
 
 @pytest.fixture

@@ -288,3 +288,40 @@ def test_records_keep_classes_and_deleted_objects():
     for bad in ({**raw, "deleted": [["STANDARD_IA", -1, t.isoformat()]]}, {**raw, "classes": []}):
         with pytest.raises(RecordFormatError):
             OpRecord.decode("ab", msgpack.packb(bad))
+
+
+def test_storage_by_month_from_snapshots_and_records() -> None:
+    from cairn.model.snapshot import Snapshot, Summary
+    from cairn.ops.cost.month import storage_by_month
+    from cairn.ops.oprecords import RECORD_BYTES
+
+    def snap(month: int, stored: int) -> Snapshot:
+        return Snapshot(datetime(2026, month, 10, tzinfo=UTC), "h", "u", ["/"], b"",
+                        summary=Summary(bytes_stored=stored))  # fmt: skip
+
+    when = datetime(2026, 4, 2, tzinfo=UTC)
+    prune = OpRecord(
+        when, "prune", "h", requests={"bytes_up": 100},
+        deleted=[DeletedObject("STANDARD", 700, datetime(2026, 1, 10, tzinfo=UTC))],
+    )  # fmt: skip
+    forget = OpRecord(
+        datetime(2026, 3, 30, tzinfo=UTC), "forget", "h",
+        removed=[RemovedBackup(datetime(2026, 2, 10, tzinfo=UTC), {"bytes_up": 50})],
+    )  # fmt: skip
+    months = storage_by_month(
+        [snap(1, 1000), snap(3, 200)], [prune, forget], datetime(2026, 6, 1, tzinfo=UTC)
+    )
+    r = RECORD_BYTES
+    assert [(m.name, n) for m, n in months] == [
+        ("2026-01", 1000),
+        ("2026-02", 1050),  # the backup forget removed since, as its record kept it
+        ("2026-03", 1250 + r),
+        ("2026-04", 1250 + r + 100 + r - 700),  # the prune wrote 100, deleted 700
+        ("2026-05", 650 + 2 * r),
+        ("2026-06", 650 + 2 * r),
+    ]
+    assert [m.name for m, _ in storage_by_month([snap(1, 1)], [], months[-1][0].start, 2)] == [
+        "2026-05",
+        "2026-06",
+    ]
+    assert storage_by_month([], [], when) == []

@@ -9,7 +9,9 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
+import sqlite3
 import stat
 import subprocess
 import tarfile
@@ -17,6 +19,9 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -26,7 +31,9 @@ from starlette.testclient import TestClient
 from cairn.cli.main import main as cli_main
 from cairn.cli.serve import is_loopback, parse_listen
 from cairn.config.load import load_config
+from cairn.core import clock
 from cairn.core.errors import ConfigError, UsageError
+from cairn.web.app import create_app
 from cairn.web.settings import login_token
 from tests import treecmp
 from tests.conftest import CAIRN
@@ -114,6 +121,67 @@ def test_logout_ends_the_session(client: TestClient) -> None:
     csrf = log_in(client)
     assert client.post("/logout", data={"csrf": csrf}).status_code == 303
     assert client.get("/").status_code == 303
+
+
+def session_cookie(c: TestClient) -> str:
+    return [k.value for k in c.cookies.jar if k.name == "cairn_session" and k.value][-1]  # type: ignore[misc]
+
+
+def use_cookie(c: TestClient, value: str) -> None:
+    c.cookies.clear()
+    c.cookies.set("cairn_session", value)
+
+
+def test_a_session_survives_a_restart_and_ends_at_logout_or_expiry(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with TestClient(served.app(), follow_redirects=False) as c:
+        csrf = log_in(c)
+        cookie = session_cookie(c)
+    with TestClient(served.app(), follow_redirects=False) as c:  # a new server, the same state
+        assert c.get("/").status_code == 303  # no cookie, no session
+        use_cookie(c, cookie)
+        assert c.get("/").status_code == 200
+        assert csrf_of(c.get("/").text) == csrf  # the same session, its CSRF token kept
+        use_cookie(c, cookie[:-2] + ("A" if cookie[-2] != "A" else "B") + "x")
+        assert c.get("/").status_code == 303  # forged
+        use_cookie(c, cookie)
+        assert c.post("/logout", data={"csrf": csrf}).status_code == 303
+    with TestClient(served.app(), follow_redirects=False) as c:  # logged out stays logged out
+        use_cookie(c, cookie)
+        assert c.get("/").status_code == 303
+        log_in(c)
+        cookie = session_cookie(c)
+    db = served.settings.state_dir / "sessions.sqlite"
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    assert cookie.encode() not in db.read_bytes()  # only its hash is kept
+    start = clock.now()
+    with TestClient(served.app(), follow_redirects=False) as c:
+        use_cookie(c, cookie)
+        monkeypatch.setattr(clock, "now", lambda: start + timedelta(hours=23))
+        assert c.get("/").status_code == 200  # used within a day: still there
+        monkeypatch.setattr(clock, "now", lambda: start + timedelta(hours=46))
+        assert c.get("/").status_code == 200
+        monkeypatch.setattr(clock, "now", lambda: start + timedelta(hours=71))
+        assert c.get("/").status_code == 303  # a day unused: expired
+        monkeypatch.setattr(clock, "now", lambda: start)
+        c.cookies.clear()
+        log_in(c)
+        for hours in range(20, 7 * 24, 20):  # used every day, it still ends a week on
+            monkeypatch.setattr(clock, "now", lambda h=hours: start + timedelta(hours=h))
+            assert c.get("/").status_code == 200, hours
+        monkeypatch.setattr(clock, "now", lambda: start + timedelta(days=7, minutes=1))
+        assert c.get("/").status_code == 303
+
+
+def test_a_new_login_secret_ends_the_sessions(served: Served) -> None:
+    with TestClient(served.app(), follow_redirects=False) as c:
+        log_in(c)
+        cookie = session_cookie(c)
+    settings = replace(served.settings, secret="another-secret")
+    with TestClient(create_app(settings), follow_redirects=False) as c:
+        use_cookie(c, cookie)
+        assert c.get("/").status_code == 303
 
 
 def test_every_post_needs_the_csrf_token(client: TestClient, served: Served) -> None:
@@ -300,6 +368,39 @@ def test_downloads_stream_the_files(client: TestClient, served: Served, tmp_path
         assert (got / f).stat().st_mode == (docs / f).stat().st_mode, f
 
 
+def test_archives_deflate_what_compresses_and_store_the_rest(
+    client: TestClient, served: Served, tmp_path: Path
+) -> None:
+    docs = served.src / "docs"
+    (docs / "big.txt").write_bytes(b"".join(b"line %d of a log\n" % i for i in range(300_000)))
+    (docs / "noise.bin").write_bytes(os.urandom(3 << 20))
+    assert cli_main(["run", "-c", str(served.config), "-q", "docs"]) == 0
+    log_in(client)
+    r = client.get(f"/r/main/s/latest/download?path={rel(docs)}&format=zip")
+    (tmp_path / "docs.zip").write_bytes(r.content)
+    with zipfile.ZipFile(tmp_path / "docs.zip") as z:
+        assert z.testzip() is None
+        methods = {i.filename.rsplit("/", 1)[1]: i.compress_type for i in z.infolist()}
+        assert methods["noise.bin"] == methods["blob.bin"] == zipfile.ZIP_STORED
+        assert methods["big.txt"] == methods["report.txt"] == zipfile.ZIP_DEFLATED
+        for f in ("big.txt", "noise.bin", "report.txt"):
+            assert z.read(f"{rel(docs)}/{f}") == (docs / f).read_bytes()
+    r = client.get(f"/r/main/s/latest/download?path={rel(docs)}&format=tar.gz")
+    (tmp_path / "docs.tar.gz").write_bytes(r.content)
+    noise, text = (docs / "noise.bin").stat().st_size, (docs / "big.txt").stat().st_size
+    # the noise stored (not grown by deflate's failed tries), the text deflated
+    assert noise < len(r.content) < noise + text // 2
+    with open(tmp_path / "docs.tar.gz", "rb") as raw, tarfile.open(fileobj=raw, mode="r|gz") as t:
+        got = {m.name: t.extractfile(m).read() for m in t if m.isfile()}  # type: ignore[union-attr]
+    for f in ("big.txt", "noise.bin", "report.txt"):
+        assert got[f"{rel(docs)}/{f}"] == (docs / f).read_bytes()
+    for tool, args in (("unzip", ["-t", "docs.zip"]), ("tar", ["tzf", "docs.tar.gz"])):
+        if shutil.which(tool):
+            done = subprocess.run([tool, *args], cwd=tmp_path, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+            assert "noise.bin" in done.stdout
+
+
 def test_diff_shows_what_the_second_backup_added(client: TestClient) -> None:
     log_in(client)
     picker = client.get("/r/main/diff").text
@@ -313,6 +414,35 @@ def test_cost_page(client: TestClient) -> None:
     log_in(client)
     r = client.get("/r/main/cost")
     assert r.status_code == 200 and 'id="cost"' in r.text
+
+
+def chart_bars(page: str) -> list[tuple[str, float]]:
+    """(month, bar height) of each bar of the cost page's chart of storage."""
+    chart = page.split('<svg id="storage-chart"')[1].split("</svg>")[0]
+    months = re.findall(r"<title>(\d{4}-\d\d): [^<]+</title>", chart)
+    heights = [float(h) for h in re.findall(r'<rect [^>]*height="([0-9.]+)"', chart)]
+    assert len(months) == len(heights)
+    return list(zip(months, heights, strict=True))
+
+
+def test_cost_page_charts_storage_by_month(
+    client: TestClient, served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_in(client)
+    now = clock.now()
+    bars = chart_bars(client.get("/r/main/cost").text)
+    assert [m for m, _ in bars] == [now.strftime("%Y-%m")] and bars[0][1] > 0
+    # a backup two months on: the months between keep what was stored, the last has more
+    later = now + timedelta(days=62)
+    monkeypatch.setattr(clock, "now", lambda: later)
+    (served.src / "docs" / "more.bin").write_bytes(os.urandom(300_000))
+    assert cli_main(["run", "-c", str(served.config), "-q", "docs"]) == 0
+    log_in(client)  # two months on: the session has expired
+    bars = chart_bars(client.get("/r/main/cost").text)
+    assert bars[0][0] == now.strftime("%Y-%m") and bars[-1][0] == later.strftime("%Y-%m")
+    assert 3 <= len(bars) <= 4
+    assert bars[-1][1] > bars[0][1] * 1.5
+    assert all(h == bars[0][1] for _, h in bars[:-1])
 
 
 # ---------------------------------------------------------------------- operations
@@ -403,6 +533,60 @@ def test_restore_writes_below_the_root_and_history_survives_a_restart(
         assert c.get(f"/ops/{op}").headers["location"] == f"/history/{op}"
 
 
+def test_jobs_cairn_run_ran_are_in_the_history(
+    client: TestClient, served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CAIRN_STATE_DIR", str(served.settings.state_dir))
+    log_in(client)
+    assert client.get("/history").text.count('href="/history/') == 0
+    (served.src / "docs" / "new.txt").write_text("backed up by cairn run\n")
+    assert cli_main(["run", "-c", str(served.config), "-q", "docs"]) == 0
+    monkeypatch.setenv("INVOCATION_ID", "0123abcd")  # as systemd runs a timer's service
+    assert cli_main(["run", "-c", str(served.config), "-q", "docs"]) == 0
+    page = client.get("/history").text
+    ids = re.findall(r'href="/history/(\d+)"', page)
+    assert len(ids) == 2 and page.count("<td>job docs</td>") == 2
+    rows = page.split("<tbody>")[1].split("</tr>")
+    assert '"origin">a timer<' in rows[0] and '"origin">cairn run<' in rows[1]
+    entry = client.get(f"/history/{ids[1]}").text
+    assert 'id="run-outcome">ok<' in entry and "snapshot" in entry and "1 new" in entry
+    # the overview's last run of the job is the timer's
+    assert f'href="/history/{ids[0]}"' in client.get("/").text
+    history = served.settings.state_dir / "serve.sqlite"
+    assert stat.S_IMODE(history.stat().st_mode) == 0o600
+
+
+def test_a_run_whose_process_is_gone_is_interrupted(tmp_path: Path) -> None:
+    from cairn.app.history import COMMAND, History
+
+    history = History(tmp_path / "h.sqlite")
+    mine = history.begin("main", "job", "job docs", "docs", 1.0, COMMAND)
+    gone = history.begin("main", "job", "job docs", "docs", 2.0, COMMAND)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with sqlite3.connect(tmp_path / "h.sqlite") as db:
+        db.execute("UPDATE runs SET pid = ? WHERE id = ?", (dead.pid, gone))
+    outcomes = {r.id: r.outcome for r in history.recent()}
+    assert outcomes == {mine: "running", gone: "interrupted"}
+
+
+def test_a_history_from_before_origins_is_upgraded(tmp_path: Path) -> None:
+    from cairn.app.history import SCHEMA, WEB, History
+
+    with sqlite3.connect(tmp_path / "h.sqlite") as db:  # as servers wrote it before
+        db.executescript(SCHEMA)
+        db.execute(
+            "INSERT INTO runs (repository, kind, title, started, outcome)"
+            " VALUES ('main', 'check', 'check main', 1, 'running')"
+        )
+    os.chmod(tmp_path / "h.sqlite", 0o644)
+    history = History(tmp_path / "h.sqlite", server=True)
+    assert stat.S_IMODE((tmp_path / "h.sqlite").stat().st_mode) == 0o600  # made private
+    (run,) = history.recent()
+    assert (run.origin, run.outcome) == (WEB, "interrupted")
+    assert History(tmp_path / "h.sqlite").recent() == [run]
+
+
 def test_restore_only_the_entries_picked(served: Served) -> None:
     docs = served.src / "docs"
     (docs / "odd [*?] name.txt").write_text("wildcards are literal here\n")
@@ -458,38 +642,51 @@ def test_listen_addresses(run_cli) -> None:  # type: ignore[no-untyped-def]
 
 def test_cairn_serve_prints_a_login_link_that_logs_in(served: Served, tmp_path: Path) -> None:
     """The command as a user starts it: a token made in the configuration directory, the
-    link printed, the link logging in, a SIGTERM stopping it."""
+    link printed, the link logging in, a SIGTERM stopping it; started again, the same
+    session cookie is still logged in."""
     env = {
         **os.environ,
         "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
         "XDG_STATE_HOME": str(tmp_path / "st"),
     }
-    proc = subprocess.Popen(
-        [*CAIRN, "serve", "-c", str(served.config), "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        m = re.fullmatch(r"cairn serve: http://127\.0\.0\.1:(\d+)/login\?token=\S+\n", line)
-        assert m, line
-        port = int(m.group(1))
+
+    @contextmanager
+    def serving() -> Iterator[tuple[str, int]]:
+        proc = subprocess.Popen(
+            [*CAIRN, "serve", "-c", str(served.config), "--listen", "127.0.0.1:0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            m = re.fullmatch(r"cairn serve: http://127\.0\.0\.1:(\d+)/login\?token=\S+\n", line)
+            assert m, line
+            yield line, int(m.group(1))
+        finally:
+            proc.terminate()
+            # uvicorn shuts down, then dies of the signal it caught, as a program without it
+            assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    with serving() as (line, port):
         token = (tmp_path / "xdg" / "cairn" / "serve-token").read_text().strip()
         assert line.strip().endswith(token)
-        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
         with opener.open(line.split(" ", 2)[2].strip(), timeout=30) as page:
             assert page.url.endswith("/") and 'id="job-docs"' in page.read().decode()
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/r/main/prune", data=b"", timeout=30)
         assert refused.value.code == 401
-    finally:
-        proc.terminate()
-        # uvicorn shuts down, then dies of the signal it caught, as a program without it would
-        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
     assert (tmp_path / "st" / "cairn" / "serve.sqlite").exists()
+    sessions = tmp_path / "st" / "cairn" / "sessions.sqlite"
+    assert stat.S_IMODE(sessions.stat().st_mode) == 0o600
+    with serving() as (_, port):  # a new process: the cookie of the first is still a session
+        with opener.open(f"http://127.0.0.1:{port}/", timeout=30) as page:
+            assert page.url.endswith(f"{port}/") and 'id="job-docs"' in page.read().decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as page:
+            assert page.url.endswith("/login")  # without it: the login page
 
 
 def test_restore_roots_must_be_absolute(tmp_path: Path) -> None:

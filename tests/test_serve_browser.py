@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from cairn.cli.main import main as cli_main
 from tests import treecmp
 from tests.servefix import SECRET, Served, running_server, serve_setup
 
@@ -167,6 +168,40 @@ def test_diff_two_snapshots(page: Any, tmp_path: Path) -> None:
         page.click("#compare")
         page.locator("#diff-counts").wait_for()
         assert "docs/added.txt" in page.locator("table.changes").inner_text()
+
+
+def test_the_cost_page_charts_storage_by_month(page: Any, tmp_path: Path) -> None:
+    with screenshot_on_failure(page, tmp_path):
+        page.locator("#repo-main").get_by_text("Cost").click()
+        chart = page.locator("#storage-chart")
+        chart.wait_for()
+        assert chart.is_visible()
+        box = chart.bounding_box()
+        assert box is not None and box["width"] > 200 and box["height"] > 50
+        bar = chart.locator("rect").last
+        bar_box = bar.bounding_box()
+        assert bar_box is not None and bar_box["height"] > 10 and bar_box["width"] > 5
+        assert bar.evaluate("r => getComputedStyle(r).fill") not in ("none", "rgb(0, 0, 0)")
+        month = chart.locator("text.month").last.text_content()
+        assert month is not None and len(month) == 7 and month[4] == "-"
+
+
+def test_a_job_cairn_run_ran_is_in_the_history(
+    page: Any, site: tuple[Served, str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served = site[0]
+    monkeypatch.setenv("CAIRN_PASSWORD", "correct horse battery staple")
+    monkeypatch.setenv("CAIRN_CACHE_DIR", str(served.root / "cache"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(served.root / "xdg-state"))
+    monkeypatch.setenv("CAIRN_STATE_DIR", str(served.settings.state_dir))
+    assert cli_main(["run", "-c", str(served.config), "-q", "docs"]) == 0
+    with screenshot_on_failure(page, tmp_path):
+        page.goto("/history")
+        first = page.locator("table.history tbody tr").first
+        assert "cairn run" in first.locator("td.origin").inner_text()
+        assert "job docs" in first.inner_text()
+        first.locator("a").click()
+        assert page.locator("#run-outcome").inner_text() == "ok"
 
 
 def test_phone_width_has_no_horizontal_scroll(

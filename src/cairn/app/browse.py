@@ -11,8 +11,6 @@ server's threads; what it replaces (the index, the caches' entries) it replaces 
 
 from __future__ import annotations
 
-import gzip
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -27,14 +25,14 @@ from cairn.model.node import DIR, FILE, Node
 from cairn.model.snapshot import Snapshot
 from cairn.ops.dump import Dumper, DumpSummary
 from cairn.ops.excludes import PathMatcher
+from cairn.ops.gzipstream import GzipStream
 from cairn.ops.snapshots import SnapshotFilter, find_node, read_snapshots
 from cairn.ops.treewalk import TreeProblem, load_tree, walk_ahead
-from cairn.ops.zipstream import ZipSummary, tar_to_zip
+from cairn.ops.zipstream import ZipStream, ZipSummary
 
 __all__ = ["FORMATS", "Browser", "Directory", "Node", "Snapshot", "ZipSummary", "safe_path"]
 
 FORMATS = ("raw", "tar", "tar.gz", "zip")  # a file's bytes; a directory as tar, gzipped, zip
-GZIP_LEVEL = 1  # a download's gzip: as fast as it goes, the data is often compressed already
 SEARCH_LIMIT = 1000  # matches shown of a search by name
 TREES_KEPT = 64  # directories' entries kept decoded, the most recently listed
 
@@ -199,32 +197,10 @@ class Browser:
             raise UsageError(f"{path or '/'}: {what}")
         with output(node) as out:
             if fmt == "zip":
-                return _zipped(dumper, node, at, out)
+                archive = ZipStream(out)
+                dumper.write(node, at, out, archive)
+                return archive.summary
             if fmt == "tar.gz":
-                with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as z:
+                with GzipStream(out) as z:
                     return dumper.write(node, at, z)  # type: ignore[arg-type]
             return dumper.write(node, at, out)
-
-
-def _zipped(dumper: Dumper, node: Node, at: bytes, out: BinaryIO) -> ZipSummary:
-    """The dump's tar stream, made on a thread into a pipe, read back as a zip into ``out``."""
-    read_fd, write_fd = os.pipe()
-    failure: list[BaseException] = []
-
-    def produce() -> None:
-        with open(write_fd, "wb", buffering=1 << 20) as pipe:
-            try:
-                dumper.write(node, at, pipe)
-            except BaseException as e:  # a reader that stopped (BrokenPipe) included
-                failure.append(e)
-
-    thread = threading.Thread(target=produce, name="cairn-zip-tar", daemon=True)
-    thread.start()
-    try:
-        with open(read_fd, "rb", buffering=1 << 20) as pipe:
-            summary = tar_to_zip(pipe, out)
-    finally:
-        thread.join()
-    if failure and not isinstance(failure[0], BrokenPipeError):
-        raise failure[0]
-    return summary

@@ -14,7 +14,7 @@ from cairn.core.urls import OBJECT_STORE, store_kind
 from cairn.model.snapshot import Summary
 from cairn.ops.cost.bill import GIB, bytes_per_get, egress, request_cost
 from cairn.ops.cost.estimate import backup_charges, backup_requests, data_packs, prune_cost
-from cairn.ops.cost.month import Month, month_report
+from cairn.ops.cost.month import Month, month_report, storage_by_month
 from cairn.ops.cost.prices import Provider, choose, load_prices
 from cairn.ops.cost.report import CostOptions, cost_report, data_class, inventory, storage_section
 from cairn.ops.oprecords import load_records
@@ -34,6 +34,7 @@ __all__ = [
     "parse_month",
     "pricing",
     "report",
+    "storage_months",
 ]
 
 
@@ -247,3 +248,12 @@ def storage(session: Session, provider: str | None = None) -> Storage:
     chosen, _ = pricing(session.url, provider)
     section = storage_section(inventory(session.repo, chosen), chosen, clock.now())
     return Storage(section["objects"], section["bytes"], section["month"])
+
+
+def storage_months(session: Session, months: int = 12) -> list[tuple[str, int]]:
+    """What the repository stored at the end of each of its last ``months`` months (YYYY-MM,
+    bytes), from its snapshots and operation records (``storage_by_month``)."""
+    repo = session.repo
+    snaps = load_snapshots(repo)
+    records = load_records(repo).records
+    return [(m.name, n) for m, n in storage_by_month(snaps, records, clock.now(), months)]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import sqlite3
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cairn.cli.helpformat import CairnCommand
+from cairn.core import clock
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, UsageError
 from cairn.core.units import count, format_bytes, format_duration
 from cairn.ui.output import Output
@@ -65,13 +67,20 @@ def command(config_path: str | None, jobs: tuple[str, ...], json_mode: bool, qui
     if not names:
         raise UsageError(f"{config.file} declares no jobs ([jobs.NAME])")
     results = []
+    history = _history(out)
     for name in names:
         out.line(f"job {name}: running")
         progress = TerminalProgress(out, name)
+        job = config.jobs[name]
+        run = _begin(history, job, out)
+        result: JobResult | None = None
         try:
-            result = jobs_module.JobRunner(config.jobs[name], progress, out.warning).run()
+            result = jobs_module.JobRunner(job, progress, out.warning).run()
         finally:
             progress.close()
+            if run is not None:
+                _finish(history, run, result, out)
+        assert result is not None
         results.append(result)
         if result.status == FAILED:
             out.error(f"job {name} failed: {result.error}")
@@ -123,3 +132,41 @@ def describe(r: JobResult) -> str:
     if r.error and r.status != FAILED:
         parts.append(r.error)
     return ", ".join(parts) + f" in {format_duration(r.duration)}"
+
+
+def _history(out: Output) -> Any:
+    """The history of operations the web interface shows (``cairn.app.history``), or None
+    where it cannot be opened (said in a warning: the jobs run all the same)."""
+    history = lazy("cairn.app.history")
+    try:
+        return history.History(history.state_dir() / history.HISTORY_FILE)
+    except (OSError, sqlite3.Error) as e:
+        out.warning(f"the history of runs cannot be written: {e}")
+        return None
+
+
+def _begin(history: Any, job: Any, out: Output) -> int | None:
+    if history is None:
+        return None
+    origin = lazy("cairn.app.history").started_by()
+    now = clock.now().timestamp()
+    title = f"job {job.name}"
+    try:
+        return int(history.begin(job.repository.name, "job", title, job.name, now, origin))
+    except (OSError, sqlite3.Error) as e:
+        out.warning(f"the history of runs cannot be written: {e}")
+        return None
+
+
+def _finish(history: Any, run: int, result: JobResult | None, out: Output) -> None:
+    """The run's outcome, summary and warnings (a run stopped by Ctrl-C: interrupted)."""
+    if result is None:
+        outcome, summary, log = "interrupted", "stopped before it finished", ""
+    else:
+        outcome, summary, log = result.status, describe(result), "\n".join(result.warnings)
+        if result.error and result.status == FAILED:
+            summary = f"{summary}: {result.error}"
+    try:
+        history.finish(run, outcome, summary, log, clock.now().timestamp())
+    except (OSError, sqlite3.Error) as e:
+        out.warning(f"the history of runs cannot be written: {e}")

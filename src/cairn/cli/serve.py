@@ -95,7 +95,8 @@ def is_loopback(host: str) -> bool:
 @click.option(
     "--state-dir",
     metavar="DIR",
-    help="Where the history of operations is kept (default: the user's state directory).",
+    help="Where the history of operations and the sessions are kept (default: "
+    "$CAIRN_STATE_DIR, else the user's state directory, where `cairn run` writes its runs).",
 )
 def command(
     config_path: str | None,
@@ -149,7 +150,7 @@ def command(
         secret = web_settings.login_token(Path(platformdirs.user_config_dir("cairn")))
     settings = web_settings.Settings(
         secret=secret,
-        state_dir=Path(state_dir or platformdirs.user_state_dir("cairn")),
+        state_dir=Path(state_dir) if state_dir else lazy("cairn.app.history").state_dir(),
         repositories=specs,
         jobs=jobs,
         restore_roots=roots,

@@ -28,10 +28,10 @@ import itertools
 import os
 import tarfile
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from cairn.core.errors import IntegrityError, NotFoundError, UsageError
 from cairn.model.hardlinks import HardlinkIndex
@@ -58,6 +58,22 @@ _TAR_TYPES = {
     CHARDEV: tarfile.CHRTYPE,
     BLOCKDEV: tarfile.BLKTYPE,
 }
+
+
+class Archive(Protocol):
+    """Where the dump writes a directory's entries: a ``TarStream``, or a ``ZipStream``."""
+
+    sparse: bool  # whether a file with holes may be a sparse member
+    compresses: bool  # whether it compresses what it writes (and wants to know what will)
+
+    def add(
+        self,
+        info: tarfile.TarInfo,
+        data: Iterable[bytes | memoryview] = (),
+        compressible: bool | None = True,
+    ) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -103,8 +119,11 @@ class Dumper:
             raise UsageError(f"{path} is a {node.type}: dump writes files and directories")
         return node, at
 
-    def write(self, node: Node, at: bytes, out: BinaryIO) -> DumpSummary:
-        """Writes ``find``'s file as its bytes, or directory as a tar stream, to ``out``."""
+    def write(
+        self, node: Node, at: bytes, out: BinaryIO, archive: Archive | None = None
+    ) -> DumpSummary:
+        """Writes ``find``'s file as its bytes, or directory as a tar stream, to ``out``; or
+        the directory to ``archive`` (a ``ZipStream``), which writes to ``out``."""
         counter = None
         try:
             if node.type == FILE:
@@ -116,7 +135,7 @@ class Dumper:
                 self.summary.kind = "tar"
                 self.progress.start("dump")
                 counter = self._count(node, at)
-                self._write_tar(node, at, out)
+                self._write_tar(node, at, archive or TarStream(out))
         finally:
             if counter is not None:
                 counter.stop()
@@ -174,9 +193,8 @@ class Dumper:
             yield data
 
     # ------------------------------------------------------------------ a directory as tar
-    def _write_tar(self, top: Node, at: bytes, out: BinaryIO) -> None:
+    def _write_tar(self, top: Node, at: bytes, tar: Archive) -> None:
         links: HardlinkIndex[str] = HardlinkIndex()
-        tar = TarStream(out)
         entries = self._entries(top, at)
         walked: deque[tuple[bytes, Node]] = deque()
         ahead: HardlinkIndex[bool] = HardlinkIndex()  # ``links`` as the writer will see it
@@ -200,6 +218,11 @@ class Dumper:
             while walked or more():
                 path, node = walked.popleft()
                 self._add(tar, stream, path, node, links)
+        except BaseException:
+            abort = getattr(tar, "abort", None)
+            if abort is not None:
+                abort()
+            raise
         finally:
             stream.close()
         tar.close()
@@ -233,6 +256,21 @@ class Dumper:
             offset += x.raw_length
         return regions
 
+    def _compressible(self, node: Node) -> bool | None:
+        """Whether the file's data compresses: most of it is in blobs that zstd shrank (None:
+        not known, where the repository compresses nothing or the index lacks a blob)."""
+        if self.repo.config.compression_level <= 0:
+            return None
+        packed = total = 0
+        for blob_id in node.content:
+            x = self.repo.index.get(blob_id)
+            if x is None:
+                return None
+            total += x.raw_length
+            if x.compressed:
+                packed += x.raw_length
+        return 2 * packed >= total
+
     def _problem(self, problem: TreeProblem) -> None:
         """A tree entry that breaks the format's rules (an unsafe or repeated name: tarfile
         would extract it outside its directory), or a listing that cannot be read: reported
@@ -242,7 +280,7 @@ class Dumper:
 
     def _add(
         self,
-        tar: TarStream,
+        tar: Archive,
         stream: BlobStream,
         path: bytes,
         node: Node,
@@ -262,13 +300,14 @@ class Dumper:
             self.progress.bytes_done(node.size)  # as the total counts it: the file once
             return
         if node.type == FILE:
-            regions = self._data_regions(node)
+            regions = self._data_regions(node) if tar.sparse else None
             content = self._content(stream, node, holes=regions is not None)
+            compressible = self._compressible(node) if tar.compresses else None
             if regions is None:
-                tar.add(info, content)
+                tar.add(info, content, compressible)
             else:
                 sparse_map = make_sparse(info, regions)
-                tar.add(info, itertools.chain([sparse_map], content))
+                tar.add(info, itertools.chain([sparse_map], content), compressible)
                 self.progress.bytes_done(node.size - sum(n for _, n in regions))  # holes
             self.summary.files += 1
             self.progress.item_done(path, node.size)

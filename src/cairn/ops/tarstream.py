@@ -27,11 +27,25 @@ class TarStream:
         self._encoding = encoding
         self._errors = errors
         self._offset = 0
+        self._hint = getattr(out, "hint", None)  # an output that compresses: GzipStream
+        self.compresses = self._hint is not None
 
-    def add(self, info: tarfile.TarInfo, data: Iterable[bytes | memoryview] = ()) -> None:
+    sparse = True  # a file with holes may be written as a sparse member
+
+    def add(
+        self,
+        info: tarfile.TarInfo,
+        data: Iterable[bytes | memoryview] = (),
+        compressible: bool | None = True,
+    ) -> None:
         """One member: its header, then ``data``, which must be ``info.size`` bytes in all
-        (none for a member without data: a directory, a link)."""
+        (none for a member without data: a directory, a link). ``compressible``: whether the
+        data compresses (None: not known), told to an output that compresses."""
+        if self._hint is not None:
+            self._hint(True)
         self._write(info.tobuf(tarfile.PAX_FORMAT, self._encoding, self._errors))
+        if self._hint is not None and info.size:
+            self._hint(compressible)
         written = 0
         for block in data:
             written += len(block)
@@ -40,6 +54,8 @@ class TarStream:
             self._write(block)
         if written != info.size:
             raise OSError(f"{info.name}: unexpected end of data ({written} of {info.size} bytes)")
+        if self._hint is not None and info.size:
+            self._hint(True)
         self._write(_ZEROS[: -written % tarfile.BLOCKSIZE])
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import msgpack
 
+from cairn.crypto import aead
 from cairn.repo.pack import BlobRef
 
 INDEX_VERSION = 1
@@ -50,6 +51,12 @@ class IndexEntry:
     offset: int
     length: int
     raw_length: int
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the blob is stored compressed (zstd shrank it, so its data compresses),
+        told from its lengths: a blob stored as is is its data, a mode byte and a tag."""
+        return self.length < self.raw_length + 1 + aead.TAG_LEN
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ a little hand-written CSS and JavaScript shipped in the package, nothing fetched
 - ``settings``: what the server was started with, and the login secret;
 - ``auth``: sessions, the login, CSRF tokens;
 - ``repos``: the repositories and jobs, each repository opened once (``cairn.app.browse``);
-- ``operations``: jobs, prunes, checks and restores on worker threads, one per repository;
-- ``history``: every operation's outcome and log, in SQLite under the state directory;
+- ``operations``: jobs, prunes, checks and restores on worker threads, one per repository,
+  each written to the history (``cairn.app.history``, which `cairn run` writes to as well);
 - ``pages``, ``actions``, ``downloads``: the endpoints; ``app``: them put together.
 """

@@ -16,9 +16,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from cairn.app.history import HISTORY_FILE, History
 from cairn.core.errors import CairnError, NotFoundError, UsageError
 from cairn.web import actions, auth, filters, pages
-from cairn.web.history import History
 from cairn.web.operations import Busy, Operations
 from cairn.web.repos import Repos
 from cairn.web.settings import Settings
@@ -83,13 +83,13 @@ def _templates() -> Jinja2Templates:
 
 
 def create_app(settings: Settings) -> Starlette:
-    history = History(settings.state_dir / "serve.sqlite")
+    history = History(settings.state_dir / HISTORY_FILE, server=True)
     server = Server(
         settings,
         Repos(settings.repositories, settings.jobs),
         history,
         Operations(history),
-        auth.Sessions(settings.secret),
+        auth.Sessions(settings.secret, settings.state_dir / auth.SESSIONS_FILE),
         _templates(),
     )
 

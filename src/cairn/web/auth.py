@@ -1,6 +1,13 @@
-"""Sessions and the login: an HttpOnly, SameSite=Strict cookie naming a session held in
-memory (a restart logs everyone out), and a CSRF token per session that every request that
-changes something must carry (a form field ``csrf``, or the header ``X-CSRF-Token``).
+"""Sessions and the login: an HttpOnly, SameSite=Strict cookie naming a session, and a CSRF
+token per session that every request that changes something must carry (a form field
+``csrf``, or the header ``X-CSRF-Token``).
+
+Sessions are kept in SQLite (``sessions.sqlite`` under the state directory, mode 0600), so a
+restart of the server logs no one out. The database holds a hash of each session id, never the
+id itself (reading it gives no session), with its CSRF token, when it began and when it was last
+used. A session ends at logout, ``IDLE`` after its last use, or ``LIFETIME`` after the login,
+whichever comes first; and when the login secret changes (each session is tied to a hash of the
+secret it logged in with).
 
 Every endpoint but the login page and the static assets needs a session: without one, a page
 (GET) redirects to the login page and anything else answers 401.
@@ -8,19 +15,39 @@ Every endpoint but the login page and the static assets needs a session: without
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
-import threading
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import ImmutableMultiDict
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
+from cairn.app.history import private_db
+from cairn.core import clock
+
 COOKIE = "cairn_session"
 OPEN_PATHS = ("/login", "/static/")
 MAX_SESSIONS = 1000
+LIFETIME = 7 * 86400  # seconds from the login
+IDLE = 86400  # seconds from the last request
+TOUCH = 300  # the last use is written at most this often (a write per page would be many)
+SESSIONS_FILE = "sessions.sqlite"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    hash TEXT PRIMARY KEY,       -- SHA-256 of the session id (the cookie's value), hex
+    login TEXT NOT NULL,         -- SHA-256 of the secret it logged in with, keyed, hex
+    csrf TEXT NOT NULL,
+    created REAL NOT NULL,       -- seconds since the epoch
+    used REAL NOT NULL
+);
+"""
 
 
 @dataclass(frozen=True)
@@ -29,35 +56,78 @@ class WebSession:
     csrf: str
 
 
+def _hash(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
 class Sessions:
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, path: Path) -> None:
         self._secret = secret.encode()
-        self._lock = threading.Lock()
-        self._sessions: dict[str, WebSession] = {}
+        self._login = hmac.new(self._secret, b"cairn serve sessions", hashlib.sha256).hexdigest()
+        self.path = path
+        with self._db() as db:
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        db = private_db(self.path)
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
 
     def check_secret(self, given: str) -> bool:
         return hmac.compare_digest(given.encode(), self._secret)
 
     def create(self) -> WebSession:
         s = WebSession(secrets.token_urlsafe(32), secrets.token_urlsafe(32))
-        with self._lock:
-            if len(self._sessions) >= MAX_SESSIONS:  # the oldest go first
-                for old in list(self._sessions)[: MAX_SESSIONS // 10]:
-                    del self._sessions[old]
-            self._sessions[s.id] = s
+        now = clock.now().timestamp()
+        with self._db() as db:
+            self._expire(db, now)
+            (count,) = db.execute("SELECT count(*) FROM sessions").fetchone()
+            if count >= MAX_SESSIONS:  # the least recently used go first
+                db.execute(
+                    "DELETE FROM sessions WHERE hash IN"
+                    " (SELECT hash FROM sessions ORDER BY used LIMIT ?)",
+                    (count - MAX_SESSIONS + MAX_SESSIONS // 10,),
+                )
+            db.execute(
+                "INSERT INTO sessions (hash, login, csrf, created, used) VALUES (?, ?, ?, ?, ?)",
+                (_hash(s.id), self._login, s.csrf, now, now),
+            )
         return s
 
     def get(self, request: Request) -> WebSession | None:
         sid = request.cookies.get(COOKIE)
-        if not sid:
+        if not sid or len(sid) > 200:
             return None
-        with self._lock:
-            return self._sessions.get(sid)
+        now = clock.now().timestamp()
+        key = _hash(sid)
+        with self._db() as db:
+            row = db.execute(
+                "SELECT csrf, used FROM sessions WHERE hash = ? AND login = ?"
+                " AND created > ? AND used > ?",
+                (key, self._login, now - LIFETIME, now - IDLE),
+            ).fetchone()
+            if row is None:
+                return None
+            csrf, used = row
+            if now - used > TOUCH:
+                db.execute("UPDATE sessions SET used = ? WHERE hash = ?", (now, key))
+        return WebSession(sid, csrf)
 
     def drop(self, request: Request) -> None:
         sid = request.cookies.get(COOKIE)
-        with self._lock:
-            self._sessions.pop(sid or "", None)
+        if sid:
+            with self._db() as db:
+                db.execute("DELETE FROM sessions WHERE hash = ?", (_hash(sid),))
+
+    def _expire(self, db: sqlite3.Connection, now: float) -> None:
+        db.execute(
+            "DELETE FROM sessions WHERE created <= ? OR used <= ? OR login != ?",
+            (now - LIFETIME, now - IDLE, self._login),
+        )
 
 
 def is_open(path: str) -> bool:
@@ -88,5 +158,11 @@ def csrf_ok(session: WebSession, request: Request, fields: ImmutableMultiDict[st
 
 def set_cookie(response: Response, session: WebSession, secure: bool) -> None:
     response.set_cookie(
-        COOKIE, session.id, httponly=True, samesite="strict", secure=secure, path="/"
+        COOKIE,
+        session.id,
+        max_age=LIFETIME,
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+        path="/",
     )

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cairn.app.history import History
 from cairn.core import clock
 from cairn.core.errors import CairnError, Interrupted
-from cairn.web.history import History
 
 RUNNING, OK, PARTIAL, FAILED, CANCELLED = "running", "ok", "partial", "failed", "cancelled"
 LOG_LINES = 2000  # kept of one operation's log (the first ones, then a note)

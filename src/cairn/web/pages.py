@@ -15,23 +15,26 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from cairn.app import browse
-from cairn.app.cost import CostRequest
+from cairn.app.cost import CostRequest, storage_months
 from cairn.app.cost import report as cost_report
 from cairn.app.cost import storage as cost_storage
 from cairn.app.diff import diff
 from cairn.app.events import NullEvents
+from cairn.app.history import Run
 from cairn.app.snapshots import snapshot_filter
 from cairn.config.schema import JobConfig
 from cairn.core import clock
 from cairn.core.errors import CairnError, NotFoundError, UsageError
+from cairn.core.units import format_bytes
 from cairn.ui.costreport import report_lines
 from cairn.web import auth
-from cairn.web.history import Run
 from cairn.web.streams import StreamBridge
 
 if TYPE_CHECKING:
     from cairn.web.app import Server
 
+ORIGINS = {"web": "here", "command": "cairn run", "timer": "a timer"}  # where a run began
+CHART_MONTHS = 12  # months the cost page's chart of storage shows
 DIFF_LIMIT = 2000  # changes listed on the diff page
 PAGE = 1000  # entries of a directory on one page (a browser slows down past a few thousand rows)
 SNAPSHOT_TYPES = {"raw": "application/octet-stream", "tar": "application/x-tar",
@@ -176,13 +179,13 @@ def routes(server: Server) -> list[Route]:
 
     async def history(request: Request) -> Response:
         runs = await run_in_threadpool(server.history.recent)
-        return server.render(request, "history.html", {"runs": runs})
+        return server.render(request, "history.html", {"runs": runs, "origins": ORIGINS})
 
     async def history_entry(request: Request) -> Response:
         run = await run_in_threadpool(server.history.get, int(request.path_params["run"]))
         if run is None:
             raise NotFoundError("no such run")
-        return server.render(request, "run.html", {"run": run})
+        return server.render(request, "run.html", {"run": run, "origins": ORIGINS})
 
     async def cost(request: Request) -> Response:
         name = request.path_params["repo"]
@@ -191,11 +194,19 @@ def routes(server: Server) -> list[Route]:
         doc, chosen, why = await run_in_threadpool(
             cost_report, b.session, CostRequest(provider=provider)
         )
+        months = await run_in_threadpool(storage_months, b.session, CHART_MONTHS)
         lines = report_lines(doc, chosen, why) if chosen is not None else []
         return server.render(
             request,
             "cost.html",
-            {"repo": name, "doc": doc, "why": why, "provider": provider, "lines": lines},
+            {
+                "repo": name,
+                "doc": doc,
+                "why": why,
+                "provider": provider,
+                "lines": lines,
+                "chart": storage_chart(months),
+            },
         )
 
     return [
@@ -286,3 +297,38 @@ def _timeline(snaps: list[browse.Snapshot]) -> str:
     top = max(sizes) or 1
     step = 100 / (len(sizes) - 1)
     return " ".join(f"{i * step:.2f},{30 - 28 * v / top:.2f}" for i, v in enumerate(sizes))
+
+
+@dataclass(frozen=True)
+class Bar:
+    month: str  # YYYY-MM
+    size: str  # the bytes stored, for people
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass(frozen=True)
+class Chart:
+    bars: list[Bar]
+    top: str  # the bytes of the highest bar, for people
+    width: int
+    height: int
+    base: float  # the bars' baseline
+
+
+def storage_chart(months: list[tuple[str, int]]) -> Chart | None:
+    """A bar chart of what the repository stored at the end of each month, for an inline SVG
+    (coordinates in its view box); None when nothing was recorded."""
+    if not months:
+        return None
+    width, height, top_margin, base = 640, 220, 24.0, 190.0
+    highest = max(n for _, n in months) or 1
+    slot = width / len(months)
+    bars = []
+    for i, (month, n) in enumerate(months):
+        h = (base - top_margin) * n / highest
+        w = min(slot * 0.7, 56.0)
+        bars.append(Bar(month, format_bytes(n), i * slot + (slot - w) / 2, base - h, w, h))
+    return Chart(bars, format_bytes(highest), width, height, base)

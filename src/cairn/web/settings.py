@@ -17,7 +17,7 @@ TOKEN_FILE = "serve-token"
 @dataclass(frozen=True)
 class Settings:
     secret: str  # the token or password that logs in
-    state_dir: Path  # the history database
+    state_dir: Path  # the history and the sessions (SQLite)
     repositories: dict[str, RepoSpec] = field(default_factory=dict)
     jobs: dict[str, JobConfig] = field(default_factory=dict)
     restore_roots: tuple[str, ...] = ()

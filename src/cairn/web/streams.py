@@ -29,6 +29,9 @@ class QueueWriter:
         self._buf = bytearray()
 
     def write(self, data: bytes | memoryview) -> int:
+        if not self._buf and len(data) >= CHUNK // 4 and isinstance(data, bytes):
+            self._bridge.put(data)  # a large piece goes as it is, not copied twice
+            return len(data)
         self._buf += data
         if len(self._buf) >= CHUNK:
             self.flush()

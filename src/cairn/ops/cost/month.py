@@ -232,3 +232,34 @@ def forecast(
         "maintenance_from": source,
         "total": storage + backups + maintenance,
     }
+
+
+def storage_by_month(
+    snaps: Iterable[Snapshot], records: Iterable[OpRecord], now: datetime, months: int = 12
+) -> list[tuple[Month, int]]:
+    """What the repository stored at the end of each month (the current one: now), from what
+    it recorded: every backup's stored bytes (its snapshot's summary, or for a backup whose
+    snapshot forget removed, what its record kept of its uploads), each command's uploads (a
+    prune's repacked packs, a copy's data) less the objects it recorded deleting (a prune's
+    packs). The last ``months`` months, from the first one that recorded anything; none for
+    a repository that recorded nothing. Objects deleted without a record (locks, replaced
+    index objects: small) are not subtracted."""
+    changes: list[tuple[datetime, int]] = [(s.time, s.summary.bytes_stored) for s in snaps]
+    for r in records:
+        changes.append((r.time, int(r.requests.get("bytes_up", 0)) + RECORD_BYTES))
+        changes.append((r.time, -sum(o.size for o in r.deleted)))
+        changes += [(b.time, int(b.requests.get("bytes_up", 0))) for b in r.removed]
+    if not changes:
+        return []
+    changes.sort(key=lambda c: c[0])
+    month = Month.parse(None, changes[0][0].astimezone(UTC))
+    last = Month.parse(None, now.astimezone(UTC))
+    out: list[tuple[Month, int]] = []
+    total, i = 0, 0
+    while month.start <= last.start:
+        while i < len(changes) and changes[i][0] < month.end:
+            total += changes[i][1]
+            i += 1
+        out.append((month, max(0, total)))
+        month = Month.parse(None, month.end)
+    return out[-months:]
