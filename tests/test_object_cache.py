@@ -66,9 +66,7 @@ def test_another_host_fetches_each_tree_pack_once_in_ranges(
     trees, _ = tree_packs(s3_url)
     loc = S3Location.parse(s3_url)
     sizes = {
-        name: s3_env.client().head_object(Bucket=loc.bucket, Key=loc.prefix + name)[
-            "ContentLength"
-        ]
+        name: s3_env.client().head_object(Bucket=loc.bucket, Key=loc.prefix + name)["ContentLength"]
         for name in trees
     }
     monkeypatch.setenv("CAIRN_CACHE_DIR", str(tmp_path / "other-host"))
@@ -111,9 +109,7 @@ def test_a_damaged_copy_is_dropped_and_the_store_read(tmp_path, s3_url, run_cli)
     assert tree.exists()
 
 
-def test_copies_of_objects_gone_from_the_store_are_dropped(
-    tmp_path, s3_url, run_cli, monkeypatch
-):
+def test_copies_of_objects_gone_from_the_store_are_dropped(tmp_path, s3_url, run_cli, monkeypatch):
     src = backups(tmp_path, s3_url, run_cli)
     kept = copies(tmp_path / "cache")
     before = {p.name for p in (kept / "snapshots").iterdir()}
@@ -146,9 +142,7 @@ def test_check_reads_the_store_not_the_copies(tmp_path, s3_url, s3_env, run_cli)
     client = s3_env.client()
     (index,) = [
         o["Key"]
-        for o in client.list_objects_v2(Bucket=loc.bucket, Prefix=loc.prefix + "index/")[
-            "Contents"
-        ]
+        for o in client.list_objects_v2(Bucket=loc.bucket, Prefix=loc.prefix + "index/")["Contents"]
     ]
     body = bytearray(client.get_object(Bucket=loc.bucket, Key=index)["Body"].read())
     body[len(body) // 2] ^= 0xFF
