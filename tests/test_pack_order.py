@@ -17,6 +17,7 @@ from cairn.ops.restore import Planner, RestoreOptions, Tally, reads, restore_ent
 from cairn.ops.restore import requests as file_by_file
 from cairn.ops.restore.packexec import PackExecutor
 from cairn.ops.restore.packorder import FIRST_WINDOW, Window, schedule
+from cairn.ops.restore.packorder import requests as packorder_requests
 from cairn.ops.restore.plan import Entry
 from cairn.ops.restore.schedule import Link
 from cairn.ops.restore.writer import FileWriter
@@ -129,27 +130,20 @@ def test_windows_close_at_their_number_of_blob_places_and_a_large_file_spans_sev
     assert windows[0].files[0].left == 7 and windows[2].files[0].left == 3
 
 
-def test_a_hungry_executor_gets_a_window_early_and_a_busy_one_a_large_one() -> None:
+def test_windows_grow_from_the_first_size_to_the_bound_whatever_the_timing() -> None:
     index = Index()
-    ids = [index.add(f"b{i}", PACK_A, KiB) for i in range(4 * FIRST_WINDOW)]
+    ids = [index.add(f"b{i}", PACK_A, KiB) for i in range(20 * FIRST_WINDOW)]
     entries = [file((f"f{i}".encode(),), [b], index) for i, b in enumerate(ids)]
-    asked: list[int] = []
-    answers = iter([True, False, False, True])
-
-    def hungry() -> bool:
-        asked.append(1)
-        return next(answers, False)
-
-    windows = _windows(list(schedule(entries, index.get, gap=0, hungry=hungry)))
+    windows = _windows(list(schedule(entries, index.get, gap=0, window_places=4 * FIRST_WINDOW)))
+    # the first reads start after FIRST_WINDOW places; then twice as many each time, up to
+    # the bound
     sizes = [len(w.files) for w in windows]
-    # hungry at once: a window of FIRST_WINDOW places; then busy twice (asked every
-    # FIRST_WINDOW places), then hungry again: the other three times as many
-    assert sizes == [FIRST_WINDOW, 3 * FIRST_WINDOW]
-    assert len(asked) == 4
-    # without it, one window as large as allowed
-    assert [len(w.files) for w in _windows(list(schedule(entries, index.get, gap=0)))] == [
-        4 * FIRST_WINDOW
-    ]
+    assert [s // FIRST_WINDOW for s in sizes] == [1, 2, 4, 4, 4, 4, 1]
+    # the reads of one pack: one request per window (the gap is 0, the blobs back to back)
+    assert [len(w.reads) for w in windows] == [1] * len(windows)
+    # the estimate counts exactly these
+    counted = list(packorder_requests(entries, index.get, 0, None, 4 * FIRST_WINDOW))
+    assert counted == [r.read for w in windows for r in w.reads]
 
 
 def test_files_that_cannot_be_restored_fail_whatever_is_read() -> None:
@@ -225,7 +219,9 @@ def _restore(repo_dir: Path, src: Path, target: Path, **options: object):  # typ
     opts = RestoreOptions(pack_order=True, **options)  # type: ignore[arg-type]
     counted = [
         (layout.pack_name(r.pack.id.hex()), r.offset, r.length)
-        for r in reads(plan, repo.index.get, True, opts.read_gap, zero_blob(repo))
+        for r in reads(
+            plan, repo.index.get, True, opts.read_gap, zero_blob(repo), opts.window_places
+        )
     ]
     start = len(storage.log)
     summary = restore_entries(repo, plan, str(target), opts, tally)
@@ -250,10 +246,11 @@ def test_a_restore_in_pack_order_is_the_tree_reading_each_range_once(
     tmp_path, backed_up, run_cli, monkeypatch
 ):  # type: ignore[no-untyped-def]
     repo_dir, src, files = backed_up
-    # windows as the estimate plans them (not closed early when the reads run out)
-    monkeypatch.setattr(PackExecutor, "adaptive", False)
     out = tmp_path / "out"
-    summary, _, made, counted = _restore(repo_dir, src, out, workers=4, verify=True)
+    # windows small enough that packs are needed in several of them
+    summary, _, made, counted = _restore(
+        repo_dir, src, out, workers=4, verify=True, window_places=150
+    )
     assert summary.errors == 0 and summary.verified == len(files)  # a hardlink too
     assert regular_files(out) == files
     assert sorted(made) == sorted(counted)  # the cost estimate counts what is read
@@ -291,8 +288,6 @@ def test_few_open_files_at_once_still_restore_every_file(tmp_path, backed_up, mo
     opened again, and read-only ones too (as a user who is not root could not)."""
     repo_dir, src, files = backed_up
     monkeypatch.setattr(PackExecutor, "open_files", 1)
-    monkeypatch.setattr(PackExecutor, "window_places", 40)
-    monkeypatch.setattr(PackExecutor, "adaptive", False)  # the same windows on every run
     reopened: list[bytes] = []
     reopen = FileWriter.reopen
 
@@ -302,7 +297,7 @@ def test_few_open_files_at_once_still_restore_every_file(tmp_path, backed_up, mo
 
     monkeypatch.setattr(FileWriter, "reopen", counting)
     out = tmp_path / "out"
-    summary, _, _, _ = _restore(repo_dir, src, out, workers=1)  # reads in plan order
+    summary, _, _, _ = _restore(repo_dir, src, out, workers=1, window_places=40)
     assert summary.errors == 0
     assert reopened, "no file was closed and opened again"
     assert regular_files(out) == files
