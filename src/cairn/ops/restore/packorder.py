@@ -16,8 +16,17 @@ reads start once the first few trees are read, and each next one twice as many a
 before, up to ``window_places`` (``WINDOW_PLACES`` unless a restore's options say otherwise).
 So the reads are a function of the entries, the index, the gap and the window bound alone,
 never of how fast the store answers: the executor makes exactly the requests ``requests``
-lists, which the cost estimate and the thaw of archived packs count. (A pack needed in
-several windows is read once in each: one more request where a window ends inside it.)
+lists, which the cost estimate and the thaw of archived packs count.
+
+A pack needed in several windows is read in each, and the blobs a small window needs of it
+lie scattered (the rest of the pack is other files'): read in many short requests where one
+window would read it in a few long ones. So a window's reads shorter than ``CARRY_BYTES`` are
+put off to the next window, with the blob places they serve, as long as those stay within
+half of the next window's places (the next window plans them with its own: the blobs of the
+same pack it needs are read with them, and the gaps between fill up); the last window puts
+nothing off. The places put off count in the next window's, so its plan stays within
+``window_places``; a file is complete when its last blob place is written, whichever window
+reads it. Once the windows are at their largest, each reads at least half of its places.
 
 Memory: a window's plan, about 200 bytes a blob place, so ``WINDOW_PLACES`` bounds it at about
 3.3 MiB; the executor holds at most three (the one whose reads are in flight, the next one
@@ -45,6 +54,7 @@ from cairn.repo.ranges import coalesce
 WINDOW_PLACES = 1 << 14  # blob places planned at once at most (a blob used twice counts twice)
 FIRST_WINDOW = 1 << 7  # the first window's places; each next window has twice as many
 READ_BYTES = 8 << 20  # one request reads at most this much (unless one blob is larger)
+CARRY_BYTES = 4 << 20  # a window's shorter reads may be put off to the next window
 LOCAL_GAP = 64 << 10  # a local disk reads through a gap this small rather than seek
 
 
@@ -128,8 +138,8 @@ def schedule(
             planner.add(job, take)
             at += len(take)
             if planner.places >= size:
-                yield planner.close()
                 size = min(2 * size, window_places)
+                yield planner.close(carry=size // 2)
         if len(planner.files) >= window_places:  # files with no blobs (empty or failing)
             yield planner.close()
     if planner.files or planner.places:
@@ -179,16 +189,28 @@ class _WindowPlanner:
             n.places.append((job, offset))
         self.places += len(places)
 
-    def close(self) -> Window:
+    def close(self, carry: int = 0) -> Window:
+        """The window's reads. With ``carry``: a read shorter than ``CARRY_BYTES`` is put off
+        to the next window, with the blob places it serves, while those stay within
+        ``carry`` places (the first in the order the reads are made)."""
         by_pack: dict[bytes, list[Needed]] = {}
         for n in self.needed.values():  # in the order the files first need them
             by_pack.setdefault(n.at.pack.id, []).append(n)
         reads: list[PackRead] = []
+        kept: dict[bytes, Needed] = {}
+        left = 0
         for blobs in by_pack.values():
             blobs.sort(key=lambda n: n.at.offset)
-            reads.extend(self._coalesce(blobs))
+            for pr in self._coalesce(blobs):
+                if pr.read.length < CARRY_BYTES:
+                    places = sum(len(n.places) for n in pr.blobs)
+                    if left + places <= carry:
+                        kept.update((n.blob_id, n) for n in pr.blobs)
+                        left += places
+                        continue
+                reads.append(pr)
         window = Window(self.files, reads)
-        self.files, self.places, self.needed = [], 0, {}
+        self.files, self.places, self.needed = [], left, kept
         return window
 
     def _coalesce(self, blobs: list[Needed]) -> Iterator[PackRead]:
