@@ -16,7 +16,7 @@ from cairn.ops.progress import NullProgress
 from cairn.ops.restore import Planner, RestoreOptions, Tally, reads, restore_entries, zero_blob
 from cairn.ops.restore import requests as file_by_file
 from cairn.ops.restore.packexec import PackExecutor
-from cairn.ops.restore.packorder import FIRST_WINDOW, Window, schedule
+from cairn.ops.restore.packorder import BUSY_BYTES, FIRST_WINDOW, Window, schedule
 from cairn.ops.restore.packorder import requests as packorder_requests
 from cairn.ops.restore.plan import Entry
 from cairn.ops.restore.schedule import Link
@@ -135,12 +135,10 @@ def test_windows_grow_from_the_first_size_to_the_bound_whatever_the_timing() -> 
     ids = [index.add(f"b{i}", PACK_A, KiB) for i in range(20 * FIRST_WINDOW)]
     entries = [file((f"f{i}".encode(),), [b], index) for i, b in enumerate(ids)]
     windows = _windows(list(schedule(entries, index.get, gap=0, window_places=4 * FIRST_WINDOW)))
-    # FIRST_WINDOW places, then twice as many each time, up to the bound; the reads shorter
-    # than CARRY_BYTES put off to the next window while their places stay within half of it:
-    # the first two windows' (one short read each) go with the third's
-    assert [len(w.files) // FIRST_WINDOW for w in windows] == [1, 1, 2, 4, 4, 4, 4]
-    assert [len(w.reads) for w in windows] == [0, 0, 1, 1, 1, 1, 1]
-    assert [r.read.length // KiB for r in windows[2].reads] == [4 * FIRST_WINDOW]
+    # FIRST_WINDOW places, then twice as many each time, up to the bound; every window reads
+    # its blobs (less than BUSY_BYTES: none is put off)
+    assert [len(w.files) // FIRST_WINDOW for w in windows] == [1, 2, 4, 4, 4, 4, 1]
+    assert [len(w.reads) for w in windows] == [1] * 7
     places = [f.entry for w in windows for r in w.reads for n in r.blobs for f, _ in n.places]
     assert places == entries  # every blob read once, for its file
     # the estimate counts exactly these
@@ -150,14 +148,24 @@ def test_windows_grow_from_the_first_size_to_the_bound_whatever_the_timing() -> 
 
 def test_a_short_read_put_off_to_the_next_window_joins_its_reads_of_the_same_pack() -> None:
     index = Index()
+    big = index.add("big", PACK_B, BUSY_BYTES + MiB)
     a0, a1 = index.add("a0", PACK_A, KiB), index.add("a1", PACK_A, KiB)
-    b0 = index.add("b0", PACK_B, KiB)
-    entries = [file((f"f{i}".encode(),), [x], index) for i, x in enumerate([a0, b0, a1])]
-    # windows of two places; half a window (one place) may be put off: the first read, a0's
+    entries = [file((f"f{i}".encode(),), [x], index) for i, x in enumerate([big, a0, a1])]
+    # windows of two places; half a window (one place) may be put off: a0's read, short, while
+    # the window reads BUSY_BYTES without it
     windows = _windows(list(schedule(entries, index.get, gap=0, window_places=2)))
     reads = [[(r.read.pack, r.read.offset, r.read.length) for r in w.reads] for w in windows]
-    assert reads == [[(PACK_B, 0, KiB)], [(PACK_A, 0, 2 * KiB)]]
+    assert reads == [[(PACK_B, 0, BUSY_BYTES + MiB)], [(PACK_A, 0, 2 * KiB)]]
     assert [[f.entry for f in w.files] for w in windows] == [entries[:2], entries[2:]]
+    # without the large read, the window makes its short one too: the link has work at once
+    c = index.add("c", PACK_B, KiB)
+    entries = [file((f"f{i}".encode(),), [x], index) for i, x in enumerate([a0, c, a1])]
+    windows = _windows(list(schedule(entries, index.get, gap=0, window_places=2)))
+    reads = [[(r.read.pack, r.read.offset, r.read.length) for r in w.reads] for w in windows]
+    assert reads == [
+        [(PACK_A, 0, KiB), (PACK_B, BUSY_BYTES + MiB, KiB)],
+        [(PACK_A, KiB, KiB)],
+    ]
 
 
 def test_files_that_cannot_be_restored_fail_whatever_is_read() -> None:

@@ -24,7 +24,9 @@ window would read it in a few long ones. So a window's reads shorter than ``CARR
 put off to the next window, with the blob places they serve, as long as those stay within
 half of the next window's places (the next window plans them with its own: the blobs of the
 same pack it needs are read with them, and the gaps between fill up); the last window puts
-nothing off. The places put off count in the next window's, so its plan stays within
+nothing off, and none puts off the reads it needs to make ``BUSY_BYTES`` (the longest first),
+so that the reads start with the first window and never wait for the walk for want of work.
+The places put off count in the next window's, so its plan stays within
 ``window_places``; a file is complete when its last blob place is written, whichever window
 reads it. Once the windows are at their largest, each reads at least half of its places.
 
@@ -55,6 +57,7 @@ WINDOW_PLACES = 1 << 14  # blob places planned at once at most (a blob used twic
 FIRST_WINDOW = 1 << 7  # the first window's places; each next window has twice as many
 READ_BYTES = 8 << 20  # one request reads at most this much (unless one blob is larger)
 CARRY_BYTES = 4 << 20  # a window's shorter reads may be put off to the next window
+BUSY_BYTES = 8 << 20  # but not those a window needs to read this much, to keep the link busy
 LOCAL_GAP = 64 << 10  # a local disk reads through a gap this small rather than seek
 
 
@@ -192,24 +195,32 @@ class _WindowPlanner:
     def close(self, carry: int = 0) -> Window:
         """The window's reads. With ``carry``: a read shorter than ``CARRY_BYTES`` is put off
         to the next window, with the blob places it serves, while those stay within
-        ``carry`` places (the first in the order the reads are made)."""
+        ``carry`` places (the first in the order the reads are made), and as long as the
+        reads made come to ``BUSY_BYTES`` (the longest of those put off are made first)."""
         by_pack: dict[bytes, list[Needed]] = {}
         for n in self.needed.values():  # in the order the files first need them
             by_pack.setdefault(n.at.pack.id, []).append(n)
         reads: list[PackRead] = []
-        kept: dict[bytes, Needed] = {}
-        left = 0
         for blobs in by_pack.values():
             blobs.sort(key=lambda n: n.at.offset)
-            for pr in self._coalesce(blobs):
+            reads.extend(self._coalesce(blobs))
+        off: dict[int, int] = {}  # reads put off (their index) and their places
+        left = 0
+        if carry:
+            for i, pr in enumerate(reads):
                 if pr.read.length < CARRY_BYTES:
                     places = sum(len(n.places) for n in pr.blobs)
                     if left + places <= carry:
-                        kept.update((n.blob_id, n) for n in pr.blobs)
+                        off[i] = places
                         left += places
-                        continue
-                reads.append(pr)
-        window = Window(self.files, reads)
+            made = sum(pr.read.length for i, pr in enumerate(reads) if i not in off)
+            for i in sorted(off, key=lambda i: -reads[i].read.length):
+                if made >= BUSY_BYTES:
+                    break
+                made += reads[i].read.length
+                left -= off.pop(i)
+        kept = {n.blob_id: n for i in sorted(off) for n in reads[i].blobs}
+        window = Window(self.files, [pr for i, pr in enumerate(reads) if i not in off])
         self.files, self.places, self.needed = [], left, kept
         return window
 
