@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from bench.shape_proxy import ShapedLink
 
+from cairn.core.errors import NotFoundError
 from cairn.model.node import DIR, FILE, Node
 from cairn.ops.progress import NullProgress
 from cairn.ops.restore import Planner, RestoreOptions, Tally, reads, restore_entries, zero_blob
 from cairn.ops.restore import requests as file_by_file
-from cairn.ops.restore.packexec import PackExecutor
+from cairn.ops.restore.packexec import PackExecutor, _Ahead
 from cairn.ops.restore.packorder import BUSY_BYTES, FIRST_WINDOW, Window, schedule
 from cairn.ops.restore.packorder import requests as packorder_requests
 from cairn.ops.restore.plan import Entry
@@ -384,3 +386,40 @@ def test_a_restore_from_s3_over_a_slow_link_that_drops_connections(tmp_path, s3_
             assert res.code == 0, res.err
             assert regular_files(out) == files
         assert link.resets >= 4
+
+
+def test_the_plan_made_ahead_hands_its_jobs_in_order_then_its_error_and_stops_when_closed() -> None:
+    index = Index()
+    # two full windows and five places more
+    ids = [index.add(f"b{i}", PACK_A, KiB) for i in range(3 * FIRST_WINDOW + 5)]
+    entries = [file((f"f{i}".encode(),), [b], index) for i, b in enumerate(ids)]
+    d = Entry(b"/d", (b"d",), Node(b"d", DIR))
+
+    def failing():  # type: ignore[no-untyped-def]
+        yield d
+        yield from entries
+        raise NotFoundError("a tree cannot be read")
+
+    jobs = list(schedule(iter([d, *entries]), index.get, gap=0))
+    taken: list[object] = []
+    with pytest.raises(NotFoundError, match="a tree cannot be read"):
+        for job in _Ahead(schedule(failing(), index.get, gap=0)):
+            taken.append(job)
+    # every job made before the error, in order (the last window is not closed: it failed)
+    assert len(jobs) == 4 and isinstance(jobs[-1], Window)
+    assert taken[0] is d and [len(w.files) for w in taken[1:]] == [len(w.files) for w in jobs[1:-1]]
+
+    closed = threading.Event()
+
+    def endless():  # type: ignore[no-untyped-def]
+        try:
+            while True:
+                yield from entries
+        finally:
+            closed.set()
+
+    ahead = _Ahead(schedule(endless(), index.get, gap=0))
+    first = next(iter(ahead))
+    assert isinstance(first, Window)
+    ahead.close()  # the plan stops and its entries are closed
+    assert closed.is_set()
