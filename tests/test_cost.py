@@ -8,10 +8,12 @@ from __future__ import annotations
 import collections
 import math
 import os
+import random
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -30,6 +32,7 @@ from cairn.storage.archive import ObjectInfo
 from cairn.storage.base import Storage
 from cairn.storage.metered import MeteredStorage
 from cairn.storage.s3 import S3Location
+from tests import s3server
 from tests.conftest import PASSWORD
 from tests.faults import on_s3_client
 
@@ -573,3 +576,98 @@ def test_a_local_repository_is_not_priced(tmp_path, repo_path, run_cli):
     text = run_cli("backup", "--repo", repo_path, src, "--dry-run").out
     assert re.search(r"a real backup: stores 1.0\d MiB more; a local directory: no provider", text)
     assert not re.search(r"\$\d", text)
+
+
+class DataReads:
+    """The ranged GETs the boto3 client sends for objects in data/, as (key, offset, length)."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[str, int, int]] = []
+        self.other = 0  # requests of any other kind, or for other objects
+
+    def on_send(self, request, event_name, **kwargs):  # type: ignore[no-untyped-def]
+        path = unquote(urlsplit(request.url).path)
+        key = path.split(f"/{s3server.BUCKET}/", 1)[-1]
+        rng = request.headers.get("Range")
+        if event_name.endswith(".GetObject") and "/data/" in key and rng is not None:
+            first, last = (int(x) for x in rng.decode().removeprefix("bytes=").split("-"))
+            self.reads.append((key, first, last - first + 1))
+        else:
+            self.other += 1
+
+    def attach(self, client) -> None:  # type: ignore[no-untyped-def]
+        client.meta.events.register("before-send.s3", self.on_send)
+
+
+def _partly_changed_tree(root: Path) -> None:
+    """Many small files (several windows' worth of blob places, many 128 KiB packs) and a
+    large one."""
+    rng = random.Random(5)
+    for d in range(6):
+        (root / f"d{d}").mkdir(parents=True)
+        for i in range(70):
+            (root / f"d{d}" / f"f{i:02d}").write_bytes(rng.randbytes(rng.randrange(1500, 9000)))
+    (root / "large.bin").write_bytes(rng.randbytes(3 * MIB))
+
+
+def test_the_restore_estimate_is_the_restores_data_reads_on_s3(tmp_path, s3_url, s3_env, run_cli):
+    """On SeaweedFS: the data GETs and bytes `cairn cost` counts for a full restore of the
+    latest snapshot are those the restore sends, request for request, whether it reads whole
+    packs (the first backup) or parts of them with gaps between (after files were removed and
+    changed, the next snapshot needs some of the blobs of the first backup's packs)."""
+    src = tmp_path / "src"
+    _partly_changed_tree(src)
+    assert run_cli("init", "--repo", s3_url, "--pack-size", "128K").code == 0
+    ia = ("--storage-class", "STANDARD_IA")  # data packs in a class of their own, trees not
+    assert run_cli("backup", "--repo", s3_url, src, *ia).code == 0
+    loc = S3Location.parse(s3_url)
+
+    def data_keys() -> set[str]:
+        pages = (
+            s3_env.client()
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=loc.bucket, Prefix=f"{loc.prefix}data/")
+        )
+        return {
+            o["Key"] for p in pages for o in p["Contents"] if o["StorageClass"] == "STANDARD_IA"
+        }
+
+    def estimated_and_made(out: Path) -> tuple[tuple[int, int], list[tuple[str, int, int]]]:
+        res = run_cli("cost", "--repo", s3_url, "--json", "--provider", "aws")
+        assert res.code == 0, res.err
+        (line,) = res.json()["restore"]["by_class"]
+        assert line["class"] == "STANDARD_IA"
+        log = DataReads()
+        with stack_hooks(StackHooks(wrappers=(on_s3_client(log.attach),))):
+            res = run_cli("restore", "--repo", s3_url, "latest", "--target", out)
+        assert res.code == 0, res.err
+        keys = data_keys()
+        made = [r for r in log.reads if r[0] in keys]
+        return (line["gets"], line["bytes"]), made
+
+    # whole packs
+    (gets, nbytes), made = estimated_and_made(tmp_path / "out1")
+    assert (gets, nbytes) == (len(made), sum(n for _, _, n in made))
+    assert len(made) > 1
+
+    # parts of packs: four files in ten gone (gaps too large to read through), a few changed
+    for i, f in enumerate(sorted(src.rglob("f*"))):
+        if i % 10 in (3, 4, 5, 6):
+            f.unlink()
+        elif i % 17 == 0:
+            f.write_bytes(os.urandom(4000))
+    assert run_cli("backup", "--repo", s3_url, src, *ia).code == 0
+    (gets, nbytes), made = estimated_and_made(tmp_path / "out2")
+    assert (gets, nbytes) == (len(made), sum(n for _, _, n in made))
+    by_pack = collections.Counter(key for key, _, _ in made)
+    assert max(by_pack.values()) > 1, "no pack was read in parts"
+    sizes = {
+        o["Key"]: o["Size"]
+        for o in s3_env.client().list_objects_v2(Bucket=loc.bucket, Prefix=f"{loc.prefix}data/")[
+            "Contents"
+        ]
+    }
+    read = collections.Counter()
+    for key, _, n in made:
+        read[key] += n
+    assert any(n < sizes[key] // 2 for key, n in read.items()), "no pack was read in part"

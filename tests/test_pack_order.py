@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from bench.shape_proxy import ShapedLink
 
+from cairn.core.errors import NotFoundError
 from cairn.model.node import DIR, FILE, Node
 from cairn.ops.progress import NullProgress
 from cairn.ops.restore import Planner, RestoreOptions, Tally, reads, restore_entries, zero_blob
 from cairn.ops.restore import requests as file_by_file
-from cairn.ops.restore.packexec import PackExecutor
-from cairn.ops.restore.packorder import FIRST_WINDOW, Window, schedule
+from cairn.ops.restore.packexec import PackExecutor, _Ahead
+from cairn.ops.restore.packorder import BUSY_BYTES, FIRST_WINDOW, Window, schedule
+from cairn.ops.restore.packorder import requests as packorder_requests
 from cairn.ops.restore.plan import Entry
 from cairn.ops.restore.schedule import Link
 from cairn.ops.restore.writer import FileWriter
@@ -129,26 +132,41 @@ def test_windows_close_at_their_number_of_blob_places_and_a_large_file_spans_sev
     assert windows[0].files[0].left == 7 and windows[2].files[0].left == 3
 
 
-def test_a_hungry_executor_gets_a_window_early_and_a_busy_one_a_large_one() -> None:
+def test_windows_grow_from_the_first_size_to_the_bound_whatever_the_timing() -> None:
     index = Index()
-    ids = [index.add(f"b{i}", PACK_A, KiB) for i in range(4 * FIRST_WINDOW)]
+    ids = [index.add(f"b{i}", PACK_A, KiB) for i in range(20 * FIRST_WINDOW)]
     entries = [file((f"f{i}".encode(),), [b], index) for i, b in enumerate(ids)]
-    asked: list[int] = []
-    answers = iter([True, False, False, True])
+    windows = _windows(list(schedule(entries, index.get, gap=0, window_places=4 * FIRST_WINDOW)))
+    # FIRST_WINDOW places, then twice as many each time, up to the bound; every window reads
+    # its blobs (less than BUSY_BYTES: none is put off)
+    assert [len(w.files) // FIRST_WINDOW for w in windows] == [1, 2, 4, 4, 4, 4, 1]
+    assert [len(w.reads) for w in windows] == [1] * 7
+    places = [f.entry for w in windows for r in w.reads for n in r.blobs for f, _ in n.places]
+    assert places == entries  # every blob read once, for its file
+    # the estimate counts exactly these
+    counted = list(packorder_requests(entries, index.get, 0, None, 4 * FIRST_WINDOW))
+    assert counted == [r.read for w in windows for r in w.reads]
 
-    def hungry() -> bool:
-        asked.append(1)
-        return next(answers, False)
 
-    windows = _windows(list(schedule(entries, index.get, gap=0, hungry=hungry)))
-    sizes = [len(w.files) for w in windows]
-    # hungry at once: a window of FIRST_WINDOW places; then busy twice (asked every
-    # FIRST_WINDOW places), then hungry again: the other three times as many
-    assert sizes == [FIRST_WINDOW, 3 * FIRST_WINDOW]
-    assert len(asked) == 4
-    # without it, one window as large as allowed
-    assert [len(w.files) for w in _windows(list(schedule(entries, index.get, gap=0)))] == [
-        4 * FIRST_WINDOW
+def test_a_short_read_put_off_to_the_next_window_joins_its_reads_of_the_same_pack() -> None:
+    index = Index()
+    big = index.add("big", PACK_B, BUSY_BYTES + MiB)
+    a0, a1 = index.add("a0", PACK_A, KiB), index.add("a1", PACK_A, KiB)
+    entries = [file((f"f{i}".encode(),), [x], index) for i, x in enumerate([big, a0, a1])]
+    # windows of two places; half a window (one place) may be put off: a0's read, short, while
+    # the window reads BUSY_BYTES without it
+    windows = _windows(list(schedule(entries, index.get, gap=0, window_places=2)))
+    reads = [[(r.read.pack, r.read.offset, r.read.length) for r in w.reads] for w in windows]
+    assert reads == [[(PACK_B, 0, BUSY_BYTES + MiB)], [(PACK_A, 0, 2 * KiB)]]
+    assert [[f.entry for f in w.files] for w in windows] == [entries[:2], entries[2:]]
+    # without the large read, the window makes its short one too: the link has work at once
+    c = index.add("c", PACK_B, KiB)
+    entries = [file((f"f{i}".encode(),), [x], index) for i, x in enumerate([a0, c, a1])]
+    windows = _windows(list(schedule(entries, index.get, gap=0, window_places=2)))
+    reads = [[(r.read.pack, r.read.offset, r.read.length) for r in w.reads] for w in windows]
+    assert reads == [
+        [(PACK_A, 0, KiB), (PACK_B, BUSY_BYTES + MiB, KiB)],
+        [(PACK_A, KiB, KiB)],
     ]
 
 
@@ -225,7 +243,9 @@ def _restore(repo_dir: Path, src: Path, target: Path, **options: object):  # typ
     opts = RestoreOptions(pack_order=True, **options)  # type: ignore[arg-type]
     counted = [
         (layout.pack_name(r.pack.id.hex()), r.offset, r.length)
-        for r in reads(plan, repo.index.get, True, opts.read_gap, zero_blob(repo))
+        for r in reads(
+            plan, repo.index.get, True, opts.read_gap, zero_blob(repo), opts.window_places
+        )
     ]
     start = len(storage.log)
     summary = restore_entries(repo, plan, str(target), opts, tally)
@@ -250,10 +270,11 @@ def test_a_restore_in_pack_order_is_the_tree_reading_each_range_once(
     tmp_path, backed_up, run_cli, monkeypatch
 ):  # type: ignore[no-untyped-def]
     repo_dir, src, files = backed_up
-    # windows as the estimate plans them (not closed early when the reads run out)
-    monkeypatch.setattr(PackExecutor, "adaptive", False)
     out = tmp_path / "out"
-    summary, _, made, counted = _restore(repo_dir, src, out, workers=4, verify=True)
+    # windows small enough that packs are needed in several of them
+    summary, _, made, counted = _restore(
+        repo_dir, src, out, workers=4, verify=True, window_places=150
+    )
     assert summary.errors == 0 and summary.verified == len(files)  # a hardlink too
     assert regular_files(out) == files
     assert sorted(made) == sorted(counted)  # the cost estimate counts what is read
@@ -291,8 +312,6 @@ def test_few_open_files_at_once_still_restore_every_file(tmp_path, backed_up, mo
     opened again, and read-only ones too (as a user who is not root could not)."""
     repo_dir, src, files = backed_up
     monkeypatch.setattr(PackExecutor, "open_files", 1)
-    monkeypatch.setattr(PackExecutor, "window_places", 40)
-    monkeypatch.setattr(PackExecutor, "adaptive", False)  # the same windows on every run
     reopened: list[bytes] = []
     reopen = FileWriter.reopen
 
@@ -302,7 +321,7 @@ def test_few_open_files_at_once_still_restore_every_file(tmp_path, backed_up, mo
 
     monkeypatch.setattr(FileWriter, "reopen", counting)
     out = tmp_path / "out"
-    summary, _, _, _ = _restore(repo_dir, src, out, workers=1)  # reads in plan order
+    summary, _, _, _ = _restore(repo_dir, src, out, workers=1, window_places=40)
     assert summary.errors == 0
     assert reopened, "no file was closed and opened again"
     assert regular_files(out) == files
@@ -367,3 +386,40 @@ def test_a_restore_from_s3_over_a_slow_link_that_drops_connections(tmp_path, s3_
             assert res.code == 0, res.err
             assert regular_files(out) == files
         assert link.resets >= 4
+
+
+def test_the_plan_made_ahead_hands_its_jobs_in_order_then_its_error_and_stops_when_closed() -> None:
+    index = Index()
+    # two full windows and five places more
+    ids = [index.add(f"b{i}", PACK_A, KiB) for i in range(3 * FIRST_WINDOW + 5)]
+    entries = [file((f"f{i}".encode(),), [b], index) for i, b in enumerate(ids)]
+    d = Entry(b"/d", (b"d",), Node(b"d", DIR))
+
+    def failing():  # type: ignore[no-untyped-def]
+        yield d
+        yield from entries
+        raise NotFoundError("a tree cannot be read")
+
+    jobs = list(schedule(iter([d, *entries]), index.get, gap=0))
+    taken: list[object] = []
+    with pytest.raises(NotFoundError, match="a tree cannot be read"):
+        for job in _Ahead(schedule(failing(), index.get, gap=0)):
+            taken.append(job)
+    # every job made before the error, in order (the last window is not closed: it failed)
+    assert len(jobs) == 4 and isinstance(jobs[-1], Window)
+    assert taken[0] is d and [len(w.files) for w in taken[1:]] == [len(w.files) for w in jobs[1:-1]]
+
+    closed = threading.Event()
+
+    def endless():  # type: ignore[no-untyped-def]
+        try:
+            while True:
+                yield from entries
+        finally:
+            closed.set()
+
+    ahead = _Ahead(schedule(endless(), index.get, gap=0))
+    first = next(iter(ahead))
+    assert isinstance(first, Window)
+    ahead.close()  # the plan stops and its entries are closed
+    assert closed.is_set()

@@ -7,7 +7,7 @@ repository, about 48 bytes a blob: docs/performance.md):
   framing buffer (the largest chunk); the data packs being filled and uploaded, in memory
   ``(uploads + 1) * pack size``, or, built in temporary files, one staging buffer as large as
   the largest chunk whatever the pack size and uploads;
-- a restore: its window's plan, the trees read ahead, and per thread a read buffer and a
+- a restore: its windows' plans, the trees read ahead, and per thread a read buffer and a
   decryption buffer;
 - a prune: the pack being repacked and its writer's packs, as a backup's.
 
@@ -32,8 +32,9 @@ MIB = 1 << 20
 # a reading thread's own buffers: its chunker's (twice the largest chunk and a read), its
 # framing buffer (the largest chunk) and its compressor's context
 READER_BYTES = 3 * (4 << 20) + (1 << 20) + (2 << 20)
-# the restore's: a window's plan and the trees read ahead (cairn.ops.restore.packorder,
-# cairn.ops.treefetch), then per thread a read and the blob it decrypts (large and small reads)
+# the restore's: the plans of three windows (the one read, the next, the one being planned:
+# about 10 MiB) and the trees read ahead (cairn.ops.restore.packorder, cairn.ops.treefetch),
+# then per thread a read and the blob it decrypts (large and small reads)
 RESTORE_FIXED = (13 << 20) + (32 << 20)
 RESTORE_THREAD = (8 << 20) + (4 << 20) + (512 << 10) + (4 << 20)
 

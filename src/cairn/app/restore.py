@@ -258,7 +258,10 @@ class _Run:
         provider, why = pricing(url, want.provider, want.prices)
         o = self.options
         repo = self.repo
-        needed = packs_of(reads(entries, repo.index.get, o.pack_order, o.read_gap, zero_blob(repo)))
+        planned = reads(
+            entries, repo.index.get, o.pack_order, o.read_gap, zero_blob(repo), o.window_places
+        )
+        needed = packs_of(planned)
         thaw = Thaw(request_thaw(archive, needed, options, provider), provider, why)
         if thaw.report.pending:
             self.events.thawing(thaw)

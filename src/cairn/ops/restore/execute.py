@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from cairn.core.errors import CairnError, IntegrityError, ObjectArchived
 from cairn.model.node import DIR
 from cairn.ops.filter_patterns import PatternList
-from cairn.ops.restore.packorder import LOCAL_GAP
+from cairn.ops.restore.packorder import LOCAL_GAP, WINDOW_PLACES
 from cairn.ops.restore.plan import Entry
 from cairn.ops.restore.schedule import Batch, Fetch, LargeFile, Link, Part, Read, schedule
 from cairn.ops.restore.source import BlobSource
@@ -54,6 +54,8 @@ class RestoreOptions:
     # read each pack once for the files of a window (``packorder``), rather than file by file
     pack_order: bool = False
     read_gap: int = LOCAL_GAP  # pack order: a gap between needed blobs this small is read through
+    # pack order: the blob places a window plans at most (its memory: about 200 bytes each)
+    window_places: int = WINDOW_PLACES
 
 
 class Stopped(CairnError):

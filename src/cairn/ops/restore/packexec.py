@@ -1,14 +1,20 @@
 """Running a restore in pack order (``cairn.ops.restore.packorder``): the reads on threads, each
 blob written to every place that has it, each file completed once its last blob is written.
 
-The calling thread takes the jobs as the schedule makes them (trees are read as the work goes),
-makes directories and special files, and hands each window's reads to the threads, at most
-twice as many as threads in flight: ``workers`` threads for large reads, as many again for
-reads of at most ``SMALL_READ`` (a pack's needed blobs scattered between windows), so that
-their round trips overlap without more large buffers. A thread makes one request,
-authenticates and decrypts the blobs in it one at a time, and writes each where it goes
-(``os.pwrite``, holding the file's lock: ext4 serialises writes to one file anyway). A
-request that fails is made again blob by blob, so an error names its blob and stays with the
+The schedule runs on a thread of its own (it reads the trees as it goes), at most one window
+ahead of the calling thread (``_Ahead``), so the next window is planned while the reads of
+this one are made, and the reads never wait for the walk when it is ahead. The calling thread
+takes the jobs in the schedule's order, makes directories and special files, and hands each
+window's reads to the threads, at most four times as many as threads in flight: ``workers``
+threads for large reads, as many again for reads of at most ``SMALL_READ`` (a pack's needed
+blobs scattered between windows), so that their round trips overlap without more large
+buffers. Which reads are made is the schedule's alone (a pure function of the entries, the
+index, ``read_gap`` and ``window_places``): the cost estimate counts the same.
+
+A thread makes one request, authenticates and decrypts the blobs in it one at a time, and
+writes each where it goes (``os.pwrite``, holding the file's lock: ext4 serialises writes to
+one file anyway). A request that fails is made again blob by blob (requests beyond the
+schedule's, as are the store's own retries), so an error names its blob and stays with the
 files that have it; a file with a blob that fails is removed, never left with wrong bytes.
 
 Files are created when their first blob arrives (or at completion, for one with none), with a
@@ -25,12 +31,12 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from cairn.core.errors import CairnError, ObjectArchived
 from cairn.ops.restore.execute import Executor, Outcome
-from cairn.ops.restore.packorder import WINDOW_PLACES, FileJob, PackRead, Window, schedule
+from cairn.ops.restore.packorder import FileJob, Job, PackRead, Window, schedule
 from cairn.ops.restore.plan import Entry
 from cairn.ops.restore.schedule import Link
 from cairn.ops.restore.zeros import write_data
@@ -40,6 +46,7 @@ OPEN_FILES = 256  # files held open at once
 # reads this small go to threads of their own: many at once pay their round trips together, and
 # those threads' buffers never grow past this (a thread keeps the largest buffer it needed)
 SMALL_READ = 512 << 10
+AHEAD_JOBS = 1024  # directories and links handed over at once when no window comes between
 
 
 class _Open:
@@ -59,8 +66,6 @@ class _Open:
 
 class PackExecutor(Executor):
     open_files = OPEN_FILES
-    window_places = WINDOW_PLACES
-    adaptive = True  # windows closed early when the reads run out (packorder.schedule)
 
     def run(self, entries: Iterable[Entry]) -> None:
         self._lru: OrderedDict[FileJob, None] = OrderedDict()  # open files, least recent first
@@ -75,21 +80,17 @@ class PackExecutor(Executor):
         window = 4 * workers
         pool = ThreadPoolExecutor(workers, thread_name_prefix="cairn-restore")
         small_pool = ThreadPoolExecutor(workers, thread_name_prefix="cairn-restore-small")
+        jobs = schedule(
+            entries,
+            self.repo.index.get,
+            self.options.read_gap,
+            self.options.window_places,
+            zero=self.zero,
+        )
+        ahead = _Ahead(jobs)
         with pool, small_pool:
             try:
-
-                def hungry() -> bool:  # fewer reads left than threads to make them
-                    return sum(1 for f in pending if not f.done()) < workers
-
-                jobs = schedule(
-                    entries,
-                    self.repo.index.get,
-                    self.options.read_gap,
-                    self.window_places,
-                    hungry=hungry if self.adaptive else None,
-                    zero=self.zero,
-                )
-                for job in jobs:
+                for job in ahead:
                     if self._stop.is_set():
                         break
                     if isinstance(job, Window):
@@ -112,6 +113,7 @@ class PackExecutor(Executor):
                 self._stop.set()  # the reads not started yet end at once
                 raise
             finally:
+                ahead.close()
                 for f in pending:
                     f.cancel()
                 pool.shutdown(wait=True)
@@ -288,3 +290,80 @@ class PackExecutor(Executor):
             self.writer.remove(f.entry)
         except OSError:
             pass
+
+
+class _Ahead:
+    """The schedule's jobs, made on a thread of its own at most one window ahead of the one
+    who takes them: handed over a window at a time (with the directories and links before
+    it), or ``AHEAD_JOBS`` jobs when no window comes. What the schedule raises is raised to
+    the taker where it happened, after the jobs made before it. ``close`` stops the thread
+    (the schedule is closed on it, so the walk's own threads end) and waits for it."""
+
+    def __init__(self, jobs: Iterator[Job]) -> None:
+        self._jobs = jobs
+        self._cond = threading.Condition()
+        self._ready: deque[list[Job]] = deque()  # at most one batch waits
+        self._done = False  # the schedule ended
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="cairn-restore-plan", daemon=True)
+        self._thread.start()
+
+    def __iter__(self) -> Iterator[Job]:
+        while True:
+            with self._cond:
+                while not self._ready and not self._done:
+                    self._cond.wait()
+                if self._ready:
+                    batch = self._ready.popleft()
+                    self._cond.notify_all()
+                else:
+                    if self._error is not None:
+                        raise self._error
+                    return
+            yield from batch
+
+    def _run(self) -> None:
+        jobs = self._jobs
+        batch: list[Job] = []
+        try:
+            for job in jobs:
+                if self._closed:
+                    return
+                batch.append(job)
+                if isinstance(job, Window) or len(batch) >= AHEAD_JOBS:
+                    if not self._hand(batch):
+                        return
+                    batch = []
+            if batch:
+                self._hand(batch)
+        except BaseException as e:
+            if batch:
+                self._hand(batch)
+            with self._cond:
+                self._error = e
+        finally:
+            close = getattr(jobs, "close", None)
+            if close is not None:
+                close()
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def _hand(self, batch: list[Job]) -> bool:
+        """Waits until the batch before is taken; False if the taker is gone."""
+        with self._cond:
+            while self._ready and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return False
+            self._ready.append(batch)
+            self._cond.notify_all()
+            return True
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._ready.clear()
+            self._cond.notify_all()
+        self._thread.join()

@@ -2,32 +2,45 @@
 
 Pure, like ``schedule``: from the entries to restore (in order) and the index's answers, with no
 I/O. On an object store every request waits a round trip, so a restore that reads file by file
-pays one for every few blobs; this one gathers the files of a *window* (up to
-``WINDOW_PLACES`` blob places, however many files that is), groups the blobs they need by pack,
-and reads each pack's needed blobs in as few requests as pay: blobs apart by at most ``gap``
-bytes are read with one request (through the gap), up to ``READ_BYTES`` a request. Each blob
-read is written to every place in every file of the window that has it, so a blob used twice
-in a window is read once, and the blob of zeros (``cairn.ops.restore.zeros``) is not read at
-all: its places are holes. The executor (``cairn.ops.restore.packexec``) runs the reads on many
-threads at once, in the order given here: packs in the order the window's files first need
-them, so files complete early. A window closes early when the executor is running out of reads
-(``hungry``), once it has ``FIRST_WINDOW`` places: so the first reads start once the first
-few trees are read, and the windows are as large as they can be while the reads before them
-keep the link busy (a pack split over many windows is read in more, smaller requests). The
-cost estimate plans without ``hungry``, windows of ``WINDOW_PLACES``: a restore that reads
-faster than it walks makes a few more requests than it counts.
+pays one for every few blobs; this one gathers the files of a *window* of blob places (however
+many files that is), groups the blobs they need by pack, and reads each pack's needed blobs in
+as few requests as pay: blobs apart by at most ``gap`` bytes are read with one request (through
+the gap), up to ``READ_BYTES`` a request. Each blob read is written to every place in every
+file of the window that has it, so a blob used twice in a window is read once, and the blob of
+zeros (``cairn.ops.restore.zeros``) is not read at all: its places are holes. The executor
+(``cairn.ops.restore.packexec``) runs the reads on many threads at once, in the order given
+here: packs in the order the window's files first need them, so files complete early.
 
-Memory: a window's plan (about 200 bytes a blob place, so ``WINDOW_PLACES`` bound it at about
-13 MiB) and the reads in flight (``READ_BYTES`` each, plus the blob being decrypted), whatever
-the snapshot's size. A file larger than a window is planned across windows: its state says how
-many of its blob places are still to be written, and it is completed when that reaches zero.
+The windows' sizes are fixed: the first has ``FIRST_WINDOW`` blob places, so that the first
+reads start once the first few trees are read, and each next one twice as many as the one
+before, up to ``window_places`` (``WINDOW_PLACES`` unless a restore's options say otherwise).
+So the reads are a function of the entries, the index, the gap and the window bound alone,
+never of how fast the store answers: the executor makes exactly the requests ``requests``
+lists, which the cost estimate and the thaw of archived packs count.
 
-The cost estimate and the thaw of archived packs count the same reads (``requests``).
+A pack needed in several windows is read in each, and the blobs a small window needs of it
+lie scattered (the rest of the pack is other files'): read in many short requests where one
+window would read it in a few long ones. So a window's reads shorter than ``CARRY_BYTES`` are
+put off to the next window, with the blob places they serve, as long as those stay within
+half of the next window's places (the next window plans them with its own: the blobs of the
+same pack it needs are read with them, and the gaps between fill up); the last window puts
+nothing off, and none puts off the reads it needs to make ``BUSY_BYTES`` (the longest first),
+so that the reads start with the first window and never wait for the walk for want of work.
+The places put off count in the next window's, so its plan stays within
+``window_places``; a file is complete when its last blob place is written, whichever window
+reads it. Once the windows are at their largest, each reads at least half of its places.
+
+Memory: a window's plan, about 200 bytes a blob place, so ``WINDOW_PLACES`` bounds it at about
+3.3 MiB; the executor holds at most three (the one whose reads are in flight, the next one
+planned, and the one being planned after it), and the reads in flight (``READ_BYTES`` each,
+plus the blob being decrypted), whatever the snapshot's size. A file larger than a window is
+planned across windows: its state says how many of its blob places are still to be written,
+and it is completed when that reaches zero.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -40,9 +53,11 @@ from cairn.repo import layout
 from cairn.repo.index import IndexEntry
 from cairn.repo.ranges import coalesce
 
-WINDOW_PLACES = 1 << 16  # blob places planned at once (a blob used twice counts twice)
-FIRST_WINDOW = 1 << 7  # places a window has at least before it is closed early (``hungry``)
+WINDOW_PLACES = 1 << 14  # blob places planned at once at most (a blob used twice counts twice)
+FIRST_WINDOW = 1 << 7  # the first window's places; each next window has twice as many
 READ_BYTES = 8 << 20  # one request reads at most this much (unless one blob is larger)
+CARRY_BYTES = 4 << 20  # a window's shorter reads may be put off to the next window
+BUSY_BYTES = 8 << 20  # but not those a window needs to read this much, to keep the link busy
 LOCAL_GAP = 64 << 10  # a local disk reads through a gap this small rather than seek
 
 
@@ -85,10 +100,14 @@ Job = Entry | Link | Window  # an Entry: a directory or a special file, made at 
 
 
 def requests(
-    entries: Iterable[Entry], lookup: Lookup, gap: int, zero: ZeroBlob | None = None
+    entries: Iterable[Entry],
+    lookup: Lookup,
+    gap: int,
+    zero: ZeroBlob | None = None,
+    window_places: int = WINDOW_PLACES,
 ) -> Iterator[Read]:
-    """Every read of pack data that restoring ``entries`` in pack order makes."""
-    for job in schedule(entries, lookup, gap, zero=zero):
+    """Every read of pack data that restoring ``entries`` in pack order makes, in order."""
+    for job in schedule(entries, lookup, gap, window_places, zero=zero):
         if isinstance(job, Window):
             for pr in job.reads:
                 yield pr.read
@@ -100,15 +119,16 @@ def schedule(
     gap: int,
     window_places: int = WINDOW_PLACES,
     read_bytes: int = READ_BYTES,
-    hungry: Callable[[], bool] | None = None,
     zero: ZeroBlob | None = None,
 ) -> Iterator[Job]:
     """The jobs of restoring ``entries`` in pack order: directories and special files as they
-    come, files in windows, later paths of a hardlink as links. ``hungry()`` (asked every
-    ``FIRST_WINDOW`` places) closes a window early when it says the reads are running out.
-    ``zero`` knows the blob of zeros, not read (None: every blob is read)."""
+    come, files in windows (``FIRST_WINDOW`` places, then twice as many each time, up to
+    ``window_places``), later paths of a hardlink as links. ``zero`` knows the blob of zeros,
+    not read (None: every blob is read)."""
+    if window_places < 1:
+        raise ValueError("a window has at least one blob place")
     planner = _WindowPlanner(lookup, gap, read_bytes)
-    ask_at = FIRST_WINDOW
+    size = min(FIRST_WINDOW, window_places)
     for entry in first_paths(entries):
         if isinstance(entry, Link) or entry.node.type != FILE:
             yield entry
@@ -117,19 +137,14 @@ def schedule(
         planner.files.append(job)
         at = 0
         while at < len(places):  # the window filled up, and the rest in the next ones
-            take = places[at : at + window_places - planner.places]
+            take = places[at : at + size - planner.places]
             planner.add(job, take)
             at += len(take)
-            if planner.places >= window_places:
-                yield planner.close()
+            if planner.places >= size:
+                size = min(2 * size, window_places)
+                yield planner.close(carry=size // 2)
         if len(planner.files) >= window_places:  # files with no blobs (empty or failing)
             yield planner.close()
-        elif hungry is not None and planner.places >= ask_at:
-            if hungry():
-                yield planner.close()
-                ask_at = FIRST_WINDOW
-            else:
-                ask_at = planner.places + FIRST_WINDOW
     if planner.files or planner.places:
         yield planner.close()
 
@@ -177,7 +192,11 @@ class _WindowPlanner:
             n.places.append((job, offset))
         self.places += len(places)
 
-    def close(self) -> Window:
+    def close(self, carry: int = 0) -> Window:
+        """The window's reads. With ``carry``: a read shorter than ``CARRY_BYTES`` is put off
+        to the next window, with the blob places it serves, while those stay within
+        ``carry`` places (the first in the order the reads are made), and as long as the
+        reads made come to ``BUSY_BYTES`` (the longest of those put off are made first)."""
         by_pack: dict[bytes, list[Needed]] = {}
         for n in self.needed.values():  # in the order the files first need them
             by_pack.setdefault(n.at.pack.id, []).append(n)
@@ -185,8 +204,24 @@ class _WindowPlanner:
         for blobs in by_pack.values():
             blobs.sort(key=lambda n: n.at.offset)
             reads.extend(self._coalesce(blobs))
-        window = Window(self.files, reads)
-        self.files, self.places, self.needed = [], 0, {}
+        off: dict[int, int] = {}  # reads put off (their index) and their places
+        left = 0
+        if carry:
+            for i, pr in enumerate(reads):
+                if pr.read.length < CARRY_BYTES:
+                    places = sum(len(n.places) for n in pr.blobs)
+                    if left + places <= carry:
+                        off[i] = places
+                        left += places
+            made = sum(pr.read.length for i, pr in enumerate(reads) if i not in off)
+            for i in sorted(off, key=lambda i: -reads[i].read.length):
+                if made >= BUSY_BYTES:
+                    break
+                made += reads[i].read.length
+                left -= off.pop(i)
+        kept = {n.blob_id: n for i in sorted(off) for n in reads[i].blobs}
+        window = Window(self.files, [pr for i, pr in enumerate(reads) if i not in off])
+        self.files, self.places, self.needed = [], left, kept
         return window
 
     def _coalesce(self, blobs: list[Needed]) -> Iterator[PackRead]:

@@ -60,12 +60,14 @@ def reads(
     pack_order: bool,
     gap: int,
     zero: ZeroBlob | None = None,
+    window_places: int = packorder.WINDOW_PLACES,
 ) -> Iterator[Read]:
     """Every read of pack data that restoring ``entries`` makes, in pack order (reading through
-    gaps up to ``gap``) or file by file: the cost estimate and the thaw count these. ``zero``:
-    the repository's blob of zeros, which is not read (``zero_blob``)."""
+    gaps up to ``gap``, in windows of at most ``window_places``) or file by file: exactly the
+    requests the restore with these options sends; the cost estimate and the thaw count these.
+    ``zero``: the repository's blob of zeros, which is not read (``zero_blob``)."""
     if pack_order:
-        return packorder.requests(entries, lookup, gap, zero)
+        return packorder.requests(entries, lookup, gap, zero, window_places)
     return schedule.requests(entries, lookup, zero)
 
 
