@@ -16,7 +16,6 @@ from __future__ import annotations
 import struct
 import tarfile
 import time
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -28,6 +27,7 @@ from cairn.ops.deflate import (
     Data,
     InOrder,
     Pieces,
+    crc32,
     crc32_combine,
     crc_piece,
     deflate_piece,
@@ -167,7 +167,7 @@ class ZipStream:
             self.summary.skipped += 1
 
     def _whole(self, entry: _Entry, data: bytes) -> None:
-        entry.crc, entry.csize, entry.usize = zlib.crc32(data), len(data), len(data)
+        entry.crc, entry.csize, entry.usize = crc32(data), len(data), len(data)
         self._work.ready(("whole", entry, data))
 
     def _file(
