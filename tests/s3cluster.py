@@ -33,9 +33,12 @@ from tests.s3server import (
 
 VOLUMES = ("volume1", "volume2", "volume3")
 REPLICATION = "001"
-# port offsets from the base port (each service's gRPC port is its port + 10000)
+# port offsets from the base port; each service's gRPC port is GRPC further (not SeaweedFS's
+# default of +10000, which lands in Linux's ephemeral range from 32768, where the clients'
+# own connections may take it between the check and the start)
 _OFFSETS = {"master": 0, "volume1": 1, "volume2": 2, "volume3": 3, "filer": 4, "s3": 5}
-_PORTS = 8  # the offsets above and two spare: the gateway's Iceberg and Lance ports are off
+GRPC = 8
+_PORTS = 2 * GRPC  # the gateway's Iceberg and Lance ports are off
 
 
 @dataclass
@@ -124,14 +127,15 @@ class SeaweedCluster(S3Access):
 def start(data_dir: Path) -> SeaweedCluster:
     """Starts the cluster with its data under ``data_dir`` (which must exist) and creates the
     test bucket."""
-    base = pick_base(_PORTS)
+    base = pick_base(_PORTS, grpc=False)
     port = {name: base + k for name, k in _OFFSETS.items()}
     ip = ["-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
-    master = f"127.0.0.1:{port['master']}"
-    filer = f"127.0.0.1:{port['filer']}"
+    # an address with its gRPC port: ip:port.grpc_port
+    master = f"127.0.0.1:{port['master']}.{port['master'] + GRPC}"
+    filer = f"127.0.0.1:{port['filer']}.{port['filer'] + GRPC}"
 
     def grpc(name: str) -> str:
-        return f"-port.grpc={port[name] + 10000}"
+        return f"-port.grpc={port[name] + GRPC}"
 
     def url(name: str, path: str = "") -> str:
         return f"http://127.0.0.1:{port[name]}{path}"

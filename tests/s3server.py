@@ -59,14 +59,14 @@ def _free(port: int) -> bool:
     return True
 
 
-def pick_base(count: int = len(_PORT_FLAGS)) -> int:
-    """A base port such that ``count`` ports from it, and each one's gRPC port (+10000), are
-    free on 127.0.0.1."""
+def pick_base(count: int = len(_PORT_FLAGS), grpc: bool = True) -> int:
+    """A base port such that ``count`` ports from it (at most 20), and with ``grpc`` each one's
+    gRPC port (+10000), are free on 127.0.0.1."""
     rng = int.from_bytes(os.urandom(2), "big")
     for i in range(200):
         base = 20000 + ((rng + i * 37) % 400) * 20
         ports = [base + k for k in range(count)]
-        if all(_free(p) and _free(p + 10000) for p in ports):
+        if all(_free(p) and (not grpc or _free(p + 10000)) for p in ports):
             return base
     raise RuntimeError("no free port range for SeaweedFS")
 

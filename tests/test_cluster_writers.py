@@ -270,8 +270,18 @@ def test_six_hosts_back_up_into_a_cluster_while_its_servers_fail(
                 down = time.time()
                 cluster.kill("s3")
                 # what starts meanwhile fails at once, clearly
-                probes.append(_cairn(admin, "snapshots", "--repo", url, "--json"))
-                probes.append(_cairn(envs[0], "backup", "--repo", url, srcs[0], "--host", "probe"))
+                # (both at once, and the gateway stays away until they have ended)
+                probing = [
+                    threading.Thread(target=lambda a=a: probes.append(_cairn(*a)))
+                    for a in (
+                        (admin, "snapshots", "--repo", url, "--json"),
+                        (envs[0], "backup", "--repo", url, srcs[0], "--host", "probe"),
+                    )
+                ]
+                for t in probing:
+                    t.start()
+                for t in probing:
+                    t.join(300)
                 time.sleep(max(0.0, GATEWAY_DOWN - (time.time() - down)))
                 cluster.restart("s3")
                 record.outage = (down, time.time())
@@ -291,6 +301,7 @@ def test_six_hosts_back_up_into_a_cluster_while_its_servers_fail(
         maintenance.join(600)
     assert not maintenance.is_alive()
 
+    assert len(probes) == 2
     for probe in probes:
         assert clear_failure(probe), probe.what
     unexpected = [r.what for r in record.runs if r.code != 0 and not record.during_outage(r)]
