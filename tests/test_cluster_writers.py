@@ -207,6 +207,7 @@ def test_six_hosts_back_up_into_a_cluster_while_its_servers_fail(
     for src in srcs:
         src.mkdir()
     envs = [_env(tmp_path, cluster, f"host{h}") for h in range(HOSTS)]
+    probe_env = _env(tmp_path, cluster, "probe")
     running: set[int] = set()  # the backups' PIDs
     # in the gateway's round, the last host gives up at the first failure: it fails mid-way
     impatient: set[int] = set()
@@ -275,7 +276,7 @@ def test_six_hosts_back_up_into_a_cluster_while_its_servers_fail(
                     threading.Thread(target=lambda a=a: probes.append(_cairn(*a)))
                     for a in (
                         (admin, "snapshots", "--repo", url, "--json"),
-                        (envs[0], "backup", "--repo", url, srcs[0], "--host", "probe"),
+                        (probe_env, "backup", "--repo", url, srcs[0], "--host", "probe"),
                     )
                 ]
                 for t in probing:
