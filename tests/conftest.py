@@ -140,6 +140,20 @@ def s3_server():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
+def s3_cluster(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """SeaweedFS as a cluster of its own for one test (tests/s3cluster.py): master, three volume
+    servers (replication 001), filer and S3 gateway, each a process the test may kill and
+    restart."""
+    from tests import s3cluster
+
+    cluster = s3cluster.start(tmp_path_factory.mktemp("swc"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
 def s3_env(s3_server, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """Credentials for the test server in the environment (as the AWS chain reads them)."""
     for k, v in s3_server.env().items():

@@ -42,7 +42,7 @@ _PORT_FLAGS = (
 )
 
 
-def _weed() -> str:
+def weed() -> str:
     cand = Path(sys.executable).parent / "weed"
     found = str(cand) if cand.exists() else shutil.which("weed")
     if not found:
@@ -59,22 +59,80 @@ def _free(port: int) -> bool:
     return True
 
 
-def _pick_base() -> int:
+def pick_base(count: int = len(_PORT_FLAGS), grpc: bool = True) -> int:
+    """A base port such that ``count`` ports from it (at most 20), and with ``grpc`` each one's
+    gRPC port (+10000), are free on 127.0.0.1."""
     rng = int.from_bytes(os.urandom(2), "big")
     for i in range(200):
         base = 20000 + ((rng + i * 37) % 400) * 20
-        ports = [base + k for k in range(len(_PORT_FLAGS))]
-        if all(_free(p) and _free(p + 10000) for p in ports):
+        ports = [base + k for k in range(count)]
+        if all(_free(p) and (not grpc or _free(p + 10000)) for p in ports):
             return base
     raise RuntimeError("no free port range for SeaweedFS")
 
 
-@dataclass
-class SeaweedServer:
-    proc: subprocess.Popen[bytes]
+def write_identities(path: Path) -> Path:
+    """The S3 identities file (full access, read-only, anonymous reads of the test bucket)."""
+    path.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "cairn",
+                        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    },
+                    {
+                        "name": "reader",
+                        "credentials": [
+                            {"accessKey": READER_ACCESS_KEY, "secretKey": READER_SECRET_KEY}
+                        ],
+                        "actions": ["Read", "List"],
+                    },
+                    # unsigned requests: reads and listings of the test bucket only
+                    {"name": "anonymous", "actions": [f"Read:{BUCKET}", f"List:{BUCKET}"]},
+                ]
+            }
+        )
+    )
+    return path
+
+
+def wait_answering(
+    url: str, proc: subprocess.Popen[bytes], log_path: Path, what: str, timeout: float = 60
+) -> None:
+    """Waits until ``url`` answers HTTP (any status); raises if ``proc`` exits first or the
+    time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {log_path.read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # it answers (403 without credentials): it is up
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{what} did not start within {timeout:.0f} s")
+
+
+def create_bucket(client, bucket: str = BUCKET, tries: int = 100) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(tries):
+        try:
+            client.create_bucket(Bucket=bucket)
+            return
+        except client.exceptions.BucketAlreadyOwnedByYou:
+            return
+        except Exception:  # the filer may still be starting
+            time.sleep(0.3)
+    raise RuntimeError(f"the bucket {bucket} could not be created")
+
+
+class S3Access:
+    """The credentials, URLs and client of a SeaweedFS S3 endpoint (``self.endpoint``)."""
+
     endpoint: str
-    data_dir: Path
-    log_path: Path
 
     def env(self) -> dict[str, str]:
         return {
@@ -98,6 +156,14 @@ class SeaweedServer:
             region_name="us-east-1",
         )
 
+
+@dataclass
+class SeaweedServer(S3Access):
+    proc: subprocess.Popen[bytes]
+    endpoint: str
+    data_dir: Path
+    log_path: Path
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -111,31 +177,9 @@ class SeaweedServer:
 
 def start() -> SeaweedServer:
     data_dir = Path(tempfile.mkdtemp(prefix="cairn-seaweed-"))
-    config = data_dir / "s3.json"
-    config.write_text(
-        json.dumps(
-            {
-                "identities": [
-                    {
-                        "name": "cairn",
-                        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    },
-                    {
-                        "name": "reader",
-                        "credentials": [
-                            {"accessKey": READER_ACCESS_KEY, "secretKey": READER_SECRET_KEY}
-                        ],
-                        "actions": ["Read", "List"],
-                    },
-                    # unsigned requests: reads and listings of the test bucket only
-                    {"name": "anonymous", "actions": [f"Read:{BUCKET}", f"List:{BUCKET}"]},
-                ]
-            }
-        )
-    )
-    base = _pick_base()
-    args = [_weed(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
+    config = write_identities(data_dir / "s3.json")
+    base = pick_base()
+    args = [weed(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
     args += [f"-{flag}={base + k}" for k, flag in enumerate(_PORT_FLAGS)]
     args += [f"-s3.config={config}"]
     log_path = data_dir / "weed.log"
@@ -146,27 +190,10 @@ def start() -> SeaweedServer:
         start_new_session=True,
     )
     server = SeaweedServer(proc, f"http://127.0.0.1:{base + 3}", data_dir, log_path)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"weed mini exited: {log_path.read_text()[-2000:]}")
-        try:
-            urllib.request.urlopen(server.endpoint, timeout=1)
-            break
-        except urllib.error.HTTPError:
-            break  # it answers (403 without credentials): it is up
-        except OSError:
-            time.sleep(0.3)
-    else:
+    try:
+        wait_answering(server.endpoint, proc, log_path, "weed mini")
+    except RuntimeError:
         server.stop()
-        raise RuntimeError("SeaweedFS did not start within 60 s")
-    client = server.client()
-    for _ in range(100):
-        try:
-            client.create_bucket(Bucket=BUCKET)
-            break
-        except client.exceptions.BucketAlreadyOwnedByYou:
-            break
-        except Exception:  # the filer may still be starting
-            time.sleep(0.3)
+        raise
+    create_bucket(server.client())
     return server

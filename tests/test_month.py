@@ -147,9 +147,10 @@ def test_the_prune_estimate_is_the_prune_request_for_request(tmp_path, s3_url, r
 def test_the_model_counts_a_day_of_forget_and_prune(tmp_path, s3_url, run_cli):
     src = make_tree(tmp_path / "src")
     assert run_cli("init", "--repo", s3_url, "--pack-size", "128K").code == 0
-    for _ in range(2):
-        change(src, 2)
+    for n in (2, 2, 1):  # the last day leaves d1 as it was: its pack is kept in part
+        change(src, n)
         assert run_cli("backup", "--repo", s3_url, src).code == 0
+    assert run_cli("forget", "--repo", s3_url, "--keep-last", "2").code == 0
     assert run_cli("prune", "--repo", s3_url, "--max-unused", "0%").code == 0  # one index
     change(src, 2)
     assert run_cli("backup", "--repo", s3_url, src).code == 0  # a day: one more index object

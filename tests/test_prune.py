@@ -121,6 +121,28 @@ def test_repack_threshold_is_respected(tmp_path, run_cli):
     assert capped["bytes_repack_read"] <= MIB < repack["bytes_repack_read"]
 
 
+def test_a_prune_repacks_only_packs_with_unused_blobs_and_then_nothing(tmp_path, run_cli):
+    """A pack's own bytes (magic, salt, header) are not unused: at --max-unused 0% a prune
+    repacks the packs that hold a blob no snapshot keeps there, and the next prune has nothing
+    to do."""
+    url = str(tmp_path / "repo")
+    src = tmp_path / "src"
+    write_files(src, ["a", "b", "c", "d"], size=MIB)
+    assert run_cli("init", "--repo", url, "--pack-size", "5M").code == 0
+    assert run_cli("backup", "--repo", url, src).code == 0
+    idle = run_cli("prune", "--repo", url, "--json", "--dry-run", "--max-unused", "0%").json()
+    assert (idle["packs_repacked"], idle["packs_deleted"], idle["bytes_freed"]) == (0, 0, 0)
+    first = snapshot_ids(run_cli, url)[0]
+    (src / "a").unlink()
+    assert run_cli("backup", "--repo", url, src).code == 0
+    forget_snapshot(url, first)
+    once = run_cli("prune", "--repo", url, "--json", "--max-unused", "0%").json()
+    assert once["packs_repacked"] == 1 and once["bytes_freed"] >= MIB
+    again = run_cli("prune", "--repo", url, "--json", "--max-unused", "0%").json()
+    assert (again["packs_repacked"], again["packs_deleted"], again["bytes_freed"]) == (0, 0, 0)
+    assert run_cli("check", "--repo", url, "--read-data").code == 0
+
+
 def test_check_finds_and_names_damage_and_repair_recovers(tmp_path, repo_url, run_cli):
     src = tmp_path / "src"
     write_files(src / "keep", ["k1", "k2"])

@@ -46,8 +46,26 @@ def test_retry_with_exponential_backoff_and_jitter(tmp_path):
     assert store.read("a") == b"x"
     assert len(sleeps) == 8
     caps = [0.5, 1.0, 2.0, 4.0] * 2
-    assert all(0 <= s <= c for s, c in zip(sleeps, caps, strict=True))
+    assert all(c / 2 <= s <= c for s, c in zip(sleeps, caps, strict=True))
     assert len(set(sleeps)) > 1  # jittered
+
+
+def test_the_default_retries_outlast_a_store_away_for_15_seconds():
+    """An S3 gateway restarting takes a few seconds: the default attempts wait at least 15.8 s
+    in all, whatever the jitter draws (draws from zero up could spend all 8 attempts in a
+    second or two). Timed on a clock of its own: the waits are only added up."""
+    for _ in range(50):
+        now = [0.0]
+
+        def sleep(seconds: float, now: list[float] = now) -> None:
+            now[0] += seconds
+
+        def request(now: list[float] = now) -> str:
+            if now[0] < 15.5:
+                raise TransientStorageError("connection refused")
+            return "answered"
+
+        assert RetryPolicy(sleep=sleep).call(request) == "answered"
 
 
 def test_the_policy_without_jitter_doubles_up_to_its_cap():

@@ -166,7 +166,11 @@ def make_plan(
     for pack_id, record in sorted(present.items()):
         kept = [b for b in record.blobs if home.get(b.id) == pack_id]
         size = plan.sizes[pack_id]
-        unused = plan.unused[pack_id] = size - sum(b.length for b in kept)
+        # what repacking would free: the blobs this pack does not keep (the whole pack when
+        # it keeps none); its magic, salt and header are no more unused than a new pack's
+        unused = plan.unused[pack_id] = (
+            sum(b.length for b in record.blobs if home.get(b.id) != pack_id) if kept else size
+        )
         if not kept:
             plan.delete.append(record)
             continue
