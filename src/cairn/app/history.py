@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,9 +54,11 @@ def started_by() -> str:
     return TIMER if os.environ.get("INVOCATION_ID") else COMMAND
 
 
-def private_db(path: Path) -> sqlite3.Connection:
+@contextmanager
+def private_db(path: Path) -> Iterator[sqlite3.Connection]:
     """A connection to the SQLite database ``path``, made readable by its owner only (its
-    directory 0700, the file 0600) before anything is written to it."""
+    directory 0700, the file 0600) before anything is written to it; what the block does is
+    one transaction, and the connection is closed after it."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
@@ -64,7 +66,12 @@ def private_db(path: Path) -> sqlite3.Connection:
             os.fchmod(fd, 0o600)
     finally:
         os.close(fd)
-    return sqlite3.connect(path, timeout=30)
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        with db:
+            yield db
+    finally:
+        db.close()
 
 
 @dataclass(frozen=True)
@@ -121,14 +128,8 @@ class History:
                     (WEB,),
                 )
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = private_db(self.path)
-        try:
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return private_db(self.path)
 
     def begin(
         self,
