@@ -277,6 +277,32 @@ def test_a_missing_cache_costs_a_question_per_object_but_no_extension(
     assert res.json()["object_lock"]["extended"] == len(calls) == len(set(calls)) > 0
 
 
+def test_forget_prune_says_one_date_when_its_prune_deletes_seconds_later(
+    tmp_path: Path, run_cli, s3_env, locked: Place, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The forget deletes its snapshots first, its prune packs later: the date the command
+    gives for everything it deleted is the later one (a clock that moves a second per call
+    makes them always differ)."""
+    url = _url(s3_env, locked)
+    src = _tree(tmp_path)
+    assert run_cli("init", "--repo", url, "--object-lock", "2").code == 0
+    assert run_cli("backup", "--repo", url, src).code == 0
+    (src / "d" / "f").write_bytes(os.urandom(3000))
+    assert run_cli("backup", "--repo", url, src).code == 0
+    start, calls = datetime.now(UTC), [0]
+
+    def ticking() -> datetime:
+        calls[0] += 1
+        return start + timedelta(seconds=calls[0])
+
+    monkeypatch.setattr(clock, "now", ticking)
+    res = run_cli("forget", "--repo", url, "--keep-last", "1", "--prune", "--json")
+    assert res.code == 0, res.err
+    doc = res.json()
+    freed = datetime.fromisoformat(doc["prune"]["freed_after"])
+    assert datetime.fromisoformat(doc["kept_until"]) == freed
+
+
 def test_forget_and_prune_on_a_locked_repository_succeed_and_say_when_space_is_freed(
     tmp_path: Path, run_cli, s3_env, locked: Place
 ) -> None:  # type: ignore[no-untyped-def]

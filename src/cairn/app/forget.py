@@ -113,6 +113,10 @@ def forget(session: Session, request: ForgetRequest, events: Events) -> ForgetRe
             result.prune = prune(session, PruneRequest(record=False), events)
         except CairnError as e:
             result.prune_error = e
+        freed = result.prune.report.freed_after if result.prune else None
+        if result.kept_until is not None and freed is not None:
+            # what the prune deleted, later, stays as long: the command's date is the later
+            result.kept_until = max(result.kept_until, datetime.fromisoformat(freed))
     command = "forget --prune" if result.prune else "forget"
     classes, deleted = billing(session, result.prune.report) if result.prune else ({}, [])
     result.requests = record_run(session, command, removed=doomed, classes=classes, deleted=deleted)
