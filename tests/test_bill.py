@@ -166,7 +166,8 @@ def test_the_restore_estimate_counts_the_restore_requests(tmp_path, s3_url, run_
 
 
 def test_every_command_that_touches_the_store_says_what_it_sent(tmp_path, s3_url, run_cli):
-    """restore, dump, tag, rewrite, key and repair: their --json has the requests they made,
+    """restore, dump, tag, rewrite, key (add, export, import) and repair (index, snapshots):
+    their --json has the requests they made,
     kind for kind as the client sent them (the opening included)."""
     src = make_tree(tmp_path / "src")
     assert run_cli("init", "--repo", s3_url, "--pack-size", "128K").code == 0
@@ -179,7 +180,11 @@ def test_every_command_that_touches_the_store_says_what_it_sent(tmp_path, s3_url
         (["tag"], ["--add", "kept", "latest"]),
         (["rewrite"], ["latest", "--exclude", "f5"]),
         (["key", "add"], ["--new-password-file", pw]),
+        (["key", "export"], ["--new-password-file", pw, tmp_path / "safe.key"]),
+        # the exported key's password; the repository's keys are not needed
+        (["key", "import"], ["--password-file", pw, tmp_path / "safe.key"]),
         (["repair", "index"], []),
+        (["repair", "snapshots"], ["--dry-run"]),
     ]
     for words, args in commands:
         log = RequestLog()

@@ -26,7 +26,7 @@ from cairn.repo import layout
 from cairn.repo.journal import PackJournal
 from cairn.repo.locks import HeldLock, Locks, new_lock
 from cairn.repo.repository import Repository
-from cairn.storage.base import Storage
+from cairn.storage.base import Storage, StorageWrapper
 from cairn.storage.faulty import FaultyStorage
 from tests.conftest import PASSWORD
 from tests.test_prune import cairn, cairn_env, write_files
@@ -296,9 +296,10 @@ def test_random_interleavings_of_backups_journals_and_prune(tmp_path, seed):
 def test_a_backup_finishing_while_prune_plans_is_neither_damage_nor_lost(
     tmp_path, repo_url, request
 ):
-    """Backups complete between the prune's reads (before it lists snapshots, and between
-    snapshots and index): the prune must not call the repository damaged, nor delete what
-    the new snapshots use."""
+    """Backups complete between the prune's reads (before its rescue lists snapshots, and
+    between snapshots and index): the prune must not call the repository damaged, nor delete
+    what the new snapshots use, nor postpone (the rescue lists snapshots before index
+    objects, so a snapshot it sees has its index objects seen)."""
     s3 = request.getfixturevalue("s3_server") if repo_url.startswith("s3:") else None
     env = cairn_env(tmp_path, s3)
     old, new1, new2 = tmp_path / "old", tmp_path / "new1", tmp_path / "new2"
@@ -325,6 +326,92 @@ def test_a_backup_finishing_while_prune_plans_is_neither_damage_nor_lost(
     assert report.packs_deleted > 0  # the forgotten snapshot's data
     check_is_clean(env, repo_url)
     assert every_snapshot_restores(env, repo_url, tmp_path) == 2
+
+
+class ListedMidway(StorageWrapper):
+    """The real store, whose listings of the whole repository (a prune's first look) see a
+    backup that ends while they page on: ``event`` runs as the listing starts, and what it
+    added under the prefixes ``hide`` is left out, as if those pages had been listed before
+    it wrote them. Counts the listings asked for, by prefix."""
+
+    def __init__(self, inner: Storage, hide: tuple[str, ...], event: Callable[[], object]) -> None:
+        super().__init__(inner)
+        self.hide, self.event = hide, event
+        self.listed: list[str] = []
+
+    def list(self, prefix: str):  # type: ignore[no-untyped-def]
+        self.listed.append(prefix)
+        if prefix or self.event is None:
+            yield from self.inner.list(prefix)
+            return
+        before = {name for name, _ in self.inner.list("")}
+        self.event()
+        self.event = None
+        for name, size in self.inner.list(""):
+            if name in before or not name.startswith(self.hide):
+                yield name, size
+
+
+@pytest.mark.parametrize(
+    "hide",
+    [
+        (layout.DATA,),  # its index object and snapshot listed, its packs not
+        (layout.DATA, layout.SNAPSHOTS),  # its index object listed, its packs and snapshot not
+        (layout.DATA, layout.INDEX),  # its snapshot listed, its packs and index object not
+    ],
+)
+def test_a_backup_ending_during_the_prunes_one_listing_makes_it_look_again(tmp_path, hide):
+    """A prune's first look is one listing of the whole repository, in key order (data/,
+    index/, ..., snapshots/): the reverse of the safe order. A backup ending while it pages
+    on is seen in part; the prune must notice, list again prefix by prefix, and neither call
+    the repository damaged nor lose what the new snapshot uses."""
+    url = str(tmp_path / "repo")
+    env = cairn_env(tmp_path)
+    gone, old, new = tmp_path / "gone", tmp_path / "old", tmp_path / "new"
+    write_files(gone, ["z"], size=MIB)
+    write_files(old, ["a", "b"], size=MIB)
+    write_files(new, ["c"], size=MIB)
+    cairn(env, "init", "--repo", url, "--pack-size", "1M")
+    cairn(env, "backup", "--repo", url, gone)
+    first = json.loads(cairn(env, "snapshots", "--repo", url, "--json").stdout)[0]["id"]
+    cairn(env, "backup", "--repo", url, old)
+    cairn(env, "forget", "--repo", url, first)  # its packs go: the index is written anew
+    wrapped: list[ListedMidway] = []
+
+    def wrap(storage):  # type: ignore[no-untyped-def]
+        backup = lambda: cairn(env, "backup", "--repo", url, new)  # noqa: E731
+        wrapped.append(ListedMidway(storage, hide, backup))
+        return wrapped[0]
+
+    report = run_prune(open_repo(url, wrap), PruneOptions(), NullProgress())
+    assert report.postponed is None
+    assert report.packs_deleted > 0
+    listed = wrapped[0].listed
+    assert listed[:2] == [layout.KEYS, ""]
+    # looked again, in the safe order
+    assert listed[2:5] == [layout.SNAPSHOTS, layout.INDEX, layout.DATA], listed
+    check_is_clean(env, url)
+    assert every_snapshot_restores(env, url, tmp_path) == 2
+
+
+def test_a_prune_with_nothing_to_do_lists_the_repository_once(tmp_path):
+    """The one listing is the prune's whole look when no backup ends meanwhile: the keys
+    (opening the repository), then everything, and no listing of a prefix after it."""
+    url = str(tmp_path / "repo")
+    env = cairn_env(tmp_path)
+    src = tmp_path / "src"
+    write_files(src, ["a"], size=MIB)
+    cairn(env, "init", "--repo", url)
+    cairn(env, "backup", "--repo", url, src)
+    wrapped: list[ListedMidway] = []
+
+    def wrap(storage):  # type: ignore[no-untyped-def]
+        wrapped.append(ListedMidway(storage, (), lambda: None))
+        return wrapped[0]
+
+    report = run_prune(open_repo(url, wrap), PruneOptions(), NullProgress())
+    assert (report.packs_deleted, report.packs_repacked, report.orphan_packs) == (0, 0, 0)
+    assert wrapped[0].listed == [layout.KEYS, ""]
 
 
 def test_a_backup_survives_a_forget_of_its_parent_between_listing_and_reading(tmp_path):

@@ -88,7 +88,9 @@ def test_export_then_import_into_a_repository_without_keys(
     assert not list(store(url).list("keys/"))
     res = run_cli("key", "import", "-r", url, exported, "--password-file", pw, "--json")
     assert res.code == 0, res.err
-    assert res.json() == {"id": res.json()["id"], "added": True}
+    said = res.json()
+    assert said == {"id": said["id"], "added": True, "requests": said["requests"]}
+    assert said["requests"]["put"] == 1  # the key file
     res = run_cli("snapshots", "-r", url, "--password-file", pw, "--json")
     assert res.code == 0 and len(res.json()) == 1
     assert run_cli("check", "-r", url, "--password-file", pw, "--read-data").code == 0

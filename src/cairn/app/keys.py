@@ -67,17 +67,19 @@ def export(
     return blake3.blake3(data).hexdigest()
 
 
-def import_key(spec: RepoSpec, path: str) -> tuple[str, bool]:
+def import_key(spec: RepoSpec, path: str) -> tuple[str, bool, dict[str, int]]:
     """Adds the key file at ``path`` (from ``export``) to the repository of ``spec``, which
     needs no working key: the password (from ``spec``) is the one that opens the file.
-    Returns (key id, whether it was added: False if the repository holds it already)."""
+    Returns (key id, whether it was added: False if the repository holds it already, the
+    requests and bytes it took)."""
     try:
         with open(path, "rb") as f:
             data = f.read(1 << 16)  # more than a key file holds: refused as such
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror}") from None
-    storage, _ = wrap_backend(backend_for(spec.resolved_url(), spec.store), spec.store)
-    return ops_keys.import_key(storage, data, spec.password.get(), path)
+    storage, meter = wrap_backend(backend_for(spec.resolved_url(), spec.store), spec.store)
+    key_id, added = ops_keys.import_key(storage, data, spec.password.get(), path)
+    return key_id, added, meter.snapshot().as_dict()
 
 
 def remove(session: Session, ref: str) -> str:

@@ -173,9 +173,9 @@ def import_command(spec: RepoSpec, out: Output, path: str) -> int:
       cairn key import -r /srv/backup /media/safe/backup.key
       cairn key import -r s3://bucket/cairn --password-file ~/.safe-pw /media/safe/main.key
     """
-    key_id, added = keys_app.import_key(spec, path)
+    key_id, added, requests = keys_app.import_key(spec, path)
     if out.json_mode:
-        out.json({"id": key_id, "added": added})
+        out.json({"id": key_id, "added": added, "requests": requests})
     elif added:
         out.line(f"added key {key_id[:8]} from {path}")
     else:

@@ -80,7 +80,13 @@ def snapshots(
         progress.close()
     results = done.repaired
     if out.json_mode:
-        out.json([r.__dict__ for r in results])
+        out.json(
+            {
+                "repaired": [r.__dict__ for r in results],
+                "considered": done.considered,
+                "requests": session.usage(),
+            }
+        )
         return 0
     for r in results:
         if r.damaged:

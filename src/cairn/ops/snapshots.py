@@ -42,15 +42,21 @@ class SnapshotListing:
     bytes_read: int = 0
 
 
-def read_snapshots(repo: Repository, ids: Iterable[str] | None = None) -> SnapshotListing:
+def read_snapshots(
+    repo: Repository, ids: Iterable[str] | None = None, listed: dict[str, int] | None = None
+) -> SnapshotListing:
     """Every snapshot (or those of ``ids``), oldest first. One that vanishes between the listing
     and the read (removed by a forget on another host) is left out; one that fails
     authentication or does not parse is left out and named in ``damaged``. Other errors (the
     store unreachable) are raised. On an object store they are read at once
-    (``request_threads``)."""
+    (``request_threads``). ``listed``: snapshots/ as a listing already made saw it (name ->
+    size), instead of listing."""
     out = SnapshotListing()
     with Overlap(repo.request_threads) as overlap:
-        sizes = repo.snapshot_sizes() if ids is None else {}
+        if listed is not None:
+            sizes = {layout.id_of(n): size for n, size in listed.items()}
+        else:
+            sizes = repo.snapshot_sizes() if ids is None else {}
         names = list(sizes) if ids is None else ids
         for hex_id, data in overlap.map(repo.load_snapshot, names):
             try:

@@ -130,12 +130,16 @@ class Locks:
         self,
         unreadable: Callable[[str, str], None] | None = None,
         skip: Collection[str] = (),
+        listed: Collection[str] | None = None,
     ) -> list[LockInfo]:
         """Every lock that can be read, but those named in ``skip`` (this process's own: it
         knows what they say). One that cannot (damaged, or of a newer format) is ignored, and
         handed to ``unreadable`` (name, why): `check` reports them. On an object store the
-        locks are read at once (``request_threads``)."""
-        names = [name for name, _ in self._repo.storage.list(layout.LOCKS) if name not in skip]
+        locks are read at once (``request_threads``). ``listed``: the names under locks/ a
+        listing already made saw, instead of listing."""
+        if listed is None:
+            listed = [name for name, _ in self._repo.storage.list(layout.LOCKS)]
+        names = [name for name in listed if name not in skip]
         out = []
         with Overlap(self._repo.request_threads) as overlap:
             for name, data in overlap.map(self._repo.load_object, names):

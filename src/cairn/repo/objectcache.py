@@ -132,6 +132,13 @@ class ObjectCache(StorageWrapper):
         # the listing is complete: copies of objects it did not list are of objects gone
         self._drop_unlisted(prefix, listed, started)
 
+    def saw(self, names: dict[str, dict[str, int]], started: float) -> None:
+        """A complete listing of the whole repository, begun at ``started`` (``time.time()``),
+        saw ``names`` (prefix -> name -> size): copies of objects it did not list are of
+        objects gone."""
+        for prefix in _PREFIXES:
+            self._drop_unlisted(prefix, set(names.get(prefix, ())), started)
+
     def holds(self, name: str) -> bool:
         """Whether reads of ``name`` are served by a checked copy on this host."""
         return self._copy(name) is not None

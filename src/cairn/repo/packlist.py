@@ -23,10 +23,13 @@ def log_warning(name: str, message: str) -> None:
     logging.getLogger("cairn").warning("%s: %s", name, message)
 
 
-def stored_packs(storage: Storage, warn: Warn | None = None) -> dict[str, int]:
-    """name -> size of every pack under data/; other objects there are reported and left out."""
+def stored_packs(
+    storage: Storage, warn: Warn | None = None, listed: dict[str, int] | None = None
+) -> dict[str, int]:
+    """name -> size of every pack under data/; other objects there are reported and left out.
+    ``listed``: data/ as a listing already made saw it (name -> size), instead of listing."""
     packs: dict[str, int] = {}
-    for name, size in storage.list(layout.DATA):
+    for name, size in storage.list(layout.DATA) if listed is None else listed.items():
         if layout.pack_id_of(name) is None:
             (warn or log_warning)(name, STRAY)
             continue
@@ -34,14 +37,17 @@ def stored_packs(storage: Storage, warn: Warn | None = None) -> dict[str, int]:
     return packs
 
 
-def stored_pack_infos(storage: Storage, warn: Warn | None = None) -> dict[str, ObjectInfo] | None:
+def stored_pack_infos(
+    storage: Storage, warn: Warn | None = None, listed: dict[str, ObjectInfo] | None = None
+) -> dict[str, ObjectInfo] | None:
     """As ``stored_packs``, with each pack's storage class and date, from the same one listing
-    (the store's archive capability); None for a store without one (a local directory)."""
+    (the store's archive capability); None for a store without one (a local directory).
+    ``listed``: data/ as a listing already made saw it, instead of listing."""
     archive = storage.archive
     if archive is None:
         return None
     packs: dict[str, ObjectInfo] = {}
-    for info in archive.list_with_class(layout.DATA):
+    for info in archive.list_with_class(layout.DATA) if listed is None else listed.values():
         if layout.pack_id_of(info.name) is None:
             (warn or log_warning)(info.name, STRAY)
             continue

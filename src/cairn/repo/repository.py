@@ -307,14 +307,15 @@ class Repository:
             return
 
     def read_index_objects(
-        self, sizes: dict[str, int] | None = None
+        self, sizes: dict[str, int] | None = None, listing: dict[str, int] | None = None
     ) -> Iterator[tuple[str, list[PackRecord]]]:
         """Every index object: (name, its pack records), read on the store's ``request_threads``
         (one at a time on a local directory). At most twice as many objects as threads are read
         ahead of the consumer, so memory does not grow with the number of index objects.
         ``sizes``, if given, gets each object's size from the listing (what reading it
-        downloads: a prune's estimate counts it)."""
-        listed = list(self.storage.list(layout.INDEX))
+        downloads: a prune's estimate counts it). ``listing``: index/ as a listing already made
+        saw it (name -> size), instead of listing."""
+        listed = list(self.storage.list(layout.INDEX) if listing is None else listing.items())
         if sizes is not None:
             sizes.update(listed)
         names = [n for n, _ in listed]

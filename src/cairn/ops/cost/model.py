@@ -35,16 +35,19 @@ def maintenance_requests(
     counts those): opening the repository twice (the keys listing, a key, the config), the
     snapshots read twice (``snapshots`` kept, one more before the forget), the index
     (``index_objects`` written anew, one more read and deleted: the day's backup added it),
-    the repacking writer's index object, the tree packs read, the listing of ``packs`` packs,
-    the prune's lock (written, updated, read back, deleted), the listings of its second look,
+    the repacking writer's index object, the tree packs read, the prune's one listing of the
+    whole repository (``packs`` packs, the snapshots and index objects, the config, a key and
+    a lock; operation records, two a day, add a page every 500 days and are left out), the
+    prune's lock (written, updated, read back, deleted), the listings of its second look,
     and an operation record each (docs/cost.md §4). With ``copies`` (the host that backs up
     also prunes, and keeps copies of the index objects, snapshots and tree packs, as cairn
     does on an object store: docs/format.md §11.6) none of those is read from the store."""
-    pages = 1 + max(0, packs - 1) // LIST_PAGE
+    listed = packs + snapshots + index_objects + 3
+    pages = 1 + max(0, listed - 1) // LIST_PAGE
     read = 0 if copies else 1
     forget = {"list": 2, "get": 2 + read * (snapshots + 1), "put": 1, "delete": 1}
     prune = {
-        "list": 7 + pages,
+        "list": 4 + pages,
         "get": 3 + read * (snapshots + index_objects + tree_packs + 1),
         "put": 4 + index_objects,
         "delete": 4 + index_objects,

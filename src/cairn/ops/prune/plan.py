@@ -13,6 +13,7 @@ from cairn.ops.snapshots import read_snapshots
 from cairn.ops.usage import used_blobs
 from cairn.repo import layout
 from cairn.repo.index import INDEX_OBJECT_BLOBS, BlobIndex, PackRecord
+from cairn.repo.listing import RepoListing, list_repository
 from cairn.repo.locks import LockBusy, LockInfo, Locks
 from cairn.repo.pack import BlobRef, packs_for
 from cairn.repo.packcache import PackCache
@@ -260,21 +261,30 @@ def _pages(n: int) -> int:
     return 1 + max(0, n - 1) // LIST_PAGE
 
 
+def look(repo: Repository) -> tuple[RepoListing, list[LockInfo]]:
+    """A prune's first look: the whole repository in one listing (``repo/listing.py``), and
+    the locks it lists, read. Refuses, as a prune does, while another prune or repair runs."""
+    listing = list_repository(repo.storage)
+    if repo.object_cache is not None:
+        repo.object_cache.saw(listing.sizes, listing.started)
+    found = Locks(repo).read_all(listed=listing.names(layout.LOCKS))
+    refuse_if_busy(found)
+    return listing, found
+
+
 def plan_prune(repo: Repository, options: PruneOptions) -> tuple[PrunePlan, PruneReport]:
     """What a prune would do now, changing nothing: its plan and its dry-run report (for
     estimates too). Refuses, as a prune does, while another prune or repair runs."""
-    found = Locks(repo).read_all()
-    refuse_if_busy(found)
-    planned = plan_now(repo, replace(options, dry_run=True))
+    listing, found = look(repo)
+    planned = plan_now(repo, replace(options, dry_run=True), listing)
     report, q = planned.report, planned.report.requests
-    # the first look at the locks (the stale ones deleted), and, for a prune that deletes,
-    # the second (its own lock and the fresh ones of others, as they are now)
+    # the first look at the locks (the stale ones deleted; the listing is planning's), and,
+    # for a prune that deletes, the second (its own lock and the fresh ones of others, as
+    # they are now)
     stale = sum(1 for lk in found if lk.is_stale())
-    q["list"] += _pages(len(found))
     q["get"] += len(found)
     q["delete"] += stale
     looked = report.looked
-    looked["list"] = looked.get("list", 0) + _pages(len(found))
     looked["get"] = looked.get("get", 0) + len(found)
     if report.packs_deleted or report.packs_repacked or report.orphan_packs:
         q["list"] += 1
@@ -306,8 +316,15 @@ class State:
     infos: dict[str, ObjectInfo] = field(default_factory=dict)
 
 
-def read_state(repo: Repository) -> State:
-    listing = read_snapshots(repo)
+class _Unsettled(Exception):
+    """The one listing of the repository saw a backup half done (``repo/listing.py``)."""
+
+
+def read_state(repo: Repository, seen: RepoListing | None = None) -> State:
+    """The repository as a prune plans from it: listed prefix by prefix in the order above, or
+    taken from ``seen``, one listing of all of it, if that is consistent (raises _Unsettled
+    when an index object it lists names a pack it does not)."""
+    listing = read_snapshots(repo, listed=None if seen is None else seen.names(layout.SNAPSHOTS))
     if listing.damaged:
         hex_id, detail = next(iter(listing.damaged.items()))
         raise IntegrityError(
@@ -318,30 +335,42 @@ def read_state(repo: Repository) -> State:
     sizes: dict[str, int] = {}
     for attempt in range(3):  # an index object replaced meanwhile: look again
         try:
-            records, names = read_index(repo, sizes)
+            records, names = read_index(
+                repo, sizes, None if seen is None else seen.names(layout.INDEX)
+            )
             break
         except ObjectMissing:
+            if seen is not None:
+                raise _Unsettled() from None
             if attempt == 2:
                 raise
     # strays under data/ are left out, noticed; on an object store the same listing gives each
     # pack's class and date, for the bill (``Touched``)
-    infos = stored_pack_infos(repo.storage, repo.notice)
-    if infos is None:
-        stored = stored_packs(repo.storage, repo.notice)
+    if seen is None:
+        infos = stored_pack_infos(repo.storage, repo.notice)
+        if infos is None:
+            stored = stored_packs(repo.storage, repo.notice)
     else:
+        infos = stored_pack_infos(repo.storage, repo.notice, seen.infos)
+        if infos is None:
+            stored = stored_packs(repo.storage, repo.notice, seen.names(layout.DATA))
+    if infos is not None:
         stored = {n: i.size for n, i in infos.items()}
+    if seen is not None and any(layout.pack_name(p.hex()) not in stored for p in records):
+        raise _Unsettled()
     read = listing.bytes_read + sum(sizes.get(n, 0) for n in names)
     return State(listing.snapshots, records, names, stored, len(stored), read, infos or {})
 
 
 def read_index(
-    repo: Repository, sizes: dict[str, int] | None = None
+    repo: Repository, sizes: dict[str, int] | None = None, listed: dict[str, int] | None = None
 ) -> tuple[dict[bytes, PackRecord], list[str]]:
     """Every index object's pack records, read once; the repository's in-memory index is made
-    from the same records. ``sizes`` gets the size of each index object listed."""
+    from the same records. ``sizes`` gets the size of each index object listed; ``listed``:
+    index/ as a listing already made saw it."""
     records: dict[bytes, PackRecord] = {}
     names = []
-    for name, recs in repo.read_index_objects(sizes):
+    for name, recs in repo.read_index_objects(sizes, listed):
         names.append(name)
         for r in recs:
             records.setdefault(r.info.id, r)
@@ -350,6 +379,41 @@ def read_index(
         index.add_pack(r)
     repo.index = index
     return records, names
+
+
+def _plan_from(
+    repo: Repository, options: PruneOptions, seen: RepoListing | None
+) -> tuple[State, PackCache, set[bytes], PrunePlan]:
+    """The state, the tree packs read, the used blobs and the plan. With ``seen``, raises
+    _Unsettled where a blob the snapshots use (a tree among them) is in no index object it
+    lists: a backup ended while it was listed, or damage, which the ordered look tells."""
+    state = read_state(repo, seen)
+    # a tree pack at a time, copied to this host first where the repository keeps copies
+    trees = PackCache(
+        repo.reader,
+        layout.TREE_BLOB,
+        state.records,
+        fetch=repo.fetch_pack,
+        sizes=state.stored,
+    )
+    try:
+        used = used_blobs(repo, state.snapshots, trees=trees)
+    except CairnError as e:
+        if seen is not None:
+            raise _Unsettled() from None
+        raise IntegrityError(
+            "repository", f"{e}; nothing was deleted: run `cairn check` and `cairn repair`"
+        ) from None
+    plan = make_plan(state.records, state.stored, used, options)
+    if plan.missing:
+        if seen is not None:
+            raise _Unsettled()
+        raise IntegrityError(
+            "repository",
+            f"{len(plan.missing)} blobs that snapshots use are in no pack; "
+            "nothing was deleted: run `cairn check` and `cairn repair`",
+        )
+    return state, trees, used, plan
 
 
 @dataclass
@@ -364,31 +428,17 @@ class Planned:
         return {s.id for s in self.state.snapshots}
 
 
-def plan_now(repo: Repository, options: PruneOptions) -> Planned:
+def plan_now(repo: Repository, options: PruneOptions, seen: RepoListing | None = None) -> Planned:
+    """The plan from ``seen`` (``look``), one listing of the whole repository, where it is
+    consistent, else (or without it) from listings prefix by prefix in the safe order."""
     cache = repo.object_cache
     before = cache.reads.copy() if cache is not None else None
-    state = read_state(repo)
-    # a tree pack at a time, copied to this host first where the repository keeps copies
-    trees = PackCache(
-        repo.reader,
-        layout.TREE_BLOB,
-        state.records,
-        fetch=repo.fetch_pack,
-        sizes=state.stored,
-    )
+    pages = 0 if seen is None else _pages(seen.count)
     try:
-        used = used_blobs(repo, state.snapshots, trees=trees)
-    except CairnError as e:
-        raise IntegrityError(
-            "repository", f"{e}; nothing was deleted: run `cairn check` and `cairn repair`"
-        ) from None
-    plan = make_plan(state.records, state.stored, used, options)
-    if plan.missing:
-        raise IntegrityError(
-            "repository",
-            f"{len(plan.missing)} blobs that snapshots use are in no pack; "
-            "nothing was deleted: run `cairn check` and `cairn repair`",
-        )
+        state, trees, used, plan = _plan_from(repo, options, seen)
+    except _Unsettled:
+        state, trees, used, plan = _plan_from(repo, options, None)
+        seen = None
     if cache is not None:
         plan.local = {
             r.info.id for r, _ in plan.repack if cache.holds(layout.pack_name(r.info.id.hex()))
@@ -405,9 +455,11 @@ def plan_now(repo: Repository, options: PruneOptions) -> Planned:
             "get": len(state.index_names) + len(state.snapshots) + trees.requests,
             "bytes_down": trees.bytes_read + state.bytes_read,
         }
-    reads["list"] = sum(
-        _pages(n) for n in (len(state.snapshots), len(state.index_names), state.listed)
-    )
+    if seen is None:  # (after the one listing, if it came first)
+        pages += sum(
+            _pages(n) for n in (len(state.snapshots), len(state.index_names), state.listed)
+        )
+    reads["list"] = pages
     q = report.requests
     for k, v in reads.items():
         q[k] = q.get(k, 0) + v

@@ -37,14 +37,15 @@ from cairn.ops.prune.plan import (
     Planned,
     PruneOptions,
     PruneReport,
+    look,
     plan_now,
-    refuse_if_busy,
     touched,
 )
 from cairn.ops.snapshots import read_snapshots
 from cairn.ops.usage import used_blobs
 from cairn.repo import layout
 from cairn.repo.index import PackRecord
+from cairn.repo.listing import RepoListing
 from cairn.repo.locks import HeldLock, LockInfo, Locks, new_lock
 from cairn.repo.pack import BlobRef, blob_aad
 from cairn.repo.packcache import PackCache
@@ -69,16 +70,18 @@ def run_prune(
     progress: Progress,
     on_step: PruneSteps | None = None,
 ) -> PruneReport:
+    # one look at the whole repository, its locks read (a LIST is billed as a PUT, and on B2
+    # at ten times a GET): step 1 takes the locks from it, step 2 the rest (plan_now checks
+    # that it is consistent, and lists again prefix by prefix where it is not)
+    seen, found = look(repo)
     if options.dry_run:
-        return plan_now(repo, options).report
+        return plan_now(repo, options, seen).report
     locks = Locks(repo)
-    found = locks.read_all()  # one look at the locks: a LIST is billed as a PUT
-    refuse_if_busy(found)
     locks.remove_stale(found)
     with HeldLock(locks, new_lock("prune")) as held:
         repo.write_guard = held.check_fresh
         try:
-            return _Prune(repo, options, locks, held, progress, on_step).run()
+            return _Prune(repo, options, locks, held, progress, on_step, seen).run()
         finally:
             repo.write_guard = None
 
@@ -91,13 +94,14 @@ class _Prune:
     held: HeldLock
     progress: Progress
     on_step: PruneSteps | None
+    seen: RepoListing | None = None
 
     def step(self, name: str, detail: str = "") -> None:
         if self.on_step is not None:
             self.on_step(name, detail)
 
     def run(self) -> PruneReport:
-        planned = plan_now(self.repo, self.options)
+        planned = plan_now(self.repo, self.options, self.seen)
         plan, report = planned.plan, planned.report
         self.step("planned")
         if not (plan.delete or plan.repack or plan.orphans):
@@ -176,6 +180,9 @@ class _Prune:
         ours = set(planned.state.index_names)
         rescued: set[bytes] = set()
         written: dict[bytes, PackRecord] = {}  # the packs of the index objects written since
+        # snapshots first, then index objects: a snapshot seen has its index objects seen (a
+        # backup that started after the condemnation and ends meanwhile is then read whole)
+        new_ids = set(repo.snapshot_ids()) - planned.snapshot_ids
         for name, _ in repo.storage.list(layout.INDEX):
             if name in ours:
                 continue
@@ -188,7 +195,6 @@ class _Prune:
                 repo.index.add_pack(r)
                 if r.info.id in condemned:
                     rescued.add(r.info.id)
-        new_ids = set(repo.snapshot_ids()) - planned.snapshot_ids
         listing = read_snapshots(repo, sorted(new_ids))
         if listing.damaged:
             damaged = next(iter(listing.damaged))
