@@ -166,6 +166,8 @@ def test_attack_drill(s3_env, tmp_path: Path, run_cli: Run, object_lock: bool) -
     assert sorted(report["restored"]) == sorted(names)  # every object was deleted
     assert report["hidden"] == [bogus]
     assert report["counts"] == {"restored": len(names), "hidden": 1}
+    # what it sent: the copies, the marker, its lock and record among the PUTs
+    assert report["requests"]["put"] >= len(names) + 1 and report["requests"]["get"] > 0
     after = _all_versions(client, bucket)
     assert before_attack <= attacked <= after  # only additions, ever
 
@@ -182,6 +184,7 @@ def test_attack_drill(s3_env, tmp_path: Path, run_cli: Run, object_lock: bool) -
     again = run_cli("repair", "undelete", "--repo", url, "--as-of", _iso(when), "--json")
     assert again.code == 0, again.err
     assert again.json()["counts"] == {"restored": 0, "hidden": 0}
+    assert again.json()["requests"]["get"] > 0  # it looked
 
 
 def test_as_of_reads_the_repository_of_then(

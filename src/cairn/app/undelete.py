@@ -39,5 +39,8 @@ def undelete(spec: RepoSpec, events: Events, dry_run: bool = False) -> UndeleteR
     repo.request_threads = then.request_threads
     report = apply_undelete(repo, versions, when, events, dry_run=dry_run)
     if not dry_run and (report.restored or report.hidden):
-        record_run(Session(spec, repo, session.meter, session.started), "repair undelete")
+        run = Session(spec, repo, session.meter, session.started)
+        report.requests = record_run(run, "repair undelete")
+    else:
+        report.requests = session.usage()
     return report

@@ -131,6 +131,7 @@ def undelete(spec: RepoSpec, out: Output, dry_run: bool) -> int:
                 "restored": report.restored,
                 "hidden": report.hidden,
                 "counts": {"restored": len(report.restored), "hidden": len(report.hidden)},
+                "requests": report.requests,
             }
         )
         return 0

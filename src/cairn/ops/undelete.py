@@ -104,6 +104,7 @@ class UndeleteReport:
     restored: list[str] = field(default_factory=list)
     hidden: list[str] = field(default_factory=list)
     dry_run: bool = False
+    requests: dict[str, int] = field(default_factory=dict)  # all it sent (the opening too)
 
 
 def apply_undelete(
