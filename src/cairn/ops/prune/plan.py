@@ -265,9 +265,12 @@ def look(repo: Repository) -> tuple[RepoListing, list[LockInfo]]:
     """A prune's first look: the whole repository in one listing (``repo/listing.py``), and
     the locks it lists, read. Refuses, as a prune does, while another prune or repair runs."""
     listing = list_repository(repo.storage)
-    if repo.object_cache is not None:
-        repo.object_cache.saw(listing.sizes, listing.started)
-    found = Locks(repo).read_all(listed=listing.names(layout.LOCKS))
+    if listing.complete:
+        if repo.object_cache is not None:
+            repo.object_cache.saw(listing.sizes, listing.started)
+        found = Locks(repo).read_all(listed=listing.names(layout.LOCKS))
+    else:  # it stopped among too many other objects: the locks are listed apart
+        found = Locks(repo).read_all()
     refuse_if_busy(found)
     return listing, found
 
@@ -286,6 +289,9 @@ def plan_prune(repo: Repository, options: PruneOptions) -> tuple[PrunePlan, Prun
     q["delete"] += stale
     looked = report.looked
     looked["get"] = looked.get("get", 0) + len(found)
+    if not listing.complete:
+        q["list"] += _pages(len(found))
+        looked["list"] = looked.get("list", 0) + _pages(len(found))
     if report.packs_deleted or report.packs_repacked or report.orphan_packs:
         q["list"] += 1
         q["get"] += 1 + len(found) - stale
@@ -434,6 +440,8 @@ def plan_now(repo: Repository, options: PruneOptions, seen: RepoListing | None =
     cache = repo.object_cache
     before = cache.reads.copy() if cache is not None else None
     pages = 0 if seen is None else _pages(seen.count)
+    if seen is not None and not seen.complete:
+        seen = None
     try:
         state, trees, used, plan = _plan_from(repo, options, seen)
     except _Unsettled:
