@@ -46,7 +46,7 @@ READER = {"AWS_ACCESS_KEY_ID": READER_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": READE
 ANONYMOUS = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
 
 
-@pytest.mark.parametrize("who", ["reader", "anonymous"])
+@pytest.mark.parametrize("who", ["reader", "anonymous", "reader --no-lock"])
 def test_reading_commands_work_and_change_nothing(
     who: str,
     published: tuple[str, Path],
@@ -55,8 +55,8 @@ def test_reading_commands_work_and_change_nothing(
     s3_server,  # type: ignore[no-untyped-def]
 ) -> None:
     url, src = published
-    env = READER if who == "reader" else ANONYMOUS
-    extra = ["--s3-anonymous"] if who == "anonymous" else []
+    env = ANONYMOUS if who == "anonymous" else READER
+    extra = ["--s3-anonymous"] if who == "anonymous" else who.split()[1:]
     before = _objects(s3_server)
 
     def run(*args: Any) -> Any:
@@ -109,8 +109,8 @@ def test_a_backup_without_write_access_fails_clearly(
     s3_server,  # type: ignore[no-untyped-def]
 ) -> None:
     url, src = published
-    env = READER if who == "reader" else ANONYMOUS
-    extra = ["--s3-anonymous"] if who == "anonymous" else []
+    env = ANONYMOUS if who == "anonymous" else READER
+    extra = ["--s3-anonymous"] if who == "anonymous" else who.split()[1:]
     before = _objects(s3_server)
     res = cairn_proc("backup", "--repo", url, *extra, src, env=env)
     assert res.code == 1

@@ -16,6 +16,7 @@ from cairn.storage.base import Storage
 from cairn.storage.faulty import FaultyStorage
 from cairn.storage.local import LocalStorage
 from cairn.storage.memory import MemoryStorage
+from cairn.storage.memoryversions import VersionedMemoryStorage
 from cairn.storage.metered import LIST_PAGE, MeteredStorage, Usage
 from cairn.storage.retry import RetryingStorage, RetryPolicy
 from cairn.storage.throttle import ThrottledStorage, TokenBucket
@@ -291,3 +292,54 @@ def test_upload_and_download_caps_hold_within_ten_percent_over_30_seconds(tmp_pa
     assert res.code == 0, res.err
     expected = (60 << 20) / (rate_kib * KIB)
     assert abs(elapsed - expected) / expected < 0.10, (elapsed, expected)
+
+
+def test_a_store_opened_read_only_refuses_every_change_before_sending_it():
+    """--no-lock: writes, deletes, version copies and markers, and retention changes are
+    refused in one line and never reach the store (nor its request count); reads, listings
+    and versions pass."""
+    inner = VersionedMemoryStorage()
+    inner.write("config", b"c")
+    storage, meter = wrap_backend(inner, StoreOptions(read_only=True))
+    assert storage.read("config") == b"c"
+    assert dict(storage.list("")) == {"config": 1}
+    versions = storage.versions
+    assert versions is not None
+    (entry,) = list(versions.versions(""))
+    assert versions.read_version("config", entry.version_id) == b"c"
+    before = meter.snapshot()
+    refused = [
+        lambda: storage.write("config", b"other"),
+        lambda: storage.write("index/new", b"x"),
+        lambda: storage.delete("config"),
+        lambda: versions.restore_version("config", entry.version_id),
+        lambda: versions.hide("config"),
+    ]
+    for change in refused:
+        with pytest.raises(StorageError, match=r"opened read-only \(--no-lock\)"):
+            change()
+    assert (meter.snapshot().put, meter.snapshot().delete) == (before.put, before.delete)
+    assert inner.read("config") == b"c" and len(list(inner.versions.versions(""))) == 1
+    assert storage.objects is None
+    assert wrap_backend(inner, StoreOptions())[0].versions is not None  # without the flag
+
+
+def test_a_read_only_store_refuses_retention_changes_but_reads_them():
+    from cairn.storage.readonly import ReadOnlyLock
+
+    class Lock:
+        def retention(self, name):  # type: ignore[no-untyped-def]
+            return ("kept", name)
+
+        def extend(self, name, until):  # type: ignore[no-untyped-def]
+            raise AssertionError("sent")
+
+        def configure_bucket(self, rule, noncurrent_days):  # type: ignore[no-untyped-def]
+            raise AssertionError("sent")
+
+    lock = ReadOnlyLock(Lock(), "s3://b/r")  # type: ignore[arg-type]
+    assert lock.retention("config") == ("kept", "config")
+    with pytest.raises(StorageError, match="--no-lock"):
+        lock.extend("config", None)  # type: ignore[arg-type]
+    with pytest.raises(StorageError, match="--no-lock"):
+        lock.configure_bucket(None, None)  # type: ignore[arg-type]

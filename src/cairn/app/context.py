@@ -31,6 +31,7 @@ from cairn.storage.base import Storage
 from cairn.storage.local import LocalStorage
 from cairn.storage.metered import MeteredStorage, Usage
 from cairn.storage.objectlock import RetentionRule
+from cairn.storage.readonly import ReadOnlyStorage
 from cairn.storage.retry import RetryingStorage, RetryPolicy
 from cairn.storage.s3config import S3Location, S3Options
 from cairn.storage.throttle import ThrottledStorage
@@ -63,6 +64,9 @@ class StoreOptions:
     # read the store as it was at this time (time-zone aware), from its object versions:
     # read-only (cairn.storage.versions, docs/point-in-time.md); None: as it is now
     as_of: datetime | None = None
+    # every write, delete or change refused before it is sent (--no-lock on the commands
+    # that only read: cairn.storage.readonly)
+    read_only: bool = False
 
     def uploads_for(self, url: str) -> int:
         """Packs in flight (each held in memory): --connections, or the backend's default."""
@@ -137,7 +141,8 @@ def stack_hooks(hooks: StackHooks) -> Iterator[StackHooks]:
 def wrap_backend(
     backend: Storage, options: StoreOptions, notice: Callable[[str], None] | None = None
 ) -> tuple[Storage, MeteredStorage]:
-    """The one place the wrapper stack is built: retry(throttle(meter(backend))), and with
+    """The one place the wrapper stack is built: retry(throttle(meter(backend))), with
+    ``options.read_only`` (--no-lock) the wrapper that refuses every change on top, and with
     ``options.as_of`` the read-only view of the store at that time on top (as_of(retry(...)):
     its listings and reads of versions are retried, throttled and metered as any request).
 
@@ -160,6 +165,8 @@ def wrap_backend(
     if notice is not None:
         policy = replace(policy, notice=notice)
     storage: Storage = RetryingStorage(inner, policy)
+    if options.read_only:  # refused before anything is sent, tried again or counted
+        storage = ReadOnlyStorage(storage)
     if options.as_of is not None:
         storage = as_of_view(storage, options.as_of)
     return storage, meter

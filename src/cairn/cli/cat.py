@@ -9,7 +9,7 @@ import click
 
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.inspect import KINDS, cat
-from cairn.cli.common import as_of_option, repo_options
+from cairn.cli.common import reading_options, repo_options
 from cairn.cli.helpformat import CairnCommand
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, UsageError
 from cairn.ui.nodes import node_json
@@ -18,7 +18,7 @@ from cairn.ui.output import Output
 
 @click.command("cat", cls=CairnCommand)
 @repo_options
-@as_of_option
+@reading_options
 @click.argument("kind", type=click.Choice(KINDS))
 @click.argument("object_id", required=False)
 def command(spec: RepoSpec, out: Output, kind: str, object_id: str | None) -> int:

@@ -6,7 +6,7 @@ import click
 
 from cairn.app.check import check
 from cairn.app.context import RepoSpec, open_session
-from cairn.cli.common import as_of_option, repo_options
+from cairn.cli.common import reading_options, repo_options
 from cairn.cli.helpformat import CairnCommand
 from cairn.core.errors import EXIT_FAILED, EXIT_OK
 from cairn.core.units import count, format_bytes
@@ -18,7 +18,7 @@ from cairn.ui.usage import store_line
 
 @click.command("check", cls=CairnCommand)
 @repo_options
-@as_of_option
+@reading_options
 @click.option("--read-data", is_flag=True, help="Read every pack and verify every blob.")
 @click.option("--read-data-subset", metavar="N%|n/m", help="Read only a share of the packs.")
 def command(spec: RepoSpec, out: Output, read_data: bool, read_data_subset: str | None) -> int:

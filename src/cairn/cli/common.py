@@ -109,10 +109,31 @@ def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def as_of_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--as-of TIME for the commands that only read (below ``repo_options``): the repository
-    as it was at TIME, read from the object versions of its bucket, put in ``spec``."""
-    return _as_of(f, repository_option, "Read the repository as it was at TIME")
+def no_lock_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--no-lock for the commands that only read (below ``repo_options``): they take no lock
+    and write nothing; with it the store is opened read-only, so a write is refused
+    (cairn.storage.readonly), as restic's users expect of the flag."""
+
+    @repository_option(
+        "--no-lock",
+        is_flag=True,
+        help="Open the repository read-only: this command takes no lock and writes nothing; "
+        "with --no-lock any write would be refused.",
+    )
+    @functools.wraps(f)
+    def wrapper(spec: RepoSpec, no_lock: bool, **kwargs: Any) -> Any:
+        if no_lock:
+            spec = replace(spec, store=replace(spec.store, read_only=True))
+        return f(spec=spec, **kwargs)
+
+    return wrapper
+
+
+def reading_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of the commands that only read (below ``repo_options``), put in ``spec``:
+    --no-lock, and --as-of TIME, the repository as it was at TIME, read from the object
+    versions of its bucket."""
+    return _as_of(no_lock_option(f), repository_option, "Read the repository as it was at TIME")
 
 
 def as_of_required(f: Callable[..., Any]) -> Callable[..., Any]:

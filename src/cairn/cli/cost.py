@@ -9,7 +9,7 @@ import click
 
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.cost import RESTORE_TIERS, CostRequest, Provider, month, parse_month, report
-from cairn.cli.common import repo_options
+from cairn.cli.common import no_lock_option, repo_options
 from cairn.cli.helpformat import CairnCommand
 from cairn.cli.prune import parse_fraction
 from cairn.core.units import count, format_bytes
@@ -20,6 +20,7 @@ from cairn.ui.output import Output
 
 @click.command("cost", cls=CairnCommand)
 @repo_options
+@no_lock_option
 @click.option("--provider", envvar="CAIRN_PROVIDER", help="Price table to use (aws, b2, ...).")
 @click.option(
     "--prices",

@@ -7,7 +7,7 @@ import click
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.diff import METADATA, Change, diff
 from cairn.app.snapshots import SnapshotFilter
-from cairn.cli.common import as_of_option, filter_options, repo_options
+from cairn.cli.common import filter_options, reading_options, repo_options
 from cairn.cli.helpformat import CairnCommand
 from cairn.core.errors import EXIT_FAILED
 from cairn.core.units import format_bytes
@@ -18,7 +18,7 @@ from cairn.ui.progress import TerminalProgress
 
 @click.command("diff", cls=CairnCommand)
 @repo_options
-@as_of_option
+@reading_options
 @filter_options
 @click.argument("old")
 @click.argument("new")

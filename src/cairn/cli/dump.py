@@ -14,7 +14,7 @@ import click
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.dump import DumpRequest, dump
 from cairn.app.snapshots import SnapshotFilter
-from cairn.cli.common import as_of_option, filter_options, repo_options
+from cairn.cli.common import filter_options, reading_options, repo_options
 from cairn.cli.helpformat import CairnCommand
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, CairnError, UsageError
 from cairn.core.units import count, format_bytes
@@ -24,7 +24,7 @@ from cairn.ui.progress import TerminalProgress
 
 @click.command("dump", cls=CairnCommand)
 @repo_options
-@as_of_option
+@reading_options
 @filter_options
 @click.argument("snapshot")
 @click.argument("path")

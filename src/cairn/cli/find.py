@@ -9,7 +9,7 @@ import click
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.find import FindRequest, find
 from cairn.app.snapshots import SnapshotFilter
-from cairn.cli.common import as_of_option, filter_options, repo_options
+from cairn.cli.common import filter_options, reading_options, repo_options
 from cairn.cli.helpformat import CairnCommand
 from cairn.core.errors import EXIT_FAILED
 from cairn.core.units import count
@@ -23,7 +23,7 @@ TIME = click.DateTime(["%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m
 
 @click.command("find", cls=CairnCommand)
 @repo_options
-@as_of_option
+@reading_options
 @filter_options
 @click.argument("patterns", nargs=-1, required=True, metavar="PATTERN...")
 @click.option(

@@ -6,7 +6,7 @@ import click
 
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.snapshots import SnapshotFilter, list_entries
-from cairn.cli.common import as_of_option, filter_options, repo_options
+from cairn.cli.common import filter_options, reading_options, repo_options
 from cairn.cli.helpformat import CairnCommand
 from cairn.core.errors import EXIT_FAILED
 from cairn.ui.escape import printable
@@ -17,7 +17,7 @@ from cairn.ui.progress import TerminalProgress
 
 @click.command("ls", cls=CairnCommand)
 @repo_options
-@as_of_option
+@reading_options
 @filter_options
 @click.argument("snapshot")
 @click.argument("path", required=False, default="/")

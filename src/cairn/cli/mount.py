@@ -9,7 +9,7 @@ import click
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.mount import DEFAULT_CACHE, MountRequest, mount
 from cairn.app.snapshots import SnapshotFilter
-from cairn.cli.common import as_of_option, filter_options, repo_options
+from cairn.cli.common import filter_options, reading_options, repo_options
 from cairn.cli.helpformat import CairnCommand
 from cairn.core.errors import EXIT_OK, UsageError
 from cairn.core.units import parse_size
@@ -19,7 +19,7 @@ from cairn.ui.usage import store_line
 
 @click.command("mount", cls=CairnCommand)
 @repo_options
-@as_of_option
+@reading_options
 @filter_options
 @click.argument("mountpoint", type=click.Path(path_type=Path))
 @click.option(

@@ -8,7 +8,7 @@ from cairn.app.context import RepoSpec, open_session
 from cairn.app.defaults import help_text
 from cairn.app.restore import READ_ORDERS, RESTORE_TIERS, RestoreRequest, Thaw, ThawRequest, restore
 from cairn.app.snapshots import SnapshotFilter
-from cairn.cli.common import as_of_option, filter_options, repo_options
+from cairn.cli.common import filter_options, reading_options, repo_options
 from cairn.cli.helpformat import CairnCommand
 from cairn.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING
 from cairn.core.units import count, format_bytes, format_duration
@@ -19,7 +19,7 @@ from cairn.ui.progress import TerminalProgress
 
 @click.command("restore", cls=CairnCommand)
 @repo_options
-@as_of_option
+@reading_options
 @filter_options
 @click.argument("snapshot")
 @click.option("-t", "--target", required=True, metavar="DIR", help="Directory to restore into.")

@@ -12,7 +12,7 @@ from cairn.app.snapshots import (
     group_snapshots,
     list_snapshots,
 )
-from cairn.cli.common import as_of_option, filter_options, repo_options
+from cairn.cli.common import filter_options, reading_options, repo_options
 from cairn.cli.helpformat import CairnCommand
 from cairn.core.units import count, format_bytes
 from cairn.ui.escape import printable
@@ -21,7 +21,7 @@ from cairn.ui.output import Output
 
 @click.command("snapshots", cls=CairnCommand)
 @repo_options
-@as_of_option
+@reading_options
 @filter_options
 @click.option(
     "--latest",

@@ -7,7 +7,7 @@ import click
 from cairn.app.context import RepoSpec, open_session
 from cairn.app.inspect import stats
 from cairn.app.snapshots import SnapshotFilter
-from cairn.cli.common import as_of_option, filter_options, repo_options
+from cairn.cli.common import filter_options, reading_options, repo_options
 from cairn.cli.helpformat import CairnCommand
 from cairn.core.units import count, format_bytes
 from cairn.ui.output import Output
@@ -15,7 +15,7 @@ from cairn.ui.output import Output
 
 @click.command("stats", cls=CairnCommand)
 @repo_options
-@as_of_option
+@reading_options
 @filter_options
 @click.argument("snapshot", required=False)
 def command(spec: RepoSpec, out: Output, flt: SnapshotFilter, snapshot: str | None) -> int:
