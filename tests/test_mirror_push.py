@@ -26,6 +26,8 @@ from cairn.ops.mirror.reader import (
 )
 from cairn.storage.base import Storage
 from cairn.storage.faulty import FaultyStorage
+from tests.faults import on_s3_client
+from tests.test_storage_objects import refuse_copies_as_too_large
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -133,6 +135,25 @@ def test_a_rename_is_a_server_side_copy_and_metadata_alone_rewrites_the_manifest
     assert out.result.committed and out.result.uploaded == 0 and out.result.copied == 0
     assert out.result.metadata_only == 1
     assert _manifest(dest)[b"docs/a.txt"].mode == 0o600  # type: ignore[attr-defined]
+
+
+def test_a_rename_of_a_file_too_large_to_copy_at_once_is_copied_in_parts(
+    s3_url: str, tmp_path: Path
+) -> None:
+    """AWS copies a source over 5 GiB only in parts (the test server copies any size, so its
+    refusal is made up at the client): the rename is still a server-side copy, in parts,
+    with nothing uploaded but the manifest."""
+    app.init(app.MirrorSpec(s3_url))
+    src = tmp_path / "src"
+    _tree(src)
+    _push(s3_url, src)
+    os.rename(src / "photo.jpg", src / "moved.jpg")
+    with stack_hooks(StackHooks(wrappers=(on_s3_client(refuse_copies_as_too_large),))):
+        out = _push(s3_url, src, delete=True)
+    r = out.result
+    assert r.uploaded == 0 and r.copied == 1 and r.removed == 1
+    assert out.usage.get("bytes_up", 0) < 10_000  # the manifest only
+    assert _object(s3_url, b"moved.jpg") == (src / "moved.jpg").read_bytes()
 
 
 def test_deleted_files_keep_their_objects_unless_asked_and_the_trash_is_purged(

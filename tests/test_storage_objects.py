@@ -29,7 +29,7 @@ from cairn.storage.local import LocalStorage
 from cairn.storage.memory import MemoryStorage
 from cairn.storage.metered import MeteredStorage
 from cairn.storage.objectops import ObjectWrapper
-from cairn.storage.objects import MAX_PARTS, Multipart, ObjectStore, Part
+from cairn.storage.objects import MAX_PARTS, CopyTooLarge, Multipart, ObjectStore, Part
 from cairn.storage.retry import RetryingObjects, RetryPolicy
 from cairn.storage.s3 import S3Location, S3Options, S3Storage
 from cairn.storage.throttle import ThrottledObjects
@@ -154,6 +154,9 @@ def test_copy_on_the_server(store):
     with pytest.raises(ObjectMissing):
         store.objects.copy("missing", "elsewhere", content_type="text/plain")
     assert store.objects.head("elsewhere") is None
+    # what a push calls: one request where the store copies in one
+    store.objects.server_copy("src.bin", "trash/2/src", content_type="text/plain")
+    assert store.storage.read("trash/2/src") == data
 
 
 def test_head_of_a_missing_object_is_none(store):
@@ -227,10 +230,9 @@ def test_a_store_that_ignores_conditional_writes_is_refused(s3_url):
     assert store.objects.head("heads/1") is None
 
 
-def test_a_copy_over_5_gib_is_a_clear_error(s3_url):
-    """(As AWS answers one: the test server copies objects of any size.)"""
-    store = s3_backend(s3_url)
-    store.objects.put("huge", b"pretend", content_type="text/plain")
+def refuse_copies_as_too_large(client: Any) -> None:
+    """The test server copies objects of any size; AWS refuses a source over 5 GiB thus: every
+    CopyObject of ``client`` is answered so."""
 
     def too_large(request, **kwargs):  # type: ignore[no-untyped-def]
         body = (
@@ -239,9 +241,46 @@ def test_a_copy_over_5_gib_is_a_clear_error(s3_url):
         )
         return AWSResponse(request.url, 400, {"Content-Type": "application/xml"}, RawBody(body))
 
-    store.client.meta.events.register("before-send.s3.CopyObject", too_large)
-    with pytest.raises(StorageError, match=r"^huge: over 5 GiB.*copies in parts are not"):
-        store.objects.copy("huge", "trash/huge", content_type="text/plain")
+    client.meta.events.register("before-send.s3.CopyObject", too_large)
+
+
+def test_a_copy_over_5_gib_goes_in_parts_copied_on_the_server(s3_url):
+    """Refused in one request (``CopyTooLarge``), a server-side copy is made in parts, each an
+    UploadPartCopy of a range on the real server: nothing goes through this host; each
+    request is counted."""
+    backend = s3_backend(s3_url, copy_part_size=5 * MIB)
+    data = os.urandom(2 * 5 * MIB + 12345)  # three parts
+    backend.objects.put("huge.mkv", data, content_type="video/x-matroska")
+    refuse_copies_as_too_large(backend.client)
+    with pytest.raises(CopyTooLarge, match=r"^huge.mkv: over 5 GiB"):
+        backend.objects.copy("huge.mkv", "elsewhere", content_type="text/plain")
+    storage, meter = wrap_backend(backend, StoreOptions())
+    objects = storage.objects
+    assert objects is not None
+    before = meter.snapshot()
+    etag = objects.server_copy("huge.mkv", "films/huge.mkv", content_type="video/x-matroska")
+    used = meter.snapshot().minus(before)
+    # the refused copy, the start, three parts, the completion; a HEAD; no byte moved here
+    assert (used.put, used.head, used.bytes_up, used.bytes_down) == (1 + 1 + 3 + 1, 1, 0, 0)
+    assert storage.read("films/huge.mkv") == data
+    head = objects.head("films/huge.mkv")
+    assert head is not None and head.etag == etag and etag.endswith('-3"')
+    assert head.content_type == "video/x-matroska"
+    assert not list(objects.uploads("films/"))
+
+
+def test_a_copy_in_parts_that_fails_leaves_no_upload_behind(s3_url):
+    backend = s3_backend(s3_url, copy_part_size=5 * MIB)
+    backend.objects.put("huge.mkv", os.urandom(2 * 5 * MIB), content_type="video/x-matroska")
+    refuse_copies_as_too_large(backend.client)
+    faulty = FaultyStorage(backend)
+    faulty.fail("copy_part", "films/huge.mkv", transient=False, times=None)
+    objects = faulty.objects
+    assert objects is not None
+    with pytest.raises(StorageError, match="injected"):
+        objects.server_copy("huge.mkv", "films/huge.mkv", content_type="video/x-matroska")
+    assert objects.head("films/huge.mkv") is None
+    assert not list(backend.objects.uploads("films/"))  # aborted
 
 
 # ------------------------------------------------------------------ uploads in parts

@@ -49,6 +49,7 @@ OPERATIONS = frozenset(
         "create",
         "head",
         "copy",
+        "copy_part",
         "start_upload",
         "upload_part",
         "list_parts",
@@ -278,6 +279,12 @@ class FaultyObjects(ObjectWrapper):
     def copy(self, src: str, dst: str, *, content_type: str, cold: bool = False) -> str:
         self.faults.check("copy", dst)
         return self.inner.copy(src, dst, content_type=content_type, cold=cold)
+
+    def copy_part(
+        self, name: str, upload_id: str, number: int, src: str, start: int, length: int
+    ) -> Part:
+        self.faults.check("copy_part", name)
+        return self.inner.copy_part(name, upload_id, number, src, start, length)
 
     def start_upload(self, name: str, *, content_type: str, cold: bool = False) -> str:
         self.faults.check("start_upload", name)

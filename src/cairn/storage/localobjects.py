@@ -121,6 +121,11 @@ class LocalObjects(ObjectOps):
     def upload_part(self, name: str, upload_id: str, number: int, data: Content) -> Part:
         raise StorageError(f"{name}: a local directory takes no uploads in parts")
 
+    def copy_part(
+        self, name: str, upload_id: str, number: int, src: str, start: int, length: int
+    ) -> Part:
+        raise StorageError(f"{name}: a local directory takes no uploads in parts")
+
     def list_parts(self, name: str, upload_id: str) -> dict[int, Part] | None:
         return None
 

@@ -84,6 +84,12 @@ class MemoryObjects(ObjectOps):
             self._upload(name, upload_id).parts[number] = (part, content)
         return part
 
+    def copy_part(
+        self, name: str, upload_id: str, number: int, src: str, start: int, length: int
+    ) -> Part:
+        source = self.store._readable(src)
+        return self.upload_part(name, upload_id, number, source.data[start : start + length])
+
     def list_parts(self, name: str, upload_id: str) -> dict[int, Part] | None:
         with self.store._lock:
             upload = self._uploads.get(upload_id)

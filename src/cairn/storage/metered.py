@@ -248,6 +248,14 @@ class MeteredObjects(ObjectWrapper):
         finally:
             self.meter.count("put")
 
+    def copy_part(
+        self, name: str, upload_id: str, number: int, src: str, start: int, length: int
+    ) -> Part:
+        try:
+            return self.inner.copy_part(name, upload_id, number, src, start, length)
+        finally:
+            self.meter.count("put")  # billed as a PUT; no byte goes through this host
+
     def start_upload(self, name: str, *, content_type: str, cold: bool = False) -> str:
         try:
             return self.inner.start_upload(name, content_type=content_type, cold=cold)

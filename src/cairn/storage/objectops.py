@@ -13,6 +13,11 @@ An upload in parts, with a journal:
 
 A failure leaves the upload as it is for a later resume (an interruption is not a reason to
 throw away the parts already sent); ``abort_stale`` drops what is never resumed.
+
+A server-side copy (``server_copy``) is one request, or, where the store copies an object that
+large only in parts (S3 over 5 GiB, which says so: ``CopyTooLarge``), a HEAD for its size, a
+start, a copy per part (``copy_part``) and the completion. Nothing of it is sent through this
+host, so a failed copy in parts is aborted rather than kept for a resume.
 """
 
 from __future__ import annotations
@@ -21,9 +26,13 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from cairn.core.errors import ObjectMissing
 from cairn.storage.base import Content, content_size, content_slice
 from cairn.storage.objects import (
+    COPY_PART,
     DEFAULT_TYPE,
+    MAX_PARTS,
+    CopyTooLarge,
     Multipart,
     ObjectHead,
     ObjectStore,
@@ -34,10 +43,11 @@ from cairn.storage.objects import (
 
 
 class ObjectOps:
-    """``put`` and ``abort_stale`` over the primitives of ``ObjectStore``, which the class
-    that inherits this provides."""
+    """``put``, ``server_copy`` and ``abort_stale`` over the primitives of ``ObjectStore``,
+    which the class that inherits this provides."""
 
     multipart: Multipart | None = None
+    copy_part_size: int = COPY_PART
 
     def put(
         self: ObjectStore,
@@ -70,6 +80,31 @@ class ObjectOps:
         if journal is not None:
             journal.finished(name)
         return etag
+
+    def server_copy(
+        self: ObjectStore, src: str, dst: str, *, content_type: str, cold: bool = False
+    ) -> str:
+        try:
+            return self.copy(src, dst, content_type=content_type, cold=cold)
+        except CopyTooLarge:
+            pass
+        head = self.head(src)
+        if head is None:
+            raise ObjectMissing(src)
+        step = max(self.copy_part_size, -(-head.size // MAX_PARTS))
+        upload_id = self.start_upload(dst, content_type=content_type, cold=cold)
+        try:
+            parts = [
+                self.copy_part(dst, upload_id, number, src, start, min(step, head.size - start))
+                for number, start in enumerate(range(0, head.size, step), start=1)
+            ]
+            return self.complete_upload(dst, upload_id, parts)
+        except BaseException:
+            try:
+                self.abort(dst, upload_id)
+            except Exception:
+                pass
+            raise
 
     def abort_stale(
         self: ObjectStore,
@@ -127,6 +162,10 @@ class ObjectWrapper(ObjectOps):
     def multipart(self) -> Multipart | None:
         return self.inner.multipart
 
+    @property  # type: ignore[override]
+    def copy_part_size(self) -> int:
+        return self.inner.copy_part_size
+
     def put_object(self, name: str, data: Content, *, content_type: str, cold: bool = False) -> str:
         return self.inner.put_object(name, data, content_type=content_type, cold=cold)
 
@@ -138,6 +177,11 @@ class ObjectWrapper(ObjectOps):
 
     def copy(self, src: str, dst: str, *, content_type: str, cold: bool = False) -> str:
         return self.inner.copy(src, dst, content_type=content_type, cold=cold)
+
+    def copy_part(
+        self, name: str, upload_id: str, number: int, src: str, start: int, length: int
+    ) -> Part:
+        return self.inner.copy_part(name, upload_id, number, src, start, length)
 
     def start_upload(self, name: str, *, content_type: str, cold: bool = False) -> str:
         return self.inner.start_upload(name, content_type=content_type, cold=cold)

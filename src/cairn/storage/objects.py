@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TYPE = "application/octet-stream"
 COPY_LIMIT = 5 << 30  # S3's largest CopyObject source
+COPY_PART = 1 << 30  # the parts of a server-side copy in parts (S3 allows 5 MiB to 5 GiB)
 MIN_PART = 5 << 20  # S3's smallest part (all but the last)
 MAX_PARTS = 10_000  # S3's most parts in one upload
 REFUSED_UNCONDITIONAL = "this store ignores conditional writes; pushes to it are refused"
@@ -58,6 +59,10 @@ class UploadMissing(StorageError):
         super().__init__(f"{name}: the multipart upload {upload_id} does not exist")
         self.name = name
         self.upload_id = upload_id
+
+
+class CopyTooLarge(StorageError):
+    """The store copies an object this large only in parts (S3: a source over 5 GiB)."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,9 @@ class ObjectStore(Protocol):
     @property
     def multipart(self) -> Multipart | None: ...  # None: never in parts
 
+    @property
+    def copy_part_size(self) -> int: ...  # the parts of a server-side copy in parts
+
     def put(
         self,
         name: str,
@@ -147,7 +155,20 @@ class ObjectStore(Protocol):
 
     def head(self, name: str) -> ObjectHead | None: ...
 
-    def copy(self, src: str, dst: str, *, content_type: str, cold: bool = False) -> str: ...
+    def copy(self, src: str, dst: str, *, content_type: str, cold: bool = False) -> str:
+        """One request; ``CopyTooLarge`` where the store copies ``src`` only in parts."""
+        ...
+
+    def server_copy(self, src: str, dst: str, *, content_type: str, cold: bool = False) -> str:
+        """A copy on the store's side, in parts where it must be (``ObjectOps``)."""
+        ...
+
+    def copy_part(
+        self, name: str, upload_id: str, number: int, src: str, start: int, length: int
+    ) -> Part:
+        """Part ``number`` of upload ``upload_id`` of ``name``: ``length`` bytes of object
+        ``src`` from ``start``, copied on the store's side (S3: UploadPartCopy)."""
+        ...
 
     def start_upload(self, name: str, *, content_type: str, cold: bool = False) -> str: ...
 

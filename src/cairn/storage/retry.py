@@ -287,6 +287,12 @@ class RetryingObjects(ObjectWrapper):
         copy = self.inner.copy
         return self.policy.call(lambda: copy(src, dst, content_type=content_type, cold=cold))
 
+    def copy_part(
+        self, name: str, upload_id: str, number: int, src: str, start: int, length: int
+    ) -> Part:
+        copy = self.inner.copy_part
+        return self.policy.call(lambda: copy(name, upload_id, number, src, start, length))
+
     def start_upload(self, name: str, *, content_type: str, cold: bool = False) -> str:
         start = self.inner.start_upload
         return self.policy.call(lambda: start(name, content_type=content_type, cold=cold))

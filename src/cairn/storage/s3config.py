@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from cairn.core.errors import UsageError
+from cairn.storage.objects import COPY_PART
 
 STORAGE_CLASSES = frozenset(
     {
@@ -66,6 +67,7 @@ class S3Options:
     connections: int = 4
     multipart_threshold: int = 64 << 20
     multipart_chunksize: int = 16 << 20
+    copy_part_size: int = COPY_PART  # server-side copies over 5 GiB go in parts of this
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
 

@@ -32,6 +32,7 @@ from cairn.storage.objects import (
     COPY_LIMIT,
     DEFAULT_TYPE,
     REFUSED_UNCONDITIONAL,
+    CopyTooLarge,
     Multipart,
     ObjectHead,
     Part,
@@ -54,6 +55,7 @@ class S3Objects(S3Capability, ObjectOps):
         super().__init__(client, location, endpoint)
         self.options = options
         self.multipart = Multipart(options.multipart_threshold, options.multipart_chunksize)
+        self.copy_part_size = options.copy_part_size
 
     def _args(self, name: str, **more: Any) -> dict[str, Any]:
         return {"Bucket": self.location.bucket, "Key": self._key(name), **more}
@@ -109,12 +111,32 @@ class S3Objects(S3Capability, ObjectOps):
             except botocore.exceptions.ClientError as e:
                 message = str(e.response.get("Error", {}).get("Message", ""))
                 if error_code(e) == "InvalidRequest" and "larger" in message:
-                    raise StorageError(
-                        f"{src}: over {COPY_LIMIT >> 30} GiB, which a server-side copy cannot "
-                        "copy in one request (copies in parts are not implemented)"
+                    raise CopyTooLarge(
+                        f"{src}: over {COPY_LIMIT >> 30} GiB, which a server-side copy "
+                        "copies only in parts"
                     ) from None
                 raise
         return quoted(resp["CopyObjectResult"]["ETag"])
+
+    def copy_part(
+        self, name: str, upload_id: str, number: int, src: str, start: int, length: int
+    ) -> Part:
+        args = self._args(
+            name,
+            UploadId=upload_id,
+            PartNumber=number,
+            CopySource={"Bucket": self.location.bucket, "Key": self._key(src)},
+            CopySourceRange=f"bytes={start}-{start + length - 1}",
+        )
+        with mapped_errors(name, self._endpoint):
+            try:
+                resp = self.client.upload_part_copy(**args)
+            except botocore.exceptions.ClientError as e:
+                if error_code(e) == "NoSuchUpload":
+                    raise UploadMissing(name, upload_id) from None
+                raise
+        result = resp["CopyPartResult"]
+        return Part(number, quoted(result["ETag"]), length, result.get("ChecksumCRC32"))
 
     # ------------------------------------------------------------------ uploads in parts
     def start_upload(self, name: str, *, content_type: str, cold: bool = False) -> str:

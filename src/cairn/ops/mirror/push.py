@@ -172,7 +172,9 @@ class _Run:
             if (etag := resumable(entry)) is not None:
                 return entry, etag
             ctype = self.codec.content_type(entry.path)
-            return entry, self.objects.copy(self.key(src), self.key(entry.path), content_type=ctype)
+            return entry, self.objects.server_copy(
+                self.key(src), self.key(entry.path), content_type=ctype
+            )
 
         def send(entry: Entry) -> tuple[Entry, str | BaseException]:
             if (etag := resumable(entry)) is not None:
@@ -365,7 +367,7 @@ class _Run:
             key = self.key(entry.path)
             if self.opts.keep_deleted_days is not None:
                 try:
-                    self.objects.copy(
+                    self.objects.server_copy(
                         key,
                         f"{TRASH}/{generation:020d}/{key}",
                         content_type=self.codec.content_type(entry.path),
