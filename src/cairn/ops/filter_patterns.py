@@ -185,6 +185,8 @@ class PatternList:
 
     def matches(self, path: bytes | str) -> bool:
         """``path`` is absolute ('/a/b/c'); true if the lines match it."""
+        if not self._runs:  # no lines (the usual case: asked of every file a backup reads)
+            return False
         text = path if isinstance(path, str) else os.fsdecode(path)
         for run in self._runs:
             if run.regex.search(text) is not None:
@@ -193,6 +195,8 @@ class PatternList:
 
     def may_hold(self, path: bytes | str) -> bool:
         """Whether the lines may match something below the directory ``path``."""
+        if not self._child_runs:
+            return False
         text = path if isinstance(path, str) else os.fsdecode(path)
         for run in self._child_runs:
             if run.regex.search(text) is not None:
