@@ -28,13 +28,15 @@ M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 
 
-def _glibc_function(name: str) -> Any:
-    """A function of glibc's allocator, None where the C library is not glibc."""
+def _glibc_function(name: str, keep_gil: bool = False) -> Any:
+    """A function of glibc's allocator, None where the C library is not glibc. ``keep_gil``:
+    called without releasing the GIL (a call of a few microseconds then does not wait, on its
+    return, for a busy thread to hand the GIL back: up to 5 ms, Python's switch interval)."""
     lib = ctypes.util.find_library("c")
     if not lib:
         return None
     try:
-        return getattr(ctypes.CDLL(lib), name)
+        return getattr(ctypes.PyDLL(lib) if keep_gil else ctypes.CDLL(lib), name)
     except (OSError, AttributeError):
         return None
 
@@ -50,7 +52,7 @@ def tune_malloc(mmap_threshold: int = 256 << 10, arenas: int = 2) -> bool:
 
 @functools.cache
 def _malloc_trim() -> Any:
-    trim = _glibc_function("malloc_trim")
+    trim = _glibc_function("malloc_trim", keep_gil=True)
     if trim is not None:
         trim.argtypes = [ctypes.c_size_t]
     return trim
@@ -58,9 +60,9 @@ def _malloc_trim() -> Any:
 
 def trim_malloc() -> bool:
     """Gives the kernel back the free pages inside every malloc heap, not only at their tops
-    (glibc's ``malloc_trim``: a few milliseconds for tens of MiB, less than a millisecond when
-    little is free). Returns whether any memory was given back (False where the C library is
-    not glibc)."""
+    (glibc's ``malloc_trim``: a few milliseconds for tens of MiB, well under one when little is
+    free; the GIL is held meanwhile). Returns whether any memory was given back (False where
+    the C library is not glibc)."""
     trim = _malloc_trim()
     return trim is not None and bool(trim(0))
 
