@@ -3,14 +3,19 @@ read-ahead of sequential reads; without FUSE (tests/test_mount.py mounts for rea
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import blake3
+import pytest
 import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cairn.core.memory import trim_malloc
 from cairn.model.node import FILE, Node
 from cairn.ops.mount.blobcache import BlobCache
 from cairn.ops.mount.content import FileContent, Zeros, stored_bytes
@@ -109,3 +114,63 @@ def test_the_cache_fetches_a_blob_once_for_concurrent_readers() -> None:
         gate.set()
         assert all(f.result() == b"x" * 100 for f in futures)
     assert store.fetched == [blob]
+
+
+def test_the_cache_gives_memory_back_each_time_an_eighth_of_it_has_left() -> None:
+    store = Store()
+    blobs = [store.add(bytes([i]) * 100) for i in range(40)]
+    released: list[int] = []
+    cache = BlobCache(store.fetch, limit=1000, release=lambda: released.append(cache.held))
+    for blob in blobs[:10]:
+        cache.get(blob)
+    assert released == []  # nothing has left yet
+    for blob in blobs[10:]:
+        cache.get(blob)
+    # 3,000 bytes left, 100 at a time: memory given back once 125 had left, every second blob
+    assert len(released) == 30 // 2
+    assert cache.held == 1000
+
+
+# Run in a process of its own, so that nothing else allocates meanwhile: small blobs (from
+# malloc's heap, each followed there by something still live) fill the cache, then large ones
+# (mappings of their own) push them out. Prints how much the resident memory grew (KiB).
+_TURNOVER = """
+import sys
+from cairn.core.memory import trim_malloc, tune_malloc
+from cairn.ops.mount.blobcache import BlobCache
+
+def anon():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:"))
+
+tune_malloc()
+LIMIT = 32 << 20
+live = []
+def fetch(blob_id):
+    live.append(bytes(1000))  # what else a fetch leaves in the heap
+    return b"x" * (1 << 20 if blob_id[0] else 100 << 10)
+
+cache = BlobCache(fetch, LIMIT, release=trim_malloc if sys.argv[1] == "trim" else None)
+before = anon()
+for i in range(2 * LIMIT // (100 << 10)):
+    cache.get(b"\\0" + i.to_bytes(4, "big"))
+for i in range(2 * LIMIT // (1 << 20)):
+    cache.get(b"\\1" + i.to_bytes(4, "big"))
+print(anon() - before)
+"""
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/proc/self/status") or not trim_malloc(), reason="glibc on Linux"
+)
+def test_blobs_that_left_the_cache_do_not_stay_resident() -> None:
+    def grown(release: str) -> int:
+        out = subprocess.run(
+            [sys.executable, "-c", _TURNOVER, release], capture_output=True, text=True, check=True
+        )
+        return int(out.stdout) << 10
+
+    limit = 32 << 20
+    # without giving memory back, the heap keeps the small blobs' pages: twice the cache
+    assert grown("keep") > 1.6 * limit
+    assert grown("trim") < 1.3 * limit

@@ -119,3 +119,23 @@ def test_the_packer_writes_what_ctypes_reads() -> None:
         else:
             assert getattr(st, key) == value, key
     assert st.st_dev == 0
+
+
+def test_files_read_again_from_the_cache_are_still_the_source(
+    fs: SnapshotFS, tmp_path: Path
+) -> None:
+    """The cache keeps blobs in memory of their own: one kept as a view of a buffer that a
+    reading thread reuses would change under the cache with that thread's next blob."""
+    src = tmp_path / "src"
+    top = next(p for p in _walk(fs) if p.startswith("/snapshots/") and p.endswith(str(src)))
+    files = [p for p in src.rglob("*") if p.is_file() and not p.is_symlink()]
+    assert sum(p.stat().st_size for p in files) > 500 << 10
+
+    def read(p: Path) -> bytes:
+        at, size = top + "/" + str(p.relative_to(src)), p.stat().st_size
+        return b"".join(fs.read(at, 128 << 10, off, 0) for off in range(0, size, 128 << 10))
+
+    for _ in range(2):  # the second time from the cache, after every other blob was read
+        for p in files:
+            assert read(p) == p.read_bytes(), p
+    assert 0 < fs.cache.held <= fs.cache.limit

@@ -59,6 +59,17 @@ class BlobReader:
         data = self.load_view(blob_id, blob_type, buffered=False)
         return data if isinstance(data, bytes) else bytes(data)
 
+    def load_kept(self, blob_id: bytes, blob_type: int | None = None) -> memoryview | bytes:
+        """A blob to be kept (a cache's), in memory of its own: decrypted into a buffer of its
+        size, not this thread's, and not copied from there (a stored blob is a view of that
+        buffer, a compressed one the bytes zstd made). The threads that fill a cache then keep
+        no buffer of the largest blob each has read, and a stored blob is not copied once
+        more."""
+        entry = self.entry(blob_id, blob_type)
+        ref = BlobRef(blob_id, entry.offset, entry.length, entry.raw_length)
+        own = memoryview(bytearray(max(entry.length - aead.TAG_LEN, 0)))
+        return self.open_view(entry.pack, ref, into=own)
+
     def load_view(
         self, blob_id: bytes, blob_type: int | None = None, buffered: bool = True
     ) -> memoryview | bytes:
@@ -83,10 +94,15 @@ class BlobReader:
         return data if isinstance(data, bytes) else bytes(data)
 
     def open_view(
-        self, pack: PackInfo, ref: BlobRef, sealed: bytes | memoryview | None = None
+        self,
+        pack: PackInfo,
+        ref: BlobRef,
+        sealed: bytes | memoryview | None = None,
+        into: memoryview | None = None,
     ) -> memoryview | bytes:
         """``open``, decrypted into this thread's buffer: valid until the thread's next
-        ``open_view`` or ``load_view``. ``sealed`` may be a view of this thread's read buffer."""
+        ``open_view`` or ``load_view``. ``sealed`` may be a view of this thread's read buffer.
+        ``into``: the buffer to decrypt into instead (``ref.length - TAG_LEN`` bytes)."""
         name = layout.pack_name(pack.id.hex())
         if sealed is None:
             sealed = self.storage.read(name, ref.offset, ref.length)
@@ -94,7 +110,7 @@ class BlobReader:
         if len(sealed) != ref.length or ref.length < aead.TAG_LEN:
             raise IntegrityError(where, "pack is truncated")
         try:
-            out = self._opened.get(ref.length - aead.TAG_LEN)
+            out = self._opened.get(ref.length - aead.TAG_LEN) if into is None else into
             open_blob_into(
                 self.key.encryption, pack.salt, pack.blob_type, ref.id, ref.offset, sealed, out
             )

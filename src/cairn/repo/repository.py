@@ -413,6 +413,10 @@ class Repository:
     def load_blob(self, blob_id: bytes, blob_type: int | None = None) -> bytes:
         return self.reader.load(blob_id, blob_type)
 
+    def load_blob_kept(self, blob_id: bytes, blob_type: int | None = None) -> memoryview | bytes:
+        """A blob to be kept (a cache's), in memory of its own (``BlobReader.load_kept``)."""
+        return self.reader.load_kept(blob_id, blob_type)
+
     def load_blob_at(
         self, pack: PackInfo, ref: BlobRef, sealed: bytes | memoryview | None = None
     ) -> bytes:

@@ -26,9 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from cairn.core.errors import CairnError, NotFoundError, ObjectMissing
+from cairn.core.memory import trim_malloc
 from cairn.model.node import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
 from cairn.model.snapshot import Snapshot
-from cairn.ops.mount.blobcache import BlobCache
+from cairn.ops.mount.blobcache import Blob, BlobCache
 from cairn.ops.mount.content import FileContent, Zeros, stored_bytes
 from cairn.ops.mount.namespace import Dir, Link, Namespace
 from cairn.ops.treewalk import TreeProblem, load_tree
@@ -67,7 +68,8 @@ class SnapshotFS:
     def __init__(self, repo: Repository, namespace: Namespace, cache_size: int, started: int):
         self.repo = repo
         self.namespace = namespace
-        self.cache = BlobCache(self.fetch, cache_size)  # decrypted data blobs, shared
+        # decrypted data blobs, shared; the heaps' pages of those dropped are given back
+        self.cache = BlobCache(self.fetch, cache_size, release=trim_malloc)
         self.started = started  # ns: the time of the namespace's directories
         self._zero = Zeros(repo.blob_id)
         self._trees: OrderedDict[bytes, dict[bytes, Node]] = OrderedDict()
@@ -87,14 +89,15 @@ class SnapshotFS:
         self._ahead.shutdown(wait=True, cancel_futures=True)
 
     # ------------------------------------------------------------------ blobs
-    def fetch(self, blob_id: bytes) -> bytes:
-        """A data blob's bytes; when its pack is gone (a prune repacked it), the index is read
-        again and the blob read from its new place."""
+    def fetch(self, blob_id: bytes) -> Blob:
+        """A data blob's bytes, in memory of their own (the cache keeps them); when its pack is
+        gone (a prune repacked it), the index is read again and the blob read from its new
+        place."""
         try:
-            return self.repo.load_blob(blob_id, DATA_BLOB)
+            return self.repo.load_blob_kept(blob_id, DATA_BLOB)
         except (NotFoundError, ObjectMissing):
             self._reload_index()
-            return self.repo.load_blob(blob_id, DATA_BLOB)
+            return self.repo.load_blob_kept(blob_id, DATA_BLOB)
 
     def _reload_index(self) -> None:
         with self._index_lock:
