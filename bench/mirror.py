@@ -383,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the pulled trees and caches")
     ap.add_argument("--out", help="write the JSON report here")
     args = ap.parse_args(argv)
+    tools.ensure_installed((("rclone", "rclone"),))
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     report = mirror_run(args)
     text = table(report)

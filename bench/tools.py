@@ -162,10 +162,12 @@ def byte_compile_cairn() -> None:
     compileall.compile_dir(Path(cairn.__file__).parent, quiet=1)
 
 
-def ensure_installed() -> None:
-    missing = [
-        p for p, exe in (("restic", "restic"), ("borgbackup", "borg")) if not shutil.which(exe)
-    ]
+PEERS = (("restic", "restic"), ("borgbackup", "borg"))  # (Debian package, executable)
+
+
+def ensure_installed(peers: tuple[tuple[str, str], ...] = PEERS) -> None:
+    """Installs the peer tools of ``peers`` that are missing, from Debian's packages."""
+    missing = [p for p, exe in peers if not shutil.which(exe)]
     if not missing:
         return
     if os.geteuid() != 0:
