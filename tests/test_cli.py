@@ -891,3 +891,20 @@ def test_missing_repository_is_a_one_line_error(tmp_path, run_cli, cairn_proc):
     res = cairn_proc("snapshots", "--repo", src)
     assert res.code == 1
     assert "not a cairn repository" in one_error_line(res.err)
+
+
+def test_the_command_leaves_its_objects_frozen_to_the_process_end(monkeypatch):
+    """``cairn`` (the console script) freezes what is alive once the command is done, so the
+    interpreter's teardown does not collect it (0.1 to 0.2 s of every command), and exits with
+    the command's code."""
+    import gc
+
+    from cairn.cli import main as cli_main_module
+
+    calls: list[str] = []
+    monkeypatch.setattr(cli_main_module, "main", lambda: calls.append("main") or 3)
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    with pytest.raises(SystemExit) as exit_:
+        cli_main_module.entry()
+    assert exit_.value.code == 3
+    assert calls == ["main", "freeze"]

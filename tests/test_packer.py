@@ -110,3 +110,34 @@ def test_a_full_disk_while_spooling_is_one_clear_error(tmp_path):
         packer.add(layout.DATA_BLOB, blake3.blake3(data).digest(), pack_payload(data, None), 1000)
     packer.close()
     assert list((tmp_path / "store").iterdir()) == []
+
+
+def test_the_first_data_pack_is_finished_at_its_own_size(tmp_path):
+    """``first_pack_size``: the first data pack is finished at that size, every later one (and
+    every tree pack) at the pack size."""
+    storage = LocalStorage(tmp_path / "store")
+    (tmp_path / "store").mkdir()
+    records = []
+    pack_size, first = 1 << 20, 256 << 10
+    packer = Packer(storage, KEY, pack_size, records.append, uploads=1, first_pack_size=first)
+    blob = 60_000
+    for _ in range(20):  # 60 data blobs, 20 tree blobs
+        for blob_type in (layout.DATA_BLOB,) * 3 + (layout.TREE_BLOB,):
+            data = os.urandom(blob)
+            packer.add(blob_type, blake3.blake3(data).digest(), pack_payload(data, None), blob)
+    packer.flush()
+    packer.close()
+    sizes = {
+        t: [
+            storage.stat(layout.pack_name(r.info.id.hex()))
+            for r in records
+            if r.info.blob_type == t
+        ]
+        for t in layout.BLOB_TYPES
+    }
+    data, trees = sizes[layout.DATA_BLOB], sizes[layout.TREE_BLOB]
+    assert len(data) == 5  # 256 KiB (4 blobs), then 1 MiB (17 blobs) a pack: 4 + 3 * 17 + 5
+    assert first - blob < data[0] <= first  # uploaded one at a time: in the order filled
+    assert all(pack_size - blob < s <= pack_size for s in data[1:-1])
+    assert data[-1] < pack_size - blob  # what was left
+    assert len(trees) == 2 and pack_size - blob < trees[0] <= pack_size

@@ -14,6 +14,8 @@ from contextlib import AbstractContextManager
 import pytest
 
 from cairn.app.context import StackHooks, StoreOptions, stack_hooks, wrap_backend
+from cairn.app.defaults import defaults_for
+from cairn.repo.config import DEFAULT_PACK_SIZE
 from cairn.repo.repository import Repository
 from cairn.storage.base import Storage
 from cairn.storage.faulty import FaultyStorage
@@ -117,7 +119,8 @@ def test_data_packs_use_the_storage_class_and_listing_never_reads_them(
 
 def test_small_objects_go_up_without_waiting_for_100_continue(s3_url):
     """botocore asks for ``Expect: 100-continue`` on every PUT, a round trip before the body:
-    a lock, snapshot or index object (under SMALL_PUT) is sent at once, a pack still waits."""
+    a lock, snapshot or index object, or a first backup's small first pack (under SMALL_PUT)
+    is sent at once, a full pack still waits."""
     store = S3Storage(S3Location.parse(s3_url))
     expects: dict[str, bool] = {}
 
@@ -129,6 +132,9 @@ def test_small_objects_go_up_without_waiting_for_100_continue(s3_url):
     store.write("data/00/large", os.urandom(SMALL_PUT + 1), metadata=False)
     assert expects == {"small": False, "large": True}
     assert store.read("locks/small") == b"x" * 300
+    # the first pack of a first backup goes at once too (the link waits for it)
+    first = DEFAULT_PACK_SIZE // (defaults_for(s3_url).first_pack_divisor or 1)
+    assert first < SMALL_PUT < DEFAULT_PACK_SIZE
 
 
 def test_wrong_credentials_missing_bucket_unreachable(tmp_path, s3_url, s3_env, cairn_proc):

@@ -157,6 +157,7 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
         parent=request.parent,
         time=snap_time,
         before_save=lock_upkeep(session, request.dry_run),
+        first_pack_size=_first_pack_size(session),
     )
     cache = session.files_cache(read_only=request.dry_run) if not streams else None
     journal = session.journal()
@@ -175,6 +176,12 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
         extensions = upkeep.extended if upkeep is not None else 0
         estimate = backup_estimate(session, result.snapshot.summary, extensions)
     return BackupResult(result.snapshot, result.saved, estimate, result.changed_while_read, upkeep)
+
+
+def _first_pack_size(session: Session) -> int | None:
+    """The first data pack's size, should the repository hold no pack yet (app/defaults.py)."""
+    divisor = session.defaults.first_pack_divisor
+    return session.repo.config.pack_size // divisor if divisor else None
 
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"

@@ -50,13 +50,19 @@ class BackendDefaults:
     # there (cairn.repo.objectcache): on an object store each is a request, egress and a round
     # trip, read again by every command; a local directory is already local
     object_cache: bool
+    # the first data pack of a backup into a repository that holds no pack yet is finished at
+    # the repository's pack size divided by this (None: full size), so that its upload starts
+    # that much sooner: on an object store the link waits, from the opening, for the first
+    # pack to fill; later backups, which find packs in the repository, fill full packs from
+    # the start (one PUT more, at most, on the repository's first backup only)
+    first_pack_divisor: int | None
 
 
 DEFAULTS = {
     S3: BackendDefaults(
         S3,
         DEFAULT_PACK_SIZE,
-        uploads=4,
+        uploads=6,
         restore_threads=8,
         small_file_threads=None,
         pack_order=True,
@@ -65,6 +71,7 @@ DEFAULTS = {
         spool_packs=True,
         request_threads=8,
         object_cache=True,
+        first_pack_divisor=5,
     ),
     LOCAL: BackendDefaults(
         LOCAL,
@@ -78,6 +85,7 @@ DEFAULTS = {
         spool_packs=False,
         request_threads=0,
         object_cache=False,
+        first_pack_divisor=None,
     ),
 }
 

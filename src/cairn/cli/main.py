@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import click
@@ -124,4 +125,11 @@ def _wants_json(args: list[str]) -> bool:
 
 def entry() -> None:
     tune_malloc()
-    sys.exit(main())
+    code = main()
+    # The command is done (its output written, its files closed, its lock removed): what is
+    # left is the interpreter's own teardown, whose collection of the objects still alive (a
+    # backup's index, the S3 client's models) took 0.1 to 0.2 s of every command's wall time.
+    # Frozen objects are left to the process's end; the teardown still runs (atexit, every
+    # module's objects released as before).
+    gc.freeze()
+    sys.exit(code)

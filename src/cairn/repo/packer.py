@@ -46,10 +46,17 @@ class Packer:
         uploads: int = 2,
         dry_run: bool = False,
         spool: Spool | None = None,
+        first_pack_size: int | None = None,
     ) -> None:
+        """``first_pack_size``: the first data pack is finished at this size rather than
+        ``pack_size`` (its upload starts that much sooner; the packs after it are full size)."""
         self._storage = storage
         self._master_key = master_key
         self._pack_size = pack_size
+        # what each blob type's open pack may grow to
+        self._limit = {t: pack_size for t in layout.BLOB_TYPES}
+        if first_pack_size is not None:
+            self._limit[layout.DATA_BLOB] = min(pack_size, first_pack_size)
         self._on_uploaded = on_uploaded
         self._dry_run = dry_run
         self._spool = spool
@@ -77,11 +84,12 @@ class Packer:
             with self._lock:
                 builder = self._open.get(blob_type)
                 if builder is not None and (
-                    not builder.blobs or builder.size_with(len(plaintext)) <= self._pack_size
+                    not builder.blobs or builder.size_with(len(plaintext)) <= self._limit[blob_type]
                 ):
                     return builder.add(blob_id, plaintext, raw_length).length
                 if builder is not None:
                     del self._open[blob_type]
+                    self._limit[blob_type] = self._pack_size
             if builder is not None:
                 self._submit(builder)
             self._buffers[blob_type].acquire()

@@ -371,6 +371,7 @@ class Repository:
         journal: PackJournal | None = None,
         remember_packs: bool = False,
         spool: Spool | None = None,
+        first_pack_size: int | None = None,
     ) -> Writer:
         """A scoped writer of new blobs (``with repo.writer(...) as w:``; repo/writer.py)."""
         return Writer(
@@ -380,6 +381,7 @@ class Repository:
             journal=journal,
             remember_packs=remember_packs,
             spool=spool,
+            first_pack_size=first_pack_size,
         )
 
     def check_writable(self) -> None:

@@ -50,17 +50,20 @@ class Writer:
         journal: PackJournal | None = None,
         remember_packs: bool = False,
         spool: Spool | None = None,
+        first_pack_size: int | None = None,
     ) -> None:
         """``dry_run``: packs are built and counted, nothing is stored. ``remember_packs``:
         keep every written pack's record in ``written_packs`` (prune needs them; a backup of
         millions of files must not hold them all). ``spool``: data packs are built in
-        temporary files, not in memory (repo/packer.py)."""
+        temporary files, not in memory (repo/packer.py). ``first_pack_size``: the first data pack
+        is finished at that size (repo/packer.py)."""
         self.repo = repo
         self.dry_run = dry_run
         self._journal = None if dry_run else journal
         self._remember_packs = remember_packs
         self._uploads = uploads
         self._spool = spool
+        self._first_pack_size = first_pack_size
         self._lock = threading.Lock()
         self._pending: set[bytes] = set()  # blobs in packs not stored yet
         self._unindexed: list[PackRecord] = []  # stored packs no index object lists yet
@@ -80,6 +83,7 @@ class Writer:
             uploads=self._uploads,
             dry_run=self.dry_run,
             spool=self._spool,
+            first_pack_size=self._first_pack_size,
         )
         return self
 

@@ -6,9 +6,11 @@
 - Every write carries a CRC32 checksum that the store verifies; writes are conditional
   (If-None-Match: *) where the store supports it, so an object is never overwritten.
 - Objects larger than ``multipart_threshold`` go up as multipart uploads (s3transfer).
-- An object smaller than ``SMALL_PUT`` (a lock, a snapshot, an index object) goes up without
-  ``Expect: 100-continue``, which botocore asks for on every PUT: waiting for the store's go
-  before sending the body costs a round trip, more than sending a small body for nothing.
+- An object smaller than ``SMALL_PUT`` (a lock, a snapshot, an index object, the small first
+  pack of a first backup) goes up without ``Expect: 100-continue``, which botocore asks for on
+  every PUT: waiting for the store's go before sending the body costs a round trip, more than
+  sending a small body for nothing (the store refuses hardly any: the credentials were proven
+  by the opening's reads, and a pack is written once).
 - Data packs may use a colder storage class; everything else stays in STANDARD. The store is
   its own archive capability (``archive``, cairn.storage.archive): listings with storage
   classes, and restore requests for archived (GLACIER, DEEP_ARCHIVE) objects, whose reads
@@ -58,8 +60,10 @@ from cairn.storage.s3objects import S3Objects
 from cairn.storage.s3versions import S3Versions
 from cairn.storage.versions import VersionStore
 
-# below this, a PUT sends its body at once (no ``Expect: 100-continue``)
-SMALL_PUT = 1 << 20
+# below this, a PUT sends its body at once (no ``Expect: 100-continue``): locks, snapshots,
+# index objects (up to a few MiB) and the first data pack of a first backup (a fifth of the
+# 40 MiB packs: app/defaults.py), which goes up while the link has nothing else to carry
+SMALL_PUT = 9 << 20
 # the requests whose answers are listings (XML, as long as what they list)
 _LISTINGS = ("ListObjectsV2", "ListObjectVersions", "ListMultipartUploads", "ListParts")
 

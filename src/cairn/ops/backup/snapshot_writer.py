@@ -54,6 +54,9 @@ class BackupRequest:
     # too, which saves nothing): what the snapshot needs must be locked as long as it says
     # (ops/objectlock.py)
     before_save: Callable[[], object] | None = None
+    # the size of the first data pack when the repository holds no pack yet (a first backup:
+    # the upload starts sooner; repo/packer.py); None: full-size packs from the start
+    first_pack_size: int | None = None
 
 
 @dataclass
@@ -189,6 +192,7 @@ def _run(
                 dry_run=request.dry_run,
                 journal=journal,
                 spool=request.spool,
+                first_pack_size=request.first_pack_size if len(repo.index) == 0 else None,
             ) as writer:
                 changed: list[bytes] = []
                 if request.streams:
