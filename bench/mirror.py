@@ -242,6 +242,9 @@ def mirror_run(args: argparse.Namespace) -> dict[str, object]:
             cairn.endpoint = server.endpoint
             cairn.init(f"cairn-{prefix}")
             step("first", n, lambda t, p=prefix: t.push(dataset, f"{t.name}-{p}"), counted)
+        rclone_problems: list[str] = []
+        if args.first_only:
+            return _report(args, dataset, phases, rclone_problems)
         # the later phases go on from the counted prefix, whose cache is the last one made
 
         def push(t: MirrorTool) -> Measurement:
@@ -285,13 +288,19 @@ def mirror_run(args: argparse.Namespace) -> dict[str, object]:
     finally:
         proxy.close()
         server.stop()
-    if not args.keep:
-        for p in work.glob("pull-*"):
-            shutil.rmtree(p, ignore_errors=True)
-        for p in work.glob("cache-cairn-*"):
-            shutil.rmtree(p, ignore_errors=True)
-        for p in names:
-            p.unlink(missing_ok=True)
+        if not args.keep:
+            for p in work.glob("pull-*"):
+                shutil.rmtree(p, ignore_errors=True)
+            for p in work.glob("cache-cairn-*"):
+                shutil.rmtree(p, ignore_errors=True)
+            for p in names:
+                p.unlink(missing_ok=True)
+    return _report(args, dataset, phases, rclone_problems)
+
+
+def _report(
+    args: argparse.Namespace, dataset: Path, phases: dict[str, Phase], rclone_problems: list[str]
+) -> dict[str, object]:
     return {
         "machine": f"{platform.node()} {os.cpu_count()} cpu, {platform.python_version()}",
         "rclone": run(["rclone", "version"]).stdout.decode().splitlines()[0],
@@ -381,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full-runs", type=int, default=3, help="repeats of first push and pull")
     ap.add_argument("--workdir", default="/tmp/cairn-bench-mirror")
     ap.add_argument("--keep", action="store_true", help="keep the pulled trees and caches")
+    ap.add_argument(
+        "--first-only", action="store_true", help="only the first push (timed and counted)"
+    )
     ap.add_argument("--out", help="write the JSON report here")
     args = ap.parse_args(argv)
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
