@@ -55,6 +55,7 @@ class Sample:
     wall: float
     cpu: float
     counts: Counts
+    server_cpu: float = 0.0  # SeaweedFS's CPU seconds meanwhile
     own: dict[str, object] | None = None  # cairn's --json store counts
     counted: bool = False  # through the counting proxy (its counts), else straight (its time)
 
@@ -156,26 +157,39 @@ def _own_counts(m: Measurement) -> dict[str, object] | None:
     return store if isinstance(store, dict) else None
 
 
-def _measure(proxy: CountingProxy, tool: MirrorTool, action, log: Path, title: str) -> Sample:  # type: ignore[no-untyped-def]
+def _cpu_of(pid: int) -> float:
+    """The CPU seconds of process ``pid`` so far (its own and its waited-for children's)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure(
+    proxy: CountingProxy, tool: MirrorTool, action, log: Path, title: str, server_pid: int = 0
+) -> Sample:  # type: ignore[no-untyped-def]
     counted = tool.endpoint == proxy.endpoint
     os.sync()
     proxy.take()
     proxy.log = []
+    server_before = _cpu_of(server_pid) if server_pid else 0.0
     m = action()
+    server_cpu = (_cpu_of(server_pid) - server_before) if server_pid else 0.0
     counts = proxy.take()
     with open(log, "a") as f:
         f.write(f"## {title} {tool.name}\n")
         f.writelines(line + "\n" for line in proxy.log)
     proxy.log = None
     own = _own_counts(m) if tool.name == "cairn" else None
-    return Sample(m.wall, m.cpu, counts, own, counted)
+    return Sample(m.wall, m.cpu, counts, own=own, counted=counted, server_cpu=server_cpu)
 
 
 def _show(phase: str, tool: str, s: Sample) -> None:
     c = s.counts
     reqs = " ".join(f"{k}={v}" for k, v in sorted(c.requests.items()))
     print(
-        f"  {phase:15} {tool:6} {'counted' if s.counted else 'timed':7} {s.wall:7.2f}s cpu {s.cpu:6.2f}s  {c.total():6} req ({reqs})"
+        f"  {phase:15} {tool:6} {'counted' if s.counted else 'timed':7} {s.wall:7.2f}s cpu {s.cpu:6.2f}s server cpu {s.server_cpu:6.2f}s  {c.total():6} req ({reqs})"
         f"  up {c.body_up / 2**20:8.2f} MiB down {c.body_down / 2**20:8.2f} MiB"
         + (f"  own {s.own}" if s.own else ""),
         flush=True,
@@ -226,7 +240,12 @@ def mirror_run(args: argparse.Namespace) -> dict[str, object]:
             for tool in _orders(both, n):
                 tool.endpoint = proxy.endpoint if counted else server.endpoint
                 s = _measure(
-                    proxy, tool, lambda t=tool: action(t), work / "requests.log", f"{phase} {n}"
+                    proxy,
+                    tool,
+                    lambda t=tool: action(t),
+                    work / "requests.log",
+                    f"{phase} {n}",
+                    server.proc.pid,
                 )
                 phases.setdefault(phase, Phase()).add(tool.name, s)
                 _show(phase, tool.name, s)
@@ -323,6 +342,8 @@ def _summary(ph: Phase) -> dict[str, object]:
             "time": median([s.wall for s in timed]),
             "times": [round(s.wall, 3) for s in timed],
             "cpu": median([s.cpu for s in timed]),
+            "cpus": [round(s.cpu, 2) for s in timed],
+            "server_cpus": [round(s.server_cpu, 2) for s in timed],
             "time_counted": round(c.wall, 3),
             "requests": c.counts.total(),
             "by_method": c.counts.as_dict()["requests"],
