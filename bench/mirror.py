@@ -55,6 +55,7 @@ class Sample:
     wall: float
     cpu: float
     counts: Counts
+    server_cpu: float = 0.0  # SeaweedFS's CPU seconds meanwhile
     own: dict[str, object] | None = None  # cairn's --json store counts
     counted: bool = False  # through the counting proxy (its counts), else straight (its time)
 
@@ -156,26 +157,39 @@ def _own_counts(m: Measurement) -> dict[str, object] | None:
     return store if isinstance(store, dict) else None
 
 
-def _measure(proxy: CountingProxy, tool: MirrorTool, action, log: Path, title: str) -> Sample:  # type: ignore[no-untyped-def]
+def _cpu_of(pid: int) -> float:
+    """The CPU seconds of process ``pid`` so far (its own and its waited-for children's)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure(
+    proxy: CountingProxy, tool: MirrorTool, action, log: Path, title: str, server_pid: int = 0
+) -> Sample:  # type: ignore[no-untyped-def]
     counted = tool.endpoint == proxy.endpoint
     os.sync()
     proxy.take()
     proxy.log = []
+    server_before = _cpu_of(server_pid) if server_pid else 0.0
     m = action()
+    server_cpu = (_cpu_of(server_pid) - server_before) if server_pid else 0.0
     counts = proxy.take()
     with open(log, "a") as f:
         f.write(f"## {title} {tool.name}\n")
         f.writelines(line + "\n" for line in proxy.log)
     proxy.log = None
     own = _own_counts(m) if tool.name == "cairn" else None
-    return Sample(m.wall, m.cpu, counts, own, counted)
+    return Sample(m.wall, m.cpu, counts, own=own, counted=counted, server_cpu=server_cpu)
 
 
 def _show(phase: str, tool: str, s: Sample) -> None:
     c = s.counts
     reqs = " ".join(f"{k}={v}" for k, v in sorted(c.requests.items()))
     print(
-        f"  {phase:15} {tool:6} {'counted' if s.counted else 'timed':7} {s.wall:7.2f}s cpu {s.cpu:6.2f}s  {c.total():6} req ({reqs})"
+        f"  {phase:15} {tool:6} {'counted' if s.counted else 'timed':7} {s.wall:7.2f}s cpu {s.cpu:6.2f}s server cpu {s.server_cpu:6.2f}s  {c.total():6} req ({reqs})"
         f"  up {c.body_up / 2**20:8.2f} MiB down {c.body_down / 2**20:8.2f} MiB"
         + (f"  own {s.own}" if s.own else ""),
         flush=True,
@@ -226,7 +240,12 @@ def mirror_run(args: argparse.Namespace) -> dict[str, object]:
             for tool in _orders(both, n):
                 tool.endpoint = proxy.endpoint if counted else server.endpoint
                 s = _measure(
-                    proxy, tool, lambda t=tool: action(t), work / "requests.log", f"{phase} {n}"
+                    proxy,
+                    tool,
+                    lambda t=tool: action(t),
+                    work / "requests.log",
+                    f"{phase} {n}",
+                    server.proc.pid,
                 )
                 phases.setdefault(phase, Phase()).add(tool.name, s)
                 _show(phase, tool.name, s)
@@ -242,6 +261,9 @@ def mirror_run(args: argparse.Namespace) -> dict[str, object]:
             cairn.endpoint = server.endpoint
             cairn.init(f"cairn-{prefix}")
             step("first", n, lambda t, p=prefix: t.push(dataset, f"{t.name}-{p}"), counted)
+        rclone_problems: list[str] = []
+        if args.first_only:
+            return _report(args, dataset, phases, rclone_problems)
         # the later phases go on from the counted prefix, whose cache is the last one made
 
         def push(t: MirrorTool) -> Measurement:
@@ -285,13 +307,19 @@ def mirror_run(args: argparse.Namespace) -> dict[str, object]:
     finally:
         proxy.close()
         server.stop()
-    if not args.keep:
-        for p in work.glob("pull-*"):
-            shutil.rmtree(p, ignore_errors=True)
-        for p in work.glob("cache-cairn-*"):
-            shutil.rmtree(p, ignore_errors=True)
-        for p in names:
-            p.unlink(missing_ok=True)
+        if not args.keep:
+            for p in work.glob("pull-*"):
+                shutil.rmtree(p, ignore_errors=True)
+            for p in work.glob("cache-cairn-*"):
+                shutil.rmtree(p, ignore_errors=True)
+            for p in names:
+                p.unlink(missing_ok=True)
+    return _report(args, dataset, phases, rclone_problems)
+
+
+def _report(
+    args: argparse.Namespace, dataset: Path, phases: dict[str, Phase], rclone_problems: list[str]
+) -> dict[str, object]:
     return {
         "machine": f"{platform.node()} {os.cpu_count()} cpu, {platform.python_version()}",
         "rclone": run(["rclone", "version"]).stdout.decode().splitlines()[0],
@@ -314,6 +342,8 @@ def _summary(ph: Phase) -> dict[str, object]:
             "time": median([s.wall for s in timed]),
             "times": [round(s.wall, 3) for s in timed],
             "cpu": median([s.cpu for s in timed]),
+            "cpus": [round(s.cpu, 2) for s in timed],
+            "server_cpus": [round(s.server_cpu, 2) for s in timed],
             "time_counted": round(c.wall, 3),
             "requests": c.counts.total(),
             "by_method": c.counts.as_dict()["requests"],
@@ -381,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full-runs", type=int, default=3, help="repeats of first push and pull")
     ap.add_argument("--workdir", default="/tmp/cairn-bench-mirror")
     ap.add_argument("--keep", action="store_true", help="keep the pulled trees and caches")
+    ap.add_argument(
+        "--first-only", action="store_true", help="only the first push (timed and counted)"
+    )
     ap.add_argument("--out", help="write the JSON report here")
     args = ap.parse_args(argv)
     tools.ensure_installed((("rclone", "rclone"),))

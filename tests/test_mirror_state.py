@@ -64,3 +64,19 @@ def test_another_schema_starts_afresh(tmp_path: Path) -> None:
     db.close()
     with MirrorState(path) as state:
         assert state.known_hash(_item()) is None
+
+
+def test_an_upload_is_recorded_for_the_next_push_even_if_this_one_never_closes(
+    tmp_path: Path,
+) -> None:
+    """The state is written ahead and synced at checkpoints only (a sync per uploaded file
+    cost more than a small upload): what a push recorded is there for the next one even when
+    the first dies without closing its state."""
+    path = tmp_path / "s.sqlite"
+    dying = MirrorState(path)
+    dying.uploaded(b"a", b"\x02" * 32, '"etag"')
+    with MirrorState(path) as state:
+        assert state.uploads() == {b"a": (b"\x02" * 32, '"etag"')}
+        mode = state._db.execute("PRAGMA journal_mode").fetchone()[0]
+        assert mode == "wal"
+    dying.close()

@@ -1,7 +1,12 @@
 """A push's local state (docs/mirror.md §7), one SQLite file per source and mirror: the head
 last pushed, each file's (size, mtime, ctime, inode, device) and the hash read then, and the
 uploads done since the last commit. It is a cache: a file of another schema is started afresh,
-and nothing in it is trusted beyond what the scan can confirm."""
+and nothing in it is trusted beyond what the scan can confirm.
+
+It is written ahead (SQLite's WAL) and synced only at checkpoints (``synchronous=NORMAL``): a
+push records every file it uploads, and a sync per file costs more than the upload of a small
+one. A crash of the process loses nothing; a crash of the machine may lose the last records,
+whose uploads the next push then sends again."""
 
 from __future__ import annotations
 
@@ -38,6 +43,8 @@ class MirrorState:
         path.parent.mkdir(parents=True, exist_ok=True)
         # multipart uploads record their parts from the upload threads
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._lock = threading.RLock()
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
