@@ -10,14 +10,13 @@ changes nothing of the repository) pass."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 
 from cairn.core.errors import StorageError
 from cairn.storage.base import Content, StorageWrapper
 from cairn.storage.objectlock import LockWrapper, ObjectLockStore, RetentionRule
 from cairn.storage.objects import ObjectStore
-from cairn.storage.versions import ObjectVersion, VersionStore
+from cairn.storage.versions import VersionStore, VersionWrapper
 
 
 def _refused(where: str, what: str) -> StorageError:
@@ -46,20 +45,10 @@ class ReadOnlyStorage(StorageWrapper):
         return None if inner is None else ReadOnlyLock(inner, self.describe())
 
 
-class ReadOnlyVersions:
+class ReadOnlyVersions(VersionWrapper):
     def __init__(self, inner: VersionStore, where: str) -> None:
-        self.inner, self.where = inner, where
-
-    def status(self) -> str:
-        return self.inner.status()
-
-    def versions(self, prefix: str) -> Iterator[ObjectVersion]:
-        return self.inner.versions(prefix)
-
-    def read_version(
-        self, name: str, version_id: str, offset: int = 0, length: int | None = None
-    ) -> bytes:
-        return self.inner.read_version(name, version_id, offset, length)
+        super().__init__(inner)
+        self.where = where
 
     def restore_version(
         self, name: str, version_id: str, *, storage_class: str | None = None

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -59,6 +60,18 @@ class S3Objects(S3Capability, ObjectOps):
 
     def _args(self, name: str, **more: Any) -> dict[str, Any]:
         return {"Bucket": self.location.bucket, "Key": self._key(name), **more}
+
+    @contextlib.contextmanager
+    def _upload_errors(self, name: str, upload_id: str) -> Iterator[None]:
+        """A request of upload ``upload_id``: errors mapped, an upload the store no longer
+        knows raised as ``UploadMissing``."""
+        with mapped_errors(name, self._endpoint):
+            try:
+                yield
+            except botocore.exceptions.ClientError as e:
+                if error_code(e) == "NoSuchUpload":
+                    raise UploadMissing(name, upload_id) from None
+                raise
 
     def put_object(self, name: str, data: Content, *, content_type: str, cold: bool = False) -> str:
         with mapped_errors(name, self._endpoint):
@@ -128,13 +141,8 @@ class S3Objects(S3Capability, ObjectOps):
             CopySource={"Bucket": self.location.bucket, "Key": self._key(src)},
             CopySourceRange=f"bytes={start}-{start + length - 1}",
         )
-        with mapped_errors(name, self._endpoint):
-            try:
-                resp = self.client.upload_part_copy(**args)
-            except botocore.exceptions.ClientError as e:
-                if error_code(e) == "NoSuchUpload":
-                    raise UploadMissing(name, upload_id) from None
-                raise
+        with self._upload_errors(name, upload_id):
+            resp = self.client.upload_part_copy(**args)
         result = resp["CopyPartResult"]
         return Part(number, quoted(result["ETag"]), length, result.get("ChecksumCRC32"))
 
@@ -157,13 +165,8 @@ class S3Objects(S3Capability, ObjectOps):
             Body=content_reader(data),
             ChecksumAlgorithm=CHECKSUM,
         )
-        with mapped_errors(name, self._endpoint):
-            try:
-                resp = self.client.upload_part(**args)
-            except botocore.exceptions.ClientError as e:
-                if error_code(e) == "NoSuchUpload":
-                    raise UploadMissing(name, upload_id) from None
-                raise
+        with self._upload_errors(name, upload_id):
+            resp = self.client.upload_part(**args)
         return Part(number, quoted(resp["ETag"]), content_size(data), resp.get("ChecksumCRC32"))
 
     def list_parts(self, name: str, upload_id: str) -> dict[int, Part] | None:
@@ -190,13 +193,8 @@ class S3Objects(S3Capability, ObjectOps):
                 entry["ChecksumCRC32"] = p.checksum
             listed.append(entry)
         args = self._args(name, UploadId=upload_id, MultipartUpload={"Parts": listed})
-        with mapped_errors(name, self._endpoint):
-            try:
-                resp = self.client.complete_multipart_upload(**args)
-            except botocore.exceptions.ClientError as e:
-                if error_code(e) == "NoSuchUpload":
-                    raise UploadMissing(name, upload_id) from None
-                raise
+        with self._upload_errors(name, upload_id):
+            resp = self.client.complete_multipart_upload(**args)
         return quoted(resp["ETag"])
 
     def abort(self, name: str, upload_id: str) -> None:

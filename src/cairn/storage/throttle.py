@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from cairn.storage.base import Content, Storage, StorageWrapper, content_size
 from cairn.storage.objectops import ObjectWrapper
 from cairn.storage.objects import DEFAULT_TYPE, ObjectStore, Part
-from cairn.storage.versions import ObjectVersion, VersionStore
+from cairn.storage.versions import VersionStore, VersionWrapper
 
 PIECE = 64 << 10
 
@@ -96,18 +96,12 @@ class ThrottledStorage(StorageWrapper):
         return ThrottledVersions(inner, self._down)
 
 
-class ThrottledVersions:
+class ThrottledVersions(VersionWrapper):
     """A versions capability whose reads of a version take ``bucket``'s tokens."""
 
     def __init__(self, inner: VersionStore, bucket: TokenBucket) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.bucket = bucket
-
-    def status(self) -> str:
-        return self.inner.status()
-
-    def versions(self, prefix: str) -> Iterator[ObjectVersion]:
-        return self.inner.versions(prefix)
 
     def read_version(
         self, name: str, version_id: str, offset: int = 0, length: int | None = None
@@ -115,14 +109,6 @@ class ThrottledVersions:
         data = self.inner.read_version(name, version_id, offset, length)
         self.bucket.take(len(data))
         return data
-
-    def restore_version(
-        self, name: str, version_id: str, *, storage_class: str | None = None
-    ) -> str:
-        return self.inner.restore_version(name, version_id, storage_class=storage_class)
-
-    def hide(self, name: str) -> str:
-        return self.inner.hide(name)
 
 
 class ThrottledObjects(ObjectWrapper):

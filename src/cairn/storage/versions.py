@@ -79,6 +79,33 @@ class VersionStore(Protocol):
     def hide(self, name: str) -> str: ...
 
 
+class VersionWrapper:
+    """Base for the wrappers of the capability: forwards everything to ``inner``; subclasses
+    override what they change."""
+
+    def __init__(self, inner: VersionStore) -> None:
+        self.inner = inner
+
+    def status(self) -> str:
+        return self.inner.status()
+
+    def versions(self, prefix: str) -> Iterator[ObjectVersion]:
+        return self.inner.versions(prefix)
+
+    def read_version(
+        self, name: str, version_id: str, offset: int = 0, length: int | None = None
+    ) -> bytes:
+        return self.inner.read_version(name, version_id, offset, length)
+
+    def restore_version(
+        self, name: str, version_id: str, *, storage_class: str | None = None
+    ) -> str:
+        return self.inner.restore_version(name, version_id, storage_class=storage_class)
+
+    def hide(self, name: str) -> str:
+        return self.inner.hide(name)
+
+
 def select(entries: Iterable[ObjectVersion], time: datetime) -> dict[str, ObjectVersion]:
     """Each name's entry as of ``time``: the first of its entries, in the store's order
     (newest first), modified at or before ``time``; a name whose entry is a delete marker, or
