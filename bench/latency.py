@@ -1,10 +1,10 @@
 """cairn and restic on S3 over a real network's latency and bandwidth: SeaweedFS behind a shaped
 link (``bench.shape_proxy``: a delay each way and one bandwidth budget per direction shared by
-all connections), first backup, unchanged backup and full restore, in one run.
+all connections), first backup, unchanged backup, a day's changes and full restore, in one run.
 
     python -m bench.latency [--size 256M] [--links 0:0,20:100,80:100] [--runs 1]
-                            [--memory-limit 128M]
-                            [--phases first,unchanged,restore,restore_file_order,dump]
+                            [--memory-limit 128M] [--cluster]
+                            [--phases first,unchanged,changed,restore,restore_file_order,dump]
 
 Each link is ``RTT_MS:MBIT`` (``0:0``: straight to the server, no proxy). cairn's restore is
 measured in both read orders (pack order is its default on S3; ``file`` is how it read before),
@@ -16,6 +16,12 @@ With ``--memory-limit``, cairn's first backup is run once more into a fresh repo
 that limit; a second table gives every phase's peak RSS.
 ``--phases`` runs some of the phases only (the backups are always run, to have something to
 restore; their times are shown only if asked for); a phase left out is ``-`` in the table.
+``changed`` builds the dataset afresh for each link and run, and after both tools' unchanged
+backups applies one day's changes to it (``make_dataset.py --mutate --day 1``, as ``bench.run``
+does), then backs it up with each tool; the restores then restore that snapshot.
+With ``--cluster`` the store is the SeaweedFS cluster of ``tests/s3cluster.py`` (a master,
+three volume servers with replication 001, a filer and the S3 gateway, each its own process)
+instead of one ``weed`` process.
 """
 
 from __future__ import annotations
@@ -36,10 +42,17 @@ from bench.shape_proxy import ShapedLink
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests import s3server  # noqa: E402  (the same SeaweedFS launcher the tests use)
+from tests import s3cluster, s3server  # noqa: E402  (the SeaweedFS launchers the tests use)
 
 MAKE_DATASET = ROOT.parent / "shared" / "bench" / "make_dataset.py"
-PHASES = ("first", "unchanged", "restore", "restore_file_order", "dump")
+PHASES = ("first", "unchanged", "changed", "restore", "restore_file_order", "dump")
+
+
+def _make_dataset(dataset: Path, size: str, mutate_day: int | None = None) -> None:
+    args = [sys.executable, str(MAKE_DATASET), str(dataset), "--size", size]
+    if mutate_day is not None:
+        args += ["--mutate", "--day", str(mutate_day)]
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
 
 
 def _prefix_bytes(client, prefix: str) -> int:  # type: ignore[no-untyped-def]
@@ -60,7 +73,8 @@ def _via(url: str, port: int) -> str:
 def _one_link(
     work: Path,
     dataset: Path,
-    server: s3server.SeaweedServer,
+    server: s3server.S3Access,
+    size: str,
     rtt: float,
     mbit: float,
     run_no: int,
@@ -83,6 +97,8 @@ def _one_link(
             cairn_url, restic_url = _via(cairn_url, link.port), _via(restic_url, link.port)
         cairn = tools.Cairn(work, url=cairn_url, extra_env=env)
         restic = tools.Restic(work, url=restic_url, extra_env=env)
+        if "changed" in phases:  # the day's changes are applied below: start from the base
+            _make_dataset(dataset, size)
         for tool, prefix in ((cairn, cairn_prefix), (restic, restic_prefix)):
             tool.reset()
             tool.init()
@@ -94,6 +110,10 @@ def _one_link(
                     if link is not None:  # what went over the link, every header included
                         rows[tool.name][f"{phase}_sent"] = link.bytes_up - sent
             stored[tool.name] = _prefix_bytes(client, prefix + "/")
+        if "changed" in phases:
+            _make_dataset(dataset, size, mutate_day=1)
+            for tool in (cairn, restic):
+                _keep(rows, tool.name, "changed", tool.backup(dataset))
         if memory_limit:
             limited = tools.Cairn(
                 work, url=cairn_url.replace(cairn_prefix, cairn_prefix + "-limited"), extra_env=env
@@ -142,28 +162,35 @@ def latency_run(args: argparse.Namespace) -> dict[str, object]:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     dataset = work / "lat-dataset"
-    subprocess.run(
-        [sys.executable, str(MAKE_DATASET), str(dataset), "--size", args.size],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    _make_dataset(dataset, args.size)
     links = [tuple(float(x) for x in spec.split(":")) for spec in args.links.split(",")]
     phases = tuple(p for p in args.phases.split(",") if p)
     if unknown := set(phases) - set(PHASES):
         raise SystemExit(f"unknown phases {sorted(unknown)}: choose from {', '.join(PHASES)}")
     results: dict[str, list[dict[str, object]]] = {}
-    server = s3server.start()
+    server: s3server.SeaweedServer | s3cluster.SeaweedCluster
+    if args.cluster:
+        cluster_dir = work / "lat-cluster"
+        shutil.rmtree(cluster_dir, ignore_errors=True)
+        cluster_dir.mkdir()
+        server = s3cluster.start(cluster_dir)
+    else:
+        server = s3server.start()
     try:
         for r in range(args.runs):
             for rtt, mbit in links:
                 key = f"{rtt:g}:{mbit:g}"
                 print(f"run {r + 1}/{args.runs}: rtt {rtt:g} ms, {mbit:g} Mbit/s", flush=True)
                 results.setdefault(key, []).append(
-                    _one_link(work, dataset, server, rtt, mbit, r, args.memory_limit, phases)
+                    _one_link(
+                        work, dataset, server, args.size, rtt, mbit, r, args.memory_limit, phases
+                    )
                 )
     finally:
         server.stop()
     table = _table(results) + "\n\n" + _memory_table(results, args.memory_limit)
+    if "changed" in phases:
+        table += "\n\n" + _backups_table(results)
     if "first" in phases:
         table += "\n\n" + _upload_table(results)
     if "dump" in phases:
@@ -203,6 +230,24 @@ def _dump_table(results: dict[str, list[dict[str, object]]]) -> str:
             f"| {_s(_med(runs, 'cairn', 'dump_rss'), '.0f')} "
             f"/ {_s(_med(runs, 'restic', 'dump_rss'), '.0f')} |"
         )
+    return "\n".join(lines)
+
+
+def _backups_table(results: dict[str, list[dict[str, object]]]) -> str:
+    """The three backups over each link, cairn / restic and the ratio."""
+    lines = [
+        "| link | first backup cairn / restic (s) | ratio | unchanged | ratio "
+        "| a day's changes | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, runs in results.items():
+        rtt, mbit = (float(x) for x in key.split(":"))
+        name = "loopback, unshaped" if not (rtt or mbit) else f"{rtt:g} ms, {mbit:g} Mbit/s"
+        cells = []
+        for phase in ("first", "unchanged", "changed"):
+            c, r = _med(runs, "cairn", phase), _med(runs, "restic", phase)
+            cells.append(f"{_s(c, '.2f')} / {_s(r, '.2f')} | **{_s(c / r, '.2f')}**")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -302,6 +347,9 @@ def main() -> None:
         "--phases", default=",".join(PHASES), help=f"some of {','.join(PHASES)} (default: all)"
     )
     ap.add_argument("--workdir", default="/tmp/cairn-bench")
+    ap.add_argument(
+        "--cluster", action="store_true", help="the SeaweedFS cluster, not one weed process"
+    )
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument(
         "--memory-limit", default=None, help="also a first backup with this --memory-limit"
