@@ -1,0 +1,140 @@
+"""What opening a repository with a large index costs on S3: requests, bytes, time and memory.
+
+    python -m bench.index_open [--blobs 1000000,10000000] [--blobs-per-pack 100]
+                               [--workdir DIR] [--local]
+
+For each size, a repository is created on the SeaweedFS test server (``--local``: in a
+directory) and given an index of that many synthetic blobs (random ids, ``--blobs-per-pack``
+blobs per pack, written as cairn writes index objects: 50,000 blobs each, compressed and
+encrypted). Then a backup of an empty directory, which opens the repository and loads the
+whole index, is run twice: with an empty cache (every index object downloaded) and again (the
+host's copies of the index objects, docs/format.md §13, make the downloads unnecessary). Each
+row gives the backup's wall time, peak RSS, and the requests and bytes down its ``--json``
+summary counts. No pack exists: nothing but the index is read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+from pathlib import Path
+
+from bench import tools
+from bench.measure import run
+from cairn.app.context import StoreOptions, backend_for, wrap_backend
+from cairn.repo import layout
+from cairn.repo.index import INDEX_OBJECT_BLOBS, PackInfo, PackRecord
+from cairn.repo.pack import BlobRef
+from cairn.repo.repository import Repository
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests import s3server  # noqa: E402  (the same SeaweedFS launcher the tests use)
+
+
+def fill_index(url: str, password: str, blobs: int, per_pack: int, env: dict[str, str]) -> int:
+    """Writes index objects naming ``blobs`` synthetic blobs; returns their stored bytes."""
+    os.environ.update(env)  # the store's credentials, as the command gets them
+    storage, _ = wrap_backend(backend_for(url, StoreOptions()), StoreOptions())
+    repo = Repository.open(storage, password.encode())
+    rng = random.Random(13)
+    batch: list[PackRecord] = []
+    count = 0
+    for start in range(0, blobs, per_pack):
+        n = min(per_pack, blobs - start)
+        info = PackInfo(rng.randbytes(32), rng.randbytes(32), layout.DATA_BLOB)
+        # blobs of about 0.5 MiB, laid out one after another in their pack
+        refs = [BlobRef(rng.randbytes(32), 40 + i * 524_328, 524_328, 524_288) for i in range(n)]
+        batch.append(PackRecord(info, refs))
+        count += n
+        if count >= INDEX_OBJECT_BLOBS:
+            repo.write_index(batch)
+            batch, count = [], 0
+    if batch:
+        repo.write_index(batch)
+    return sum(size for _, size in storage.list(layout.INDEX))
+
+
+def one_size(
+    work: Path, url: str, env: dict[str, str], blobs: int, per_pack: int
+) -> dict[str, object]:
+    tool = tools.Cairn(work, url=url, extra_env=env)
+    tool.reset()
+    tool.init()
+    stored = fill_index(url, tools.PASSWORD, blobs, per_pack, env)
+    empty = work / "empty"
+    empty.mkdir(exist_ok=True)
+    out: dict[str, object] = {"blobs": blobs, "index_mib": stored / 2**20}
+    shutil.rmtree(tool.cache, ignore_errors=True)
+    for phase in ("cold", "warm"):
+        m = run(tool.cmd("backup", str(empty), "--json"), tool.env())
+        requests = json.loads(m.stdout)["summary"]["requests"]
+        out[phase] = {
+            "wall_s": m.wall,
+            "cpu_s": m.cpu,
+            "rss_mib": m.max_rss_mib,
+            "requests": {k: v for k, v in requests.items() if not k.startswith("bytes")},
+            "mib_down": requests["bytes_down"] / 2**20,
+        }
+        print(blobs, phase, out[phase], flush=True)
+    tool.reset()
+    return out
+
+
+def table(rows: list[dict[str, object]]) -> str:
+    lines = [
+        "| blobs | index stored (MiB) | open, empty cache: s, peak RSS, requests, MiB down "
+        "| open again: s, peak RSS, requests, MiB down |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = []
+        for phase in ("cold", "warm"):
+            p = r[phase]
+            reqs = p["requests"]  # type: ignore[index]
+            kinds = ", ".join(f"{k.upper()} {v}" for k, v in reqs.items() if v)  # type: ignore[union-attr]
+            cells.append(
+                f"{p['wall_s']:.1f} s, {p['rss_mib']:.0f} MiB, {kinds}, "  # type: ignore[index]
+                f"{p['mib_down']:.1f}"  # type: ignore[index]
+            )
+        lines.append(f"| {r['blobs']:,} | {r['index_mib']:.0f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--blobs", default="1000000,10000000")
+    ap.add_argument("--blobs-per-pack", type=int, default=100)
+    ap.add_argument("--workdir", default="/tmp/cairn-bench-open")
+    ap.add_argument("--local", action="store_true", help="a local directory, not SeaweedFS")
+    args = ap.parse_args()
+    tools.ensure_installed()
+    tools.byte_compile_cairn()
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    sizes = [int(b) for b in args.blobs.split(",")]
+    rows = []
+    server = None if args.local else s3server.start()
+    try:
+        for n in sizes:
+            if server is None:
+                url, env = str(work / f"repo-{n}"), {}
+            else:
+                url, env = server.url(f"open-{n}"), server.env()
+            rows.append(one_size(work, url, env, n, args.blobs_per_pack))
+    finally:
+        if server is not None:
+            server.stop()
+    print(table(rows))
+    print(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
