@@ -58,3 +58,118 @@ def test_entries_come_back_merged_or_not(packs: list[PackRecord], merge_min: int
     if absent not in expected:
         assert absent not in index
         assert index.get(absent) is None
+
+
+def _expected(objects: list[list[PackRecord]]) -> dict[bytes, tuple[bytes, int, int, int]]:
+    """blob id -> (pack id, offset, length, raw length) of the first pack added that holds it;
+    a pack added again counts once."""
+    out: dict[bytes, tuple[bytes, int, int, int]] = {}
+    seen: set[bytes] = set()
+    for records in objects:
+        for r in records:
+            if r.info.id in seen:
+                continue
+            seen.add(r.info.id)
+            for b in r.blobs:
+                out.setdefault(b.id, (r.info.id, b.offset, b.length, b.raw_length))
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    objects=st.lists(st.lists(pack, max_size=5), max_size=8),
+    columns=st.lists(st.booleans(), min_size=8, max_size=8),
+    merge_min=st.sampled_from([1, 3, 1 << 16]),
+    data=st.data(),
+)
+def test_columns_and_records_index_alike(
+    objects: list[list[PackRecord]],
+    columns: list[bool],
+    merge_min: int,
+    data: st.DataObject,
+) -> None:
+    """Index objects added as columns (how the index is loaded) or pack by pack (how a backup
+    adds its packs), in any mix, index what ``add_pack`` alone would: the first pack holding a
+    blob wins, a pack repeated counts once."""
+    # packs repeated from one object to another, and blobs shared between packs
+    packs = [r for records in objects for r in records]
+    if packs:
+        for records in objects:
+            if records and data.draw(st.booleans()):
+                records.append(data.draw(st.sampled_from(packs)))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(index_module, "_MERGE_MIN", merge_min)
+        index = BlobIndex()
+        for records, as_columns in zip(objects, columns, strict=False):
+            encoded = encode_index(records)
+            if as_columns:
+                index.add_columns(index_module.decode_index_columns(encoded))
+            else:
+                for r in decode_index(encoded):
+                    index.add_pack(r)
+    expected = _expected(objects)
+    assert len(index) == len(expected)
+    assert sorted(index.blob_ids()) == sorted(expected)
+    for blob_id, (pack_id, offset, length, raw) in expected.items():
+        found = index.get(blob_id)
+        assert found is not None
+        assert (found.pack.id, found.offset, found.length, found.raw_length) == (
+            pack_id,
+            offset,
+            length,
+            raw,
+        )
+
+
+@settings(max_examples=40, deadline=None)
+@given(packs=st.lists(pack, max_size=12))
+def test_columns_give_back_the_records(packs: list[PackRecord]) -> None:
+    encoded = encode_index(packs)
+    columns = index_module.decode_index_columns(encoded)
+    assert [c.record() for c in columns] == packs
+    assert decode_index(encoded) == packs
+
+
+def test_many_blobs_are_merged_once_in_arrays() -> None:
+    """A loaded index of many blobs goes into the sorted arrays, duplicates left out."""
+    shared = [BlobRef(bytes([7]) * 32, 1, 2, 3)]
+    records = [
+        PackRecord(
+            PackInfo(i.to_bytes(32, "big"), bytes(32), 0),
+            [BlobRef((i * 1000 + k).to_bytes(32, "big"), k, 10, 9) for k in range(1000)] + shared,
+        )
+        for i in range(80)
+    ]
+    index = BlobIndex()
+    for start in range(0, 80, 20):
+        index.add_columns(index_module.decode_index_columns(encode_index(records[start:][:20])))
+    assert len(index) == 80 * 1000 + 1
+    assert index.nbytes() == 48 * (80 * 1000 + 1)  # all merged, nothing left in the dict
+    found = index.get(bytes([7]) * 32)
+    assert found is not None and found.pack.id == (0).to_bytes(32, "big")
+    assert index.get((79_999).to_bytes(32, "big")) is not None
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        [b"x" * 31, 1, 2, 3],  # a short id
+        [b"x" * 32, -1, 2, 3],  # a negative offset
+        [b"x" * 32, 1, 1 << 32, 3],  # a length past 32 bits
+        [b"x" * 32, 1, 2.0, 3],  # not an integer
+        [b"x" * 32, True, 2, 3],  # a boolean is not an integer here
+        [b"x" * 32, 1, 2],  # a field missing
+        [b"x" * 32, 1, 2, 3, 4],  # one too many
+        ["x" * 32, 1, 2, 3],  # an id that is text
+        b"x" * 32,  # not a list
+    ],
+)
+def test_a_malformed_blob_entry_is_refused(blob: object) -> None:
+    import msgpack
+
+    doc = {
+        "version": 1,
+        "packs": [{"id": b"p" * 32, "salt": b"s" * 32, "type": 0, "blobs": [blob]}],
+    }
+    with pytest.raises(ValueError, match="bad blob entry"):
+        index_module.decode_index_columns(msgpack.packb(doc))

@@ -14,8 +14,10 @@ from __future__ import annotations
 import importlib
 import struct
 import threading
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from types import ModuleType
 from typing import Any
 
@@ -30,6 +32,7 @@ INDEX_VERSION = 1
 INDEX_OBJECT_BLOBS = 50_000
 _MERGE_MIN = 1 << 16
 _ROW = struct.Struct("<4I")  # pack number, offset, length, raw length
+_U32 = "I" if array("I").itemsize == 4 else "L"  # an array type of 32-bit unsigned integers
 
 
 def _np() -> ModuleType:
@@ -67,6 +70,31 @@ class PackRecord:
     blobs: list[BlobRef]
 
 
+@dataclass(frozen=True)
+class PackColumns:
+    """One pack of an index object as columns, no object per blob: its blobs' ids joined (32
+    bytes each) and their offset, length and raw length (three unsigned 32-bit integers each,
+    in the machine's order). What loading the index reads: a million blobs cost a few dozen
+    megabytes and no Python object each."""
+
+    info: PackInfo
+    ids: bytes
+    numbers: array  # type: ignore[type-arg]
+
+    def __len__(self) -> int:
+        return len(self.ids) // 32
+
+    def record(self) -> PackRecord:
+        ids, n = self.ids, self.numbers
+        return PackRecord(
+            self.info,
+            [
+                BlobRef(ids[i * 32 : i * 32 + 32], n[3 * i], n[3 * i + 1], n[3 * i + 2])
+                for i in range(len(self))
+            ],
+        )
+
+
 class BlobIndex:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -76,9 +104,14 @@ class BlobIndex:
         self._ids: Any = ()
         self._cols: Any = ()
         self._recent: dict[bytes, bytes] = {}  # id -> _ROW
+        # whole packs added at once (add_columns), not merged yet: (ids, their rows) arrays
+        self._chunks: list[tuple[Any, Any]] = []
+        self._chunked = 0  # the blobs they hold, duplicates included
 
     def __len__(self) -> int:
-        return len(self._ids) + len(self._recent)
+        with self._lock:
+            self._settle()
+            return len(self._ids) + len(self._recent)
 
     @property
     def packs(self) -> list[PackInfo]:
@@ -100,20 +133,79 @@ class BlobIndex:
             if len(self._recent) >= max(_MERGE_MIN, len(self._ids) // 8):
                 self._merge()
 
+    def add_columns(self, packs: Iterable[PackColumns]) -> None:
+        """Adds packs as an index object holds them (``decode_index_columns``), as ``add_pack``
+        would, a pack already known or a blob already indexed left out; but in arrays, merged
+        all at once when their blobs outnumber the merged ones: loading a whole index costs a
+        few sorts, not a lookup and a Python object per blob."""
+        with self._lock:
+            for c in packs:
+                if c.info.id in self._pack_no:
+                    continue
+                no = len(self._packs)
+                self._packs.append(c.info)
+                self._pack_no[c.info.id] = no
+                if not self._chunks and len(self._ids) + len(self._recent) + len(c) < _MERGE_MIN:
+                    self._add_rows(no, c)  # a small index stays in the dict, without numpy
+                    continue
+                np = _np()
+                ids = np.frombuffer(c.ids, dtype="S32")
+                rows = np.empty((len(c), 4), dtype="<u4")
+                rows[:, 0] = no
+                rows[:, 1:] = np.frombuffer(c.numbers, dtype=np.uint32).reshape(-1, 3)
+                self._chunks.append((ids, rows))
+                self._chunked += len(c)
+            if self._chunked >= max(_MERGE_MIN, len(self._ids)):
+                self._merge()
+
+    def _add_rows(self, no: int, c: PackColumns) -> None:
+        n = c.numbers
+        for i in range(len(c)):
+            blob_id = c.ids[i * 32 : i * 32 + 32]
+            if blob_id not in self._recent and self._find(blob_id) < 0:
+                self._recent[blob_id] = _ROW.pack(no, n[3 * i], n[3 * i + 1], n[3 * i + 2])
+
+    def _settle(self) -> None:
+        """Merges the packs added in arrays, so that lookups see them."""
+        if self._chunks:
+            self._merge()
+
     def _merge(self) -> None:
-        if not self._recent:
+        """Sorts everything added since the last merge into the arrays. Where an id occurs
+        more than once, the entry added first is kept (the merged arrays, then the dict, then
+        the arrays added, in their order), as ``add_pack`` keeps the first."""
+        if not self._recent and not self._chunks:
             return
         np = _np()
-        new_ids = np.array(list(self._recent.keys()), dtype="S32")
-        new_cols = np.frombuffer(b"".join(self._recent.values()), dtype="<u4").reshape(-1, 4)
-        ids = np.concatenate([self._ids, new_ids]) if len(self._ids) else new_ids
-        cols = np.concatenate([self._cols, new_cols]) if len(self._ids) else new_cols
+        ids_parts, cols_parts = [], []
+        if len(self._ids):
+            ids_parts.append(self._ids)
+            cols_parts.append(self._cols)
+        if self._recent:
+            ids_parts.append(np.array(list(self._recent.keys()), dtype="S32"))
+            cols_parts.append(
+                np.frombuffer(b"".join(self._recent.values()), dtype="<u4").reshape(-1, 4)
+            )
+        for chunk_ids, chunk_rows in self._chunks:
+            ids_parts.append(chunk_ids)
+            cols_parts.append(chunk_rows)
+        ids = np.concatenate(ids_parts) if len(ids_parts) > 1 else ids_parts[0]
         order = np.argsort(ids, kind="stable")
-        self._ids = ids[order]
+        ids = ids[order]
+        cols = np.concatenate(cols_parts) if len(cols_parts) > 1 else cols_parts[0]
+        if self._chunks:  # the arrays added may repeat an id: keep its first entry
+            first = np.ones(len(ids), dtype=bool)
+            first[1:] = ids[1:] != ids[:-1]
+            if not first.all():
+                ids, order = ids[first], order[first]
+        self._ids = ids
         self._cols = np.ascontiguousarray(cols[order])
         self._recent = {}
+        self._chunks = []
+        self._chunked = 0
 
     def _find(self, blob_id: bytes) -> int:
+        self._settle()
         if not len(self._ids):
             return -1
         i = int(self._ids.searchsorted(blob_id))
@@ -138,6 +230,8 @@ class BlobIndex:
             return IndexEntry(self._packs[no], offset, length, raw)
 
     def blob_ids(self) -> Iterator[bytes]:
+        with self._lock:
+            self._settle()
         raw = self._ids.tobytes() if len(self._ids) else b""
         for i in range(len(self._ids)):
             yield raw[i * 32 : (i + 1) * 32]
@@ -164,6 +258,8 @@ class BlobIndex:
 
     def nbytes(self) -> int:
         """Bytes held by the merged arrays (entries not merged yet are not counted)."""
+        with self._lock:
+            self._settle()
         return int(self._ids.nbytes + self._cols.nbytes) if len(self._ids) else 0
 
 
@@ -182,18 +278,36 @@ def encode_index(records: Iterable[PackRecord]) -> bytes:
 
 def decode_index(data: bytes) -> list[PackRecord]:
     """Raises ValueError (or KeyError/TypeError) for a malformed index."""
+    return [c.record() for c in decode_index_columns(data)]
+
+
+def decode_index_columns(data: bytes) -> list[PackColumns]:
+    """An index object's packs as columns. Raises ValueError (or KeyError/TypeError) for a
+    malformed index: every blob must be ``[id, offset, length, raw length]``, a 32-byte id and
+    three integers from 0 to 2**32 - 1. The checks run over whole columns, not blob by blob."""
     doc = msgpack.unpackb(data)
     if doc.get("version") != INDEX_VERSION:
         raise ValueError(f"unsupported index version {doc.get('version')!r}")
-    records = []
+    out = []
     for p in doc["packs"]:
         info = PackInfo(bytes(p["id"]), bytes(p["salt"]), p["type"])
         if info.blob_type not in (0, 1) or len(info.id) != 32 or len(info.salt) != 32:
             raise ValueError("bad pack entry")
-        blobs = [BlobRef(bytes(i), o, ln, r) for i, o, ln, r in p["blobs"]]
-        for b in blobs:
-            fields = (b.offset, b.length, b.raw_length)
-            if len(b.id) != 32 or not all(type(v) is int and 0 <= v < 1 << 32 for v in fields):
-                raise ValueError("bad blob entry")
-        records.append(PackRecord(info, blobs))
-    return records
+        blobs = p["blobs"]
+        if type(blobs) is not list or not set(map(type, blobs)) <= {list}:
+            raise ValueError("bad blob entry")
+        if blobs and set(map(len, blobs)) != {4}:
+            raise ValueError("bad blob entry")
+        numbers = list(chain.from_iterable(blobs))
+        ids = numbers[0::4]
+        del numbers[0::4]  # offset, length, raw length of each blob, in turn
+        if blobs and (set(map(type, ids)) != {bytes} or set(map(len, ids)) != {32}):
+            raise ValueError("bad blob entry")
+        if numbers and set(map(type, numbers)) != {int}:
+            raise ValueError("bad blob entry")
+        try:
+            columns = array(_U32, numbers)
+        except OverflowError:  # below 0 or from 2**32 on
+            raise ValueError("bad blob entry") from None
+        out.append(PackColumns(info, b"".join(ids), columns))
+    return out

@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal, overload
 
 import blake3
 
@@ -37,9 +38,10 @@ from cairn.repo.config import DEFAULT_PACK_SIZE, RepoConfig
 from cairn.repo.index import (
     INDEX_OBJECT_BLOBS,
     BlobIndex,
+    PackColumns,
     PackInfo,
     PackRecord,
-    decode_index,
+    decode_index_columns,
     encode_index,
 )
 from cairn.repo.journal import PackJournal
@@ -288,13 +290,14 @@ class Repository:
             index = BlobIndex()
             trees: dict[bytes, PackRecord] = {}
             try:
-                for _name, records in self.read_index_objects():
+                for _name, packs in self.read_index_objects(columns=True):
                     skip = exclusion()
-                    for r in records:
-                        if r.info.id not in skip:
-                            index.add_pack(r)
-                            if tree_records is not None and r.info.blob_type == layout.TREE_BLOB:
-                                trees.setdefault(r.info.id, r)
+                    kept = [c for c in packs if c.info.id not in skip]
+                    index.add_columns(kept)
+                    if tree_records is not None:
+                        for c in kept:
+                            if c.info.blob_type == layout.TREE_BLOB and c.info.id not in trees:
+                                trees[c.info.id] = c.record()
             except ObjectMissing:
                 if attempt == 2:
                     raise
@@ -306,22 +309,44 @@ class Repository:
                 tree_records.update(trees)
             return
 
+    @overload
     def read_index_objects(
-        self, sizes: dict[str, int] | None = None, listing: dict[str, int] | None = None
-    ) -> Iterator[tuple[str, list[PackRecord]]]:
+        self,
+        sizes: dict[str, int] | None = None,
+        listing: dict[str, int] | None = None,
+        columns: Literal[False] = False,
+    ) -> Iterator[tuple[str, list[PackRecord]]]: ...
+
+    @overload
+    def read_index_objects(
+        self,
+        sizes: dict[str, int] | None = None,
+        listing: dict[str, int] | None = None,
+        *,
+        columns: Literal[True],
+    ) -> Iterator[tuple[str, list[PackColumns]]]: ...
+
+    def read_index_objects(
+        self,
+        sizes: dict[str, int] | None = None,
+        listing: dict[str, int] | None = None,
+        columns: bool = False,
+    ) -> Iterator[tuple[str, list[PackRecord]]] | Iterator[tuple[str, list[PackColumns]]]:
         """Every index object: (name, its pack records), read on the store's ``request_threads``
         (one at a time on a local directory). At most twice as many objects as threads are read
         ahead of the consumer, so memory does not grow with the number of index objects.
         ``sizes``, if given, gets each object's size from the listing (what reading it
         downloads: a prune's estimate counts it). ``listing``: index/ as a listing already made
-        saw it (name -> size), instead of listing."""
+        saw it (name -> size), instead of listing. ``columns``: each pack as columns
+        (``PackColumns``), not a record with an object per blob."""
         listed = list(self.storage.list(layout.INDEX) if listing is None else listing.items())
         if sizes is not None:
             sizes.update(listed)
         names = [n for n, _ in listed]
         trees: set[str] = set()
         with Overlap(self.request_threads, "cairn-index") as overlap:
-            for name, future in overlap.map(self.read_index_object, names):
+            read = self.read_index_columns if columns else self.read_index_object
+            for name, future in overlap.map(read, names):
                 records = future.result()
                 trees.update(
                     layout.pack_name(r.info.id.hex())
@@ -350,9 +375,12 @@ class Repository:
         return names
 
     def read_index_object(self, name: str) -> list[PackRecord]:
+        return [c.record() for c in self.read_index_columns(name)]
+
+    def read_index_columns(self, name: str) -> list[PackColumns]:
         plaintext = self.load_object(name)
         try:
-            return decode_index(plaintext)
+            return decode_index_columns(plaintext)
         except (ValueError, KeyError, TypeError) as e:
             raise IntegrityError(name, f"malformed index: {e}") from None
 
