@@ -9,10 +9,13 @@ from collections.abc import Iterator
 import pytest
 
 from cairn.core.errors import StorageError, TransientStorageError
+from cairn.storage.metered import MeteredStorage
 from cairn.storage.retry import RetryingStorage, RetryPolicy
 from cairn.storage.s3 import S3Storage
 from cairn.storage.s3config import S3Location, S3Options
 from cairn.storage.s3put import LARGEST
+from cairn.storage.throttle import ThrottledObjects
+from tests.test_storage_objects import Bucket
 from tests.wire import WireProxy
 
 NO_WAITS = RetryPolicy(base_delay=0.0)
@@ -105,3 +108,17 @@ def test_refused_credentials_are_not_retried(s3_url, s3_env, monkeypatch) -> Non
     with pytest.raises(StorageError, match="access denied") as refused:
         objects.put_object("x", b"x", content_type="text/plain")
     assert not isinstance(refused.value, TransientStorageError)
+
+
+def test_the_stack_counts_and_throttles_the_small_puts(s3_url, s3_env) -> None:
+    """The small PUTs leave botocore but not the wrappers: each is one PUT with its bytes in
+    the usage, and takes its bytes from the upload cap (--limit-upload)."""
+    store = S3Storage(S3Location.parse(s3_url))
+    sent = _sent_by_botocore(store)
+    meter = MeteredStorage(store)
+    bucket = Bucket()
+    objects = ThrottledObjects(meter.objects, bucket)  # type: ignore[arg-type]
+    objects.put("a", b"x" * 10, content_type="text/plain")
+    objects.put("b", b"y" * 2000, content_type="text/plain")
+    usage = meter.snapshot()
+    assert (usage.put, usage.bytes_up, bucket.taken, sent) == (2, 2010, [10, 2000], [])
