@@ -100,7 +100,10 @@ class CairnMirror(MirrorTool):
         return {
             **self.base_env,
             "CAIRN_CACHE_DIR": str(self.cache),
-            "PYTHONPATH": str(ROOT / "src"),
+            # the caller's path after cairn's own (where a dependency may be installed)
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p
+            ),
         }
 
     def url(self, prefix: str) -> str:

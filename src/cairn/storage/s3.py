@@ -4,7 +4,8 @@
   credentials files, profiles, instance and container roles); with ``anonymous`` none are
   looked for and requests go unsigned (a bucket whose policy allows anonymous reads).
 - Every write carries a CRC32 checksum that the store verifies; writes are conditional
-  (If-None-Match: *) where the store supports it, so an object is never overwritten.
+  (If-None-Match: *) where the store supports it, so an object is never overwritten. (A
+  mirror's small PUTs, cairn.storage.s3put, carry a SHA-256 instead.)
 - Objects larger than ``multipart_threshold`` go up as multipart uploads (s3transfer).
 - An object smaller than ``SMALL_PUT`` (a lock, a snapshot, an index object, the small first
   pack of a first backup) goes up without ``Expect: 100-continue``, which botocore asks for on
@@ -57,6 +58,7 @@ from cairn.storage.s3config import S3Location, S3Options
 from cairn.storage.s3errors import error_code, mapped_errors
 from cairn.storage.s3objectlock import S3ObjectLock
 from cairn.storage.s3objects import S3Objects
+from cairn.storage.s3put import FastPut
 from cairn.storage.s3versions import S3Versions
 from cairn.storage.versions import VersionStore
 
@@ -71,6 +73,7 @@ _LISTINGS = ("ListObjectsV2", "ListObjectVersions", "ListMultipartUploads", "Lis
 class S3Storage:
     def __init__(self, location: S3Location, options: S3Options | None = None, client=None) -> None:  # type: ignore[no-untyped-def]
         self.location = location
+        self._session: boto3.session.Session | None = None  # of the client made here
         self._endpoint = location.endpoint or "Amazon S3"  # as errors name it
         self.options = options or S3Options()
         # public so that callers may register botocore event handlers (tests simulate faults
@@ -82,6 +85,9 @@ class S3Storage:
         for operation in _LISTINGS:
             self.client.meta.events.register(f"after-call.s3.{operation}", self._count_listing)
         self._conditional = True
+        self._fast: FastPut | None = None
+        self._fast_made = False
+        self._fast_lock = threading.Lock()
         self._lock = S3ObjectLock(self.client, location, self._endpoint)
         self._transfer = TransferConfig(
             multipart_threshold=self.options.multipart_threshold,
@@ -115,7 +121,7 @@ class S3Storage:
         if o.anonymous:  # no credentials looked for, none sent
             config = config.merge(Config(signature_version=botocore.UNSIGNED))
         try:
-            session = boto3.session.Session(profile_name=o.profile)
+            session = self._session = boto3.session.Session(profile_name=o.profile)
         except botocore.exceptions.ProfileNotFound as e:
             raise StorageError(str(e)) from None
         region = (
@@ -262,7 +268,18 @@ class S3Storage:
     # ------------------------------------------------------------------ mirrored objects
     @property
     def objects(self) -> ObjectStore:
-        return S3Objects(self.client, self.location, self.options, self._endpoint)
+        return S3Objects(self.client, self.location, self.options, self._endpoint, self._fast_put())
+
+    def _fast_put(self) -> FastPut | None:
+        """The small PUTs' path of a mirror (cairn.storage.s3put), made once, when first
+        asked for; none with a client given from outside (whose session is not known)."""
+        with self._fast_lock:
+            if not self._fast_made and self._session is not None:
+                self._fast = FastPut.for_client(
+                    self._session, self.client, self.location, self._endpoint, self.options
+                )
+            self._fast_made = True
+            return self._fast
 
     # ------------------------------------------------------------------ object versions
     @property

@@ -53,6 +53,39 @@ def _refused(exc: BaseException) -> bool:
     return False
 
 
+def answered_error(name: str, code: str, status: int, message: str | None) -> StorageError:
+    """The error for the store's answer of HTTP ``status`` with error ``code`` about ``name``
+    (shared by botocore's requests and the mirror's small PUTs, cairn.storage.s3put)."""
+    message = message or code
+    if code in ("NoSuchKey", "404", "NotFound") and code != "NoSuchBucket":
+        return ObjectMissing(name)
+    if code == "NoSuchBucket":
+        return StorageError(f"the bucket does not exist ({message})")
+    if code == "InvalidObjectState":  # a GET of an archived object (HTTP 403)
+        return ObjectArchived(name)
+    if code in _AUTH_CODES or status == 403:
+        return StorageError(f"access denied for {name}: check the credentials ({code})")
+    if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+        return TransientStorageError(f"{name}: the store answered {code}: {message}")
+    return StorageError(f"{name}: {code}: {message}")
+
+
+def unreachable(name: str, endpoint: str, refused: bool, exc: BaseException) -> StorageError:
+    """The error for a request that got no answer: transient, but for a refused connection to
+    an endpoint that has never answered in this process (most likely a mistyped one)."""
+    if refused and endpoint not in _ANSWERED:
+        return StorageError(
+            f"cannot reach {endpoint}: connection refused, and nothing has "
+            "answered there (is the endpoint right?)"
+        )
+    return TransientStorageError(f"{name}: cannot reach the store: {exc}")
+
+
+def answered(endpoint: str) -> None:
+    """Notes that ``endpoint`` has answered a request in this process."""
+    _ANSWERED.add(endpoint)
+
+
 class mapped_errors:
     """Maps boto errors raised inside the block to cairn's one-line storage errors."""
 
@@ -69,24 +102,9 @@ class mapped_errors:
         if exc is None or isinstance(exc, StorageError):
             return False
         if isinstance(exc, botocore.exceptions.ClientError):
-            code = error_code(exc)
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            message = exc.response.get("Error", {}).get("Message") or code
-            if code in ("NoSuchKey", "404", "NotFound") and code != "NoSuchBucket":
-                raise ObjectMissing(self.name) from None
-            if code == "NoSuchBucket":
-                raise StorageError(f"the bucket does not exist ({message})") from None
-            if code == "InvalidObjectState":  # a GET of an archived object (HTTP 403)
-                raise ObjectArchived(self.name) from None
-            if code in _AUTH_CODES or status == 403:
-                raise StorageError(
-                    f"access denied for {self.name}: check the credentials ({code})"
-                ) from None
-            if code in _TRANSIENT_CODES or status >= 500 or status == 429:
-                raise TransientStorageError(
-                    f"{self.name}: the store answered {code}: {message}"
-                ) from None
-            raise StorageError(f"{self.name}: {code}: {message}") from None
+            message = exc.response.get("Error", {}).get("Message")
+            raise answered_error(self.name, error_code(exc), status, message) from None
         if isinstance(
             exc,
             botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError,
@@ -106,12 +124,7 @@ class mapped_errors:
             | botocore.exceptions.IncompleteReadError
             | ConnectionError,
         ):
-            if _refused(exc) and self.endpoint not in _ANSWERED:
-                raise StorageError(
-                    f"cannot reach {self.endpoint}: connection refused, and nothing has "
-                    "answered there (is the endpoint right?)"
-                ) from None
-            raise TransientStorageError(f"{self.name}: cannot reach the store: {exc}") from None
+            raise unreachable(self.name, self.endpoint, _refused(exc), exc) from None
         if isinstance(exc, botocore.exceptions.BotoCoreError):
             raise StorageError(f"{self.name}: {exc}") from None
         return False

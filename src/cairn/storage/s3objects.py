@@ -1,7 +1,8 @@
 """The object capability of an S3 store (cairn.storage.objects), request by request.
 
-- ``put_object``: PutObject with the Content-Type and a CRC32 the store verifies; it replaces
-  whatever is there.
+- ``put_object``: PutObject with the Content-Type and a checksum the store verifies; it
+  replaces whatever is there. In-memory content (up to ``s3put.LARGEST``) goes up through
+  cairn.storage.s3put (obstore, with its SHA-256), other content through botocore (CRC32).
 - ``create``: PutObject with ``If-None-Match: *``. A 412 (or a 409 ConditionalRequestConflict:
   another conditional write of the name under way) is False. A store that answers
   NotImplemented does not know conditional writes; it is refused, never written to without
@@ -43,6 +44,7 @@ from cairn.storage.objects import (
 from cairn.storage.s3capability import S3Capability
 from cairn.storage.s3config import S3Location, S3Options
 from cairn.storage.s3errors import error_code, mapped_errors
+from cairn.storage.s3put import LARGEST, FastPut
 
 CHECKSUM = "CRC32"
 _TAKEN = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
@@ -51,9 +53,15 @@ _NOT_IMPLEMENTED = frozenset({"NotImplemented", "501"})
 
 class S3Objects(S3Capability, ObjectOps):
     def __init__(
-        self, client: Any, location: S3Location, options: S3Options, endpoint: str
+        self,
+        client: Any,
+        location: S3Location,
+        options: S3Options,
+        endpoint: str,
+        fast: FastPut | None = None,
     ) -> None:
         super().__init__(client, location, endpoint)
+        self._fast = fast
         self.options = options
         self.multipart = Multipart(options.multipart_threshold, options.multipart_chunksize)
         self.copy_part_size = options.copy_part_size
@@ -74,6 +82,8 @@ class S3Objects(S3Capability, ObjectOps):
                 raise
 
     def put_object(self, name: str, data: Content, *, content_type: str, cold: bool = False) -> str:
+        if self._fast is not None and isinstance(data, bytes | bytearray) and len(data) <= LARGEST:
+            return quoted(self._fast.put(name, data, content_type=content_type, cold=cold))
         with mapped_errors(name, self._endpoint):
             resp = self.client.put_object(**self._put_args(name, data, content_type, cold))
         return quoted(resp["ETag"])
