@@ -72,8 +72,18 @@ class PackBuilder:
         """``plaintext`` is the framed payload (mode byte and data)."""
         offset = len(self.sink)
         length = len(plaintext) + aead.TAG_LEN
-        with self.sink.room(length) as view:
-            aead.seal_into(self._cipher, offset, plaintext, blob_aad(self.blob_type, blob_id), view)
+        aad = bytes((self.blob_type,)) + blob_id
+        sink = self.sink
+        if isinstance(sink, MemorySink):  # the common case, without a context manager per blob
+            view = sink.take(length)
+            try:
+                nonce = offset.to_bytes(aead.NONCE_LEN, "big")
+                self._cipher.encrypt_into(nonce, plaintext, aad, view)
+            finally:
+                view.release()
+        else:
+            with sink.room(length) as view:
+                aead.seal_into(self._cipher, offset, plaintext, aad, view)
         ref = BlobRef(blob_id, offset, length, raw_length)
         self.blobs.append(ref)
         return ref

@@ -104,6 +104,30 @@ class Packer:
                     continue
             self._give_back(blob_type, sink)  # another thread opened a pack meanwhile
 
+    def add_many(
+        self, blob_type: int, blobs: list[tuple[bytes, bytes | memoryview, int]]
+    ) -> list[int]:
+        """``add`` for several blobs, (id, framed payload, raw length) each, in this order:
+        the open pack takes as many as fit under one acquisition of the lock."""
+        out: list[int] = []
+        i, n = 0, len(blobs)
+        while i < n:
+            self._raise_failure()
+            with self._lock:
+                builder = self._open.get(blob_type)
+                if builder is not None:
+                    limit = self._limit[blob_type]
+                    while i < n:
+                        blob_id, payload, raw_length = blobs[i]
+                        if builder.blobs and builder.size_with(len(payload)) > limit:
+                            break
+                        out.append(builder.add(blob_id, payload, raw_length).length)
+                        i += 1
+            if i < n:  # the pack is full (or none is open): ``add`` finishes it and opens one
+                out.append(self.add(blob_type, *blobs[i]))
+                i += 1
+        return out
+
     def _new_sink(self, blob_type: int) -> PackSink:
         if blob_type != layout.DATA_BLOB:
             return MemorySink()

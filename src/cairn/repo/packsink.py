@@ -65,6 +65,12 @@ class MemorySink:
 
     @contextmanager
     def room(self, n: int) -> Iterator[memoryview]:
+        with self.take(n) as view:
+            yield view
+
+    def take(self, n: int) -> memoryview:
+        """The next ``n`` bytes of the pack, to be filled before anything else is written: the
+        plain call that ``room`` wraps (a pack's small blobs skip the context manager)."""
         start, end = self._pos, self._pos + n
         if end > len(self._buf):
             more = max(end - len(self._buf), len(self._buf) // 2)
@@ -75,8 +81,7 @@ class MemorySink:
                 grown[:start] = self._buf[:start]
                 self._buf = grown
         self._pos = end
-        with memoryview(self._buf)[start:end] as view:
-            yield view
+        return memoryview(self._buf)[start:end]
 
     def write(self, data: bytes) -> None:
         with self.room(len(data)) as view:

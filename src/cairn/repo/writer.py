@@ -116,6 +116,31 @@ class Writer:
         stored = packer.add(blob_type, blob_id, frame_into(data, level), len(data))
         return SaveResult(blob_id, True, stored)
 
+    def save_blobs(self, blob_type: int, datas: list[bytes]) -> list[SaveResult]:
+        """``save_blob`` for several small blobs at once (one lock for the lot, and the open
+        pack takes them in a row): one result each, in order. A blob that comes twice is
+        stored once."""
+        packer = self._open_packer()
+        blob_id = self.repo.blob_id
+        ids = [blob_id(d) for d in datas]
+        index = self.repo.index
+        pending = self._pending
+        new: list[int] = []
+        with self._lock:
+            for i, b in enumerate(ids):
+                if b not in pending and b not in index:
+                    pending.add(b)
+                    new.append(i)
+        stored = [0] * len(ids)
+        if new:
+            level = self.repo.config.compression_level or None
+            # framed one after another in this thread's buffer: each copied out before the next
+            payloads = [(ids[i], bytes(frame_into(datas[i], level)), len(datas[i])) for i in new]
+            for i, n in zip(new, packer.add_many(blob_type, payloads), strict=True):
+                stored[i] = n
+        fresh = set(new)
+        return [SaveResult(b, i in fresh, stored[i]) for i, b in enumerate(ids)]
+
     def copy_blob(self, blob_type: int, blob_id: bytes, payload: bytes, raw_length: int) -> int:
         """Adds an already framed (compressed) blob to a new pack even if the index knows it:
         prune's repacking. Returns the stored length (0 if it is already being copied)."""

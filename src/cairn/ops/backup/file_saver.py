@@ -141,24 +141,60 @@ class FileSaver:
         return result
 
     def save_files(self, items: list[FileItem]) -> list[FileResult | OSError]:
-        """Several files in a row; an unreadable one yields its OSError, the others go on."""
-        out: list[FileResult | OSError] = []
-        for path, st, where in items:
-            try:
-                out.append(self.save_file(path, st, where))
-            except OSError as e:
-                out.append(e)
-        return out
+        """Several files in a row; an unreadable one yields its OSError, the others go on.
 
-    def save_file(
-        self,
-        path: bytes,
-        before: os.stat_result,
-        where: tuple[DirHandle, bytes] | None = None,
-    ) -> FileResult:
-        """Raises OSError if the file cannot be opened or read. The file is read straight from
-        its descriptor, once it is known to be the regular file the walk saw. The directory
-        ``where`` names is let go once the file is open (or cannot be)."""
+        A file smaller than the chunker's minimum chunk size is one chunk whatever its
+        content: it is read whole in one call, without the chunker, and its blob is stored
+        with those of the files read before it, a group at a time (``Writer.save_blobs``: one
+        lock and one pass over the open pack for the group, not one per file)."""
+        out: list[FileResult | OSError | None] = [None] * len(items)
+        group: list[tuple[int, FileResult, bytes]] = []
+        group_bytes = 0
+        for k, (path, before, where) in enumerate(items):
+            if self.cancelled.is_set():
+                raise BackupCancelled()
+            try:
+                if before.st_size < self._params.min_size:
+                    read = self._read_small(path, before, where)
+                    if isinstance(read, FileResult):
+                        out[k] = read
+                        continue
+                    group.append((k, read[0], read[1]))
+                    group_bytes += len(read[1])
+                    if group_bytes >= GROUP_BYTES:
+                        self._store(group, out)
+                        group, group_bytes = [], 0
+                    continue
+                out[k] = self.save_file(path, before, where)
+            except OSError as e:
+                out[k] = e
+        self._store(group, out)
+        return out  # type: ignore[return-value]  # every slot is filled
+
+    def _store(
+        self, group: list[tuple[int, FileResult, bytes]], out: list[FileResult | OSError | None]
+    ) -> None:
+        """Stores the blobs of small files read whole (an empty file has none)."""
+        full = [g for g in group if g[2]]
+        saved = self._writer.save_blobs(DATA_BLOB, [data for _, _, data in full])
+        total = 0
+        for (_, result, data), s in zip(full, saved, strict=True):
+            result.content.append(s.id)
+            if s.new:
+                result.blobs_added = 1
+                result.bytes_added = len(data)
+                result.bytes_stored = s.stored
+            total += len(data)
+        for k, result, _ in group:
+            out[k] = result
+        if total and self._progress_bytes is not None:
+            self._progress_bytes(total)
+
+    def _open(
+        self, path: bytes, before: os.stat_result, where: tuple[DirHandle, bytes] | None
+    ) -> tuple[int, os.stat_result]:
+        """The file, open, and its status, once it is known to be the regular file the walk
+        saw. The directory ``where`` names is let go once the file is open (or cannot be)."""
         if where is None:
             fd = open_for_reading(path)
         else:
@@ -170,17 +206,73 @@ class FileSaver:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_ino != before.st_ino:
                 raise OSError(errno.ESTALE, "file was replaced before it could be read", path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, st
+
+    def _read_small(
+        self, path: bytes, before: os.stat_result, where: tuple[DirHandle, bytes] | None
+    ) -> FileResult | tuple[FileResult, bytes]:
+        """A file the walk saw smaller than the minimum chunk size: its content, read whole,
+        with its result still to be given the blob; or, if it has grown past that size
+        meanwhile, its result read through the chunker like any other."""
+        fd, _ = self._open(path, before, where)
+        try:
+            limit = self._params.min_size
+            parts: list[bytes] = []
+            n = 0
+            while n < limit:
+                part = os.read(fd, limit - n)
+                if not part:
+                    break
+                parts.append(part)
+                n += len(part)
+            if n >= limit:  # it grew: read it again, from the start, in chunks
+                os.lseek(fd, 0, os.SEEK_SET)
+                result = self.save_stream(fd)
+                data = None
+            else:
+                result = FileResult(size=n)
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        _finish(result, before, after)
+        return result if data is None else (result, data)
+
+    def save_file(
+        self,
+        path: bytes,
+        before: os.stat_result,
+        where: tuple[DirHandle, bytes] | None = None,
+    ) -> FileResult:
+        """Raises OSError if the file cannot be opened or read. The file is read straight from
+        its descriptor, once it is known to be the regular file the walk saw. The directory
+        ``where`` names is let go once the file is open (or cannot be)."""
+        fd, st = self._open(path, before, where)
+        try:
             result = self.save_stream(fd, st.st_size)
             after = os.fstat(fd)
         finally:
             os.close(fd)
-        result.inode = after.st_ino
-        result.mtime = after.st_mtime_ns
-        result.ctime = after.st_ctime_ns
-        result.changed_while_reading = (
-            after.st_mtime_ns != before.st_mtime_ns
-            or after.st_size != before.st_size
-            or after.st_ctime_ns != before.st_ctime_ns
-            or result.size != before.st_size
-        )
+        _finish(result, before, after)
         return result
+
+
+# small files read whole are stored in groups of about this many bytes (memory: a group's
+# contents and their framed copies, on each reading thread)
+GROUP_BYTES = 1 << 20
+
+
+def _finish(result: FileResult, before: os.stat_result, after: os.stat_result) -> None:
+    """What the file was once read, and whether it changed from what the walk saw."""
+    result.inode = after.st_ino
+    result.mtime = after.st_mtime_ns
+    result.ctime = after.st_ctime_ns
+    result.changed_while_reading = (
+        after.st_mtime_ns != before.st_mtime_ns
+        or after.st_size != before.st_size
+        or after.st_ctime_ns != before.st_ctime_ns
+        or result.size != before.st_size
+    )

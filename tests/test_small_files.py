@@ -1,0 +1,149 @@
+"""Small files read whole and stored a group at a time (FileSaver.save_files, Writer.save_blobs,
+Packer.add_many): the blobs are the ones the chunker would have made, stored once each, in packs
+within the target size; a file that grew or vanished after the walk is handled as any other."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import blake3
+
+from cairn.model.chunker import Chunker
+from cairn.ops.backup.file_saver import FileResult, FileSaver
+from cairn.repo import layout
+from cairn.repo.compress import pack_payload, unpack_payload
+from cairn.repo.pack import open_blob, parse_pack
+from cairn.repo.packer import Packer
+from cairn.storage.local import LocalStorage
+from tests.craft import create_repo, open_repo
+
+
+def _chunk_ids(repo, data: bytes) -> list[bytes]:  # type: ignore[no-untyped-def]
+    chunker = Chunker(repo.config.chunker)
+    return [repo.blob_id(c) for c in chunker.chunks_of(data)]
+
+
+def _save(repo, paths: list[Path]) -> list[FileResult | OSError]:  # type: ignore[no-untyped-def]
+    items = [(os.fsencode(p), os.lstat(p), None) for p in paths]
+    with repo.writer() as w:
+        out = FileSaver(w).save_files(items)
+        w.flush()
+    return out
+
+
+def test_small_files_are_stored_once_each_and_read_back(tmp_path: Path) -> None:
+    repo = open_repo(create_repo(tmp_path / "repo"))
+    minimum = repo.config.chunker.min_size
+    rng = random.Random(3)
+    src = tmp_path / "src"
+    src.mkdir()
+    contents = [rng.randbytes(rng.randint(1, 400)) for _ in range(150)]
+    contents += [b"", b"same", b"same", rng.randbytes(minimum - 1), rng.randbytes(3 * minimum)]
+    contents += [rng.randbytes(300_000) for _ in range(8)]  # more than one group's worth
+    paths = []
+    for i, data in enumerate(contents):
+        p = src / f"f{i:03d}"
+        p.write_bytes(data)
+        paths.append(p)
+    out = _save(repo, paths)
+
+    stored: set[bytes] = set()
+    for data, r in zip(contents, out, strict=True):
+        assert isinstance(r, FileResult)
+        assert r.size == len(data) and not r.changed_while_reading
+        assert r.content == _chunk_ids(repo, data)
+        if r.content and r.content[0] in stored:
+            assert r.blobs_added == 0 and r.bytes_added == 0 and r.bytes_stored == 0
+        else:
+            assert r.blobs_added == len(r.content)
+            assert r.bytes_added == len(data)
+            assert (r.bytes_stored > 0) == bool(data)
+        stored.update(r.content)
+
+    repo = open_repo(tmp_path / "repo")
+    for data, r in zip(contents, out, strict=True):
+        assert isinstance(r, FileResult)
+        assert b"".join(repo.load_blob(b, layout.DATA_BLOB) for b in r.content) == data
+
+
+def test_a_small_file_that_grew_past_the_minimum_chunk_is_read_whole(tmp_path: Path) -> None:
+    repo = open_repo(create_repo(tmp_path / "repo"))
+    minimum = repo.config.chunker.min_size
+    p = tmp_path / "grows"
+    p.write_bytes(b"x" * 100)
+    before = os.lstat(p)
+    data = os.urandom(repo.config.chunker.max_size + minimum)  # more than one chunk
+    with open(p, "ab") as f:  # after the walk saw it, before it is read
+        f.write(data)
+    with repo.writer() as w:
+        [r] = FileSaver(w).save_files([(os.fsencode(p), before, None)])
+        w.flush()
+    assert isinstance(r, FileResult)
+    whole = b"x" * 100 + data
+    assert r.changed_while_reading and r.size == len(whole)
+    assert r.content == _chunk_ids(repo, whole) and len(r.content) > 1
+    repo = open_repo(tmp_path / "repo")
+    assert b"".join(repo.load_blob(b, layout.DATA_BLOB) for b in r.content) == whole
+
+
+def test_a_file_gone_or_replaced_among_small_ones_is_its_own_error(tmp_path: Path) -> None:
+    repo = open_repo(create_repo(tmp_path / "repo"))
+    paths = []
+    for i in range(10):
+        p = tmp_path / f"f{i}"
+        p.write_bytes(b"file %d" % i)
+        paths.append(p)
+    items = [(os.fsencode(p), os.lstat(p), None) for p in paths]
+    paths[3].unlink()
+    paths[6].unlink()
+    paths[6].write_bytes(b"another file, another inode")
+    with repo.writer() as w:
+        out = FileSaver(w).save_files(items)
+        w.flush()
+    assert isinstance(out[3], FileNotFoundError)
+    assert isinstance(out[6], OSError) and "replaced" in str(out[6])
+    repo = open_repo(tmp_path / "repo")
+    for i in set(range(10)) - {3, 6}:
+        r = out[i]
+        assert isinstance(r, FileResult) and r.blobs_added == 1
+        assert repo.load_blob(r.content[0], layout.DATA_BLOB) == b"file %d" % i
+
+
+def test_blobs_added_in_a_row_fill_packs_within_the_target_size(tmp_path: Path) -> None:
+    (tmp_path / "store").mkdir()
+    storage = LocalStorage(tmp_path / "store")
+    key = os.urandom(32)
+    records = []
+    pack_size = 64 << 10
+    packer = Packer(storage, key, pack_size, records.append, uploads=2)
+    rng = random.Random(9)
+    blobs = {}
+    rows = []
+    for _ in range(12):  # groups of many small blobs, and one larger than a pack
+        group = []
+        for size in [rng.randint(0, 3000) for _ in range(40)] + [rng.choice([10, 90_000])]:
+            data = rng.randbytes(size)
+            blob_id = blake3.blake3(data + len(blobs).to_bytes(4, "little")).digest()
+            blobs[blob_id] = data
+            group.append((blob_id, pack_payload(data, None), len(data)))
+        rows.append(group)
+    for group in rows:
+        stored = packer.add_many(layout.DATA_BLOB, group)
+        assert stored == [len(payload) + 16 for _, payload, _ in group]
+    packer.flush()
+    packer.close()
+    assert len(records) > 5
+    seen = {}
+    for rec in records:
+        data = storage.read(layout.pack_name(rec.info.id.hex()))
+        salt, blob_type, refs = parse_pack(key, data)
+        assert refs == rec.blobs
+        if len(refs) > 1:
+            assert len(data) <= pack_size
+        for ref in refs:
+            sealed = data[ref.offset : ref.offset + ref.length]
+            payload = open_blob(key, salt, blob_type, ref.id, ref.offset, sealed)
+            seen[ref.id] = unpack_payload(payload, ref.raw_length)
+    assert seen == blobs
