@@ -186,7 +186,7 @@ class _Run:
                     self.scanned[entry.path],
                     codec=self.codec,
                     cold=self.opts.cold,
-                    journal=self.state.journal,
+                    journals=self.state,
                 )
             except (FileChanged, OSError) as e:
                 return entry, e
