@@ -178,6 +178,28 @@ def test_deleted_files_keep_their_objects_unless_asked_and_the_trash_is_purged(
     assert out.result.purged == 1 and not list((tmp_path / "mirror").rglob("b.html"))
 
 
+def test_a_push_with_a_lost_state_finds_the_trash_and_purges_it_after_its_days(
+    tmp_path: Path,
+) -> None:
+    url = str(tmp_path / "mirror")
+    app.init(app.MirrorSpec(url))
+    src = tmp_path / "src"
+    _tree(src)
+    _push(url, src)
+    (src / "docs" / "b.html").unlink()
+    assert _push(url, src, keep_deleted_days=30).result.trashed == 1
+    trash = tmp_path / "mirror" / ".cairn-mirror" / "trash"
+    reported = app.verify_mirror(_spec(url), read_data=False).result.trash
+    assert [(n, size) for _g, n, size in reported] == [(1, len("<p>beta</p>"))]
+    _forget_state(tmp_path)
+    out = _push(url, src, keep_deleted_days=1)  # found, dated by its head: a day is not past
+    assert out.result.purged == 0 and list(trash.rglob("b.html"))
+    _forget_state(tmp_path)
+    out = _push(url, src, keep_deleted_days=0)
+    assert out.result.purged == 1 and not list(trash.rglob("b.html"))
+    assert app.verify_mirror(_spec(url), read_data=False).result.trash == []
+
+
 def test_not_a_mirror_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
     target = tmp_path / "plain"
     target.mkdir()
