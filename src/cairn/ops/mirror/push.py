@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from cairn.core.errors import ObjectMissing
+from cairn.core.overlap import Overlap
 from cairn.model.node import FILE
 from cairn.ops.mirror.codec import Codec
 from cairn.ops.mirror.commit import next_generation
@@ -55,6 +56,7 @@ COMMIT_ATTEMPTS = 8  # commits lost to other pushes before this one gives up
 # it lags this many generations: a reader walks the heads from the hint onward, so a hint a few
 # generations old costs a pull a few GETs, and saves the push of one changed file a PUT.
 HINT_LAG = 16
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,11 +200,19 @@ class _Run:
         failed: set[bytes] = set()
         for entry, src in the_plan.copy:  # a copy is its source's object, salt and all
             entry.salt = self.committed[src].salt
-        with ThreadPoolExecutor(max_workers=max(1, self.opts.connections)) as pool:
-            for entry, etag in pool.map(copy, the_plan.copy):
+        threads = max(1, self.opts.connections)
+        with Overlap(threads, "cairn-push") as pool:
+
+            def ordered(fn: Callable[[Any], _T], jobs: Iterable[Any]) -> Iterator[_T]:
+                """``fn`` of each job in order, a few ahead: not a future per file at once,
+                which for a million files is more memory than their entries."""
+                for _job, pending in pool.map(fn, jobs, ahead=4 * threads):
+                    yield pending.result()
+
+            for entry, etag in ordered(copy, the_plan.copy):
                 r.copied += 1
                 finished(entry, etag)
-            for entry, outcome in pool.map(send, the_plan.upload):
+            for entry, outcome in ordered(send, the_plan.upload):
                 if isinstance(outcome, BaseException):
                     failed.add(entry.path)
                     self._give_up(entry, outcome, new)
@@ -225,7 +235,7 @@ class _Run:
                         r.uploaded += 1
                         r.uploaded_bytes += entry.size
                         finished(entry, outcome, entry.size)
-            for entry, etag in pool.map(copy, later):
+            for entry, etag in ordered(copy, later):
                 r.copied += 1
                 finished(entry, etag)
 

@@ -5,9 +5,9 @@ local state for a file seen unchanged (size, times, inode, device) and read othe
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from cairn.core.overlap import Overlap
 from cairn.model.node import FILE
 from cairn.ops.mirror.manifest import Entry
 from cairn.ops.mirror.scan import Scanned, Unreadable, hash_file, scan
@@ -38,9 +38,12 @@ def read_source(root: bytes, state: MirrorState, *, workers: int, checksum: bool
             item.entry.hash = known
         out.entries[item.entry.path] = item.entry
         out.scanned.append(item)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(_hash, [(root, i) for i in to_read])
-        for item, error in zip(to_read, results, strict=True):
+    threads = max(1, workers)
+    with Overlap(threads, "cairn-hash") as pool:  # a few ahead, not a future per file
+        for (_root, item), pending in pool.map(
+            _hash, ((root, i) for i in to_read), ahead=4 * threads
+        ):
+            error = pending.result()
             if error is not None:
                 out.unreadable.append(Unreadable(item.entry.path, error))
                 continue

@@ -96,8 +96,17 @@ class MirrorState:
             self._executemany("DELETE FROM files WHERE path = ?", ((p,) for p in removed))
 
     def paths(self) -> Iterator[bytes]:
-        for (path,) in self._execute("SELECT path FROM files"):
-            yield bytes(path)
+        """The paths recorded, a batch at a time (not a million rows at once)."""
+        last = b""
+        while True:
+            rows = self._execute(
+                "SELECT path FROM files WHERE path > ? ORDER BY path LIMIT 10000", (last,)
+            )
+            for (path,) in rows:
+                yield bytes(path)
+            if len(rows) < 10000:
+                return
+            last = bytes(rows[-1][0])
 
     def head(self) -> bytes | None:
         """The encoded head of the generation last pushed from this source."""
