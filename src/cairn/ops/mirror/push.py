@@ -133,7 +133,7 @@ class _Run:
             self.root, self.state, workers=self.opts.workers, checksum=self.opts.checksum
         )
         keep_unreadable(self.committed, source)
-        self.scanned = {s.entry.path: s for s in source.scanned}
+        self.scanned = source.scanned
         return source, source.entries
 
     # ------------------------------------------------------------------ writing objects
@@ -492,7 +492,7 @@ def push(
         run.remove(the_plan.remove)
         failed = {u.path for u in r.unreadable}
         state.update(
-            (s for s in source.scanned if s.entry.path not in failed),
+            (s for p, s in source.scanned.items() if p not in failed),
             [p for p in state.paths() if p not in new],
         )
     else:

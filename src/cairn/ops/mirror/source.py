@@ -17,7 +17,7 @@ from cairn.ops.mirror.state import MirrorState
 @dataclass(slots=True)
 class Source:
     entries: dict[bytes, Entry] = field(default_factory=dict)
-    scanned: list[Scanned] = field(default_factory=list)  # for the state, once committed
+    scanned: dict[bytes, Scanned] = field(default_factory=dict)  # by path: for uploads, state
     unreadable: list[Unreadable] = field(default_factory=list)
     files_read: int = 0
     bytes_read: int = 0
@@ -37,7 +37,7 @@ def read_source(root: bytes, state: MirrorState, *, workers: int, checksum: bool
                 continue
             item.entry.hash = known
         out.entries[item.entry.path] = item.entry
-        out.scanned.append(item)
+        out.scanned[item.entry.path] = item
     threads = max(1, workers)
     with Overlap(threads, "cairn-hash") as pool:  # a few ahead, not a future per file
         for (_root, item), pending in pool.map(
@@ -48,7 +48,7 @@ def read_source(root: bytes, state: MirrorState, *, workers: int, checksum: bool
                 out.unreadable.append(Unreadable(item.entry.path, error))
                 continue
             out.entries[item.entry.path] = item.entry
-            out.scanned.append(item)
+            out.scanned[item.entry.path] = item
             out.files_read += 1
             out.bytes_read += item.entry.size
     return out
