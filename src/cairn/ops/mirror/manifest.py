@@ -125,15 +125,18 @@ def _seal(doc: dict[str, object]) -> Piece:
     return Piece(blake3.blake3(data).hexdigest(), data)
 
 
-def _seal_entries(doc: dict[str, object], key: str, entries: list[Entry]) -> Piece:
-    """The piece of ``doc`` with ``key`` the list of the maps of ``entries``, as ``_seal``
-    makes it (the same msgpack), packed an entry at a time: a base of a million entries is
-    never a million maps, nor its whole msgpack, at once. Packed twice, for the frame to
-    record its content size, which a reader's one-shot decompression needs."""
+def _seal_entries(
+    doc: dict[str, object], key: str, entries: list[Entry], tail: dict[str, object] | None = None
+) -> Piece:
+    """The piece of ``doc``, then ``key`` the list of the maps of ``entries``, then ``tail``,
+    as ``_seal`` makes it (the same msgpack), packed an entry at a time: a base of a million
+    entries is never a million maps, nor its whole msgpack, at once. Packed twice, for the
+    frame to record its content size, which a reader's one-shot decompression needs."""
     packer = msgpack.Packer(use_bin_type=True)
+    after = tail or {}
 
     def chunks() -> Iterator[bytes]:
-        yield packer.pack_map_header(len(doc) + 1)
+        yield packer.pack_map_header(len(doc) + 1 + len(after))
         for k, v in doc.items():
             yield packer.pack(k)
             yield packer.pack(v)
@@ -141,6 +144,9 @@ def _seal_entries(doc: dict[str, object], key: str, entries: list[Entry]) -> Pie
         yield packer.pack_array_header(len(entries))
         for e in entries:
             yield packer.pack(e.to_map())
+        for k, v in after.items():
+            yield packer.pack(k)
+            yield packer.pack(v)
 
     size = sum(len(c) for c in chunks())
     compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compressobj(size=size)
@@ -213,13 +219,8 @@ class Delta:
 def encode_delta(delta: Delta) -> Piece:
     _no_repeats([*(e.path for e in delta.put), *delta.remove])
     put = sorted(delta.put, key=lambda e: e.path)
-    return _seal(
-        {
-            "version": VERSION,
-            "kind": "delta",
-            "put": [e.to_map() for e in put],
-            "remove": sorted(delta.remove),
-        }
+    return _seal_entries(
+        {"version": VERSION, "kind": "delta"}, "put", put, {"remove": sorted(delta.remove)}
     )
 
 
