@@ -3,6 +3,7 @@ zstandard frame of msgpack named by its BLAKE3) and heads (JSON with a self-chec
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 from collections.abc import Iterable, Iterator
@@ -150,9 +151,12 @@ def _seal_entries(
 
     size = sum(len(c) for c in chunks())
     compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compressobj(size=size)
-    out = [compressor.compress(c) for c in chunks()]
-    out.append(compressor.flush())
-    data = b"".join(out)
+    out = io.BytesIO()  # its value is taken without a copy: the frame is held once
+    for c in chunks():
+        if frame := compressor.compress(c):
+            out.write(frame)
+    out.write(compressor.flush())
+    data = out.getvalue()
     return Piece(blake3.blake3(data).hexdigest(), data)
 
 
