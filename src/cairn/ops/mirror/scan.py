@@ -71,7 +71,10 @@ def scan(root: bytes) -> Iterator[Scanned | Unreadable]:
             except OSError as e:
                 yield Unreadable(path, e.strerror or str(e))
                 continue
-            item = Scanned(_entry(path, node, few), st.st_ino, few(st.st_dev), st.st_ctime_ns)
+            entry = _entry(path, node, few)
+            # a file not changed since it was written has its ctime equal to its mtime: one int
+            ctime = entry.mtime if st.st_ctime_ns == entry.mtime else st.st_ctime_ns
+            item = Scanned(entry, st.st_ino, few(st.st_dev), ctime)
             scanned.append(item)
             if node.type == FILE and st.st_nlink > 1:
                 by_inode.setdefault((st.st_dev, st.st_ino), []).append(item)
