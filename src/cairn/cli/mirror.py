@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-from dataclasses import asdict
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -211,7 +211,9 @@ def status_command(
 
 
 def _push_json(r: app.PushResult) -> dict[str, Any]:
-    doc = {k: v for k, v in asdict(r).items() if k not in ("plan", "unreadable", "reconciled")}
+    # not asdict(r), which would copy the plan's every entry into a dict before dropping it
+    skip = ("plan", "unreadable", "reconciled")
+    doc: dict[str, Any] = {f.name: getattr(r, f.name) for f in fields(r) if f.name not in skip}
     doc["unreadable"] = [{"path": printable(u.path), "error": u.error} for u in r.unreadable]
     if (rec := r.reconciled) is not None:
         doc["reconciled"] = {
