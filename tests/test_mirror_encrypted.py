@@ -6,6 +6,7 @@ unknown scheme refused; a plain mirror never asking for a password."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Callable
@@ -17,7 +18,7 @@ import pytest
 
 from cairn.app import mirror as app
 from cairn.app.context import StackHooks, StoreOptions, stack_hooks
-from cairn.core.errors import IntegrityError
+from cairn.core.errors import IntegrityError, StorageError
 from cairn.crypto.kdf import KdfParams
 from cairn.crypto.segments import encrypted_size
 from cairn.ops.mirror import upload as upload_module
@@ -260,6 +261,60 @@ def test_an_interrupted_encrypted_push_resumes_with_the_salts_it_wrote(tmp_path:
     app.init(_spec(url), encrypt=True)
     interrupted_then_resumed(url, src)
     _pulls_back(url, src, tmp_path / "out")
+
+
+def _interrupt_after_two_parts(url: str, src: Path) -> None:
+    parts = itertools.count()
+
+    def wrap(store: Storage) -> Storage:
+        faulty = FaultyStorage(store)
+        faulty.fail("upload_part", lambda _name: next(parts) >= 2, transient=False)
+        return faulty
+
+    with stack_hooks(StackHooks(wrappers=(wrap,))), pytest.raises(StorageError):
+        _push(url, src)
+
+
+def _counted_push(url: str, src: Path) -> tuple[app.PushOutcome, FaultyStorage]:
+    counting: list[FaultyStorage] = []
+
+    def count(store: Storage) -> Storage:
+        counting.append(FaultyStorage(store))
+        return counting[-1]
+
+    with stack_hooks(StackHooks(wrappers=(count,))):
+        out = _push(url, src)
+    return out, counting[0]
+
+
+def test_an_interrupted_encrypted_large_file_resumes_from_its_last_part(
+    tmp_path: Path, s3_url: str
+) -> None:
+    app.init(_spec(s3_url), encrypt=True)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(22 << 20))  # 5 parts of 5 MiB
+    _interrupt_after_two_parts(s3_url, src)
+    out, counted = _counted_push(s3_url, src)
+    # the same salt seals the same parts again: the two on the store are kept
+    assert counted.calls["start_upload"] == 0 and counted.calls["upload_part"] == 3
+    assert out.result.uploaded == 1
+    _pulls_back(s3_url, src, tmp_path / "out")
+
+
+def test_an_encrypted_large_file_changed_since_its_interrupted_upload_starts_again(
+    tmp_path: Path, s3_url: str
+) -> None:
+    app.init(_spec(s3_url), encrypt=True)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(22 << 20))
+    _interrupt_after_two_parts(s3_url, src)
+    (src / "big.bin").write_bytes(os.urandom(22 << 20))  # the same size, other content
+    out, counted = _counted_push(s3_url, src)
+    assert counted.calls["start_upload"] == 1 and counted.calls["upload_part"] == 5
+    assert out.result.uploaded == 1
+    _pulls_back(s3_url, src, tmp_path / "out")
 
 
 def test_two_encrypted_pushes_at_once_lose_no_update(tmp_path: Path) -> None:

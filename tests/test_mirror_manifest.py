@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from cairn.ops.mirror.keys import MAX_KEY, NAMES, BadPath, content_type, object_key
 from cairn.ops.mirror.manifest import (
+    Delta,
     Entry,
     Head,
     ManifestError,
@@ -237,3 +238,28 @@ def test_a_manifest_must_be_a_tree() -> None:
         check_tree({b"d/x": Entry(b"d/x", "fifo", 0, 0, 0, 0)})
     with pytest.raises(ManifestError, match="which is a file"):
         check_tree({b"f": f, b"f/x": Entry(b"f/x", "fifo", 0, 0, 0, 0)})
+
+
+@given(trees(), st.lists(paths, max_size=5, unique=True))
+@settings(max_examples=40, deadline=None)
+def test_pieces_packed_an_entry_at_a_time_hold_the_msgpack_of_the_whole_document(
+    tree: dict[bytes, Entry], removed: list[bytes]
+) -> None:
+    import msgpack
+    import zstandard
+
+    removed = [p for p in removed if p not in tree]
+    ordered = sorted(tree.values(), key=lambda e: e.path)
+    base = {"version": 1, "kind": "base", "entries": [e.to_map() for e in ordered]}
+    delta = {
+        "version": 1,
+        "kind": "delta",
+        "put": [e.to_map() for e in ordered],
+        "remove": sorted(removed),
+    }
+    for piece, doc in (
+        (encode_base(tree.values()), base),
+        (encode_delta(Delta(list(tree.values()), removed)), delta),
+    ):
+        raw = zstandard.ZstdDecompressor().decompress(piece.data)  # the size is in the frame
+        assert raw == msgpack.packb(doc, use_bin_type=True)

@@ -178,6 +178,54 @@ def test_deleted_files_keep_their_objects_unless_asked_and_the_trash_is_purged(
     assert out.result.purged == 1 and not list((tmp_path / "mirror").rglob("b.html"))
 
 
+def test_a_push_with_a_lost_state_finds_the_trash_and_purges_it_after_its_days(
+    tmp_path: Path,
+) -> None:
+    url = str(tmp_path / "mirror")
+    app.init(app.MirrorSpec(url))
+    src = tmp_path / "src"
+    _tree(src)
+    _push(url, src)
+    (src / "docs" / "b.html").unlink()
+    assert _push(url, src, keep_deleted_days=30).result.trashed == 1
+    trash = tmp_path / "mirror" / ".cairn-mirror" / "trash"
+    reported = app.verify_mirror(_spec(url), read_data=False).result.trash
+    assert [(n, size) for _g, n, size in reported] == [(1, len("<p>beta</p>"))]
+    _forget_state(tmp_path)
+    out = _push(url, src, keep_deleted_days=1)  # found, dated by its head: a day is not past
+    assert out.result.purged == 0 and list(trash.rglob("b.html"))
+    _forget_state(tmp_path)
+    out = _push(url, src, keep_deleted_days=0)
+    assert out.result.purged == 1 and not list(trash.rglob("b.html"))
+    assert app.verify_mirror(_spec(url), read_data=False).result.trash == []
+
+
+def test_a_push_with_a_lost_state_collects_every_old_head_at_its_compaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Old heads left far below (pushes that committed and never collected), then the state
+    lost: its first compaction lists the heads and collects them all, not only the last 64."""
+    from cairn.ops.mirror import push as push_module
+
+    url = str(tmp_path / "mirror")
+    app.init(app.MirrorSpec(url))
+    src = tmp_path / "src"
+    src.mkdir()
+    with monkeypatch.context() as m:
+        m.setattr(push_module._Run, "_collect", lambda *_: None)
+        for i in range(70):  # a tiny manifest: every push compacts
+            (src / "counter").write_text(str(i))
+            _push(url, src)
+    heads = tmp_path / "mirror" / ".cairn-mirror" / "heads"
+    assert len(list(heads.iterdir())) == 70
+    assert app.verify_mirror(_spec(url), read_data=False).result.old_heads == list(range(1, 69))
+    _forget_state(tmp_path)
+    (src / "counter").write_text("last")
+    _push(url, src)
+    assert sorted(int(p.name) for p in heads.iterdir()) == [70, 71]
+    assert app.verify_mirror(_spec(url), read_data=False).result.old_heads == []
+
+
 def test_not_a_mirror_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
     target = tmp_path / "plain"
     target.mkdir()

@@ -28,7 +28,7 @@ def test_only_changed_files_are_read(tmp_path: Path) -> None:
         first = read_source(bytes(src), state, workers=3, checksum=False)
         assert (first.files_read, first.unreadable) == (7, [])
         assert first.entries[b"d/f2"].hash == blake3.blake3(b"2" * 1000).digest()
-        state.update(first.scanned, [])
+        state.update(first.scanned.values(), [])
         again = read_source(bytes(src), state, workers=3, checksum=False)
         assert again.files_read == 0
         assert again.entries == first.entries

@@ -345,6 +345,27 @@ def test_an_interrupted_upload_resumes_from_its_last_part(metered, tmp_path):
     assert list(objects.uploads("")) == []
 
 
+def test_a_resumed_upload_sends_again_a_part_that_would_differ(metered, tmp_path):
+    """The journal and the listing agree on a part, but this content's bytes there are not
+    the ones sent (a journal of other content): that part goes up again."""
+    data = os.urandom(BIG)
+    objects = metered.objects
+    journal = Journal(stop_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        objects.put("big", spooled(tmp_path, data), content_type="text/plain", journal=journal)
+    changed = bytearray(data)
+    changed[5] ^= 1  # in part 1
+    journal.stop_after = None
+    before = metered.snapshot()
+    objects.put(
+        "big", spooled(tmp_path, bytes(changed)), content_type="text/plain", journal=journal
+    )
+    resumed = metered.snapshot().minus(before)
+    assert (resumed.list, resumed.put) == (1, 3 + 1)  # parts 1, 3 and 4, the completion
+    assert resumed.bytes_up == 2 * PLAN.part_size + 123
+    assert metered.read("big") == bytes(changed)
+
+
 def test_an_upload_the_store_lost_starts_again(metered, tmp_path):
     data = os.urandom(BIG)
     content = spooled(tmp_path, data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-from dataclasses import asdict
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -211,7 +211,9 @@ def status_command(
 
 
 def _push_json(r: app.PushResult) -> dict[str, Any]:
-    doc = {k: v for k, v in asdict(r).items() if k not in ("plan", "unreadable", "reconciled")}
+    # not asdict(r), which would copy the plan's every entry into a dict before dropping it
+    skip = ("plan", "unreadable", "reconciled")
+    doc: dict[str, Any] = {f.name: getattr(r, f.name) for f in fields(r) if f.name not in skip}
     doc["unreadable"] = [{"path": printable(u.path), "error": u.error} for u in r.unreadable]
     if (rec := r.reconciled) is not None:
         doc["reconciled"] = {
@@ -385,6 +387,8 @@ def verify_command(
                 "bytes": r.bytes,
                 "bytes_read": r.bytes_read,
                 "problems": [{"path": printable(p), "problem": m} for p, m in r.problems],
+                "trash": [{"generation": g, "objects": n, "bytes": b} for g, n, b in r.trash],
+                "old_heads": r.old_heads,
                 "store": outcome.usage,
             }
         )
@@ -399,6 +403,17 @@ def verify_command(
             f"generation {r.generation}: {r.files} objects ({format_bytes(r.bytes)}) {what}, "
             f"{len(r.problems)} problems"
         )
+        if r.trash:
+            objects, size = sum(n for _, n, _ in r.trash), sum(b for _, _, b in r.trash)
+            out.line(
+                f"trash: {len(r.trash)} generations, {objects} objects ({format_bytes(size)}), "
+                f"generations {r.trash[0][0]} to {r.trash[-1][0]}"
+            )
+        if r.old_heads:
+            out.line(
+                f"{len(r.old_heads)} old heads below generation {r.old_heads[-1] + 1}, "
+                "collected at a push's next compaction"
+            )
     out.line(store_line(outcome.usage))
     return code
 

@@ -6,7 +6,9 @@ An upload in parts, with a journal:
 
 1. ``journal.lookup(name)`` names an upload under way: ``list_parts`` says which of its parts
    the store still has. A part counts as done only if the store lists it with the ETag and
-   size the journal recorded; an upload the store no longer knows is started again.
+   size the journal recorded, and the bytes this ``put`` would send as that part are those
+   the journal recorded (their CRC32 where it kept one, else the MD5 a plain ETag is): a part
+   that differs is sent again. An upload the store no longer knows is started again.
 2. Otherwise ``start_upload``, told to ``journal.started``.
 3. Every part not done goes up (``upload_part``) and is told to ``journal.part_done``.
 4. ``complete_upload`` joins them; ``journal.finished``.
@@ -22,12 +24,16 @@ host, so a failed copy in parts is aborted rather than kept for a resume.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
+import zlib
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 
 from cairn.core.errors import ObjectMissing
-from cairn.storage.base import Content, content_size, content_slice
+from cairn.storage.base import Content, content_chunks, content_size, content_slice
 from cairn.storage.objects import (
     COPY_PART,
     DEFAULT_TYPE,
@@ -63,7 +69,7 @@ class ObjectOps:
         if plan is None or size < plan.threshold:
             return self.put_object(name, data, content_type=content_type, cold=cold)
         ranges = plan.ranges(size)
-        upload_id, done = _resumable(self, name, journal, [length for _, length in ranges])
+        upload_id, done = _resumable(self, name, journal, data, ranges)
         if upload_id is None:
             upload_id = self.start_upload(name, content_type=content_type, cold=cold)
             if journal is not None:
@@ -128,10 +134,16 @@ class ObjectOps:
 
 
 def _resumable(
-    store: ObjectStore, name: str, journal: UploadJournal | None, lengths: list[int]
+    store: ObjectStore,
+    name: str,
+    journal: UploadJournal | None,
+    data: Content,
+    ranges: list[tuple[int, int]],
 ) -> tuple[str | None, dict[int, Part]]:
-    """The upload to resume and its parts the store still has, or (None, {}): also when the
-    journal's parts are not the parts ``lengths`` (in order) asks for (the part size changed)."""
+    """The upload to resume and its parts the store still has that hold the bytes of ``data``
+    at ``ranges`` (part 1 first), or (None, {}): also when the journal's parts are not the
+    parts ``ranges`` asks for (the part size changed)."""
+    lengths = [length for _, length in ranges]
     found = journal.lookup(name) if journal is not None else None
     if found is None:
         return None, {}
@@ -144,10 +156,34 @@ def _resumable(
     done = {}
     for part in recorded:
         there = listed.get(part.number)
-        if there is not None and there.etag == part.etag and there.size == part.size:
-            # the checksum as the journal kept it: not every store lists it (SeaweedFS does not)
-            done[part.number] = replace(part, checksum=part.checksum or there.checksum)
+        if there is None or there.etag != part.etag or there.size != part.size:
+            continue
+        # the checksum as the journal kept it: not every store lists it (SeaweedFS does not)
+        part = replace(part, checksum=part.checksum or there.checksum)
+        start, length = ranges[part.number - 1]
+        if _holds(part, content_slice(data, start, length)):
+            done[part.number] = part
     return upload_id, done
+
+
+_MD5_ETAG = re.compile(r'^"[0-9a-f]{32}"$')
+
+
+def _holds(part: Part, data: Content) -> bool:
+    """Whether the part sent was ``data``: by its CRC32, else by an ETag that is an MD5 (S3's
+    ETag of a part; under SSE-KMS or SSE-C it is not, and the part is sent again); True when
+    neither tells."""
+    if part.checksum:
+        crc = 0
+        for chunk in content_chunks(data):
+            crc = zlib.crc32(chunk, crc)
+        return base64.b64encode(crc.to_bytes(4, "big")).decode() == part.checksum
+    if _MD5_ETAG.match(part.etag):
+        md5 = hashlib.md5(usedforsecurity=False)
+        for chunk in content_chunks(data):
+            md5.update(chunk)
+        return f'"{md5.hexdigest()}"' == part.etag
+    return True
 
 
 class ObjectWrapper(ObjectOps):

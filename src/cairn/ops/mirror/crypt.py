@@ -152,16 +152,20 @@ class MirrorCipher:
         except SegmentError as e:
             raise IntegrityError(name, str(e)) from None
 
-    def encrypt_stream(self, source: BinaryIO | Iterable[bytes]) -> EncryptedFile:
+    def encrypt_stream(
+        self, source: BinaryIO | Iterable[bytes], *, salt: bytes | None = None
+    ) -> EncryptedFile:
         """The object of the file whose bytes are ``source`` (a binary file or chunks of any
         sizes), streamed with a segment or two in memory; a fresh salt every time, so the same
-        file encrypts differently at every write and in every mirror."""
-        cipher = segments.FileCipher(self._ke, segments.new_salt())
+        file encrypts differently at every write and in every mirror. ``salt`` seals it under
+        a salt already used, which gives the same object again: only for the very content
+        that salt sealed before (the resume of an upload in parts, §8.7), never for another."""
+        cipher = segments.FileCipher(self._ke, segments.new_salt() if salt is None else salt)
         return EncryptedFile(cipher, _chunks(source))
 
-    def encrypt_all(self, data: bytes) -> tuple[bytes, bytes]:
+    def encrypt_all(self, data: bytes, *, salt: bytes | None = None) -> tuple[bytes, bytes]:
         """(object, salt) of a file held in memory."""
-        stream = self.encrypt_stream([data])
+        stream = self.encrypt_stream([data], salt=salt)
         return b"".join(stream), stream.salt
 
     def decrypt_stream(

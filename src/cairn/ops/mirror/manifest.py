@@ -3,8 +3,10 @@ zstandard frame of msgpack named by its BLAKE3) and heads (JSON with a self-chec
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import blake3
@@ -124,6 +126,40 @@ def _seal(doc: dict[str, object]) -> Piece:
     return Piece(blake3.blake3(data).hexdigest(), data)
 
 
+def _seal_entries(
+    doc: dict[str, object], key: str, entries: list[Entry], tail: dict[str, object] | None = None
+) -> Piece:
+    """The piece of ``doc``, then ``key`` the list of the maps of ``entries``, then ``tail``,
+    as ``_seal`` makes it (the same msgpack), packed an entry at a time: a base of a million
+    entries is never a million maps, nor its whole msgpack, at once. Packed twice, for the
+    frame to record its content size, which a reader's one-shot decompression needs."""
+    packer = msgpack.Packer(use_bin_type=True)
+    after = tail or {}
+
+    def chunks() -> Iterator[bytes]:
+        yield packer.pack_map_header(len(doc) + 1 + len(after))
+        for k, v in doc.items():
+            yield packer.pack(k)
+            yield packer.pack(v)
+        yield packer.pack(key)
+        yield packer.pack_array_header(len(entries))
+        for e in entries:
+            yield packer.pack(e.to_map())
+        for k, v in after.items():
+            yield packer.pack(k)
+            yield packer.pack(v)
+
+    size = sum(len(c) for c in chunks())
+    compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compressobj(size=size)
+    out = io.BytesIO()  # its value is taken without a copy: the frame is held once
+    for c in chunks():
+        if frame := compressor.compress(c):
+            out.write(frame)
+    out.write(compressor.flush())
+    data = out.getvalue()
+    return Piece(blake3.blake3(data).hexdigest(), data)
+
+
 def check_piece(name: str, data: bytes) -> bytes:
     """``data``, if it is the piece named ``name`` (its BLAKE3)."""
     if blake3.blake3(data).hexdigest() != name:
@@ -151,8 +187,10 @@ def _open(name: str, data: bytes, kind: str) -> dict[str, object]:
 
 def encode_base(entries: Iterable[Entry]) -> Piece:
     ordered = sorted(entries, key=lambda e: e.path)
-    _no_repeats(e.path for e in ordered)
-    return _seal({"version": VERSION, "kind": "base", "entries": [e.to_map() for e in ordered]})
+    for a, b in itertools.pairwise(ordered):  # sorted: a repeat is a neighbour
+        if a.path == b.path:
+            raise ValueError(f"path {a.path!r} appears twice")
+    return _seal_entries({"version": VERSION, "kind": "base"}, "entries", ordered)
 
 
 def decode_base(name: str, data: bytes) -> dict[bytes, Entry]:
@@ -185,13 +223,8 @@ class Delta:
 def encode_delta(delta: Delta) -> Piece:
     _no_repeats([*(e.path for e in delta.put), *delta.remove])
     put = sorted(delta.put, key=lambda e: e.path)
-    return _seal(
-        {
-            "version": VERSION,
-            "kind": "delta",
-            "put": [e.to_map() for e in put],
-            "remove": sorted(delta.remove),
-        }
+    return _seal_entries(
+        {"version": VERSION, "kind": "delta"}, "put", put, {"remove": sorted(delta.remove)}
     )
 
 

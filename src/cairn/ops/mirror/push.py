@@ -9,13 +9,15 @@ without sending them again."""
 
 from __future__ import annotations
 
+import bisect
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from cairn.core.errors import ObjectMissing
+from cairn.core.overlap import Overlap
 from cairn.model.node import FILE
 from cairn.ops.mirror.codec import Codec
 from cairn.ops.mirror.commit import next_generation
@@ -32,6 +34,7 @@ from cairn.ops.mirror.piececache import CachedPieces
 from cairn.ops.mirror.planner import Plan, plan
 from cairn.ops.mirror.reader import (
     AREA,
+    HEADS,
     LATEST,
     head_path,
     load_manifest,
@@ -53,6 +56,7 @@ COMMIT_ATTEMPTS = 8  # commits lost to other pushes before this one gives up
 # it lags this many generations: a reader walks the heads from the hint onward, so a hint a few
 # generations old costs a pull a few GETs, and saves the push of one changed file a PUT.
 HINT_LAG = 16
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +133,7 @@ class _Run:
             self.root, self.state, workers=self.opts.workers, checksum=self.opts.checksum
         )
         keep_unreadable(self.committed, source)
-        self.scanned = {s.entry.path: s for s in source.scanned}
+        self.scanned = source.scanned
         return source, source.entries
 
     # ------------------------------------------------------------------ writing objects
@@ -186,7 +190,7 @@ class _Run:
                     self.scanned[entry.path],
                     codec=self.codec,
                     cold=self.opts.cold,
-                    journal=self.state.journal,
+                    journals=self.state,
                 )
             except (FileChanged, OSError) as e:
                 return entry, e
@@ -196,11 +200,19 @@ class _Run:
         failed: set[bytes] = set()
         for entry, src in the_plan.copy:  # a copy is its source's object, salt and all
             entry.salt = self.committed[src].salt
-        with ThreadPoolExecutor(max_workers=max(1, self.opts.connections)) as pool:
-            for entry, etag in pool.map(copy, the_plan.copy):
+        threads = max(1, self.opts.connections)
+        with Overlap(threads, "cairn-push") as pool:
+
+            def ordered(fn: Callable[[Any], _T], jobs: Iterable[Any]) -> Iterator[_T]:
+                """``fn`` of each job in order, a few ahead: not a future per file at once,
+                which for a million files is more memory than their entries."""
+                for _job, pending in pool.map(fn, jobs, ahead=4 * threads):
+                    yield pending.result()
+
+            for entry, etag in ordered(copy, the_plan.copy):
                 r.copied += 1
                 finished(entry, etag)
-            for entry, outcome in pool.map(send, the_plan.upload):
+            for entry, outcome in ordered(send, the_plan.upload):
                 if isinstance(outcome, BaseException):
                     failed.add(entry.path)
                     self._give_up(entry, outcome, new)
@@ -223,7 +235,7 @@ class _Run:
                         r.uploaded += 1
                         r.uploaded_bytes += entry.size
                         finished(entry, outcome, entry.size)
-            for entry, etag in pool.map(copy, later):
+            for entry, etag in ordered(copy, later):
                 r.copied += 1
                 finished(entry, etag)
 
@@ -330,13 +342,17 @@ class _Run:
     def _collect(self, previous: Head | None, head: Head) -> None:
         """After a commit that compacted the manifest, the heads before ``previous`` and the
         pieces only they name are garbage (docs/mirror.md §5: what neither the new head nor
-        its parent references). Read from the generation last collected on."""
+        its parent references). Read from the generation last collected on; a state that never
+        collected (new, or lost) lists the heads instead, and so finds every old one."""
         self.pieces.retain([head.base.hash, *(d.hash for d in head.deltas)])
         if head.deltas or previous is None:
             return
         keep = {ref.hash for h in (previous, head) for ref in (h.base, *h.deltas)}
-        start = max(1, self.state.collected_below() or previous.generation - 64)
-        for generation in range(start, previous.generation):
+        if collected := self.state.collected_below():
+            below: list[int] = list(range(max(1, collected), previous.generation))
+        else:  # a state that never collected (new, or lost): the heads the store lists
+            below = [g for g in listed_heads(self.store) if g < previous.generation]
+        for generation in below:
             try:
                 old = read_head(self.store, generation, self.codec)
             except ManifestError:
@@ -381,6 +397,30 @@ class _Run:
         if self.opts.keep_deleted_days is not None and r.trashed:
             self.state.trashed(generation, time.time())
 
+    def find_trash(self) -> None:
+        """A new state (lost, or the first of this source) knows no trash generation: one
+        listing of the trash finds those no state records, each dated by the `created` of its
+        head (of the first later head the store lists, its own being collected; or now), so
+        that they are purged after DAYS as the ones this state made."""
+        known = {g for g, _ in self.state.trash()}
+        found: set[int] = set()
+        for name, _size in self.store.list(f"{TRASH}/"):
+            generation = name[len(TRASH) + 1 :].partition("/")[0]
+            if generation.isdigit() and int(generation) not in known:
+                found.add(int(generation))
+        if not found:
+            return
+        heads = listed_heads(self.store)
+        dates: dict[int, float] = {}
+        for generation in sorted(found):
+            i = bisect.bisect_left(heads, generation)
+            when = time.time()
+            if i < len(heads):
+                if heads[i] not in dates:
+                    dates[heads[i]] = _head_time(self.store, heads[i], self.codec, when)
+                when = dates[heads[i]]
+            self.state.trashed(generation, when)
+
     def purge(self) -> None:
         """Deletes the trash generations older than --keep-deleted days."""
         days = self.opts.keep_deleted_days
@@ -396,6 +436,24 @@ class _Run:
             self.state.purged(generation)
 
 
+def listed_heads(store: Storage) -> list[int]:
+    """The generations of the heads the store lists, in order: one listing."""
+    found = []
+    for name, _size in store.list(f"{HEADS}/"):
+        generation = name[len(HEADS) + 1 :]
+        if generation.isdigit():
+            found.append(int(generation))
+    return sorted(found)
+
+
+def _head_time(store: Storage, generation: int, codec: Codec, default: float) -> float:
+    try:
+        head = read_head(store, generation, codec)
+        return default if head is None else datetime.fromisoformat(head.created).timestamp()
+    except (ManifestError, ValueError):
+        return default
+
+
 def push(
     store: Storage,
     objects: ObjectStore,
@@ -408,6 +466,7 @@ def push(
     checked). ``pieces`` is ``store`` with the local piece cache."""
     run = _Run(store, objects, root, state, pieces, opts)
     r = run.result
+    new_state = state.head() is None  # lost, or the first push of this source
     source, new = run.read()
     r.unreadable.extend(source.unreadable)
     r.files_read, r.bytes_read = source.files_read, source.bytes_read
@@ -425,13 +484,15 @@ def push(
         and (e.type != FILE or p in the_plan.unchanged)
     )
     if not opts.dry_run:
+        if new_state and (opts.delete or opts.keep_deleted_days is not None):
+            run.find_trash()
         run.purge()
         run.run(the_plan, new)
         run.commit(new)
         run.remove(the_plan.remove)
         failed = {u.path for u in r.unreadable}
         state.update(
-            (s for s in source.scanned if s.entry.path not in failed),
+            (s for p, s in source.scanned.items() if p not in failed),
             [p for p in state.paths() if p not in new],
         )
     else:

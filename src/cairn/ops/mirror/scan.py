@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import blake3
@@ -16,6 +16,8 @@ from cairn.ops.fsmeta import node_from_stat
 from cairn.ops.mirror.manifest import Entry
 
 _READ = 1 << 20
+# the xattrs of every entry that has none (most): one empty list, not one each, never changed
+_NO_XATTRS: list[tuple[bytes, bytes]] = []
 
 
 class FileChanged(OSError):
@@ -43,6 +45,13 @@ def scan(root: bytes) -> Iterator[Scanned | Unreadable]:
     following symbolic links. Files come without hash; ``link`` is set on the files that share
     an inode with another file of the tree."""
     scanned: list[Scanned] = []
+    shared: dict[int, int] = {}
+
+    def few(value: int) -> int:
+        """One int object for the values most entries share (device, modes, owners): a
+        million entries would otherwise hold a million equal ints each."""
+        return shared.setdefault(value, value) if len(shared) < 4096 else value
+
     by_inode: dict[tuple[int, int], list[Scanned]] = {}
     stack = [b""]
     while stack:
@@ -62,7 +71,10 @@ def scan(root: bytes) -> Iterator[Scanned | Unreadable]:
             except OSError as e:
                 yield Unreadable(path, e.strerror or str(e))
                 continue
-            item = Scanned(_entry(path, node), st.st_ino, st.st_dev, st.st_ctime_ns)
+            entry = _entry(path, node, few)
+            # a file not changed since it was written has its ctime equal to its mtime: one int
+            ctime = entry.mtime if st.st_ctime_ns == entry.mtime else st.st_ctime_ns
+            item = Scanned(entry, st.st_ino, few(st.st_dev), ctime)
             scanned.append(item)
             if node.type == FILE and st.st_nlink > 1:
                 by_inode.setdefault((st.st_dev, st.st_ino), []).append(item)
@@ -77,20 +89,20 @@ def scan(root: bytes) -> Iterator[Scanned | Unreadable]:
     yield from scanned
 
 
-def _entry(path: bytes, n: Node) -> Entry:
+def _entry(path: bytes, n: Node, few: Callable[[int], int]) -> Entry:
     return Entry(
         path=path,
         type=n.type,
-        mode=n.mode,
-        uid=n.uid,
-        gid=n.gid,
+        mode=few(n.mode),
+        uid=few(n.uid),
+        gid=few(n.gid),
         mtime=n.mtime,
         user=n.user,
         group=n.group,
         size=n.size,
         target=n.target,
         rdev=n.rdev,
-        xattrs=n.xattrs,
+        xattrs=n.xattrs or _NO_XATTRS,
     )
 
 

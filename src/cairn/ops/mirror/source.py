@@ -5,9 +5,9 @@ local state for a file seen unchanged (size, times, inode, device) and read othe
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from cairn.core.overlap import Overlap
 from cairn.model.node import FILE
 from cairn.ops.mirror.manifest import Entry
 from cairn.ops.mirror.scan import Scanned, Unreadable, hash_file, scan
@@ -17,7 +17,7 @@ from cairn.ops.mirror.state import MirrorState
 @dataclass(slots=True)
 class Source:
     entries: dict[bytes, Entry] = field(default_factory=dict)
-    scanned: list[Scanned] = field(default_factory=list)  # for the state, once committed
+    scanned: dict[bytes, Scanned] = field(default_factory=dict)  # by path: for uploads, state
     unreadable: list[Unreadable] = field(default_factory=list)
     files_read: int = 0
     bytes_read: int = 0
@@ -37,15 +37,18 @@ def read_source(root: bytes, state: MirrorState, *, workers: int, checksum: bool
                 continue
             item.entry.hash = known
         out.entries[item.entry.path] = item.entry
-        out.scanned.append(item)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(_hash, [(root, i) for i in to_read])
-        for item, error in zip(to_read, results, strict=True):
+        out.scanned[item.entry.path] = item
+    threads = max(1, workers)
+    with Overlap(threads, "cairn-hash") as pool:  # a few ahead, not a future per file
+        for (_root, item), pending in pool.map(
+            _hash, ((root, i) for i in to_read), ahead=4 * threads
+        ):
+            error = pending.result()
             if error is not None:
                 out.unreadable.append(Unreadable(item.entry.path, error))
                 continue
             out.entries[item.entry.path] = item.entry
-            out.scanned.append(item)
+            out.scanned[item.entry.path] = item
             out.files_read += 1
             out.bytes_read += item.entry.size
     return out

@@ -21,7 +21,7 @@ from typing import Any
 from cairn.ops.mirror.scan import Scanned
 from cairn.storage.objects import Part, UploadJournal
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime INTEGER NOT NULL,
@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS uploads (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS multipart (
-    name TEXT PRIMARY KEY, hash BLOB NOT NULL, upload_id TEXT NOT NULL, parts TEXT NOT NULL
+    name TEXT PRIMARY KEY, hash BLOB NOT NULL, upload_id TEXT NOT NULL, parts TEXT NOT NULL,
+    salt BLOB
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS trash (generation INTEGER PRIMARY KEY, time REAL NOT NULL);
 """
@@ -95,8 +96,17 @@ class MirrorState:
             self._executemany("DELETE FROM files WHERE path = ?", ((p,) for p in removed))
 
     def paths(self) -> Iterator[bytes]:
-        for (path,) in self._execute("SELECT path FROM files"):
-            yield bytes(path)
+        """The paths recorded, a batch at a time (not a million rows at once)."""
+        last = b""
+        while True:
+            rows = self._execute(
+                "SELECT path FROM files WHERE path > ? ORDER BY path LIMIT 10000", (last,)
+            )
+            for (path,) in rows:
+                yield bytes(path)
+            if len(rows) < 10000:
+                return
+            last = bytes(rows[-1][0])
 
     def head(self) -> bytes | None:
         """The encoded head of the generation last pushed from this source."""
@@ -168,9 +178,18 @@ class MirrorState:
         rows = self._execute(sql, args)
         return rows[0] if rows else None
 
-    def journal(self, content: bytes) -> UploadJournal:
-        """Where the multipart uploads of the content hashing to ``content`` are recorded."""
-        return _Journal(self, content)
+    def journal(self, content: bytes, salt: bytes | None = None) -> UploadJournal:
+        """Where the multipart uploads of the content hashing to ``content`` are recorded;
+        in an encrypted mirror, of that content sealed under ``salt`` (docs/mirror.md §8.7)."""
+        return _Journal(self, content, salt)
+
+    def upload_salt(self, name: str, content: bytes) -> bytes | None:
+        """The salt of the upload in parts of ``content`` to ``name`` under way, if one is
+        recorded: sealing the same content under it again gives the same parts."""
+        row = self._one("SELECT hash, salt FROM multipart WHERE name = ?", (name,))
+        if row is None or row[1] is None or bytes(row[0]) != content:
+            return None
+        return bytes(row[1])
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -185,25 +204,28 @@ class MirrorState:
 
 
 class _Journal:
-    """A multipart upload of one content: an upload recorded for the name with other
-    content is not offered for resuming (and is replaced when this one starts)."""
+    """A multipart upload of one content (under one salt): an upload recorded for the name
+    with other content, or sealed under another salt, is not offered for resuming (and is
+    replaced when this one starts)."""
 
-    def __init__(self, state: MirrorState, content: bytes) -> None:
-        self._state, self._content = state, content
+    def __init__(self, state: MirrorState, content: bytes, salt: bytes | None) -> None:
+        self._state, self._content, self._salt = state, content, salt
 
     def lookup(self, name: str) -> tuple[str, Sequence[Part]] | None:
         row = self._state._one(
-            "SELECT hash, upload_id, parts FROM multipart WHERE name = ?", (name,)
+            "SELECT hash, upload_id, parts, salt FROM multipart WHERE name = ?", (name,)
         )
         if row is None or bytes(row[0]) != self._content:
+            return None
+        if (None if row[3] is None else bytes(row[3])) != self._salt:
             return None
         parts = [Part(n, etag, size, checksum) for n, etag, size, checksum in json.loads(row[2])]
         return row[1], parts
 
     def started(self, name: str, upload_id: str) -> None:
         self._state._execute(
-            "INSERT OR REPLACE INTO multipart VALUES (?, ?, ?, '[]')",
-            (name, self._content, upload_id),
+            "INSERT OR REPLACE INTO multipart VALUES (?, ?, ?, '[]', ?)",
+            (name, self._content, upload_id, self._salt),
         )
 
     def part_done(self, name: str, upload_id: str, part: Part) -> None:

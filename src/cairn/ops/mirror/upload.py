@@ -7,8 +7,10 @@ manifest rather than describe bytes the object does not hold.
 In an encrypted mirror (docs/mirror.md §8.4) the file is read once, hashed and encrypted in
 the same pass: in memory up to ``IN_MEMORY`` bytes, else into an anonymous temporary file
 (``$TMPDIR``) that is then sent, in parts when it is large. Its object has a fresh salt at
-every write, so an upload in parts is not resumed by a later push: parts of an upload under
-another salt would not make one object."""
+every write, but for the resume of an upload in parts: the journal records the salt with the
+upload, and the same content sealed again under it gives the same parts, byte for byte. The
+salt is reused only when the content hashes as the one it sealed; otherwise the file is
+sealed again under a fresh salt, and what the old one sealed never leaves the temporary file."""
 
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import blake3
 
+from cairn.crypto.segments import encrypted_size
 from cairn.ops.mirror.codec import Codec
 from cairn.ops.mirror.crypt import CONTENT_TYPE, MirrorCipher
 from cairn.ops.mirror.scan import FileChanged, Scanned, hash_file
@@ -30,6 +34,14 @@ from cairn.storage.objects import ObjectStore, UploadJournal
 IN_MEMORY = 8 << 20  # files up to this size are read once, hashed and sent from memory
 _READ = 1 << 20  # bytes read at a time from a file encrypted into a temporary file
 ATTEMPTS = 3  # reads of a file that changes while it goes up, before it is given up
+
+
+class Journals(Protocol):
+    """Where uploads in parts are recorded (the local state, cairn.ops.mirror.state)."""
+
+    def journal(self, content: bytes, salt: bytes | None = None) -> UploadJournal: ...
+
+    def upload_salt(self, name: str, content: bytes) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +58,12 @@ def upload(
     *,
     codec: Codec,
     cold: bool,
-    journal: Callable[[bytes], UploadJournal] | None = None,
+    journals: Journals | None = None,
 ) -> Uploaded:
     """Writes ``item``'s file to its key. Raises FileChanged when it kept changing, OSError
-    when it cannot be read. ``journal`` gives, for a content hash, where a multipart upload
-    of that content is recorded (a resumed upload of other content must not reuse parts)."""
+    when it cannot be read. ``journals`` gives, for a content hash (and salt), where a
+    multipart upload of that content is recorded (a resumed upload of other content must not
+    reuse parts)."""
     entry = item.entry
     full = os.path.join(root, entry.path)
     key = codec.key(entry.path)
@@ -60,7 +73,8 @@ def upload(
         fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             if codec.cipher is not None:
-                if (up := _encrypted(objects, codec.cipher, fd, full, item, key, cold)) is not None:
+                up = _encrypted(objects, codec.cipher, fd, full, item, key, cold, journals)
+                if up is not None:
                     return up
                 continue
             before = os.fstat(fd)
@@ -81,7 +95,7 @@ def upload(
                 digest = expected
                 data = SpooledContent(fd, before.st_size)
             if _stable(fd, before):
-                parts = journal(digest) if journal is not None else None
+                parts = journals.journal(digest) if journals is not None else None
                 etag = objects.put(key, data, content_type=ctype, cold=cold, journal=parts)
                 if _stable(fd, before):
                     entry.hash = digest
@@ -102,30 +116,46 @@ def _encrypted(
     item: Scanned,
     key: str,
     cold: bool,
+    journals: Journals | None,
 ) -> Uploaded | None:
     """The file ``fd`` encrypted and written to ``key``, hashed in the pass that encrypts
-    it; None (the caller tries again) if it changed meanwhile."""
+    it; None (the caller tries again) if it changed meanwhile. An object that goes up in
+    parts resumes the upload the journal records for its content, sealed under its salt."""
     entry = item.entry
     before = os.fstat(fd)
     if not stat.S_ISREG(before.st_mode):
         raise FileChanged(f"{os.fsdecode(full)} is no longer a regular file")
+    multipart = objects.multipart
+    in_parts = multipart is not None and encrypted_size(before.st_size) >= multipart.threshold
+    recorded = None
+    if in_parts and journals is not None and entry.hash is not None:
+        recorded = journals.upload_salt(key, entry.hash)
+    # the salt the journal records, and a fresh one if the content is not the one it sealed
+    salts: list[bytes | None] = [None] if recorded is None else [recorded, None]
     with contextlib.ExitStack() as stack:
-        hasher = blake3.blake3()
-        data: Content
-        if before.st_size <= IN_MEMORY:
-            plain = _read_all(fd, before.st_size)
-            hasher.update(plain)
-            data, salt = cipher.encrypt_all(plain)
-        else:
-            spool = stack.enter_context(tempfile.TemporaryFile())
-            stream = cipher.encrypt_stream(_chunks(fd, before.st_size, hasher))
-            for chunk in stream:
-                spool.write(chunk)
-            spool.flush()
-            data, salt = SpooledContent(spool.fileno(), spool.tell()), stream.salt
+        for reuse in salts:
+            hasher = blake3.blake3()
+            data: Content
+            if before.st_size <= IN_MEMORY:
+                plain = _read_all(fd, before.st_size)
+                hasher.update(plain)
+                data, salt = cipher.encrypt_all(plain, salt=reuse)
+            else:
+                spool = stack.enter_context(tempfile.TemporaryFile())
+                stream = cipher.encrypt_stream(_chunks(fd, before.st_size, hasher), salt=reuse)
+                for chunk in stream:
+                    spool.write(chunk)
+                spool.flush()
+                data, salt = SpooledContent(spool.fileno(), spool.tell()), stream.salt
+            if reuse is None or hasher.digest() == entry.hash:
+                break
+            # other content than the recorded salt sealed: that spool is never sent
         if not _stable(fd, before):
             return None
-        etag = objects.put(key, data, content_type=CONTENT_TYPE, cold=cold)
+        parts = None
+        if in_parts and journals is not None:
+            parts = journals.journal(hasher.digest(), salt)
+        etag = objects.put(key, data, content_type=CONTENT_TYPE, cold=cold, journal=parts)
         if not _stable(fd, before):
             return None
     entry.size, entry.mtime = before.st_size, before.st_mtime_ns

@@ -1,7 +1,12 @@
 """`cairn mirror verify`: the objects of the newest generation against its manifest. Every
 file's object is asked for (one HEAD each): missing, of another size, or with an ETag other
 than the one the manifest recorded (changed behind the manifest's back) is a problem. With
-``read_data`` every object is downloaded and its BLAKE3 compared with the entry's."""
+``read_data`` every object is downloaded and its BLAKE3 compared with the entry's.
+
+Beside the newest generation, one listing of the trash and one of the heads say what a push
+leaves behind for later: the trash generations (their objects and bytes), and the heads older
+than the parent of the newest compaction, which a push with a lost state collects at its next
+compaction (docs/mirror.md §7). They are reported, not problems."""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from cairn.core.errors import CairnError, ObjectMissing
 from cairn.model.node import FILE
 from cairn.ops.mirror.codec import Codec
 from cairn.ops.mirror.manifest import Entry
-from cairn.ops.mirror.reader import load_manifest, newest_head
+from cairn.ops.mirror.reader import AREA, HEADS, load_manifest, newest_head
 from cairn.storage.base import Storage
 from cairn.storage.objects import ObjectStore
 
@@ -29,6 +34,8 @@ class VerifyResult:
     bytes: int = 0
     bytes_read: int = 0
     problems: list[tuple[bytes, str]] = field(default_factory=list)  # (path, what is wrong)
+    trash: list[tuple[int, int, int]] = field(default_factory=list)  # (generation, objects, bytes)
+    old_heads: list[int] = field(default_factory=list)  # below what a compaction keeps
 
 
 def verify(
@@ -47,6 +54,9 @@ def verify(
     if head is None:
         return out
     out.generation = head.generation
+    out.trash = _trash(store)
+    compacted = head.generation - len(head.deltas)  # the generation that wrote the base
+    out.old_heads = [g for g in _heads(store) if g < compacted - 1]
     files = [e for e in load_manifest(store, head, codec).values() if e.type == FILE]
     out.files, out.bytes = len(files), sum(e.size for e in files)
 
@@ -93,3 +103,19 @@ def _chunks(store: Storage, key: str, size: int) -> Iterator[bytes]:
             return
         offset += len(chunk)
         yield chunk
+
+
+def _trash(store: Storage) -> list[tuple[int, int, int]]:
+    prefix = f"{AREA}/trash/"
+    found: dict[int, tuple[int, int]] = {}
+    for name, size in store.list(prefix):
+        generation = name[len(prefix) :].partition("/")[0]
+        if generation.isdigit():
+            n, total = found.get(int(generation), (0, 0))
+            found[int(generation)] = (n + 1, total + size)
+    return [(g, n, total) for g, (n, total) in sorted(found.items())]
+
+
+def _heads(store: Storage) -> list[int]:
+    names = (name[len(HEADS) + 1 :] for name, _size in store.list(f"{HEADS}/"))
+    return sorted(int(g) for g in names if g.isdigit())
