@@ -125,6 +125,19 @@ class BlobIndex:
         with self._lock:
             return blob_id in self._recent or self._find(blob_id) >= 0
 
+    def contains_all(self, blob_ids: list[bytes]) -> list[bool]:
+        """``blob_id in self`` for each of many ids, with one search of the sorted ids for all
+        of them (a backup asks this for every file of a directory at once)."""
+        if len(blob_ids) < 8 or not len(self._ids):
+            return [b in self for b in blob_ids]
+        np = _np()
+        want = np.frombuffer(b"".join(blob_ids), dtype="S32")
+        with self._lock:
+            ids, recent = self._ids, self._recent
+            at = ids.searchsorted(want)
+            found = ids[np.minimum(at, len(ids) - 1)] == want
+            return [bool(f) or b in recent for f, b in zip(found.tolist(), blob_ids, strict=True)]
+
     def get(self, blob_id: bytes) -> IndexEntry | None:
         with self._lock:
             packed = self._recent.get(blob_id)
