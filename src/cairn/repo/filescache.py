@@ -69,7 +69,8 @@ def _encode(entries: dict[bytes, CachedFile]) -> bytes:
 def _decode(blob: bytes) -> dict[bytes, CachedFile]:
     out = {}
     for name, (ino, size, mt, ct, c) in msgpack.unpackb(blob, strict_map_key=False).items():
-        out[name] = CachedFile(ino, size, mt, ct, [c[i : i + 32] for i in range(0, len(c), 32)])
+        ids = [c] if len(c) == 32 else [c[i : i + 32] for i in range(0, len(c), 32)]
+        out[name] = CachedFile(ino, size, mt, ct, ids)
     return out
 
 

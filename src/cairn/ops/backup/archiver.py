@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 import threading
 import time
 from collections import deque
@@ -223,6 +224,7 @@ class Archiver:
         # an entry whose ctime is this or later changed too recently for its directory's tree
         # to be recorded (ops/backup/reuse.py)
         self.recent_from = time.time_ns() - RACY_NS
+        self._any_excludes = bool(o.excludes.patterns or o.iexcludes.patterns)
         self._batch = _Batch()
         self._dirs = OpenDirs()
 
@@ -311,9 +313,9 @@ class Archiver:
                     self._finish_later(frame.dir, stack[-1].dir)
                 continue
             assert frame.handle is not None  # a directory that could not be read has no entries
-            name = os.fsencode(entry.name)
+            name = entry.name.encode(_FS_ENCODING, _FS_ERRORS)
             child = frame.prefix + name
-            if self._excluded(child):
+            if self._any_excludes and self._excluded(child):
                 continue
             d = frame.dir
             dir_fd = frame.handle.fd
@@ -722,6 +724,8 @@ def _fill(node: Node, full: Node) -> None:
         setattr(node, f, getattr(full, f))
 
 
+# what os.fsencode does, without its call per entry
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 _LEAF: dict = {}  # type: ignore[type-arg]  # the marker of a path given to back up
 
 

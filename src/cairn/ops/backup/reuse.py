@@ -56,25 +56,17 @@ def listing_digest(stats: list[tuple[bytes, os.stat_result]], extras: list[bytes
     """The digest of a directory's listing: for each entry, in the order of the tree, its name
     and ``lstat``, its owner's and group's names, and its ``extra``: a file's content ids
     (joined), a directory's subtree id, or None."""
+    # st[:7]: mode, inode, device, link count, uid, gid, size
     rows = [
-        (
-            name,
-            st.st_mode,
-            st.st_ino,
-            st.st_dev,
-            st.st_nlink,
-            st.st_uid,
-            st.st_gid,
-            user_name(st.st_uid),
-            group_name(st.st_gid),
-            st.st_size,
-            st.st_atime_ns,
-            st.st_mtime_ns,
-            st.st_ctime_ns,
-            st.st_rdev,
-            extra,
-        )
+        (name, st[:7], st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, st.st_rdev, extra)
         for (name, st), extra in zip(stats, extras, strict=True)
     ]
-    packed = msgpack.packb([LISTING_VERSION, TREE_VERSION, rows], use_bin_type=True)
+    # the names of the owners and groups (from the system's user database) of those entries
+    owners = {st.st_uid for _, st in stats}
+    groups = {st.st_gid for _, st in stats}
+    names = [
+        sorted((u, user_name(u)) for u in owners),
+        sorted((g, group_name(g)) for g in groups),
+    ]
+    packed = msgpack.packb([LISTING_VERSION, TREE_VERSION, rows, names], use_bin_type=True)
     return hashlib.blake2b(packed, digest_size=DIGEST_LEN).digest()
