@@ -29,7 +29,8 @@ INDEX_VERSION = 1
 # (a million tiny files would otherwise make one huge object).
 INDEX_OBJECT_BLOBS = 50_000
 _MERGE_MIN = 1 << 16
-_ROW = struct.Struct("<4I")  # pack number, offset, length, raw length
+_ROW = struct.Struct("<4I")
+_LIMIT = 1 << 32  # pack number, offset, length, raw length
 
 
 def _np() -> ModuleType:
@@ -87,18 +88,44 @@ class BlobIndex:
     def has_pack(self, pack_id: bytes) -> bool:
         return pack_id in self._pack_no
 
-    def add_pack(self, record: PackRecord) -> None:
+    def add_pack(self, record: PackRecord, loading: bool = False) -> None:
+        """``loading``: one of many packs added at once, with no lookup until ``loaded``: a
+        blob the merged arrays have already is dropped when the entries are merged, not looked
+        up one at a time (a blob in two packs: the first pack added wins either way)."""
         with self._lock:
             if record.info.id in self._pack_no:
                 return
             no = len(self._packs)
             self._packs.append(record.info)
             self._pack_no[record.info.id] = no
-            for b in record.blobs:
-                if b.id not in self._recent and self._find(b.id) < 0:
-                    self._recent[b.id] = _ROW.pack(no, b.offset, b.length, b.raw_length)
-            if len(self._recent) >= max(_MERGE_MIN, len(self._ids) // 8):
+            recent, pack = self._recent, _ROW.pack
+            if loading or not len(self._ids):
+                for b in record.blobs:
+                    if b.id not in recent:
+                        recent[b.id] = pack(no, b.offset, b.length, b.raw_length)
+            else:
+                for b in record.blobs:
+                    if b.id not in recent and self._find(b.id) < 0:
+                        recent[b.id] = pack(no, b.offset, b.length, b.raw_length)
+            if len(recent) >= max(_MERGE_MIN, len(self._ids) // 8):
                 self._merge()
+
+    def loaded(self) -> None:
+        """After packs added with ``loading``: drops the entries not merged yet that the merged
+        arrays have (one search for all of them)."""
+        with self._lock:
+            if not self._recent or not len(self._ids):
+                return
+            np = _np()
+            ids = list(self._recent)
+            for i in np.flatnonzero(self._known(np.array(ids, dtype="S32"))).tolist():
+                del self._recent[ids[i]]
+
+    def _known(self, ids: Any) -> Any:
+        """For an array of ids (S32): which the merged arrays have."""
+        np = _np()
+        at = np.minimum(self._ids.searchsorted(ids), len(self._ids) - 1)
+        return self._ids[at] == ids
 
     def _merge(self) -> None:
         if not self._recent:
@@ -106,6 +133,12 @@ class BlobIndex:
         np = _np()
         new_ids = np.array(list(self._recent.keys()), dtype="S32")
         new_cols = np.frombuffer(b"".join(self._recent.values()), dtype="<u4").reshape(-1, 4)
+        if len(self._ids):
+            # entries added while loading are not looked up one by one: the merged arrays'
+            # entry of a blob stays (its pack came first)
+            new = ~self._known(new_ids)
+            if not new.all():
+                new_ids, new_cols = new_ids[new], new_cols[new]
         ids = np.concatenate([self._ids, new_ids]) if len(self._ids) else new_ids
         cols = np.concatenate([self._cols, new_cols]) if len(self._ids) else new_cols
         order = np.argsort(ids, kind="stable")
@@ -133,9 +166,8 @@ class BlobIndex:
         np = _np()
         want = np.frombuffer(b"".join(blob_ids), dtype="S32")
         with self._lock:
-            ids, recent = self._ids, self._recent
-            at = ids.searchsorted(want)
-            found = ids[np.minimum(at, len(ids) - 1)] == want
+            recent = self._recent
+            found = self._known(want)
             return [bool(f) or b in recent for f, b in zip(found.tolist(), blob_ids, strict=True)]
 
     def get(self, blob_id: bytes) -> IndexEntry | None:
@@ -204,9 +236,17 @@ def decode_index(data: bytes) -> list[PackRecord]:
         if info.blob_type not in (0, 1) or len(info.id) != 32 or len(info.salt) != 32:
             raise ValueError("bad pack entry")
         blobs = [BlobRef(bytes(i), o, ln, r) for i, o, ln, r in p["blobs"]]
-        for b in blobs:
-            fields = (b.offset, b.length, b.raw_length)
-            if len(b.id) != 32 or not all(type(v) is int and 0 <= v < 1 << 32 for v in fields):
+        for i, o, ln, r in p["blobs"]:
+            # straight-line checks: this runs for every blob of the repository
+            if not (
+                type(o) is int
+                and type(ln) is int
+                and type(r) is int
+                and 0 <= o < _LIMIT
+                and 0 <= ln < _LIMIT
+                and 0 <= r < _LIMIT
+                and len(i) == 32
+            ):
                 raise ValueError("bad blob entry")
         records.append(PackRecord(info, blobs))
     return records

@@ -292,13 +292,14 @@ class Repository:
                     skip = exclusion()
                     for r in records:
                         if r.info.id not in skip:
-                            index.add_pack(r)
+                            index.add_pack(r, loading=True)
                             if tree_records is not None and r.info.blob_type == layout.TREE_BLOB:
                                 trees.setdefault(r.info.id, r)
             except ObjectMissing:
                 if attempt == 2:
                     raise
                 continue
+            index.loaded()
             self.index = index
             self.excluded_packs = exclusion()
             if tree_records is not None:
