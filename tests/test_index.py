@@ -26,15 +26,23 @@ pack = st.builds(
 
 
 @settings(max_examples=60, deadline=None)
-@given(packs=st.lists(pack, max_size=12), merge_min=st.sampled_from([1, 3, 1 << 16]))
-def test_entries_come_back_merged_or_not(packs: list[PackRecord], merge_min: int) -> None:
+@given(
+    packs=st.lists(pack, max_size=12),
+    merge_min=st.sampled_from([1, 3, 1 << 16]),
+    loading=st.booleans(),
+)
+def test_entries_come_back_merged_or_not(
+    packs: list[PackRecord], merge_min: int, loading: bool
+) -> None:
+    """Packs added one by one, or all at once as a repository's index is loaded (blobs not
+    looked up one at a time: repeated ones dropped as they are merged, and by ``loaded``)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(index_module, "_MERGE_MIN", merge_min)
         index = BlobIndex()
         expected: dict[bytes, tuple[bytes, int, int, int]] = {}
         added: set[bytes] = set()
         for record in decode_index(encode_index(packs)):
-            index.add_pack(record)
+            index.add_pack(record, loading=loading)
             assert index.has_pack(record.info.id)
             if record.info.id in added:
                 continue  # a pack is indexed once
@@ -42,6 +50,8 @@ def test_entries_come_back_merged_or_not(packs: list[PackRecord], merge_min: int
             for b in record.blobs:
                 # the first pack that holds a blob is where the index finds it
                 expected.setdefault(b.id, (record.info.id, b.offset, b.length, b.raw_length))
+        if loading:
+            index.loaded()
     assert len(index) == len(expected)
     assert sorted(index.blob_ids()) == sorted(expected)
     for blob_id, (pack_id, offset, length, raw) in expected.items():
@@ -58,3 +68,6 @@ def test_entries_come_back_merged_or_not(packs: list[PackRecord], merge_min: int
     if absent not in expected:
         assert absent not in index
         assert index.get(absent) is None
+    # looked up all at once: the same answers
+    asked = [*expected, absent, b"\0" * 32, *(b[:31] + b"\x01" for b in expected)]
+    assert index.contains_all(asked) == [b in index for b in asked]
