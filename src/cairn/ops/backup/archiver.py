@@ -282,11 +282,10 @@ class Archiver:
             if sub is _LEAF:
                 if self.cache is not None and parent.cache_key is None:
                     self._look_up(parent, prefix, walked=False)
-                cached = parent.cached.get(name)
                 if node.type == DIR:
                     self._finish_later(self._walk_tree(path, node, st.st_dev), parent)
                 else:
-                    self._add_entry(parent, path, name, node, st, cached)
+                    self._add_entry(parent, path, name, node, st)
             elif node.type != DIR:
                 self._warn(path, OSError(0, "is not a directory"))
             else:
@@ -301,6 +300,7 @@ class Archiver:
         paths longer than PATH_MAX are backed up like any other."""
         top = self._read_dir(path, node, None, path)
         stack = [top]
+        limit = self.options.exclude_larger_than
         while stack:
             frame = stack[-1]
             entry = next(frame.entries, None)
@@ -321,7 +321,7 @@ class Archiver:
             dir_fd = frame.handle.fd
             try:
                 st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                if self._too_large(st):
+                if limit is not None and self._too_large(st):
                     continue
                 if d.lazy:
                     # built only if the recorded tree cannot be taken (``_end_listing``)
@@ -337,10 +337,12 @@ class Archiver:
             d.stats.append((name, st))
             if st.st_ctime_ns >= self.recent_from:
                 d.recordable = False  # it may change again within the tick it was seen in
-            if not stat.S_ISDIR(st.st_mode):
-                cached = d.cached.get(name)
+            if stat.S_ISREG(st.st_mode):
                 where = (frame.handle, name)
-                self._add_entry(d, child, name, child_node, st, cached, where)
+                d.children.append(self._file(d, child, name, child_node, st, where))
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                d.children.append(child_node)
                 continue
             if child_node is None:
                 child_node = Node(name=name, type=DIR)
@@ -423,13 +425,12 @@ class Archiver:
         name: bytes,
         node: Node | None,
         st: os.stat_result,
-        cached: CachedFile | None = None,
         where: tuple[DirHandle, bytes] | None = None,
     ) -> None:
         """A file or other non-directory entry of ``parent`` (``where``: its directory and
         name there; None: it is opened by its path). ``node`` is None in a lazy directory."""
         if stat.S_ISREG(st.st_mode):
-            parent.children.append(self._file(parent, path, name, node, st, cached, where))
+            parent.children.append(self._file(parent, path, name, node, st, where))
         else:
             parent.children.append(node)
 
@@ -440,11 +441,11 @@ class Archiver:
         name: bytes,
         node: Node | None,
         st: os.stat_result,
-        cached: CachedFile | None,
         where: tuple[DirHandle, bytes] | None,
     ) -> Node | _FileJob | list[bytes]:
         """A regular file: its node (its content ids when ``node`` is None), or the job that
         reads it."""
+        cached = parent.cached.get(name)
         self.summary.bytes_total += st.st_size
         group = link_key(st.st_dev, st.st_ino, st.st_nlink)
         o = self.options
