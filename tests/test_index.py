@@ -58,6 +58,9 @@ def test_entries_come_back_merged_or_not(packs: list[PackRecord], merge_min: int
     if absent not in expected:
         assert absent not in index
         assert index.get(absent) is None
+    # looked up all at once: the same answers
+    asked = [*expected, absent, b"\0" * 32, *(b[:31] + b"\x01" for b in expected)]
+    assert index.contains_all(asked) == [b in index for b in asked]
 
 
 def _expected(objects: list[list[PackRecord]]) -> dict[bytes, tuple[bytes, int, int, int]]:
@@ -108,6 +111,9 @@ def test_columns_and_records_index_alike(
                 for r in decode_index(encoded):
                     index.add_pack(r)
     expected = _expected(objects)
+    # asked first, while packs added as columns may still wait to be merged
+    asked = [*expected, b"\xfe" * 32]
+    assert index.contains_all(asked) == [b in expected for b in asked]
     assert len(index) == len(expected)
     assert sorted(index.blob_ids()) == sorted(expected)
     for blob_id, (pack_id, offset, length, raw) in expected.items():

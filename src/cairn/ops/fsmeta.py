@@ -20,6 +20,7 @@ _TYPES = {
     stat.S_IFBLK: BLOCKDEV,
     stat.S_IFSOCK: SOCKET,
 }
+KINDS = frozenset(_TYPES)  # the file types (stat.S_IFMT) a node can record
 PATH_MAX = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 4096
 _NO_XATTRS = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA, errno.EPERM, errno.EACCES}
 

@@ -1,5 +1,6 @@
 """The files cache, on local disk: for each directory, its files' (inode, size, mtime, ctime,
-content ids).
+content ids), and the tree the directory's listing made (its id and the listing's digest, see
+ops/backup/reuse.py).
 
 A file whose inode, size, mtime and ctime all match its cache entry (or fewer of them, as
 ``CachedFile.matches`` is told), and whose content blobs are
@@ -8,6 +9,10 @@ entries packed with msgpack): it is read with one query and written with one sta
 directory is done, so the cost is per directory, not per file. A directory whose entries did
 not change only has its row's generation (backup run) updated; rows unseen for ``MAX_AGE`` runs
 are dropped.
+
+A directory's tree record lets a backup take the directory's tree blob as it is, without
+building its nodes again, when the listing it reads now has the digest recorded with it
+(ops/backup/reuse.py says why that is safe).
 """
 
 from __future__ import annotations
@@ -20,13 +25,15 @@ from pathlib import Path
 import msgpack
 
 MAX_AGE = 20
-SCHEMA_VERSION = 3
+TREE_RECORD = 64  # a directory's tree record: its tree id, then the digest of its listing
+SCHEMA_VERSION = 4  # 4 added dirs.tree; a version 3 cache is upgraded in place
 _BATCH_BYTES = 4 << 20  # entries buffered before they are written
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dirs (
     dir BLOB NOT NULL PRIMARY KEY,
     entries BLOB NOT NULL,
-    gen INTEGER NOT NULL
+    gen INTEGER NOT NULL,
+    tree BLOB
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 """
@@ -62,7 +69,8 @@ def _encode(entries: dict[bytes, CachedFile]) -> bytes:
 def _decode(blob: bytes) -> dict[bytes, CachedFile]:
     out = {}
     for name, (ino, size, mt, ct, c) in msgpack.unpackb(blob, strict_map_key=False).items():
-        out[name] = CachedFile(ino, size, mt, ct, [c[i : i + 32] for i in range(0, len(c), 32)])
+        ids = [c] if len(c) == 32 else [c[i : i + 32] for i in range(0, len(c), 32)]
+        out[name] = CachedFile(ino, size, mt, ct, ids)
     return out
 
 
@@ -75,7 +83,11 @@ class FilesCache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
-        if self._meta("schema") != SCHEMA_VERSION:
+        schema = self._meta("schema")
+        if schema == 3:
+            # version 3 had no tree records: its file entries stay good
+            self._db.execute("ALTER TABLE dirs ADD COLUMN tree BLOB")
+        elif schema != SCHEMA_VERSION:
             # an older layout (or none): a cache may always be dropped
             self._db.executescript(
                 "DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS dirs; DELETE FROM meta;"
@@ -83,7 +95,7 @@ class FilesCache:
         self._db.executescript(_SCHEMA)
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         self.gen = (self._meta("gen") or 0) + 1
-        self._writes: list[tuple[bytes, bytes, int]] = []
+        self._writes: list[tuple[bytes, bytes, int, bytes | None]] = []
         self._pending = 0
         self._touches: list[tuple[int, bytes]] = []
 
@@ -93,13 +105,25 @@ class FilesCache:
 
     def lookup_dir(self, directory: bytes) -> dict[bytes, CachedFile]:
         """Every cached entry of one directory (absolute path without a trailing '/')."""
-        row = self._db.execute("SELECT entries FROM dirs WHERE dir=?", (directory,)).fetchone()
+        return self.lookup(directory)[0]
+
+    def lookup(self, directory: bytes) -> tuple[dict[bytes, CachedFile], bytes | None]:
+        """Every cached entry of one directory (absolute path without a trailing '/'), and its
+        tree record: the tree id and the digest of the listing that made it (``TREE_RECORD``
+        bytes), or None."""
+        row = self._db.execute(
+            "SELECT entries, tree FROM dirs WHERE dir=?", (directory,)
+        ).fetchone()
         if row is None:
-            return {}
+            return {}, None
         try:
-            return _decode(row[0])
+            entries = _decode(row[0])
         except (ValueError, TypeError):
-            return {}  # a damaged row: the directory's files are read again
+            return {}, None  # a damaged row: the directory's files are read again
+        tree = row[1]
+        if type(tree) is not bytes or len(tree) != TREE_RECORD:
+            tree = None
+        return entries, tree
 
     def save_dir(
         self,
@@ -107,22 +131,28 @@ class FilesCache:
         entries: dict[bytes, CachedFile],
         previous: dict[bytes, CachedFile],
         complete: bool = True,
+        tree: bytes | None = None,
+        previous_tree: bytes | None = None,
     ) -> None:
         """Records a directory's files after a backup read or confirmed them.
 
         ``previous`` is what ``lookup_dir`` gave for it. ``complete``: ``entries`` covers every
         file of the directory (a walk), so entries of files that are gone are dropped; otherwise
-        (single files given to back up) the other entries are kept."""
+        (single files given to back up) the other entries are kept. ``tree``: the directory's
+        tree record (``TREE_RECORD`` bytes: tree id, then the listing's digest), or None for a
+        directory whose tree may not be taken as it is next time; ``previous_tree`` is the
+        record ``lookup`` gave."""
         if self.read_only:
             return
         if not complete:
             entries = {**previous, **entries}
-        if entries == previous:
-            if previous:
+            tree = previous_tree  # a record stays true: it names a listing, not this walk
+        if entries == previous and tree == previous_tree:
+            if previous or tree is not None:
                 self._touches.append((self.gen, directory))
         else:
             blob = _encode(entries)
-            self._writes.append((directory, blob, self.gen))
+            self._writes.append((directory, blob, self.gen, tree))
             self._pending += len(blob)
         if self._pending >= _BATCH_BYTES or len(self._touches) >= 10_000:
             self._flush()
@@ -130,7 +160,7 @@ class FilesCache:
     def _flush(self) -> None:
         with self._db:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO dirs VALUES (?,?,?)", self._writes)
+            self._db.executemany("INSERT OR REPLACE INTO dirs VALUES (?,?,?,?)", self._writes)
             self._db.executemany("UPDATE dirs SET gen=? WHERE dir=?", self._touches)
         self._writes.clear()
         self._touches.clear()

@@ -101,6 +101,10 @@ class Writer:
     def has_blob(self, blob_id: bytes) -> bool:
         return blob_id in self.repo.index
 
+    def has_blobs(self, blob_ids: list[bytes]) -> list[bool]:
+        """``has_blob`` of each id, all looked up at once."""
+        return self.repo.index.contains_all(blob_ids)
+
     def save_blob(
         self, blob_type: int, data: bytes | memoryview, blob_id: bytes | None = None
     ) -> SaveResult:

@@ -16,9 +16,12 @@ are done, not only the oldest. Memory stays flat on any tree size.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,9 +38,10 @@ from cairn.ops.backup.file_saver import (
     FileSaver,
     OpenDirs,
 )
+from cairn.ops.backup.reuse import RACY_NS, listing_digest
 from cairn.ops.excludes import TagRule
 from cairn.ops.filter_patterns import PatternList
-from cairn.ops.fsmeta import node_from_stat
+from cairn.ops.fsmeta import KINDS, node_from_stat
 from cairn.ops.progress import Progress
 from cairn.repo.filescache import CachedFile, FilesCache
 from cairn.repo.layout import TREE_BLOB
@@ -77,9 +81,10 @@ class BackupOptions:
 
 class DirLookup(Protocol):
     """What the walk knows of files backed up before, a directory at a time: the files cache
-    (repo/filescache.py), or a parent snapshot's trees (ops/backup/parent.py)."""
+    (repo/filescache.py), or a parent snapshot's trees (ops/backup/parent.py). ``lookup``
+    gives a directory's file entries and its tree record (ops/backup/reuse.py), if any."""
 
-    def lookup_dir(self, directory: bytes) -> dict[bytes, CachedFile]: ...
+    def lookup(self, directory: bytes) -> tuple[dict[bytes, CachedFile], bytes | None]: ...
 
     def save_dir(
         self,
@@ -87,6 +92,8 @@ class DirLookup(Protocol):
         entries: dict[bytes, CachedFile],
         previous: dict[bytes, CachedFile],
         complete: bool = True,
+        tree: bytes | None = None,
+        previous_tree: bytes | None = None,
     ) -> None: ...
 
 
@@ -129,18 +136,33 @@ class _FileJob:
         return r
 
 
+# An entry of a directory whose node is not built yet (see _Dir.lazy): a file taken as
+# unchanged, as its content ids, or any other entry but a directory, as None. A directory is
+# its _Dir's node, whose metadata is filled in when needed.
+_Pending = list[bytes] | None
+
+
 @dataclass
 class _Dir:
     node: Node
-    children: list[Node | _FileJob] = field(default_factory=list)
+    children: list[Node | _FileJob | _Pending] = field(default_factory=list)
     _checked: int = 0  # children before this index are known to be done
     parent: _Dir | None = None
     open_subdirs: int = 0  # subdirectories whose trees are not saved yet
     # files cache: the directory's key, what the cache had, what this run confirmed or read
     cache_key: bytes | None = None
     cached: dict[bytes, CachedFile] = field(default_factory=dict)
+    known: frozenset[bytes] = frozenset()  # cached files whose blobs are all in the index
     complete: bool = True  # every file of the directory is a child (not just given paths)
     entries: dict[bytes, CachedFile] = field(default_factory=dict)
+    # taking the tree from the files cache (ops/backup/reuse.py): the record the cache had
+    # (tree id, listing digest), each child's name and lstat, whether its nodes are built
+    # only if the recorded tree cannot be taken, and whether this walk may record its tree
+    record: bytes | None = None
+    stats: list[tuple[bytes, os.stat_result]] = field(default_factory=list)
+    lazy: bool = False
+    recordable: bool = True
+    reused: bool = False
 
     def ready(self) -> bool:
         kids = self.children
@@ -192,7 +214,17 @@ class Archiver:
             if options.workers > 1
             else self._pool
         )
-        self._hardlinks: HardlinkIndex[Node | _FileJob] = HardlinkIndex()
+        # the first link of each group of hardlinks: its job, or its content ids and size
+        self._hardlinks: HardlinkIndex[CachedFile | _FileJob] = HardlinkIndex()
+        self.dirs_reused = 0  # directories whose recorded tree was taken (ops/backup/reuse.py)
+        o = options
+        self._reuse = isinstance(files_cache, FilesCache) and not (
+            o.force or o.ignore_inode or o.ignore_ctime
+        )
+        # an entry whose ctime is this or later changed too recently for its directory's tree
+        # to be recorded (ops/backup/reuse.py)
+        self.recent_from = time.time_ns() - RACY_NS
+        self._any_excludes = bool(o.excludes.patterns or o.iexcludes.patterns)
         self._batch = _Batch()
         self._dirs = OpenDirs()
 
@@ -206,7 +238,8 @@ class Archiver:
             else:
                 root = _Dir(Node(name=b"", type=DIR))
                 self._build_virtual(b"", _path_tree(paths), root)
-            self._enqueue(root)
+            if not root.reused:
+                self._enqueue(root)
             self._submit()
             self._drain(block=True)
             assert root.node.subtree is not None
@@ -226,6 +259,7 @@ class Archiver:
 
         def enter(prefix: bytes, spec: dict[bytes, dict], d: _Dir) -> None:  # type: ignore[type-arg]
             d.complete = False
+            d.recordable = False  # a few of its entries: its tree is not the directory's
             stack.append((prefix, spec, d, iter(sorted(spec))))
 
         enter(prefix, spec, top)
@@ -247,13 +281,11 @@ class Archiver:
             sub = spec[name]
             if sub is _LEAF:
                 if self.cache is not None and parent.cache_key is None:
-                    parent.cache_key = prefix
-                    parent.cached = self.cache.lookup_dir(prefix)
-                cached = parent.cached.get(name)
+                    self._look_up(parent, prefix, walked=False)
                 if node.type == DIR:
                     self._finish_later(self._walk_tree(path, node, st.st_dev), parent)
                 else:
-                    self._add_entry(parent, path, node, st, cached)
+                    self._add_entry(parent, path, name, node, st)
             elif node.type != DIR:
                 self._warn(path, OSError(0, "is not a directory"))
             else:
@@ -268,37 +300,55 @@ class Archiver:
         paths longer than PATH_MAX are backed up like any other."""
         top = self._read_dir(path, node, None, path)
         stack = [top]
+        limit = self.options.exclude_larger_than
         while stack:
             frame = stack[-1]
             entry = next(frame.entries, None)
             if entry is None:
                 stack.pop()
                 if frame.handle is not None:
+                    self._end_listing(frame)
                     frame.handle.release()
                 if stack:
                     self._finish_later(frame.dir, stack[-1].dir)
                 continue
             assert frame.handle is not None  # a directory that could not be read has no entries
-            name = os.fsencode(entry.name)
+            name = entry.name.encode(_FS_ENCODING, _FS_ERRORS)
             child = frame.prefix + name
-            if self._excluded(child):
+            if self._any_excludes and self._excluded(child):
                 continue
+            d = frame.dir
             dir_fd = frame.handle.fd
             try:
                 st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                if self._too_large(st):
+                if limit is not None and self._too_large(st):
                     continue
-                child_node = node_from_stat(name, child, st, dir_fd)
+                if d.lazy:
+                    # built only if the recorded tree cannot be taken (``_end_listing``)
+                    child_node = None
+                    if stat.S_IFMT(st.st_mode) not in KINDS:
+                        raise OSError(errno.EINVAL, "unsupported file type", child)
+                else:
+                    child_node = node_from_stat(name, child, st, dir_fd)
             except OSError as e:
                 self._warn(child, e)
+                d.recordable = False
                 continue
-            if child_node.type != DIR:
-                cached = frame.dir.cached.get(name)
+            d.stats.append((name, st))
+            if st.st_ctime_ns >= self.recent_from:
+                d.recordable = False  # it may change again within the tick it was seen in
+            if stat.S_ISREG(st.st_mode):
                 where = (frame.handle, name)
-                self._add_entry(frame.dir, child, child_node, st, cached, where)
-            elif self.options.one_file_system and st.st_dev != root_dev:
+                d.children.append(self._file(d, child, name, child_node, st, where))
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                d.children.append(child_node)
+                continue
+            if child_node is None:
+                child_node = Node(name=name, type=DIR)
+            if self.options.one_file_system and st.st_dev != root_dev:
                 # the mount point itself, but nothing below it
-                self._finish_later(_Dir(child_node), frame.dir)
+                self._finish_later(_Dir(child_node), d)
             else:
                 stack.append(self._read_dir(child, child_node, frame.handle, name))
         return top.dir
@@ -312,6 +362,7 @@ class Archiver:
             handle = self._dirs.open(name, parent)
         except OSError as e:
             self._warn(path, e)
+            d.recordable = False
             return _Frame(d, prefix, iter(()), None)
         try:
             with os.scandir(handle.fd) as it:
@@ -319,13 +370,37 @@ class Archiver:
         except OSError as e:
             handle.release()
             self._warn(path, e)
+            d.recordable = False
             return _Frame(d, prefix, iter(()), None)
         if self.options.tag_rules:
             entries = self._tagged(prefix, entries)
         if self.cache is not None:
-            d.cache_key = prefix[:-1]
-            d.cached = self.cache.lookup_dir(d.cache_key)
+            self._look_up(d, prefix[:-1], walked=True)
         return _Frame(d, prefix, iter(entries), handle)
+
+    def _look_up(self, d: _Dir, key: bytes, walked: bool) -> None:
+        """What the files cache knows of a directory: its files, which of them have all their
+        blobs in the index (looked up at once), and, for a directory the walk lists
+        (``walked``), the tree recorded for it if that tree may be taken."""
+        assert self.cache is not None
+        d.cache_key = key
+        d.cached, d.record = self.cache.lookup(key)
+        ids = [b for f in d.cached.values() for b in f.content]
+        take = walked and d.record is not None and self._reuse
+        if take:
+            assert d.record is not None
+            ids.append(d.record[:32])
+        if not ids:
+            d.known = frozenset(d.cached)
+            d.lazy = take
+            return
+        found = iter(self.writer.has_blobs(ids))
+        known = []
+        for name, f in d.cached.items():
+            if all([next(found) for _ in f.content]):
+                known.append(name)
+        d.known = frozenset(known)
+        d.lazy = take and next(found)  # the recorded tree is in the repository
 
     def _excluded(self, path: bytes) -> bool:
         o = self.options
@@ -347,15 +422,15 @@ class Archiver:
         self,
         parent: _Dir,
         path: bytes,
-        node: Node,
+        name: bytes,
+        node: Node | None,
         st: os.stat_result,
-        cached: CachedFile | None = None,
         where: tuple[DirHandle, bytes] | None = None,
     ) -> None:
         """A file or other non-directory entry of ``parent`` (``where``: its directory and
-        name there; None: it is opened by its path)."""
-        if node.type == FILE:
-            parent.children.append(self._file(parent, path, node, st, cached, where))
+        name there; None: it is opened by its path). ``node`` is None in a lazy directory."""
+        if stat.S_ISREG(st.st_mode):
+            parent.children.append(self._file(parent, path, name, node, st, where))
         else:
             parent.children.append(node)
 
@@ -363,11 +438,14 @@ class Archiver:
         self,
         parent: _Dir,
         path: bytes,
-        node: Node,
+        name: bytes,
+        node: Node | None,
         st: os.stat_result,
-        cached: CachedFile | None,
         where: tuple[DirHandle, bytes] | None,
-    ) -> Node | _FileJob:
+    ) -> Node | _FileJob | list[bytes]:
+        """A regular file: its node (its content ids when ``node`` is None), or the job that
+        reads it."""
+        cached = parent.cached.get(name)
         self.summary.bytes_total += st.st_size
         group = link_key(st.st_dev, st.st_ino, st.st_nlink)
         o = self.options
@@ -377,23 +455,30 @@ class Archiver:
         if first is not None:
             self.progress.bytes_done(st.st_size)  # counted as the total counts it (a file once)
             if isinstance(first, _FileJob):
+                if node is None:
+                    node = Node(name=name, type=FILE)
                 return _FileJob(path, node, "hardlink", first.batch, first.index)
-            node.content, node.size = first.content, first.size
             if unchanged and cached is not None and cached.content == first.content:
-                parent.entries[node.name] = cached
+                parent.entries[name] = cached
+            if node is None:
+                return first.content  # its size is the file's (the lstat of the same inode)
+            node.content, node.size = first.content, first.size
             return node
-        known = self.writer.has_blob
-        if unchanged and cached is not None and all(known(b) for b in cached.content):
-            node.content = cached.content
+        if unchanged and cached is not None and name in parent.known:
             self.summary.files_unchanged += 1
-            parent.entries[node.name] = cached
+            parent.entries[name] = cached
             if o.on_file is not None:
                 o.on_file(path, "unchanged")
             self.progress.item_done(path, st.st_size)
             self.progress.bytes_done(st.st_size)
             if group is not None:
-                self._hardlinks.add(group, node)
+                self._hardlinks.add(group, cached)
+            if node is None:
+                return cached.content
+            node.content = cached.content
             return node
+        if node is None:
+            node = Node(name=name, type=FILE)
         large = st.st_size >= SMALL_FILE
         if large:
             self._submit()  # the small files before it go on without it
@@ -433,10 +518,81 @@ class Archiver:
         self._slots.release()
         self._read_done.set()
 
+    # ------------------------------------------------------------------ taking a recorded tree
+    def _end_listing(self, frame: _Frame) -> None:
+        """Once every entry of a lazy directory is looked at, with the directory still open:
+        takes the tree recorded for it if its listing is the one recorded with it (and every
+        file and subdirectory is done: taken from the cache), else builds the nodes it put
+        off (ops/backup/reuse.py)."""
+        d = frame.dir
+        if not d.lazy:
+            return
+        d.lazy = False
+        extras: list[bytes | None] | None = [] if d.recordable else None
+        if extras is not None:
+            for (_name, st), child in zip(d.stats, d.children, strict=True):
+                if stat.S_ISDIR(st.st_mode):
+                    assert isinstance(child, Node)
+                    if child.subtree is None:
+                        extras = None  # a subdirectory built again: so is this one
+                        break
+                    extras.append(child.subtree)
+                elif type(child) is list:
+                    extras.append(b"".join(child))
+                elif child is None:
+                    extras.append(None)
+                else:
+                    extras = None  # a file being read
+                    break
+        assert d.record is not None
+        if extras is not None and listing_digest(d.stats, extras) == d.record[32:]:
+            d.reused = True
+            d.node.subtree = d.record[:32]
+            self.dirs_reused += 1
+            self.summary.dirs_unchanged += 1
+            assert self.cache is not None and d.cache_key is not None
+            self.cache.save_dir(d.cache_key, d.entries, d.cached, d.complete, d.record, d.record)
+            return
+        self._build_nodes(d, frame)
+
+    def _build_nodes(self, d: _Dir, frame: _Frame) -> None:
+        """The nodes a lazy directory put off, read now; an entry that cannot be read any
+        more (gone since) is left out, with a warning, as if it had failed when first seen."""
+        assert frame.handle is not None
+        dir_fd = frame.handle.fd
+        children: list[Node | _FileJob | _Pending] = []
+        stats: list[tuple[bytes, os.stat_result]] = []
+        for (name, st), child in zip(d.stats, d.children, strict=True):
+            path = frame.prefix + name
+            try:
+                full = node_from_stat(name, path, st, dir_fd)
+            except OSError as e:
+                self._warn(path, e)
+                d.recordable = False
+                if type(child) is list:
+                    self.summary.files_unchanged -= 1
+                elif isinstance(child, _FileJob):
+                    child.status = "gone"
+                continue
+            if type(child) is list:
+                full.content = child
+                child = full
+            elif child is None:
+                child = full
+            else:
+                node = child.node if isinstance(child, _FileJob) else child
+                assert isinstance(node, Node)
+                _fill(node, full)
+            children.append(child)
+            stats.append((name, st))
+        d.children, d.stats = children, stats
+
     # ------------------------------------------------------------------ finishing trees
     def _finish_later(self, d: _Dir, parent: _Dir) -> None:
         parent.children.append(d.node)
         d.parent = parent
+        if d.reused:
+            return
         parent.open_subdirs += 1
         self._enqueue(d)
         self._drain(block=False)
@@ -484,13 +640,22 @@ class Archiver:
             if isinstance(child, _FileJob):
                 node = self._collect(child, d)
                 if node is None:
+                    d.recordable = False
                     continue
                 nodes.append(node)
             else:
+                assert isinstance(child, Node)
                 nodes.append(child)
         d.node.subtree = save_tree(self.writer, nodes, self.summary)
         if self.cache is not None and d.cache_key is not None:
-            self.cache.save_dir(d.cache_key, d.entries, d.cached, d.complete)
+            record = None
+            if d.recordable:
+                extras = [
+                    b"".join(n.content) if n.type == FILE else n.subtree if n.type == DIR else None
+                    for n in nodes
+                ]
+                record = d.node.subtree + listing_digest(d.stats, extras)
+            self.cache.save_dir(d.cache_key, d.entries, d.cached, d.complete, record, d.record)
 
     def _collect(self, job: _FileJob, d: _Dir) -> Node | None:
         if job.batch.future is None:
@@ -500,6 +665,8 @@ class Archiver:
         except OSError as e:
             self._warn(job.path, e)
             return None
+        if job.status == "gone":
+            return None  # its metadata could not be read (Archiver._build_nodes)
         node = job.node
         node.content = result.content
         node.size = result.size
@@ -507,6 +674,8 @@ class Archiver:
             d.entries[node.name] = CachedFile(
                 result.inode, result.size, result.mtime, result.ctime, result.content
             )
+        else:
+            d.recordable = False
         if job.status == "hardlink":
             return node
         self.summary.bytes_read += result.size
@@ -547,6 +716,17 @@ def save_tree(writer: Writer, nodes: list[Node], summary: Summary) -> bytes:
     return saved.id
 
 
+# what node_from_stat reads beyond a node's name and type, filled into a node made before
+_METADATA = tuple(f for f in Node.__slots__ if f not in ("name", "type", "content", "subtree"))
+
+
+def _fill(node: Node, full: Node) -> None:
+    for f in _METADATA:
+        setattr(node, f, getattr(full, f))
+
+
+# what os.fsencode does, without its call per entry
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 _LEAF: dict = {}  # type: ignore[type-arg]  # the marker of a path given to back up
 
 

@@ -23,6 +23,10 @@ class ParentFiles:
         self.cache = files_cache
         self._subtrees: dict[bytes, bytes | None] = {}  # directory -> its tree, found above it
 
+    def lookup(self, directory: bytes) -> tuple[dict[bytes, CachedFile], bytes | None]:
+        """The parent's files of a directory; no tree record (none is taken with --parent)."""
+        return self.lookup_dir(directory), None
+
     def lookup_dir(self, directory: bytes) -> dict[bytes, CachedFile]:
         parts = [p for p in directory.split(b"/") if p]
         tree = self._tree_of(parts)
@@ -45,9 +49,12 @@ class ParentFiles:
         entries: dict[bytes, CachedFile],
         previous: dict[bytes, CachedFile],
         complete: bool = True,
+        tree: bytes | None = None,
+        previous_tree: bytes | None = None,
     ) -> None:
         if self.cache is not None:
-            self.cache.save_dir(directory, entries, self.cache.lookup_dir(directory), complete)
+            before, before_tree = self.cache.lookup(directory)
+            self.cache.save_dir(directory, entries, before, complete, tree, before_tree)
 
     def _tree_of(self, parts: list[bytes]) -> bytes | None:
         key = b"/" + b"/".join(parts)
