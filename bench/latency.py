@@ -223,7 +223,7 @@ def _dump_table(results: dict[str, list[dict[str, object]]]) -> str:
         rtt, mbit = (float(x) for x in key.split(":"))
         c, r = _med(runs, "cairn", "dump"), _med(runs, "restic", "dump")
 
-        name = "loopback, unshaped" if not (rtt or mbit) else f"{rtt:g} ms, {mbit:g} Mbit/s"
+        name = _link_name(rtt, mbit)
         lines.append(
             f"| {name} | {_s(c)} / {_s(r)} | **{_s(c / r, '.2f')}** "
             f"| {_link_use(runs, 'cairn', c, mbit)} / {_link_use(runs, 'restic', r, mbit)} "
@@ -242,7 +242,7 @@ def _backups_table(results: dict[str, list[dict[str, object]]]) -> str:
     ]
     for key, runs in results.items():
         rtt, mbit = (float(x) for x in key.split(":"))
-        name = "loopback, unshaped" if not (rtt or mbit) else f"{rtt:g} ms, {mbit:g} Mbit/s"
+        name = _link_name(rtt, mbit)
         cells = []
         for phase in ("first", "unchanged", "changed"):
             c, r = _med(runs, "cairn", phase), _med(runs, "restic", phase)
@@ -319,7 +319,7 @@ def _table(results: dict[str, list[dict[str, object]]]) -> str:
         def used(tool: str, runs: list[dict[str, object]] = runs, mbit: float = mbit) -> str:
             return _link_use(runs, tool, _med(runs, tool, "restore"), mbit)
 
-        name = "loopback, unshaped" if not (rtt or mbit) else f"{rtt:g} ms, {mbit:g} Mbit/s"
+        name = _link_name(rtt, mbit)
         c, r = "cairn", "restic"
         lines.append(
             f"| {name} | {_s(med(c, 'first'))} / {_s(med(r, 'first'))} "
@@ -331,6 +331,10 @@ def _table(results: dict[str, list[dict[str, object]]]) -> str:
             f"| {_s(med(c, 'restore_rss'), '.0f')} / {_s(med(r, 'restore_rss'), '.0f')} |"
         )
     return "\n".join(lines)
+
+
+def _link_name(rtt: float, mbit: float) -> str:
+    return "loopback, unshaped" if not (rtt or mbit) else f"{rtt:g} ms, {mbit:g} Mbit/s"
 
 
 def _s(value: float, spec: str = ".1f") -> str:

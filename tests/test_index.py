@@ -25,6 +25,22 @@ pack = st.builds(
 )
 
 
+def _assert_finds(index: BlobIndex, expected: dict[bytes, tuple[bytes, int, int, int]]) -> None:
+    """``index`` holds exactly ``expected``: blob id -> (pack id, offset, length, raw length)."""
+    assert len(index) == len(expected)
+    assert sorted(index.blob_ids()) == sorted(expected)
+    for blob_id, (pack_id, offset, length, raw) in expected.items():
+        assert blob_id in index
+        found = index.get(blob_id)
+        assert found is not None
+        assert (found.pack.id, found.offset, found.length, found.raw_length) == (
+            pack_id,
+            offset,
+            length,
+            raw,
+        )
+
+
 @settings(max_examples=60, deadline=None)
 @given(packs=st.lists(pack, max_size=12), merge_min=st.sampled_from([1, 3, 1 << 16]))
 def test_entries_come_back_merged_or_not(packs: list[PackRecord], merge_min: int) -> None:
@@ -42,18 +58,7 @@ def test_entries_come_back_merged_or_not(packs: list[PackRecord], merge_min: int
             for b in record.blobs:
                 # the first pack that holds a blob is where the index finds it
                 expected.setdefault(b.id, (record.info.id, b.offset, b.length, b.raw_length))
-    assert len(index) == len(expected)
-    assert sorted(index.blob_ids()) == sorted(expected)
-    for blob_id, (pack_id, offset, length, raw) in expected.items():
-        assert blob_id in index
-        found = index.get(blob_id)
-        assert found is not None
-        assert (found.pack.id, found.offset, found.length, found.raw_length) == (
-            pack_id,
-            offset,
-            length,
-            raw,
-        )
+    _assert_finds(index, expected)
     absent = b"\xff" * 31 + b"\xfe"
     if absent not in expected:
         assert absent not in index
@@ -114,17 +119,7 @@ def test_columns_and_records_index_alike(
     # asked first, while packs added as columns may still wait to be merged
     asked = [*expected, b"\xfe" * 32]
     assert index.contains_all(asked) == [b in expected for b in asked]
-    assert len(index) == len(expected)
-    assert sorted(index.blob_ids()) == sorted(expected)
-    for blob_id, (pack_id, offset, length, raw) in expected.items():
-        found = index.get(blob_id)
-        assert found is not None
-        assert (found.pack.id, found.offset, found.length, found.raw_length) == (
-            pack_id,
-            offset,
-            length,
-            raw,
-        )
+    _assert_finds(index, expected)
 
 
 @settings(max_examples=40, deadline=None)
