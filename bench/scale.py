@@ -2,7 +2,7 @@
 against restic), and a 10 GiB file (flat memory).
 
     python -m bench.scale index [--blobs 10000000]
-    python -m bench.scale files [--files 1000000]
+    python -m bench.scale files [--files 10000,100000,1000000] [--runs 1] [--cold]
     python -m bench.scale bigfile [--size 10G]
     python -m bench.scale scan [--files 200000] [--runs 3]   # backups with and without the scanner
 """
@@ -88,27 +88,52 @@ def make_files(root: Path, count: int, per_dir: int = 1000) -> None:
         os.close(fd)
 
 
-def files_scale(work: Path, count: int) -> dict[str, object]:
+def drop_caches() -> None:
+    """Empties the page, dentry and inode caches (root only), so that a backup reads its
+    tree from the disk as the first backup of a machine's files does."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    except OSError as e:
+        raise SystemExit(f"--cold needs root (writing /proc/sys/vm/drop_caches): {e}") from e
+
+
+def files_scale(work: Path, counts: list[int], runs: int, cold: bool) -> dict[str, object]:
+    """Each tool backs up a tree of ``count`` tiny files, first and unchanged, ``runs``
+    times (the tools in turn within a run); medians. ``cold``: the caches are dropped
+    before each backup."""
     tools.ensure_installed()
-    tree = work / "many"
-    if not (work / f"many-{count}.done").exists():
-        shutil.rmtree(tree, ignore_errors=True)
-        make_files(tree, count)
-        (work / f"many-{count}.done").touch()
-    out: dict[str, object] = {"files": count}
-    for tool in (tools.Cairn(work), tools.Restic(work)):
-        tool.reset()
-        tool.init()
-        first = tool.backup(tree)
-        again = tool.backup(tree)
-        out[tool.name] = {
-            "first_s": first.wall,
-            "first_rss_mib": first.max_rss_mib,
-            "unchanged_s": again.wall,
-            "unchanged_rss_mib": again.max_rss_mib,
+    out: dict[str, object] = {"cold": cold, "runs": runs}
+    for count in counts:
+        tree = work / f"many-{count}"
+        if not (work / f"many-{count}.done").exists():
+            shutil.rmtree(tree, ignore_errors=True)
+            make_files(tree, count)
+            (work / f"many-{count}.done").touch()
+        samples: dict[str, dict[str, list[float]]] = {}
+        for _ in range(runs):
+            for tool in (tools.Cairn(work), tools.Restic(work)):
+                tool.reset()
+                tool.init()
+                got = samples.setdefault(tool.name, {})
+                for phase in ("first", "unchanged"):
+                    if cold:
+                        drop_caches()
+                    m = tool.backup(tree)
+                    got.setdefault(f"{phase}_s", []).append(m.wall)
+                    got.setdefault(f"{phase}_cpu_s", []).append(m.cpu)
+                    got.setdefault(f"{phase}_rss_mib", []).append(m.max_rss_mib)
+                print(count, tool.name, {k: v[-1] for k, v in got.items()}, flush=True)
+                tool.reset()
+        row: dict[str, object] = {
+            name: {k: round(statistics.median(v), 2) for k, v in got.items()}
+            for name, got in samples.items()
         }
-        print(tool.name, out[tool.name], flush=True)
-        tool.reset()
+        for phase in ("first", "unchanged"):
+            c, r = samples["cairn"][f"{phase}_s"], samples["restic"][f"{phase}_s"]
+            row[f"{phase}_ratio"] = round(statistics.median(c) / statistics.median(r), 2)
+        out[str(count)] = row
     return out
 
 
@@ -163,7 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("what", choices=["index", "files", "bigfile", "scan"])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--blobs", type=int, default=10_000_000)
-    ap.add_argument("--files", type=int, default=1_000_000)
+    ap.add_argument(
+        "--files", default=None, help="files in the tree; for files: a list, 10000,100000,..."
+    )
+    ap.add_argument(
+        "--cold", action="store_true", help="files: drop the caches before each backup (root)"
+    )
     ap.add_argument("--size", default="10G")
     ap.add_argument("--workdir", default="/tmp/cairn-bench-scale")
     args = ap.parse_args(argv)
@@ -172,9 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "index":
         report = index_scale(args.blobs)
     elif args.what == "files":
-        report = files_scale(work, args.files)
+        counts = [int(n) for n in (args.files or "1000000").split(",")]
+        report = files_scale(work, counts, args.runs, args.cold)
     elif args.what == "scan":
-        report = scan_scale(work, args.files, args.runs)
+        report = scan_scale(work, int(args.files or 200_000), args.runs)
     else:
         report = bigfile_scale(work, parse_size(args.size))
     print(json.dumps(report, indent=2))

@@ -9,9 +9,10 @@ import random
 from pathlib import Path
 
 import blake3
+import pytest
 
 from cairn.model.chunker import Chunker
-from cairn.ops.backup.file_saver import FileResult, FileSaver
+from cairn.ops.backup.file_saver import BackupCancelled, FileResult, FileSaver, OpenDirs
 from cairn.repo import layout
 from cairn.repo.compress import pack_payload, unpack_payload
 from cairn.repo.pack import open_blob, parse_pack
@@ -147,3 +148,84 @@ def test_blobs_added_in_a_row_fill_packs_within_the_target_size(tmp_path: Path) 
             payload = open_blob(key, salt, blob_type, ref.id, ref.offset, sealed)
             seen[ref.id] = unpack_payload(payload, ref.raw_length)
     assert seen == blobs
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def _batch(tmp_path: Path, count: int, dirs: OpenDirs) -> list:  # type: ignore[type-arg]
+    """``count`` small files in one directory, each to be opened relative to it (as the walk
+    hands them over: the directory held once per file)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(count):
+        (src / f"f{i:02d}").write_bytes(b"content %d" % i)
+    handle = dirs.open(os.fsencode(src))
+    items = [
+        (os.fsencode(src / f"f{i:02d}"), os.lstat(src / f"f{i:02d}"), (handle.hold(), b"f%02d" % i))
+        for i in range(count)
+    ]
+    handle.release()  # the walk lets it go; the files still hold it
+    return items
+
+
+def test_a_batch_opened_ahead_closes_every_descriptor(tmp_path: Path) -> None:
+    """The files of a batch are opened before any is read: whatever fails, every file and
+    directory descriptor is closed by the end."""
+    repo = open_repo(create_repo(tmp_path / "repo"))
+    dirs = OpenDirs()
+    before = _open_fds()
+    items = _batch(tmp_path, 12, dirs)
+    os.unlink(items[4][0])  # gone before it is opened: its own error
+    with repo.writer() as w:
+        out = FileSaver(w).save_files(items)
+        w.flush()
+    assert isinstance(out[4], FileNotFoundError)
+    assert all(isinstance(r, FileResult) for i, r in enumerate(out) if i != 4)
+    assert not dirs.handles and _open_fds() == before
+
+
+def test_a_batch_cancelled_midway_closes_what_it_opened(tmp_path: Path) -> None:
+    repo = open_repo(create_repo(tmp_path / "repo"))
+    dirs = OpenDirs()
+    before = _open_fds()
+    items = _batch(tmp_path, 12, dirs)
+
+    class CancelledAfterThree(FileSaver):
+        reads = 0
+
+        def _read_small(self, fd, before):  # type: ignore[no-untyped-def]
+            self.reads += 1
+            if self.reads == 3:
+                self.cancelled.set()
+            return super()._read_small(fd, before)
+
+    with repo.writer() as w:
+        saver = CancelledAfterThree(w)
+        with pytest.raises(BackupCancelled):
+            saver.save_files(items)
+    assert saver.reads == 3
+    assert not dirs.handles and _open_fds() == before
+
+
+def test_a_batch_interrupted_while_opening_lets_every_directory_go(tmp_path: Path) -> None:
+    repo = open_repo(create_repo(tmp_path / "repo"))
+    dirs = OpenDirs()
+    before = _open_fds()
+    items = _batch(tmp_path, 12, dirs)
+
+    class InterruptedAtFive(FileSaver):
+        opens = 0
+
+        def _open(self, path, before, where):  # type: ignore[no-untyped-def]
+            self.opens += 1
+            if self.opens == 5:
+                assert where is not None
+                where[0].release()  # as _open does, whatever happens
+                raise KeyboardInterrupt
+            return super()._open(path, before, where)
+
+    with repo.writer() as w, pytest.raises(KeyboardInterrupt):
+        InterruptedAtFive(w).save_files(items)
+    assert not dirs.handles and _open_fds() == before
