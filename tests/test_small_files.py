@@ -12,6 +12,7 @@ import blake3
 import pytest
 
 from cairn.model.chunker import Chunker
+from cairn.ops.backup import file_saver
 from cairn.ops.backup.file_saver import BackupCancelled, FileResult, FileSaver, OpenDirs
 from cairn.repo import layout
 from cairn.repo.compress import pack_payload, unpack_payload
@@ -229,3 +230,33 @@ def test_a_batch_interrupted_while_opening_lets_every_directory_go(tmp_path: Pat
     with repo.writer() as w, pytest.raises(KeyboardInterrupt):
         InterruptedAtFive(w).save_files(items)
     assert not dirs.handles and _open_fds() == before
+
+
+def test_files_beyond_the_open_ahead_budget_are_opened_as_they_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However many reading threads, a backup holds at most ``OPEN_AHEAD`` files open ahead
+    of reading them; the others of the batch are opened in turn, and read all the same."""
+    monkeypatch.setattr(file_saver, "OPEN_AHEAD", 3)
+    repo = open_repo(create_repo(tmp_path / "repo"))
+    dirs = OpenDirs()
+    items = _batch(tmp_path, 12, dirs)
+    baseline = len(_open_fds())
+
+    class Counting(FileSaver):
+        most = 0
+
+        def _read_small(self, fd, before):  # type: ignore[no-untyped-def]
+            self.most = max(self.most, len(_open_fds()) - 1 - baseline)  # less listdir's own
+            return super()._read_small(fd, before)
+
+    with repo.writer() as w:
+        saver = Counting(w)
+        out = saver.save_files(items)
+        w.flush()
+    assert 1 <= saver.most <= 3
+    repo = open_repo(tmp_path / "repo")
+    for i, r in enumerate(out):
+        assert isinstance(r, FileResult)
+        assert repo.load_blob(r.content[0], layout.DATA_BLOB) == b"content %d" % i
+    assert not dirs.handles

@@ -118,6 +118,7 @@ class FileSaver:
         self._local = threading.local()
         self._progress_bytes = progress_bytes
         self.cancelled = threading.Event()
+        self._ahead = threading.BoundedSemaphore(OPEN_AHEAD)
 
     def _chunker(self) -> Chunker:
         c = getattr(self._local, "chunker", None)
@@ -163,7 +164,9 @@ class FileSaver:
                 if self.cancelled.is_set():
                     raise BackupCancelled()
                 fd_st = opened[k]
-                opened[k] = None  # closed by what reads it, whatever happens
+                if fd_st is not None:
+                    opened[k] = None  # closed by what reads it, whatever happens
+                    self._ahead.release()
                 try:
                     fd, st = fd_st if fd_st is not None else self._open(path, before, where)
                     if before.st_size < self._params.min_size:
@@ -181,24 +184,27 @@ class FileSaver:
                 except OSError as e:
                     out[k] = e
         finally:
-            for fd_st in opened:
-                if fd_st is not None:
-                    os.close(fd_st[0])
+            self._close_ahead(opened)
         self._store(group, out)
         return out  # type: ignore[return-value]  # every slot is filled
 
     def _open_all(
         self, items: list[FileItem], out: list[FileResult | OSError | None]
     ) -> list[tuple[int, os.stat_result] | None]:
-        """Every file of a batch opened (one that cannot be is given its OSError in ``out``),
-        and each announced to the kernel as about to be read."""
+        """The files of a batch opened (one that cannot be is given its OSError in ``out``),
+        each announced to the kernel as about to be read; once the backup's reading threads
+        hold ``OPEN_AHEAD`` files open this way, the rest are left to be opened as they are
+        read."""
         opened: list[tuple[int, os.stat_result] | None] = [None] * len(items)
         k = 0
         try:
             for k, (path, before, where) in enumerate(items):  # k: see below
+                if not self._ahead.acquire(blocking=False):
+                    break
                 try:
                     opened[k] = fd_st = self._open(path, before, where)
                 except OSError as e:
+                    self._ahead.release()
                     out[k] = e
                     continue
                 if _WILLNEED is not None and before.st_size:
@@ -207,15 +213,19 @@ class FileSaver:
                     except OSError:
                         pass  # only advice: a file system may not take it
         except BaseException:
-            for fd_st in opened:
-                if fd_st is not None:
-                    os.close(fd_st[0])
+            self._close_ahead(opened)
             # the files after the k-th were never opened: their directories are let go here
             for _, _, where in items[k + 1 :]:
                 if where is not None:
                     where[0].release()
             raise
         return opened
+
+    def _close_ahead(self, opened: list[tuple[int, os.stat_result] | None]) -> None:
+        for fd_st in opened:
+            if fd_st is not None:
+                os.close(fd_st[0])
+                self._ahead.release()
 
     def _store(
         self, group: list[tuple[int, FileResult, bytes]], out: list[FileResult | OSError | None]
@@ -296,6 +306,9 @@ class FileSaver:
         return result
 
 
+# files a backup's reading threads hold open ahead of reading them, at most (descriptors: the
+# walk holds its directories' too, and the default limit is 1,024)
+OPEN_AHEAD = 256
 # small files read whole are stored in groups of about this many bytes (memory: a group's
 # contents and their framed copies, on each reading thread)
 GROUP_BYTES = 1 << 20
