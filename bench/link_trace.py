@@ -4,6 +4,7 @@ proxy's log of every chunk it carried (``bench.shape_proxy``, ``log=``).
     python -m bench.link_trace [--size 256M] [--link 80:100] [--runs 3] [--cluster]
                                [--tools cairn,restic] [--baseline /path/to/other/src]
                                [--cairn-args "--connections 8"] [--init-args "--pack-size 16M"]
+                               [--load 2]
 
 Each run backs the benchmark dataset up into a fresh repository with each tool in turn (the
 order rotates from run to run), and splits the backup's wall time into:
@@ -13,14 +14,19 @@ order rotates from run to run), and splits the backup's wall time into:
 - ``busy``: the link carrying bytes upstream, between the first and the last data byte;
 - idle between them, by what the uploads were doing: ``no PUT``: no data pack's PUT in flight
   (the packs were not ready: the CPU); ``body``: a PUT in flight whose body has not all gone
-  (the sender was slow, or a PUT waits for ``100 Continue``); ``answer``: PUTs in flight whose
+  (the sender was slow, or a PUT waits for ``100 Continue``; ``body, proxy late``: the part of
+  it when the proxy held a chunk that had crossed the delay: the proxy, not the sender, was
+  late); ``answer``: PUTs in flight whose
   bodies have all crossed, waiting for the store's answer;
 - ``answer tail``: from the last data byte on the link to the last data pack's answer;
 - ``end``: from there to the process's end (the index, the snapshot, the lock's removal and
-  the process's exit).
+  the process's exit);
+- ``one body``: the time between the first and the last data byte when one data pack's body
+  alone was being sent, and ``one body idle`` the link's idle time in it.
 
 With ``--baseline``, cairn from that source tree (``bench.tools.CairnAt``) runs too, in the
-same rotation, for a before/after in one run. The CPU the store's processes took during each
+same rotation, for a before/after in one run. ``--load N`` runs N busy loops meanwhile, for a
+machine shared with other work. The CPU the store's processes took during each
 backup is read from ``/proc``.
 """
 
@@ -75,6 +81,7 @@ class Trace:
     wall: float
     up: int
     rate: float
+    delay: float  # one way
     requests: list[Request]
     parts: dict[str, float] = field(default_factory=dict)
     store_cpu: float = 0.0
@@ -122,7 +129,21 @@ def _busy(
     return [(at - t0 - n * 8 / rate, at - t0) for _, way, _, at, n, _ in log if way == 0]
 
 
-def _split(trace: Trace, busy: list[tuple[float, float]]) -> dict[str, float]:
+def _ready(
+    log: list[tuple[int, int, float, float, int, bytes]], t0: float, trace: Trace
+) -> list[tuple[float, float]]:
+    """When a chunk upstream had crossed the delay and waited for the proxy to put it on the
+    link: the proxy, not the sender, was late then."""
+    return [
+        (read_at - t0 + trace.delay, at - t0 - n * 8 / trace.rate)
+        for _, way, read_at, at, n, _ in log
+        if way == 0
+    ]
+
+
+def _split(
+    trace: Trace, busy: list[tuple[float, float]], ready: list[tuple[float, float]]
+) -> dict[str, float]:
     packs = [r for r in trace.requests if r.pack and r.body]
     if not packs:
         return {}
@@ -135,21 +156,33 @@ def _split(trace: Trace, busy: list[tuple[float, float]]) -> dict[str, float]:
         lo, hi = max(0, int((a - first) / _TICK)), min(ticks, int((b - first) / _TICK) + 1)
         if hi > lo:
             on[lo:hi] = b"\x01" * (hi - lo)
+    waiting = bytearray(ticks)
+    for a, b in ready:
+        lo, hi = max(0, int((a - first) / _TICK) + 1), min(ticks, int((b - first) / _TICK))
+        if hi > lo:
+            waiting[lo:hi] = b"\x01" * (hi - lo)
     parts = {"start": first, "busy": 0.0, "no PUT": 0.0, "body": 0.0, "answer": 0.0}
+    parts["body, proxy late"] = 0.0
+    alone = {"busy": 0.0, "idle": 0.0}  # one body left to send
     for i in range(ticks):
+        t = first + (i + 0.5) * _TICK
+        flying = [r for r in packs if r.sent <= t < r.answered]
+        if sum(1 for r in flying if r.body_first <= t < r.body_last) == 1:
+            alone["busy" if on[i] else "idle"] += _TICK
         if on[i]:
             parts["busy"] += _TICK
             continue
-        t = first + (i + 0.5) * _TICK
-        flying = [r for r in packs if r.sent <= t < r.answered]
         if not flying:
             parts["no PUT"] += _TICK
         elif any(t < r.body_last for r in flying):
             parts["body"] += _TICK
+            parts["body, proxy late"] += _TICK if waiting[i] else 0.0
         else:
             parts["answer"] += _TICK
     parts["answer tail"] = last_answer - last
     parts["end"] = trace.wall - last_answer
+    parts["one body"] = alone["busy"] + alone["idle"]
+    parts["one body idle"] = alone["idle"]
     return parts
 
 
@@ -176,6 +209,7 @@ def _one(
     link: ShapedLink,
     log: list[tuple[int, int, float, float, int, bytes]],
     rate: float,
+    delay: float,
     store: list[int],
     cairn_args: list[str],
 ) -> Trace:
@@ -198,10 +232,10 @@ def _one(
         raise SystemExit(f"{tool.name} failed: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
     time.sleep(0.05)  # the proxy's last deliveries
     events = list(log)
-    trace = Trace(tool.name, wall, link.bytes_up - up, rate, _requests(events, t0))
+    trace = Trace(tool.name, wall, link.bytes_up - up, rate, delay, _requests(events, t0))
     trace.store_cpu = sum(_cpu_seconds(p) for p in store) - cpu0
     trace.tool_cpu = ru.ru_utime + ru.ru_stime
-    trace.parts = _split(trace, _busy(events, t0, rate))
+    trace.parts = _split(trace, _busy(events, t0, rate), _ready(events, t0, trace))
     return trace
 
 
@@ -241,6 +275,9 @@ def main() -> None:
     ap.add_argument("--cairn-args", default="", help="more arguments to cairn backup")
     ap.add_argument("--init-args", default="", help="more arguments to cairn init")
     ap.add_argument("--workdir", default="/tmp/cairn-bench")
+    ap.add_argument(
+        "--load", type=int, default=0, help="this many busy loops run meanwhile (other work)"
+    )
     args = ap.parse_args()
     tools.ensure_installed()
     tools.byte_compile_cairn()
@@ -262,6 +299,7 @@ def main() -> None:
     log: list[tuple[int, int, float, float, int, bytes]] = []
     results: dict[str, list[Trace]] = {}
     init_args = shlex.split(args.init_args)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
     try:
         with ShapedLink(urlsplit(server.endpoint).port or 0, rtt, mbit, log=log) as link:
             for r in range(args.runs):
@@ -290,14 +328,21 @@ def main() -> None:
                 shift = r % len(made)
                 for tool in made[shift:] + made[:shift]:
                     cargs = shlex.split(args.cairn_args) if tool.name == "cairn" else []
-                    trace = _one(tool, dataset, link, log, rate, _store_pids(server), cargs)
+                    trace = _one(
+                        tool, dataset, link, log, rate, rtt / 2000, _store_pids(server), cargs
+                    )
                     results.setdefault(tool.name, []).append(trace)
                     print(f"run {r + 1}/{args.runs}", flush=True)
                     print(_describe(trace), flush=True)
     finally:
+        for p in busy:
+            p.kill()
+            p.wait()
         server.stop()
-    keys = ["start", "busy", "no PUT", "body", "answer", "answer tail", "end"]
-    print(f"\nmedians of {args.runs} ({args.link}, {'cluster' if args.cluster else 'one process'})")
+    keys = ["start", "busy", "no PUT", "body", "body, proxy late", "answer", "answer tail"]
+    keys += ["end", "one body", "one body idle"]
+    store = "cluster" if args.cluster else "one process"
+    print(f"\nmedians of {args.runs} ({args.link}, {store}, {args.load} busy loops)")
     print("| tool | wall | link used | " + " | ".join(keys) + " | store CPU |")
     print("|---|---|---|" + "---|" * len(keys) + "---|")
     for name, traces in results.items():
