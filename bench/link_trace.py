@@ -26,7 +26,9 @@ order rotates from run to run), and splits the backup's wall time into:
 
 With ``--baseline``, cairn from that source tree (``bench.tools.CairnAt``) runs too, in the
 same rotation, for a before/after in one run. ``--load N`` runs N busy loops meanwhile, for a
-machine shared with other work. The CPU the store's processes took during each
+machine shared with other work; ``--catch-up`` has the proxy count the link's time from when a
+chunk was due when it ran late itself (``bench.shape_proxy``), as a link of its own would. The
+CPU the store's processes took during each
 backup is read from ``/proc``.
 """
 
@@ -278,6 +280,11 @@ def main() -> None:
     ap.add_argument(
         "--load", type=int, default=0, help="this many busy loops run meanwhile (other work)"
     )
+    ap.add_argument(
+        "--catch-up",
+        action="store_true",
+        help="the proxy's link time counts from when a chunk was due, should the proxy run late",
+    )
     args = ap.parse_args()
     tools.ensure_installed()
     tools.byte_compile_cairn()
@@ -301,7 +308,9 @@ def main() -> None:
     init_args = shlex.split(args.init_args)
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
     try:
-        with ShapedLink(urlsplit(server.endpoint).port or 0, rtt, mbit, log=log) as link:
+        with ShapedLink(
+            urlsplit(server.endpoint).port or 0, rtt, mbit, log=log, catch_up=args.catch_up
+        ) as link:
             for r in range(args.runs):
                 made: list[tools.Tool] = []
                 for name in args.tools.split(","):
@@ -342,7 +351,8 @@ def main() -> None:
     keys = ["start", "busy", "no PUT", "body", "body, proxy late", "answer", "answer tail"]
     keys += ["end", "one body", "one body idle"]
     store = "cluster" if args.cluster else "one process"
-    print(f"\nmedians of {args.runs} ({args.link}, {store}, {args.load} busy loops)")
+    late = ", the proxy catching up" if args.catch_up else ""
+    print(f"\nmedians of {args.runs} ({args.link}, {store}, {args.load} busy loops{late})")
     print("| tool | wall | link used | " + " | ".join(keys) + " | store CPU |")
     print("|---|---|---|" + "---|" * len(keys) + "---|")
     for name, traces in results.items():

@@ -34,8 +34,10 @@ class _Link:
         reset_after: int,
         reset_every_bytes: int = 0,
         log: list[tuple[int, int, float, float, int, bytes]] | None = None,
+        catch_up: bool = False,
     ) -> None:
         self.upstream = upstream
+        self.catch_up = catch_up
         self.log = log  # (connection, way, read at, delivered at, length, first bytes) each
         self.delay = rtt_ms / 2000
         self.rate = mbit * 1e6
@@ -117,7 +119,10 @@ class _Link:
                     _reset(other)
                     return
                 if self.rate:
-                    link[0] = max(link[0], loop.time()) + len(data) * 8 / self.rate
+                    # a chunk goes on the link when it is free, from now on; or, with
+                    # ``catch_up``, from when the chunk was due, should the proxy have run late
+                    due = min(t, loop.time()) if self.catch_up else loop.time()
+                    link[0] = max(link[0], due) + len(data) * 8 / self.rate
                     wait = link[0] - loop.time()
                     if wait > 0:
                         await asyncio.sleep(wait)
@@ -163,12 +168,23 @@ class ShapedLink:
         reset_every_bytes: int = 0,
         port: int = 0,
         log: list[tuple[int, int, float, float, int, bytes]] | None = None,
+        catch_up: bool = False,
     ) -> None:
-        """``log``: every chunk carried is appended to it, as (connection number, 0 upstream or
+        """``catch_up``: when the proxy itself runs late (its event loop did not get the CPU
+        when a chunk was due), the link's time counts from when the chunk was due, as a link of
+        its own would have carried it, rather than being lost. ``log``: every chunk carried is appended to it, as (connection number, 0 upstream or
         1 downstream, when the proxy read it, when it delivered it, its length, its first 256
         bytes), times on ``time.monotonic``'s clock (the event loop's)."""
         self._link = _Link(
-            upstream, rtt_ms, mbit, buffer_kib, reset_every, reset_after, reset_every_bytes, log
+            upstream,
+            rtt_ms,
+            mbit,
+            buffer_kib,
+            reset_every,
+            reset_after,
+            reset_every_bytes,
+            log,
+            catch_up,
         )
         self._want_port = port
         self._loop = asyncio.new_event_loop()
