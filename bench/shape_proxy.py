@@ -33,8 +33,12 @@ class _Link:
         reset_every: int,
         reset_after: int,
         reset_every_bytes: int = 0,
+        log: list[tuple[int, int, float, float, int, bytes]] | None = None,
+        catch_up: bool = False,
     ) -> None:
         self.upstream = upstream
+        self.catch_up = catch_up
+        self.log = log  # (connection, way, read at, delivered at, length, first bytes) each
         self.delay = rtt_ms / 2000
         self.rate = mbit * 1e6
         self.maxq = max(1, buffer_kib // 64)
@@ -48,7 +52,8 @@ class _Link:
 
     async def handle(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
         self.connections += 1
-        reset = self.reset_every > 0 and self.connections % self.reset_every == 0
+        conn = self.connections
+        reset = self.reset_every > 0 and conn % self.reset_every == 0
         try:
             ur, uw = await asyncio.open_connection("127.0.0.1", self.upstream)
         except OSError:
@@ -56,7 +61,8 @@ class _Link:
             return
         budget = self.reset_after if reset else None
         await asyncio.gather(
-            self._pipe(cr, uw, self.up, None, cw, 0), self._pipe(ur, cw, self.down, budget, uw, 1)
+            self._pipe(cr, uw, self.up, None, cw, 0, conn),
+            self._pipe(ur, cw, self.down, budget, uw, 1, conn),
         )
 
     async def _pipe(
@@ -67,6 +73,7 @@ class _Link:
         budget: int | None,
         other: asyncio.StreamWriter,
         way: int,
+        conn: int = 0,
     ) -> None:
         loop = asyncio.get_running_loop()
         q: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(maxsize=self.maxq)
@@ -74,7 +81,7 @@ class _Link:
         async def rx() -> None:
             while True:
                 data = await reader.read(65536)
-                await q.put((loop.time() + self.delay, data))
+                await q.put((loop.time() + self.delay, data))  # read at: this less the delay
                 if not data:
                     return
 
@@ -112,12 +119,17 @@ class _Link:
                     _reset(other)
                     return
                 if self.rate:
-                    link[0] = max(link[0], loop.time()) + len(data) * 8 / self.rate
+                    # a chunk goes on the link when it is free, from now on; or, with
+                    # ``catch_up``, from when the chunk was due, should the proxy have run late
+                    due = min(t, loop.time()) if self.catch_up else loop.time()
+                    link[0] = max(link[0], due) + len(data) * 8 / self.rate
                     wait = link[0] - loop.time()
                     if wait > 0:
                         await asyncio.sleep(wait)
                 writer.write(data)
                 self.carried[way] += len(data)
+                if self.log is not None:
+                    self.log.append((conn, way, t - self.delay, loop.time(), len(data), data[:256]))
                 await writer.drain()
 
         rx_task = asyncio.ensure_future(rx())
@@ -155,9 +167,24 @@ class ShapedLink:
         reset_after: int = 0,
         reset_every_bytes: int = 0,
         port: int = 0,
+        log: list[tuple[int, int, float, float, int, bytes]] | None = None,
+        catch_up: bool = False,
     ) -> None:
+        """``catch_up``: when the proxy itself runs late (its event loop did not get the CPU
+        when a chunk was due), the link's time counts from when the chunk was due, as a link of
+        its own would have carried it, rather than being lost. ``log``: every chunk carried is appended to it, as (connection number, 0 upstream or
+        1 downstream, when the proxy read it, when it delivered it, its length, its first 256
+        bytes), times on ``time.monotonic``'s clock (the event loop's)."""
         self._link = _Link(
-            upstream, rtt_ms, mbit, buffer_kib, reset_every, reset_after, reset_every_bytes
+            upstream,
+            rtt_ms,
+            mbit,
+            buffer_kib,
+            reset_every,
+            reset_after,
+            reset_every_bytes,
+            log,
+            catch_up,
         )
         self._want_port = port
         self._loop = asyncio.new_event_loop()

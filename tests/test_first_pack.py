@@ -1,6 +1,7 @@
 """A backup into a repository that holds no pack yet finishes its first data pack at a fifth of
-the pack size on an object store (its upload starts that much sooner); later backups fill full
-packs from the start, and a dry run counts the requests the backup then makes."""
+the pack size on an object store (its upload starts that much sooner), and each next one at
+twice the one before up to the pack size; later backups fill full packs from the start, and a
+dry run counts the requests the backup then makes."""
 
 from __future__ import annotations
 
@@ -47,11 +48,11 @@ def test_the_first_backup_starts_with_a_small_pack_and_later_ones_do_not(
     res = run_cli("backup", "--repo", s3_url, src, "--json")
     assert res.code == 0, res.err
     first = _data_packs(s3_env, s3_url)
-    # 1 blob (a fifth of 1 MiB holds one), then 6 a pack (6 + 6 + 6 + 1)
+    # 1 blob (a fifth of 1 MiB holds one), 2 (two fifths), 5 (four fifths), then 6 a pack
     summary = res.json()["summary"]
     assert summary["packs_written"] - summary["tree_packs_written"] == len(first) == 5
-    small = [s for s in first.values() if s < PACK // 5]
-    assert len(small) == 2  # the first pack (one blob) and the last (one blob)
+    blobs = sorted(round(s / BLOB) for s in first.values())
+    assert blobs == [1, 2, 5, 6, 6]
     # the dry run counted the same packs: its estimate is the requests the backup made
     q, rec = dry.json()["estimate"]["requests"], summary["requests"]
     assert q["put"] == rec["put"] + 1  # the snapshot, written after the counts stop

@@ -112,9 +112,9 @@ def test_a_full_disk_while_spooling_is_one_clear_error(tmp_path):
     assert list((tmp_path / "store").iterdir()) == []
 
 
-def test_the_first_data_pack_is_finished_at_its_own_size(tmp_path):
-    """``first_pack_size``: the first data pack is finished at that size, every later one (and
-    every tree pack) at the pack size."""
+def test_the_first_data_packs_grow_from_their_own_size_to_the_pack_size(tmp_path):
+    """``first_pack_size``: the first data pack is finished at that size, each later one at
+    twice the one before up to the pack size (every tree pack at the pack size)."""
     storage = LocalStorage(tmp_path / "store")
     (tmp_path / "store").mkdir()
     records = []
@@ -136,8 +136,10 @@ def test_the_first_data_pack_is_finished_at_its_own_size(tmp_path):
         for t in layout.BLOB_TYPES
     }
     data, trees = sizes[layout.DATA_BLOB], sizes[layout.TREE_BLOB]
-    assert len(data) == 5  # 256 KiB (4 blobs), then 1 MiB (17 blobs) a pack: 4 + 3 * 17 + 5
+    # 256 KiB (4 blobs), 512 KiB (8 blobs), then 1 MiB (17 blobs) a pack: 4 + 8 + 2 * 17 + 14
+    assert len(data) == 5
     assert first - blob < data[0] <= first  # uploaded one at a time: in the order filled
-    assert all(pack_size - blob < s <= pack_size for s in data[1:-1])
+    assert 2 * first - blob < data[1] <= 2 * first
+    assert all(pack_size - blob < s <= pack_size for s in data[2:-1])
     assert data[-1] < pack_size - blob  # what was left
     assert len(trees) == 2 and pack_size - blob < trees[0] <= pack_size

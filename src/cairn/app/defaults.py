@@ -51,10 +51,11 @@ class BackendDefaults:
     # trip, read again by every command; a local directory is already local
     object_cache: bool
     # the first data pack of a backup into a repository that holds no pack yet is finished at
-    # the repository's pack size divided by this (None: full size), so that its upload starts
-    # that much sooner: on an object store the link waits, from the opening, for the first
-    # pack to fill; later backups, which find packs in the repository, fill full packs from
-    # the start (one PUT more, at most, on the repository's first backup only)
+    # the repository's pack size divided by this (None: full size), and each next one at twice
+    # the one before up to the pack size, so that the uploads start that much sooner: on an
+    # object store the link waits, from the opening, for the first packs to fill; later
+    # backups, which find packs in the repository, fill full packs from the start (two PUTs
+    # more, at most, on the repository's first backup only)
     first_pack_divisor: int | None
 
 

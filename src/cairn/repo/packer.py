@@ -49,7 +49,9 @@ class Packer:
         first_pack_size: int | None = None,
     ) -> None:
         """``first_pack_size``: the first data pack is finished at this size rather than
-        ``pack_size`` (its upload starts that much sooner; the packs after it are full size)."""
+        ``pack_size``, and each one after it at twice the size of the one before, up to
+        ``pack_size`` (the first uploads start that much sooner, and the next ones follow
+        before the link runs dry; 8, 16, 32, then 40 MiB packs for a fifth of 40 MiB)."""
         self._storage = storage
         self._master_key = master_key
         self._pack_size = pack_size
@@ -89,7 +91,7 @@ class Packer:
                     return builder.add(blob_id, plaintext, raw_length).length
                 if builder is not None:
                     del self._open[blob_type]
-                    self._limit[blob_type] = self._pack_size
+                    self._limit[blob_type] = min(self._pack_size, 2 * self._limit[blob_type])
             if builder is not None:
                 self._submit(builder)
             self._buffers[blob_type].acquire()

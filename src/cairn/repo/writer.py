@@ -56,7 +56,7 @@ class Writer:
         keep every written pack's record in ``written_packs`` (prune needs them; a backup of
         millions of files must not hold them all). ``spool``: data packs are built in
         temporary files, not in memory (repo/packer.py). ``first_pack_size``: the first data pack
-        is finished at that size (repo/packer.py)."""
+        is finished at that size, the next ones at double the one before (repo/packer.py)."""
         self.repo = repo
         self.dry_run = dry_run
         self._journal = None if dry_run else journal

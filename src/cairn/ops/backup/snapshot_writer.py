@@ -55,7 +55,8 @@ class BackupRequest:
     # (ops/objectlock.py)
     before_save: Callable[[], object] | None = None
     # the size of the first data pack when the repository holds no pack yet (a first backup:
-    # the upload starts sooner; repo/packer.py); None: full-size packs from the start
+    # the uploads start sooner; the next packs double up to the pack size, repo/packer.py);
+    # None: full-size packs from the start
     first_pack_size: int | None = None
 
 
