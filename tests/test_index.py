@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cairn.repo import index as index_module
+from cairn.repo import indexsort
 from cairn.repo.index import BlobIndex, PackInfo, PackRecord, decode_index, encode_index
 from cairn.repo.pack import BlobRef
 
@@ -88,17 +89,20 @@ def _expected(objects: list[list[PackRecord]]) -> dict[bytes, tuple[bytes, int, 
     objects=st.lists(st.lists(pack, max_size=5), max_size=8),
     columns=st.lists(st.booleans(), min_size=8, max_size=8),
     merge_min=st.sampled_from([1, 3, 1 << 16]),
+    small=st.booleans(),
     data=st.data(),
 )
 def test_columns_and_records_index_alike(
     objects: list[list[PackRecord]],
     columns: list[bool],
     merge_min: int,
+    small: bool,
     data: st.DataObject,
 ) -> None:
     """Index objects added as columns (how the index is loaded) or pack by pack (how a backup
     adds its packs), in any mix, index what ``add_pack`` alone would: the first pack holding a
-    blob wins, a pack repeated counts once."""
+    blob wins, a pack repeated counts once. ``small``: the columns waiting to be sorted in
+    fill several segments, and the sort makes many buckets and moves a few entries at once."""
     # packs repeated from one object to another, and blobs shared between packs
     packs = [r for records in objects for r in records]
     if packs:
@@ -107,6 +111,10 @@ def test_columns_and_records_index_alike(
                 records.append(data.draw(st.sampled_from(packs)))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(index_module, "_MERGE_MIN", merge_min)
+        if small:
+            mp.setattr(index_module, "SEGMENT", 7)
+            mp.setattr(indexsort, "_BUCKET", 2)
+            mp.setattr(indexsort, "_BLOCK", 5)
         index = BlobIndex()
         for records, as_columns in zip(objects, columns, strict=False):
             encoded = encode_index(records)
@@ -115,11 +123,11 @@ def test_columns_and_records_index_alike(
             else:
                 for r in decode_index(encoded):
                     index.add_pack(r)
-    expected = _expected(objects)
-    # asked first, while packs added as columns may still wait to be merged
-    asked = [*expected, b"\xfe" * 32]
-    assert index.contains_all(asked) == [b in expected for b in asked]
-    _assert_finds(index, expected)
+        expected = _expected(objects)
+        # asked first, while packs added as columns may still wait to be merged
+        asked = [*expected, b"\xfe" * 32]
+        assert index.contains_all(asked) == [b in expected for b in asked]
+        _assert_finds(index, expected)
 
 
 @settings(max_examples=40, deadline=None)
