@@ -15,7 +15,7 @@ import importlib
 import struct
 import threading
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import chain
 from types import ModuleType
@@ -94,6 +94,26 @@ class PackColumns:
                 for i in range(len(self))
             ],
         )
+
+
+class PackRecords(Mapping[bytes, PackRecord]):
+    """Pack id -> its record, made when asked from the pack's columns: every pack of a large
+    index held this way costs its columns (44 bytes a blob), not a Python object per blob."""
+
+    def __init__(self, columns: dict[bytes, PackColumns]) -> None:
+        self.columns = columns
+
+    def __getitem__(self, pack_id: bytes) -> PackRecord:
+        return self.columns[pack_id].record()
+
+    def __contains__(self, pack_id: object) -> bool:
+        return pack_id in self.columns
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.columns)
+
+    def __len__(self) -> int:
+        return len(self.columns)
 
 
 class BlobIndex:
