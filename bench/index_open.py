@@ -2,6 +2,7 @@
 
     python -m bench.index_open [--blobs 1000000,10000000] [--blobs-per-pack 100]
                                [--workdir DIR] [--local] [--against DIR]
+                               [--reads open,check,prune]
 
 For each size, a repository is created on the SeaweedFS test server (``--local``: in a
 directory) and given an index of that many synthetic blobs (random ids, ``--blobs-per-pack``
@@ -13,7 +14,9 @@ row gives the backup's wall time, peak RSS, and the requests and bytes down its 
 summary counts. No pack exists: nothing but the index is read. ``--against DIR``: each
 repository is also opened (cold, then warm, taking turns with the current code) by the cairn
 whose sources are in DIR (put first on PYTHONPATH, e.g. an export of an earlier commit's
-``src``), for a before and after measured in one run.
+``src``), for a before and after measured in one run. ``--reads``: which of these read the
+index: ``open`` (the backups above), ``check`` and ``prune`` (each a process of its own reading
+the whole index as that command does, bench/index_read.py: its seconds and peak RSS).
 """
 
 from __future__ import annotations
@@ -65,7 +68,13 @@ def fill_index(url: str, password: str, blobs: int, per_pack: int, env: dict[str
 
 
 def one_size(
-    work: Path, url: str, env: dict[str, str], blobs: int, per_pack: int, against: str | None
+    work: Path,
+    url: str,
+    env: dict[str, str],
+    blobs: int,
+    per_pack: int,
+    against: str | None,
+    reads: list[str],
 ) -> list[dict[str, object]]:
     """A row per variant: the current code (``""``), then ``against`` if given."""
     tool = tools.Cairn(work, url=url, extra_env=env)
@@ -78,7 +87,7 @@ def one_size(
     rows: dict[str, dict[str, object]] = {
         v: {"blobs": blobs, "index_mib": stored / 2**20, "variant": v} for v in variants
     }
-    for phase in ("cold", "warm"):
+    for phase in ("cold", "warm") if "open" in reads else ():
         for variant, extra in variants.items():
             if phase == "cold":
                 shutil.rmtree(tool.cache, ignore_errors=True)
@@ -92,8 +101,34 @@ def one_size(
                 "mib_down": requests["bytes_down"] / 2**20,
             }
             print(blobs, variant or "current", phase, rows[variant][phase], flush=True)
+    for command in [r for r in reads if r != "open"]:
+        for variant, extra in variants.items():
+            m = run([sys.executable, "-m", "bench.index_read", command], {**tool.env(), **extra})
+            rows[variant][command] = {
+                **json.loads(m.stdout),
+                "cpu_s": m.cpu,
+                "rss_mib": m.max_rss_mib,
+            }
+            print(blobs, variant or "current", command, rows[variant][command], flush=True)
     tool.reset()
     return list(rows.values())
+
+
+def read_table(rows: list[dict[str, object]], reads: list[str]) -> str:
+    """Reading the whole index as ``check`` and ``prune`` do: seconds, the process's peak RSS."""
+    lines = [
+        "| blobs | " + " | ".join(f"{r}: s, peak RSS, RSS before" for r in reads) + " |",
+        "|---" * (len(reads) + 1) + "|",
+    ]
+    for r in rows:
+        name = f"{r['blobs']:,}" + (f" ({r['variant']})" if r["variant"] else "")
+        cells = [
+            f"{r[c]['seconds']:.1f} s, {r[c]['rss_mib']:.0f} MiB, "  # type: ignore[index]
+            f"{r[c]['rss_before_mib']:.0f} MiB"  # type: ignore[index]
+            for c in reads
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict[str, object]]) -> str:
@@ -126,7 +161,13 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/cairn-bench-open")
     ap.add_argument("--local", action="store_true", help="a local directory, not SeaweedFS")
     ap.add_argument("--against", help="also open with the cairn sources in this directory")
+    ap.add_argument(
+        "--reads",
+        default="open",
+        help="what reads the index, of open (a backup), check and prune (bench.index_read)",
+    )
     args = ap.parse_args()
+    reads = args.reads.split(",")
     tools.ensure_installed()
     tools.byte_compile_cairn()
     if args.against:
@@ -142,11 +183,15 @@ def main() -> None:
                 url, env = str(work / f"repo-{n}"), {}
             else:
                 url, env = server.url(f"open-{n}"), server.env()
-            rows.extend(one_size(work, url, env, n, args.blobs_per_pack, args.against))
+            rows.extend(one_size(work, url, env, n, args.blobs_per_pack, args.against, reads))
     finally:
         if server is not None:
             server.stop()
-    print(table(rows))
+    if "open" in reads:
+        print(table(rows))
+    others = [r for r in reads if r != "open"]
+    if others:
+        print(read_table(rows, others))
     print(json.dumps(rows, indent=2))
 
 
