@@ -203,13 +203,16 @@ def test_pack_records_are_made_from_columns_when_asked(packs: list[PackRecord]) 
     assert records.get(b"\xee" * 32) == expected.get(b"\xee" * 32)
 
 
-def test_check_indexes_as_loading_does(tmp_path, run_cli) -> None:  # type: ignore[no-untyped-def]
-    """check reads the index as columns: the packs it checks are the first of each pack id of
-    every index object, and its in-memory index finds each blob where loading the index does."""
+@pytest.mark.parametrize("command", ["check", "prune"])
+def test_check_and_prune_index_as_loading_does(tmp_path, run_cli, command) -> None:  # type: ignore[no-untyped-def]
+    """check and prune read the index as columns: the packs they go by are the first of each
+    pack id of every index object, and their in-memory index finds each blob where loading the
+    index does."""
     import os
 
     from cairn.ops.check import Checker
     from cairn.ops.progress import NullProgress
+    from cairn.ops.prune import plan
     from tests.craft import create_repo, open_repo
 
     repo_path = create_repo(tmp_path / "repo", pack_size=64 << 10)
@@ -229,7 +232,10 @@ def test_check_indexes_as_loading_does(tmp_path, run_cli) -> None:  # type: igno
         for r in recs:
             records.setdefault(r.info.id, r)
     repo = open_repo(repo_path, load_index=False)
-    kept, names = Checker(repo, NullProgress())._index()
+    if command == "check":
+        kept, names = Checker(repo, NullProgress())._index()
+    else:
+        kept, names = plan.read_index(repo)
     assert len(names) == 2
     assert dict(kept.items()) == records
     assert sorted(repo.index.blob_ids()) == sorted(loaded.index.blob_ids())
