@@ -1,7 +1,7 @@
 """What opening a repository with a large index costs on S3: requests, bytes, time and memory.
 
     python -m bench.index_open [--blobs 1000000,10000000] [--blobs-per-pack 100]
-                               [--workdir DIR] [--local] [--against DIR]
+                               [--workdir DIR] [--local] [--baseline DIR]
                                [--reads open,check,prune]
 
 For each size, a repository is created on the SeaweedFS test server (``--local``: in a
@@ -11,7 +11,7 @@ encrypted). Then a backup of an empty directory, which opens the repository and 
 whole index, is run twice: with an empty cache (every index object downloaded) and again (the
 host's copies of the index objects, docs/format.md §13, make the downloads unnecessary). Each
 row gives the backup's wall time, peak RSS, and the requests and bytes down its ``--json``
-summary counts. No pack exists: nothing but the index is read. ``--against DIR``: each
+summary counts. No pack exists: nothing but the index is read. ``--baseline DIR``: each
 repository is also opened (cold, then warm, taking turns with the current code) by the cairn
 whose sources are in DIR (put first on PYTHONPATH, e.g. an export of an earlier commit's
 ``src``), for a before and after measured in one run. ``--reads``: which of these read the
@@ -73,17 +73,17 @@ def one_size(
     env: dict[str, str],
     blobs: int,
     per_pack: int,
-    against: str | None,
+    baseline: str | None,
     reads: list[str],
 ) -> list[dict[str, object]]:
-    """A row per variant: the current code (``""``), then ``against`` if given."""
+    """A row per variant: the current code (``""``), then ``baseline`` if given."""
     tool = tools.Cairn(work, url=url, extra_env=env)
     tool.reset()
     tool.init()
     stored = fill_index(url, tools.PASSWORD, blobs, per_pack, env)
     empty = work / "empty"
     empty.mkdir(exist_ok=True)
-    variants = {"": {}} if against is None else {"": {}, against: {"PYTHONPATH": against}}
+    variants = {"": {}} if baseline is None else {"": {}, baseline: {"PYTHONPATH": baseline}}
     rows: dict[str, dict[str, object]] = {
         v: {"blobs": blobs, "index_mib": stored / 2**20, "variant": v} for v in variants
     }
@@ -160,7 +160,7 @@ def main() -> None:
     ap.add_argument("--blobs-per-pack", type=int, default=100)
     ap.add_argument("--workdir", default="/tmp/cairn-bench-open")
     ap.add_argument("--local", action="store_true", help="a local directory, not SeaweedFS")
-    ap.add_argument("--against", help="also open with the cairn sources in this directory")
+    ap.add_argument("--baseline", help="also open with the cairn sources in this directory")
     ap.add_argument(
         "--reads",
         default="open",
@@ -170,8 +170,8 @@ def main() -> None:
     reads = args.reads.split(",")
     tools.ensure_installed()
     tools.byte_compile_cairn()
-    if args.against:
-        compileall.compile_dir(args.against, quiet=1)
+    if args.baseline:
+        compileall.compile_dir(args.baseline, quiet=1)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     sizes = [int(b) for b in args.blobs.split(",")]
@@ -183,7 +183,7 @@ def main() -> None:
                 url, env = str(work / f"repo-{n}"), {}
             else:
                 url, env = server.url(f"open-{n}"), server.env()
-            rows.extend(one_size(work, url, env, n, args.blobs_per_pack, args.against, reads))
+            rows.extend(one_size(work, url, env, n, args.blobs_per_pack, args.baseline, reads))
     finally:
         if server is not None:
             server.stop()
