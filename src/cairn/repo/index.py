@@ -220,8 +220,8 @@ class BlobIndex:
         """Sorts everything added since the last merge into the arrays. Where an id occurs
         more than once, the entry added first is kept (the merged arrays, then the dict, then
         the columns added, in their order), as ``add_pack`` keeps the first. The arrays are
-        sorted anew with the rest (cairn.repo.indexsort: about their size again at most, their
-        pages given back as they move)."""
+        sorted anew with the rest (cairn.repo.indexsort), in little more memory than the new
+        arrays take: the pages of what has moved are given back as the sort goes."""
         if not self._recent and not self._pending:
             return
         np = _np()
