@@ -113,6 +113,7 @@ def test_columns_and_records_index_alike(
         mp.setattr(index_module, "_MERGE_MIN", merge_min)
         if small:
             mp.setattr(index_module, "SEGMENT", 7)
+            mp.setattr(index_module, "_APPEND_BLOBS", 2)
             mp.setattr(indexsort, "_BUCKET", 2)
             mp.setattr(indexsort, "_BLOCK", 5)
         index = BlobIndex()
@@ -241,3 +242,30 @@ def test_check_and_prune_index_as_loading_does(tmp_path, run_cli, command) -> No
     assert sorted(repo.index.blob_ids()) == sorted(loaded.index.blob_ids())
     for blob_id in loaded.index.blob_ids():
         assert repo.index.get(blob_id) == loaded.index.get(blob_id)
+
+
+def test_many_packs_at_once_are_copied_a_few_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Packs added in one call (check adds every pack of the index at once) are copied into
+    the columns waiting to be sorted in a batch at a time, not all joined at once."""
+    records = [
+        PackRecord(
+            PackInfo(i.to_bytes(32, "big"), bytes(32), 0),
+            [BlobRef((i * 100 + k).to_bytes(32, "little"), k, 10, 9) for k in range(100)],
+        )
+        for i in range(2000)
+    ]
+    batches: list[int] = []
+    real = BlobIndex._append
+
+    def append(self: BlobIndex, packs: list[tuple[int, index_module.PackColumns]]) -> None:
+        batches.append(sum(len(c) for _, c in packs))
+        real(self, packs)
+
+    monkeypatch.setattr(BlobIndex, "_append", append)
+    index = BlobIndex()
+    index.add_columns(index_module.decode_index_columns(encode_index(records)))
+    assert len(index) == 200_000
+    assert len(batches) > 2  # the first blobs went to the dict, then batches
+    assert max(batches) <= index_module._APPEND_BLOBS + 100
+    found = index.get((123 * 100 + 7).to_bytes(32, "little"))
+    assert found is not None and found.pack.id == (123).to_bytes(32, "big") and found.offset == 7

@@ -32,6 +32,7 @@ INDEX_VERSION = 1
 # (a million tiny files would otherwise make one huge object).
 INDEX_OBJECT_BLOBS = 50_000
 _MERGE_MIN = 1 << 16
+_APPEND_BLOBS = 1 << 16  # blobs of packs added in columns copied into the waiting ones at once
 _ROW = struct.Struct("<4I")  # pack number, offset, length, raw length
 _U32 = "I" if array("I").itemsize == 4 else "L"  # an array type of 32-bit unsigned integers
 
@@ -168,6 +169,7 @@ class BlobIndex:
         costs one sort, not a lookup and a Python object per blob."""
         with self._lock:
             new: list[tuple[int, PackColumns]] = []
+            count = 0
             for c in packs:
                 if c.info.id in self._pack_no:
                     continue
@@ -178,6 +180,10 @@ class BlobIndex:
                     self._add_rows(no, c)  # a small index stays in the dict, without numpy
                     continue
                 new.append((no, c))
+                count += len(c)
+                if count >= _APPEND_BLOBS:  # the copies _append makes stay small
+                    self._append(new)
+                    new, count = [], 0
             if new:
                 self._append(new)
 
