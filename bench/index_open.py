@@ -1,7 +1,8 @@
 """What opening a repository with a large index costs on S3: requests, bytes, time and memory.
 
     python -m bench.index_open [--blobs 1000000,10000000] [--blobs-per-pack 100]
-                               [--workdir DIR] [--local]
+                               [--workdir DIR] [--local] [--baseline DIR]
+                               [--reads open,check,prune]
 
 For each size, a repository is created on the SeaweedFS test server (``--local``: in a
 directory) and given an index of that many synthetic blobs (random ids, ``--blobs-per-pack``
@@ -10,12 +11,18 @@ encrypted). Then a backup of an empty directory, which opens the repository and 
 whole index, is run twice: with an empty cache (every index object downloaded) and again (the
 host's copies of the index objects, docs/format.md §13, make the downloads unnecessary). Each
 row gives the backup's wall time, peak RSS, and the requests and bytes down its ``--json``
-summary counts. No pack exists: nothing but the index is read.
+summary counts. No pack exists: nothing but the index is read. ``--baseline DIR``: each
+repository is also opened (cold, then warm, taking turns with the current code) by the cairn
+whose sources are in DIR (put first on PYTHONPATH, e.g. an export of an earlier commit's
+``src``), for a before and after measured in one run. ``--reads``: which of these read the
+index: ``open`` (the backups above), ``check`` and ``prune`` (each a process of its own reading
+the whole index as that command does, bench/index_read.py: its seconds and peak RSS).
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import random
@@ -61,29 +68,67 @@ def fill_index(url: str, password: str, blobs: int, per_pack: int, env: dict[str
 
 
 def one_size(
-    work: Path, url: str, env: dict[str, str], blobs: int, per_pack: int
-) -> dict[str, object]:
+    work: Path,
+    url: str,
+    env: dict[str, str],
+    blobs: int,
+    per_pack: int,
+    baseline: str | None,
+    reads: list[str],
+) -> list[dict[str, object]]:
+    """A row per variant: the current code (``""``), then ``baseline`` if given."""
     tool = tools.Cairn(work, url=url, extra_env=env)
     tool.reset()
     tool.init()
     stored = fill_index(url, tools.PASSWORD, blobs, per_pack, env)
     empty = work / "empty"
     empty.mkdir(exist_ok=True)
-    out: dict[str, object] = {"blobs": blobs, "index_mib": stored / 2**20}
-    shutil.rmtree(tool.cache, ignore_errors=True)
-    for phase in ("cold", "warm"):
-        m = run(tool.cmd("backup", str(empty), "--json"), tool.env())
-        requests = json.loads(m.stdout)["summary"]["requests"]
-        out[phase] = {
-            "wall_s": m.wall,
-            "cpu_s": m.cpu,
-            "rss_mib": m.max_rss_mib,
-            "requests": {k: v for k, v in requests.items() if not k.startswith("bytes")},
-            "mib_down": requests["bytes_down"] / 2**20,
-        }
-        print(blobs, phase, out[phase], flush=True)
+    variants = {"": {}} if baseline is None else {"": {}, baseline: {"PYTHONPATH": baseline}}
+    rows: dict[str, dict[str, object]] = {
+        v: {"blobs": blobs, "index_mib": stored / 2**20, "variant": v} for v in variants
+    }
+    for phase in ("cold", "warm") if "open" in reads else ():
+        for variant, extra in variants.items():
+            if phase == "cold":
+                shutil.rmtree(tool.cache, ignore_errors=True)
+            m = run(tool.cmd("backup", str(empty), "--json"), {**tool.env(), **extra})
+            requests = json.loads(m.stdout)["summary"]["requests"]
+            rows[variant][phase] = {
+                "wall_s": m.wall,
+                "cpu_s": m.cpu,
+                "rss_mib": m.max_rss_mib,
+                "requests": {k: v for k, v in requests.items() if not k.startswith("bytes")},
+                "mib_down": requests["bytes_down"] / 2**20,
+            }
+            print(blobs, variant or "current", phase, rows[variant][phase], flush=True)
+    for command in [r for r in reads if r != "open"]:
+        for variant, extra in variants.items():
+            m = run([sys.executable, "-m", "bench.index_read", command], {**tool.env(), **extra})
+            rows[variant][command] = {
+                **json.loads(m.stdout),
+                "cpu_s": m.cpu,
+                "rss_mib": m.max_rss_mib,
+            }
+            print(blobs, variant or "current", command, rows[variant][command], flush=True)
     tool.reset()
-    return out
+    return list(rows.values())
+
+
+def read_table(rows: list[dict[str, object]], reads: list[str]) -> str:
+    """Reading the whole index as ``check`` and ``prune`` do: seconds, the process's peak RSS."""
+    lines = [
+        "| blobs | " + " | ".join(f"{r}: s, peak RSS, RSS before" for r in reads) + " |",
+        "|---" * (len(reads) + 1) + "|",
+    ]
+    for r in rows:
+        name = f"{r['blobs']:,}" + (f" ({r['variant']})" if r["variant"] else "")
+        cells = [
+            f"{r[c]['seconds']:.1f} s, {r[c]['rss_mib']:.0f} MiB, "  # type: ignore[index]
+            f"{r[c]['rss_before_mib']:.0f} MiB"  # type: ignore[index]
+            for c in reads
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict[str, object]]) -> str:
@@ -102,7 +147,8 @@ def table(rows: list[dict[str, object]]) -> str:
                 f"{p['wall_s']:.1f} s, {p['rss_mib']:.0f} MiB, {kinds}, "  # type: ignore[index]
                 f"{p['mib_down']:.1f}"  # type: ignore[index]
             )
-        lines.append(f"| {r['blobs']:,} | {r['index_mib']:.0f} | " + " | ".join(cells) + " |")
+        name = f"{r['blobs']:,}" + (f" ({r['variant']})" if r["variant"] else "")
+        lines.append(f"| {name} | {r['index_mib']:.0f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -114,9 +160,18 @@ def main() -> None:
     ap.add_argument("--blobs-per-pack", type=int, default=100)
     ap.add_argument("--workdir", default="/tmp/cairn-bench-open")
     ap.add_argument("--local", action="store_true", help="a local directory, not SeaweedFS")
+    ap.add_argument("--baseline", help="also open with the cairn sources in this directory")
+    ap.add_argument(
+        "--reads",
+        default="open",
+        help="what reads the index, of open (a backup), check and prune (bench.index_read)",
+    )
     args = ap.parse_args()
+    reads = args.reads.split(",")
     tools.ensure_installed()
     tools.byte_compile_cairn()
+    if args.baseline:
+        compileall.compile_dir(args.baseline, quiet=1)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     sizes = [int(b) for b in args.blobs.split(",")]
@@ -128,11 +183,15 @@ def main() -> None:
                 url, env = str(work / f"repo-{n}"), {}
             else:
                 url, env = server.url(f"open-{n}"), server.env()
-            rows.append(one_size(work, url, env, n, args.blobs_per_pack))
+            rows.extend(one_size(work, url, env, n, args.blobs_per_pack, args.baseline, reads))
     finally:
         if server is not None:
             server.stop()
-    print(table(rows))
+    if "open" in reads:
+        print(table(rows))
+    others = [r for r in reads if r != "open"]
+    if others:
+        print(read_table(rows, others))
     print(json.dumps(rows, indent=2))
 
 

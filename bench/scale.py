@@ -71,6 +71,8 @@ def index_scale(blobs: int) -> dict[str, float]:
         "blobs": blobs,
         "bytes_per_blob": index.nbytes() / blobs,
         "rss_growth_mib": _rss_mib() - before,
+        "rss_before_mib": before,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "build_s": build,
         "lookups_per_s_hit": hits_rate,
         "lookups_per_s_miss": miss_rate,

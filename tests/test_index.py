@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cairn.repo import index as index_module
+from cairn.repo import indexsort
 from cairn.repo.index import BlobIndex, PackInfo, PackRecord, decode_index, encode_index
 from cairn.repo.pack import BlobRef
 
@@ -88,17 +89,20 @@ def _expected(objects: list[list[PackRecord]]) -> dict[bytes, tuple[bytes, int, 
     objects=st.lists(st.lists(pack, max_size=5), max_size=8),
     columns=st.lists(st.booleans(), min_size=8, max_size=8),
     merge_min=st.sampled_from([1, 3, 1 << 16]),
+    small=st.booleans(),
     data=st.data(),
 )
 def test_columns_and_records_index_alike(
     objects: list[list[PackRecord]],
     columns: list[bool],
     merge_min: int,
+    small: bool,
     data: st.DataObject,
 ) -> None:
     """Index objects added as columns (how the index is loaded) or pack by pack (how a backup
     adds its packs), in any mix, index what ``add_pack`` alone would: the first pack holding a
-    blob wins, a pack repeated counts once."""
+    blob wins, a pack repeated counts once. ``small``: the columns waiting to be sorted in
+    fill several segments, and the sort makes many buckets and moves a few entries at once."""
     # packs repeated from one object to another, and blobs shared between packs
     packs = [r for records in objects for r in records]
     if packs:
@@ -107,6 +111,11 @@ def test_columns_and_records_index_alike(
                 records.append(data.draw(st.sampled_from(packs)))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(index_module, "_MERGE_MIN", merge_min)
+        if small:
+            mp.setattr(index_module, "SEGMENT", 7)
+            mp.setattr(index_module, "_APPEND_BLOBS", 2)
+            mp.setattr(indexsort, "_BUCKET", 2)
+            mp.setattr(indexsort, "_BLOCK", 5)
         index = BlobIndex()
         for records, as_columns in zip(objects, columns, strict=False):
             encoded = encode_index(records)
@@ -115,11 +124,11 @@ def test_columns_and_records_index_alike(
             else:
                 for r in decode_index(encoded):
                     index.add_pack(r)
-    expected = _expected(objects)
-    # asked first, while packs added as columns may still wait to be merged
-    asked = [*expected, b"\xfe" * 32]
-    assert index.contains_all(asked) == [b in expected for b in asked]
-    _assert_finds(index, expected)
+        expected = _expected(objects)
+        # asked first, while packs added as columns may still wait to be merged
+        asked = [*expected, b"\xfe" * 32]
+        assert index.contains_all(asked) == [b in expected for b in asked]
+        _assert_finds(index, expected)
 
 
 @settings(max_examples=40, deadline=None)
@@ -174,3 +183,89 @@ def test_a_malformed_blob_entry_is_refused(blob: object) -> None:
     }
     with pytest.raises(ValueError, match="bad blob entry"):
         index_module.decode_index_columns(msgpack.packb(doc))
+
+
+@settings(max_examples=40, deadline=None)
+@given(packs=st.lists(pack, max_size=12))
+def test_pack_records_are_made_from_columns_when_asked(packs: list[PackRecord]) -> None:
+    """What check keeps of the index (a pack's columns, its record made when asked) gives the
+    records an index object holds, the first of each pack id."""
+    columns: dict[bytes, index_module.PackColumns] = {}
+    for c in index_module.decode_index_columns(encode_index(packs)):
+        columns.setdefault(c.info.id, c)
+    expected: dict[bytes, PackRecord] = {}
+    for r in packs:
+        expected.setdefault(r.info.id, r)
+    records = index_module.PackRecords(columns)
+    assert len(records) == len(expected)
+    assert dict(records.items()) == expected
+    assert all(p in records for p in expected)
+    assert b"\xee" * 32 not in records or b"\xee" * 32 in expected
+    assert records.get(b"\xee" * 32) == expected.get(b"\xee" * 32)
+
+
+@pytest.mark.parametrize("command", ["check", "prune"])
+def test_check_and_prune_index_as_loading_does(tmp_path, run_cli, command) -> None:  # type: ignore[no-untyped-def]
+    """check and prune read the index as columns: the packs they go by are the first of each
+    pack id of every index object, and their in-memory index finds each blob where loading the
+    index does."""
+    import os
+
+    from cairn.ops.check import Checker
+    from cairn.ops.progress import NullProgress
+    from cairn.ops.prune import plan
+    from tests.craft import create_repo, open_repo
+
+    repo_path = create_repo(tmp_path / "repo", pack_size=64 << 10)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(30):
+        (src / f"f{i}.bin").write_bytes(os.urandom(20_000 + i))
+    assert run_cli("backup", "--repo", repo_path, src).code == 0
+    writer = open_repo(repo_path)
+    first = next(r for _, recs in writer.read_index_objects() for r in recs)
+    # another index object listing a pack again, with other places: the first listed counts
+    moved = PackRecord(first.info, [b._replace(offset=b.offset + 1) for b in first.blobs])
+    writer.write_index([moved])
+    loaded = open_repo(repo_path)
+    records: dict[bytes, PackRecord] = {}
+    for _, recs in loaded.read_index_objects():
+        for r in recs:
+            records.setdefault(r.info.id, r)
+    repo = open_repo(repo_path, load_index=False)
+    if command == "check":
+        kept, names = Checker(repo, NullProgress())._index()
+    else:
+        kept, names = plan.read_index(repo)
+    assert len(names) == 2
+    assert dict(kept.items()) == records
+    assert sorted(repo.index.blob_ids()) == sorted(loaded.index.blob_ids())
+    for blob_id in loaded.index.blob_ids():
+        assert repo.index.get(blob_id) == loaded.index.get(blob_id)
+
+
+def test_many_packs_at_once_are_copied_a_few_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Packs added in one call (check adds every pack of the index at once) are copied into
+    the columns waiting to be sorted in a batch at a time, not all joined at once."""
+    records = [
+        PackRecord(
+            PackInfo(i.to_bytes(32, "big"), bytes(32), 0),
+            [BlobRef((i * 100 + k).to_bytes(32, "little"), k, 10, 9) for k in range(100)],
+        )
+        for i in range(2000)
+    ]
+    batches: list[int] = []
+    real = BlobIndex._append
+
+    def append(self: BlobIndex, packs: list[tuple[int, index_module.PackColumns]]) -> None:
+        batches.append(sum(len(c) for _, c in packs))
+        real(self, packs)
+
+    monkeypatch.setattr(BlobIndex, "_append", append)
+    index = BlobIndex()
+    index.add_columns(index_module.decode_index_columns(encode_index(records)))
+    assert len(index) == 200_000
+    assert len(batches) > 2  # the first blobs went to the dict, then batches
+    assert max(batches) <= index_module._APPEND_BLOBS + 100
+    found = index.get((123 * 100 + 7).to_bytes(32, "little"))
+    assert found is not None and found.pack.id == (123).to_bytes(32, "big") and found.offset == 7

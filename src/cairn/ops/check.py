@@ -27,7 +27,7 @@ from cairn.ops.progress import Progress
 from cairn.ops.snapshots import DAMAGED_HINT, read_snapshots
 from cairn.ops.treewalk import TreeProblem, read_listing, walk
 from cairn.repo import layout
-from cairn.repo.index import PackRecord
+from cairn.repo.index import PackColumns, PackRecord, PackRecords
 from cairn.repo.locks import Locks
 from cairn.repo.pack import BlobRef
 from cairn.repo.packcache import PackCache
@@ -114,7 +114,7 @@ ATTEMPTS = 3
 class _View:
     snapshots: list[Snapshot]
     index_names: set[str]
-    records: dict[bytes, PackRecord]
+    records: PackRecords
     stored: dict[str, int]
 
 
@@ -229,25 +229,26 @@ class Checker:
 
         Locks(self.repo).read_all(unreadable)
 
-    def _index(self) -> tuple[dict[bytes, PackRecord], list[str]]:
-        records: dict[bytes, PackRecord] = {}
+    def _index(self) -> tuple[PackRecords, list[str]]:
+        """Every index object's packs, the first of each pack id, as columns (a pack's record
+        is made when it is checked); the in-memory index is made from the same columns."""
+        columns: dict[bytes, PackColumns] = {}
         names = [n for n, _ in self.repo.storage.list(layout.INDEX)]
         for name in names:
             try:
-                for r in self.repo.read_index_object(name):
-                    records.setdefault(r.info.id, r)
+                for c in self.repo.read_index_columns(name):
+                    columns.setdefault(c.info.id, c)
             except ObjectMissing:
                 raise
             except CairnError as e:
                 self.report.error(name, str(e))
         # blobs of damaged index objects are missing from the in-memory index as well
         self.repo.index = type(self.repo.index)()
-        for r in records.values():
-            self.repo.index.add_pack(r)
-        return records, names
+        self.repo.index.add_columns(columns.values())
+        return PackRecords(columns), names
 
-    def _packs(self, records: dict[bytes, PackRecord], stored: dict[str, int]) -> None:
-        indexed = {layout.pack_name(p.hex()): r for p, r in records.items()}
+    def _packs(self, records: PackRecords, stored: dict[str, int]) -> None:
+        indexed = {layout.pack_name(p.hex()): c for p, c in records.columns.items()}
         self.report.packs = len(stored)
         for name in sorted(stored.keys() - indexed.keys()):
             self.report.warning(
@@ -256,17 +257,17 @@ class Checker:
                 "run: prune removes it)",
             )
 
-        def header(item: tuple[str, PackRecord]) -> tuple[int, list[BlobRef]] | None:
-            name, record = item
+        def header(item: tuple[str, PackColumns]) -> tuple[int, list[BlobRef]] | None:
+            name, pack = item
             if name not in stored:
                 return None
-            _, blob_type, blobs = self.repo.read_pack_header(name, stored[name], record.info.salt)
+            _, blob_type, blobs = self.repo.read_pack_header(name, stored[name], pack.info.salt)
             return blob_type, blobs
 
         self.progress.start("pack headers", len(indexed), None, "packs")
         with Overlap(self.threads, "cairn-headers") as overlap:
-            for (name, record), read in overlap.map(header, sorted(indexed.items())):
-                self._check_header(name, record, read)
+            for (name, pack), read in overlap.map(header, sorted(indexed.items())):
+                self._check_header(name, pack.record(), read)
 
     def _check_header(
         self,
@@ -298,21 +299,21 @@ class Checker:
         """Reads the selected packs whole, ``data_threads`` at a time, each held until checked:
         at most ``data_threads + 1`` packs in memory."""
         readable = [
-            (view.records[p], layout.pack_name(p.hex()))
+            (p, layout.pack_name(p.hex()))
             for p in selected
             if p in view.records and layout.pack_name(p.hex()) in view.stored
         ]
 
-        def read(item: tuple[PackRecord, str]) -> bytes:
+        def read(item: tuple[bytes, str]) -> bytes:
             return self.repo.storage.read(item[1])
 
         size = sum(view.stored[name] for _, name in readable)
         self.progress.start("read data", len(readable), size, "packs")
 
         with Overlap(self.data_threads, "cairn-packs") as overlap:
-            for (record, name), data in overlap.map(read, readable, ahead=self.data_threads):
+            for (pack_id, name), data in overlap.map(read, readable, ahead=self.data_threads):
                 try:
-                    self._check_pack(record, view.stored[name], data.result())
+                    self._check_pack(view.records[pack_id], view.stored[name], data.result())
                 except CairnError as e:
                     self.report.error(name, str(e))
 

@@ -15,7 +15,7 @@ import importlib
 import struct
 import threading
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import chain
 from types import ModuleType
@@ -24,6 +24,7 @@ from typing import Any
 import msgpack
 
 from cairn.crypto import aead
+from cairn.repo.indexsort import SEGMENT, Columns, sort_unique
 from cairn.repo.pack import BlobRef
 
 INDEX_VERSION = 1
@@ -31,6 +32,7 @@ INDEX_VERSION = 1
 # (a million tiny files would otherwise make one huge object).
 INDEX_OBJECT_BLOBS = 50_000
 _MERGE_MIN = 1 << 16
+_APPEND_BLOBS = 1 << 16  # blobs of packs added in columns copied into the waiting ones at once
 _ROW = struct.Struct("<4I")  # pack number, offset, length, raw length
 _U32 = "I" if array("I").itemsize == 4 else "L"  # an array type of 32-bit unsigned integers
 
@@ -95,6 +97,26 @@ class PackColumns:
         )
 
 
+class PackRecords(Mapping[bytes, PackRecord]):
+    """Pack id -> its record, made when asked from the pack's columns: every pack of a large
+    index held this way costs its columns (44 bytes a blob), not a Python object per blob."""
+
+    def __init__(self, columns: dict[bytes, PackColumns]) -> None:
+        self.columns = columns
+
+    def __getitem__(self, pack_id: bytes) -> PackRecord:
+        return self.columns[pack_id].record()
+
+    def __contains__(self, pack_id: object) -> bool:
+        return pack_id in self.columns
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.columns)
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+
 class BlobIndex:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -104,9 +126,9 @@ class BlobIndex:
         self._ids: Any = ()
         self._cols: Any = ()
         self._recent: dict[bytes, bytes] = {}  # id -> _ROW
-        # whole packs added at once (add_columns), not merged yet: (ids, their rows) arrays
-        self._chunks: list[tuple[Any, Any]] = []
-        self._chunked = 0  # the blobs they hold, duplicates included
+        self._merged: Columns | None = None  # what the arrays are views of
+        # blobs of whole packs added at once (add_columns), not merged yet, in the order added
+        self._pending: list[Columns] = []
 
     def __len__(self) -> int:
         with self._lock:
@@ -142,28 +164,45 @@ class BlobIndex:
 
     def add_columns(self, packs: Iterable[PackColumns]) -> None:
         """Adds packs as an index object holds them (``decode_index_columns``), as ``add_pack``
-        would, a pack already known or a blob already indexed left out; but in arrays, merged
-        all at once when their blobs outnumber the merged ones: loading a whole index costs a
-        few sorts, not a lookup and a Python object per blob."""
+        would, a pack already known or a blob already indexed left out; but in columns, sorted
+        into the arrays all at once by the first lookup (``_settle``): loading a whole index
+        costs one sort, not a lookup and a Python object per blob."""
         with self._lock:
+            new: list[tuple[int, PackColumns]] = []
+            count = 0
             for c in packs:
                 if c.info.id in self._pack_no:
                     continue
                 no = len(self._packs)
                 self._packs.append(c.info)
                 self._pack_no[c.info.id] = no
-                if not self._chunks and len(self._ids) + len(self._recent) + len(c) < _MERGE_MIN:
+                if not self._pending and len(self._ids) + len(self._recent) + len(c) < _MERGE_MIN:
                     self._add_rows(no, c)  # a small index stays in the dict, without numpy
                     continue
-                np = _np()
-                ids = np.frombuffer(c.ids, dtype="S32")
-                rows = np.empty((len(c), 4), dtype="<u4")
-                rows[:, 0] = no
-                rows[:, 1:] = np.frombuffer(c.numbers, dtype=np.uint32).reshape(-1, 3)
-                self._chunks.append((ids, rows))
-                self._chunked += len(c)
-            if self._chunked >= max(_MERGE_MIN, len(self._ids)):
-                self._merge()
+                new.append((no, c))
+                count += len(c)
+                if count >= _APPEND_BLOBS:  # the copies _append makes stay small
+                    self._append(new)
+                    new, count = [], 0
+            if new:
+                self._append(new)
+
+    def _append(self, packs: list[tuple[int, PackColumns]]) -> None:
+        """Appends packs' blobs to the columns waiting to be sorted in."""
+        np = _np()
+        ids = np.frombuffer(b"".join(c.ids for _, c in packs), dtype="S32")
+        rows = np.empty((len(ids), 4), dtype="<u4")
+        rows[:, 0] = np.repeat([no for no, _ in packs], [len(c) for _, c in packs])
+        numbers = b"".join(c.numbers.tobytes() for _, c in packs)
+        rows[:, 1:] = np.frombuffer(numbers, dtype=np.uint32).reshape(-1, 3)
+        done = 0
+        while done < len(ids):
+            if not self._pending or not self._pending[-1].room:
+                self._pending.append(Columns(SEGMENT))
+            seg = self._pending[-1]
+            n = min(seg.room, len(ids) - done)
+            seg.append(ids[done : done + n], rows[done : done + n])
+            done += n
 
     def _add_rows(self, no: int, c: PackColumns) -> None:
         n = c.numbers
@@ -173,8 +212,8 @@ class BlobIndex:
                 self._recent[blob_id] = _ROW.pack(no, n[3 * i], n[3 * i + 1], n[3 * i + 2])
 
     def _settle(self) -> None:
-        """Merges the packs added in arrays, so that lookups see them."""
-        if self._chunks:
+        """Sorts in the packs added in columns, so that lookups see them."""
+        if self._pending:
             self._merge()
 
     def _known(self, ids: Any) -> Any:
@@ -186,36 +225,31 @@ class BlobIndex:
     def _merge(self) -> None:
         """Sorts everything added since the last merge into the arrays. Where an id occurs
         more than once, the entry added first is kept (the merged arrays, then the dict, then
-        the arrays added, in their order), as ``add_pack`` keeps the first."""
-        if not self._recent and not self._chunks:
+        the columns added, in their order), as ``add_pack`` keeps the first. The arrays are
+        sorted anew with the rest (cairn.repo.indexsort), in little more memory than the new
+        arrays take: the pages of what has moved are given back as the sort goes."""
+        if not self._recent and not self._pending:
             return
         np = _np()
-        ids_parts, cols_parts = [], []
-        if len(self._ids):
-            ids_parts.append(self._ids)
-            cols_parts.append(self._cols)
+        runs: list[Columns] = []
+        if self._merged is not None:
+            runs.append(self._merged)
         if self._recent:
-            ids_parts.append(np.array(list(self._recent.keys()), dtype="S32"))
-            cols_parts.append(
-                np.frombuffer(b"".join(self._recent.values()), dtype="<u4").reshape(-1, 4)
+            runs.append(
+                Columns.wrap(
+                    np.frombuffer(b"".join(self._recent), dtype="S32"),
+                    np.frombuffer(b"".join(self._recent.values()), dtype="<u4").reshape(-1, 4),
+                )
             )
-        for chunk_ids, chunk_rows in self._chunks:
-            ids_parts.append(chunk_ids)
-            cols_parts.append(chunk_rows)
-        ids = np.concatenate(ids_parts) if len(ids_parts) > 1 else ids_parts[0]
-        order = np.argsort(ids, kind="stable")
-        ids = ids[order]
-        cols = np.concatenate(cols_parts) if len(cols_parts) > 1 else cols_parts[0]
-        if self._chunks:  # the arrays added may repeat an id: keep its first entry
-            first = np.ones(len(ids), dtype=bool)
-            first[1:] = ids[1:] != ids[:-1]
-            if not first.all():
-                ids, order = ids[first], order[first]
-        self._ids = ids
-        self._cols = np.ascontiguousarray(cols[order])
+        runs.extend(self._pending)
+        self._merged = None
+        self._ids = self._cols = ()
         self._recent = {}
-        self._chunks = []
-        self._chunked = 0
+        self._pending = []
+        merged = sort_unique(runs)
+        self._merged = merged
+        self._ids = merged.ids[: merged.size]
+        self._cols = merged.rows[: merged.size]
 
     def _find(self, blob_id: bytes) -> int:
         self._settle()
@@ -256,30 +290,32 @@ class BlobIndex:
             return IndexEntry(self._packs[no], offset, length, raw)
 
     def blob_ids(self) -> Iterator[bytes]:
-        with self._lock:
+        with self._lock:  # a merge gives back the pages of the arrays it sorts anew
             self._settle()
-        raw = self._ids.tobytes() if len(self._ids) else b""
-        for i in range(len(self._ids)):
+            raw = self._ids.tobytes() if len(self._ids) else b""
+            recent = list(self._recent)
+        for i in range(len(raw) // 32):
             yield raw[i * 32 : (i + 1) * 32]
-        yield from list(self._recent)
+        yield from recent
 
     def total_blobs_by_type(self) -> dict[int, tuple[int, int, int]]:
         """blob type -> (count, stored bytes, raw bytes)."""
-        with self._lock:
-            self._merge()
         out: dict[int, tuple[int, int, int]] = {}
         np = _np()
-        types = np.array([p.blob_type for p in self._packs], dtype=np.uint8)
-        if not len(self._ids):
-            return out
-        blob_types = types[self._cols[:, 0]]
-        for t in np.unique(blob_types):
-            mask = blob_types == t
-            out[int(t)] = (
-                int(mask.sum()),
-                int(self._cols[mask, 2].astype(np.uint64).sum()),
-                int(self._cols[mask, 3].astype(np.uint64).sum()),
-            )
+        with self._lock:  # a merge gives back the pages of the arrays it sorts anew
+            self._merge()
+            types = np.array([p.blob_type for p in self._packs], dtype=np.uint8)
+            if not len(self._ids):
+                return out
+            cols = self._cols
+            blob_types = types[cols[:, 0]]
+            for t in np.unique(blob_types):
+                mask = blob_types == t
+                out[int(t)] = (
+                    int(mask.sum()),
+                    int(cols[mask, 2].astype(np.uint64).sum()),
+                    int(cols[mask, 3].astype(np.uint64).sum()),
+                )
         return out
 
     def nbytes(self) -> int:

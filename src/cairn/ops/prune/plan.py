@@ -12,7 +12,7 @@ from cairn.model.snapshot import Snapshot
 from cairn.ops.snapshots import read_snapshots
 from cairn.ops.usage import used_blobs
 from cairn.repo import layout
-from cairn.repo.index import INDEX_OBJECT_BLOBS, BlobIndex, PackRecord
+from cairn.repo.index import INDEX_OBJECT_BLOBS, BlobIndex, PackColumns, PackRecord
 from cairn.repo.listing import RepoListing, list_repository
 from cairn.repo.locks import LockBusy, LockInfo, Locks
 from cairn.repo.pack import BlobRef, packs_for
@@ -374,16 +374,18 @@ def read_index(
     """Every index object's pack records, read once; the repository's in-memory index is made
     from the same records. ``sizes`` gets the size of each index object listed; ``listed``:
     index/ as a listing already made saw it."""
-    records: dict[bytes, PackRecord] = {}
+    columns: dict[bytes, PackColumns] = {}
     names = []
-    for name, recs in repo.read_index_objects(sizes, listed):
+    for name, packs in repo.read_index_objects(sizes, listed, columns=True):
         names.append(name)
-        for r in recs:
-            records.setdefault(r.info.id, r)
+        for c in packs:
+            columns.setdefault(c.info.id, c)
     index = BlobIndex()
-    for r in records.values():
-        index.add_pack(r)
+    index.add_columns(columns.values())  # in arrays, not a lookup and an entry per blob
     repo.index = index
+    records: dict[bytes, PackRecord] = {}
+    for pack_id in list(columns):  # each pack's columns let go once its record is made
+        records[pack_id] = columns.pop(pack_id).record()
     return records, names
 
 
