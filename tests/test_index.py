@@ -160,6 +160,37 @@ def test_many_blobs_are_merged_once_in_arrays() -> None:
     assert index.get((79_999).to_bytes(32, "big")) is not None
 
 
+def test_an_index_whose_merge_failed_answers_no_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A merge that fails midway (out of memory) has given back what it was sorting: every
+    later lookup fails too, rather than call a blob of the repository absent."""
+    records = [
+        PackRecord(
+            PackInfo(i.to_bytes(32, "big"), bytes(32), 0),
+            [BlobRef((i * 1000 + k).to_bytes(32, "big"), k, 10, 9) for k in range(1000)],
+        )
+        for i in range(80)
+    ]
+    index = BlobIndex()
+    index.add_columns(index_module.decode_index_columns(encode_index(records)))
+
+    def out_of_memory(runs):  # type: ignore[no-untyped-def]
+        raise MemoryError
+
+    monkeypatch.setattr(index_module, "sort_unique", out_of_memory)
+    known = (79_005).to_bytes(32, "big")  # in a pack past the dict: sorted in by a lookup
+    with pytest.raises(MemoryError):
+        _ = known in index
+    for lookup in (
+        lambda: known in index,
+        lambda: index.get(known),
+        lambda: index.contains_all([known] * 10),
+        lambda: len(index),
+        lambda: list(index.blob_ids()),
+    ):
+        with pytest.raises(index_module.IndexLost):
+            lookup()
+
+
 @pytest.mark.parametrize(
     "blob",
     [

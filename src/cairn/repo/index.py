@@ -117,6 +117,15 @@ class PackRecords(Mapping[bytes, PackRecord]):
         return len(self.columns)
 
 
+class IndexLost(RuntimeError):
+    """The in-memory index cannot answer: a merge of it failed midway."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the in-memory index was lost when sorting it failed; run the command again"
+        )
+
+
 class BlobIndex:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -129,6 +138,9 @@ class BlobIndex:
         self._merged: Columns | None = None  # what the arrays are views of
         # blobs of whole packs added at once (add_columns), not merged yet, in the order added
         self._pending: list[Columns] = []
+        # a merge failed midway (out of memory): what it was sorting is gone, so no lookup may
+        # answer any more (an absent blob would be a wrong answer, not a cautious one)
+        self._failed: BaseException | None = None
 
     def __len__(self) -> int:
         with self._lock:
@@ -213,6 +225,8 @@ class BlobIndex:
 
     def _settle(self) -> None:
         """Sorts in the packs added in columns, so that lookups see them."""
+        if self._failed is not None:
+            raise IndexLost() from self._failed
         if self._pending:
             self._merge()
 
@@ -228,6 +242,8 @@ class BlobIndex:
         the columns added, in their order), as ``add_pack`` keeps the first. The arrays are
         sorted anew with the rest (cairn.repo.indexsort), in little more memory than the new
         arrays take: the pages of what has moved are given back as the sort goes."""
+        if self._failed is not None:
+            raise IndexLost() from self._failed
         if not self._recent and not self._pending:
             return
         np = _np()
@@ -246,7 +262,11 @@ class BlobIndex:
         self._ids = self._cols = ()
         self._recent = {}
         self._pending = []
-        merged = sort_unique(runs)
+        try:
+            merged = sort_unique(runs)
+        except BaseException as e:
+            self._failed = e
+            raise
         self._merged = merged
         self._ids = merged.ids[: merged.size]
         self._cols = merged.rows[: merged.size]
