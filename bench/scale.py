@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("what", choices=["index", "files", "bigfile", "scan"])
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=None, help="files: 1 by default; scan: 3")
     ap.add_argument("--blobs", type=int, default=10_000_000)
     ap.add_argument(
         "--files", default=None, help="files in the tree; for files: a list, 10000,100000,..."
@@ -205,9 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         report = index_scale(args.blobs)
     elif args.what == "files":
         counts = [int(n) for n in (args.files or "1000000").split(",")]
-        report = files_scale(work, counts, args.runs, args.cold)
+        report = files_scale(work, counts, args.runs or 1, args.cold)
     elif args.what == "scan":
-        report = scan_scale(work, int(args.files or 200_000), args.runs)
+        report = scan_scale(work, int(args.files or 200_000), args.runs or 3)
     else:
         report = bigfile_scale(work, parse_size(args.size))
     print(json.dumps(report, indent=2))
