@@ -90,6 +90,17 @@ def make_files(root: Path, count: int, per_dir: int = 1000) -> None:
         os.close(fd)
 
 
+def files_tree(work: Path, count: int) -> Path:
+    """The tree of ``count`` tiny files in ``work``, made once and kept between runs."""
+    tree = work / f"many-{count}"
+    done = work / f"many-{count}.done"
+    if not done.exists():
+        shutil.rmtree(tree, ignore_errors=True)
+        make_files(tree, count)
+        done.touch()
+    return tree
+
+
 def drop_caches() -> None:
     """Empties the page, dentry and inode caches (root only), so that a backup reads its
     tree from the disk as the first backup of a machine's files does."""
@@ -108,11 +119,7 @@ def files_scale(work: Path, counts: list[int], runs: int, cold: bool) -> dict[st
     tools.ensure_installed()
     out: dict[str, object] = {"cold": cold, "runs": runs}
     for count in counts:
-        tree = work / f"many-{count}"
-        if not (work / f"many-{count}.done").exists():
-            shutil.rmtree(tree, ignore_errors=True)
-            make_files(tree, count)
-            (work / f"many-{count}.done").touch()
+        tree = files_tree(work, count)
         samples: dict[str, dict[str, list[float]]] = {}
         for _ in range(runs):
             for tool in (tools.Cairn(work), tools.Restic(work)):
@@ -143,11 +150,7 @@ def scan_scale(work: Path, count: int, runs: int) -> dict[str, object]:
     """The backup's scanner (it counts the tree on a thread of its own, for progress): a tree
     of small files backed up first and unchanged, with it and with --no-scan, in turn; the
     median of ``runs`` of each. Progress goes to a pipe, so the backups draw nothing."""
-    tree = work / "many"
-    if not (work / f"many-{count}.done").exists():
-        shutil.rmtree(tree, ignore_errors=True)
-        make_files(tree, count)
-        (work / f"many-{count}.done").touch()
+    tree = files_tree(work, count)
     times: dict[str, dict[str, list[float]]] = {}
     for r in range(runs):
         modes = [("scan", ()), ("no-scan", ("--no-scan",))]
