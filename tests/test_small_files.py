@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from pathlib import Path
 
 import blake3
 import pytest
 
 from cairn.model.chunker import Chunker
-from cairn.ops.backup import file_saver
+from cairn.ops.backup import archiver, file_saver
 from cairn.ops.backup.file_saver import BackupCancelled, FileResult, FileSaver, OpenDirs
+from cairn.ops.progress import NullProgress
 from cairn.repo import layout
 from cairn.repo.compress import pack_payload, unpack_payload
 from cairn.repo.pack import open_blob, parse_pack
@@ -196,11 +198,11 @@ def test_a_batch_cancelled_midway_closes_what_it_opened(tmp_path: Path) -> None:
     class CancelledAfterThree(FileSaver):
         reads = 0
 
-        def _read_small(self, fd, before):  # type: ignore[no-untyped-def]
+        def _read_small(self, *args):  # type: ignore[no-untyped-def]
             self.reads += 1
             if self.reads == 3:
                 self.cancelled.set()
-            return super()._read_small(fd, before)
+            return super()._read_small(*args)
 
     with repo.writer() as w:
         saver = CancelledAfterThree(w)
@@ -246,9 +248,9 @@ def test_files_beyond_the_open_ahead_budget_are_opened_as_they_are_read(
     class Counting(FileSaver):
         most = 0
 
-        def _read_small(self, fd, before):  # type: ignore[no-untyped-def]
+        def _read_small(self, *args):  # type: ignore[no-untyped-def]
             self.most = max(self.most, len(_open_fds()) - 1 - baseline)  # less listdir's own
-            return super()._read_small(fd, before)
+            return super()._read_small(*args)
 
     with repo.writer() as w:
         saver = Counting(w)
@@ -260,3 +262,50 @@ def test_files_beyond_the_open_ahead_budget_are_opened_as_they_are_read(
         assert isinstance(r, FileResult)
         assert repo.load_blob(r.content[0], layout.DATA_BLOB) == b"content %d" % i
     assert not dirs.handles
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_where_files_are_read_follows_read_concurrency(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """Small files are read by the walk itself by default (a second thread would only hand the
+    GIL back and forth), on threads of their own above 2, and large files on a thread of their
+    own from 2; whatever the threads, the backup is the same."""
+    rng = random.Random(5)
+    src = tmp_path / "src"
+    for d in range(3):
+        (src / f"d{d}").mkdir(parents=True)
+        for i in range(90):
+            (src / f"d{d}" / f"f{i:02d}").write_bytes(rng.randbytes(rng.randint(0, 3000)))
+    (src / "d1" / "large").write_bytes(rng.randbytes(archiver.SMALL_FILE + 1))
+    (src / "large").write_bytes(rng.randbytes(2 * archiver.SMALL_FILE))
+    seen: list[tuple[str, bool]] = []
+    save_files = FileSaver.save_files
+
+    def spy(self, items):  # type: ignore[no-untyped-def]
+        large = any(st.st_size >= archiver.SMALL_FILE for _, st, _ in items)
+        seen.append((threading.current_thread().name, large))
+        return save_files(self, items)
+
+    monkeypatch.setattr(FileSaver, "save_files", spy)
+    create_repo(tmp_path / "repo")
+    trees = []
+    for w in (workers, 2):  # into one repository: the same backup, the same trees
+        repo = open_repo(tmp_path / "repo")
+        with repo.writer() as writer:
+            options = archiver.BackupOptions(workers=w)
+            trees.append(archiver.Archiver(writer, None, options, NullProgress()).run([bytes(src)]))
+            writer.flush()
+        if len(trees) == 1:
+            walker = threading.current_thread().name
+            small = {name for name, large in seen if not large}
+            large = {name for name, large in seen if large}
+            assert len(seen) >= 6
+            if workers == 1:
+                assert small == large == {walker}
+            elif workers == 2:
+                assert small == {walker} and large == {"cairn-read-large_0"}
+            else:
+                assert small and all(n.startswith("cairn-read_") for n in small)
+                assert large == {"cairn-read-large_0"}
+    assert trees[0] == trees[1]

@@ -56,7 +56,10 @@ class BackupOptions:
     tag_rules: list[TagRule] = field(default_factory=list)
     exclude_larger_than: int | None = None  # files above this size are skipped
     one_file_system: bool = False
-    workers: int = 2  # reading threads: one for large files, the others for small ones
+    # files read at once: one large file on a thread of its own (above 1), and the small ones
+    # on the walking thread (2), or on ``workers - 1`` threads of their own (above 2: for file
+    # systems where every file waits for a round trip, which threads overlap)
+    workers: int = 2
     max_in_flight: int = 64
     scan: bool = True  # count what is to be read first, on a thread (ops/backup/scanner.py)
     # change detection: read every file (``force``), or compare fewer of a file's attributes
@@ -206,13 +209,16 @@ class Archiver:
         self._waiting = 0  # entries of the directories in the queue
         self._read_done = threading.Event()  # set whenever a batch of files has been read
         self._slots = threading.BoundedSemaphore(options.max_in_flight)
-        self._pool = ThreadPoolExecutor(
-            max(1, options.workers - 1), thread_name_prefix="cairn-read"
+        # where files are read (see BackupOptions.workers): None is the walking thread itself
+        self._pool = (
+            ThreadPoolExecutor(options.workers - 1, thread_name_prefix="cairn-read")
+            if options.workers > 2
+            else None
         )
         self._large_pool = (
             ThreadPoolExecutor(1, thread_name_prefix="cairn-read-large")
             if options.workers > 1
-            else self._pool
+            else None
         )
         # the first link of each group of hardlinks: its job, or its content ids and size
         self._hardlinks: HardlinkIndex[CachedFile | _FileJob] = HardlinkIndex()
@@ -248,8 +254,9 @@ class Archiver:
             self._saver.cancelled.set()  # stop reading: in-flight files end at their next chunk
             raise
         finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._large_pool.shutdown(wait=True, cancel_futures=True)
+            for pool in (self._pool, self._large_pool):
+                if pool is not None:
+                    pool.shutdown(wait=True, cancel_futures=True)
             self._dirs.close_all()  # those of files never read (an abandoned backup)
 
     def _build_virtual(self, prefix: bytes, spec: dict[bytes, dict], top: _Dir) -> None:  # type: ignore[type-arg]
@@ -499,15 +506,23 @@ class Archiver:
         return job
 
     def _submit(self) -> None:
-        """Hands the batch being filled to a worker (blocks while too many are in flight)."""
+        """Has the batch being filled read: here, or by a reading thread (blocking while too
+        many batches are in flight)."""
         batch = self._batch
         if not batch.items:
             return
         self._batch = _Batch()
+        large = batch.size >= SMALL_FILE and len(batch.items) == 1
+        pool = self._large_pool if large else self._pool
+        if pool is None:
+            # read here, on the walking thread: for files this small the walk and the reading
+            # both stand on the GIL, and a second thread would only hand it back and forth at
+            # every system call (docs/performance.md, "Small files read by the walk")
+            batch.future = Future()
+            batch.future.set_result(self._saver.save_files(batch.items))
+            return
         self._slots.acquire()
         try:
-            large = batch.size >= SMALL_FILE and len(batch.items) == 1
-            pool = self._large_pool if large else self._pool
             batch.future = pool.submit(self._saver.save_files, batch.items)
         except BaseException:
             self._slots.release()

@@ -15,6 +15,7 @@ from cairn.repo.writer import Writer
 
 _NOATIME = getattr(os, "O_NOATIME", 0)
 _WILLNEED: int | None = getattr(os, "POSIX_FADV_WILLNEED", None)
+_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 
 
 class BackupCancelled(Exception):
@@ -107,6 +108,8 @@ class OpenDirs:
 # a file to read: its path (for messages), what the walk saw, and the directory it is in with
 # its name there (None: opened by its path, a path given on the command line)
 FileItem = tuple[bytes, os.stat_result, "tuple[DirHandle, bytes] | None"]
+# a file opened ahead of reading: its descriptor, its status, and the bytes taken at once
+Ahead = tuple[int, os.stat_result, bytes | None] | None
 
 
 class FileSaver:
@@ -163,14 +166,18 @@ class FileSaver:
                     continue  # it could not be opened
                 if self.cancelled.is_set():
                     raise BackupCancelled()
-                fd_st = opened[k]
-                if fd_st is not None:
+                ahead = opened[k]
+                head = None
+                if ahead is not None:
                     opened[k] = None  # closed by what reads it, whatever happens
                     self._ahead.release()
                 try:
-                    fd, st = fd_st if fd_st is not None else self._open(path, before, where)
+                    if ahead is not None:
+                        fd, st, head = ahead
+                    else:
+                        fd, st = self._open(path, before, where)
                     if before.st_size < self._params.min_size:
-                        read = self._read_small(fd, before)
+                        read = self._read_small(fd, before, head)
                         if isinstance(read, FileResult):
                             out[k] = read
                             continue
@@ -190,26 +197,30 @@ class FileSaver:
 
     def _open_all(
         self, items: list[FileItem], out: list[FileResult | OSError | None]
-    ) -> list[tuple[int, os.stat_result] | None]:
-        """The files of a batch opened (one that cannot be is given its OSError in ``out``),
-        each announced to the kernel as about to be read; once the backup's reading threads
-        hold ``OPEN_AHEAD`` files open this way, the rest are left to be opened as they are
-        read."""
-        opened: list[tuple[int, os.stat_result] | None] = [None] * len(items)
+    ) -> list[Ahead]:
+        """The files of a batch opened (one that cannot be is given its OSError in ``out``);
+        a small one's content taken at once if the page cache holds it all, and every other
+        announced to the kernel as about to be read. Once the backup's reading threads hold
+        ``OPEN_AHEAD`` files open this way, the rest are left to be opened as they are read."""
+        opened: list[Ahead] = [None] * len(items)
+        small = self._params.min_size
         k = 0
         try:
             for k, (path, before, where) in enumerate(items):  # k: see below
                 if not self._ahead.acquire(blocking=False):
                     break
                 try:
-                    opened[k] = fd_st = self._open(path, before, where)
+                    fd, st = self._open(path, before, where)
                 except OSError as e:
                     self._ahead.release()
                     out[k] = e
                     continue
-                if _WILLNEED is not None and before.st_size:
+                size = before.st_size
+                head = cached_head(fd, size) if 0 < size < small else None
+                opened[k] = (fd, st, head)
+                if _WILLNEED is not None and size > (len(head) if head is not None else 0):
                     try:
-                        os.posix_fadvise(fd_st[0], 0, 0, _WILLNEED)
+                        os.posix_fadvise(fd, 0, 0, _WILLNEED)
                     except OSError:
                         pass  # only advice: a file system may not take it
         except BaseException:
@@ -221,10 +232,10 @@ class FileSaver:
             raise
         return opened
 
-    def _close_ahead(self, opened: list[tuple[int, os.stat_result] | None]) -> None:
-        for fd_st in opened:
-            if fd_st is not None:
-                os.close(fd_st[0])
+    def _close_ahead(self, opened: list[Ahead]) -> None:
+        for ahead in opened:
+            if ahead is not None:
+                os.close(ahead[0])
                 self._ahead.release()
 
     def _store(
@@ -267,29 +278,42 @@ class FileSaver:
             raise
         return fd, st
 
-    def _read_small(self, fd: int, before: os.stat_result) -> FileResult | tuple[FileResult, bytes]:
+    def _read_small(
+        self, fd: int, before: os.stat_result, head: bytes | None = None
+    ) -> FileResult | tuple[FileResult, bytes]:
         """A file the walk saw smaller than the minimum chunk size, open as ``fd`` (closed
-        here): its content, read whole, with its result still to be given the blob; or, if it
-        has grown past that size meanwhile, its result read through the chunker like any
-        other."""
+        here), ``head`` its first bytes if they were taken already: its content, read whole,
+        with its result still to be given the blob; or, if it has grown past that size
+        meanwhile, its result read through the chunker like any other.
+
+        Once as many bytes are read as the walk saw, the file's status is asked rather than
+        one more read made to find its end: if it is that size still, that is all of it."""
         try:
             limit = self._params.min_size
-            parts: list[bytes] = []
-            n = 0
+            parts: list[bytes] = [head] if head else []
+            n = len(head) if head else 0
+            after: os.stat_result | None = None
             while n < limit:
-                part = os.read(fd, limit - n)
+                if n == before.st_size:
+                    after = os.fstat(fd)
+                    if after.st_size == n:
+                        break
+                part = os.pread(fd, limit - n, n)
                 if not part:
                     break
                 parts.append(part)
                 n += len(part)
+                after = None
             if n >= limit:  # it grew: read it again, from the start, in chunks
                 os.lseek(fd, 0, os.SEEK_SET)
                 result = self.save_stream(fd)
                 data = None
+                after = None
             else:
                 result = FileResult(size=n)
                 data = parts[0] if len(parts) == 1 else b"".join(parts)
-            after = os.fstat(fd)
+            if after is None:
+                after = os.fstat(fd)
         finally:
             os.close(fd)
         _finish(result, before, after)
@@ -304,6 +328,27 @@ class FileSaver:
             os.close(fd)
         _finish(result, before, after)
         return result
+
+
+def cached_head(fd: int, size: int) -> bytes | None:
+    """Up to ``size`` bytes from the start of the file open as ``fd``, those the page cache
+    holds, read without waiting for the disk (``RWF_NOWAIT``); None if it holds none of them,
+    or where a read cannot be asked not to wait. On a warm cache this is the whole file, in
+    the one call that would have asked the kernel to read it ahead."""
+    global _NOWAIT
+    if _NOWAIT is None:
+        return None
+    buf = bytearray(size)
+    try:
+        n = os.preadv(fd, [buf], 0, _NOWAIT)
+    except BlockingIOError:
+        return None
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            _NOWAIT = None  # not on this kernel or file system: read as before
+            return None
+        raise
+    return bytes(buf) if n == size else bytes(buf[:n]) if n else None
 
 
 # files a backup's reading threads hold open ahead of reading them, at most (descriptors: the
