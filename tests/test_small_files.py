@@ -4,6 +4,7 @@ within the target size; a file that grew or vanished after the walk is handled a
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import threading
@@ -309,3 +310,126 @@ def test_where_files_are_read_follows_read_concurrency(
                 assert small and all(n.startswith("cairn-read_") for n in small)
                 assert large == {"cairn-read-large_0"}
     assert trees[0] == trees[1]
+
+
+def _small_set(tmp_path: Path, repo) -> tuple[list[Path], list[bytes]]:  # type: ignore[no-untyped-def]
+    rng = random.Random(11)
+    sizes = [0, 1, 300, 4096, 5000, 70_000, repo.config.chunker.min_size - 1]
+    src = tmp_path / "src"
+    src.mkdir()
+    paths, contents = [], []
+    for i, size in enumerate(sizes):
+        p = src / f"f{i}"
+        data = rng.randbytes(size)
+        p.write_bytes(data)
+        paths.append(p)
+        contents.append(data)
+    return paths, contents
+
+
+def _read_back(tmp_path: Path, out, contents: list[bytes]) -> None:  # type: ignore[no-untyped-def]
+    repo = open_repo(tmp_path / "repo")
+    for r, data in zip(out, contents, strict=True):
+        assert isinstance(r, FileResult) and r.size == len(data)
+        assert not r.changed_while_reading
+        assert b"".join(repo.load_blob(b, layout.DATA_BLOB) for b in r.content) == data
+
+
+def test_small_files_in_the_page_cache_take_one_read_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small file the page cache holds is read in one call, and none more to find its end
+    (its status says it is whole); an empty one is not read at all."""
+    repo = open_repo(create_repo(tmp_path / "repo"))
+    paths, contents = _small_set(tmp_path, repo)
+    for p in paths:
+        p.read_bytes()  # in the page cache, whatever the file system did on writing
+    reads: list[str] = []
+    for name in ("read", "pread", "preadv"):
+        real = getattr(os, name)
+
+        def counted(*args, _real=real, _name=name):  # type: ignore[no-untyped-def]
+            reads.append(_name)
+            return _real(*args)
+
+        monkeypatch.setattr(os, name, counted)
+    out = _save(repo, paths)
+    monkeypatch.undo()
+    if file_saver._NOWAIT is not None:  # where reads can be asked not to wait (Linux)
+        assert len(reads) == len([c for c in contents if c])
+    _read_back(tmp_path, out, contents)
+
+
+@pytest.mark.parametrize("cache", ["nothing", "part", "no-nowait"])
+def test_small_files_are_read_whole_whatever_the_page_cache_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: str
+) -> None:
+    """What the page cache did not hold is read from where it ended; where a read cannot be
+    asked not to wait, files are read as they always were."""
+    repo = open_repo(create_repo(tmp_path / "repo"))
+    paths, contents = _small_set(tmp_path, repo)
+    if cache == "nothing":
+        monkeypatch.setattr(file_saver, "cached_head", lambda fd, size: None)
+    elif cache == "part":
+        monkeypatch.setattr(file_saver, "cached_head", lambda fd, size: os.pread(fd, size // 2, 0))
+    else:
+
+        def unsupported(*args):  # type: ignore[no-untyped-def]
+            raise OSError(errno.EOPNOTSUPP, "not supported")
+
+        monkeypatch.setattr(file_saver, "_NOWAIT", 8)
+        monkeypatch.setattr(os, "preadv", unsupported)
+    out = _save(repo, paths)
+    if cache == "no-nowait":
+        assert file_saver._NOWAIT is None  # asked once, not at every file
+    _read_back(tmp_path, out, contents)
+
+
+def test_small_files_that_grew_or_shrank_after_the_walk_are_read_as_they_are(
+    tmp_path: Path,
+) -> None:
+    repo = open_repo(create_repo(tmp_path / "repo"))
+    paths, contents = _small_set(tmp_path, repo)
+    items = [(os.fsencode(p), os.lstat(p), None) for p in paths]
+    with open(paths[3], "ab") as f:
+        f.write(b"grown")
+    with open(paths[4], "r+b") as f:
+        f.truncate(1000)
+    contents[3] += b"grown"
+    contents[4] = contents[4][:1000]
+    with repo.writer() as w:
+        out = FileSaver(w).save_files(items)
+        w.flush()
+    for k in (3, 4):
+        r = out[k]
+        assert isinstance(r, FileResult) and r.changed_while_reading
+        assert r.size == len(contents[k])
+        assert repo.load_blob(r.content[0], layout.DATA_BLOB) == contents[k]
+    _read_back(tmp_path, out[:3] + out[5:], contents[:3] + contents[5:])
+
+
+@pytest.mark.parametrize("merge_min", [1, 1 << 16])
+def test_a_group_stores_each_blob_once_that_the_index_does_not_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, merge_min: int
+) -> None:
+    """A group's blobs are looked up in the index all at once, merged into its arrays or not
+    (``merge_min``): those it holds and those the group repeats are not stored again."""
+    from cairn.repo import index as index_module
+
+    monkeypatch.setattr(index_module, "_MERGE_MIN", merge_min)
+    repo = open_repo(create_repo(tmp_path / "repo"))
+    old = [b"old %d" % i for i in range(20)]
+    with repo.writer() as w:
+        w.save_blobs(layout.DATA_BLOB, old)
+        w.flush()
+    group = [b"new 1", old[3], b"new 2", b"new 1", old[17], b"new 3", b"new 2"] * 3
+    with repo.writer() as w:
+        saved = w.save_blobs(layout.DATA_BLOB, group)
+        w.flush()
+    fresh = [data for data, s in zip(group, saved, strict=True) if s.new]
+    assert fresh == [b"new 1", b"new 2", b"new 3"]
+    assert all(s.id == repo.blob_id(d) for d, s in zip(group, saved, strict=True))
+    repo = open_repo(tmp_path / "repo")
+    assert len(repo.index) == 23
+    for data in group:
+        assert repo.load_blob(repo.blob_id(data), layout.DATA_BLOB) == data

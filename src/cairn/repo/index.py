@@ -167,10 +167,13 @@ class BlobIndex:
                 for b in record.blobs:
                     if b.id not in recent:
                         recent[b.id] = pack(no, b.offset, b.length, b.raw_length)
-            else:
-                for b in record.blobs:
-                    if b.id not in recent and self._find(b.id) < 0:
-                        recent[b.id] = pack(no, b.offset, b.length, b.raw_length)
+            else:  # the merged arrays searched once for the whole pack
+                blobs = [b for b in record.blobs if b.id not in recent]
+                if blobs:
+                    want = _np().frombuffer(b"".join(b.id for b in blobs), dtype="S32")
+                    for b, known in zip(blobs, self._known(want).tolist(), strict=True):
+                        if not known and b.id not in recent:
+                            recent[b.id] = pack(no, b.offset, b.length, b.raw_length)
             if len(recent) >= max(_MERGE_MIN, len(self._ids) // 8):
                 self._merge()
 

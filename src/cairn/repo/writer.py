@@ -131,9 +131,12 @@ class Writer:
         pending = self._pending
         new: list[int] = []
         with self._lock:
-            for i, b in enumerate(ids):
-                if b not in pending and b not in index:
-                    pending.add(b)
+            maybe = [i for i, b in enumerate(ids) if b not in pending]
+            # the index searched once for the group
+            known = index.contains_all([ids[i] for i in maybe])
+            for i, k in zip(maybe, known, strict=True):
+                if not k and ids[i] not in pending:  # (a blob twice in the group: once)
+                    pending.add(ids[i])
                     new.append(i)
         stored = [0] * len(ids)
         if new:
