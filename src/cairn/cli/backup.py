@@ -119,7 +119,13 @@ SHOWN_CHANGED = 10  # files changed while read that the summary names
 @click.option("--tag", "tags", multiple=True, help="Tag the snapshot (repeat or use a,b).")
 @click.option("--host", default=None, help="Host name to record (default: this machine).")
 @click.option("-n", "--dry-run", is_flag=True, help="Do everything but write to the repository.")
-@click.option("--read-concurrency", default=2, show_default=True, help="Files read at once.")
+@click.option(
+    "--read-concurrency",
+    default=2,
+    show_default=True,
+    help="Files read at once: 2 reads small files as the walk finds them and a large one "
+    "beside; more reads small files on threads of their own (for network file systems).",
+)
 @click.option(
     "--no-scan",
     is_flag=True,
