@@ -101,3 +101,30 @@ def test_listing_snapshots_imports_no_restore_prune_mount_cost_or_web(tmp_path, 
     assert "cairn.cli.snapshots" in modules
     assert among(modules, NOT_FOR_BACKUP) == []
     assert among(modules, ("cairn.ops.backup",)) == []
+
+
+def backed_up(tmp_path: Path, repo_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a").write_bytes(b"some data" * 1000)
+    for _ in range(3):
+        assert run_cli("backup", "--repo", repo_path, data).code == 0
+
+
+def test_a_check_imports_neither_repair_nor_the_cost_model(tmp_path, repo_path, run_cli):
+    backed_up(tmp_path, repo_path, run_cli)
+    modules = loaded(tmp_path, "check", "--repo", repo_path)
+    assert "cairn.ops.check" in modules
+    unneeded = ("cairn.ops.repair", "cairn.ops.cost", "cairn.ops.prune", "cairn.ops.restore")
+    assert among(modules, (*unneeded, "cairn.app.cost", "cairn.ops.mount", "cairn.web")) == []
+
+
+def test_forget_imports_the_prune_for_prune_only(tmp_path, repo_path, run_cli):
+    backed_up(tmp_path, repo_path, run_cli)
+    modules = loaded(tmp_path, "forget", "--repo", repo_path, "--keep-last", "2")
+    assert "cairn.ops.forget" in modules
+    # the record of the run counts the removed backups' requests (ops.cost.estimate): no more
+    assert among(modules, tuple(p for p in NOT_FOR_BACKUP if p != "cairn.ops.cost")) == []
+    modules = loaded(tmp_path, "forget", "--repo", repo_path, "--keep-last", "1", "--prune")
+    assert "cairn.ops.prune" in modules
+    assert among(modules, ("cairn.ops.restore", "cairn.app.cost", "cairn.ops.mount")) == []
