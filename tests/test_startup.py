@@ -128,3 +128,24 @@ def test_forget_imports_the_prune_for_prune_only(tmp_path, repo_path, run_cli):
     modules = loaded(tmp_path, "forget", "--repo", repo_path, "--keep-last", "1", "--prune")
     assert "cairn.ops.prune" in modules
     assert among(modules, ("cairn.ops.restore", "cairn.app.cost", "cairn.ops.mount")) == []
+
+
+TUNE = """
+import subprocess, sys
+started = []
+real = subprocess.Popen.__init__
+def record(self, *args, **kwargs):
+    started.append(args[0] if args else kwargs.get("args"))
+    real(self, *args, **kwargs)
+subprocess.Popen.__init__ = record
+from cairn.core.memory import trim_malloc, tune_malloc
+print(tune_malloc(), trim_malloc() in (True, False), started)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="glibc on Linux")
+def test_tuning_the_allocator_starts_no_process():
+    """Every command tunes glibc's allocator first: finding the C library by its name ran
+    ``ldconfig -p`` each time."""
+    proc = subprocess.run([sys.executable, "-c", TUNE], capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["True", "True", "[]"]
