@@ -100,7 +100,7 @@ def test_listing_snapshots_imports_no_restore_prune_mount_cost_or_web(tmp_path, 
     modules = loaded(tmp_path, "snapshots", "--repo", repo_path, "--json")
     assert "cairn.cli.snapshots" in modules
     assert among(modules, NOT_FOR_BACKUP) == []
-    assert among(modules, ("cairn.ops.backup",)) == []
+    assert among(modules, ("cairn.ops.backup", "cairn.repo.filescache", "sqlite3")) == []
 
 
 def backed_up(tmp_path: Path, repo_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
