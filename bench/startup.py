@@ -72,9 +72,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--baseline", help="another checkout's src directory, measured alike")
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--work", default="/work/ptbase/startup", help="repositories and caches")
+    ap.add_argument("--workdir", default="/tmp/cairn-bench-startup", help="repositories, caches")
     a = ap.parse_args()
-    work = Path(a.work)
+    work = Path(a.workdir)
     shutil.rmtree(work, ignore_errors=True)
     data = work / "data"
     make_data(data)
