@@ -16,7 +16,7 @@ import click
 import pytest
 
 from cairn.cli.helpformat import REPOSITORY_HEADING, RepositoryOption
-from cairn.cli.main import cli
+from cairn.cli.main import COMMANDS, cli
 from tests.conftest import CAIRN
 
 DAY = 86400
@@ -32,8 +32,9 @@ def leaf_commands() -> list[tuple[list[str], click.Command]]:
 
     def walk(cmd: click.Command, path: list[str]) -> None:
         if isinstance(cmd, click.Group):
-            for name, sub in cmd.commands.items():
-                walk(sub, [*path, name])
+            ctx = click.Context(cmd)
+            for name in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, name), [*path, name])
         else:
             out.append((path, cmd))
 
@@ -275,3 +276,35 @@ def test_generate_needs_something_to_write(run_cli, tmp_path):
     assert res.code != 0 and "nothing to generate" in res.err
     res = run_cli("generate", "--bash-completion", tmp_path / "no" / "such" / "dir")
     assert res.code != 0 and "cannot write" in res.err
+
+
+def test_command_table_summaries_match_each_commands_help():
+    """``cairn --help`` lists the commands from the table in cairn.cli.main, without importing
+    them: each summary must be the first sentence of the command's own help."""
+    ctx = click.Context(cli)
+    for name, entry in COMMANDS.items():
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.name == name, name
+        assert command.callback is not None and command.callback.__module__ == entry.module
+        assert entry.summary == command.get_short_help_str(limit=10**6), name
+
+
+@pytest.mark.parametrize("width", [40, 80, 200])
+def test_listing_is_the_one_click_makes_from_the_commands(width):
+    ctx = click.Context(cli)
+    eager = click.Group("cairn", commands={n: cli.get_command(ctx, n) for n in COMMANDS})
+
+    def listing(group: click.Group) -> str:
+        formatter = click.HelpFormatter(width=width)
+        group.format_commands(click.Context(group), formatter)
+        return formatter.getvalue()
+
+    assert "snapshots" in listing(cli)
+    assert listing(cli) == listing(eager)
+
+
+def test_unknown_command_suggests_among_all_commands():
+    # in a process of its own: none of the commands is loaded there
+    res = subprocess.run([*CAIRN, "snapshot"], capture_output=True, text=True)
+    assert res.returncode == 2
+    assert "No such command 'snapshot'. Did you mean 'snapshots'?" in res.stderr

@@ -14,7 +14,6 @@ from typing import Any, BinaryIO
 
 from cairn.app.budget import write_budget
 from cairn.app.context import Session
-from cairn.app.cost import backup_estimate
 from cairn.app.events import Events
 from cairn.core import clock
 from cairn.core.errors import Interrupted, UsageError
@@ -174,6 +173,9 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
     estimate = None
     if request.dry_run:
         extensions = upkeep.extended if upkeep is not None else 0
+        # the cost model (prices, and the estimates of restore and prune) for a dry run only
+        from cairn.app.cost import backup_estimate
+
         estimate = backup_estimate(session, result.snapshot.summary, extensions)
     return BackupResult(result.snapshot, result.saved, estimate, result.changed_while_read, upkeep)
 

@@ -11,6 +11,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cairn.app.cachedirs import cache_base
 from cairn.app.defaults import BackendDefaults, defaults_for
@@ -21,7 +22,6 @@ from cairn.core.urls import OBJECT_STORE, store_kind
 from cairn.crypto.kdf import KdfParams
 from cairn.ops.objectlock import noncurrent_days
 from cairn.repo.config import DEFAULT_PACK_SIZE, is_repo_id
-from cairn.repo.filescache import FilesCache
 from cairn.repo.journal import PackJournal
 from cairn.repo.layout import CONFIG
 from cairn.repo.lockrule import lock_field, lock_rule
@@ -36,6 +36,9 @@ from cairn.storage.retry import RetryingStorage, RetryPolicy
 from cairn.storage.s3config import S3Location, S3Options
 from cairn.storage.throttle import ThrottledStorage
 from cairn.storage.versions import OFF, AsOfStorage
+
+if TYPE_CHECKING:
+    from cairn.repo.filescache import FilesCache
 
 __all__ = [
     "ObjectLockRequest",
@@ -250,6 +253,8 @@ class Session:
         return repo_dir
 
     def files_cache(self, read_only: bool = False) -> FilesCache | None:
+        from cairn.repo.filescache import FilesCache  # SQLite: a backup's, no other command's
+
         d = self.cache_dir
         return FilesCache(d / "files.sqlite", read_only=read_only) if d else None
 

@@ -1,29 +1,26 @@
-"""What things cost: the price table that applies to a repository, the estimate of a backup
-(rehearsed by a dry run) and of a prune (planned), and the whole cost report (docs/cost.md)."""
+"""What things cost: the estimate of a backup (rehearsed by a dry run) and of a prune (planned),
+at the price table that applies to the repository (app.pricing), and the whole cost report
+(docs/cost.md)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from cairn.app.context import Session
-from cairn.app.defaults import defaults_for
+from cairn.app.pricing import priced, pricing, restore_reading
 from cairn.core import clock
-from cairn.core.urls import OBJECT_STORE, store_kind
 from cairn.model.snapshot import Summary
-from cairn.ops.cost.bill import GIB, bytes_per_get, egress, request_cost
+from cairn.ops.cost.bill import GIB, egress, request_cost
 from cairn.ops.cost.estimate import backup_charges, backup_requests, data_packs, prune_cost
 from cairn.ops.cost.month import Month, month_report, storage_by_month
-from cairn.ops.cost.prices import Provider, choose, load_prices
+from cairn.ops.cost.prices import Provider
 from cairn.ops.cost.report import CostOptions, cost_report, data_class, inventory, storage_section
 from cairn.ops.oprecords import load_records
 from cairn.ops.prune import PrunePlan, PruneReport
 from cairn.ops.snapshots import load_snapshots
 from cairn.repo import layout
 from cairn.storage.archive import RESTORE_TIERS
-
-MIN_READ_GAP = 16 << 10  # bytes
 
 __all__ = [
     "RESTORE_TIERS",
@@ -38,25 +35,10 @@ __all__ = [
 ]
 
 
-def pricing(url: str, key: str | None = None, prices: str | None = None) -> tuple[Provider, str]:
-    """The provider to price ``url`` at: ``key`` or $CAIRN_PROVIDER, else the one the URL is
-    at; the tables overridden by ``prices`` or $CAIRN_PRICES. With how it was chosen."""
-    key = key or os.environ.get("CAIRN_PROVIDER") or None
-    prices = prices or os.environ.get("CAIRN_PRICES") or None
-    return choose(load_prices(prices), key, url)
-
-
 LOCAL_NOTE = (
     "a local directory: no provider bills its requests or its storage (cost --provider, or "
     "$CAIRN_PROVIDER, prices it as if it were at that provider)"
 )
-
-
-def priced(url: str, key: str | None = None) -> bool:
-    """Whether a repository has a provider to price it at: one on an object store, or any
-    repository a provider is named for (``key`` or $CAIRN_PROVIDER). A local directory is
-    not priced by default: its requests cost nothing, its storage is the disk's."""
-    return bool(key or os.environ.get("CAIRN_PROVIDER")) or store_kind(url) == OBJECT_STORE
 
 
 def _prices_line(provider: Provider, why: str) -> str:
@@ -152,22 +134,6 @@ class CostRequest:
     max_unused: float = 0.65  # the prune to estimate
     bandwidth_mbit: float = 100.0  # download speed for the restore time
     restore_tier: str = "Standard"  # how archived packs would be restored
-
-
-def restore_reading(
-    url: str, key: str | None = None, prices: str | None = None
-) -> tuple[bool, int]:
-    """How a restore from ``url`` reads: (in pack order?, the gap between needed blobs it
-    reads through rather than make another request). The gap is the backend's default, less
-    on an object store where the bytes in it would cost more to download than a GET (at the
-    provider ``key`` names, or the one the URL is at), but never below ``MIN_READ_GAP``: a
-    request also costs a round trip."""
-    defaults = defaults_for(url)
-    gap = defaults.read_gap
-    if store_kind(url) == OBJECT_STORE:
-        provider, _ = pricing(url, key, prices)
-        gap = int(max(MIN_READ_GAP, min(gap, bytes_per_get(provider))))
-    return defaults.pack_order, gap
 
 
 def report(session: Session, request: CostRequest) -> tuple[dict[str, Any], Provider | None, str]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cairn.core.urls import LOCAL_DIRECTORY, OBJECT_STORE, store_kind
-from cairn.ops.restore.packorder import LOCAL_GAP
 from cairn.repo.config import DEFAULT_LOCAL_PACK_SIZE, DEFAULT_PACK_SIZE
+from cairn.repo.ranges import LOCAL_GAP
 
 S3, LOCAL = OBJECT_STORE, LOCAL_DIRECTORY
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cairn.app.context import Session
 from cairn.app.events import Events
-from cairn.app.prune import PruneRequest, PruneResult, billing, prune
 from cairn.app.records import record_run
 from cairn.core import clock
 from cairn.core.errors import CairnError, UsageError
@@ -26,6 +26,10 @@ from cairn.ops.retention import (
     parse_group_by,
 )
 from cairn.ops.snapshots import SnapshotFilter
+
+if TYPE_CHECKING:
+    from cairn.app.prune import PruneResult
+    from cairn.model.oprecord import DeletedObject
 
 __all__ = ["UNLIMITED", "ForgetRequest", "ForgetResult", "GroupResult", "Policy", "forget"]
 DEFAULT_GROUP_BY = "host,paths"
@@ -109,6 +113,8 @@ def forget(session: Session, request: ForgetRequest, events: Events) -> ForgetRe
     if rule is not None and result.removed:
         result.kept_until = deleted_kept_until(rule, clock.now())
     if request.prune and result.removed:
+        from cairn.app.prune import PruneRequest, prune  # the prune's code for --prune only
+
         try:
             result.prune = prune(session, PruneRequest(record=False), events)
         except CairnError as e:
@@ -118,6 +124,11 @@ def forget(session: Session, request: ForgetRequest, events: Events) -> ForgetRe
             # what the prune deleted, later, stays as long: the command's date is the later
             result.kept_until = max(result.kept_until, datetime.fromisoformat(freed))
     command = "forget --prune" if result.prune else "forget"
-    classes, deleted = billing(session, result.prune.report) if result.prune else ({}, [])
+    classes: dict[str, dict[str, int]] = {}
+    deleted: list[DeletedObject] = []
+    if result.prune:
+        from cairn.app.prune import billing
+
+        classes, deleted = billing(session, result.prune.report)
     result.requests = record_run(session, command, removed=doomed, classes=classes, deleted=deleted)
     return result

@@ -17,8 +17,8 @@ import blake3
 
 from cairn.app.cachedirs import cache_base
 from cairn.app.context import StoreOptions, backend_for, wrap_backend
-from cairn.app.cost import priced, pricing
 from cairn.app.passwords import PasswordSource
+from cairn.app.pricing import priced, pricing
 from cairn.core import clock
 from cairn.core.errors import RepositoryError, UsageError
 from cairn.core.urls import OBJECT_STORE, store_kind

@@ -8,7 +8,6 @@ from typing import Any
 
 from cairn.app.budget import repack_budget
 from cairn.app.context import Session
-from cairn.app.cost import prune_estimate
 from cairn.app.events import Events
 from cairn.app.records import RECORD_BYTES, record_run
 from cairn.core import clock
@@ -62,6 +61,9 @@ def prune(session: Session, request: PruneRequest, events: Events) -> PruneResul
             report.requests[k] = q + made.get(k, 0)
         report.requests["put"] += 1
         report.requests["bytes_up"] += RECORD_BYTES
+        # the cost model (and the restore it estimates too) for a dry run only
+        from cairn.app.cost import prune_estimate
+
         return PruneResult(report, prune_estimate(session, plan, report))
     budget, reads = repack_budget(
         session.spec.store.memory_limit,

@@ -30,8 +30,8 @@ from typing import Protocol
 
 from cairn.app.budget import restore_budget
 from cairn.app.context import Session
-from cairn.app.cost import pricing, restore_reading
 from cairn.app.events import Events, NullEvents
+from cairn.app.pricing import pricing, restore_reading
 from cairn.core.errors import Interrupted, ObjectArchived, StorageError, UsageError
 from cairn.core.units import format_duration
 from cairn.model.node import DIR, Node

@@ -15,7 +15,6 @@ from click.core import ParameterSource
 
 from cairn.app import repositories
 from cairn.app.context import RepoSpec, S3Options, StoreOptions
-from cairn.app.copy import source_spec
 from cairn.app.defaults import help_text
 from cairn.app.passwords import PasswordSource
 from cairn.app.snapshots import SnapshotFilter
@@ -358,6 +357,8 @@ class SourceFlags:
         names a repository of the configuration file the command was given (--config)."""
         ctx = click.get_current_context(silent=True)
         config_path = ctx.params.get("config_path") if ctx is not None else None
+        from cairn.app.copy import source_spec  # the copy's code, for init and copy only
+
         return source_spec(
             self.url, self.password_file, self.password_command, self.key_hint, like, config_path
         )

@@ -16,7 +16,6 @@ from cairn.app.forget import (
     forget,
 )
 from cairn.app.snapshots import Snapshot, SnapshotFilter
-from cairn.cli import prune as prune_cli
 from cairn.cli.common import filter_options, repo_options
 from cairn.cli.helpformat import CairnCommand
 from cairn.core.units import count
@@ -162,7 +161,9 @@ def command(
     if result.prune is not None:
         doc["prune"] = result.prune.report.as_dict()
         if not out.json_mode:
-            prune_cli.show_report(out, result.prune.report)
+            from cairn.cli.prune import show_report  # with --prune only
+
+            show_report(out, result.prune.report)
     elif prune and not out.json_mode:
         out.line(
             "prune would run after the removal (preview it then with `cairn prune --dry-run`)"

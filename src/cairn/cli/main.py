@@ -8,77 +8,107 @@ import sys
 import click
 
 from cairn import __version__
-from cairn.cli import (
-    backup,
-    cache,
-    cat,
-    check,
-    copy,
-    cost,
-    diff,
-    dump,
-    find,
-    forget,
-    generate,
-    init,
-    key,
-    ls,
-    mirror,
-    mount,
-    prune,
-    repair,
-    restore,
-    rewrite,
-    run,
-    schedule,
-    serve,
-    snapshots,
-    stats,
-    tag,
-    version,
-)
-from cairn.cli.helpformat import CairnGroup
+from cairn.cli.lazygroup import LazyCommand, LazyGroup
 from cairn.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, CairnError, Interrupted
 from cairn.core.memory import tune_malloc
 from cairn.ui.output import Output, route_warnings
 
+# Each command's module is imported when the command runs (cairn.cli.lazygroup); the summary is
+# the first sentence of its help, which --help lists (tests/test_cli_help.py checks they match).
+COMMANDS = {
+    "backup": LazyCommand("cairn.cli.backup", "Back up PATHS into a new snapshot."),
+    "cache": LazyCommand(
+        "cairn.cli.cache", "List the local caches of this machine, or remove old ones."
+    ),
+    "cat": LazyCommand(
+        "cairn.cli.cat",
+        "Print the config, a snapshot, tree, blob, index or key file, decrypted.",
+    ),
+    "check": LazyCommand("cairn.cli.check", "Check that every snapshot can be restored."),
+    "copy": LazyCommand(
+        "cairn.cli.copy",
+        "Copy snapshots from the repository --from-repo into this one (--repo): "
+        "the snapshots ID...",
+    ),
+    "cost": LazyCommand(
+        "cairn.cli.cost",
+        "What the repository costs a month, and what backups, a full restore and a prune "
+        "cost, at a provider's list prices (docs/cost.md).",
+    ),
+    "diff": LazyCommand(
+        "cairn.cli.diff",
+        "Show what changed from snapshot OLD to NEW (ids, prefixes of ids, or latest): "
+        "+ added, - removed, M modified (content), T type changed, U metadata only (mode, "
+        "owner, mtime, xattrs; listed with --metadata).",
+    ),
+    "dump": LazyCommand(
+        "cairn.cli.dump",
+        "Write the file at PATH in SNAPSHOT to standard output (a directory: as a tar stream).",
+    ),
+    "find": LazyCommand(
+        "cairn.cli.find",
+        "Find the entries matching any PATTERN in the snapshots (all of them, or those "
+        "chosen by --snapshot and the filter options).",
+    ),
+    "forget": LazyCommand(
+        "cairn.cli.forget",
+        "Remove snapshots: the ones named by ID, or those a retention policy does not keep.",
+    ),
+    "generate": LazyCommand(
+        "cairn.cli.generate",
+        "Write shell completion scripts and manual pages (one per command).",
+    ),
+    "init": LazyCommand("cairn.cli.init", "Create a new, empty repository."),
+    "key": LazyCommand(
+        "cairn.cli.key",
+        "List, add, remove and change the passwords of a repository; export its master keys "
+        "to a key file kept apart, and import it back.",
+    ),
+    "ls": LazyCommand(
+        "cairn.cli.ls",
+        "List the files in SNAPSHOT (an id, a prefix of one, or latest), below PATH.",
+    ),
+    "mirror": LazyCommand(
+        "cairn.cli.mirror",
+        "Keep a directory in a bucket file for file, with a manifest of its metadata.",
+    ),
+    "mount": LazyCommand(
+        "cairn.cli.mount",
+        "Mount the repository's snapshots read-only at MOUNTPOINT, until it is unmounted.",
+    ),
+    "prune": LazyCommand(
+        "cairn.cli.prune",
+        "Delete data no snapshot uses and repack packs that are mostly unused.",
+    ),
+    "repair": LazyCommand("cairn.cli.repair", "Repair a damaged repository."),
+    "restore": LazyCommand("cairn.cli.restore", "Restore SNAPSHOT[:SUBPATH] into --target."),
+    "rewrite": LazyCommand("cairn.cli.rewrite", "Write the snapshots ID..."),
+    "run": LazyCommand("cairn.cli.run", "Run JOBS (default: every job in the configuration file)."),
+    "schedule": LazyCommand(
+        "cairn.cli.schedule", "Run the jobs of the configuration file on their schedules."
+    ),
+    "serve": LazyCommand(
+        "cairn.cli.serve",
+        "Serve a web interface to the repositories and jobs of the configuration file.",
+    ),
+    "snapshots": LazyCommand(
+        "cairn.cli.snapshots", "List the snapshots in the repository, oldest first."
+    ),
+    "stats": LazyCommand(
+        "cairn.cli.stats",
+        "Repository totals, or with SNAPSHOT the size a restore of it would have.",
+    ),
+    "tag": LazyCommand("cairn.cli.tag", "Change the tags of the snapshots ID..."),
+    "version": LazyCommand(
+        "cairn.cli.version", "Show the version of cairn, of Python, and the platform."
+    ),
+}
 
-@click.group(cls=CairnGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cairn")
 def cli() -> None:
     """cairn: encrypted, deduplicated backups to S3 and local directories."""
-
-
-for module in (
-    init,
-    backup,
-    snapshots,
-    ls,
-    find,
-    diff,
-    tag,
-    rewrite,
-    cat,
-    stats,
-    cost,
-    restore,
-    dump,
-    mount,
-    mirror,
-    copy,
-    forget,
-    prune,
-    check,
-    repair,
-    key,
-    run,
-    schedule,
-    serve,
-    cache,
-    generate,
-    version,
-):
-    cli.add_command(module.command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from cairn.app.check import rebuild_index, repair
 from cairn.app.context import RepoSpec, open_session
+from cairn.app.repair import rebuild_index, repair
 from cairn.app.snapshots import SnapshotFilter
 from cairn.app.undelete import undelete as undelete_repository
 from cairn.cli.common import as_of_required, filter_options, repo_options

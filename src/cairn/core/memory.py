@@ -15,7 +15,6 @@ files read one after another) leaves its freed buffers resident between the ones
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import mmap
 import threading
@@ -31,13 +30,14 @@ M_ARENA_MAX = -8
 def _glibc_function(name: str, keep_gil: bool = False) -> Any:
     """A function of glibc's allocator, None where the C library is not glibc. ``keep_gil``:
     called without releasing the GIL (a call of a few microseconds then does not wait, on its
-    return, for a busy thread to hand the GIL back: up to 5 ms, Python's switch interval)."""
-    lib = ctypes.util.find_library("c")
-    if not lib:
-        return None
+    return, for a busy thread to hand the GIL back: up to 5 ms, Python's switch interval).
+
+    Looked up among the symbols the process has loaded (the interpreter is linked with its C
+    library), not by the library's name: ``ctypes.util.find_library`` runs ``ldconfig -p``, a
+    process of its own, at the start of every command."""
     try:
-        return getattr(ctypes.PyDLL(lib) if keep_gil else ctypes.CDLL(lib), name)
-    except (OSError, AttributeError):
+        return getattr(ctypes.PyDLL(None) if keep_gil else ctypes.CDLL(None), name)
+    except (OSError, AttributeError, TypeError):
         return None
 
 

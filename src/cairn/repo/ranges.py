@@ -13,6 +13,8 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+LOCAL_GAP = 64 << 10  # a local disk reads through a gap this small rather than seek
+
 
 def coalesce(
     items: Iterable[T], place: Callable[[T], tuple[int, int]], gap: int, limit: int

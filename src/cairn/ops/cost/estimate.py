@@ -8,17 +8,20 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cairn.model.snapshot import Summary
 from cairn.ops.cost import bill
 from cairn.ops.cost.bill import Charges
 from cairn.ops.cost.prices import REQUESTS, ClassPrices, Provider
-from cairn.ops.prune import PrunePlan, PruneReport
 from cairn.repo import layout
 from cairn.repo.index import INDEX_OBJECT_BLOBS
 from cairn.repo.locks import REFRESH_EVERY
 from cairn.repo.writer import INDEX_CHECKPOINT_PACKS
 from cairn.storage.archive import ARCHIVE_CLASSES, ObjectInfo
+
+if TYPE_CHECKING:  # the prune itself is not needed to price one (nor by the run records)
+    from cairn.ops.prune import PrunePlan, PruneReport
 
 INDEX_ENTRY_BYTES = 50  # one blob in an index object
 SNAPSHOT_BYTES = 1024  # a snapshot object, about

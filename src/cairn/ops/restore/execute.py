@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from cairn.core.errors import CairnError, IntegrityError, ObjectArchived
 from cairn.model.node import DIR
 from cairn.ops.filter_patterns import PatternList
-from cairn.ops.restore.packorder import LOCAL_GAP, WINDOW_PLACES
+from cairn.ops.restore.packorder import WINDOW_PLACES
 from cairn.ops.restore.plan import Entry
 from cairn.ops.restore.schedule import Batch, Fetch, LargeFile, Link, Part, Read, schedule
 from cairn.ops.restore.source import BlobSource
@@ -39,6 +39,7 @@ from cairn.ops.restore.tally import Tally
 from cairn.ops.restore.verify import verify
 from cairn.ops.restore.writer import FileWriter
 from cairn.ops.restore.zeros import ZeroBlob
+from cairn.repo.ranges import LOCAL_GAP
 from cairn.repo.repository import Repository
 
 

@@ -58,7 +58,6 @@ FIRST_WINDOW = 1 << 7  # the first window's places; each next window has twice a
 READ_BYTES = 8 << 20  # one request reads at most this much (unless one blob is larger)
 CARRY_BYTES = 4 << 20  # a window's shorter reads may be put off to the next window
 BUSY_BYTES = 8 << 20  # but not those a window needs to read this much, to keep the link busy
-LOCAL_GAP = 64 << 10  # a local disk reads through a gap this small rather than seek
 
 
 @dataclass(slots=True, eq=False)
