@@ -433,3 +433,34 @@ def test_a_group_stores_each_blob_once_that_the_index_does_not_hold(
     assert len(repo.index) == 23
     for data in group:
         assert repo.load_blob(repo.blob_id(data), layout.DATA_BLOB) == data
+
+
+def test_a_small_file_that_fails_when_taken_from_the_cache_is_its_own_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error taking a file's content at once (an I/O error) is that file's, found where it
+    is read; the batch goes on and every descriptor is closed."""
+    repo = open_repo(create_repo(tmp_path / "repo"))
+    dirs = OpenDirs()
+    before = _open_fds()
+    items = _batch(tmp_path, 12, dirs)
+    bad = os.stat(items[5][0]).st_ino
+    real_preadv, real_pread = os.preadv, os.pread
+
+    def failing(read):  # type: ignore[no-untyped-def]
+        def call(fd, *args):  # type: ignore[no-untyped-def]
+            if os.fstat(fd).st_ino == bad:
+                raise OSError(errno.EIO, "Input/output error")
+            return read(fd, *args)
+
+        return call
+
+    monkeypatch.setattr(os, "preadv", failing(real_preadv))
+    monkeypatch.setattr(os, "pread", failing(real_pread))
+    with repo.writer() as w:
+        out = FileSaver(w).save_files(items)
+        w.flush()
+    monkeypatch.undo()
+    assert isinstance(out[5], OSError) and out[5].errno == errno.EIO
+    assert all(isinstance(r, FileResult) for i, r in enumerate(out) if i != 5)
+    assert not dirs.handles and _open_fds() == before

@@ -334,20 +334,18 @@ def cached_head(fd: int, size: int) -> bytes | None:
     """Up to ``size`` bytes from the start of the file open as ``fd``, those the page cache
     holds, read without waiting for the disk (``RWF_NOWAIT``); None if it holds none of them,
     or where a read cannot be asked not to wait. On a warm cache this is the whole file, in
-    the one call that would have asked the kernel to read it ahead."""
+    the one call that would have asked the kernel to read it ahead. Never raises: a file that
+    cannot be read fails where it is read (its own error, the batch going on)."""
     global _NOWAIT
     if _NOWAIT is None:
         return None
     buf = bytearray(size)
     try:
         n = os.preadv(fd, [buf], 0, _NOWAIT)
-    except BlockingIOError:
-        return None
     except OSError as e:
         if e.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
             _NOWAIT = None  # not on this kernel or file system: read as before
-            return None
-        raise
+        return None
     return bytes(buf) if n == size else bytes(buf[:n]) if n else None
 
 
