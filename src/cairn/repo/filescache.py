@@ -103,6 +103,11 @@ class FilesCache:
         row = self._db.execute("SELECT v FROM meta WHERE k=?", (key,)).fetchone()
         return None if row is None else int(row[0])
 
+    def has_dir(self, directory: bytes) -> bool:
+        """Whether a backup recorded the directory (absolute path without a trailing '/')."""
+        row = self._db.execute("SELECT 1 FROM dirs WHERE dir=?", (directory,)).fetchone()
+        return row is not None
+
     def lookup_dir(self, directory: bytes) -> dict[bytes, CachedFile]:
         """Every cached entry of one directory (absolute path without a trailing '/')."""
         return self.lookup(directory)[0]
