@@ -99,3 +99,31 @@ def test_a_re_backup_starts_it_and_a_first_backup_does_not(
     first, again = _backups(tmp_path, monkeypatch)
     assert first == []
     assert again == [os.fsencode(tmp_path / "src")]
+
+
+def test_a_directory_in_memory_has_only_its_subdirectories_looked_at(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a warm cache the process would only spend CPU: once a directory's first, middle and
+    last entries answer at once, its other files are not looked at; when they take long (from
+    the disk), every entry is."""
+    for i in range(20):
+        (tmp_path / f"f{i:02}").write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "g").write_bytes(b"x")
+    asked: list[bytes] = []
+    real = os.stat
+
+    def counted(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        asked.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counted)
+    root = os.fsencode(tmp_path)
+    assert list(prefetch.walk([root], NONE, NONE, False)) == [root, root + b"/sub"]
+    # the probes (f00, f10, sub), then the subdirectory, then the small one's entry
+    assert asked == [b"f00", b"f10", b"sub", b"sub", b"g"]
+    asked.clear()
+    monkeypatch.setattr(prefetch, "SLOW_NS", -1)  # every lstat counts as read from the disk
+    assert list(prefetch.walk([root], NONE, NONE, False)) == [root, root + b"/sub"]
+    assert asked == [b"f00", *(f"f{i:02}".encode() for i in range(20)), b"sub", b"g"]
