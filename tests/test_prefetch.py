@@ -127,3 +127,14 @@ def test_a_directory_in_memory_has_only_its_subdirectories_looked_at(
     monkeypatch.setattr(prefetch, "SLOW_NS", -1)  # every lstat counts as read from the disk
     assert list(prefetch.walk([root], NONE, NONE, False)) == [root, root + b"/sub"]
     assert asked == [b"f00", *(f"f{i:02}".encode() for i in range(20)), b"sub", b"g"]
+
+
+def test_it_stops_once_the_backup_is_gone(tmp_path: Path) -> None:
+    """Started by a process that is no longer its parent (the backup ended without stopping
+    it), the walk goes no further than the directory it is in."""
+    _tree(tmp_path)
+    root = os.fsencode(tmp_path)
+    assert list(prefetch.walk([root], NONE, NONE, False, parent=os.getppid())) == list(
+        prefetch.walk([root], NONE, NONE, False)
+    )
+    assert list(prefetch.walk([root], NONE, NONE, False, parent=-1)) == [root]
