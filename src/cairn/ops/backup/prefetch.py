@@ -5,7 +5,8 @@ an ``lstat`` per entry. When the inodes are not in memory (the machine's first b
 day, after the page cache has been given to other work), each ``lstat`` waits for the disk, one
 at a time, and that wait adds to the walk's own work instead of overlapping it: a million tiny
 files took 10.8 s of ``lstat`` alone from a cold cache here, whether one thread or eight asked
-(the disk answers one request at a time), against about 12 s for the whole backup when warm.
+(the disk here served one request at a time), against about 12 s for the whole backup when
+warm.
 
 So a re-backup starts a process that walks the same paths in the same order (entries sorted
 by name, depth first, excluded paths left out, other file systems too with
@@ -15,7 +16,8 @@ run while the backup loads its index and does its work per entry, and the backup
 call per entry trade the interpreter's lock at every call (see archiver.py). It opens
 directories as the walk does, without moving their access time where allowed (a directory's
 access time is in its listing's digest, ops/backup/reuse.py), reads no file, and is stopped
-when the walk ends; it stops by itself if the backup's process is gone.
+when the backup ends (it has most often ended before); it stops by itself if the backup's
+process is gone.
 """
 
 from __future__ import annotations
