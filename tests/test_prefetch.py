@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cairn.ops.backup import prefetch
+from cairn.ops.backup.archiver import BackupOptions
 from cairn.ops.backup.snapshot_writer import BackupRequest, run_backup
 from cairn.ops.filter_patterns import PatternList
 from cairn.ops.progress import NullProgress
@@ -75,17 +76,30 @@ def _backups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[list[bytes
     def start(paths: list[bytes], *args: object) -> prefetch.Prefetch | None:
         ahead = real(paths, *args)  # type: ignore[arg-type]
         assert ahead is not None
+        excludes, iexcludes, one_file_system = args
+        # what the walk leaves out, it leaves out too
+        assert excludes.patterns == ["skip"]  # type: ignore[attr-defined]
+        assert iexcludes.patterns == ["B"] and one_file_system  # type: ignore[attr-defined]
         started.append(paths)
         processes.append(ahead.proc)
         return ahead
 
     monkeypatch.setattr(prefetch, "start", start)
     runs: list[list[bytes]] = []
+    options = BackupOptions(
+        excludes=PatternList(["skip"]),
+        iexcludes=PatternList(["B"], ignore_case=True),
+        one_file_system=True,
+    )
     for _ in range(2):
         before = len(started)
         cache = FilesCache(tmp_path / "cache" / "files.sqlite")
         run_backup(
-            open_repo(tmp_path / "repo"), BackupRequest([str(src)]), NullProgress(), cache, None
+            open_repo(tmp_path / "repo"),
+            BackupRequest([str(src)], options=options),
+            NullProgress(),
+            cache,
+            None,
         )
         cache.close()
         runs.append([p for paths in started[before:] for p in paths])
