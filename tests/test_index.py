@@ -300,3 +300,24 @@ def test_many_packs_at_once_are_copied_a_few_at_a_time(monkeypatch: pytest.Monke
     assert max(batches) <= index_module._APPEND_BLOBS + 100
     found = index.get((123 * 100 + 7).to_bytes(32, "little"))
     assert found is not None and found.pack.id == (123).to_bytes(32, "big") and found.offset == 7
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    heads=st.lists(st.binary(min_size=8, max_size=8), min_size=1, max_size=3),
+    tails=st.lists(st.binary(min_size=24, max_size=24), min_size=2, max_size=12, unique=True),
+    data=st.data(),
+)
+def test_lookups_at_once_tell_ids_that_share_their_leading_bytes(
+    heads: list[bytes], tails: list[bytes], data: st.DataObject
+) -> None:
+    """Many ids with the same leading 8 bytes (what the batch lookup searches first): each is
+    found or not as it is in the index, whichever of its neighbours the search lands on."""
+    ids = sorted({h + t for h in heads for t in tails})
+    held = data.draw(st.lists(st.sampled_from(ids), min_size=1, unique=True))
+    index = BlobIndex()
+    info = PackInfo(b"p" * 32, b"s" * 32, 0)
+    index.add_pack(PackRecord(info, [BlobRef(b, 0, 1, 1) for b in held]))
+    index._merge()  # the sorted arrays, not the dict of entries added since
+    asked = [*ids, *(b"\xff" * 8 + t for t in tails), *ids[::-1]]
+    assert index.contains_all(asked) == [b in set(held) for b in asked]

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import msgpack
 
@@ -39,8 +39,11 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 """
 
 
-@dataclass(frozen=True)
-class CachedFile:
+class CachedFile(NamedTuple):
+    """A file as a backup read or confirmed it. A tuple, not a dataclass: a directory's
+    entries are decoded and compared in every backup, a million of them for a million files
+    (half the time of a frozen dataclass's)."""
+
     inode: int
     size: int
     mtime: int
@@ -68,9 +71,10 @@ def _encode(entries: dict[bytes, CachedFile]) -> bytes:
 
 def _decode(blob: bytes) -> dict[bytes, CachedFile]:
     out = {}
+    make = CachedFile._make
     for name, (ino, size, mt, ct, c) in msgpack.unpackb(blob, strict_map_key=False).items():
         ids = [c] if len(c) == 32 else [c[i : i + 32] for i in range(0, len(c), 32)]
-        out[name] = CachedFile(ino, size, mt, ct, ids)
+        out[name] = make((ino, size, mt, ct, ids))
     return out
 
 
@@ -102,6 +106,11 @@ class FilesCache:
     def _meta(self, key: str) -> int | None:
         row = self._db.execute("SELECT v FROM meta WHERE k=?", (key,)).fetchone()
         return None if row is None else int(row[0])
+
+    def has_dir(self, directory: bytes) -> bool:
+        """Whether a backup recorded the directory (absolute path without a trailing '/')."""
+        row = self._db.execute("SELECT 1 FROM dirs WHERE dir=?", (directory,)).fetchone()
+        return row is not None
 
     def lookup_dir(self, directory: bytes) -> dict[bytes, CachedFile]:
         """Every cached entry of one directory (absolute path without a trailing '/')."""

@@ -16,6 +16,7 @@ from cairn.core import clock
 from cairn.core.errors import CairnError, UsageError
 from cairn.core.overlap import Overlap
 from cairn.model.snapshot import Snapshot
+from cairn.ops.backup import prefetch
 from cairn.ops.backup.archiver import Archiver, BackupOptions
 from cairn.ops.backup.parent import ParentFiles
 from cairn.ops.backup.scanner import Scanner
@@ -117,6 +118,7 @@ def run_backup(
     # the parent asked for is found before the lock is taken: an unknown id changes nothing
     chosen = resolve_id(repo, request.parent) if request.parent is not None else None
     scanner = Scanner(paths, request.options)
+    ahead = _prefetch(request, paths, files_cache)
     try:
         return _run(
             repo,
@@ -134,6 +136,22 @@ def run_backup(
         )
     finally:
         scanner.stop()
+        if ahead is not None:
+            ahead.stop()
+
+
+def _prefetch(
+    request: BackupRequest, paths: list[bytes], files_cache: FilesCache | None
+) -> prefetch.Prefetch | None:
+    """For a re-backup (the files cache knows a path's directory), a process that reads the
+    tree's inodes ahead of the walk (ops/backup/prefetch.py), started before the lock is taken
+    and the index loaded, so that it has a head start."""
+    if files_cache is None or request.streams or not paths:
+        return None
+    if not any(files_cache.has_dir(p.rstrip(b"/")) for p in paths):
+        return None  # a first backup of these paths: its reading thread reads from the disk too
+    o = request.options
+    return prefetch.start(paths, o.excludes, o.iexcludes, o.one_file_system)
 
 
 def _announce_total(
