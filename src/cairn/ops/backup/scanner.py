@@ -21,37 +21,48 @@ import os
 import stat
 import sys
 import threading
-from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from cairn.core.fsread import open_dir_for_reading
 from cairn.model.linkkey import link_key
 
+TYPE_CHECKING = False  # not typing's: the child process does without importing it
 if TYPE_CHECKING:
     import subprocess
+    from typing import Protocol
 
     from cairn.ops.backup.archiver import BackupOptions
+
+    class Matcher(Protocol):
+        def __bool__(self) -> bool: ...
+
+        def matches(self, path: bytes) -> bool: ...
+
+    class Totals(Protocol):
+        def total(
+            self, files: int, nbytes: int, complete: bool, estimated: bool = False
+        ) -> None: ...
+
 
 CHILD_MODULE = "cairn.ops.backup.scan_child"
 
 
-class Matcher(Protocol):
-    def __bool__(self) -> bool: ...
-
-    def matches(self, path: bytes) -> bool: ...
-
-
-class Settings(NamedTuple):
+class Settings:
     """What the count takes of a backup's options (``BackupOptions`` has these too): what the
     child process is given."""
 
-    excludes: Matcher | None
-    iexcludes: Matcher | None
-    exclude_larger_than: int | None
-    one_file_system: bool
+    __slots__ = ("exclude_larger_than", "excludes", "iexcludes", "one_file_system")
 
-
-class Totals(Protocol):
-    def total(self, files: int, nbytes: int, complete: bool, estimated: bool = False) -> None: ...
+    def __init__(
+        self,
+        excludes: Matcher | None,
+        iexcludes: Matcher | None,
+        exclude_larger_than: int | None,
+        one_file_system: bool,
+    ) -> None:
+        self.excludes = excludes
+        self.iexcludes = iexcludes
+        self.exclude_larger_than = exclude_larger_than
+        self.one_file_system = one_file_system
 
 
 class Scanner:
