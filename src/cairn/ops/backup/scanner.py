@@ -132,7 +132,7 @@ class Scanner:
                     if pipe is not None:
                         pipe.close()
                 except OSError:
-                    pass  # a config the child never read
+                    pass  # work the child never read
 
     def _run(self, report: Totals) -> None:
         try:
