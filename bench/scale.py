@@ -147,7 +147,7 @@ def files_scale(work: Path, counts: list[int], runs: int, cold: bool) -> dict[st
 
 
 def scan_scale(work: Path, count: int, runs: int) -> dict[str, object]:
-    """The backup's scanner (it counts the tree on a thread of its own, for progress): a tree
+    """The backup's scanner (it counts the tree in a child process, for progress): a tree
     of small files backed up first and unchanged, with it and with --no-scan, in turn; the
     median of ``runs`` of each. Progress goes to a pipe, so the backups draw nothing."""
     tree = files_tree(work, count)

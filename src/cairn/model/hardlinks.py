@@ -9,16 +9,10 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
+from cairn.model.linkkey import LinkKey, link_key
 from cairn.model.node import FILE, Node
 
 T = TypeVar("T")
-LinkKey = tuple[int, int]  # (device, inode)
-
-
-def link_key(dev: int, inode: int, links: int) -> LinkKey | None:
-    """The group of a file with this device, inode and link count; None for a file with one
-    path (or an unknown inode)."""
-    return (dev, inode) if links > 1 and inode else None
 
 
 def node_link_key(node: Node) -> LinkKey | None:

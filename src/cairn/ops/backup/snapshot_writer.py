@@ -158,9 +158,10 @@ def _announce_total(
     progress: Progress, paths: list[bytes], scan: bool, previous: Snapshot | None, scanner: Scanner
 ) -> None:
     """The backup's total for progress: the parent's (what it held: an estimate that costs
-    nothing, and the daily backup's case), or, without one, the paths counted on a thread
-    while the backup runs (a second look at every file: on a tree of small files that the
-    files cache makes quick, it would cost more than the backup)."""
+    nothing, and the daily backup's case), or, without one, the paths counted while the
+    backup runs, by a child process (ops/backup/scanner.py; a second look at every file: on a
+    tree of small files that the files cache makes quick, it would cost more than the
+    backup)."""
     if not paths or not scan:
         return
     if previous is not None:
