@@ -242,11 +242,35 @@ def test_without_a_child_the_backup_counts_on_its_thread(
     assert seen.totals[-1] == (*OPTIONS["none"][1], True)
 
 
+@pytest.fixture
+def relayed_first(monkeypatch: pytest.MonkeyPatch, children) -> None:  # type: ignore[no-untyped-def]
+    """The backup walks its paths once the scanner's child has ended and all it said has been
+    relayed (its thread is done)."""
+    real = snapshot_writer.Archiver.run
+
+    def run(self, paths):  # type: ignore[no-untyped-def]
+        wait_for(children)
+        children[0].wait(60)
+        for t in threading.enumerate():
+            if t.name == "cairn-scan":
+                t.join(60)
+        return real(self, paths)
+
+    monkeypatch.setattr(snapshot_writer.Archiver, "run", run)
+
+
 def test_a_child_that_writes_nonsense_or_crashes_fails_nothing(
-    run_cli, repo_path: Path, tree: Path, tmp_path: Path, lines_every_step, monkeypatch
+    run_cli,
+    repo_path: Path,
+    tree: Path,
+    tmp_path: Path,
+    lines_every_step,
+    monkeypatch,
+    relayed_first,
 ) -> None:  # type: ignore[no-untyped-def]
     """A child that writes lines of no meaning, a count, and dies: the backup succeeds, with
-    the count as a running (not final) total."""
+    the count as a running (not final) total until its walk is done, and what it walked as
+    the final one."""
     fake = tmp_path / "fake-python"
     fake.write_text(
         "#!/bin/sh\nprintf 'hello\\n1 2\\n-1 2 0\\n5 6 7\\n\\377\\n7 7000 0\\n'\nexit 3\n"
@@ -255,7 +279,23 @@ def test_a_child_that_writes_nonsense_or_crashes_fails_nothing(
     monkeypatch.setattr(sys, "executable", os.fspath(fake))
     res = backup(run_cli, repo_path, tree)
     assert summary_counts(run_cli, res, repo_path) == OPTIONS["none"][1]
-    assert " of 7+ files" in res.err and final_totals(res.err) == set()
+    assert " of 7+ files" in res.err and final_totals(res.err) == {OPTIONS["none"][1][0]}
+
+
+def test_a_backup_over_before_the_child_has_counted_ends_with_its_own_total(
+    run_cli, repo_path: Path, tree: Path, tmp_path: Path, lines_every_step, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A short backup can end before the child has said anything: its last line still has a
+    total, what the backup walked, at 100%."""
+    fake = tmp_path / "slow-python"
+    fake.write_text("#!/bin/sh\nexec sleep 60\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", os.fspath(fake))
+    res = backup(run_cli, repo_path, tree)
+    files = summary_counts(run_cli, res, repo_path)[0]
+    assert final_totals(res.err) == {files}
+    last = [line for line in res.err.splitlines() if " backup: " in line][-1]
+    assert f" backup: {files} of {files} files" in last and "100%" in last
 
 
 def test_count_lines() -> None:

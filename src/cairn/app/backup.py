@@ -62,7 +62,7 @@ class BackupRequest:
     command: Sequence[str] = ()
     stream_name: str | None = None  # its file name in the snapshot (default: stdin)
     streams: Sequence[StreamItem] = ()  # already made (jobs' database dumps and the like)
-    scan: bool = True  # count the paths on a thread of their own, for progress's total
+    scan: bool = True  # count the paths in a process of their own, for progress's total
 
 
 @dataclass

@@ -18,14 +18,16 @@ def open_dir_for_reading(path: bytes, dir_fd: int | None = None) -> int:
 
 
 def open_for_reading(path: bytes, extra_flags: int = 0, dir_fd: int | None = None) -> int:
-    """``path`` is relative to the directory ``dir_fd`` when one is given."""
+    """Opens without following symlinks and, where allowed, without touching the atime;
+    ``path`` is relative to the directory ``dir_fd`` when one is given (a name: no length
+    limit on where it is)."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | extra_flags
     try:
         return os.open(path, flags | _NOATIME, dir_fd=dir_fd)
     except PermissionError:
         if not _NOATIME:
             raise
-        return os.open(path, flags, dir_fd=dir_fd)
+        return os.open(path, flags, dir_fd=dir_fd)  # O_NOATIME needs ownership or CAP_FOWNER
     except OSError as e:
         if e.errno == errno.EINVAL and _NOATIME:
             return os.open(path, flags, dir_fd=dir_fd)

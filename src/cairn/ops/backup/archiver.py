@@ -61,7 +61,7 @@ class BackupOptions:
     # systems where every file waits for a round trip, which threads overlap)
     workers: int = 2
     max_in_flight: int = 64
-    scan: bool = True  # count what is to be read first, on a thread (ops/backup/scanner.py)
+    scan: bool = True  # count what is to be read, in a process of its own (ops/backup/scanner.py)
     # change detection: read every file (``force``), or compare fewer of a file's attributes
     force: bool = False
     ignore_inode: bool = False  # nor the ctime

@@ -9,11 +9,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from cairn.core.fsread import open_dir_for_reading, open_for_reading
 from cairn.model.chunker import Chunker
 from cairn.repo.layout import DATA_BLOB
 from cairn.repo.writer import Writer
 
-_NOATIME = getattr(os, "O_NOATIME", 0)
 _WILLNEED: int | None = getattr(os, "POSIX_FADV_WILLNEED", None)
 _NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 
@@ -33,27 +33,6 @@ class FileResult:
     inode: int = 0
     mtime: int = 0
     ctime: int = 0
-
-
-def open_dir_for_reading(path: bytes, dir_fd: int | None = None) -> int:
-    return open_for_reading(path, os.O_DIRECTORY, dir_fd)
-
-
-def open_for_reading(path: bytes, extra_flags: int = 0, dir_fd: int | None = None) -> int:
-    """Opens without following symlinks and, where allowed, without touching the atime;
-    ``path`` is relative to the directory ``dir_fd`` when one is given (a name: no length
-    limit on where it is)."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | extra_flags
-    try:
-        return os.open(path, flags | _NOATIME, dir_fd=dir_fd)
-    except PermissionError:
-        if not _NOATIME:
-            raise
-        return os.open(path, flags, dir_fd=dir_fd)  # O_NOATIME needs ownership or CAP_FOWNER
-    except OSError as e:
-        if e.errno == errno.EINVAL and _NOATIME:
-            return os.open(path, flags, dir_fd=dir_fd)
-        raise
 
 
 class DirHandle:

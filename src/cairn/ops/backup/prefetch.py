@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Iterator
 
-from cairn.ops.backup.file_saver import open_dir_for_reading
+from cairn.core.fsread import open_dir_for_reading
 from cairn.ops.filter_patterns import PatternList
 
 

@@ -84,6 +84,7 @@ class Scanner:
         self._lock = threading.Lock()  # the child, against a stop while it is started
         self._child: subprocess.Popen[bytes] | None = None
         self.counted_by: str | None = None  # "child" or "thread", once started
+        self.complete = False  # the final total was reported
 
     def count(self, report: Totals | None = None) -> tuple[int, int]:
         """Walks the paths: (files, bytes); ``report`` is told the count as it grows."""
@@ -100,6 +101,7 @@ class Scanner:
                 self._add(st)
         if report is not None and not self._stop.is_set():
             report.total(self.files, self.bytes, complete=True)
+            self.complete = True
         return self.files, self.bytes
 
     def settings(self) -> Settings:
@@ -133,6 +135,16 @@ class Scanner:
                         pipe.close()
                 except OSError:
                     pass  # work the child never read
+
+    def finish(self, report: Totals, files: int, nbytes: int) -> None:
+        """The backup has walked everything: the count ends, and if it was started and gave no
+        final total (a backup over before the child had counted, or a child that failed),
+        the ``files`` and ``nbytes`` the backup walked are the total, so that its last line
+        has one."""
+        started = self._thread is not None
+        self.stop()
+        if started and not self.complete:
+            report.total(files, nbytes, complete=True)
 
     def _run(self, report: Totals) -> None:
         try:
@@ -189,6 +201,7 @@ class Scanner:
             self.files, self.bytes, complete = count
             report.total(self.files, self.bytes, complete=complete)
             if complete:
+                self.complete = True
                 break
         if not self._stop.is_set():
             child.wait()  # it ends once its final count is written: no zombie meanwhile

@@ -226,6 +226,8 @@ def _run(
                     archiver = Archiver(writer, known, request.options, progress)
                     snap.tree, summary = archiver.run(paths), archiver.summary
                     changed = archiver.changed_while_read
+                    files = summary.files_new + summary.files_changed + summary.files_unchanged
+                    scanner.finish(progress, files, summary.bytes_total)
                 writer.flush()
                 summary.packs_written = writer.packs_written
                 summary.tree_packs_written = writer.tree_packs_written
