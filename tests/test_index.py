@@ -3,6 +3,8 @@ the sorted arrays, and through an encoded index object."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -321,3 +323,21 @@ def test_lookups_at_once_tell_ids_that_share_their_leading_bytes(
     index._merge()  # the sorted arrays, not the dict of entries added since
     asked = [*ids, *(b"\xff" * 8 + t for t in tails), *ids[::-1]]
     assert index.contains_all(asked) == [b in set(held) for b in asked]
+
+
+def test_batch_lookups_hold_no_more_than_48_bytes_a_blob() -> None:
+    """A backup's lookups at once search the ids' leading 8 bytes as integers; those are the
+    index's own column of keys, not a copy of them beside the ids: 48 bytes a blob in all."""
+    import numpy as np
+
+    rng = random.Random(4)
+    ids = [rng.randbytes(32) for _ in range(70_000)]
+    index = BlobIndex()
+    for p in range(0, len(ids), 1000):
+        info = PackInfo(rng.randbytes(32), rng.randbytes(32), 0)
+        index.add_pack(PackRecord(info, [BlobRef(b, 0, 1, 1) for b in ids[p : p + 1000]]))
+    index._merge()
+    asked = ids[::7] + [rng.randbytes(32) for _ in range(1000)]
+    assert index.contains_all(asked) == [True] * len(ids[::7]) + [False] * 1000
+    held = sum(a.nbytes for a in vars(index).values() if isinstance(a, np.ndarray))
+    assert held == index.nbytes() == 48 * len(ids)

@@ -65,34 +65,36 @@ def test_sorted_as_plainly_first_entry_kept(
         out = sort_unique(runs)
     assert runs == []
     assert out.size == len(expected)
-    ids = out.ids[: out.size].tobytes()
+    ids = out.ids().tobytes()
     got = [ids[k * 32 : k * 32 + 32] for k in range(out.size)]
     assert got == sorted(expected)
     assert [tuple(r) for r in out.rows[: out.size].tolist()] == [expected[i] for i in got]
-    # what a lookup does with the result: every id is found where it is
+    # what a lookup does with the result: every key is found where its first id is
+    keys = out.keys[: out.size]
     if out.size:
-        at = out.ids[: out.size].searchsorted(np.frombuffer(ids, dtype="S32"))
-        assert at.tolist() == list(range(out.size))
+        at = keys.searchsorted(keys)
+        assert at.tolist() == [got.index(next(g for g in got if g[:8] == i[:8])) for i in got]
 
 
 @pytest.mark.skipif(not hasattr(mmap, "MADV_DONTNEED"), reason="no madvise here")
 def test_the_columns_read_are_given_back() -> None:
     """Each run's pages go back as its entries are moved: a run reads as zeros after."""
     rng = np.random.default_rng(5)
-    n = 51_200  # whole pages of ids and of rows
+    n = 51_200  # whole pages of keys, of tails and of rows
     run = Columns(n)
     run.append(
         np.frombuffer(rng.bytes(32 * n), dtype="S32"),
         rng.integers(0, 1 << 32, size=(n, 4), dtype=np.uint64).astype("<u4"),
     )
-    before = (run.ids.tobytes(), run.rows.copy())
+    before = (run.ids().tobytes(), run.rows.copy())
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(indexsort, "_BLOCK", 1000)
         out = sort_unique([run])
     order = np.argsort(np.frombuffer(before[0], dtype="S32"))
-    assert out.ids[: out.size].tobytes() == np.frombuffer(before[0], dtype="S32")[order].tobytes()
+    assert out.ids().tobytes() == np.frombuffer(before[0], dtype="S32")[order].tobytes()
     assert (out.rows[: out.size] == before[1][order]).all()
-    assert not run.ids.view(np.uint8).any()  # every page of the run given back
+    assert not run.keys.any()  # every page of the run given back
+    assert not run.tails.view(np.uint8).any()
     assert not run.rows.any()
 
 
@@ -109,3 +111,15 @@ def test_buckets_grow_with_the_entries() -> None:
     assert bucket_bits(30_000) == 0
     assert 2**14 <= 10_000_000 >> bucket_bits(10_000_000) < 2**15
     assert bucket_bits(1 << 40) == 16
+
+
+@settings(max_examples=100, deadline=None)
+@given(ids=st.lists(blob_id, max_size=30))
+def test_ids_split_and_joined_again(ids: list[bytes]) -> None:
+    """An id's key and tail sort as the id does, and give it back whole."""
+    arr = np.frombuffer(b"".join(ids), dtype="S32")
+    keys, tails = indexsort.split_ids(arr)
+    assert keys.dtype == np.uint64 and tails.dtype == np.dtype("S24")
+    assert indexsort.join_ids(keys, tails).tobytes() == b"".join(ids)
+    by_parts = sorted(range(len(ids)), key=lambda i: (int(keys[i]), tails[i]))
+    assert [ids[i] for i in by_parts] == sorted(ids)

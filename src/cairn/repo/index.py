@@ -1,7 +1,8 @@
 """The blob index: blob id -> (pack, offset, length, raw length).
 
-In memory the index is a set of parallel numpy arrays sorted by id (32 + 4 * 4 = 48 bytes per
-blob, no per-entry Python objects) plus a dict of entries added since the last merge (each
+In memory the index is a set of parallel numpy arrays sorted by id (the id's leading 8 bytes as
+an integer and its other 24, then 4 * 4 bytes of numbers: 48 bytes per blob, no per-entry Python
+objects; cairn.repo.indexsort) plus a dict of entries added since the last merge (each
 value the entry's four numbers packed in 16 bytes, not a tuple of four integers).
 The pack table (pack id, salt, blob type) is shared by all blobs of a pack.
 
@@ -24,7 +25,7 @@ from typing import Any
 import msgpack
 
 from cairn.crypto import aead
-from cairn.repo.indexsort import SEGMENT, Columns, sort_unique
+from cairn.repo.indexsort import KEY_BYTES, SEGMENT, Columns, join_ids, sort_unique, split_ids
 from cairn.repo.pack import BlobRef
 
 INDEX_VERSION = 1
@@ -34,6 +35,7 @@ INDEX_OBJECT_BLOBS = 50_000
 _MERGE_MIN = 1 << 16
 _APPEND_BLOBS = 1 << 16  # blobs of packs added in columns copied into the waiting ones at once
 _ROW = struct.Struct("<4I")  # pack number, offset, length, raw length
+_KEY = struct.Struct(">Q")  # an id's key: its leading 8 bytes as an unsigned integer
 _U32 = "I" if array("I").itemsize == 4 else "L"  # an array type of 32-bit unsigned integers
 
 
@@ -131,12 +133,14 @@ class BlobIndex:
         self._lock = threading.Lock()
         self._packs: list[PackInfo] = []
         self._pack_no: dict[bytes, int] = {}
-        # sorted arrays once merged: ids (S32) and pack no, offset, length, raw length (uint32)
-        self._ids: Any = ()
+        # sorted arrays once merged: the ids' keys (uint64) and tails (S24), and pack no,
+        # offset, length, raw length (uint32)
+        self._keys: Any = ()
+        self._tails: Any = ()
         self._cols: Any = ()
         self._recent: dict[bytes, bytes] = {}  # id -> _ROW
         self._merged: Columns | None = None  # what the arrays are views of
-        self._keys: Any = None  # the merged ids' leading 8 bytes, for batch lookups (_known)
+        self._uint64: Any = int  # numpy.uint64 once merged (a key searched for is one)
         # blobs of whole packs added at once (add_columns), not merged yet, in the order added
         self._pending: list[Columns] = []
         # a merge failed midway (out of memory): what it was sorting is gone, so no lookup may
@@ -146,7 +150,7 @@ class BlobIndex:
     def __len__(self) -> int:
         with self._lock:
             self._settle()
-            return len(self._ids) + len(self._recent)
+            return len(self._keys) + len(self._recent)
 
     @property
     def packs(self) -> list[PackInfo]:
@@ -164,7 +168,7 @@ class BlobIndex:
             self._packs.append(record.info)
             self._pack_no[record.info.id] = no
             recent, pack = self._recent, _ROW.pack
-            if not len(self._ids):  # nothing merged: the dict is the whole index
+            if not len(self._keys):  # nothing merged: the dict is the whole index
                 for b in record.blobs:
                     if b.id not in recent:
                         recent[b.id] = pack(no, b.offset, b.length, b.raw_length)
@@ -175,7 +179,7 @@ class BlobIndex:
                     for b, known in zip(blobs, self._known(want).tolist(), strict=True):
                         if not known and b.id not in recent:
                             recent[b.id] = pack(no, b.offset, b.length, b.raw_length)
-            if len(recent) >= max(_MERGE_MIN, len(self._ids) // 8):
+            if len(recent) >= max(_MERGE_MIN, len(self._keys) // 8):
                 self._merge()
 
     def add_columns(self, packs: Iterable[PackColumns]) -> None:
@@ -192,7 +196,7 @@ class BlobIndex:
                 no = len(self._packs)
                 self._packs.append(c.info)
                 self._pack_no[c.info.id] = no
-                if not self._pending and len(self._ids) + len(self._recent) + len(c) < _MERGE_MIN:
+                if not self._pending and len(self._keys) + len(self._recent) + len(c) < _MERGE_MIN:
                     self._add_rows(no, c)  # a small index stays in the dict, without numpy
                     continue
                 new.append((no, c))
@@ -237,31 +241,28 @@ class BlobIndex:
     def _known(self, ids: Any) -> Any:
         """For an array of ids (S32): which the merged arrays have.
 
-        The search runs over the ids' leading 8 bytes as unsigned integers (``_prefixes``),
-        a quarter of the memory the whole ids take: a search for ids scattered over a large
-        index is bound by the cache misses of its steps, and over the ids themselves it took
-        4 times as long (1.8 s for a million ids in a million). The id at the place found is
-        then compared whole; where it is not the one asked for but has the same leading bytes
-        (several ids share them), the whole ids are searched."""
+        The search runs over the keys, the ids' leading 8 bytes as unsigned integers: a search
+        for ids scattered over a large index is bound by the cache misses of its steps, and
+        over whole ids it took 4 times as long (1.8 s for a million ids in a million). The
+        tail at the place found is then compared; where it is not the one asked for but the
+        key is the same (several ids share it), the tails of that key are searched."""
         np = _np()
-        keys = self._prefixes()
-        last = len(self._ids) - 1
-        want = _leading(np, ids)
+        keys, tails = self._keys, self._tails
+        last = len(keys) - 1
+        want, want_tails = split_ids(ids)
         at = np.minimum(keys.searchsorted(want), last)
-        found = self._ids[at] == ids
-        shared = ~found & (keys[at] == want)
-        if shared.any():
-            which = np.flatnonzero(shared)
-            again = np.minimum(self._ids.searchsorted(ids[which]), last)
-            found[which] = self._ids[again] == ids[which]
+        same_key = keys[at] == want
+        found = same_key & (tails[at] == want_tails)
+        for i in np.flatnonzero(same_key & ~found).tolist():
+            found[i] = self._shared(int(at[i]), want[i], want_tails[i])
         return found
 
-    def _prefixes(self) -> Any:
-        """The merged ids' leading 8 bytes as unsigned integers (sorted as the ids are), made
-        at the first batch lookup after a merge: 8 bytes a blob."""
-        if self._keys is None:
-            self._keys = _leading(_np(), self._ids)
-        return self._keys
+    def _shared(self, at: int, key: Any, tail: bytes) -> bool:
+        """Whether the tail is among the tails of ``key``, whose first entry is at ``at``."""
+        end = int(self._keys.searchsorted(key, side="right"))
+        tails = self._tails[at:end]
+        i = int(tails.searchsorted(tail))
+        return i < len(tails) and tails[i] == tail
 
     def _merge(self) -> None:
         """Sorts everything added since the last merge into the arrays. Where an id occurs
@@ -286,8 +287,7 @@ class BlobIndex:
             )
         runs.extend(self._pending)
         self._merged = None
-        self._ids = self._cols = ()
-        self._keys = None
+        self._keys = self._tails = self._cols = ()
         self._recent = {}
         self._pending = []
         try:
@@ -296,17 +296,26 @@ class BlobIndex:
             self._failed = e
             raise
         self._merged = merged
-        self._ids = merged.ids[: merged.size]
+        self._uint64 = np.uint64
+        self._keys = merged.keys[: merged.size]
+        self._tails = merged.tails[: merged.size]
         self._cols = merged.rows[: merged.size]
 
     def _find(self, blob_id: bytes) -> int:
         self._settle()
-        if not len(self._ids):
+        keys = self._keys
+        if not len(keys):
             return -1
-        i = int(self._ids.searchsorted(blob_id))
-        if i < len(self._ids) and self._ids[i] == blob_id.rstrip(b"\0"):
+        key = self._uint64(_KEY.unpack_from(blob_id)[0])
+        i = int(keys.searchsorted(key))
+        if i == len(keys) or keys[i] != key:
+            return -1
+        tail = blob_id[KEY_BYTES:].rstrip(b"\0")  # as numpy gives an S24 element
+        if self._tails[i] == tail:
             return i
-        return -1
+        end = int(keys.searchsorted(key, side="right"))  # ids that share the key
+        j = i + int(self._tails[i:end].searchsorted(tail))
+        return j if j < end and self._tails[j] == tail else -1
 
     def __contains__(self, blob_id: bytes) -> bool:
         with self._lock:
@@ -315,7 +324,7 @@ class BlobIndex:
     def contains_all(self, blob_ids: list[bytes]) -> list[bool]:
         """``blob_id in self`` for each of many ids, with one search of the sorted ids for all
         of them (a backup asks this for every file of a directory at once)."""
-        if len(blob_ids) < 8 or not len(self._ids):
+        if len(blob_ids) < 8 or not len(self._keys):
             return [b in self for b in blob_ids]
         np = _np()
         want = np.frombuffer(b"".join(blob_ids), dtype="S32")
@@ -340,7 +349,7 @@ class BlobIndex:
     def blob_ids(self) -> Iterator[bytes]:
         with self._lock:  # a merge gives back the pages of the arrays it sorts anew
             self._settle()
-            raw = self._ids.tobytes() if len(self._ids) else b""
+            raw = join_ids(self._keys, self._tails).tobytes() if len(self._keys) else b""
             recent = list(self._recent)
         for i in range(len(raw) // 32):
             yield raw[i * 32 : (i + 1) * 32]
@@ -353,7 +362,7 @@ class BlobIndex:
         with self._lock:  # a merge gives back the pages of the arrays it sorts anew
             self._merge()
             types = np.array([p.blob_type for p in self._packs], dtype=np.uint8)
-            if not len(self._ids):
+            if not len(self._keys):
                 return out
             cols = self._cols
             blob_types = types[cols[:, 0]]
@@ -370,14 +379,9 @@ class BlobIndex:
         """Bytes held by the merged arrays (entries not merged yet are not counted)."""
         with self._lock:
             self._settle()
-        return int(self._ids.nbytes + self._cols.nbytes) if len(self._ids) else 0
-
-
-def _leading(np: ModuleType, ids: Any) -> Any:
-    """The leading 8 bytes of each id of an S32 array, as big-endian unsigned integers: in the
-    ids' order."""
-    raw = np.ascontiguousarray(ids).view(np.uint8).reshape(-1, 32)
-    return raw[:, :8].copy().view(">u8").ravel().astype(np.uint64)
+        if not len(self._keys):
+            return 0
+        return int(self._keys.nbytes + self._tails.nbytes + self._cols.nbytes)
 
 
 def encode_index(records: Iterable[PackRecord]) -> bytes:
