@@ -349,10 +349,11 @@ class BlobIndex:
     def blob_ids(self) -> Iterator[bytes]:
         with self._lock:  # a merge gives back the pages of the arrays it sorts anew
             self._settle()
-            raw = join_ids(self._keys, self._tails).tobytes() if len(self._keys) else b""
+            ids = join_ids(self._keys, self._tails) if len(self._keys) else b""
             recent = list(self._recent)
+        raw = memoryview(ids).cast("B")  # the copy joined, not a second one
         for i in range(len(raw) // 32):
-            yield raw[i * 32 : (i + 1) * 32]
+            yield bytes(raw[i * 32 : (i + 1) * 32])
         yield from recent
 
     def total_blobs_by_type(self) -> dict[int, tuple[int, int, int]]:
