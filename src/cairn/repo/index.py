@@ -380,13 +380,26 @@ def _leading(np: ModuleType, ids: Any) -> Any:
     return raw[:, :8].copy().view(">u8").ravel().astype(np.uint64)
 
 
-def encode_index(records: Iterable[PackRecord]) -> bytes:
+def blob_count(pack: PackRecord | PackColumns) -> int:
+    """How many blobs a pack's record or columns list."""
+    return len(pack) if isinstance(pack, PackColumns) else len(pack.blobs)
+
+
+def _blob_rows(pack: PackRecord | PackColumns) -> list[list[Any]]:
+    if isinstance(pack, PackRecord):
+        return [[b.id, b.offset, b.length, b.raw_length] for b in pack.blobs]
+    ids, n = pack.ids, pack.numbers.tolist()
+    return [[ids[i * 32 : i * 32 + 32], *n[3 * i : 3 * i + 3]] for i in range(len(pack))]
+
+
+def encode_index(records: Iterable[PackRecord | PackColumns]) -> bytes:
+    """An index object listing ``records``: packs as records or as columns, the same."""
     packs = [
         {
             "id": r.info.id,
             "salt": r.info.salt,
             "type": r.info.blob_type,
-            "blobs": [[b.id, b.offset, b.length, b.raw_length] for b in r.blobs],
+            "blobs": _blob_rows(r),
         }
         for r in records
     ]
