@@ -12,14 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cairn.ops import usage
 from cairn.ops.prune import PruneOptions, make_plan, plan_prune
 from cairn.ops.prune import plan as plan_module
 from cairn.ops.prune import tally as tally_module
 from cairn.ops.usage import UsedBlobs
 from cairn.repo import index as index_module
 from cairn.repo import layout
-from cairn.repo.index import PackColumns, PackInfo, PackRecord, PackRecords
+from cairn.repo.index import BlobIndex, PackColumns, PackInfo, PackRecord, PackRecords
 from cairn.repo.pack import BlobRef
 
 
@@ -77,6 +76,12 @@ def columns_of(record: PackRecord) -> PackColumns:
     return PackColumns(record.info, b"".join(b.id for b in record.blobs), numbers)
 
 
+def index_of(columns: dict[bytes, PackColumns]) -> BlobIndex:
+    index = BlobIndex()
+    index.add_columns(columns.values())
+    return index
+
+
 def blob_id(n: int, prefixes: int) -> bytes:
     """Ids of which several share their leading 8 bytes (``n % prefixes``)."""
     return (n % prefixes).to_bytes(8, "big") + n.to_bytes(24, "big")
@@ -127,8 +132,8 @@ def test_the_column_plan_is_the_record_plan(repo: tuple, batch: int, search: int
     columns = {p: columns_of(r) for p, r in records.items()}
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(tally_module, "BATCH", batch)
-        mp.setattr(usage, "_SEARCH", search)
-        ids = UsedBlobs.of(used)
+        mp.setattr(index_module, "_SEARCH", search)
+        ids = UsedBlobs.of(index_of(columns), used)
         plan = make_plan(columns, stored, ids, options)
         report = plan_module._report_from(plan, ids, 1 << 20)
     assert [r.info.id for r in plan.keep] == expected.keep
@@ -146,35 +151,49 @@ def test_the_column_plan_is_the_record_plan(repo: tuple, batch: int, search: int
 
 @settings(max_examples=200, deadline=None)
 @given(
-    ids=st.lists(st.integers(0, 60), max_size=80),
+    stored=st.lists(st.integers(0, 60), max_size=80),
+    ids=st.lists(st.integers(0, 90), max_size=80),
     others=st.lists(st.integers(0, 90), max_size=30),
     prefixes=st.sampled_from([1, 4, 1 << 20]),
     search=st.sampled_from([1, 5, 1 << 18]),
 )
-def test_used_blobs_are_sorted_once_each_and_found(
-    ids: list[int], others: list[int], prefixes: int, search: int
+def test_used_blobs_are_marked_in_the_index(
+    stored: list[int], ids: list[int], others: list[int], prefixes: int, search: int
 ) -> None:
-    import numpy as np
-
+    """Used ids are marked at their places in the index, those it lacks kept apart; each is
+    counted once and found."""
+    refs = [BlobRef(blob_id(n, prefixes), 0, 1, 1) for n in stored]
+    record = PackRecord(PackInfo(bytes(32), bytes(32), 1), refs)
     blobs = [blob_id(n, prefixes) for n in ids]
-    used = UsedBlobs.of(blobs[1:], trees=blobs[:1])
-    assert list(used) == sorted(set(blobs))
-    assert len(used) == len(set(blobs))
-    asked = [blob_id(n, prefixes) for n in others]
-    assert [b in used for b in asked] == [b in set(blobs) for b in asked]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(usage, "_SEARCH", search)
-        at = used.positions(np.frombuffer(b"".join(asked), dtype="S32"))
-    order = sorted(set(blobs))
-    assert at.tolist() == [order.index(b) if b in order else -1 for b in asked]
+        mp.setattr(index_module, "_SEARCH", search)
+        used = UsedBlobs.of(index_of({bytes(32): columns_of(record)}), blobs[1:], blobs[:1])
+        assert sorted(used) == sorted(set(blobs))
+        assert len(used) == len(set(blobs))
+        assert used.absent == set(blobs) - {r.id for r in refs}
+        asked = [blob_id(n, prefixes) for n in others]
+        assert [b in used for b in asked] == [b in set(blobs) for b in asked]
 
 
 def test_ids_with_a_trailing_zero_byte_are_found_whole() -> None:
     ending = bytes(31) + b"\x01", b"\x01" + bytes(31), bytes(32)
-    used = UsedBlobs.of(ending)
-    assert list(used) == sorted(ending)
-    assert all(b in used for b in ending)
-    assert b"\x02" + bytes(31) not in used
+    record = PackRecord(PackInfo(bytes(32), bytes(32), 1), [BlobRef(b, 0, 1, 1) for b in ending])
+    used = UsedBlobs.of(index_of({bytes(32): columns_of(record)}), ending[1:])
+    assert list(used) == sorted(ending[1:])
+    assert ending[0] not in used
+    assert all(b in used for b in ending[1:])
+
+
+def test_the_marks_hold_until_the_index_is_merged_again() -> None:
+    record = PackRecord(PackInfo(bytes(32), bytes(32), 1), [BlobRef(bytes(32), 0, 1, 1)])
+    index = index_of({bytes(32): columns_of(record)})
+    used = UsedBlobs.of(index, [bytes(32)])
+    more = PackRecord(PackInfo(b"\x01" * 32, bytes(32), 1), [BlobRef(b"\x02" * 32, 0, 1, 1)])
+    index.add_pack(more)
+    index.sorted_ids()
+    assert len(used) == 1
+    with pytest.raises(RuntimeError, match="merged since"):
+        list(used)
 
 
 def test_a_plan_makes_blob_refs_only_for_the_blobs_repacked(monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -197,7 +216,7 @@ def test_a_plan_makes_blob_refs_only_for_the_blobs_repacked(monkeypatch) -> None
         stored[layout.pack_name(pack_id.hex())] = 1040
         # packs 0-9 used whole (kept), 10-19 used for 10 blobs (repacked), the rest unused
         used += [r.id for r in (refs if p < 10 else refs[:10] if p < 20 else [])]
-    plan = make_plan(columns, stored, UsedBlobs.of(used), PruneOptions())
+    plan = make_plan(columns, stored, UsedBlobs.of(index_of(columns), used), PruneOptions())
     assert (len(plan.keep), len(plan.repack), len(plan.delete)) == (10, 10, 10)
     assert all(type(r) is PackColumns for r in [*plan.keep, *plan.delete])
     assert len(made) == sum(len(kept) for _, kept in plan.repack) == 100

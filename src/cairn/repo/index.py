@@ -33,6 +33,7 @@ INDEX_VERSION = 1
 INDEX_OBJECT_BLOBS = 50_000
 _MERGE_MIN = 1 << 16
 _APPEND_BLOBS = 1 << 16  # blobs of packs added in columns copied into the waiting ones at once
+_SEARCH = 1 << 18  # ids looked up in one sorted batch (``places``)
 _ROW = struct.Struct("<4I")  # pack number, offset, length, raw length
 _U32 = "I" if array("I").itemsize == 4 else "L"  # an array type of 32-bit unsigned integers
 
@@ -142,6 +143,7 @@ class BlobIndex:
         # a merge failed midway (out of memory): what it was sorting is gone, so no lookup may
         # answer any more (an absent blob would be a wrong answer, not a cautious one)
         self._failed: BaseException | None = None
+        self.merges = 0  # merges so far: a place in ``sorted_ids`` holds until the next
 
     def __len__(self) -> int:
         with self._lock:
@@ -235,7 +237,11 @@ class BlobIndex:
             self._merge()
 
     def _known(self, ids: Any) -> Any:
-        """For an array of ids (S32): which the merged arrays have.
+        """For an array of ids (S32): which the merged arrays have."""
+        return self._search(ids) >= 0
+
+    def _search(self, ids: Any) -> Any:
+        """For an array of ids (S32): the place of each in the merged arrays, or -1.
 
         The search runs over the ids' leading 8 bytes as unsigned integers (``_prefixes``),
         a quarter of the memory the whole ids take: a search for ids scattered over a large
@@ -252,9 +258,9 @@ class BlobIndex:
         shared = ~found & (keys[at] == want)
         if shared.any():
             which = np.flatnonzero(shared)
-            again = np.minimum(self._ids.searchsorted(ids[which]), last)
-            found[which] = self._ids[again] == ids[which]
-        return found
+            at[which] = np.minimum(self._ids.searchsorted(ids[which]), last)
+            found[which] = self._ids[at[which]] == ids[which]
+        return np.where(found, at, -1)
 
     def _prefixes(self) -> Any:
         """The merged ids' leading 8 bytes as unsigned integers (sorted as the ids are), made
@@ -298,6 +304,7 @@ class BlobIndex:
         self._merged = merged
         self._ids = merged.ids[: merged.size]
         self._cols = merged.rows[: merged.size]
+        self.merges += 1
 
     def _find(self, blob_id: bytes) -> int:
         self._settle()
@@ -336,6 +343,34 @@ class BlobIndex:
                     return None
                 no, offset, length, raw = (int(x) for x in self._cols[i])
             return IndexEntry(self._packs[no], offset, length, raw)
+
+    def sorted_ids(self) -> Any:
+        """Every blob id, sorted (``S32``), all that was added merged in first: a blob's place
+        in it stays its own until the next merge (``merges``), which only adding blobs makes."""
+        with self._lock:
+            self._merge()
+            return self._ids if len(self._ids) else _np().empty(0, dtype="S32")
+
+    def places(self, ids: Any) -> Any:
+        """For an array of ids (``S32``, in any order): each one's place in ``sorted_ids``, or
+        -1 (all that was added merged in first).
+
+        Searched in batches sorted first: ids in their own, random, order miss the cache at
+        nearly every step of the search, which took five times as long for ten million ids
+        in ten million."""
+        np = _np()
+        out = np.full(len(ids), -1, dtype=np.int64)
+        with self._lock:
+            self._merge()
+            if not len(self._ids):
+                return out
+            for start in range(0, len(ids), _SEARCH):
+                part = ids[start : start + _SEARCH]
+                order = np.argsort(_leading(np, part))
+                at = np.empty(len(part), dtype=np.int64)
+                at[order] = self._search(part[order])
+                out[start : start + len(part)] = at
+        return out
 
     def blob_ids(self) -> Iterator[bytes]:
         with self._lock:  # a merge gives back the pages of the arrays it sorts anew

@@ -7,9 +7,10 @@ one with the highest share of used bytes, the first of them in the index's order
 several have the same share. Each pack's used share is counted first; then each used blob's
 home is the lowest rank (packs sorted by share) among the packs that hold it.
 
-Memory, beyond the columns and the used ids: 4 bytes a blob (its place among the used ids)
-while counting, 1 byte a blob after (which blobs are kept), 8 bytes a blob no snapshot uses
-(to count them once each), 4 bytes a used blob (its home), and a few numbers a pack.
+A blob is known by its place among the in-memory index's sorted ids (where the used blobs are
+marked, ``UsedBlobs``). Memory, beyond the columns, the index and the marks: 4 bytes a blob
+of the packs (its place) while counting, 1 byte after (which blobs are kept), 4 bytes a blob
+of the index (its home), and a few numbers a pack.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
-from cairn.ops.usage import ID, UsedBlobs, leading
+from cairn.ops.usage import ID, UsedBlobs
 from cairn.repo.index import PackColumns
 from cairn.repo.pack import BlobRef
 
@@ -31,10 +32,10 @@ def _np() -> ModuleType:
 
 
 class Tally:
-    """For ``packs`` (in the index's order) and the ``used`` blobs, per pack (arrays in the
-    packs' order): ``total`` bytes of its blobs, ``used`` bytes of those the snapshots use,
-    ``kept`` blobs it keeps and their ``kept_bytes``. ``missing``: used blobs in no pack;
-    ``unused_blobs``: how many blobs (each counted once) no snapshot uses."""
+    """For ``packs`` (in the index's order, all in ``used.index``) and the ``used`` blobs, per
+    pack (arrays in the packs' order): ``total`` bytes of its blobs, ``used`` bytes of those
+    the snapshots use, ``kept`` blobs it keeps and their ``kept_bytes``. ``missing``: used
+    blobs in no pack; ``unused_blobs``: how many blobs (each counted once) no snapshot uses."""
 
     def __init__(self, packs: list[PackColumns], used: UsedBlobs) -> None:
         np = self._np = _np()
@@ -48,37 +49,41 @@ class Tally:
         self._masks: list[Any] = []  # per span: which of its blobs are kept
         self._offsets = np.zeros(n, dtype=np.int64)  # a pack's first blob in its span
         self._span_of = np.zeros(n, dtype=np.int64)
-        places: list[Any] = []  # per span: each blob's place among the used ids, or -1
-        unused: list[Any] = []  # the leading bytes of the blobs no snapshot uses
+        marks = used.marks
+        places: list[Any] = []  # per span: each blob's place among the index's ids
+        unused = np.zeros(len(marks), dtype=bool)  # the blobs no snapshot uses
         for s, (lo, hi) in enumerate(self._spans):
-            counts = np.array([len(c) for c in packs[lo:hi]], dtype=np.int64)
+            counts = self._counts(lo, hi)
             self._offsets[lo:hi] = np.cumsum(counts) - counts
             self._span_of[lo:hi] = s
             ids, lengths = self._columns(lo, hi)
-            at = used.positions(ids)
-            hit = at >= 0
+            at = used.index.places(ids)
+            if (at < 0).any():
+                raise ValueError("a blob of the packs is not in the index")
+            hit = marks[at]
+            unused[at[~hit]] = True
             self.total[lo:hi] = _sums(np, lengths, counts)
             self.used[lo:hi] = _sums(np, np.where(hit, lengths, 0), counts)
-            places.append(at.astype(np.int32 if len(used) < 1 << 31 else np.int64))
-            unused.append(leading(np, ids[~hit]))
-        self.unused_blobs = self._distinct(unused, places)
+            places.append(at.astype(np.int32 if len(marks) < 1 << 31 else np.int64))
+        used.check()  # the places are those the marks are at
+        self.unused_blobs = int(unused.sum())
         del unused
         # the home of each used blob: the lowest rank of the packs that hold it
         share = self.used / np.where(self.total == 0, 1, self.total)
         rank = np.empty(n, dtype=np.int64)
         rank[np.argsort(-share, kind="stable")] = np.arange(n)
-        home = np.full(len(used), n, dtype=np.int64 if n >= 1 << 31 else np.int32)
+        home = np.full(len(marks), n, dtype=np.int64 if n >= 1 << 31 else np.int32)
         for (lo, hi), at in zip(self._spans, places, strict=True):
-            ranks = np.repeat(rank[lo:hi], [len(c) for c in packs[lo:hi]])
-            hit = at >= 0
+            ranks = np.repeat(rank[lo:hi], self._counts(lo, hi))
+            hit = marks[at]
             np.minimum.at(home, at[hit], ranks[hit].astype(home.dtype))
-        self.missing = {used.ids[i : i + 1].tobytes() for i in np.flatnonzero(home == n)}
+        ids = used.index.sorted_ids()
+        nowhere = ids[marks & (home == n)].tobytes()
+        self.missing = used.absent | {nowhere[i : i + ID] for i in range(0, len(nowhere), ID)}
         for (lo, hi), at in zip(self._spans, places, strict=True):
-            counts = np.array([len(c) for c in packs[lo:hi]], dtype=np.int64)
+            counts = self._counts(lo, hi)
             ranks = np.repeat(rank[lo:hi], counts)
-            hit = at >= 0
-            kept = np.zeros(len(at), dtype=bool)
-            kept[hit] = home[at[hit]] == ranks[hit]
+            kept = marks[at] & (home[at] == ranks)
             _, lengths = self._columns(lo, hi, ids=False)
             self.kept[lo:hi] = _sums(np, kept.astype(np.int64), counts)
             self.kept_bytes[lo:hi] = _sums(np, np.where(kept, lengths, 0), counts)
@@ -103,31 +108,8 @@ class Tally:
         numbers = np.frombuffer(b"".join(c.numbers.tobytes() for c in packs), dtype=np.uint32)
         return joined, numbers.reshape(-1, 3)[:, 1].astype(np.int64)
 
-    def _distinct(self, unused: list[Any], places: list[Any]) -> int:
-        """How many different ids the blobs no snapshot uses have: their leading bytes
-        sorted and counted once each; where several blobs share them (a blob in more than one
-        pack, or rarely different ids), their whole ids are compared."""
-        np = self._np
-        keys = np.concatenate(unused) if unused else np.empty(0, dtype=np.uint64)
-        unused.clear()
-        if not len(keys):
-            return 0
-        keys.sort()
-        repeated = keys[1:] == keys[:-1]
-        count = len(keys) - int(repeated.sum())
-        shared = np.unique(keys[1:][repeated])
-        del keys, repeated
-        if not len(shared):
-            return count
-        ids_of: dict[bytes, set[bytes]] = {}
-        for (lo, hi), at in zip(self._spans, places, strict=True):
-            ids, _ = self._columns(lo, hi)
-            ids = ids[at < 0]
-            ids = ids[np.isin(leading(np, ids), shared)]
-            raw = ids.tobytes()
-            for k in range(0, len(raw), ID):
-                ids_of.setdefault(raw[k : k + 8], set()).add(raw[k : k + ID])
-        return count + sum(len(s) - 1 for s in ids_of.values())
+    def _counts(self, lo: int, hi: int) -> Any:
+        return self._np.array([len(c) for c in self.packs[lo:hi]], dtype=self._np.int64)
 
 
 def _spans(packs: list[PackColumns]) -> Iterator[tuple[int, int]]:
