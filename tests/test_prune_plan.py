@@ -1,6 +1,6 @@
 """A prune plans from the index's columns (``make_plan``, ``Tally``): the same plan as a plain
 walk over every pack's record, blob by blob, without an object per blob of the packs it keeps;
-the used blobs are held in a sorted array (``UsedBlobs``)."""
+the used blobs are marks in the in-memory index (``UsedBlobs``)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from cairn.repo.pack import BlobRef
 
 @dataclass
 class Reference:
+    """The plan's packs by id, and what the report counts of the blobs."""
+
     keep: list[bytes]
     repack: list[tuple[bytes, list[BlobRef]]]
     delete: list[bytes]

@@ -156,8 +156,9 @@ def make_plan(
     used: UsedBlobs,
     options: PruneOptions,
 ) -> PrunePlan:
-    """Which packs to keep, repack and delete (``tally``: which blobs each pack keeps). The
-    packs stay columns; only those repacked get a list of the blobs they keep."""
+    """Which packs to keep, repack and delete (``tally``: which blobs each pack keeps), every
+    blob of ``records`` in the index ``used`` is marked in. The packs stay columns; only those
+    repacked get a list of the blobs they keep."""
     plan = PrunePlan()
     present = []
     for pack_id, columns in records.items():
