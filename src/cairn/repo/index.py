@@ -345,8 +345,9 @@ class BlobIndex:
             return IndexEntry(self._packs[no], offset, length, raw)
 
     def sorted_ids(self) -> Any:
-        """Every blob id, sorted (``S32``), all that was added merged in first: a blob's place
-        in it stays its own until the next merge (``merges``), which only adding blobs makes."""
+        """Every blob id, sorted (``S32``), all that was added merged in first. The array, and
+        a blob's place in it, hold until the next merge (``merges``; only adding blobs makes
+        one), which gives the array's pages back."""
         with self._lock:
             self._merge()
             return self._ids if len(self._ids) else _np().empty(0, dtype="S32")
