@@ -79,7 +79,7 @@ def required_locks(
         end = rule.until(snap.time)
         need[layout.snapshot_name(snap.id)] = (end, snap.id)
         blobs = used_blobs(repo, [snap], known=seen, trees=trees)
-        seen |= blobs
+        seen |= blobs.trees  # what the next snapshot need not read again
         for blob_id in blobs:
             entry = repo.index.get(blob_id)
             if entry is not None:  # a blob in no pack is the structure check's finding

@@ -34,6 +34,7 @@ INDEX_VERSION = 1
 INDEX_OBJECT_BLOBS = 50_000
 _MERGE_MIN = 1 << 16
 _APPEND_BLOBS = 1 << 16  # blobs of packs added in columns copied into the waiting ones at once
+_SEARCH = 1 << 18  # ids looked up in one sorted batch (``places``)
 _ROW = struct.Struct("<4I")  # pack number, offset, length, raw length
 _KEY = struct.Struct(">Q")  # an id's key: its leading 8 bytes as an unsigned integer
 _U32 = "I" if array("I").itemsize == 4 else "L"  # an array type of 32-bit unsigned integers
@@ -146,6 +147,7 @@ class BlobIndex:
         # a merge failed midway (out of memory): what it was sorting is gone, so no lookup may
         # answer any more (an absent blob would be a wrong answer, not a cautious one)
         self._failed: BaseException | None = None
+        self.merges = 0  # merges so far: a place among the sorted ids holds until the next
 
     def __len__(self) -> int:
         with self._lock:
@@ -239,7 +241,11 @@ class BlobIndex:
             self._merge()
 
     def _known(self, ids: Any) -> Any:
-        """For an array of ids (S32): which the merged arrays have.
+        """For an array of ids (S32): which the merged arrays have."""
+        return self._search(ids) >= 0
+
+    def _search(self, ids: Any) -> Any:
+        """For an array of ids (S32): the place of each in the merged arrays, or -1.
 
         The search runs over the keys, the ids' leading 8 bytes as unsigned integers: a search
         for ids scattered over a large index is bound by the cache misses of its steps, and
@@ -253,16 +259,17 @@ class BlobIndex:
         at = np.minimum(keys.searchsorted(want), last)
         same_key = keys[at] == want
         found = same_key & (tails[at] == want_tails)
+        places = np.where(found, at, -1)
         for i in np.flatnonzero(same_key & ~found).tolist():
-            found[i] = self._shared(int(at[i]), want[i], want_tails[i])
-        return found
+            places[i] = self._shared(int(at[i]), want[i], want_tails[i])
+        return places
 
-    def _shared(self, at: int, key: Any, tail: bytes) -> bool:
-        """Whether the tail is among the tails of ``key``, whose first entry is at ``at``."""
+    def _shared(self, at: int, key: Any, tail: bytes) -> int:
+        """The place of the id of ``key`` and ``tail`` (the key's first entry at ``at``), or
+        -1."""
         end = int(self._keys.searchsorted(key, side="right"))
-        tails = self._tails[at:end]
-        i = int(tails.searchsorted(tail))
-        return i < len(tails) and tails[i] == tail
+        i = at + int(self._tails[at:end].searchsorted(tail))
+        return i if i < end and self._tails[i] == tail else -1
 
     def _merge(self) -> None:
         """Sorts everything added since the last merge into the arrays. Where an id occurs
@@ -300,6 +307,7 @@ class BlobIndex:
         self._keys = merged.keys[: merged.size]
         self._tails = merged.tails[: merged.size]
         self._cols = merged.rows[: merged.size]
+        self.merges += 1
 
     def _find(self, blob_id: bytes) -> int:
         self._settle()
@@ -313,9 +321,7 @@ class BlobIndex:
         tail = blob_id[KEY_BYTES:].rstrip(b"\0")  # as numpy gives an S24 element
         if self._tails[i] == tail:
             return i
-        end = int(keys.searchsorted(key, side="right"))  # ids that share the key
-        j = i + int(self._tails[i:end].searchsorted(tail))
-        return j if j < end and self._tails[j] == tail else -1
+        return self._shared(i, key, tail)  # ids that share the key
 
     def __contains__(self, blob_id: bytes) -> bool:
         with self._lock:
@@ -345,6 +351,43 @@ class BlobIndex:
                     return None
                 no, offset, length, raw = (int(x) for x in self._cols[i])
             return IndexEntry(self._packs[no], offset, length, raw)
+
+    def merged(self) -> int:
+        """How many blobs the index holds, all that was added merged in first: the places of
+        its sorted ids are 0 to that. A blob's place holds until the next merge (``merges``;
+        only adding blobs makes one)."""
+        with self._lock:
+            self._merge()
+            return len(self._keys)
+
+    def ids_at(self, places: Any) -> Any:
+        """The ids (``S32``) at ``places`` (an array) among the sorted ids, as of the last
+        merge (``merged``)."""
+        with self._lock:
+            if not len(places):
+                return _np().empty(0, dtype="S32")
+            return join_ids(self._keys[places], self._tails[places])
+
+    def places(self, ids: Any) -> Any:
+        """For an array of ids (``S32``, in any order): each one's place among the sorted ids,
+        or -1 (all that was added merged in first; ``merged``).
+
+        Searched in batches sorted first: ids in their own, random, order miss the cache at
+        nearly every step of the search, which took five times as long for ten million ids
+        in ten million."""
+        np = _np()
+        out = np.full(len(ids), -1, dtype=np.int64)
+        with self._lock:
+            self._merge()
+            if not len(self._keys):
+                return out
+            for start in range(0, len(ids), _SEARCH):
+                part = ids[start : start + _SEARCH]
+                order = np.argsort(split_ids(part)[0])
+                at = np.empty(len(part), dtype=np.int64)
+                at[order] = self._search(part[order])
+                out[start : start + len(part)] = at
+        return out
 
     def blob_ids(self) -> Iterator[bytes]:
         with self._lock:  # a merge gives back the pages of the arrays it sorts anew
@@ -385,13 +428,26 @@ class BlobIndex:
         return int(self._keys.nbytes + self._tails.nbytes + self._cols.nbytes)
 
 
-def encode_index(records: Iterable[PackRecord]) -> bytes:
+def blob_count(pack: PackRecord | PackColumns) -> int:
+    """How many blobs a pack's record or columns list."""
+    return len(pack) if isinstance(pack, PackColumns) else len(pack.blobs)
+
+
+def _blob_rows(pack: PackRecord | PackColumns) -> list[list[Any]]:
+    if isinstance(pack, PackRecord):
+        return [[b.id, b.offset, b.length, b.raw_length] for b in pack.blobs]
+    ids, n = pack.ids, pack.numbers.tolist()
+    return [[ids[i * 32 : i * 32 + 32], *n[3 * i : 3 * i + 3]] for i in range(len(pack))]
+
+
+def encode_index(records: Iterable[PackRecord | PackColumns]) -> bytes:
+    """An index object listing ``records``: packs as records or as columns, the same."""
     packs = [
         {
             "id": r.info.id,
             "salt": r.info.salt,
             "type": r.info.blob_type,
-            "blobs": [[b.id, b.offset, b.length, b.raw_length] for b in r.blobs],
+            "blobs": _blob_rows(r),
         }
         for r in records
     ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import getpass
 import socket
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal, overload
@@ -42,6 +42,7 @@ from cairn.repo.index import (
     PackColumns,
     PackInfo,
     PackRecord,
+    blob_count,
     decode_index_columns,
     encode_index,
 )
@@ -363,15 +364,16 @@ class Repository:
             self.object_cache.retain_packs(trees)
 
     def write_index(
-        self, records: list[PackRecord], per_object: int = INDEX_OBJECT_BLOBS
+        self, records: Sequence[PackRecord | PackColumns], per_object: int = INDEX_OBJECT_BLOBS
     ) -> list[str]:
-        """Stores ``records`` in index objects of at most ``per_object`` blobs each."""
+        """Stores ``records`` (packs as records or as columns) in index objects of at most
+        ``per_object`` blobs each."""
         names: list[str] = []
-        batch: list[PackRecord] = []
+        batch: list[PackRecord | PackColumns] = []
         count = 0
         for r in records:
             batch.append(r)
-            count += len(r.blobs)
+            count += blob_count(r)
             if count >= per_object:
                 names.append(layout.INDEX + self.save_object(layout.INDEX, encode_index(batch)))
                 batch, count = [], 0

@@ -5,14 +5,23 @@ keep, repack and delete. Changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 
 from cairn.core.errors import CairnError, IntegrityError, ObjectMissing
 from cairn.model.snapshot import Snapshot
+from cairn.ops.prune.tally import Tally
 from cairn.ops.snapshots import read_snapshots
-from cairn.ops.usage import used_blobs
+from cairn.ops.usage import UsedBlobs, used_blobs
 from cairn.repo import layout
-from cairn.repo.index import INDEX_OBJECT_BLOBS, BlobIndex, PackColumns, PackRecord
+from cairn.repo.index import (
+    INDEX_OBJECT_BLOBS,
+    BlobIndex,
+    PackColumns,
+    PackRecord,
+    PackRecords,
+    blob_count,
+)
 from cairn.repo.listing import RepoListing, list_repository
 from cairn.repo.locks import LockBusy, LockInfo, Locks
 from cairn.repo.pack import BlobRef, packs_for
@@ -42,11 +51,15 @@ class PruneOptions:
     repack_reads: int = REPACK_READS
 
 
+# a pack as the plan holds it: its columns as the index gave them (a record only where made)
+Pack = PackRecord | PackColumns
+
+
 @dataclass
 class PrunePlan:
-    keep: list[PackRecord] = field(default_factory=list)
-    repack: list[tuple[PackRecord, list[BlobRef]]] = field(default_factory=list)
-    delete: list[PackRecord] = field(default_factory=list)
+    keep: list[Pack] = field(default_factory=list)
+    repack: list[tuple[Pack, list[BlobRef]]] = field(default_factory=list)  # the blobs kept
+    delete: list[Pack] = field(default_factory=list)
     orphans: dict[str, int] = field(default_factory=dict)  # pack name -> size
     sizes: dict[bytes, int] = field(default_factory=dict)  # pack id -> size in the store
     unused: dict[bytes, int] = field(default_factory=dict)  # pack id -> bytes of no kept blob
@@ -54,6 +67,8 @@ class PrunePlan:
     # packs to repack that this host keeps copies of (cairn.repo.objectcache): read from
     # them, not from the store
     local: set[bytes] = field(default_factory=set)
+    idle: dict[bytes, int] = field(default_factory=dict)  # pack id -> bytes no snapshot uses
+    unused_blobs: int = 0  # blobs in the packs that no snapshot uses, each counted once
 
     def condemned(self) -> list[bytes]:
         ids = [r.info.id for r in self.delete] + [r.info.id for r, _ in self.repack]
@@ -136,55 +151,53 @@ class PruneReport:
 
 
 def make_plan(
-    records: dict[bytes, PackRecord],
+    records: Mapping[bytes, PackColumns],
     stored: dict[str, int],
-    used: set[bytes],
+    used: UsedBlobs,
     options: PruneOptions,
 ) -> PrunePlan:
+    """Which packs to keep, repack and delete (``tally``: which blobs each pack keeps), every
+    blob of ``records`` in the index ``used`` is marked in. The packs stay columns; only those
+    repacked get a list of the blobs they keep."""
     plan = PrunePlan()
-    present = {}
-    for pack_id, record in records.items():
+    present = []
+    for pack_id, columns in records.items():
         name = layout.pack_name(pack_id.hex())
         if name in stored:
-            present[pack_id] = record
+            present.append(columns)
             plan.sizes[pack_id] = stored[name]
     indexed = {layout.pack_name(p.hex()) for p in records}
     plan.orphans = {
         n: size for n, size in stored.items() if n not in indexed and layout.pack_id_of(n)
     }
-
-    def used_share(r: PackRecord) -> float:
-        total = sum(b.length for b in r.blobs) or 1
-        return sum(b.length for b in r.blobs if b.id in used) / total
-
-    home: dict[bytes, bytes] = {}  # used blob -> the pack that keeps it
-    for record in sorted(present.values(), key=used_share, reverse=True):
-        for b in record.blobs:
-            if b.id in used and b.id not in home:
-                home[b.id] = record.info.id
-    plan.missing = used - home.keys()
+    tally = Tally(present, used)
+    plan.missing = tally.missing
+    plan.unused_blobs = tally.unused_blobs
+    kept = tally.kept.tolist()
+    not_kept = (tally.total - tally.kept_bytes).tolist()
+    idle = (tally.total - tally.used).tolist()
     budget = options.max_repack_bytes
-    for pack_id, record in sorted(present.items()):
-        kept = [b for b in record.blobs if home.get(b.id) == pack_id]
+    for i in sorted(range(len(present)), key=lambda i: present[i].info.id):
+        columns = present[i]
+        pack_id = columns.info.id
         size = plan.sizes[pack_id]
+        plan.idle[pack_id] = idle[i]
         # what repacking would free: the blobs this pack does not keep (the whole pack when
         # it keeps none); its magic, salt and header are no more unused than a new pack's
-        unused = plan.unused[pack_id] = (
-            sum(b.length for b in record.blobs if home.get(b.id) != pack_id) if kept else size
-        )
-        if not kept:
-            plan.delete.append(record)
+        unused = plan.unused[pack_id] = not_kept[i] if kept[i] else size
+        if not kept[i]:
+            plan.delete.append(columns)
             continue
         if unused / size > options.max_unused and (budget is None or budget >= size):
-            plan.repack.append((record, kept))
+            plan.repack.append((columns, tally.kept_refs(i)))
             if budget is not None:
                 budget -= size
         else:
-            plan.keep.append(record)
+            plan.keep.append(columns)
     return plan
 
 
-def _report_from(plan: PrunePlan, used: set[bytes], pack_size: int) -> PruneReport:
+def _report_from(plan: PrunePlan, used: UsedBlobs, pack_size: int) -> PruneReport:
     r = PruneReport()
     r.packs_total = len(plan.sizes) + len(plan.orphans)
     r.packs_kept = len(plan.keep)
@@ -198,10 +211,8 @@ def _report_from(plan: PrunePlan, used: set[bytes], pack_size: int) -> PruneRepo
     r.bytes_repack_written = sum(b.length for _, kept in plan.repack for b in kept)
     deleted = sum(plan.sizes[rec.info.id] for rec in plan.delete) + sum(plan.orphans.values())
     r.bytes_freed = deleted + r.bytes_repack_read - r.bytes_repack_written
-    r.unused_bytes_kept = sum(b.length for rec in plan.keep for b in rec.blobs if b.id not in used)
-    all_blobs = {b.id for rec in [*plan.keep, *plan.delete] for b in rec.blobs}
-    all_blobs |= {b.id for rec, _ in plan.repack for b in rec.blobs}
-    r.blobs_removed = len(all_blobs - used)
+    r.unused_bytes_kept = sum(plan.idle[rec.info.id] for rec in plan.keep)
+    r.blobs_removed = plan.unused_blobs
     # the repacking writer fills a pack of each blob type, in the plan's order
     by_type = {
         t: packs_for(
@@ -237,7 +248,7 @@ def _writes(plan: PrunePlan, r: PruneReport) -> dict[str, int]:
         max(-(-packs // INDEX_CHECKPOINT_PACKS), -(-blobs // INDEX_OBJECT_BLOBS)) if packs else 0
     )
     # the new index as write_index batches it: the kept packs' records, then the new packs'
-    counts = [len(rec.blobs) for rec in plan.keep]
+    counts = [blob_count(rec) for rec in plan.keep]
     counts += [blobs // packs + (i < blobs % packs) for i in range(packs)] if packs else []
     index, batch = 0, 0
     for n in counts:
@@ -313,7 +324,7 @@ class State:
     found in no pack means damage, never a backup that finished meanwhile."""
 
     snapshots: list[Snapshot]
-    records: dict[bytes, PackRecord]  # pack id -> its index entry
+    records: PackRecords  # pack id -> its index entry (kept as columns)
     index_names: list[str]
     stored: dict[str, int]  # pack name -> size, for every pack in data/
     listed: int = 0  # names listed under data/ (strays included)
@@ -370,10 +381,11 @@ def read_state(repo: Repository, seen: RepoListing | None = None) -> State:
 
 def read_index(
     repo: Repository, sizes: dict[str, int] | None = None, listed: dict[str, int] | None = None
-) -> tuple[dict[bytes, PackRecord], list[str]]:
-    """Every index object's pack records, read once; the repository's in-memory index is made
-    from the same records. ``sizes`` gets the size of each index object listed; ``listed``:
-    index/ as a listing already made saw it."""
+) -> tuple[PackRecords, list[str]]:
+    """Every index object's packs, read once, kept as columns (a pack's record made when
+    asked); the repository's in-memory index is made from the same columns. ``sizes`` gets
+    the size of each index object listed; ``listed``: index/ as a listing already made saw
+    it."""
     columns: dict[bytes, PackColumns] = {}
     names = []
     for name, packs in repo.read_index_objects(sizes, listed, columns=True):
@@ -383,15 +395,12 @@ def read_index(
     index = BlobIndex()
     index.add_columns(columns.values())  # in arrays, not a lookup and an entry per blob
     repo.index = index
-    records: dict[bytes, PackRecord] = {}
-    for pack_id in list(columns):  # each pack's columns let go once its record is made
-        records[pack_id] = columns.pop(pack_id).record()
-    return records, names
+    return PackRecords(columns), names
 
 
 def _plan_from(
     repo: Repository, options: PruneOptions, seen: RepoListing | None
-) -> tuple[State, PackCache, set[bytes], PrunePlan]:
+) -> tuple[State, PackCache, UsedBlobs, PrunePlan]:
     """The state, the tree packs read, the used blobs and the plan. With ``seen``, raises
     _Unsettled where a blob the snapshots use (a tree among them) is in no index object it
     lists: a backup ended while it was listed, or damage, which the ordered look tells."""
@@ -412,7 +421,7 @@ def _plan_from(
         raise IntegrityError(
             "repository", f"{e}; nothing was deleted: run `cairn check` and `cairn repair`"
         ) from None
-    plan = make_plan(state.records, state.stored, used, options)
+    plan = make_plan(state.records.columns, state.stored, used, options)
     if plan.missing:
         if seen is not None:
             raise _Unsettled()
@@ -428,7 +437,7 @@ def _plan_from(
 class Planned:
     plan: PrunePlan
     state: State
-    used: set[bytes]  # blobs (trees and data) the snapshots of ``state`` use
+    used: UsedBlobs  # blobs (trees and data) the snapshots of ``state`` use
     report: PruneReport
 
     @property

@@ -25,6 +25,7 @@ when it condemned its packs, so it finishes while backups keep coming.
 from __future__ import annotations
 
 import time
+from collections import ChainMap
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ from cairn.core.overlap import Overlap
 from cairn.crypto import aead
 from cairn.ops.progress import Progress
 from cairn.ops.prune.plan import (
+    Pack,
     Planned,
     PruneOptions,
     PruneReport,
@@ -199,14 +201,15 @@ class _Prune:
         if listing.damaged:
             damaged = next(iter(listing.damaged))
             raise _Postpone(f"snapshot {damaged[:8]}, written meanwhile, is damaged")
+        # the plan's packs first, as they were read (their records made only where asked)
         trees = PackCache(
             repo.reader,
             layout.TREE_BLOB,
-            {**written, **planned.state.records},
+            ChainMap(planned.state.records, written),
             fetch=repo.fetch_pack,
         )
         try:
-            extra = used_blobs(repo, listing.snapshots, known=planned.used, trees=trees)
+            extra = used_blobs(repo, listing.snapshots, known=planned.used.trees, trees=trees)
         except CairnError as e:
             raise _Postpone(f"a snapshot written meanwhile cannot be read ({e})") from None
         for blob_id in extra:
@@ -215,7 +218,6 @@ class _Prune:
                 raise _Postpone(f"blob {blob_id.hex()[:16]} of a new snapshot is in no pack")
             if entry.pack.id in condemned:
                 rescued.add(entry.pack.id)
-        planned.used |= extra
         _keep(planned, rescued)
         return len(rescued)
 
@@ -259,7 +261,7 @@ def _repack(
     if not plan.repack:
         return [], []
 
-    def read(item: tuple[PackRecord, list[BlobRef]]) -> bytes:
+    def read(item: tuple[Pack, list[BlobRef]]) -> bytes:
         return repo.storage.read(layout.pack_name(item[0].info.id.hex()))
 
     reads = options.repack_reads
