@@ -141,7 +141,6 @@ class BlobIndex:
         self._cols: Any = ()
         self._recent: dict[bytes, bytes] = {}  # id -> _ROW
         self._merged: Columns | None = None  # what the arrays are views of
-        self._uint64: Any = int  # numpy.uint64 once merged (a key searched for is one)
         # blobs of whole packs added at once (add_columns), not merged yet, in the order added
         self._pending: list[Columns] = []
         # a merge failed midway (out of memory): what it was sorting is gone, so no lookup may
@@ -242,10 +241,11 @@ class BlobIndex:
 
     def _known(self, ids: Any) -> Any:
         """For an array of ids (S32): which the merged arrays have."""
-        return self._search(ids) >= 0
+        return self._search(*split_ids(ids)) >= 0
 
-    def _search(self, ids: Any) -> Any:
-        """For an array of ids (S32): the place of each in the merged arrays, or -1.
+    def _search(self, want: Any, want_tails: Any) -> Any:
+        """For ids as their keys and tails (``split_ids``): the place of each in the merged
+        arrays, or -1.
 
         The search runs over the keys, the ids' leading 8 bytes as unsigned integers: a search
         for ids scattered over a large index is bound by the cache misses of its steps, and
@@ -255,7 +255,6 @@ class BlobIndex:
         np = _np()
         keys, tails = self._keys, self._tails
         last = len(keys) - 1
-        want, want_tails = split_ids(ids)
         at = np.minimum(keys.searchsorted(want), last)
         same_key = keys[at] == want
         found = same_key & (tails[at] == want_tails)
@@ -303,7 +302,6 @@ class BlobIndex:
             self._failed = e
             raise
         self._merged = merged
-        self._uint64 = np.uint64
         self._keys = merged.keys[: merged.size]
         self._tails = merged.tails[: merged.size]
         self._cols = merged.rows[: merged.size]
@@ -314,7 +312,7 @@ class BlobIndex:
         keys = self._keys
         if not len(keys):
             return -1
-        key = self._uint64(_KEY.unpack_from(blob_id)[0])
+        key = keys.dtype.type(_KEY.unpack_from(blob_id)[0])  # a numpy.uint64, as the keys
         i = int(keys.searchsorted(key))
         if i == len(keys) or keys[i] != key:
             return -1
@@ -383,9 +381,10 @@ class BlobIndex:
                 return out
             for start in range(0, len(ids), _SEARCH):
                 part = ids[start : start + _SEARCH]
-                order = np.argsort(split_ids(part)[0])
+                want, want_tails = split_ids(part)
+                order = np.argsort(want)
                 at = np.empty(len(part), dtype=np.int64)
-                at[order] = self._search(part[order])
+                at[order] = self._search(want[order], want_tails[order])
                 out[start : start + len(part)] = at
         return out
 
