@@ -337,3 +337,19 @@ def test_restore_target_opens_deep_directories_without_recursion(tmp_path):
         assert os.fstat(deepest).st_ino != os.fstat(middle).st_ino
     finally:
         target.close()
+        _remove_chain(tmp_path / "target")
+    # nothing left deeper than a recursive removal reaches: pytest's clean-up of old temporary
+    # directories (shutil.rmtree) would fail on the chain, and end a later session at its start
+    assert _depth(tmp_path) < 100
+
+
+def _depth(top: Path) -> int:
+    """How many levels of directories there are below ``top``, counted without recursion."""
+    deepest, todo = 0, [(top, 0)]
+    while todo:
+        path, level = todo.pop()
+        deepest = max(deepest, level)
+        todo += [
+            (Path(e.path), level + 1) for e in os.scandir(path) if e.is_dir(follow_symlinks=False)
+        ]
+    return deepest
