@@ -19,9 +19,13 @@ _real_open = os.open
 
 
 def run_recording_opens(root: Path, fn, *args):  # type: ignore[no-untyped-def]
-    """Calls ``fn(*args)``; returns its result and the non-directory paths opened below root."""
+    """Calls ``fn(*args)``; returns its result and the non-directory paths opened below root,
+    by this process or by one forked from it while ``fn`` runs (a backup's reading process):
+    each open is appended to a file both write to."""
     top = os.fsencode(root)
-    opened: list[bytes] = []
+    log = _real_open(
+        root.parent / "opened.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    )
 
     def recording_open(path, flags, mode=0o777, *, dir_fd=None):  # type: ignore[no-untyped-def]
         fd = _real_open(path, flags, mode, dir_fd=dir_fd)
@@ -29,7 +33,7 @@ def run_recording_opens(root: Path, fn, *args):  # type: ignore[no-untyped-def]
         if dir_fd is not None and not raw.startswith(b"/"):
             raw = os.fsencode(os.readlink(f"/proc/self/fd/{dir_fd}")) + b"/" + raw
         if (raw == top or raw.startswith(top + b"/")) and not flags & os.O_DIRECTORY:
-            opened.append(raw)
+            os.write(log, raw + b"\0")  # one write: whole, whichever process makes it
         return fd
 
     os.open = recording_open
@@ -37,6 +41,8 @@ def run_recording_opens(root: Path, fn, *args):  # type: ignore[no-untyped-def]
         result = fn(*args)
     finally:
         os.open = _real_open
+        os.close(log)
+    opened = (root.parent / "opened.log").read_bytes().split(b"\0")[:-1]
     return result, opened
 
 

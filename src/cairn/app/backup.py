@@ -7,12 +7,13 @@ cache, and returns the snapshot with, for a dry run, the cost estimate.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
-from cairn.app.budget import write_budget
+from cairn.app.budget import WriteBudget, reader_process_fits, write_budget
 from cairn.app.context import Session
 from cairn.app.events import Events
 from cairn.core import clock
@@ -152,6 +153,7 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
             ignore_ctime=request.ignore_ctime,
             on_file=_reporter(request),
             scan=request.scan,
+            reader_process=_reader_process(session, request, budget),
         ),
         parent=request.parent,
         time=snap_time,
@@ -178,6 +180,18 @@ def backup(session: Session, request: BackupRequest, events: Events) -> BackupRe
 
         estimate = backup_estimate(session, result.snapshot.summary, extensions)
     return BackupResult(result.snapshot, result.saved, estimate, result.changed_while_read, upkeep)
+
+
+def _reader_process(session: Session, request: BackupRequest, budget: WriteBudget) -> bool:
+    """Whether small files are read in a process of their own (ops/backup/reader_process.py):
+    with the default ``--read-concurrency`` 2, on a machine of two cores or more, where that
+    process's packs fit in memory."""
+    return (
+        request.read_concurrency == 2
+        and hasattr(os, "fork")
+        and len(os.sched_getaffinity(0)) >= 2
+        and reader_process_fits(budget, session.repo.config.pack_size, request.read_concurrency)
+    )
 
 
 def _first_pack_size(session: Session) -> int | None:

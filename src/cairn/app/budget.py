@@ -95,6 +95,17 @@ def write_budget(
     return WriteBudget(limit, uploads, Spool())
 
 
+def reader_process_fits(budget: WriteBudget, pack_size: int, readers: int) -> bool:
+    """Whether a backup's reading process (cairn.ops.backup.reader_process) fits in the limit
+    beside what ``budget`` holds: a reader's buffers, and the packs it builds as the backup
+    does, two of them in memory (one being filled, one handed over) or one staging buffer for
+    packs in temporary files."""
+    spooled = budget.spool is not None
+    held = readers * READER_BYTES + (STAGE_BYTES if spooled else (budget.uploads + 1) * pack_size)
+    child = READER_BYTES + (STAGE_BYTES if spooled else 2 * pack_size)
+    return held + child <= budget.limit
+
+
 def repack_budget(
     limit: int | None, pack_size: int, uploads: int, reads: int, spool: bool
 ) -> tuple[WriteBudget, int]:

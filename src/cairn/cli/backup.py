@@ -123,8 +123,9 @@ SHOWN_CHANGED = 10  # files changed while read that the summary names
     "--read-concurrency",
     default=2,
     show_default=True,
-    help="Files read at once: 2 reads small files as the walk finds them and a large one "
-    "beside; more reads small files on threads of their own (for network file systems).",
+    help="Files read at once: 2 reads small files in a process of their own (on one core: "
+    "as the walk finds them) and a large one beside; 1 reads every file as the walk finds it; "
+    "more reads small files on threads of their own (for network file systems).",
 )
 @click.option(
     "--no-scan",

@@ -70,8 +70,11 @@ def trim_malloc() -> bool:
 def lazy_buffer(size: int) -> memoryview:
     """A zero-filled buffer whose pages become resident only as they are first written: an
     anonymous mapping (``bytearray(size)`` writes every page at once). For buffers kept per
-    thread or pooled, sized for the largest case and mostly used in part."""
-    return memoryview(mmap.mmap(-1, size))
+    thread or pooled, sized for the largest case and mostly used in part. Private: a process
+    forked from this one (a backup's reading process) writes its own copy, never this one's
+    (``mmap``'s default, a shared mapping, would be both processes' one buffer)."""
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+    return memoryview(mmap.mmap(-1, size, flags=flags))
 
 
 class ThreadBuffer:

@@ -69,13 +69,47 @@ class Node:
     xattrs: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     def to_map(self) -> dict[str, object]:
-        get = self.__getattribute__  # faster than dataclasses.fields(): this runs per file
-        out = {
-            k: v
-            for k in _FIELD_NAMES
-            if (v := get(k)) is not None and (v or k not in _OPTIONAL_EMPTY)
-        }
-        if "xattrs" in out:
+        """The node's map: its fields in their order, but those that are None, and the
+        optional ones (``_OPTIONAL_EMPTY``) when empty or zero. Written out field by field (it
+        runs per entry of every tree written): a loop over the fields took twice as long."""
+        out: dict[str, object] = {}
+        if self.name is not None:
+            out["name"] = self.name
+        if self.type is not None:
+            out["type"] = self.type
+        if self.mode is not None:
+            out["mode"] = self.mode
+        if self.uid is not None:
+            out["uid"] = self.uid
+        if self.gid is not None:
+            out["gid"] = self.gid
+        if self.user is not None:
+            out["user"] = self.user
+        if self.group is not None:
+            out["group"] = self.group
+        if self.mtime is not None:
+            out["mtime"] = self.mtime
+        if self.atime:
+            out["atime"] = self.atime
+        if self.ctime:
+            out["ctime"] = self.ctime
+        if self.size:
+            out["size"] = self.size
+        if self.inode:
+            out["inode"] = self.inode
+        if self.dev:
+            out["dev"] = self.dev
+        if self.links is not None:
+            out["links"] = self.links
+        if self.content:
+            out["content"] = self.content
+        if self.subtree is not None:
+            out["subtree"] = self.subtree
+        if self.target is not None:
+            out["target"] = self.target
+        if self.rdev:
+            out["rdev"] = self.rdev
+        if self.xattrs:
             out["xattrs"] = [list(x) for x in self.xattrs]
         return out
 

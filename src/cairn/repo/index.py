@@ -89,6 +89,12 @@ class PackColumns:
     def __len__(self) -> int:
         return len(self.ids) // 32
 
+    @classmethod
+    def of(cls, record: PackRecord) -> PackColumns:
+        """A pack's record as columns."""
+        numbers = array(_U32, [n for b in record.blobs for n in b[1:]])
+        return cls(record.info, b"".join(b.id for b in record.blobs), numbers)
+
     def record(self) -> PackRecord:
         ids, n = self.ids, self.numbers
         return PackRecord(
@@ -147,6 +153,11 @@ class BlobIndex:
         # answer any more (an absent blob would be a wrong answer, not a cautious one)
         self._failed: BaseException | None = None
         self.merges = 0  # merges so far: a place among the sorted ids holds until the next
+
+    def after_fork(self) -> None:
+        """In a forked child: a lock of its own (another thread of the parent may have held
+        the one it was forked with, and never lets it go in the child)."""
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         with self._lock:

@@ -12,6 +12,7 @@ packs, small in most backups, grow as needed in memory instead of holding a whol
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,11 +20,11 @@ from dataclasses import dataclass
 
 from cairn.core.memory import lazy_buffer
 from cairn.repo import layout
-from cairn.repo.index import PackInfo, PackRecord
+from cairn.repo.index import PackColumns, PackInfo, PackRecord
 from cairn.repo.limits import MAX_DATA_BLOB
 from cairn.repo.pack import PackBuilder
 from cairn.repo.packsink import FileSink, MemorySink, PackBuffer, PackSink
-from cairn.storage.base import Storage
+from cairn.storage.base import Content, SpooledContent, Storage, content_size
 
 # a data blob sealed into a pack: the largest chunk, its framing and the tag, with room to spare
 STAGE_BYTES = MAX_DATA_BLOB + (64 << 10)
@@ -159,26 +160,78 @@ class Packer:
     def _upload(self, builder: PackBuilder) -> None:
         try:
             pack_id, data = builder.finish()
-            length = len(builder)
-            if not self._dry_run:
-                self._storage.write(
-                    layout.pack_name(pack_id.hex()),
-                    data,
-                    metadata=builder.blob_type != layout.DATA_BLOB,
-                )
+            record = PackRecord(PackInfo(pack_id, builder.salt, builder.blob_type), builder.blobs)
+            self._deliver(record, data)
             if isinstance(data, memoryview):
                 data.release()
-            record = PackRecord(PackInfo(pack_id, builder.salt, builder.blob_type), builder.blobs)
-            with self._lock:
-                self.packs_written += 1
-                self.tree_packs_written += int(builder.blob_type == layout.TREE_BLOB)
-                self.bytes_written += length
+            self._count(builder.blob_type, len(builder))
             self._on_uploaded(record)
         except BaseException as e:
             self._error = self._error or e
             raise
         finally:
             self._give_back(builder.blob_type, builder.sink)
+
+    def _deliver(self, record: PackRecord | PackColumns, data: Content) -> None:
+        """Stores a finished pack (in a backup's reading process: hands it to the backup's
+        own, cairn.ops.backup.reader_process)."""
+        if not self._dry_run:
+            self._storage.write(
+                layout.pack_name(record.info.id.hex()),
+                data,
+                metadata=record.info.blob_type != layout.DATA_BLOB,
+            )
+
+    def _count(self, blob_type: int, length: int) -> None:
+        with self._lock:
+            self.packs_written += 1
+            self.tree_packs_written += int(blob_type == layout.TREE_BLOB)
+            self.bytes_written += length
+
+    def store_sealed(
+        self,
+        record: PackColumns,
+        data: bytes | SpooledContent,
+        on_stored: Callable[[PackColumns], None],
+    ) -> None:
+        """Uploads a pack finished elsewhere (by the backup's reading process) on the upload
+        pool, as one of this packer's own: counted with them, and waiting while as many packs
+        of its type are in flight as this packer would hold itself (so memory stays as flat).
+        ``on_stored`` is told of it once it is stored. A pack in a file (``SpooledContent``):
+        the file's descriptor is this packer's, closed once the pack is stored (or not)."""
+        blob_type = record.info.blob_type
+        try:
+            self._raise_failure()
+            self._buffers[blob_type].acquire()
+        except BaseException:
+            _close_spooled(data)
+            raise
+        try:
+            fut = self._pool.submit(self._upload_sealed, record, data, on_stored)
+        except BaseException:
+            self._buffers[blob_type].release()
+            _close_spooled(data)
+            raise
+        with self._lock:
+            self._futures = [f for f in self._futures if not f.done()]
+            self._futures.append(fut)
+
+    def _upload_sealed(
+        self,
+        record: PackColumns,
+        data: bytes | SpooledContent,
+        on_stored: Callable[[PackColumns], None],
+    ) -> None:
+        try:
+            self._deliver(record, data)
+            self._count(record.info.blob_type, content_size(data))
+            on_stored(record)
+        except BaseException as e:
+            self._error = self._error or e
+            raise
+        finally:
+            _close_spooled(data)
+            self._buffers[record.info.blob_type].release()
 
     def _raise_failure(self) -> None:
         if self._error is not None:
@@ -203,3 +256,8 @@ class Packer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _close_spooled(data: Content) -> None:
+    if isinstance(data, SpooledContent):
+        os.close(data.fd)

@@ -23,9 +23,16 @@ from typing import TYPE_CHECKING
 from cairn.core.errors import ObjectMissing
 from cairn.repo import layout
 from cairn.repo.compress import frame_into
-from cairn.repo.index import INDEX_OBJECT_BLOBS, PackRecord, encode_index
+from cairn.repo.index import (
+    INDEX_OBJECT_BLOBS,
+    PackColumns,
+    PackRecord,
+    blob_count,
+    encode_index,
+)
 from cairn.repo.journal import PackJournal
 from cairn.repo.packer import Packer, Spool
+from cairn.storage.base import SpooledContent
 
 if TYPE_CHECKING:
     from cairn.repo.repository import Repository
@@ -62,30 +69,38 @@ class Writer:
         self._journal = None if dry_run else journal
         self._remember_packs = remember_packs
         self._uploads = uploads
-        self._spool = spool
-        self._first_pack_size = first_pack_size
+        self.spool = spool
+        self.first_pack_size = first_pack_size
         self._lock = threading.Lock()
         self._pending: set[bytes] = set()  # blobs in packs not stored yet
-        self._unindexed: list[PackRecord] = []  # stored packs no index object lists yet
+        # stored packs no index object lists yet
+        self._unindexed: list[PackRecord | PackColumns] = []
         self.written_indexes: list[str] = []  # index objects this writer wrote
-        self.written_packs: list[PackRecord] = []  # the packs they list, if remembered
+        # the packs they list, if remembered
+        self.written_packs: list[PackRecord | PackColumns] = []
         self._packer: Packer | None = None
+        # packs another process of this backup sealed and this writer stored: in the in-memory
+        # index from ``flush`` on (``store_sealed``)
+        self._sealed: list[PackColumns] = []
 
     def __enter__(self) -> Writer:
         if self._journal is not None:
             self._adopt(self._journal)
+        self._packer = self._new_packer()
+        return self
+
+    def _new_packer(self) -> Packer:
         repo = self.repo
-        self._packer = Packer(
+        return Packer(
             repo.storage,
             repo.key.encryption,
             repo.config.pack_size,
             self._pack_stored,
             uploads=self._uploads,
             dry_run=self.dry_run,
-            spool=self._spool,
-            first_pack_size=self._first_pack_size,
+            spool=self.spool,
+            first_pack_size=self.first_pack_size,
         )
-        return self
 
     def __exit__(
         self,
@@ -158,9 +173,29 @@ class Writer:
             self._pending.add(blob_id)
         return packer.add(blob_type, blob_id, payload, raw_length)
 
+    def store_sealed(self, record: PackColumns, data: bytes | SpooledContent) -> None:
+        """Stores a data pack that another process of this backup filled and sealed (its
+        reading process, cairn.ops.backup.reader_process), as this writer's own: uploaded with
+        its packs, journaled, and listed in its index objects. Its blobs join the in-memory
+        index at ``flush``, not before: that process deduplicates its own blobs, and adding
+        them here as they come would re-sort the index arrays it shares with this one (a
+        forked copy, whose pages stay shared only while neither writes them)."""
+        self._open_packer().store_sealed(record, data, self._sealed_stored)
+
+    def _sealed_stored(self, record: PackColumns) -> None:
+        if self._journal is not None:
+            self._journal.append(record)
+        with self._lock:
+            self._sealed.append(record)
+        self._unindexed_add(record)
+
     def flush(self) -> None:
         """Stores every open pack and writes an index object for all new packs."""
         self._open_packer().flush()
+        with self._lock:
+            sealed, self._sealed = self._sealed, []
+        if sealed:
+            self.repo.index.add_columns(sealed)
         self._write_index()
 
     @property
@@ -206,10 +241,15 @@ class Writer:
         with self._lock:
             for b in record.blobs:
                 self._pending.discard(b.id)
+        self._unindexed_add(record)
+
+    def _unindexed_add(self, record: PackRecord | PackColumns) -> None:
+        """A stored pack for the next index object, written once enough wait for one."""
+        with self._lock:
             self._unindexed.append(record)
             checkpoint = (
                 len(self._unindexed) >= INDEX_CHECKPOINT_PACKS
-                or sum(len(r.blobs) for r in self._unindexed) >= INDEX_OBJECT_BLOBS
+                or sum(blob_count(r) for r in self._unindexed) >= INDEX_OBJECT_BLOBS
             )
         if checkpoint:
             self._write_index()

@@ -1,10 +1,12 @@
 """Walks the paths to back up and builds the snapshot's trees.
 
-The walk runs on the calling thread; file contents are read, chunked and stored by worker
-threads: small files in batches on one pool, large files on a thread of their own. A large
-file's work is almost all in native code that releases the GIL (a few calls per megabyte), while
-small files cost Python work and system calls per file; two threads both on small files mostly
-trade the GIL back and forth, so the split keeps both cores busy with far less contention.
+The walk runs on the calling thread; file contents are read, chunked and stored in batches:
+small files by a process of their own (ops/backup/reader_process.py), or where there is none
+by the walking thread itself (or, with more than two readers, by threads of their own), and
+large files on a thread of their own. A large file's work is almost all in native code that
+releases the GIL (a few calls per megabyte), while small files cost Python work and system calls
+per file, which one interpreter runs on one core whatever threads it has (two threads on small
+files mostly trade the GIL back and forth): a second process takes them to the second core.
 
 A directory's tree blob is written once all its entries are done: directories wait in a queue
 in post-order (children before parents), and the queue is drained as file jobs finish, so the
@@ -38,6 +40,7 @@ from cairn.ops.backup.file_saver import (
     FileSaver,
     OpenDirs,
 )
+from cairn.ops.backup.reader_process import LONG_PATH, ReaderProcess
 from cairn.ops.backup.reuse import RACY_NS, listing_digest
 from cairn.ops.excludes import TagRule
 from cairn.ops.filter_patterns import PatternList
@@ -60,6 +63,9 @@ class BackupOptions:
     # on the walking thread (2), or on ``workers - 1`` threads of their own (above 2: for file
     # systems where every file waits for a round trip, which threads overlap)
     workers: int = 2
+    # with ``workers`` 2: small files read in a process of their own, forked when the walk
+    # starts (ops/backup/reader_process.py), not by the walking thread
+    reader_process: bool = False
     max_in_flight: int = 64
     scan: bool = True  # count what is to be read, in a process of its own (ops/backup/scanner.py)
     # change detection: read every file (``force``), or compare fewer of a file's attributes
@@ -115,6 +121,7 @@ class _Batch:
     def __init__(self) -> None:
         self.items: list[FileItem] = []
         self.size = 0
+        self.here = False  # read by this process even when small files are read by a child
         self.future: Future[list[FileResult | OSError]] | None = None
 
 
@@ -233,11 +240,18 @@ class Archiver:
         self._any_excludes = bool(o.excludes.patterns or o.iexcludes.patterns)
         self._batch = _Batch()
         self._dirs = OpenDirs()
+        self._reader: ReaderProcess | None = None  # started by ``run``
+
+    def _use_reader(self) -> bool:
+        o = self.options
+        return o.reader_process and o.workers == 2
 
     # ------------------------------------------------------------------ entry point
     def run(self, paths: list[bytes]) -> bytes:
         """Backs up absolute ``paths``; returns the id of the root tree."""
         try:
+            if self._use_reader():
+                self._reader = ReaderProcess(self.writer)
             if b"/" in paths:
                 st = os.lstat(b"/")
                 root = self._walk_tree(b"/", node_from_stat(b"", b"/", st), st.st_dev)
@@ -248,12 +262,16 @@ class Archiver:
                 self._enqueue(root)
             self._submit()
             self._drain(block=True)
+            if self._reader is not None:
+                self._reader.finish()  # its packs are the writer's before the trees are final
             assert root.node.subtree is not None
             return root.node.subtree
         except BaseException:
             self._saver.cancelled.set()  # stop reading: in-flight files end at their next chunk
             raise
         finally:
+            if self._reader is not None:
+                self._reader.abort()  # (ended already, but on an error)
             for pool in (self._pool, self._large_pool):
                 if pool is not None:
                     pool.shutdown(wait=True, cancel_futures=True)
@@ -487,19 +505,26 @@ class Archiver:
         if node is None:
             node = Node(name=name, type=FILE)
         large = st.st_size >= SMALL_FILE
-        if large:
+        # read here, alone: a large file, or one whose path the reading process cannot open
+        alone = large or (self._reader is not None and len(path) >= LONG_PATH)
+        if alone:
             self._submit()  # the small files before it go on without it
         batch = self._batch
+        batch.here = alone
         # read again: the cache said nothing, or it changed, or --force (the file is unchanged
         # if it looks so), or its blobs are gone from the repository (counted as changed)
         status = "new" if cached is None else "modified"
         if looks_unchanged and o.force:
             status = "unchanged"
         job = _FileJob(path, node, status, batch, len(batch.items))
-        # the directory stays open until the file is opened by a reading thread
-        batch.items.append((path, st, None if where is None else (where[0].hold(), where[1])))
+        # the directory stays open until the file is opened by a reading thread (the reading
+        # process opens it by its path)
+        if where is not None and (self._reader is None or alone):
+            batch.items.append((path, st, (where[0].hold(), where[1])))
+        else:
+            batch.items.append((path, st, None))
         batch.size += st.st_size
-        if large or len(batch.items) >= BATCH_FILES or batch.size >= BATCH_BYTES:
+        if alone or len(batch.items) >= BATCH_FILES or batch.size >= BATCH_BYTES:
             self._submit()
         if group is not None:
             self._hardlinks.add(group, job)
@@ -512,6 +537,15 @@ class Archiver:
         if not batch.items:
             return
         self._batch = _Batch()
+        if self._reader is not None and not batch.here:
+            self._slots.acquire()
+            try:
+                batch.future = self._reader.submit(batch.items)
+            except BaseException:
+                self._slots.release()
+                raise
+            batch.future.add_done_callback(self._batch_read_elsewhere)
+            return
         large = batch.size >= SMALL_FILE and len(batch.items) == 1
         pool = self._large_pool if large else self._pool
         if pool is None:
@@ -532,6 +566,15 @@ class Archiver:
     def _batch_read(self, _future: Future[list[FileResult | OSError]]) -> None:
         self._slots.release()
         self._read_done.set()
+
+    def _batch_read_elsewhere(self, future: Future[list[FileResult | OSError]]) -> None:
+        """A batch the reading process read: its bytes counted as read, as the reading
+        threads count theirs."""
+        if future.exception() is None:
+            done = sum(r.size for r in future.result() if isinstance(r, FileResult))
+            if done:
+                self.progress.bytes_done(done)
+        self._batch_read(future)
 
     # ------------------------------------------------------------------ taking a recorded tree
     def _end_listing(self, frame: _Frame) -> None:

@@ -7,7 +7,7 @@ import os
 import stat
 import threading
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from cairn.core.fsread import open_dir_for_reading, open_for_reading
 from cairn.model.chunker import Chunker
@@ -33,6 +33,21 @@ class FileResult:
     inode: int = 0
     mtime: int = 0
     ctime: int = 0
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """Its fields in order (``FileResult(*t)`` makes it again; dataclasses.astuple would
+        copy the content list too, and slowly)."""
+        return (
+            self.content,
+            self.size,
+            self.blobs_added,
+            self.bytes_added,
+            self.bytes_stored,
+            self.changed_while_reading,
+            self.inode,
+            self.mtime,
+            self.ctime,
+        )
 
 
 class DirHandle:
@@ -86,7 +101,24 @@ class OpenDirs:
 
 # a file to read: its path (for messages), what the walk saw, and the directory it is in with
 # its name there (None: opened by its path, a path given on the command line)
-FileItem = tuple[bytes, os.stat_result, "tuple[DirHandle, bytes] | None"]
+FileItem = tuple[bytes, "os.stat_result | Seen", "tuple[DirHandle, bytes] | None"]
+
+
+class Seen(NamedTuple):
+    """What reading a file needs of the walk's lstat (a reading process is sent this, a few
+    integers, rather than the whole status, which takes far longer to pickle)."""
+
+    st_size: int
+    st_ino: int
+    st_dev: int
+    st_mtime_ns: int
+    st_ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> Seen:
+        return cls(st.st_size, st.st_ino, st.st_dev, st.st_mtime_ns, st.st_ctime_ns)
+
+
 # a file opened ahead of reading: its descriptor, its status, and the bytes taken at once
 Ahead = tuple[int, os.stat_result, bytes | None] | None
 
@@ -237,10 +269,12 @@ class FileSaver:
             self._progress_bytes(total)
 
     def _open(
-        self, path: bytes, before: os.stat_result, where: tuple[DirHandle, bytes] | None
+        self, path: bytes, before: os.stat_result | Seen, where: tuple[DirHandle, bytes] | None
     ) -> tuple[int, os.stat_result]:
         """The file, open, and its status, once it is known to be the regular file the walk
-        saw. The directory ``where`` names is let go once the file is open (or cannot be)."""
+        saw (its device and inode: opened by its path, whatever the path now leads through,
+        it is read only if it is that file). The directory ``where`` names is let go once the
+        file is open (or cannot be)."""
         if where is None:
             fd = open_for_reading(path)
         else:
@@ -250,7 +284,11 @@ class FileSaver:
                 where[0].release()
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_ino != before.st_ino:
+            if (
+                not stat.S_ISREG(st.st_mode)
+                or st.st_ino != before.st_ino
+                or st.st_dev != before.st_dev
+            ):
                 raise OSError(errno.ESTALE, "file was replaced before it could be read", path)
         except BaseException:
             os.close(fd)
@@ -258,7 +296,7 @@ class FileSaver:
         return fd, st
 
     def _read_small(
-        self, fd: int, before: os.stat_result, head: bytes | None = None
+        self, fd: int, before: os.stat_result | Seen, head: bytes | None = None
     ) -> FileResult | tuple[FileResult, bytes]:
         """A file the walk saw smaller than the minimum chunk size, open as ``fd`` (closed
         here), ``head`` its first bytes if they were taken already: its content, read whole,
@@ -298,7 +336,7 @@ class FileSaver:
         _finish(result, before, after)
         return result if data is None else (result, data)
 
-    def _save_open(self, fd: int, st: os.stat_result, before: os.stat_result) -> FileResult:
+    def _save_open(self, fd: int, st: os.stat_result, before: os.stat_result | Seen) -> FileResult:
         """A file open as ``fd`` (closed here), read through the chunker."""
         try:
             result = self.save_stream(fd, st.st_size)
@@ -336,7 +374,7 @@ OPEN_AHEAD = 256
 GROUP_BYTES = 1 << 20
 
 
-def _finish(result: FileResult, before: os.stat_result, after: os.stat_result) -> None:
+def _finish(result: FileResult, before: os.stat_result | Seen, after: os.stat_result) -> None:
     """What the file was once read, and whether it changed from what the walk saw."""
     result.inode = after.st_ino
     result.mtime = after.st_mtime_ns
