@@ -20,8 +20,10 @@ import pytest
 
 from cairn.app.budget import reader_process_fits, write_budget
 from cairn.core.memory import lazy_buffer
+from cairn.ops.backup import archiver
 from cairn.ops.backup.file_saver import FileResult
 from cairn.ops.backup.reader_process import LONG_PATH, ReaderFailed, ReaderProcess
+from cairn.repo import layout
 from tests.conftest import CAIRN, interruptible
 from tests.craft import create_repo, open_repo
 
@@ -106,13 +108,41 @@ def test_each_blob_is_stored_once_and_the_packs_are_indexed(tmp_path, run_cli):
     assert res.code == 0, res.err
     summary = res.json()["summary"]
     r = open_repo(repo)
-    ids = list(r.index.blob_ids())
-    assert len(ids) == len(set(ids))  # "same" six times, and each small file, stored once
+    assert _stored_blobs(r) == len(set(r.index.blob_ids()))  # "same" six times: stored once
     # every stored pack is listed in an index object, and the journal is empty again
     packs = {name.rsplit("/", 1)[1] for name, _ in r.storage.list("data/")}
     assert packs == {p.id.hex() for p in r.index.packs}
     assert summary["packs_written"] == len(packs)
     assert not any((tmp_path / "cache").rglob("pending-packs"))
+
+
+def _stored_blobs(repo, blob_type: int | None = None) -> int:  # type: ignore[no-untyped-def]
+    """Blobs the packs hold (of a type), by the index objects (the in-memory index keeps one
+    of each)."""
+    names = [name for name, _ in repo.storage.list("index/")]
+    packs = [p for name in names for p in repo.read_index_columns(name)]
+    return sum(len(p) for p in packs if blob_type in (None, p.info.blob_type))
+
+
+def test_a_blob_in_the_backups_open_pack_is_not_stored_again_by_the_reading_process(
+    tmp_path, run_cli
+):
+    """The reading process starts once the walk has read a few batches itself: a blob of
+    those, in the backup's pack that is not stored yet, counts as known to it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    last_here = archiver.READER_AFTER * archiver.BATCH_FILES - 1
+    for i in range(last_here + 100):
+        (src / f"f{i:04d}").write_bytes(b"file %d\n" % i)
+    (src / f"f{last_here:04d}").write_bytes(b"the same twice\n")
+    (src / f"f{last_here + 50:04d}").write_bytes(b"the same twice\n")  # the child reads it
+    repo = tmp_path / "repo"
+    assert run_cli("init", "--repo", repo).code == 0
+    res = run_cli("backup", "--repo", repo, src, "--json", "--no-scan")
+    assert res.code == 0, res.err
+    assert res.json()["summary"]["data_blobs_added"] == last_here + 99
+    r = open_repo(repo)
+    assert _stored_blobs(r, layout.DATA_BLOB) == last_here + 99
 
 
 def test_a_dry_run_counts_what_a_backup_stores(tmp_path, run_cli):

@@ -17,6 +17,7 @@ import struct
 import threading
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
 from types import ModuleType
@@ -153,6 +154,13 @@ class BlobIndex:
         # answer any more (an absent blob would be a wrong answer, not a cautious one)
         self._failed: BaseException | None = None
         self.merges = 0  # merges so far: a place among the sorted ids holds until the next
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Holds the index's lock: no other thread changes it meanwhile (a process forked
+        then gets a whole index, not one midway through a change)."""
+        with self._lock:
+            yield
 
     def after_fork(self) -> None:
         """In a forked child: a lock of its own (another thread of the parent may have held

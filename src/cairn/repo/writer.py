@@ -113,6 +113,11 @@ class Writer:
             self._packer = None
 
     # ------------------------------------------------------------------ blobs
+    def pending(self) -> list[bytes]:
+        """The blobs in this writer's packs not stored yet."""
+        with self._lock:
+            return list(self._pending)
+
     def has_blob(self, blob_id: bytes) -> bool:
         return blob_id in self.repo.index
 

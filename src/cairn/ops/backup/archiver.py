@@ -113,6 +113,9 @@ SMALL_FILE = 1 << 20  # files below this are read in batches, to spread per-job 
 MAX_WAITING = 4096
 BATCH_FILES = 64
 BATCH_BYTES = 8 << 20
+# small files' batches read by the walking thread before the reading process starts: a backup
+# with few files to read (a day's changes) is over before a process of its own would pay off
+READER_AFTER = 8
 
 
 class _Batch:
@@ -240,18 +243,15 @@ class Archiver:
         self._any_excludes = bool(o.excludes.patterns or o.iexcludes.patterns)
         self._batch = _Batch()
         self._dirs = OpenDirs()
-        self._reader: ReaderProcess | None = None  # started by ``run``
-
-    def _use_reader(self) -> bool:
-        o = self.options
-        return o.reader_process and o.workers == 2
+        # small files' batches go to the reading process (started by ``_submit`` once
+        # ``READER_AFTER`` batches were read here), if the options ask for one
+        self._reader: ReaderProcess | None = None
+        self._read_here = 0 if o.reader_process and o.workers == 2 else None
 
     # ------------------------------------------------------------------ entry point
     def run(self, paths: list[bytes]) -> bytes:
         """Backs up absolute ``paths``; returns the id of the root tree."""
         try:
-            if self._use_reader():
-                self._reader = ReaderProcess(self.writer)
             if b"/" in paths:
                 st = os.lstat(b"/")
                 root = self._walk_tree(b"/", node_from_stat(b"", b"/", st), st.st_dev)
@@ -554,6 +554,12 @@ class Archiver:
             # every system call (docs/performance.md, "Small files read by the walk")
             batch.future = Future()
             batch.future.set_result(self._saver.save_files(batch.items))
+            if self._read_here is not None and not batch.here:
+                self._read_here += 1
+                if self._read_here >= READER_AFTER:
+                    # the next batch, empty yet, is the first the reading process reads
+                    self._read_here = None
+                    self._reader = ReaderProcess(self.writer)
             return
         self._slots.acquire()
         try:

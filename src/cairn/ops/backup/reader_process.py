@@ -67,9 +67,12 @@ class ReaderProcess:
         from_child = Connection(os.dup(self._socket.fileno()), writable=False)
         child_out = Connection(os.dup(child_socket.fileno()), readable=False)
         child_in, to_child = Pipe(duplex=False)
+        pending = writer.pending()  # (taken here: the writer's lock is no use in the child)
         gc.freeze()  # the child's collections do not touch (and so copy) the backup's objects
         try:
-            with warnings.catch_warnings():
+            # forked with the index's lock held: no thread of the backup is midway through
+            # changing it (a pack being added, the arrays being sorted anew)
+            with writer.repo.index.held(), warnings.catch_warnings():
                 # the child uses no lock another thread of the backup may hold (see _child)
                 warnings.simplefilter("ignore", DeprecationWarning)
                 pid = os.fork()
@@ -77,7 +80,7 @@ class ReaderProcess:
                 from_child.close()
                 to_child.close()
                 self._socket.close()
-                _child(writer, child_in, child_out, child_socket)
+                _child(writer, pending, child_in, child_out, child_socket)
         finally:
             gc.unfreeze()
         child_in.close()
@@ -106,6 +109,9 @@ class ReaderProcess:
             n = self._next
             self._next += 1
             self._batches[n] = future
+        for _, _, where in items:
+            if where is not None:  # (held while the walk read small files itself)
+                where[0].release()
         try:
             # paths and a few integers: a status object would take far longer to pickle
             self._out.send(("batch", n, [(p, *Seen.of(st)) for p, st, _ in items]))
@@ -203,9 +209,10 @@ class _Sealer(Packer):
 class _SealingWriter(Writer):
     """The child's writer: packs sealed as the backup's writer would, handed over, and known
     to this process's index (so that it stores each of its blobs once); no index object and no
-    journal of its own (the backup's writer keeps both for these packs)."""
+    journal of its own (the backup's writer keeps both for these packs). The blobs in the
+    backup's packs not stored yet when it was forked count as known: the backup stores them."""
 
-    def __init__(self, parent: Writer, send: _Sender) -> None:
+    def __init__(self, parent: Writer, pending: list[bytes], send: _Sender) -> None:
         super().__init__(
             parent.repo,
             uploads=1,
@@ -214,6 +221,7 @@ class _SealingWriter(Writer):
             dry_run=False,
         )
         self._send = send
+        self._pending = set(pending)
 
     def _new_packer(self) -> Packer:
         repo = self.repo
@@ -257,17 +265,24 @@ class _Sender:
             self._conn.send_bytes(data)
 
 
-def _child(parent: Writer, conn_in: Connection, conn_out: Connection, sock: socket.socket) -> None:
+def _child(
+    parent: Writer,
+    pending: list[bytes],
+    conn_in: Connection,
+    conn_out: Connection,
+    sock: socket.socket,
+) -> None:
     """The child's whole life; it never returns. What it uses of what it was forked with is
-    the repository's key, configuration and index (given a lock of its own), all read only;
-    everything else (threads, locks, buffers) it makes anew."""
+    the repository's key, configuration and index (given a lock of its own), all read only,
+    and the list of blobs the backup's packs hold, taken before the fork; everything else
+    (threads, locks, buffers) it makes anew."""
     code = 1
     send = _Sender(conn_out, sock)
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         parent.repo.index.after_fork()
-        with _SealingWriter(parent, send) as writer:
+        with _SealingWriter(parent, pending, send) as writer:
             saver = FileSaver(writer)
             while True:
                 try:
