@@ -66,16 +66,22 @@ def _src_trees(repo, src: Path) -> list[bytes]:  # type: ignore[no-untyped-def]
     return out
 
 
-def test_the_snapshot_is_the_one_the_backup_makes_reading_itself(tmp_path, run_cli):
+def _first_backup(tmp_path: Path, run_cli) -> tuple[Path, Path, dict]:  # type: ignore[no-untyped-def, type-arg]
+    """``_tree`` backed up into a new repository of small packs: the tree, the repository and
+    the backup's summary."""
     src = _tree(tmp_path)
     repo = tmp_path / "repo"
     assert run_cli("init", "--repo", repo, "--pack-size", "1M").code == 0
     res = run_cli("backup", "--repo", repo, src, "--json")
     assert res.code == 0, res.err
-    summary = res.json()["summary"]
+    return src, repo, res.json()["summary"]
+
+
+def test_the_snapshot_is_the_one_the_backup_makes_reading_itself(tmp_path, run_cli):
+    src, repo, summary = _first_backup(tmp_path, run_cli)
     assert summary["files_new"] == 6 * 151 + 3  # a second link is not a new file
     # read again by the backup itself (no reading process): every tree is the same, so the
-    # second snapshot's root tree is the first one's
+    # backed-up directory's tree is the first snapshot's
     res = run_cli("backup", "--repo", repo, src, "--force", "--read-concurrency", "1", "--json")
     assert res.code == 0, res.err
     assert res.json()["summary"]["data_blobs_added"] == 0
@@ -113,12 +119,7 @@ def _read(path: Path) -> bytes:
 
 
 def test_each_blob_is_stored_once_and_the_packs_are_indexed(tmp_path, run_cli):
-    src = _tree(tmp_path)
-    repo = tmp_path / "repo"
-    assert run_cli("init", "--repo", repo, "--pack-size", "1M").code == 0
-    res = run_cli("backup", "--repo", repo, src, "--json")
-    assert res.code == 0, res.err
-    summary = res.json()["summary"]
+    _, repo, summary = _first_backup(tmp_path, run_cli)
     r = open_repo(repo)
     assert _stored_blobs(r) == len(set(r.index.blob_ids()))  # "same" six times: stored once
     # every stored pack is listed in an index object, and the journal is empty again

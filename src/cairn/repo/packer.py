@@ -152,7 +152,10 @@ class Packer:
         self._buffers[blob_type].release()
 
     def _submit(self, builder: PackBuilder) -> None:
-        fut = self._pool.submit(self._upload, builder)
+        self._track(self._pool.submit(self._upload, builder))
+
+    def _track(self, fut: Future[None]) -> None:
+        """An upload ``flush`` waits for (those done already are let go)."""
         with self._lock:
             self._futures = [f for f in self._futures if not f.done()]
             self._futures.append(fut)
@@ -212,9 +215,7 @@ class Packer:
             self._buffers[blob_type].release()
             _close_spooled(data)
             raise
-        with self._lock:
-            self._futures = [f for f in self._futures if not f.done()]
-            self._futures.append(fut)
+        self._track(fut)
 
     def _upload_sealed(
         self,

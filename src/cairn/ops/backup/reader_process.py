@@ -138,12 +138,16 @@ class ReaderProcess:
         """The backup is abandoned: the child is ended, whatever it was doing."""
         if self._ended:
             return
+        self._kill()
+        self._receiver.join()
+        self._end()
+
+    def _kill(self) -> None:
+        """Ends the child now (it is waited for by ``_end``, so its pid is still its own)."""
         try:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        self._receiver.join()
-        self._end()
 
     def _end(self) -> None:
         if self._ended:
@@ -186,10 +190,7 @@ class ReaderProcess:
             with self._lock:
                 self._error = self._error or e
                 waiting, self._batches = list(self._batches.values()), {}
-            try:
-                os.kill(self.pid, signal.SIGKILL)  # it may be waiting to hand over a pack
-            except ProcessLookupError:
-                pass
+            self._kill()  # it may be waiting to hand over a pack
             for future in waiting:
                 future.set_exception(self._error)
 
