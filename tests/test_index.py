@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import random
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cairn.repo import index as index_module
 from cairn.repo import indexsort
-from cairn.repo.index import BlobIndex, PackInfo, PackRecord, decode_index, encode_index
+from cairn.repo.index import (
+    BlobIndex,
+    PackColumns,
+    PackInfo,
+    PackRecord,
+    decode_index,
+    encode_index,
+)
 from cairn.repo.pack import BlobRef
 
 U32 = st.integers(0, (1 << 32) - 1)
@@ -140,6 +148,33 @@ def test_columns_give_back_the_records(packs: list[PackRecord]) -> None:
     columns = index_module.decode_index_columns(encoded)
     assert [c.record() for c in columns] == packs
     assert decode_index(encoded) == packs
+
+
+@given(st.lists(st.tuples(pack, st.sampled_from(["record", "columns", "encoded"])), max_size=6))
+def test_an_index_object_is_the_maps_messagepack_however_its_packs_come(
+    packs: list[tuple[PackRecord, str]],
+) -> None:
+    """The bytes of docs/format.md's index object, whether a pack comes as a record, as
+    columns, or as columns with its entry encoded already (a pack the reading process sealed)."""
+    plain = msgpack.packb(
+        {
+            "version": index_module.INDEX_VERSION,
+            "packs": [
+                {
+                    "id": p.info.id,
+                    "salt": p.info.salt,
+                    "type": p.info.blob_type,
+                    "blobs": [list(b) for b in p.blobs],
+                }
+                for p, _ in packs
+            ],
+        }
+    )
+    given_as = [
+        p if how == "record" else PackColumns.of(p, encoded=how == "encoded") for p, how in packs
+    ]
+    assert encode_index(given_as) == plain
+    assert decode_index(plain) == [p for p, _ in packs]
 
 
 def test_many_blobs_are_merged_once_in_arrays() -> None:

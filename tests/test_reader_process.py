@@ -44,6 +44,11 @@ def _tree(top: Path) -> Path:
     (src / "empty").write_bytes(b"")
     os.link(src / "d0" / "f1", src / "d1" / "link-to-f1")
     os.setxattr(src / "d2" / "f2", b"user.note", b"kept")
+    # files the reading process reads (the walk reads the first ones itself): their extended
+    # attributes are read there, from the open file
+    os.setxattr(src / "d5" / "f3", b"user.b", b"second")
+    os.setxattr(src / "d5" / "f3", b"user.a", b"")
+    os.setxattr(src / "d4" / "f100", b"user.note", os.urandom(300))
     # a file whose path is longer than the reading process opens in one call
     deep = src / "deep"
     path = deep
@@ -95,7 +100,9 @@ def test_the_snapshot_is_the_one_the_backup_makes_reading_itself(tmp_path, run_c
     assert run_cli("restore", "--repo", repo, "latest", "--target", out).code == 0
     restored = out / src.relative_to("/")
     assert (restored / "d2" / "f2").read_bytes() == (src / "d2" / "f2").read_bytes()
-    assert os.getxattr(restored / "d2" / "f2", b"user.note") == b"kept"
+    for f in ("d2/f2", "d5/f3", "d4/f100"):
+        attrs = {a: os.getxattr(src / f, a) for a in os.listxattr(src / f)}
+        assert attrs and {a: os.getxattr(restored / f, a) for a in attrs} == attrs
     assert os.stat(restored / "d1" / "link-to-f1").st_ino == os.stat(restored / "d0" / "f1").st_ino
     for path in src.rglob("*"):
         if path.is_file():

@@ -110,11 +110,15 @@ class JobFailed(CairnError):
 
 
 class JobRunner:
-    """Runs one job; ``progress`` shows the backup, ``warn`` receives one-line warnings."""
+    """Runs one job; ``progress`` shows the backup, ``warn`` receives one-line warnings;
+    ``scan``: the backup counts its paths beforehand, for a total that progress shows."""
 
-    def __init__(self, job: JobConfig, progress: Events, warn: Callable[[str], None]) -> None:
+    def __init__(
+        self, job: JobConfig, progress: Events, warn: Callable[[str], None], scan: bool = True
+    ) -> None:
         self.job = job
         self.progress = progress
+        self.scan = scan
         self._warn = warn
         self.result = JobResult(job.name)
 
@@ -174,6 +178,7 @@ class JobRunner:
             streams=job.streams(),
             tags=[*job.tags, job.tag],
             host=job.host,
+            scan=self.scan,
         )
         result = backup(session, request, self.progress)
         self.result.snapshot = result.snapshot

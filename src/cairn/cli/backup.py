@@ -180,6 +180,7 @@ def command(
         *(("verbatim", f) for f in files_from_verbatim),
         *(("raw", f) for f in files_from_raw),
     ]
+    progress = TerminalProgress(out, "backup")
     request = BackupRequest(
         paths=() if stdin_from_command else paths,
         files_from=lists,
@@ -205,12 +206,10 @@ def command(
         stdin=sys.stdin.buffer if from_stdin else None,
         command=paths if stdin_from_command else (),
         stream_name=stdin_filename,
-        scan=not no_scan,
+        scan=not no_scan and progress.shows_totals,
     )
-    session = open_session(spec)
-    progress = TerminalProgress(out, "backup")
     try:
-        result = backup(session, request, progress)
+        result = backup(open_session(spec), request, progress)
     finally:
         progress.close()
     snap = result.snapshot

@@ -75,7 +75,9 @@ def command(config_path: str | None, jobs: tuple[str, ...], json_mode: bool, qui
         run = _begin(history, job, out)
         result: JobResult | None = None
         try:
-            result = jobs_module.JobRunner(job, progress, out.warning).run()
+            result = jobs_module.JobRunner(
+                job, progress, out.warning, scan=progress.shows_totals
+            ).run()
         finally:
             progress.close()
             if run is not None:

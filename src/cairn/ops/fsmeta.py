@@ -41,9 +41,12 @@ def group_name(gid: int) -> str | None:
         return None
 
 
-def read_xattrs(path: bytes) -> list[tuple[bytes, bytes]]:
+def read_xattrs(path: bytes | int) -> list[tuple[bytes, bytes]]:
+    """The extended attributes of the entry at ``path`` (not followed if a symlink), or of
+    the file open as the descriptor ``path``, sorted by name."""
+    follow = {} if isinstance(path, int) else {"follow_symlinks": False}
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        names = os.listxattr(path, **follow)
     except OSError as e:
         if e.errno in _NO_XATTRS:
             return []
@@ -51,7 +54,7 @@ def read_xattrs(path: bytes) -> list[tuple[bytes, bytes]]:
     out = []
     for name in names:
         try:
-            value = os.getxattr(path, name, follow_symlinks=False)
+            value = os.getxattr(path, name, **follow)
         except OSError as e:
             if e.errno in _NO_XATTRS:
                 continue
@@ -61,10 +64,13 @@ def read_xattrs(path: bytes) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def node_from_stat(name: bytes, path: bytes, st: os.stat_result, dir_fd: int | None = None) -> Node:
+def node_from_stat(
+    name: bytes, path: bytes, st: os.stat_result, dir_fd: int | None = None, xattrs: bool = True
+) -> Node:
     """Metadata of one entry (no content). Raises OSError if xattrs or the link can't be read.
     With ``dir_fd``, the entry is ``name`` in that open directory (``path`` only names it):
-    read at any depth, beyond PATH_MAX."""
+    read at any depth, beyond PATH_MAX. Without ``xattrs``, the extended attributes are left
+    to whoever reads the file (from its descriptor, a cheaper call than by its path)."""
     kind = _TYPES.get(stat.S_IFMT(st.st_mode))
     if kind is None:
         raise OSError(errno.EINVAL, "unsupported file type", path)
@@ -89,6 +95,8 @@ def node_from_stat(name: bytes, path: bytes, st: os.stat_result, dir_fd: int | N
         node.target = os.readlink(path) if dir_fd is None else os.readlink(name, dir_fd=dir_fd)
     elif kind in (CHARDEV, BLOCKDEV):
         node.rdev = st.st_rdev
+    if not xattrs:
+        return node
     # the xattr calls take no directory descriptor: by the path where it fits (a procfs
     # lookup costs more), else the entry through the directory's /proc link (the name itself
     # is not followed)

@@ -18,7 +18,7 @@ import threading
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from itertools import chain
 from types import ModuleType
 from typing import Any
@@ -86,15 +86,19 @@ class PackColumns:
     info: PackInfo
     ids: bytes
     numbers: array  # type: ignore[type-arg]
+    # the pack's entry of an index object, encoded already (``encode_pack``), or None
+    entry: bytes | None = field(default=None, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids) // 32
 
     @classmethod
-    def of(cls, record: PackRecord) -> PackColumns:
-        """A pack's record as columns."""
+    def of(cls, record: PackRecord, encoded: bool = False) -> PackColumns:
+        """A pack's record as columns; ``encoded``: with its entry of an index object (made
+        by whoever seals the pack, so that the journal and the index object only join it)."""
         numbers = array(_U32, [n for b in record.blobs for n in b[1:]])
-        return cls(record.info, b"".join(b.id for b in record.blobs), numbers)
+        columns = cls(record.info, b"".join(b.id for b in record.blobs), numbers)
+        return replace(columns, entry=encode_pack(columns)) if encoded else columns
 
     def record(self) -> PackRecord:
         ids, n = self.ids, self.numbers
@@ -454,22 +458,44 @@ def blob_count(pack: PackRecord | PackColumns) -> int:
 def _blob_rows(pack: PackRecord | PackColumns) -> list[list[Any]]:
     if isinstance(pack, PackRecord):
         return [[b.id, b.offset, b.length, b.raw_length] for b in pack.blobs]
-    ids, n = pack.ids, pack.numbers.tolist()
-    return [[ids[i * 32 : i * 32 + 32], *n[3 * i : 3 * i + 3]] for i in range(len(pack))]
+    ids, n = pack.ids, iter(pack.numbers.tolist())
+    return [
+        [ids[i : i + 32], a, b, c]
+        for i, a, b, c in zip(range(0, len(ids), 32), n, n, n, strict=True)
+    ]
+
+
+def encode_pack(pack: PackRecord | PackColumns) -> bytes:
+    """One pack's entry of an index object, encoded: the map ``encode_index`` lists."""
+    return msgpack.packb(  # type: ignore[no-any-return]
+        {
+            "id": pack.info.id,
+            "salt": pack.info.salt,
+            "type": pack.info.blob_type,
+            "blobs": _blob_rows(pack),
+        }
+    )
 
 
 def encode_index(records: Iterable[PackRecord | PackColumns]) -> bytes:
-    """An index object listing ``records``: packs as records or as columns, the same."""
-    packs = [
-        {
-            "id": r.info.id,
-            "salt": r.info.salt,
-            "type": r.info.blob_type,
-            "blobs": _blob_rows(r),
-        }
+    """An index object listing ``records``: packs as records or as columns, the same; a pack
+    whose entry is encoded already (``PackColumns.entry``) is not encoded again. The bytes
+    are MessagePack's for ``{"version": ..., "packs": [entry, ...]}``, written in two parts."""
+    entries = [
+        r.entry if isinstance(r, PackColumns) and r.entry is not None else encode_pack(r)
         for r in records
     ]
-    return msgpack.packb({"version": INDEX_VERSION, "packs": packs})  # type: ignore[no-any-return]
+    packer = msgpack.Packer()
+    head = b"".join(
+        (
+            packer.pack_map_header(2),
+            packer.pack("version"),
+            packer.pack(INDEX_VERSION),
+            packer.pack("packs"),
+            packer.pack_array_header(len(entries)),
+        )
+    )
+    return head + b"".join(entries)
 
 
 def decode_index(data: bytes) -> list[PackRecord]:

@@ -15,24 +15,39 @@ from pathlib import Path
 
 import msgpack
 
-from cairn.repo.index import PackRecord, decode_index, encode_index
+from cairn.repo.index import PackColumns, PackRecord, decode_index, encode_index
 
 
 class PackJournal:
+    """The journal of one cache directory. It remembers the entries it appended itself, so
+    that taking indexed packs out rewrites the file from those entries rather than decoding
+    and encoding it again (a first backup of a million files journals a million blobs); the
+    file is read only if it holds more than those (another process's, or an earlier run's)."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        # pack id -> its entry, for the entries this journal wrote; ``_size``: the file's size
+        # while it holds exactly those (None: unknown, the file is to be read)
+        self._entries: dict[bytes, bytes] = {}
+        self._size: int | None = None
 
-    def append(self, record: PackRecord) -> None:
+    def append(self, record: PackRecord | PackColumns) -> None:
         entry = msgpack.packb(encode_index([record]))
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
+                before = os.fstat(fd).st_size
                 os.write(fd, entry)
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            if self._size is not None and before == self._size:
+                self._entries[record.info.id] = entry
+                self._size += len(entry)
+            else:
+                self._size = None
 
     def records(self) -> Iterator[PackRecord]:
         try:
@@ -47,22 +62,39 @@ class PackJournal:
         except (ValueError, msgpack.UnpackException):
             return  # a torn last entry from a crash mid-append: the rest is usable
 
-    def forget(self, records: Iterable[PackRecord]) -> None:
+    def forget(self, records: Iterable[PackRecord | PackColumns]) -> None:
         done = {r.info.id for r in records}
         with self._lock:
-            keep = [r for r in self.records() if r.info.id not in done]
+            try:
+                size = os.stat(self.path).st_size
+            except FileNotFoundError:
+                size = 0
+            if size == self._size:
+                keep = {i: e for i, e in self._entries.items() if i not in done}
+            else:
+                keep = {
+                    r.info.id: msgpack.packb(encode_index([r]))
+                    for r in self.records()
+                    if r.info.id not in done
+                }
+            self._entries = keep
             if not keep:
                 self.path.unlink(missing_ok=True)
+                self._size = 0
                 return
+            data = b"".join(keep.values())
             tmp = self.path.with_suffix(".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                os.write(fd, b"".join(msgpack.packb(encode_index([r])) for r in keep))
+                os.write(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
+            self._size = len(data)
 
     def clear(self) -> None:
         with self._lock:
             self.path.unlink(missing_ok=True)
+            self._entries = {}
+            self._size = 0

@@ -16,7 +16,7 @@ machine stored are first adopted (unless a running prune condemned them, §12.2)
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -191,7 +191,8 @@ class Writer:
         if self._journal is not None:
             self._journal.append(record)
         with self._lock:
-            self._sealed.append(record)
+            # (its encoded entry is kept only until its index object is written)
+            self._sealed.append(replace(record, entry=None))
         self._unindexed_add(record)
 
     def flush(self) -> None:

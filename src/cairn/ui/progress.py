@@ -147,6 +147,9 @@ class TerminalProgress:
             self._live.start()
         elif shown:
             self._interval = plain_interval()
+        # whether a total is ever shown (with --json or --quiet nothing is: a backup then
+        # does not count its paths beforehand)
+        self.shows_totals = shown
 
     # ------------------------------------------------------------------ Progress
     def item_done(self, path: bytes, size: int) -> None:

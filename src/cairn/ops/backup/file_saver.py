@@ -11,6 +11,7 @@ from typing import Any, BinaryIO, NamedTuple
 
 from cairn.core.fsread import open_dir_for_reading, open_for_reading
 from cairn.model.chunker import Chunker
+from cairn.ops.fsmeta import read_xattrs
 from cairn.repo.layout import DATA_BLOB
 from cairn.repo.writer import Writer
 
@@ -33,6 +34,8 @@ class FileResult:
     inode: int = 0
     mtime: int = 0
     ctime: int = 0
+    # the file's extended attributes, read from its descriptor (FileSaver ``xattrs``)
+    xattrs: list[tuple[bytes, bytes]] | None = None
 
     def as_tuple(self) -> tuple[Any, ...]:
         """Its fields in order (``FileResult(*t)`` makes it again; dataclasses.astuple would
@@ -47,6 +50,7 @@ class FileResult:
             self.inode,
             self.mtime,
             self.ctime,
+            self.xattrs,
         )
 
 
@@ -124,10 +128,14 @@ Ahead = tuple[int, os.stat_result, bytes | None] | None
 
 
 class FileSaver:
-    """Thread-safe: each thread gets its own chunker (FastCDC state is not shareable)."""
+    """Thread-safe: each thread gets its own chunker (FastCDC state is not shareable).
 
-    def __init__(self, writer: Writer, progress_bytes=None) -> None:  # type: ignore[no-untyped-def]
+    With ``xattrs``, every file read by ``save_files`` has its extended attributes read too,
+    from its open descriptor, into its result."""
+
+    def __init__(self, writer: Writer, progress_bytes=None, xattrs: bool = False) -> None:  # type: ignore[no-untyped-def]
         self._writer = writer
+        self._xattrs = xattrs
         self._params = writer.repo.config.chunker
         self._local = threading.local()
         self._progress_bytes = progress_bytes
@@ -187,24 +195,38 @@ class FileSaver:
                         fd, st, head = ahead
                     else:
                         fd, st = self._open(path, before, where)
+                    xattrs = self._fd_xattrs(fd) if self._xattrs else None
                     if before.st_size < self._params.min_size:
                         read = self._read_small(fd, before, head)
                         if isinstance(read, FileResult):
+                            read.xattrs = xattrs
                             out[k] = read
                             continue
+                        read[0].xattrs = xattrs
                         group.append((k, read[0], read[1]))
                         group_bytes += len(read[1])
                         if group_bytes >= GROUP_BYTES:
                             self._store(group, out)
                             group, group_bytes = [], 0
                         continue
-                    out[k] = self._save_open(fd, st, before)
+                    result = self._save_open(fd, st, before)
+                    result.xattrs = xattrs
+                    out[k] = result
                 except OSError as e:
                     out[k] = e
         finally:
             self._close_ahead(opened)
         self._store(group, out)
         return out  # type: ignore[return-value]  # every slot is filled
+
+    @staticmethod
+    def _fd_xattrs(fd: int) -> list[tuple[bytes, bytes]]:
+        """The extended attributes of the file open as ``fd``; closed if they cannot be read."""
+        try:
+            return read_xattrs(fd)
+        except BaseException:
+            os.close(fd)
+            raise
 
     def _open_all(
         self, items: list[FileItem], out: list[FileResult | OSError | None]

@@ -204,7 +204,8 @@ class _Sealer(Packer):
 
     def _deliver(self, record: PackRecord | PackColumns, data: Content) -> None:
         assert isinstance(record, PackRecord)
-        self._send.pack(PackColumns.of(record), data)
+        # with its index entry: encoded here, not by the backup, whose walk it would slow
+        self._send.pack(PackColumns.of(record, encoded=True), data)
 
 
 class _SealingWriter(Writer):
@@ -284,7 +285,7 @@ def _child(
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         parent.repo.index.after_fork()
         with _SealingWriter(parent, pending, send) as writer:
-            saver = FileSaver(writer)
+            saver = FileSaver(writer, xattrs=True)
             while True:
                 try:
                     message = conn_in.recv()
