@@ -19,18 +19,17 @@ from cairn.repo.index import PackColumns, PackRecord, decode_index, encode_index
 
 
 class PackJournal:
-    """The journal of one cache directory. It remembers the entries it appended itself, so
-    that taking indexed packs out rewrites the file from those entries rather than decoding
-    and encoding it again (a first backup of a million files journals a million blobs); the
-    file is read only if it holds more than those (another process's, or an earlier run's)."""
+    """The journal of one cache directory. It remembers the entries it wrote itself, so that
+    taking indexed packs out rewrites the file from those entries once the file is found to
+    hold exactly them (a comparison of bytes), rather than decoding every entry and encoding
+    the rest again (a first backup of a million files journals a million blobs). A file that
+    holds anything else (another process's entries, an earlier run's) is decoded as before."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        # pack id -> its entry, for the entries this journal wrote; ``_size``: the file's size
-        # while it holds exactly those (None: unknown, the file is to be read)
+        # pack id -> its entry, in the order written: what this journal last wrote or appended
         self._entries: dict[bytes, bytes] = {}
-        self._size: int | None = None
 
     def append(self, record: PackRecord | PackColumns) -> None:
         entry = msgpack.packb(encode_index([record]))
@@ -38,16 +37,11 @@ class PackJournal:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                before = os.fstat(fd).st_size
                 os.write(fd, entry)
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            if self._size is not None and before == self._size:
-                self._entries[record.info.id] = entry
-                self._size += len(entry)
-            else:
-                self._size = None
+            self._entries[record.info.id] = entry
 
     def records(self) -> Iterator[PackRecord]:
         try:
@@ -66,10 +60,10 @@ class PackJournal:
         done = {r.info.id for r in records}
         with self._lock:
             try:
-                size = os.stat(self.path).st_size
+                held = self.path.read_bytes()
             except FileNotFoundError:
-                size = 0
-            if size == self._size:
+                held = b""
+            if held == b"".join(self._entries.values()):
                 keep = {i: e for i, e in self._entries.items() if i not in done}
             else:
                 keep = {
@@ -80,21 +74,17 @@ class PackJournal:
             self._entries = keep
             if not keep:
                 self.path.unlink(missing_ok=True)
-                self._size = 0
                 return
-            data = b"".join(keep.values())
             tmp = self.path.with_suffix(".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                os.write(fd, data)
+                os.write(fd, b"".join(keep.values()))
                 os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
-            self._size = len(data)
 
     def clear(self) -> None:
         with self._lock:
             self.path.unlink(missing_ok=True)
             self._entries = {}
-            self._size = 0
