@@ -5,7 +5,7 @@ collection of the oldest traverses every object alive. A backup walking a millio
 makes several objects per file (its node, its result, the lists that carry them), most of
 them alive until their directory's tree is written, and almost none in a cycle: reference
 counting frees them. Collecting every 50,000 new objects instead took a tenth off the first
-backup of a million small files (docs/performance.md, "Fewer collections of cycles").
+backup of a million small files (docs/performance.md, "The walk made lighter").
 
 The threshold is the process's. ``fewer_collections`` may be entered from several threads at
 once (two jobs of the web interface): the first to enter raises it, the last to leave puts back

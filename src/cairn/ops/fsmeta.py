@@ -44,9 +44,9 @@ def group_name(gid: int) -> str | None:
 def read_xattrs(path: bytes | int) -> list[tuple[bytes, bytes]]:
     """The extended attributes of the entry at ``path`` (not followed if a symlink), or of
     the file open as the descriptor ``path``, sorted by name."""
-    follow = {} if isinstance(path, int) else {"follow_symlinks": False}
+    follow = isinstance(path, int)  # (a descriptor is the file itself: nothing to follow)
     try:
-        names = os.listxattr(path, **follow)
+        names = os.listxattr(path, follow_symlinks=follow)
     except OSError as e:
         if e.errno in _NO_XATTRS:
             return []
@@ -54,7 +54,7 @@ def read_xattrs(path: bytes | int) -> list[tuple[bytes, bytes]]:
     out = []
     for name in names:
         try:
-            value = os.getxattr(path, name, **follow)
+            value = os.getxattr(path, name, follow_symlinks=follow)
         except OSError as e:
             if e.errno in _NO_XATTRS:
                 continue

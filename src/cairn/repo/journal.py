@@ -48,13 +48,7 @@ class PackJournal:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return
-        unpacker = msgpack.Unpacker(raw=False)
-        unpacker.feed(data)
-        try:
-            for blob in unpacker:
-                yield from decode_index(blob)
-        except (ValueError, msgpack.UnpackException):
-            return  # a torn last entry from a crash mid-append: the rest is usable
+        yield from _decode(data)
 
     def forget(self, records: Iterable[PackRecord | PackColumns]) -> None:
         done = {r.info.id for r in records}
@@ -68,7 +62,7 @@ class PackJournal:
             else:
                 keep = {
                     r.info.id: msgpack.packb(encode_index([r]))
-                    for r in self.records()
+                    for r in _decode(held)
                     if r.info.id not in done
                 }
             self._entries = keep
@@ -88,3 +82,14 @@ class PackJournal:
         with self._lock:
             self.path.unlink(missing_ok=True)
             self._entries = {}
+
+
+def _decode(data: bytes) -> Iterator[PackRecord]:
+    """The records of a journal's bytes."""
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(data)
+    try:
+        for blob in unpacker:
+            yield from decode_index(blob)
+    except (ValueError, msgpack.UnpackException):
+        return  # a torn last entry from a crash mid-append: the rest is usable
