@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from cairn.app import knownkeys
 from cairn.app.context import StackHooks, StoreOptions, backend_for, stack_hooks
 from cairn.core.overlap import Overlap
 from cairn.repo import layout
@@ -75,8 +76,8 @@ class Timeline(StorageWrapper):
         return max(sum(1 for o in self.spans if o.overlaps(s)) for s in self.spans)
 
 
-def timed_backup(run_cli, url: str, src: Path) -> Timeline:  # type: ignore[no-untyped-def]
-    """``cairn backup`` of ``src`` with every request of its store on the timeline."""
+def timed(run_cli, *args: object) -> Timeline:  # type: ignore[no-untyped-def]
+    """``cairn ARGS`` with every request of its store on the timeline."""
     timelines: list[Timeline] = []
 
     def wrap(backend: Storage) -> Storage:
@@ -84,10 +85,19 @@ def timed_backup(run_cli, url: str, src: Path) -> Timeline:  # type: ignore[no-u
         return timelines[-1]
 
     with stack_hooks(StackHooks(wrappers=(wrap,))):
-        res = run_cli("backup", "--repo", url, src)
+        res = run_cli(*args)
     assert res.code == 0, res.err
     assert len(timelines) == 1
     return timelines[0]
+
+
+def timed_backup(run_cli, url: str, src: Path) -> Timeline:  # type: ignore[no-untyped-def]
+    """``cairn backup`` of ``src`` with every request of its store on the timeline."""
+    return timed(run_cli, "backup", "--repo", url, src)
+
+
+def lists_keys(t: Timeline) -> bool:
+    return any(s.op == "list" and s.name == layout.KEYS for s in t.spans)
 
 
 @pytest.fixture
@@ -146,6 +156,86 @@ def test_a_backup_on_a_local_directory_makes_one_request_at_a_time(tmp_path, src
         )
     ]
     assert order == sorted(order)
+
+
+# ------------------------------------------------------------------ the key this host knows
+def test_a_host_that_opened_a_repository_before_reads_its_key_with_the_config(s3_url, src, run_cli):
+    assert run_cli("init", "--repo", s3_url).code == 0
+    assert run_cli("snapshots", "--repo", s3_url).code == 0  # lists the keys, keeps the one
+    t = timed_backup(run_cli, s3_url, src)
+    config, key = t.one("read", layout.CONFIG), t.one("read", layout.KEYS)
+    assert config.overlaps(key)  # one round trip, where it took two
+    assert not lists_keys(t)
+    assert t.one("write", layout.LOCKS).start >= key.end
+    assert run_cli("check", "--repo", s3_url).code == 0
+
+
+def test_a_known_key_that_is_gone_or_refuses_the_password_brings_the_listing_back(
+    s3_url, run_cli, monkeypatch
+):
+    assert run_cli("init", "--repo", s3_url).code == 0
+    assert run_cli("snapshots", "--repo", s3_url).code == 0
+    # a second password: the key this host knows refuses it, the other opens
+    monkeypatch.setenv("CAIRN_NEW_PASSWORD", "second")
+    assert run_cli("key", "add", "--repo", s3_url).code == 0
+    monkeypatch.setenv("CAIRN_PASSWORD", "second")
+    assert lists_keys(timed(run_cli, "snapshots", "--repo", s3_url))
+    assert not lists_keys(timed(run_cli, "snapshots", "--repo", s3_url))  # now that one
+    # the known key replaced by a new password: gone, so the keys are listed again
+    monkeypatch.setenv("CAIRN_NEW_PASSWORD", "third")
+    assert run_cli("key", "passwd", "--repo", s3_url).code == 0
+    monkeypatch.setenv("CAIRN_PASSWORD", "third")
+    assert lists_keys(timed(run_cli, "snapshots", "--repo", s3_url))
+    assert not lists_keys(timed(run_cli, "snapshots", "--repo", s3_url))
+    # a wrong password: every key tried, the error as it always was
+    monkeypatch.setenv("CAIRN_PASSWORD", "not the password")
+    assert "wrong password" in one_error_line(run_cli("snapshots", "--repo", s3_url))
+
+
+def test_a_damaged_known_key_is_reported_as_without_it(s3_url, run_cli, tmp_path, monkeypatch):
+    assert run_cli("init", "--repo", s3_url).code == 0
+    assert run_cli("snapshots", "--repo", s3_url).code == 0
+    store = backend_for(s3_url, StoreOptions())
+    [(name, _)] = list(store.list(layout.KEYS))
+    store.delete(name)
+    store.write(name, b"{}")
+    known = one_error_line(run_cli("snapshots", "--repo", s3_url))
+    monkeypatch.setenv("CAIRN_CACHE_DIR", str(tmp_path / "another-host"))
+    assert one_error_line(run_cli("snapshots", "--repo", s3_url)) == known
+    assert "every key file is damaged" in known and name in known
+
+
+def test_no_key_is_kept_without_a_cache_nor_for_a_local_directory(s3_url, tmp_path, run_cli):
+    base = tmp_path / "cache" / knownkeys.DIRECTORY  # CAIRN_CACHE_DIR, tests/conftest.py
+    assert run_cli("init", "--repo", s3_url).code == 0
+    assert run_cli("snapshots", "--repo", s3_url, "--no-cache").code == 0
+    assert not base.exists()
+    local = str(tmp_path / "repo")
+    assert run_cli("init", "--repo", local).code == 0
+    assert run_cli("snapshots", "--repo", local).code == 0
+    assert not base.exists()
+    assert run_cli("snapshots", "--repo", s3_url).code == 0
+    assert len(list(base.iterdir())) == 1
+
+
+def test_what_is_kept_is_a_key_file_name_or_nothing(tmp_path):
+    url = "s3:http://127.0.0.1:1/bucket/prefix"
+    assert knownkeys.known_key(tmp_path, url) is None
+    name = layout.key_name("ab" * 32)
+    knownkeys.remember_key(tmp_path, url, name)
+    assert knownkeys.known_key(tmp_path, url) == name
+    assert knownkeys.known_key(tmp_path, url + "/other") is None
+    [kept] = (tmp_path / knownkeys.DIRECTORY).iterdir()
+    for content in (b"keys/../config", b"config", b"keys/" + b"g" * 64, b"\xff\xfe", b""):
+        kept.write_bytes(content)
+        assert knownkeys.known_key(tmp_path, url) is None, content
+    # where the name cannot be kept (a file in the directory's place): nothing kept, no error
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / knownkeys.DIRECTORY).write_bytes(b"")
+    knownkeys.remember_key(other, url, name)
+    assert knownkeys.known_key(other, url) is None
+    assert not [p for p in other.iterdir() if p.name != knownkeys.DIRECTORY]
 
 
 # ------------------------------------------------------------------ errors of opening

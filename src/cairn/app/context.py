@@ -6,7 +6,7 @@ import importlib
 import os
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from cairn.app.cachedirs import cache_base
 from cairn.app.defaults import BackendDefaults, defaults_for
+from cairn.app.knownkeys import known_key, remember_key
 from cairn.app.passwords import EMPTY, PasswordSource
 from cairn.core import clock
 from cairn.core.errors import RepositoryError, UsageError, WrongPassword
@@ -23,7 +24,7 @@ from cairn.crypto.kdf import KdfParams
 from cairn.ops.objectlock import noncurrent_days
 from cairn.repo.config import DEFAULT_PACK_SIZE, is_repo_id
 from cairn.repo.journal import PackJournal
-from cairn.repo.layout import CONFIG
+from cairn.repo.layout import CONFIG, key_name
 from cairn.repo.lockrule import lock_field, lock_rule
 from cairn.repo.repository import Repository
 from cairn.repo.retentioncache import RetentionCache
@@ -235,17 +236,13 @@ class Session:
     def cache_dir(self) -> Path | None:
         if not self.spec.use_cache:
             return None
-        base = cache_base(self.spec.cache_dir)
         if not is_repo_id(self.repo.config.id):  # checked when the config is read, too
             raise RepositoryError(
                 f"the repository id {self.repo.config.id!r} is not a valid cache directory name"
             )
-        _make_directory(base, "cache", 0o700)
-        tag = base / "CACHEDIR.TAG"
+        base = _ready_cache_base(self.spec.cache_dir)
         repo_dir = base / self.repo.config.id
         try:
-            if not tag.exists():
-                tag.write_text(CACHEDIR_TAG)
             repo_dir.mkdir(mode=0o700, exist_ok=True)  # paths and inode numbers: keep private
             os.utime(repo_dir)  # its last use, for `cairn cache --cleanup`
         except OSError as e:
@@ -268,6 +265,19 @@ class Session:
         return RetentionCache(d / "object-lock") if d else None
 
 
+def _ready_cache_base(explicit: str | None) -> Path:
+    """The base of the caches, made (private, tagged) if it was not there."""
+    base = cache_base(explicit)
+    _make_directory(base, "cache", 0o700)
+    tag = base / "CACHEDIR.TAG"
+    try:
+        if not tag.exists():
+            tag.write_text(CACHEDIR_TAG)
+    except OSError as e:
+        raise UsageError(f"cannot use cache directory {base}: {e.strerror}") from None
+    return base
+
+
 def open_session(spec: RepoSpec) -> Session:
     """Opens the repository (its keys and config; not the index: a use case loads it as a
     step, after reading the snapshots it needs, or under its lock). On an object store the
@@ -276,12 +286,17 @@ def open_session(spec: RepoSpec) -> Session:
     url = spec.resolved_url()
     storage, meter = wrap_backend(backend_for(url, spec.store), spec.store, spec.notice)
     password = spec.password.get()
+    threads = defaults_for(url).request_threads
+    # on an object store, the key file this host opened it with is read with the config
+    # instead of listing the keys first (cairn.app.knownkeys)
+    known = known_key(cache_base(spec.cache_dir), url) if threads and spec.use_cache else None
     try:
         repo = Repository.open(
             storage,
             password,
             key_hint=spec.resolved_key_hint(),
-            threads=defaults_for(url).request_threads,
+            threads=threads,
+            known_key=known,
         )
     except WrongPassword as e:
         if password:
@@ -293,6 +308,9 @@ def open_session(spec: RepoSpec) -> Session:
         if isinstance(storage, AsOfStorage):
             _not_yet(storage, url)
         raise
+    if threads and spec.use_cache and key_name(repo.key_id) != known:
+        with suppress(UsageError):  # without a cache, the next opening lists the keys
+            remember_key(_ready_cache_base(spec.cache_dir), url, key_name(repo.key_id))
     if spec.notice is not None:
         show = spec.notice
         repo.on_notice = lambda obj, message: show(f"{obj}: {message}")

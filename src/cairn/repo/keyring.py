@@ -4,6 +4,10 @@ Every key file is read and checked first (a few hundred bytes each), then tried 
 first: a key file planted with the most expensive parameters the bounds allow is tried only
 after every cheaper one failed, so it cannot make opening slow for the holder of a real key. A
 key hint (an id or a unique prefix of one) puts that key file before all others.
+
+A key file this host opened before can be tried alone (``open_known``), read while the config
+is, before any listing: on an object store that saves the listing's round trip. Only when it is
+gone, damaged or refuses the password are the keys listed, and then all of them tried as above.
 """
 
 from __future__ import annotations
@@ -67,6 +71,20 @@ def read_key_files(
         else:
             found.hint_problem = f"key hint {hint} matches no key"
     return found
+
+
+def open_known(
+    storage: Storage, name: str, password: bytes, overlap: Overlap | None = None
+) -> tuple[str, MasterKey] | None:
+    """(name, master key) from the key file ``name`` if it is there, intact, and opens with
+    ``password``; None otherwise (the caller lists the keys and tries them all, so a damaged
+    key file or a wrong password is reported as it always was)."""
+    for candidate in read_key_files(storage, [name], overlap=overlap).candidates:
+        try:
+            return candidate.name, open_key_file(candidate.key_file, password)
+        except (BadPassword, KeyFileError):
+            return None
+    return None
 
 
 def unlock(found: KeyFiles, password: bytes) -> tuple[str, MasterKey]:

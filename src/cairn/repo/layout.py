@@ -26,6 +26,11 @@ def key_name(hex_id: str) -> str:
     return KEYS + hex_id
 
 
+def is_key_name(name: str) -> bool:
+    """``keys/<64 hex>``: the name of a key file, and nothing else."""
+    return name.startswith(KEYS) and _HEX_ID.fullmatch(name[len(KEYS) :]) is not None
+
+
 def pack_name(hex_id: str) -> str:
     return f"{DATA}{hex_id[:2]}/{hex_id}"
 

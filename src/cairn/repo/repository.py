@@ -47,7 +47,7 @@ from cairn.repo.index import (
     encode_index,
 )
 from cairn.repo.journal import PackJournal
-from cairn.repo.keyring import read_key_files, unlock
+from cairn.repo.keyring import open_known, read_key_files, unlock
 from cairn.repo.limits import max_object
 from cairn.repo.objectcache import ObjectCache
 from cairn.repo.pack import MAGIC as PACK_MAGIC
@@ -173,26 +173,40 @@ class Repository:
 
     @classmethod
     def open(
-        cls, storage: Storage, password: bytes, key_hint: str | None = None, threads: int = 0
+        cls,
+        storage: Storage,
+        password: bytes,
+        key_hint: str | None = None,
+        threads: int = 0,
+        known_key: str | None = None,
     ) -> Repository:
         """Opens with the first key file that ``password`` opens, trying them cheapest KDF
         first; ``key_hint`` (a key id or a unique prefix) is tried before all others.
 
         With ``threads`` (an object store: each request waits a round trip) the config is read
         while the keys are listed, the key files are read at once, and the repository's later
-        steps send their independent requests on as many threads (``request_threads``)."""
+        steps send their independent requests on as many threads (``request_threads``).
+
+        ``known_key`` (``keys/<id>``: the key file this host opened the repository with
+        before), when no hint is given, is read with the config and tried alone; the keys are
+        listed only if it is gone, damaged or does not open (keyring.open_known)."""
         with Overlap(threads) as overlap:
             config = overlap.start(storage.read, layout.CONFIG)
-            names = [n for n, _ in storage.list(layout.KEYS)]
-            if not names:
-                try:
-                    config.result()
-                except ObjectMissing:
-                    raise RepositoryError(
-                        f"{storage.describe()} is not a cairn repository (no config, no keys)"
-                    ) from None
-                raise RepositoryError(f"{storage.describe()}: the repository has no keys")
-            key_name, key = unlock(read_key_files(storage, names, key_hint, overlap), password)
+            opened = None
+            if known_key is not None and not key_hint:
+                opened = open_known(storage, known_key, password, overlap)
+            if opened is None:
+                names = [n for n, _ in storage.list(layout.KEYS)]
+                if not names:
+                    try:
+                        config.result()
+                    except ObjectMissing:
+                        raise RepositoryError(
+                            f"{storage.describe()} is not a cairn repository (no config, no keys)"
+                        ) from None
+                    raise RepositoryError(f"{storage.describe()}: the repository has no keys")
+                opened = unlock(read_key_files(storage, names, key_hint, overlap), password)
+            key_name, key = opened
             try:
                 raw = config.result()
             except ObjectMissing:
