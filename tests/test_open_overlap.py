@@ -17,7 +17,7 @@ import pytest
 from cairn.app import knownkeys
 from cairn.app.context import StackHooks, StoreOptions, backend_for, stack_hooks
 from cairn.core.overlap import Overlap
-from cairn.repo import layout
+from cairn.repo import keyring, layout
 from cairn.storage.base import Buffer, Storage, StorageWrapper
 
 DELAY = 0.1  # seconds every request takes: long beside the time it takes to start one
@@ -187,9 +187,13 @@ def test_a_known_key_that_is_gone_or_refuses_the_password_brings_the_listing_bac
     monkeypatch.setenv("CAIRN_PASSWORD", "third")
     assert lists_keys(timed(run_cli, "snapshots", "--repo", s3_url))
     assert not lists_keys(timed(run_cli, "snapshots", "--repo", s3_url))
-    # a wrong password: every key tried, the error as it always was
+    # a wrong password: every key tried once (the known one too), the error as it always was
+    tried: list[object] = []
+    real = keyring.open_key_file
+    monkeypatch.setattr(keyring, "open_key_file", lambda kf, pw: tried.append(kf) or real(kf, pw))
     monkeypatch.setenv("CAIRN_PASSWORD", "not the password")
     assert "wrong password" in one_error_line(run_cli("snapshots", "--repo", s3_url))
+    assert len(tried) == 2  # the known key (the third), then the second: not the third again
 
 
 def test_a_damaged_known_key_is_reported_as_without_it(s3_url, run_cli, tmp_path, monkeypatch):

@@ -77,20 +77,21 @@ def open_known(
     storage: Storage, name: str, password: bytes, overlap: Overlap | None = None
 ) -> tuple[str, MasterKey] | None:
     """(name, master key) from the key file ``name`` if it is there, intact, and opens with
-    ``password``; None otherwise (the caller lists the keys and tries them all, so a damaged
-    key file or a wrong password is reported as it always was)."""
+    ``password``; None if it is gone or damaged (the caller lists the keys and tries them all,
+    so a damaged key file is reported as it always was). Raises ``BadPassword`` if the password
+    does not open it (the caller tries the others, not this one again)."""
     for candidate in read_key_files(storage, [name], overlap=overlap).candidates:
         try:
             return candidate.name, open_key_file(candidate.key_file, password)
-        except (BadPassword, KeyFileError):
+        except KeyFileError:
             return None
     return None
 
 
-def unlock(found: KeyFiles, password: bytes) -> tuple[str, MasterKey]:
+def unlock(found: KeyFiles, password: bytes, refused: int = 0) -> tuple[str, MasterKey]:
     """(name, master key) of the first of ``found`` that ``password`` opens. Raises
-    ``WrongPassword`` when none does, or ``IntegrityError`` when every key file is damaged."""
-    refused = 0
+    ``WrongPassword`` when none does, or ``IntegrityError`` when every key file is damaged.
+    ``refused``: key files tried already, not among ``found``, that the password did not open."""
     for candidate in found.candidates:
         try:
             return candidate.name, open_key_file(candidate.key_file, password)

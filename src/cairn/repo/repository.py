@@ -27,7 +27,7 @@ from cairn.core.errors import (
 from cairn.core.overlap import Overlap
 from cairn.crypto import aead
 from cairn.crypto.kdf import KdfParams
-from cairn.crypto.keys import MasterKey, wrap
+from cairn.crypto.keys import BadPassword, MasterKey, wrap
 from cairn.repo import layout
 from cairn.repo.blobreader import BlobReader
 from cairn.repo.compress import (
@@ -189,12 +189,16 @@ class Repository:
 
         ``known_key`` (``keys/<id>``: the key file this host opened the repository with
         before), when no hint is given, is read with the config and tried alone; the keys are
-        listed only if it is gone, damaged or does not open (keyring.open_known)."""
+        listed only if it is gone, damaged or does not open (keyring.open_known), and then
+        tried as ever, but for a known key file the password did not open."""
         with Overlap(threads) as overlap:
             config = overlap.start(storage.read, layout.CONFIG)
-            opened = None
+            opened, refused = None, []
             if known_key is not None and not key_hint:
-                opened = open_known(storage, known_key, password, overlap)
+                try:
+                    opened = open_known(storage, known_key, password, overlap)
+                except BadPassword:
+                    refused.append(known_key)  # derived once is enough
             if opened is None:
                 names = [n for n, _ in storage.list(layout.KEYS)]
                 if not names:
@@ -205,7 +209,9 @@ class Repository:
                             f"{storage.describe()} is not a cairn repository (no config, no keys)"
                         ) from None
                     raise RepositoryError(f"{storage.describe()}: the repository has no keys")
-                opened = unlock(read_key_files(storage, names, key_hint, overlap), password)
+                others = [n for n in names if n not in refused]
+                found = read_key_files(storage, others, key_hint, overlap)
+                opened = unlock(found, password, refused=len(refused))
             key_name, key = opened
             try:
                 raw = config.result()
