@@ -6,9 +6,11 @@ the same meter that fills `--json`; what it does among objects that are not the 
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
+from cairn.app import knownkeys
 from cairn.app.context import StoreOptions, backend_for, wrap_backend
 from cairn.repo.listing import FOREIGN_LIMIT
 from tests.test_bill import make_tree
@@ -31,6 +33,12 @@ def prune_requests(run_cli, url: str, *args: str) -> dict[str, int]:  # type: ig
     return res.json()["requests"]  # type: ignore[no-any-return]
 
 
+def keys_listings(repo_url: str) -> int:
+    """The listings of keys/ an opening makes here: none on S3, where this host has opened the
+    repository before and knows its key file (docs/format.md §11.7); one from a directory."""
+    return 0 if repo_url.startswith("s3:") else 1
+
+
 @pytest.mark.parametrize("repo_url", ["local", "s3"], indirect=True)
 def test_a_prune_with_nothing_to_do_makes_two_listings(tmp_path, repo_url, run_cli):
     """The keys' (opening the repository), then one of everything: objects of other names
@@ -42,9 +50,23 @@ def test_a_prune_with_nothing_to_do_makes_two_listings(tmp_path, repo_url, run_c
     s.write("zzz/after", b"after snapshots/\n")
     dry = prune_requests(run_cli, repo_url, "--dry-run")
     real = prune_requests(run_cli, repo_url)
-    assert real["list"] == 2
+    # the keys' (on S3 this host knows its key file: docs/format.md §11.7), then one of all
+    assert real["list"] == keys_listings(repo_url) + 1
     if repo_url.startswith("s3:"):  # a key file and the config: the rest is on this host
         assert real["get"] == 2
+    assert {k: dry[k] for k in ("list", "get", "put", "delete")} == {
+        k: real[k] for k in ("list", "get", "put", "delete")
+    }
+
+
+def test_a_dry_run_counts_the_keys_listing_the_prune_will_make(tmp_path, s3_url, run_cli):
+    """A dry run that is the first opening from this host lists the keys; the prune after it
+    does not (the host knows its key file now: docs/format.md §11.7), and the dry run says so."""
+    backed_up(tmp_path, s3_url, run_cli)
+    shutil.rmtree(tmp_path / "cache" / knownkeys.DIRECTORY)  # CAIRN_CACHE_DIR: tests/conftest.py
+    dry = prune_requests(run_cli, s3_url, "--dry-run")
+    real = prune_requests(run_cli, s3_url)
+    assert real["list"] == 1  # the one listing of everything
     assert {k: dry[k] for k in ("list", "get", "put", "delete")} == {
         k: real[k] for k in ("list", "get", "put", "delete")
     }
@@ -63,9 +85,9 @@ def test_among_many_other_objects_the_prune_lists_prefix_by_prefix(tmp_path, rep
     assert run_cli("backup", "--repo", repo_url, src / "d0").code == 0
     dry = prune_requests(run_cli, repo_url, "--dry-run")
     real = prune_requests(run_cli, repo_url)
-    # the keys'; the one listing's two pages, stopped; locks, snapshots, index objects,
-    # packs; and, as it deletes, a second look at the locks, snapshots and index objects
-    assert real["list"] == 1 + 2 + 4 + 3
+    # the keys' (not on S3); the one listing's two pages, stopped; locks, snapshots, index
+    # objects, packs; and, as it deletes, a second look at the locks, snapshots and index objects
+    assert real["list"] == keys_listings(repo_url) + 2 + 4 + 3
     assert {k: dry[k] for k in ("list", "get", "put", "delete")} == {
         k: real[k] for k in ("list", "get", "put", "delete")
     }

@@ -209,10 +209,24 @@ class Session:
         self.repo = repo
         self.meter = meter
         self.started = started if started is not None else Usage()
+        # this host keeps the name of the key file the repository opens with, so an opening
+        # without a key hint lists no keys (cairn.app.knownkeys); and whether this one did
+        self.key_known = False
+        self.keys_listed = True
 
     @property
     def url(self) -> str:
         return self.spec.resolved_url()
+
+    def opening_lists_keys(self) -> bool:
+        """Whether the next opening of the repository from here lists the keys."""
+        return bool(self.spec.resolved_key_hint()) or not self.key_known
+
+    def keys_listings_ahead(self) -> int:
+        """The keys' listings the next opening from here makes beyond this one's (-1, 0, 1):
+        what a dry run adds to the reads it made to count those of the command it rehearses
+        (a first opening from a host lists the keys; it keeps the key file for the next)."""
+        return int(self.opening_lists_keys()) - int(self.keys_listed)
 
     def usage(self) -> dict[str, int]:
         """The requests and bytes of this session so far (opening the repository included)."""
@@ -226,7 +240,9 @@ class Session:
         repo.key_id, repo.on_notice = old.key_id, old.on_notice
         repo.request_threads = old.request_threads
         repo.object_cache = old.object_cache  # already under ``old.storage``, if any
-        return Session(self.spec, repo, self.meter, self.meter.snapshot())
+        session = Session(self.spec, repo, self.meter, self.meter.snapshot())
+        session.key_known, session.keys_listed = self.key_known, self.keys_listed
+        return session
 
     @property
     def defaults(self) -> BackendDefaults:
@@ -308,14 +324,19 @@ def open_session(spec: RepoSpec) -> Session:
         if isinstance(storage, AsOfStorage):
             _not_yet(storage, url)
         raise
-    if threads and spec.use_cache and key_name(repo.key_id) != known:
+    opened_with = key_name(repo.key_id)
+    # the keys were listed unless the key file known was tried (no hint) and opened it
+    listed = known is None or bool(spec.resolved_key_hint()) or opened_with != known
+    key_known = opened_with == known
+    if threads and spec.use_cache and not key_known:
         with suppress(UsageError):  # without a cache, the next opening lists the keys
-            remember_key(_ready_cache_base(spec.cache_dir), url, key_name(repo.key_id))
+            key_known = remember_key(_ready_cache_base(spec.cache_dir), url, opened_with)
     if spec.notice is not None:
         show = spec.notice
         repo.on_notice = lambda obj, message: show(f"{obj}: {message}")
     _retain_writes(repo)
     session = Session(spec, repo, meter)
+    session.key_known, session.keys_listed = key_known, listed
     _keep_copies(session)
     return session
 

@@ -56,6 +56,7 @@ def backup_estimate(session: Session, summary: Summary, lock_extensions: int = 0
     data = provider.cls(session.spec.store.s3.storage_class)
     counts = backup_requests(summary, dry_run=True)
     counts["put"] += lock_extensions
+    counts["list"] += session.keys_listings_ahead()  # as the backup's opening will list
     stored = sum(stored for _, stored, _ in session.repo.index.total_blobs_by_type().values())
     charges = backup_charges(counts, data_packs(summary), provider, data, stored)
     return {
@@ -156,6 +157,7 @@ def report(session: Session, request: CostRequest) -> tuple[dict[str, Any], Prov
         restore_tier=request.restore_tier,
         data_class=session.spec.store.s3.storage_class,
         restore_gap=gap if pack_order else None,
+        key_known=not session.opening_lists_keys(),
     )
     doc = cost_report(session.repo, chosen, options, clock.now())
     doc["repository"] = session.url

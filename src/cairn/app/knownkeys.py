@@ -37,9 +37,9 @@ def known_key(base: Path, url: str) -> str | None:
     return name if is_key_name(name) else None
 
 
-def remember_key(base: Path, url: str, name: str) -> None:
+def remember_key(base: Path, url: str, name: str) -> bool:
     """Keeps ``name`` for ``url`` (written whole or not at all) under ``base``, the cache
-    directory, which is there already."""
+    directory, which is there already; whether it could."""
     path = _path(base, url)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
@@ -49,3 +49,5 @@ def remember_key(base: Path, url: str, name: str) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+        return False
+    return True

@@ -59,6 +59,7 @@ def prune(session: Session, request: PruneRequest, events: Events) -> PruneResul
         for k in ("get", "head", "list", "bytes_down"):
             q = report.requests.get(k, 0) - report.looked.get(k, 0)
             report.requests[k] = q + made.get(k, 0)
+        report.requests["list"] += session.keys_listings_ahead()  # as the prune's opening will
         report.requests["put"] += 1
         report.requests["bytes_up"] += RECORD_BYTES
         # the cost model (and the restore it estimates too) for a dry run only

@@ -32,7 +32,8 @@ def maintenance_requests(
 ) -> dict[str, int]:
     """The requests of one day's `forget` (one snapshot removed) and `prune` (that deletes
     or repacks), but for the packs the prune reads, writes and deletes (``steady_state``
-    counts those): opening the repository twice (the keys listing, a key, the config), the
+    counts those): opening the repository twice (a key file and the config: the host knows
+    which key file opens it, docs/format.md §11.7, and lists no keys), the
     snapshots read twice (``snapshots`` kept, one more before the forget), the index
     (``index_objects`` written anew, one more read and deleted: the day's backup added it),
     the repacking writer's index object, the tree packs read, the prune's one listing of the
@@ -45,9 +46,9 @@ def maintenance_requests(
     listed = packs + snapshots + index_objects + 3
     pages = 1 + max(0, listed - 1) // LIST_PAGE
     read = 0 if copies else 1
-    forget = {"list": 2, "get": 2 + read * (snapshots + 1), "put": 1, "delete": 1}
+    forget = {"list": 1, "get": 2 + read * (snapshots + 1), "put": 1, "delete": 1}
     prune = {
-        "list": 4 + pages,
+        "list": 3 + pages,
         "get": 3 + read * (snapshots + index_objects + tree_packs + 1),
         "put": 4 + index_objects,
         "delete": 4 + index_objects,

@@ -50,6 +50,9 @@ class CostOptions:
     data_class: str | None = None  # where new data packs go (--storage-class)
     # how a restore reads: in pack order, reading through gaps this small (None: file by file)
     restore_gap: int | None = None
+    # this host opens the repository with the key file it knows, listing no keys
+    # (docs/format.md §11.7); else a restore lists them first
+    key_known: bool = False
 
 
 def inventory(repo: Repository, provider: Provider) -> dict[str, ObjectInfo]:
@@ -172,9 +175,10 @@ def restore_section(
     snap = snaps[-1]
     plan = list(Planner(repo, on_problem=_ignore).plan(snap, "/"))
     meta = provider.standard
-    # opening: the keys listing, a key, the config; every index object; every snapshot
-    # (to find the latest); then one tree per directory; then the data blobs. What this host
-    # keeps copies of (cairn.repo.objectcache) is read from them, not from the store.
+    # opening: the keys listing (unless this host knows its key file), a key, the config;
+    # every index object; every snapshot (to find the latest); then one tree per directory;
+    # then the data blobs. What this host keeps copies of (cairn.repo.objectcache) is read
+    # from them, not from the store.
     cache = repo.object_cache
 
     def remote(name: str) -> bool:
@@ -185,7 +189,7 @@ def restore_section(
     keys = sorted(n for n in objects if n.startswith(layout.KEYS))
     names = [n for n in indexes + snapshots if remote(n)]
     gets = 2 + len(names)
-    lists = 1 + _pages(len(indexes)) + _pages(len(snapshots))
+    lists = (0 if options.key_known else 1) + _pages(len(indexes)) + _pages(len(snapshots))
     down = sum(objects[n].size for n in names) + (objects[keys[0]].size if keys else 0)
     down += objects[layout.CONFIG].size if layout.CONFIG in objects else 0
     trees = [snap.tree] + [e.node.subtree for e in plan if e.node.type == DIR and e.node.subtree]
