@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,6 +234,18 @@ def test_what_is_kept_is_a_key_file_name_or_nothing(tmp_path):
     for content in (b"keys/../config", b"config", b"keys/" + b"g" * 64, b"\xff\xfe", b""):
         kept.write_bytes(content)
         assert knownkeys.known_key(tmp_path, url) is None, content
+    # kept by many threads at once (the web server opens sessions on several): each whole,
+    # no temporary file left
+    other_name = layout.key_name("cd" * 32)
+    with ThreadPoolExecutor(8) as pool:
+        kept_ok = list(
+            pool.map(
+                lambda i: knownkeys.remember_key(tmp_path, url, (name, other_name)[i % 2]),
+                range(200),
+            )
+        )
+    assert all(kept_ok) and knownkeys.known_key(tmp_path, url) in (name, other_name)
+    assert [p.name for p in (tmp_path / knownkeys.DIRECTORY).iterdir()] == [kept.name]
     # where the name cannot be kept (a file in the directory's place): nothing kept, no error
     other = tmp_path / "other"
     other.mkdir()

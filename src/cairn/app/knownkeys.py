@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 import blake3
@@ -41,13 +42,17 @@ def remember_key(base: Path, url: str, name: str) -> bool:
     """Keeps ``name`` for ``url`` (written whole or not at all) under ``base``, the cache
     directory, which is there already; whether it could."""
     path = _path(base, url)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp: str | None = None
     try:
         path.parent.mkdir(mode=0o700, exist_ok=True)
-        tmp.write_text(name + "\n", encoding="ascii")
+        # a name of its own: processes and the web server's threads may keep one at once
+        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(name + "\n")
         os.replace(tmp, path)
     except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         return False
     return True
