@@ -203,7 +203,14 @@ class Session:
     before opening it, so what its first command records includes the opening)."""
 
     def __init__(
-        self, spec: RepoSpec, repo: Repository, meter: MeteredStorage, started: Usage | None = None
+        self,
+        spec: RepoSpec,
+        repo: Repository,
+        meter: MeteredStorage,
+        started: Usage | None = None,
+        *,
+        key_known: bool = False,
+        keys_listed: bool = True,
     ) -> None:
         self.spec = spec
         self.repo = repo
@@ -211,8 +218,8 @@ class Session:
         self.started = started if started is not None else Usage()
         # this host keeps the name of the key file the repository opens with, so an opening
         # without a key hint lists no keys (cairn.app.knownkeys); and whether this one did
-        self.key_known = False
-        self.keys_listed = True
+        self.key_known = key_known
+        self.keys_listed = keys_listed
 
     @property
     def url(self) -> str:
@@ -240,9 +247,14 @@ class Session:
         repo.key_id, repo.on_notice = old.key_id, old.on_notice
         repo.request_threads = old.request_threads
         repo.object_cache = old.object_cache  # already under ``old.storage``, if any
-        session = Session(self.spec, repo, self.meter, self.meter.snapshot())
-        session.key_known, session.keys_listed = self.key_known, self.keys_listed
-        return session
+        return Session(
+            self.spec,
+            repo,
+            self.meter,
+            self.meter.snapshot(),
+            key_known=self.key_known,
+            keys_listed=self.keys_listed,
+        )
 
     @property
     def defaults(self) -> BackendDefaults:
@@ -302,6 +314,7 @@ def open_session(spec: RepoSpec) -> Session:
     url = spec.resolved_url()
     storage, meter = wrap_backend(backend_for(url, spec.store), spec.store, spec.notice)
     password = spec.password.get()
+    hint = spec.resolved_key_hint()
     threads = defaults_for(url).request_threads
     # on an object store, the key file this host opened it with is read with the config
     # instead of listing the keys first (cairn.app.knownkeys)
@@ -310,7 +323,7 @@ def open_session(spec: RepoSpec) -> Session:
         repo = Repository.open(
             storage,
             password,
-            key_hint=spec.resolved_key_hint(),
+            key_hint=hint,
             threads=threads,
             known_key=known,
         )
@@ -326,7 +339,7 @@ def open_session(spec: RepoSpec) -> Session:
         raise
     opened_with = key_name(repo.key_id)
     # the keys were listed unless the key file known was tried (no hint) and opened it
-    listed = known is None or bool(spec.resolved_key_hint()) or opened_with != known
+    listed = bool(hint) or opened_with != known
     key_known = opened_with == known
     if threads and spec.use_cache and not key_known:
         with suppress(UsageError):  # without a cache, the next opening lists the keys
@@ -335,8 +348,7 @@ def open_session(spec: RepoSpec) -> Session:
         show = spec.notice
         repo.on_notice = lambda obj, message: show(f"{obj}: {message}")
     _retain_writes(repo)
-    session = Session(spec, repo, meter)
-    session.key_known, session.keys_listed = key_known, listed
+    session = Session(spec, repo, meter, key_known=key_known, keys_listed=listed)
     _keep_copies(session)
     return session
 
